@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module layout follows ../shared/design/ARCHITECTURE.md: pure planning/simulation
+// modules never depend on the C targets; only `Fleet` parses arguments and prints.
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "fleet",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "fleet", targets: ["Fleet"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config where Debian's .pc files are usable.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "CZMQ", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CFleetSys"),
+
+        .target(name: "Workload"),
+        .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys"], swiftSettings: optimize),
+        .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: optimize),
+        .target(name: "Training", dependencies: ["Tensor", "Collectives", "Workload"], swiftSettings: optimize),
+        .executableTarget(
+            name: "Fleet",
+            dependencies: [
+                "Collectives", "Training", "Tensor", "Workload",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload"]),
+        // Runs the real `fleet` binary (self-launched ZeroMQ workers and mpirun).
+        .testTarget(name: "FleetTests", dependencies: ["Fleet"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,88 @@
+extension Communicator {
+    /// Copies `root`'s buffer to every member (binomial tree).
+    public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int = 0) throws {
+        let tag = nextCollectiveTag()
+        guard size > 1 else { return }
+        try checkRoot(root)
+        let virtualRank = (rank - root + size) % size
+        func real(_ v: Int) -> Int { (v + root) % size }
+        var mask = 1
+        while mask < size {
+            if virtualRank & mask != 0 {
+                try wait([try irecv(buffer, from: real(virtualRank - mask), tag: tag)], "broadcast from group rank \(real(virtualRank - mask))")
+                break
+            }
+            mask <<= 1
+        }
+        var sends: [Request] = []
+        mask >>= 1
+        while mask > 0 {
+            if virtualRank + mask < size { sends.append(try isend(buffer.readOnly, to: real(virtualRank + mask), tag: tag)) }
+            mask >>= 1
+        }
+        try wait(sends, "broadcast to subtree")
+    }
+
+    /// Reduces every member's buffer into `root`'s (binomial tree); other members' buffers hold partial results afterwards.
+    public func reduce(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int = 0, op: ReduceOp = .sum) throws {
+        let tag = nextCollectiveTag()
+        guard size > 1 else { return }
+        try checkRoot(root)
+        let virtualRank = (rank - root + size) % size
+        func real(_ v: Int) -> Int { (v + root) % size }
+        let incoming = scratch.floats(buffer.count)
+        var mask = 1
+        while mask < size {
+            if virtualRank & mask == 0 {
+                let source = virtualRank | mask
+                if source < size {
+                    try wait([try irecv(incoming, from: real(source), tag: tag)], "reduce from group rank \(real(source))")
+                    op.combine(into: buffer, from: incoming.readOnly)
+                }
+            } else {
+                try wait([try isend(buffer.readOnly, to: real(virtualRank - mask), tag: tag)], "reduce to group rank \(real(virtualRank - mask))")
+                break
+            }
+            mask <<= 1
+        }
+        if rank == root { op.finish(buffer, groupSize: size) }
+    }
+
+    /// Personalised exchange: block r of `input` goes to rank r, and block r of `output`
+    /// comes from rank r; both hold `size` equal blocks.
+    public func allToAll(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws {
+        let tag = nextCollectiveTag()
+        guard input.count == output.count, input.count % size == 0 else {
+            throw TransportError.invalidGroup("all-to-all needs equal input and output sizes divisible by \(size); got \(input.count) and \(output.count)")
+        }
+        let block = input.count / size
+        func range(_ r: Int) -> Range<Int> { (r * block)..<((r + 1) * block) }
+        if block > 0 {
+            output.baseAddress!.advanced(by: rank * block).update(from: input.baseAddress!.advanced(by: rank * block), count: block)
+        }
+        var requests: [Request] = []
+        for step in 1..<size {
+            let to = (rank + step) % size, from = (rank - step + size) % size
+            requests.append(try irecv(output.slice(range(from)), from: from, tag: tag))
+            requests.append(try isend(UnsafeBufferPointer(rebasing: input[range(to)]), to: to, tag: tag))
+        }
+        try wait(requests, "all-to-all")
+    }
+
+    /// Returns once every member has entered the barrier (dissemination algorithm).
+    public func barrier() throws {
+        let tag = nextCollectiveTag()
+        var distance = 1
+        let empty = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
+        while distance < size {
+            let to = (rank + distance) % size, from = (rank - distance + size) % size
+            try wait([try irecv(empty, from: from, tag: tag), try isend(empty.readOnly, to: to, tag: tag)],
+                     "barrier round \(distance) (waiting for group rank \(from))")
+            distance <<= 1
+        }
+    }
+
+    private func checkRoot(_ root: Int) throws {
+        guard (0..<size).contains(root) else { throw TransportError.invalidRank(root, worldSize: size) }
+    }
+}

@@ -1,0 +1,172 @@
+import CFleetSys
+import Foundation
+
+/// Starts `ranks` worker processes of one executable on this machine, wired together
+/// over ZeroMQ, and waits for them. If any worker fails, the others are stopped; if
+/// the launcher is interrupted (Ctrl-C, SIGTERM) or killed, so are the workers.
+public struct LocalLauncher {
+    public enum Endpoints: String, Sendable { case ipc, tcp }
+
+    public var ranks: Int
+    public var executable: String
+    public var arguments: [String]
+    public var endpoints: Endpoints = .ipc
+    /// Extra environment for every worker (e.g. `OPENBLAS_NUM_THREADS`).
+    public var environment: [String: String] = [:]
+    /// How long stopped workers get to exit after SIGTERM before SIGKILL.
+    public var gracePeriod: Duration = .seconds(2)
+
+    public init(ranks: Int, executable: String = LocalLauncher.currentExecutable, arguments: [String]) {
+        self.ranks = ranks
+        self.executable = executable
+        self.arguments = arguments
+    }
+
+    /// The running binary (resolved through /proc, so relaunching works from any directory).
+    public static var currentExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// How one worker ended.
+    public struct Exit: Sendable, CustomStringConvertible {
+        public let rank: Int
+        public let status: Int32
+        public let signaled: Bool
+        public var succeeded: Bool { !signaled && status == 0 }
+        public var description: String {
+            signaled ? "rank \(rank) was killed by signal \(status)" : "rank \(rank) exited with code \(status)"
+        }
+    }
+
+    public enum LaunchError: Error, CustomStringConvertible {
+        case workerFailed(first: Exit, all: [Exit])
+        case interrupted(signal: Int32)
+        case cannotStart(String)
+
+        public var description: String {
+            switch self {
+            case let .workerFailed(first, all):
+                let others = all.filter { $0.rank != first.rank && !$0.succeeded }.map { "\($0)" }
+                return "\(first)" + (others.isEmpty ? "" : "; then \(others.joined(separator: ", "))")
+                    + "; the other workers were stopped (see the failing rank's message above)"
+            case let .interrupted(signal):
+                return "interrupted by signal \(signal); all workers were stopped"
+            case let .cannotStart(reason):
+                return "cannot start workers: \(reason)"
+            }
+        }
+    }
+
+    /// Runs the workers to completion. Returns their exits when all succeed.
+    @discardableResult
+    public func run() throws -> [Exit] {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("fleet-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let coordinator = endpoints == .ipc ? "ipc://\(directory.path)/coordinator" : "tcp://127.0.0.1:\(try Self.freePort())"
+
+        let interrupts = SignalWatcher(signals: [SIGINT, SIGTERM, SIGHUP])
+        defer { interrupts.stop() }
+        var processes: [Process] = []
+        defer { Self.stop(processes, grace: gracePeriod) }
+        for rank in 0..<ranks {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            var env = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+            env["FLEET_RANK"] = "\(rank)"
+            env["FLEET_WORLD_SIZE"] = "\(ranks)"
+            env["FLEET_ZMQ_COORDINATOR"] = coordinator
+            env["FLEET_ZMQ_BIND"] = endpoints == .ipc ? "ipc://\(directory.path)/r\(rank)" : "tcp://127.0.0.1:*"
+            env["FLEET_LAUNCHER_PID"] = "\(getpid())"
+            process.environment = env
+            do { try process.run() } catch { throw LaunchError.cannotStart("\(executable): \(error)") }
+            processes.append(process)
+        }
+        var exits: [Int: Exit] = [:]
+        while exits.count < ranks {
+            if let signal = interrupts.received { throw LaunchError.interrupted(signal: signal) }
+            for (rank, process) in processes.enumerated() where exits[rank] == nil && !process.isRunning {
+                let exit = Exit(rank: rank, status: process.terminationStatus,
+                                signaled: process.terminationReason == .uncaughtSignal)
+                exits[rank] = exit
+                if !exit.succeeded {
+                    Self.stop(processes, grace: gracePeriod)
+                    let all = processes.enumerated().map { r, p in
+                        exits[r] ?? Exit(rank: r, status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal)
+                    }
+                    throw LaunchError.workerFailed(first: exit, all: all)
+                }
+            }
+            usleep(10_000)
+        }
+        return (0..<ranks).map { exits[$0]! }
+    }
+
+    /// SIGTERM every running process, then SIGKILL whatever is left after `grace`.
+    static func stop(_ processes: [Process], grace: Duration) {
+        let running = processes.filter(\.isRunning)
+        guard !running.isEmpty else { return }
+        running.forEach { kill($0.processIdentifier, SIGTERM) }
+        let deadline = ContinuousClock.now.advanced(by: grace)
+        while running.contains(where: \.isRunning) && ContinuousClock.now < deadline { usleep(10_000) }
+        running.filter(\.isRunning).forEach { kill($0.processIdentifier, SIGKILL) }
+        running.forEach { $0.waitUntilExit() }
+    }
+
+    /// A TCP port that was free a moment ago, for the coordinator.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard ok else { throw LaunchError.cannotStart("no free TCP port on 127.0.0.1") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Call first thing in a worker: it dies with its launcher, and refuses to run if the launcher is already gone.
+    public static func bindToLauncher(_ env: [String: String] = ProcessInfo.processInfo.environment) {
+        guard let launcher = env["FLEET_LAUNCHER_PID"].flatMap(Int32.init) else { return }
+        _ = fleet_set_parent_death_signal(SIGKILL)
+        if getppid() != launcher { exit(1) }
+    }
+}
+
+/// Records the first of some signals without dying of it (the launcher needs to clean up first).
+final class SignalWatcher: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+    private let lock = NSLock()
+    private var first: Int32?
+    private let queue = DispatchQueue(label: "fleet.signals")
+
+    init(signals: [Int32]) {
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { [weak self] in
+                guard let self else { return }
+                self.lock.lock()
+                if self.first == nil { self.first = number }
+                self.lock.unlock()
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    var received: Int32? { lock.lock(); defer { lock.unlock() }; return first }
+
+    func stop() {
+        sources.forEach { $0.cancel() }
+        sources.removeAll()
+    }
+}

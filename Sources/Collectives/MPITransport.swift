@@ -1,0 +1,142 @@
+import CMPI
+import Foundation
+
+/// OpenMPI backend: rank and size come from `MPI_Init` (under `mpirun`, or a one-rank
+/// singleton without it). Errors are returned, not fatal, so they can carry a hint.
+public final class MPITransport: Transport {
+    public let rank: Int
+    public let worldSize: Int
+    public let backendName = "mpi"
+    public var timeout: Duration = .seconds(60)
+    private var subCommunicators: [[Int]: MPI_Comm] = [:]
+    private var isShutDown = false
+
+    /// True when this process was started by `mpirun` (checked before `MPI_Init`).
+    public static var isUnderMPIRun: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil
+    }
+
+    public init() throws {
+        var provided: Int32 = 0
+        var initialized: Int32 = 0
+        MPI_Initialized(&initialized)
+        if initialized == 0 {
+            let status = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_MULTIPLE), &provided)
+            guard status == MPI_SUCCESS else { throw TransportError.backend("MPI_Init failed with code \(status)") }
+        }
+        MPI_Comm_set_errhandler(fleet_mpi_comm_world(), fleet_mpi_errors_return())
+        var r: Int32 = 0, n: Int32 = 0
+        MPI_Comm_rank(fleet_mpi_comm_world(), &r)
+        MPI_Comm_size(fleet_mpi_comm_world(), &n)
+        rank = Int(r)
+        worldSize = Int(n)
+    }
+
+    private final class Handle {
+        var request: MPI_Request?
+        init(_ request: MPI_Request?) { self.request = request }
+    }
+
+    public func isend(_ data: UnsafeRawBufferPointer, to peer: Int, tag: Int32) throws -> Request {
+        try checkPeer(peer)
+        var mpiRequest: MPI_Request? = nil
+        let code = MPI_Isend(data.baseAddress, Int32(data.count), fleet_mpi_byte(), Int32(peer), tag,
+                             fleet_mpi_comm_world(), &mpiRequest)
+        try check(code, "MPI_Isend to rank \(peer)")
+        let request = Request(kind: .send, peer: peer, tag: tag, byteCount: data.count)
+        request.handle = Handle(mpiRequest)
+        return request
+    }
+
+    public func irecv(into buffer: UnsafeMutableRawBufferPointer, from peer: Int, tag: Int32) throws -> Request {
+        try checkPeer(peer)
+        var mpiRequest: MPI_Request? = nil
+        let code = MPI_Irecv(buffer.baseAddress, Int32(buffer.count), fleet_mpi_byte(), Int32(peer), tag,
+                             fleet_mpi_comm_world(), &mpiRequest)
+        try check(code, "MPI_Irecv from rank \(peer)")
+        let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count)
+        request.handle = Handle(mpiRequest)
+        return request
+    }
+
+    public func test(_ request: Request) throws -> Bool {
+        if request.isComplete { return true }
+        let handle = request.handle as! Handle
+        var flag: Int32 = 0
+        var status = MPI_Status()
+        let code = MPI_Test(&handle.request, &flag, &status)
+        if code == MPI_ERR_TRUNCATE || status.MPI_ERROR == MPI_ERR_TRUNCATE {
+            throw TransportError.sizeMismatch(operation: "receive (tag \(request.tag))", receiver: rank,
+                                              expectedBytes: request.byteCount, sender: request.peer, sentBytes: nil)
+        }
+        try check(code, "MPI_Test on \(request.kind.rawValue) with rank \(request.peer)")
+        guard flag != 0 else { return false }
+        if request.kind == .receive {
+            var count: Int32 = 0
+            MPI_Get_count(&status, fleet_mpi_byte(), &count)
+            if Int(count) != request.byteCount {
+                throw TransportError.sizeMismatch(operation: "receive (tag \(request.tag))", receiver: rank,
+                                                  expectedBytes: request.byteCount, sender: request.peer,
+                                                  sentBytes: Int(count))
+            }
+        }
+        request.isComplete = true
+        request.handle = nil
+        return true
+    }
+
+    public func progress(maxWait: Duration) throws {
+        // MPI_Test drives OpenMPI's progress engine; yielding keeps oversubscribed ranks fair.
+        sched_yield()
+    }
+
+    /// `MPI_Allreduce` over `members` (world ranks), the baseline that fleet's own algorithms are measured against.
+    public func nativeAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, members: [Int]) throws {
+        let comm = try communicator(for: members)
+        let mpiOp: MPI_Op
+        switch op {
+        case .sum, .average: mpiOp = fleet_mpi_op_sum()
+        case .max: mpiOp = fleet_mpi_op_max()
+        case .min: mpiOp = fleet_mpi_op_min()
+        }
+        let code = MPI_Allreduce(fleet_mpi_in_place(), buffer.baseAddress, Int32(buffer.count), fleet_mpi_float(), mpiOp, comm)
+        try check(code, "MPI_Allreduce")
+    }
+
+    private func communicator(for members: [Int]) throws -> MPI_Comm {
+        if members.count == worldSize && members == Array(0..<worldSize) { return fleet_mpi_comm_world() }
+        if let comm = subCommunicators[members] { return comm }
+        var worldGroup: MPI_Group? = nil
+        var group: MPI_Group? = nil
+        var comm: MPI_Comm? = nil
+        MPI_Comm_group(fleet_mpi_comm_world(), &worldGroup)
+        var ranks = members.map { Int32($0) }
+        MPI_Group_incl(worldGroup, Int32(ranks.count), &ranks, &group)
+        // Collective over the group only, so disjoint groups may create theirs independently.
+        let code = MPI_Comm_create_group(fleet_mpi_comm_world(), group, 7, &comm)
+        try check(code, "MPI_Comm_create_group")
+        MPI_Group_free(&group)
+        MPI_Group_free(&worldGroup)
+        guard let created = comm else { throw TransportError.backend("MPI_Comm_create_group returned no communicator") }
+        subCommunicators[members] = created
+        return created
+    }
+
+    private func check(_ code: Int32, _ what: @autoclosure () -> String) throws {
+        guard code == MPI_SUCCESS else {
+            var length: Int32 = 0
+            var text = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING) + 1)
+            MPI_Error_string(code, &text, &length)
+            throw TransportError.backend("\(what()) failed: \(String(cString: text))")
+        }
+    }
+
+    public func shutdown() {
+        guard !isShutDown else { return }
+        isShutDown = true
+        for (_, comm) in subCommunicators { var handle: MPI_Comm? = comm; MPI_Comm_free(&handle) }
+        subCommunicators.removeAll()
+        MPI_Finalize()
+    }
+}

@@ -1,0 +1,173 @@
+import CZMQ
+
+/// Matches arriving ZeroMQ chunks to posted receives with MPI's rules: per (source, tag)
+/// in order; a message nobody waits for yet is kept (without copying) until a receive is posted.
+final class MessageMatcher {
+    let rank: Int
+    private var posted: [Int: [PostedReceive]] = [:]
+    private var unexpected: [Int: [StashedMessage]] = [:]
+    /// The message whose chunks are arriving from each source (chunks of one message are contiguous).
+    private var assembling: [Int: Assembly] = [:]
+
+    init(rank: Int) { self.rank = rank }
+
+    private final class PostedReceive {
+        let request: Request
+        let buffer: UnsafeMutableRawBufferPointer
+        var received = 0
+        init(_ request: Request, _ buffer: UnsafeMutableRawBufferPointer) {
+            self.request = request
+            self.buffer = buffer
+        }
+    }
+
+    private struct Chunk {
+        let offset: Int
+        let bytes: UnsafeRawBufferPointer
+        /// The ZeroMQ message that owns `bytes`, or nil when fleet allocated them itself.
+        let message: UnsafeMutablePointer<zmq_msg_t>?
+
+        func release() {
+            if let message {
+                zmq_msg_close(message)
+                message.deallocate()
+            } else {
+                UnsafeMutableRawBufferPointer(mutating: bytes).deallocate()
+            }
+        }
+    }
+
+    private final class StashedMessage {
+        let tag: Int32
+        let total: Int
+        var received = 0
+        var chunks: [Chunk] = []
+        init(tag: Int32, total: Int) {
+            self.tag = tag
+            self.total = total
+        }
+    }
+
+    private enum Assembly {
+        case posted(PostedReceive)
+        case stashed(StashedMessage)
+    }
+
+    func post(_ request: Request, buffer: UnsafeMutableRawBufferPointer) throws {
+        let source = request.peer
+        let receive = PostedReceive(request, buffer)
+        guard let index = unexpected[source]?.firstIndex(where: { $0.tag == request.tag }) else {
+            posted[source, default: []].append(receive)
+            return
+        }
+        let stash = unexpected[source]!.remove(at: index)
+        defer { stash.chunks.forEach { $0.release() } }
+        guard stash.total == request.byteCount else {
+            if case .stashed(let current) = assembling[source], current === stash { assembling[source] = nil }
+            throw mismatch(request, sentBytes: stash.total)
+        }
+        for chunk in stash.chunks where chunk.bytes.count > 0 {
+            (buffer.baseAddress! + chunk.offset).copyMemory(from: chunk.bytes.baseAddress!, byteCount: chunk.bytes.count)
+        }
+        receive.received = stash.received
+        if stash.received == stash.total {
+            request.isComplete = true
+        } else {
+            assembling[source] = .posted(receive)
+        }
+    }
+
+    /// Consumes the data frame that follows `header` on `socket`.
+    func deliver(_ header: WireHeader, from socket: UnsafeMutableRawPointer) throws {
+        let source = Int(header.source)
+        let total = Int(header.total)
+        let offset = Int(header.offset)
+        let target: Assembly
+        if offset == 0 {
+            if let index = posted[source]?.firstIndex(where: { $0.request.tag == header.tag }) {
+                let receive = posted[source]!.remove(at: index)
+                guard receive.request.byteCount == total else {
+                    discardFrame(socket)
+                    throw mismatch(receive.request, sentBytes: total)
+                }
+                target = .posted(receive)
+            } else {
+                let stash = StashedMessage(tag: header.tag, total: total)
+                unexpected[source, default: []].append(stash)
+                target = .stashed(stash)
+            }
+            assembling[source] = target
+        } else {
+            guard let current = assembling[source] else {
+                throw TransportError.backend("rank \(rank) got a chunk at offset \(offset) from rank \(source) with no message start")
+            }
+            target = current
+        }
+        switch target {
+        case .posted(let receive):
+            let room = receive.buffer.count - offset
+            let length = zmq_recv(socket, room > 0 ? receive.buffer.baseAddress! + offset : nil, room, 0)
+            guard length >= 0, length <= room else {
+                throw TransportError.backend("rank \(rank): malformed chunk from rank \(source)")
+            }
+            receive.received += Int(length)
+            if receive.received == total {
+                receive.request.isComplete = true
+                assembling[source] = nil
+            }
+        case .stashed(let stash):
+            let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
+            zmq_msg_init(message)
+            guard zmq_msg_recv(message, socket, 0) >= 0 else {
+                message.deallocate()
+                throw ZMQTransport.lastError("receiving a chunk from rank \(source)")
+            }
+            let bytes = UnsafeRawBufferPointer(start: zmq_msg_data(message), count: zmq_msg_size(message))
+            stash.chunks.append(Chunk(offset: offset, bytes: bytes, message: message))
+            stash.received += bytes.count
+            if stash.received == stash.total { assembling[source] = nil }
+        }
+    }
+
+    /// A send to oneself: matched at once, or kept as a private copy.
+    func deliverLocal(_ data: UnsafeRawBufferPointer, tag: Int32) throws {
+        if let index = posted[rank]?.firstIndex(where: { $0.request.tag == tag }) {
+            let receive = posted[rank]!.remove(at: index)
+            guard receive.request.byteCount == data.count else { throw mismatch(receive.request, sentBytes: data.count) }
+            if data.count > 0 { receive.buffer.baseAddress!.copyMemory(from: data.baseAddress!, byteCount: data.count) }
+            receive.request.isComplete = true
+            return
+        }
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: data.count, alignment: 16)
+        if data.count > 0 { copy.baseAddress!.copyMemory(from: data.baseAddress!, byteCount: data.count) }
+        let stash = StashedMessage(tag: tag, total: data.count)
+        stash.chunks = [Chunk(offset: 0, bytes: UnsafeRawBufferPointer(copy), message: nil)]
+        stash.received = data.count
+        unexpected[rank, default: []].append(stash)
+    }
+
+    /// The oldest receive still waiting on `peer`, if any.
+    func pendingReceive(from peer: Int) -> Request? {
+        if case .posted(let receive) = assembling[peer] { return receive.request }
+        return posted[peer]?.first?.request
+    }
+
+    func releaseAll() {
+        for stashes in unexpected.values { for stash in stashes { stash.chunks.forEach { $0.release() } } }
+        unexpected.removeAll()
+        posted.removeAll()
+        assembling.removeAll()
+    }
+
+    private func discardFrame(_ socket: UnsafeMutableRawPointer) {
+        var message = zmq_msg_t()
+        zmq_msg_init(&message)
+        zmq_msg_recv(&message, socket, 0)
+        zmq_msg_close(&message)
+    }
+
+    private func mismatch(_ request: Request, sentBytes: Int) -> TransportError {
+        .sizeMismatch(operation: "receive (tag \(request.tag))", receiver: rank, expectedBytes: request.byteCount,
+                      sender: request.peer, sentBytes: sentBytes)
+    }
+}

@@ -1,0 +1,53 @@
+/// Element-wise reductions for Float32 buffers.
+public enum ReduceOp: String, Sendable, CaseIterable {
+    /// Sum; `average` is the sum divided by the group size once at the end.
+    case sum, average, max, min
+
+    /// `into[i] = into[i] ⊕ from[i]`, in that order of operands (it fixes rounding).
+    @inline(__always)
+    func combine(into target: UnsafeMutableBufferPointer<Float>, from source: UnsafeBufferPointer<Float>) {
+        let n = target.count
+        guard n > 0 else { return }
+        let t = target.baseAddress!, s = source.baseAddress!
+        switch self {
+        case .sum, .average: for i in 0..<n { t[i] += s[i] }
+        case .max: for i in 0..<n { t[i] = Swift.max(t[i], s[i]) }
+        case .min: for i in 0..<n { t[i] = Swift.min(t[i], s[i]) }
+        }
+    }
+
+    /// Applied once after the reduction: divides by the group size for `average`.
+    func finish(_ buffer: UnsafeMutableBufferPointer<Float>, groupSize: Int) {
+        guard self == .average, groupSize > 1 else { return }
+        let divisor = Float(groupSize)
+        for i in buffer.indices { buffer[i] /= divisor }
+    }
+}
+
+/// Splits `count` elements into `parts` contiguous blocks whose sizes differ by at most one
+/// (the first `count % parts` blocks get the extra element).
+public struct BlockPartition: Sendable {
+    public let count: Int
+    public let parts: Int
+
+    public init(count: Int, parts: Int) {
+        self.count = count
+        self.parts = parts
+    }
+
+    public func range(_ part: Int) -> Range<Int> {
+        let base = count / parts, extra = count % parts
+        let start = part * base + Swift.min(part, extra)
+        return start..<(start + base + (part < extra ? 1 : 0))
+    }
+
+    public var largest: Int { (count + parts - 1) / parts }
+}
+
+extension UnsafeMutableBufferPointer where Element == Float {
+    func slice(_ range: Range<Int>) -> UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(rebasing: self[range])
+    }
+
+    var readOnly: UnsafeBufferPointer<Float> { UnsafeBufferPointer(self) }
+}

@@ -1,0 +1,99 @@
+import CZMQ
+import Foundation
+
+/// Exchanges inbox endpoints: every rank tells rank 0 (the coordinator) where it listens,
+/// and rank 0 answers each with the full table.
+enum Rendezvous {
+    static func exchange(context: UnsafeMutableRawPointer, configuration: ZMQTransport.Configuration,
+                         endpoint: String) throws -> [String] {
+        if configuration.worldSize == 1 { return [endpoint] }
+        return configuration.rank == 0
+            ? try coordinate(context: context, configuration: configuration, endpoint: endpoint)
+            : try register(context: context, configuration: configuration, endpoint: endpoint)
+    }
+
+    private static func coordinate(context: UnsafeMutableRawPointer, configuration: ZMQTransport.Configuration,
+                                   endpoint: String) throws -> [String] {
+        guard let router = zmq_socket(context, ZMQ_ROUTER) else { throw ZMQTransport.lastError("zmq_socket(ROUTER)") }
+        defer { zmq_close(router) }
+        try ZMQTransport.setOption(router, ZMQ_LINGER, 2000)
+        guard zmq_bind(router, configuration.coordinator) == 0 else {
+            throw TransportError.rendezvousFailed("rank 0 could not bind the coordinator address \(configuration.coordinator): "
+                + String(cString: zmq_strerror(zmq_errno())))
+        }
+        var table = Array(repeating: "", count: configuration.worldSize)
+        table[0] = endpoint
+        var identities: [Int: [UInt8]] = [:]
+        let deadline = ContinuousClock.now.advanced(by: configuration.rendezvousTimeout)
+        while identities.count < configuration.worldSize - 1 {
+            guard try waitReadable(router, until: deadline) else {
+                let missing = (1..<configuration.worldSize).filter { identities[$0] == nil }
+                throw TransportError.rendezvousFailed("ranks \(missing) never registered with the coordinator within "
+                    + "\(configuration.rendezvousTimeout.seconds) s")
+            }
+            let identity = try receiveFrame(router)
+            let payload = String(decoding: try receiveFrame(router), as: UTF8.self)
+            let parts = payload.split(separator: " ", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let peer = Int(parts[0]), (1..<configuration.worldSize).contains(peer) else {
+                throw TransportError.rendezvousFailed("unexpected registration '\(payload)'")
+            }
+            guard identities[peer] == nil else {
+                throw TransportError.rendezvousFailed("two processes registered as rank \(peer)")
+            }
+            identities[peer] = identity
+            table[peer] = parts[1]
+        }
+        let reply = Array(table.joined(separator: "\n").utf8)
+        for (_, identity) in identities {
+            try sendFrame(router, identity, more: true)
+            try sendFrame(router, reply, more: false)
+        }
+        return table
+    }
+
+    private static func register(context: UnsafeMutableRawPointer, configuration: ZMQTransport.Configuration,
+                                 endpoint: String) throws -> [String] {
+        guard let dealer = zmq_socket(context, ZMQ_DEALER) else { throw ZMQTransport.lastError("zmq_socket(DEALER)") }
+        defer { zmq_close(dealer) }
+        try ZMQTransport.setOption(dealer, ZMQ_LINGER, 0)
+        guard zmq_connect(dealer, configuration.coordinator) == 0 else {
+            throw TransportError.rendezvousFailed("cannot connect to coordinator \(configuration.coordinator)")
+        }
+        try sendFrame(dealer, Array("\(configuration.rank) \(endpoint)".utf8), more: false)
+        let deadline = ContinuousClock.now.advanced(by: configuration.rendezvousTimeout)
+        guard try waitReadable(dealer, until: deadline) else {
+            throw TransportError.rendezvousFailed("rank \(configuration.rank) got no answer from the coordinator at "
+                + "\(configuration.coordinator) within \(configuration.rendezvousTimeout.seconds) s (is rank 0 running?)")
+        }
+        let table = String(decoding: try receiveFrame(dealer), as: UTF8.self).split(separator: "\n").map(String.init)
+        guard table.count == configuration.worldSize else {
+            throw TransportError.rendezvousFailed("coordinator announced \(table.count) ranks, this rank expected \(configuration.worldSize)")
+        }
+        return table
+    }
+
+    private static func waitReadable(_ socket: UnsafeMutableRawPointer, until deadline: ContinuousClock.Instant) throws -> Bool {
+        while true {
+            let remaining = deadline - ContinuousClock.now
+            if remaining <= .zero { return false }
+            var item = zmq_pollitem_t(socket: socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+            let ready = zmq_poll(&item, 1, min(200, max(1, Int(remaining.seconds * 1000))))
+            if ready > 0 { return true }
+            if ready < 0 && zmq_errno() != EINTR { throw ZMQTransport.lastError("zmq_poll during rendezvous") }
+        }
+    }
+
+    private static func receiveFrame(_ socket: UnsafeMutableRawPointer) throws -> [UInt8] {
+        var message = zmq_msg_t()
+        zmq_msg_init(&message)
+        defer { zmq_msg_close(&message) }
+        guard zmq_msg_recv(&message, socket, 0) >= 0 else { throw ZMQTransport.lastError("rendezvous receive") }
+        return Array(UnsafeRawBufferPointer(start: zmq_msg_data(&message), count: zmq_msg_size(&message)))
+    }
+
+    private static func sendFrame(_ socket: UnsafeMutableRawPointer, _ bytes: [UInt8], more: Bool) throws {
+        guard zmq_send(socket, bytes, bytes.count, more ? ZMQ_SNDMORE : 0) >= 0 else {
+            throw ZMQTransport.lastError("rendezvous send")
+        }
+    }
+}

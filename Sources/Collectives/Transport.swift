@@ -1,0 +1,91 @@
+/// A message endpoint of one rank in a fixed world of ranks.
+///
+/// Backends (MPI, ZeroMQ, in-process) implement non-blocking tagged point-to-point
+/// transfers of bytes; everything else (blocking calls, deadlines, sub-groups,
+/// collectives) is written once on top of this protocol.
+public protocol Transport: AnyObject {
+    /// This process's rank in `0..<worldSize`.
+    var rank: Int { get }
+    var worldSize: Int { get }
+    /// Short backend name for reports: `mpi`, `zmq`, `local`.
+    var backendName: String { get }
+    /// How long any blocking call may wait on a peer before it fails with `peerTimedOut`.
+    var timeout: Duration { get set }
+
+    /// Starts sending `data` to `peer`; the bytes must stay valid and unchanged until the request completes.
+    func isend(_ data: UnsafeRawBufferPointer, to peer: Int, tag: Int32) throws -> Request
+    /// Starts receiving exactly `buffer.count` bytes from `peer`; a message of another size is an error.
+    func irecv(into buffer: UnsafeMutableRawBufferPointer, from peer: Int, tag: Int32) throws -> Request
+    /// Returns whether `request` has completed, advancing it if the backend needs that.
+    func test(_ request: Request) throws -> Bool
+    /// Lets pending transfers advance, blocking for at most `maxWait` when nothing is ready.
+    func progress(maxWait: Duration) throws
+    /// Releases the backend's resources; the transport is unusable afterwards.
+    func shutdown()
+}
+
+/// A pending send or receive; completion is observed through `Transport.test` or `wait`.
+public final class Request {
+    public enum Kind: String { case send, receive }
+    public let kind: Kind
+    public let peer: Int
+    public let tag: Int32
+    public let byteCount: Int
+    /// Set by the backend once the transfer is done.
+    public internal(set) var isComplete = false
+    /// Backend-specific state (an MPI request handle, a posted ZeroMQ receive, …).
+    var handle: AnyObject?
+
+    init(kind: Kind, peer: Int, tag: Int32, byteCount: Int) {
+        self.kind = kind
+        self.peer = peer
+        self.tag = tag
+        self.byteCount = byteCount
+    }
+}
+
+extension Transport {
+    /// Waits for every request, failing with `peerTimedOut` naming the first peer that
+    /// has not answered once `timeout` has passed.
+    public func wait(_ requests: [Request], operation: @autoclosure () -> String) throws {
+        var pending = requests.filter { !$0.isComplete }
+        if pending.isEmpty { return }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while true {
+            var stillPending: [Request] = []
+            for request in pending where try !test(request) { stillPending.append(request) }
+            pending = stillPending
+            if pending.isEmpty { return }
+            let now = clock.now
+            if now >= deadline {
+                // A missing receive names the silent peer better than a blocked send does.
+                let culprit = pending.first { $0.kind == .receive } ?? pending[0]
+                throw TransportError.peerTimedOut(rank: culprit.peer, operation: operation(), after: timeout)
+            }
+            try progress(maxWait: min(deadline - now, .milliseconds(50)))
+        }
+    }
+
+    public func wait(_ request: Request, operation: @autoclosure () -> String) throws {
+        try wait([request], operation: operation())
+    }
+
+    /// Blocking send with the transport's deadline.
+    public func send(_ data: UnsafeRawBufferPointer, to peer: Int, tag: Int32) throws {
+        let request = try isend(data, to: peer, tag: tag)
+        try wait(request, operation: "send to rank \(peer) (tag \(tag))")
+    }
+
+    /// Blocking receive with the transport's deadline.
+    public func recv(into buffer: UnsafeMutableRawBufferPointer, from peer: Int, tag: Int32) throws {
+        let request = try irecv(into: buffer, from: peer, tag: tag)
+        try wait(request, operation: "receive from rank \(peer) (tag \(tag))")
+    }
+
+    func checkPeer(_ peer: Int) throws {
+        guard peer >= 0 && peer < worldSize else {
+            throw TransportError.invalidRank(peer, worldSize: worldSize)
+        }
+    }
+}

@@ -1,0 +1,46 @@
+/// Errors from transports and collectives; each description ends with what to do next.
+public enum TransportError: Error, Equatable, CustomStringConvertible {
+    /// `rank` did not take part in `operation` within `after`.
+    case peerTimedOut(rank: Int, operation: String, after: Duration)
+    /// `rank`'s process is gone (its connection closed).
+    case peerDied(rank: Int, operation: String)
+    /// Two ranks disagree on a message's size.
+    case sizeMismatch(operation: String, receiver: Int, expectedBytes: Int, sender: Int, sentBytes: Int?)
+    case invalidRank(Int, worldSize: Int)
+    case invalidGroup(String)
+    case rendezvousFailed(String)
+    case backend(String)
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case let .peerTimedOut(rank, operation, after):
+            return "rank \(rank) did not answer within \(after.seconds) s during \(operation); "
+                + "check whether that rank crashed, hangs, or runs a different command (raise the deadline with --timeout)"
+        case let .peerDied(rank, operation):
+            return "rank \(rank) exited during \(operation); see that rank's output for why it stopped"
+        case let .sizeMismatch(operation, receiver, expected, sender, sent):
+            let sentText = sent.map { "\($0) bytes" } ?? "a larger message"
+            return "size mismatch in \(operation): rank \(receiver) expected \(expected) bytes but rank \(sender) sent \(sentText); "
+                + "every rank must call the same collective with the same element count"
+        case let .invalidRank(rank, worldSize):
+            return "rank \(rank) is outside this world of \(worldSize) ranks"
+        case let .invalidGroup(reason):
+            return "invalid group: \(reason)"
+        case let .rendezvousFailed(reason):
+            return "ZeroMQ rendezvous failed: \(reason); check FLEET_ZMQ_COORDINATOR and that every rank was started"
+        case let .backend(reason):
+            return reason
+        case let .unsupported(reason):
+            return reason
+        }
+    }
+}
+
+extension Duration {
+    /// This duration in seconds as a Double (for reports and arithmetic on rates).
+    public var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) * 1e-18
+    }
+}

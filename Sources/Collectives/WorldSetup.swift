@@ -1,0 +1,32 @@
+import Foundation
+
+/// Which backend a worker process uses.
+public enum TransportKind: String, Sendable, CaseIterable {
+    case mpi, zmq, local
+}
+
+/// Picks and opens this process's transport.
+public enum WorldSetup {
+    /// The process was started as one of several workers (by mpirun or by fleet's launcher).
+    public static var isWorker: Bool {
+        MPITransport.isUnderMPIRun || ZMQTransport.Configuration.fromEnvironment() != nil
+    }
+
+    /// Opens the transport of a worker process: MPI under mpirun, ZeroMQ under fleet's
+    /// launcher (or an external coordinator), a one-rank world otherwise.
+    public static func open(_ requested: TransportKind?) throws -> Transport {
+        if MPITransport.isUnderMPIRun {
+            if let requested, requested != .mpi {
+                throw TransportError.unsupported("this process runs under mpirun, which provides the MPI transport; "
+                    + "drop --transport \(requested.rawValue) or run without mpirun (use --ranks N to self-launch ZeroMQ workers)")
+            }
+            return try MPITransport()
+        }
+        if let configuration = ZMQTransport.Configuration.fromEnvironment() {
+            LocalLauncher.bindToLauncher()
+            return try ZMQTransport(configuration)
+        }
+        if requested == .mpi { return try MPITransport() }
+        return LocalFabric(worldSize: 1).endpoint(rank: 0)
+    }
+}

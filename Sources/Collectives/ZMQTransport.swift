@@ -1,0 +1,236 @@
+import CZMQ
+import Foundation
+
+/// ZeroMQ backend. Each rank binds one PULL socket (its inbox) and connects one PUSH
+/// socket to every peer's inbox; endpoints are exchanged through a coordinator (rank 0)
+/// at `FLEET_ZMQ_COORDINATOR`. Messages are split into chunks so that ZeroMQ never
+/// allocates one huge buffer per message (page faults dominate above a few MiB).
+public final class ZMQTransport: Transport {
+    /// Where this rank sits and how it finds the others.
+    public struct Configuration: Sendable {
+        public var rank: Int
+        public var worldSize: Int
+        /// Address rank 0 binds for the rendezvous, e.g. `tcp://127.0.0.1:29500` or `ipc:///tmp/fleet-1/coord`.
+        public var coordinator: String
+        /// Address this rank's inbox binds: `tcp://127.0.0.1:*` picks a free port.
+        public var bind: String
+        public var rendezvousTimeout: Duration = .seconds(60)
+
+        public init(rank: Int, worldSize: Int, coordinator: String, bind: String = "tcp://127.0.0.1:*") {
+            self.rank = rank
+            self.worldSize = worldSize
+            self.coordinator = coordinator
+            self.bind = bind
+        }
+
+        /// Reads `FLEET_RANK`, `FLEET_WORLD_SIZE`, `FLEET_ZMQ_COORDINATOR` and optional `FLEET_ZMQ_BIND`.
+        public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> Configuration? {
+            guard let rank = env["FLEET_RANK"].flatMap(Int.init), let size = env["FLEET_WORLD_SIZE"].flatMap(Int.init),
+                  let coordinator = env["FLEET_ZMQ_COORDINATOR"] else { return nil }
+            return Configuration(rank: rank, worldSize: size, coordinator: coordinator,
+                                 bind: env["FLEET_ZMQ_BIND"] ?? "tcp://127.0.0.1:*")
+        }
+    }
+
+    public let rank: Int
+    public let worldSize: Int
+    public let backendName = "zmq"
+    public var timeout: Duration = .seconds(60)
+    /// Largest single ZeroMQ message; bigger buffers travel as several chunks.
+    public var chunkBytes = 1 << 20
+
+    let context: UnsafeMutableRawPointer
+    let inbox: UnsafeMutableRawPointer
+    var outboxes: [UnsafeMutableRawPointer?] = []
+    var monitors: [UnsafeMutableRawPointer?] = []
+    var matcher: MessageMatcher
+    /// When each peer's connection dropped, if it did.
+    var disconnected: [Int: ContinuousClock.Instant] = [:]
+    private var isShutDown = false
+
+    public init(_ configuration: Configuration) throws {
+        guard configuration.worldSize > 0, (0..<configuration.worldSize).contains(configuration.rank) else {
+            throw TransportError.invalidRank(configuration.rank, worldSize: configuration.worldSize)
+        }
+        rank = configuration.rank
+        worldSize = configuration.worldSize
+        matcher = MessageMatcher(rank: configuration.rank)
+        guard let ctx = zmq_ctx_new() else { throw TransportError.backend("zmq_ctx_new failed") }
+        context = ctx
+        // One I/O thread: on 2 cores with 4 ranks, more threads only compete with compute.
+        zmq_ctx_set(context, ZMQ_IO_THREADS, 1)
+        guard let socket = zmq_socket(context, ZMQ_PULL) else { throw Self.lastError("zmq_socket(PULL)") }
+        inbox = socket
+        try Self.setOption(inbox, ZMQ_RCVHWM, 0)
+        guard zmq_bind(inbox, configuration.bind) == 0 else {
+            throw Self.lastError("binding this rank's inbox at \(configuration.bind)")
+        }
+        let endpoint = try Self.lastEndpoint(inbox)
+        let table = try Rendezvous.exchange(context: context, configuration: configuration, endpoint: endpoint)
+        try connect(to: table)
+    }
+
+    private func connect(to endpoints: [String]) throws {
+        outboxes = Array(repeating: nil, count: worldSize)
+        monitors = Array(repeating: nil, count: worldSize)
+        for peer in 0..<worldSize where peer != rank {
+            guard let push = zmq_socket(context, ZMQ_PUSH) else { throw Self.lastError("zmq_socket(PUSH)") }
+            try Self.setOption(push, ZMQ_SNDHWM, 0)
+            try Self.setOption(push, ZMQ_LINGER, 2000)
+            let monitorAddress = "inproc://fleet-monitor-\(peer)"
+            zmq_socket_monitor(push, monitorAddress, ZMQ_EVENT_DISCONNECTED)
+            guard let monitor = zmq_socket(context, ZMQ_PAIR), zmq_connect(monitor, monitorAddress) == 0 else {
+                throw Self.lastError("monitoring the connection to rank \(peer)")
+            }
+            guard zmq_connect(push, endpoints[peer]) == 0 else {
+                throw Self.lastError("connecting to rank \(peer) at \(endpoints[peer])")
+            }
+            outboxes[peer] = push
+            monitors[peer] = monitor
+        }
+    }
+
+    public func isend(_ data: UnsafeRawBufferPointer, to peer: Int, tag: Int32) throws -> Request {
+        try checkPeer(peer)
+        let request = Request(kind: .send, peer: peer, tag: tag, byteCount: data.count)
+        if peer == rank {
+            try matcher.deliverLocal(data, tag: tag)
+        } else {
+            // Copying sends: ZeroMQ owns the bytes once zmq_send returns, so the request is done.
+            var header = WireHeader(source: Int32(rank), tag: tag, total: UInt64(data.count), offset: 0)
+            var offset = 0
+            repeat {
+                let length = min(chunkBytes, data.count - offset)
+                header.offset = UInt64(offset)
+                try withUnsafeBytes(of: &header) { try sendFrame(peer, $0, more: true) }
+                try sendFrame(peer, UnsafeRawBufferPointer(rebasing: data[offset..<(offset + length)]), more: false)
+                offset += length
+            } while offset < data.count
+        }
+        request.isComplete = true
+        return request
+    }
+
+    private func sendFrame(_ peer: Int, _ bytes: UnsafeRawBufferPointer, more: Bool) throws {
+        while zmq_send(outboxes[peer], bytes.baseAddress, bytes.count, more ? ZMQ_SNDMORE : 0) < 0 {
+            if zmq_errno() == EINTR { continue }
+            throw Self.lastError("sending to rank \(peer)")
+        }
+    }
+
+    public func irecv(into buffer: UnsafeMutableRawBufferPointer, from peer: Int, tag: Int32) throws -> Request {
+        try checkPeer(peer)
+        let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count)
+        try matcher.post(request, buffer: buffer)
+        return request
+    }
+
+    public func test(_ request: Request) throws -> Bool {
+        if request.isComplete { return true }
+        try drainInbox()
+        return request.isComplete
+    }
+
+    public func progress(maxWait: Duration) throws {
+        var items = [zmq_pollitem_t(socket: inbox, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)]
+        for monitor in monitors where monitor != nil {
+            items.append(zmq_pollitem_t(socket: monitor, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0))
+        }
+        let milliseconds = max(1, Int(maxWait.seconds * 1000))
+        if zmq_poll(&items, Int32(items.count), milliseconds) < 0 && zmq_errno() != EINTR {
+            throw Self.lastError("zmq_poll")
+        }
+        try drainInbox()
+        try drainMonitors()
+        try failReceivesFromDeadPeers()
+    }
+
+    /// Receives every message already queued, matching each against posted receives.
+    func drainInbox() throws {
+        var header = WireHeader(source: 0, tag: 0, total: 0, offset: 0)
+        while true {
+            let received = withUnsafeMutableBytes(of: &header) { zmq_recv(inbox, $0.baseAddress, $0.count, ZMQ_DONTWAIT) }
+            if received < 0 {
+                let code = zmq_errno()
+                if code == EAGAIN { return }
+                if code == EINTR { continue }
+                throw Self.lastError("receiving")
+            }
+            guard received == MemoryLayout<WireHeader>.size else {
+                throw TransportError.backend("malformed ZeroMQ message header (\(received) bytes) on rank \(rank)")
+            }
+            try matcher.deliver(header, from: inbox)
+        }
+    }
+
+    private func drainMonitors() throws {
+        for (peer, monitor) in monitors.enumerated() {
+            guard let monitor else { continue }
+            var event = [UInt8](repeating: 0, count: 64)
+            while zmq_recv(monitor, &event, event.count, ZMQ_DONTWAIT) >= 0 {
+                let code = UInt16(event[0]) | UInt16(event[1]) << 8
+                if Int32(code) == ZMQ_EVENT_DISCONNECTED && disconnected[peer] == nil {
+                    disconnected[peer] = ContinuousClock.now
+                }
+                // The second frame is the endpoint address; it carries nothing fleet needs.
+                var more: Int32 = 0
+                var size = MemoryLayout<Int32>.size
+                zmq_getsockopt(monitor, ZMQ_RCVMORE, &more, &size)
+                if more != 0 { _ = zmq_recv(monitor, &event, event.count, ZMQ_DONTWAIT) }
+            }
+        }
+    }
+
+    /// A peer whose connection dropped cannot complete a receive; after a short grace
+    /// period (its last messages may still be in flight) the receive fails.
+    private func failReceivesFromDeadPeers() throws {
+        let now = ContinuousClock.now
+        for (peer, since) in disconnected where now - since > .milliseconds(500) {
+            if let request = matcher.pendingReceive(from: peer) {
+                throw TransportError.peerDied(rank: peer, operation: "receive (tag \(request.tag))")
+            }
+        }
+    }
+
+    public func shutdown() {
+        guard !isShutDown else { return }
+        isShutDown = true
+        for (peer, push) in outboxes.enumerated() {
+            guard let push else { continue }
+            zmq_socket_monitor(push, nil, 0)
+            if let monitor = monitors[peer] { zmq_close(monitor) }
+            zmq_close(push)
+        }
+        zmq_close(inbox)
+        matcher.releaseAll()
+        zmq_ctx_term(context)
+    }
+
+    deinit { shutdown() }
+
+    static func lastError(_ what: String) -> TransportError {
+        TransportError.backend("ZeroMQ error \(what): \(String(cString: zmq_strerror(zmq_errno())))")
+    }
+
+    static func setOption(_ socket: UnsafeMutableRawPointer, _ option: Int32, _ value: Int32) throws {
+        var v = value
+        guard zmq_setsockopt(socket, option, &v, MemoryLayout<Int32>.size) == 0 else {
+            throw lastError("setting socket option \(option)")
+        }
+    }
+
+    static func lastEndpoint(_ socket: UnsafeMutableRawPointer) throws -> String {
+        var buffer = [CChar](repeating: 0, count: 512)
+        var length = buffer.count
+        guard zmq_getsockopt(socket, ZMQ_LAST_ENDPOINT, &buffer, &length) == 0 else { throw lastError("reading bound endpoint") }
+        return String(cString: buffer)
+    }
+}
+
+/// First frame of every chunk: who sent it, for which tag, and where it goes in the message.
+struct WireHeader {
+    var source: Int32
+    var tag: Int32
+    var total: UInt64
+    var offset: UInt64
+}

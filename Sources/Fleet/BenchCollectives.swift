@@ -1,0 +1,104 @@
+import ArgumentParser
+import Collectives
+
+struct BenchCollectives: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "collectives",
+        abstract: "Time collectives nccl-tests style: time, algbw, busbw and a bitwise check per size and algorithm.",
+        discussion: """
+        Examples:
+          mpirun -n 4 fleet bench collectives --op allreduce --algo ring,native --sizes 4KiB:256MiB
+          fleet bench collectives --transport zmq --ranks 4 --sizes 64MiB
+        """)
+
+    @OptionGroup var workers: WorkerOptions
+
+    @Option(help: "Operation: \(CollectiveBenchmark.Operation.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var op: String = "allreduce"
+
+    @Option(help: "All-reduce algorithms, comma-separated: ring, hd, tree, naive, native (MPI only).")
+    var algo: String = "ring"
+
+    @Option(help: "Sizes: 64MiB, 4KiB:256MiB (doubling) or a comma-separated list.")
+    var sizes: SizeList = SizeList(argument: "4KiB:64MiB")!
+
+    @Option(help: "Timed repetitions per size (the median is reported).")
+    var iters: Int = 10
+
+    @Option(help: "Untimed repetitions before timing.")
+    var warmup: Int = 2
+
+    @Option(help: "Chunk size of the pipelined algorithms.")
+    var chunk: ByteSize = ByteSize(bytes: 1 << 20)
+
+    @Flag(help: "Print one JSON object per line instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard CollectiveBenchmark.Operation(rawValue: op) != nil else {
+            throw ValidationError("unknown --op \(op); choose one of \(CollectiveBenchmark.Operation.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        for name in algo.split(separator: ",") where AllReduceAlgorithm(name: String(name)) == nil {
+            throw ValidationError("unknown --algo \(name); choose from ring, hd, tree, naive, native")
+        }
+        guard iters >= 1, warmup >= 0 else { throw ValidationError("--iters must be ≥ 1 and --warmup ≥ 0") }
+        guard chunk.bytes >= 4 else { throw ValidationError("--chunk must be at least 4 bytes") }
+    }
+
+    func run() throws {
+        try Console.reportingErrors {
+            guard let transport = try workers.workerTransport() else { return }
+            defer { transport.shutdown() }
+            try Console.reportingErrors(rank: transport.worldSize > 1 ? transport.rank : nil) {
+                try measure(on: transport)
+            }
+        }
+    }
+
+    private func measure(on transport: Transport) throws {
+        let operation = CollectiveBenchmark.Operation(rawValue: op)!
+        var algorithms = algo.split(separator: ",").compactMap { AllReduceAlgorithm(name: String($0)) }
+        if operation != .allreduce { algorithms = [.ring] }
+        if algorithms.contains(.native) && !(transport is MPITransport) {
+            throw ValidationError("--algo native is MPI_Allreduce: run under mpirun (or drop native)")
+        }
+        let communicator = Communicator(world: transport)
+        communicator.chunkBytes = chunk.bytes
+        var benchmark = CollectiveBenchmark(communicator: communicator)
+        benchmark.warmup = warmup
+        let leader = transport.rank == 0
+        let table = Table(columns: [("size", 9), ("algo", 8), ("time(us)", 11), ("algbw(GB/s)", 11),
+                                    ("busbw(GB/s)", 11), ("verified", 8), ("max_err", 8), ("vs native", 9)])
+        if leader && !json {
+            Console.out("# fleet bench collectives: \(operation.rawValue) over \(transport.backendName), \(transport.worldSize) ranks")
+            Console.out(table.header())
+        }
+        var failures = 0
+        for size in sizes.sizes {
+            // Big buffers take long; fewer repetitions keep the sweep short without changing the median much.
+            benchmark.repetitions = size.bytes >= 64 << 20 ? min(iters, 5) : iters
+            var native: Double?
+            for algorithm in algorithms.sorted(by: { a, _ in a == .native }) {
+                let result = try benchmark.run(operation, algorithm: algorithm, bytes: size.bytes)
+                if algorithm == .native { native = result.busBandwidth }
+                if !result.verified { failures += 1 }
+                guard leader else { continue }
+                if json {
+                    Console.json(["op": result.operation.rawValue, "algo": result.algorithm, "transport": result.transport,
+                                  "ranks": result.ranks, "bytes": result.bytes, "time_s": result.timeSeconds,
+                                  "algbw_GBps": result.algorithmBandwidth, "busbw_GBps": result.busBandwidth,
+                                  "verified": result.verified, "max_abs_error": result.maxAbsError,
+                                  "vs_native": native.map { $0 > 0 ? result.busBandwidth / $0 : 0 } ?? Double.nan])
+                } else {
+                    let ratio = native.map { String(format: "%.2fx", $0 > 0 ? result.busBandwidth / $0 : 0) } ?? "-"
+                    Console.out(table.row([ByteSize(bytes: result.bytes).description, result.algorithm,
+                                           String(format: "%.1f", result.timeSeconds * 1e6),
+                                           String(format: "%.3f", result.algorithmBandwidth),
+                                           String(format: "%.3f", result.busBandwidth),
+                                           result.verified ? "yes" : "NO", String(format: "%g", result.maxAbsError), ratio]))
+                }
+            }
+        }
+        if failures > 0 { throw TransportError.backend("\(failures) measurement(s) did not verify against the exact sums") }
+    }
+}

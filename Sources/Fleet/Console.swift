@@ -1,0 +1,63 @@
+import Foundation
+import ArgumentParser
+
+/// All of fleet's terminal output goes through here (libraries never print).
+enum Console {
+    static func out(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    static func err(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    /// One JSON object per line, keys in a stable order.
+    static func json(_ fields: KeyValuePairs<String, Any>) {
+        let body = fields.map { key, value in "\"\(key)\":\(encode(value))" }.joined(separator: ",")
+        out("{\(body)}")
+    }
+
+    private static func encode(_ value: Any) -> String {
+        switch value {
+        case let s as String:
+            let escaped = s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                .replacingOccurrences(of: "\n", with: "\\n")
+            return "\"\(escaped)\""
+        case let b as Bool: return b ? "true" : "false"
+        case let i as Int: return "\(i)"
+        case let d as Double: return d.isFinite ? "\(d)" : "null"
+        case let f as Float: return f.isFinite ? "\(f)" : "null"
+        case let a as [Double]: return "[" + a.map { encode($0) }.joined(separator: ",") + "]"
+        default: return "\"\(value)\""
+        }
+    }
+
+    /// Runs `body`; an error is printed with its hint (and the rank, in a multi-rank run) and becomes exit code 1.
+    static func reportingErrors(rank: Int? = nil, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as ExitCode {
+            throw error
+        } catch let error as CleanExit {
+            throw error
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            err("fleet: error\(rank.map { " on rank \($0)" } ?? ""): \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Fixed-width table rows for terminal output.
+struct Table {
+    let columns: [(title: String, width: Int)]
+
+    func header() -> String { row(columns.map(\.title)) }
+
+    func row(_ cells: [String]) -> String {
+        zip(columns, cells).map { column, cell in
+            String(repeating: " ", count: max(0, column.width - cell.count)) + cell
+        }.joined(separator: "  ")
+    }
+}

@@ -1,0 +1,15 @@
+import ArgumentParser
+
+@main
+struct Fleet: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleet",
+        abstract: "A distributed-training lab: real multi-process runs and a fleet-scale simulator.",
+        subcommands: [Bench.self, SelfTest.self])
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure fleet's building blocks.",
+        subcommands: [BenchCollectives.self])
+}

@@ -1,0 +1,56 @@
+import ArgumentParser
+import Collectives
+import Foundation
+
+extension TransportKind: ExpressibleByArgument {}
+
+/// How a command gets its worker processes: under mpirun (MPI), or self-launched (ZeroMQ).
+struct WorkerOptions: ParsableArguments {
+    @Option(help: "Transport: mpi (under mpirun), zmq (self-launched with --ranks, or given FLEET_ZMQ_COORDINATOR), local.")
+    var transport: TransportKind?
+
+    @Option(help: "Worker processes to start on this machine when not under mpirun (ZeroMQ).")
+    var ranks: Int = 1
+
+    @Option(help: "Endpoints for self-launched ZeroMQ workers: ipc or tcp (loopback).")
+    var endpoints: String = "ipc"
+
+    @Option(help: "Seconds any rank waits for a peer before failing with an error that names it.")
+    var timeout: Double = 60
+
+    func validate() throws {
+        guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        guard LocalLauncher.Endpoints(rawValue: endpoints) != nil else { throw ValidationError("--endpoints must be ipc or tcp") }
+        if ranks > 1 && MPITransport.isUnderMPIRun {
+            throw ValidationError("--ranks starts local ZeroMQ workers; under mpirun the rank count comes from mpirun -n")
+        }
+        if ranks > 1 && transport == .mpi {
+            throw ValidationError("--transport mpi needs mpirun: mpirun -n \(ranks) fleet …")
+        }
+        if ranks > 1 && transport == .local {
+            throw ValidationError("--transport local is a single-process backend for tests; use zmq for --ranks \(ranks)")
+        }
+    }
+
+    /// Either relaunches this command as `ranks` ZeroMQ workers and returns nil once they
+    /// all succeed, or (in a worker, or with one rank) opens and returns this process's transport.
+    func workerTransport() throws -> Transport? {
+        if !WorldSetup.isWorker && ranks > 1 {
+            var launcher = LocalLauncher(ranks: ranks, arguments: Array(CommandLine.arguments.dropFirst()))
+            launcher.endpoints = LocalLauncher.Endpoints(rawValue: endpoints) ?? .ipc
+            // Ranks share the cores: one BLAS thread each unless the user says otherwise.
+            if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil {
+                launcher.environment["OPENBLAS_NUM_THREADS"] = "1"
+            }
+            try launcher.run()
+            return nil
+        }
+        let transport = try WorldSetup.open(transport)
+        transport.timeout = .milliseconds(Int(timeout * 1000))
+        if ZMQTransport.Configuration.fromEnvironment() != nil && transport.worldSize != ranks && ranks > 1 {
+            throw ValidationError("this worker belongs to a world of \(transport.worldSize) ranks, not --ranks \(ranks)")
+        }
+        return transport
+    }
+}

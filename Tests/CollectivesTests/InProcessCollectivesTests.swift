@@ -1,0 +1,118 @@
+import XCTest
+import Collectives
+
+/// The conformance suite and error paths on the in-process backend (threads), for world sizes 1–8.
+final class InProcessCollectivesTests: XCTestCase {
+    func testEveryAlgorithmMatchesNaiveForWorldSizesOneToEight() throws {
+        for worldSize in 1...8 {
+            let results = LocalFabric.run(worldSize: worldSize) { transport -> (Int, [String]) in
+                var suite = CollectiveConformance(communicator: Communicator(world: transport))
+                suite.lengths = [0, 1, 2, 3, 5, 7, 8, 13, 100, 4097]
+                let failures = try suite.run()
+                return (suite.checks, failures)
+            }
+            for (rank, result) in results.enumerated() {
+                let (checks, failures) = try result.get()
+                XCTAssertGreaterThan(checks, 100, "world \(worldSize) rank \(rank) ran too few checks")
+                XCTAssertEqual(failures, [], "world \(worldSize) rank \(rank)")
+            }
+        }
+    }
+
+    func testRingMatchesExactSumsForManyRandomLengthsAndChunkSizes() throws {
+        var generator = SplitMix(seed: 42)
+        for _ in 0..<40 {
+            let worldSize = Int.random(in: 2...6, using: &generator)
+            let length = Int.random(in: 0...3000, using: &generator)
+            let chunk = 4 * Int.random(in: 1...300, using: &generator)
+            let algorithm = [AllReduceAlgorithm.ring, .halvingDoubling, .tree].randomElement(using: &generator)!
+            let results = LocalFabric.run(worldSize: worldSize) { transport -> [Float] in
+                let world = Communicator(world: transport)
+                world.chunkBytes = chunk
+                var values = (0..<length).map { CollectiveBenchmark.value(rank: transport.rank, index: $0) }
+                try world.allReduce(&values, algorithm: algorithm)
+                return values
+            }
+            let expected = (0..<length).map { i in (0..<worldSize).reduce(Float(0)) { $0 + CollectiveBenchmark.value(rank: $1, index: i) } }
+            for result in results {
+                XCTAssertEqual(try result.get(), expected, "\(algorithm) n=\(worldSize) length=\(length) chunk=\(chunk)")
+            }
+        }
+    }
+
+    func testSilentRankTimesOutNamingThatRank() throws {
+        let start = ContinuousClock.now
+        let results = LocalFabric.run(worldSize: 3, timeout: .milliseconds(300)) { transport -> Void in
+            let world = Communicator(world: transport)
+            if transport.rank == 2 { Thread.sleep(forTimeInterval: 1); return }
+            var values = [Float](repeating: 1, count: 10)
+            try world.allReduce(&values, algorithm: .naive)
+        }
+        XCTAssertLessThan((ContinuousClock.now - start).seconds, 5)
+        guard case .failure(let error) = results[0], case TransportError.peerTimedOut(let rank, let operation, _) = error else {
+            return XCTFail("rank 0 should time out, got \(results[0])")
+        }
+        XCTAssertEqual(rank, 2)
+        XCTAssertTrue(operation.contains("all-reduce (naive)"), operation)
+        XCTAssertTrue("\(error)".contains("rank 2 did not answer"))
+    }
+
+    func testMismatchedSizesNameBothSides() throws {
+        let results = LocalFabric.run(worldSize: 2, timeout: .seconds(2)) { transport -> Void in
+            var values = [Float](repeating: 1, count: transport.rank == 0 ? 10 : 11)
+            try Communicator(world: transport).allReduce(&values, algorithm: .naive)
+        }
+        guard case .failure(let error) = results[0],
+              case TransportError.sizeMismatch(_, let receiver, let expected, let sender, let sent) = error else {
+            return XCTFail("rank 0 should report a size mismatch, got \(results[0])")
+        }
+        XCTAssertEqual([receiver, expected, sender, sent], [0, 40, 1, 44])
+    }
+
+    func testDepartedPeerIsReportedNotWaitedFor() throws {
+        let results = LocalFabric.run(worldSize: 2, timeout: .seconds(20)) { transport -> Void in
+            if transport.rank == 1 { return }
+            var values = [Float](repeating: 1, count: 4)
+            try Communicator(world: transport).allReduce(&values)
+        }
+        guard case .failure(TransportError.peerDied(rank: 1, _)) = results[0] else {
+            return XCTFail("rank 0 should see rank 1 leave, got \(results[0])")
+        }
+    }
+
+    func testSubgroupMustContainCallerAndDistinctRanks() throws {
+        let results = LocalFabric.run(worldSize: 4) { transport -> Void in
+            let world = Communicator(world: transport)
+            XCTAssertThrowsError(try world.subgroup([0, 0, 1]))
+            XCTAssertThrowsError(try world.subgroup([(transport.rank + 1) % 4]))
+            XCTAssertThrowsError(try world.subgroup([0, 9]))
+        }
+        for result in results { XCTAssertNoThrow(try result.get()) }
+    }
+
+    func testBlockPartitionCoversEveryElementOnce() {
+        for count in 0...50 {
+            for parts in 1...9 {
+                let p = BlockPartition(count: count, parts: parts)
+                let ranges = (0..<parts).map(p.range)
+                XCTAssertEqual(ranges.map(\.count).reduce(0, +), count)
+                XCTAssertEqual(ranges.first?.lowerBound, 0)
+                for (a, b) in zip(ranges, ranges.dropFirst()) { XCTAssertEqual(a.upperBound, b.lowerBound) }
+                XCTAssertLessThanOrEqual((ranges.map(\.count).max() ?? 0) - (ranges.map(\.count).min() ?? 0), 1)
+            }
+        }
+    }
+}
+
+/// A small seeded generator, so failing random cases can be replayed.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import XCTest
+
+/// Real worker processes over MPI (under mpirun) and ZeroMQ (self-launched).
+final class MultiProcessCollectivesTests: FleetProcessTestCase {
+    func testConformanceOverZeroMQForOneToFourRanks() throws {
+        for ranks in 1...4 {
+            for endpoints in ranks == 3 ? ["ipc", "tcp"] : ["ipc"] {
+                let outcome = try FleetProcess.fleet(["selftest", "--transport", "zmq", "--ranks", "\(ranks)",
+                                                      "--endpoints", endpoints, "--timeout", "20"])
+                XCTAssertEqual(outcome.status, 0, outcome.output)
+                XCTAssertEqual(outcome.stdout.components(separatedBy: "collective checks passed over").count - 1,
+                               ranks, outcome.output)
+            }
+        }
+    }
+
+    func testConformanceOverMPIForOneToFourRanks() throws {
+        for ranks in 1...4 {
+            let outcome = try FleetProcess.mpirun(ranks, ["selftest", "--timeout", "20"])
+            XCTAssertEqual(outcome.status, 0, outcome.output)
+            XCTAssertEqual(outcome.stdout.components(separatedBy: "collective checks passed over mpi").count - 1,
+                           ranks, outcome.output)
+        }
+    }
+
+    func testSilentRankIsNamedWithinTheDeadline() throws {
+        let zmq = try FleetProcess.fleet(["selftest", "--ranks", "4", "--fault", "silent", "--faulty-rank", "1", "--timeout", "2"])
+        XCTAssertNotEqual(zmq.status, 0)
+        XCTAssertTrue(zmq.stderr.contains("rank 1 did not answer within 2.0 s"), zmq.output)
+        XCTAssertLessThan(zmq.seconds, 15)
+
+        let mpi = try FleetProcess.mpirun(3, ["selftest", "--fault", "silent", "--faulty-rank", "2", "--timeout", "2"])
+        XCTAssertNotEqual(mpi.status, 0)
+        XCTAssertTrue(mpi.stderr.contains("rank 2 did not answer within 2.0 s"), mpi.output)
+        XCTAssertLessThan(mpi.seconds, 20)
+    }
+
+    func testKilledPeerStopsTheRunWithoutHanging() throws {
+        let zmq = try FleetProcess.fleet(["selftest", "--ranks", "4", "--fault", "crash", "--faulty-rank", "2", "--timeout", "30"])
+        XCTAssertEqual(zmq.status, 1)
+        XCTAssertTrue(zmq.stderr.contains("rank 2 was killed by signal 9"), zmq.output)
+        XCTAssertLessThan(zmq.seconds, 15)
+
+        let mpi = try FleetProcess.mpirun(4, ["selftest", "--fault", "crash", "--faulty-rank", "2", "--timeout", "30"])
+        XCTAssertNotEqual(mpi.status, 0)
+        XCTAssertLessThan(mpi.seconds, 20)
+    }
+
+    /// Without fleet's launcher (ranks started by hand against a coordinator address),
+    /// a rank still learns that its peer died instead of waiting out the deadline.
+    func testZeroMQRankDetectsDeadPeerWithoutLauncher() throws {
+        let coordinator = "ipc:///tmp/fleet-test-\(getpid())-coordinator"
+        let outcomes = ResultBox()
+        let group = DispatchGroup()
+        for rank in 0..<2 {
+            group.enter()
+            DispatchQueue.global().async {
+                let env = ["FLEET_RANK": "\(rank)", "FLEET_WORLD_SIZE": "2", "FLEET_ZMQ_COORDINATOR": coordinator]
+                let outcome = try? FleetProcess.fleet(["selftest", "--fault", "crash", "--faulty-rank", "1", "--timeout", "60"],
+                                                      environment: env, timeout: 40)
+                outcomes.set(rank, outcome)
+                group.leave()
+            }
+        }
+        group.wait()
+        let survivor = try XCTUnwrap(outcomes.get(0))
+        XCTAssertEqual(survivor.status, 1)
+        XCTAssertTrue(survivor.stderr.contains("rank 1 exited during"), survivor.output)
+        XCTAssertLessThan(survivor.seconds, 20, "the survivor should not wait out its 60 s deadline")
+    }
+
+    func testMismatchedSizesAreNamedOnBothSides() throws {
+        let zmq = try FleetProcess.fleet(["selftest", "--ranks", "2", "--fault", "mismatch", "--timeout", "5"])
+        XCTAssertNotEqual(zmq.status, 0)
+        XCTAssertTrue(zmq.stderr.contains("rank 0 expected 4000 bytes but rank 1 sent 4004 bytes"), zmq.output)
+        let mpi = try FleetProcess.mpirun(2, ["selftest", "--fault", "mismatch", "--timeout", "5"])
+        XCTAssertNotEqual(mpi.status, 0)
+        XCTAssertTrue(mpi.stderr.contains("rank 0 expected 4000 bytes but rank 1 sent a larger message"), mpi.output)
+    }
+
+    func testBenchCollectivesPrintsVerifiedJSONForEveryAlgorithm() throws {
+        let mpi = try FleetProcess.mpirun(2, ["bench", "collectives", "--op", "allreduce", "--algo", "ring,hd,tree,naive,native",
+                                              "--sizes", "4KiB:16KiB", "--iters", "2", "--json"])
+        XCTAssertEqual(mpi.status, 0, mpi.output)
+        let rows = try mpi.stdout.split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        XCTAssertEqual(rows.count, 15)
+        for row in rows {
+            for key in ["op", "algo", "transport", "ranks", "bytes", "time_s", "algbw_GBps", "busbw_GBps", "verified", "max_abs_error"] {
+                XCTAssertNotNil(row[key], "missing \(key) in \(row)")
+            }
+            XCTAssertEqual(row["verified"] as? Bool, true)
+            XCTAssertEqual(row["transport"] as? String, "mpi")
+        }
+        for op in ["allgather", "reducescatter", "broadcast", "alltoall", "reduce"] {
+            let zmq = try FleetProcess.fleet(["bench", "collectives", "--transport", "zmq", "--ranks", "3", "--op", op,
+                                              "--sizes", "12KiB", "--iters", "1"])
+            XCTAssertEqual(zmq.status, 0, zmq.output)
+            XCTAssertTrue(zmq.stdout.contains(" yes "), zmq.output)
+        }
+    }
+
+    func testBadArgumentsGiveClearErrors() throws {
+        let native = try FleetProcess.fleet(["bench", "collectives", "--transport", "zmq", "--ranks", "2", "--algo", "native"])
+        XCTAssertNotEqual(native.status, 0)
+        XCTAssertTrue(native.stderr.contains("native is MPI_Allreduce"), native.output)
+        let size = try FleetProcess.fleet(["bench", "collectives", "--sizes", "12QB"])
+        XCTAssertNotEqual(size.status, 0)
+        XCTAssertTrue(size.stderr.contains("--sizes"), size.output)
+    }
+}
+
+private final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int: FleetProcess.Outcome] = [:]
+    func set(_ key: Int, _ value: FleetProcess.Outcome?) { lock.lock(); values[key] = value; lock.unlock() }
+    func get(_ key: Int) -> FleetProcess.Outcome? { lock.lock(); defer { lock.unlock() }; return values[key] }
+}
