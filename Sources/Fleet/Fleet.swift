@@ -5,11 +5,11 @@ struct Fleet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet",
         abstract: "A distributed-training lab: real multi-process runs and a fleet-scale simulator.",
-        subcommands: [Bench.self, SelfTest.self])
+        subcommands: [Train.self, Generate.self, Bench.self, SelfTest.self])
 }
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure fleet's building blocks.",
-        subcommands: [BenchCollectives.self])
+        subcommands: [BenchCollectives.self, BenchTrain.self])
 }

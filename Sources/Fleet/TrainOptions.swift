@@ -1,0 +1,58 @@
+import ArgumentParser
+import Training
+import Workload
+
+/// Options shared by `fleet train` and `fleet bench train`.
+struct TrainOptions: ParsableArguments {
+    @Argument(help: "Model to train: \(ModelCatalog.trainable.map(\.name).joined(separator: ", ")).")
+    var model: ModelSpec = ModelCatalog.gptTiny
+
+    @Option(help: "Optimizer steps.")
+    var steps: Int = 300
+
+    @Option(help: "Sequences per step.")
+    var batch: Int = 8
+
+    @Option(help: "Tokens per sequence (default: the model's context).")
+    var seq: Int?
+
+    @Option(help: "Peak learning rate (linear warm-up, then cosine decay to a tenth of it).")
+    var lr: Float = 3e-3
+
+    @Option(help: "Warm-up steps.")
+    var warmup: Int = 20
+
+    @Option(help: "Seed for initialisation and data order.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Text file to train on (bytes); default: fleet's built-in corpus.")
+    var data: String?
+
+    @Option(help: "Threads for OpenBLAS and fleet's kernels.")
+    var threads: Int = 1
+
+    @Option(help: "Validate every N steps (0: only at the end).")
+    var evalEvery: Int = 0
+
+    @Option(help: "Batches in each validation.")
+    var evalBatches: Int = 8
+
+    func configuration() throws -> TrainingConfiguration {
+        var c = TrainingConfiguration(model: model)
+        c.steps = steps
+        c.batch = batch
+        c.sequence = seq ?? model.context
+        c.learningRate = lr
+        c.warmupSteps = warmup
+        c.seed = seed
+        c.threads = threads
+        c.evalEvery = evalEvery
+        c.evalBatches = evalBatches
+        try c.validate()
+        return c
+    }
+
+    func corpus() throws -> Corpus {
+        try data.map(Corpus.file) ?? Corpus.builtIn()
+    }
+}

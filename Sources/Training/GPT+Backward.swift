@@ -1,0 +1,44 @@
+import Tensor
+
+extension GPT {
+    /// Accumulates parameter gradients; expects `a.logits` to hold d(loss)/d(logits).
+    func backward(_ a: Activations) {
+        let b = a.batch, t = a.sequence, rows = b * t
+        let c = spec.dModel, h = spec.mlpHidden
+        let shape = Attention.Shape(batch: b, sequence: t, channels: c, heads: spec.heads)
+        let dResidual = a.dResidual.pointer, dNormed = a.dNormed.pointer
+        Linear.backward(dinp: dNormed, dweight: gradient("wte"), dbias: nil, dout: a.logits.pointer, inp: a.lnf.pointer,
+                        weight: pointer("wte"), m: rows, k: c, n: spec.vocabulary, accumulateInput: false)
+        a.dResidual.zero()
+        LayerNorm.backward(dinp: dResidual, dweight: gradient("lnf.w"), dbias: gradient("lnf.b"), dout: dNormed,
+                           inp: a.residual[spec.layers].pointer, weight: pointer("lnf.w"), mean: a.lnfMean.pointer,
+                           rstd: a.lnfRstd.pointer, rows: rows, columns: c)
+        for l in stride(from: spec.layers - 1, through: 0, by: -1) {
+            let p = "h\(l).", mid = a.afterAttention[l].pointer, dHidden = a.dHidden.pointer
+            // MLP: residual[l+1] = mid + proj(gelu(fc(ln2(mid)))).
+            Linear.backward(dinp: dHidden, dweight: gradient(p + "mlp.proj.w"), dbias: gradient(p + "mlp.proj.b"), dout: dResidual,
+                            inp: a.gelu[l].pointer, weight: pointer(p + "mlp.proj.w"), m: rows, k: h, n: c, accumulateInput: false)
+            // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
+            let dPreActivation = a.gelu[l].pointer
+            GELU.backward(dPreActivation, a.fc[l].pointer, dHidden, count: rows * h)
+            Linear.backward(dinp: dNormed, dweight: gradient(p + "mlp.fc.w"), dbias: gradient(p + "mlp.fc.b"), dout: dPreActivation,
+                            inp: a.ln2[l].pointer, weight: pointer(p + "mlp.fc.w"), m: rows, k: c, n: h, accumulateInput: false)
+            LayerNorm.backward(dinp: dResidual, dweight: gradient(p + "ln2.w"), dbias: gradient(p + "ln2.b"), dout: dNormed,
+                               inp: mid, weight: pointer(p + "ln2.w"), mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer,
+                               rows: rows, columns: c)
+            // Attention: mid = residual[l] + proj(attention(qkv(ln1(residual[l])))).
+            Linear.backward(dinp: a.dAttention.pointer, dweight: gradient(p + "attn.proj.w"), dbias: gradient(p + "attn.proj.b"),
+                            dout: dResidual, inp: a.attention[l].pointer, weight: pointer(p + "attn.proj.w"),
+                            m: rows, k: c, n: c, accumulateInput: false)
+            Attention.backward(dqkv: a.dQKV.pointer, dout: a.dAttention.pointer, qkv: a.qkv[l].pointer,
+                               probabilities: a.probabilities[l].pointer, scratch: a.attentionScratch.pointer, shape: shape)
+            Linear.backward(dinp: dNormed, dweight: gradient(p + "attn.qkv.w"), dbias: gradient(p + "attn.qkv.b"), dout: a.dQKV.pointer,
+                            inp: a.ln1[l].pointer, weight: pointer(p + "attn.qkv.w"), m: rows, k: c, n: 3 * c, accumulateInput: false)
+            LayerNorm.backward(dinp: dResidual, dweight: gradient(p + "ln1.w"), dbias: gradient(p + "ln1.b"), dout: dNormed,
+                               inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"), mean: a.ln1Mean[l].pointer,
+                               rstd: a.ln1Rstd[l].pointer, rows: rows, columns: c)
+        }
+        Embedding.backward(dwte: gradient("wte"), dwpe: gradient("wpe"), dout: dResidual, tokens: a.tokens,
+                           batch: b, sequence: t, channels: c)
+    }
+}

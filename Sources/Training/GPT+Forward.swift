@@ -1,0 +1,36 @@
+import Tensor
+
+extension GPT {
+    func forward(_ a: Activations) {
+        let b = a.batch, t = a.sequence, rows = b * t
+        let c = spec.dModel, h = spec.mlpHidden
+        let shape = Attention.Shape(batch: b, sequence: t, channels: c, heads: spec.heads)
+        Embedding.forward(out: a.residual[0].pointer, tokens: a.tokens, wte: pointer("wte"), wpe: pointer("wpe"),
+                          batch: b, sequence: t, channels: c)
+        for l in 0..<spec.layers {
+            let x = a.residual[l].pointer, p = "h\(l)."
+            LayerNorm.forward(out: a.ln1[l].pointer, mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, inp: x,
+                              weight: pointer(p + "ln1.w"), bias: pointer(p + "ln1.b"), rows: rows, columns: c)
+            Linear.forward(out: a.qkv[l].pointer, inp: a.ln1[l].pointer, weight: pointer(p + "attn.qkv.w"),
+                           bias: pointer(p + "attn.qkv.b"), m: rows, k: c, n: 3 * c)
+            Attention.forward(out: a.attention[l].pointer, probabilities: a.probabilities[l].pointer, qkv: a.qkv[l].pointer, shape: shape)
+            let mid = a.afterAttention[l].pointer
+            Linear.forward(out: mid, inp: a.attention[l].pointer, weight: pointer(p + "attn.proj.w"),
+                           bias: pointer(p + "attn.proj.b"), m: rows, k: c, n: c)
+            Elementwise.accumulate(mid, x, count: rows * c)
+            LayerNorm.forward(out: a.ln2[l].pointer, mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer, inp: mid,
+                              weight: pointer(p + "ln2.w"), bias: pointer(p + "ln2.b"), rows: rows, columns: c)
+            Linear.forward(out: a.fc[l].pointer, inp: a.ln2[l].pointer, weight: pointer(p + "mlp.fc.w"),
+                           bias: pointer(p + "mlp.fc.b"), m: rows, k: c, n: h)
+            GELU.forward(a.gelu[l].pointer, a.fc[l].pointer, count: rows * h)
+            let out = a.residual[l + 1].pointer
+            Linear.forward(out: out, inp: a.gelu[l].pointer, weight: pointer(p + "mlp.proj.w"),
+                           bias: pointer(p + "mlp.proj.b"), m: rows, k: h, n: c)
+            Elementwise.accumulate(out, mid, count: rows * c)
+        }
+        LayerNorm.forward(out: a.lnf.pointer, mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer, inp: a.residual[spec.layers].pointer,
+                          weight: pointer("lnf.w"), bias: pointer("lnf.b"), rows: rows, columns: c)
+        // Tied output projection: logits = lnf · wteᵀ.
+        Linear.forward(out: a.logits.pointer, inp: a.lnf.pointer, weight: pointer("wte"), bias: nil, m: rows, k: c, n: spec.vocabulary)
+    }
+}

@@ -1,0 +1,55 @@
+import Tensor
+import Workload
+
+/// A GPT-2-style decoder (pre-LayerNorm, GELU MLP, learned positions, tied embeddings)
+/// with hand-written forward and backward passes over flat parameter and gradient buffers.
+public final class GPT {
+    public let spec: ModelSpec
+    public let layout: ParameterLayout
+    public let parameters: FloatBuffer
+    public let gradients: FloatBuffer
+    private var activations: Activations?
+
+    public init(spec: ModelSpec, seed: UInt64) {
+        self.spec = spec
+        layout = ParameterLayout(spec: spec)
+        parameters = FloatBuffer(count: layout.count)
+        gradients = FloatBuffer(count: layout.count)
+        layout.initialize(parameters, seed: seed)
+    }
+
+    func pointer(_ name: String) -> UnsafeMutablePointer<Float> { parameters.pointer + layout.entry(name).offset }
+    func gradient(_ name: String) -> UnsafeMutablePointer<Float> { gradients.pointer + layout.entry(name).offset }
+
+    /// Buffers for a batch shape, reused while the shape stays the same.
+    func activations(batch: Int, sequence: Int) -> Activations {
+        if let a = activations, a.batch == batch, a.sequence == sequence { return a }
+        let a = Activations(spec: spec, batch: batch, sequence: sequence)
+        activations = a
+        return a
+    }
+
+    /// Runs the forward pass on `tokens` (`batch × sequence`); with `targets`, returns the mean
+    /// cross-entropy, and with `backward` also accumulates parameter gradients.
+    @discardableResult
+    public func step(tokens: [Int32], targets: [Int32]?, batch: Int, sequence: Int, backward: Bool) -> Float {
+        precondition(sequence <= spec.context && tokens.count == batch * sequence)
+        let a = activations(batch: batch, sequence: sequence)
+        tokens.withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: tokens.count) }
+        forward(a)
+        guard let targets else { return .nan }
+        targets.withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: targets.count) }
+        let loss = CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
+                                                rows: batch * sequence, vocabulary: spec.vocabulary, gradient: backward)
+        if backward { self.backward(a) }
+        return loss
+    }
+
+    /// Logits of the last forward pass for row `row` (`batch·sequence` rows of `vocabulary`).
+    public func logits(row: Int) -> UnsafeBufferPointer<Float> {
+        let a = activations!
+        return UnsafeBufferPointer(start: a.logits.pointer + row * spec.vocabulary, count: spec.vocabulary)
+    }
+
+    public func zeroGradients() { gradients.zero() }
+}

@@ -1,0 +1,73 @@
+import Tensor
+import Workload
+
+/// Everything that determines a single-process training run.
+public struct TrainingConfiguration: Sendable {
+    public var model: ModelSpec
+    public var steps = 200
+    public var batch = 8
+    public var sequence: Int
+    public var learningRate: Float = 3e-3
+    public var warmupSteps = 20
+    public var weightDecay: Float = 0.1
+    public var gradientClip: Float = 1.0
+    public var seed: UInt64 = 1
+    public var threads = 1
+    /// Validate every this many steps (0: only at the end).
+    public var evalEvery = 0
+    public var evalBatches = 8
+
+    public init(model: ModelSpec) {
+        self.model = model
+        sequence = model.context
+    }
+
+    public enum Invalid: Error, CustomStringConvertible {
+        case value(String)
+        public var description: String { switch self { case .value(let s): return s } }
+    }
+
+    /// Rejects sizes that cannot train.
+    public func validate() throws {
+        func positive(_ value: Int, _ flag: String) throws {
+            guard value > 0 else { throw Invalid.value("\(flag) must be positive (got \(value))") }
+        }
+        try positive(steps, "--steps")
+        try positive(batch, "--batch")
+        try positive(sequence, "--seq")
+        try positive(threads, "--threads")
+        try positive(evalBatches, "--eval-batches")
+        guard sequence <= model.context else {
+            throw Invalid.value("--seq \(sequence) is longer than \(model.name)'s context of \(model.context) tokens")
+        }
+        guard learningRate > 0, learningRate.isFinite else { throw Invalid.value("--lr must be a positive number") }
+        guard warmupSteps >= 0, evalEvery >= 0 else { throw Invalid.value("--warmup and --eval-every must not be negative") }
+    }
+
+    public var schedule: LearningRateSchedule {
+        LearningRateSchedule(peak: learningRate, warmupSteps: min(warmupSteps, steps), totalSteps: steps)
+    }
+}
+
+/// What one training step reports.
+public struct StepMetrics: Sendable {
+    public let step: Int
+    public let loss: Float
+    public let learningRate: Float
+    public let gradientNorm: Float
+    public let seconds: Double
+    public let tokens: Int
+    public var tokensPerSecond: Double { Double(tokens) / seconds }
+    public var validationLoss: Float?
+}
+
+/// What a finished run reports.
+public struct TrainingSummary: Sendable {
+    public let finalLoss: Float
+    public let validationLoss: Float
+    public let tokensPerSecond: Double
+    public let achievedFLOPs: Double
+    public let gemmFLOPs: Double
+    public var mfu: Double { gemmFLOPs > 0 ? achievedFLOPs / gemmFLOPs : 0 }
+    public let losses: [Float]
+}

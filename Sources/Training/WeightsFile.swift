@@ -1,0 +1,69 @@
+import Foundation
+import Tensor
+import Workload
+
+/// A simple saved-weights file: magic, a JSON header (model, parameter names and counts),
+/// then the flat Float32 parameters (little-endian). The checkpoint format builds on it.
+public enum WeightsFile {
+    static let magic = Array("FLEETWT1".utf8)
+
+    public struct Header: Codable, Sendable {
+        public var model: ModelSpec
+        public var parameterCount: Int
+        public var step: Int
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case notAWeightsFile(String)
+        case corrupt(String, reason: String)
+        case modelMismatch(String, found: String, expected: String)
+
+        public var description: String {
+            switch self {
+            case .notAWeightsFile(let path): return "\(path) is not a fleet weights file (bad magic number); pass a file written by fleet train --save"
+            case let .corrupt(path, reason): return "\(path) is damaged: \(reason); save it again with fleet train --save"
+            case let .modelMismatch(path, found, expected): return "\(path) holds \(found) weights, not \(expected)"
+            }
+        }
+    }
+
+    /// Writes atomically: a temporary file, fsync, then rename.
+    public static func save(_ model: GPT, step: Int, to path: String) throws {
+        let header = try JSONEncoder().encode(Header(model: model.spec, parameterCount: model.layout.count, step: step))
+        var data = Data(magic)
+        var length = UInt32(header.count).littleEndian
+        data.append(Data(bytes: &length, count: 4))
+        data.append(header)
+        data.append(Data(bytes: model.parameters.pointer, count: model.layout.count * 4))
+        let temporary = path + ".tmp-\(getpid())"
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+            throw Failure.corrupt(path, reason: "cannot write \(temporary)")
+        }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+        try handle.synchronize()
+        try handle.close()
+        _ = rename(temporary, path)
+    }
+
+    /// Reads a model saved by `save`.
+    public static func load(_ path: String, seed: UInt64 = 0) throws -> (model: GPT, step: Int) {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard data.count >= 12, Array(data.prefix(8)) == magic else { throw Failure.notAWeightsFile(path) }
+        let length = Int(data[8]) | Int(data[9]) << 8 | Int(data[10]) << 16 | Int(data[11]) << 24
+        guard data.count >= 12 + length else { throw Failure.corrupt(path, reason: "header cut short") }
+        let header: Header
+        do { header = try JSONDecoder().decode(Header.self, from: data.subdata(in: 12..<(12 + length))) } catch {
+            throw Failure.corrupt(path, reason: "unreadable header")
+        }
+        let model = GPT(spec: header.model, seed: seed)
+        guard header.parameterCount == model.layout.count else {
+            throw Failure.corrupt(path, reason: "header says \(header.parameterCount) parameters, \(header.model.name) has \(model.layout.count)")
+        }
+        let body = data.subdata(in: (12 + length)..<data.count)
+        guard body.count == model.layout.count * 4 else {
+            throw Failure.corrupt(path, reason: "expected \(model.layout.count * 4) bytes of parameters, found \(body.count)")
+        }
+        body.withUnsafeBytes { model.parameters.pointer.update(from: $0.bindMemory(to: Float.self).baseAddress!, count: model.layout.count) }
+        return (model, header.step)
+    }
+}
