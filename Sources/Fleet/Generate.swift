@@ -36,7 +36,7 @@ struct Generate: ParsableCommand {
             let sampler = Sampler(model: gpt, seed: seed, temperature: temperature)
             var output = Array(prompt.utf8)
             sampler.generate(prompt: output, count: tokens) { output.append($0) }
-            Console.out(String(decoding: output, as: UTF8.self))
+            Console.outBytes(output)
         }
     }
 }

@@ -1,5 +1,6 @@
-/// Branch-free exp and tanh that the compiler vectorises; deterministic (plain IEEE arithmetic)
-/// and accurate to a few ulp over the range training uses.
+/// Branch-free exp and tanh that the compiler vectorises; deterministic (plain IEEE
+/// arithmetic). Relative error of exp stays below 5e-6 on [-80, 80] (the rounding of
+/// x·log2 e dominates for large |x|; softmax inputs are shifted to ≤ 0 and small).
 public enum FastMath {
     @inline(__always)
     public static func exp(_ x: Float) -> Float {

@@ -18,6 +18,22 @@ public struct ModelSpec: Sendable, Hashable, Codable {
     /// Bias vectors in linear layers and LayerNorm (GPT) or none (Llama, RMSNorm).
     public var biases: Bool
 
+    public init(name: String, vocabulary: Int, context: Int, layers: Int, heads: Int, kvHeads: Int, dModel: Int,
+                mlpHidden: Int, gatedMLP: Bool, tiedEmbeddings: Bool, learnedPositions: Bool, biases: Bool) {
+        self.name = name
+        self.vocabulary = vocabulary
+        self.context = context
+        self.layers = layers
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.dModel = dModel
+        self.mlpHidden = mlpHidden
+        self.gatedMLP = gatedMLP
+        self.tiedEmbeddings = tiedEmbeddings
+        self.learnedPositions = learnedPositions
+        self.biases = biases
+    }
+
     public var headSize: Int { dModel / heads }
 
     /// Parameters of one transformer block.

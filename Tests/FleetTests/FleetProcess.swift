@@ -6,7 +6,8 @@ import XCTest
 enum FleetProcess {
     struct Outcome {
         let status: Int32
-        let stdout: String
+        let stdoutBytes: [UInt8]
+        var stdout: String { String(decoding: stdoutBytes, as: UTF8.self) }
         let stderr: String
         let seconds: Double
         var output: String { stdout + stderr }
@@ -61,7 +62,7 @@ enum FleetProcess {
         err.fileHandleForReading.readabilityHandler = nil
         collected.append(\.out, out.fileHandleForReading.readDataToEndOfFile())
         collected.append(\.err, err.fileHandleForReading.readDataToEndOfFile())
-        return Outcome(status: process.terminationStatus, stdout: collected.text(\.out), stderr: collected.text(\.err),
+        return Outcome(status: process.terminationStatus, stdoutBytes: collected.bytes(\.out), stderr: collected.text(\.err),
                        seconds: Date().timeIntervalSince(start))
     }
 
@@ -82,6 +83,10 @@ enum FleetProcess {
         var out = Data(), err = Data()
         func append(_ key: ReferenceWritableKeyPath<Collected, Data>, _ data: Data) {
             lock.lock(); self[keyPath: key].append(data); lock.unlock()
+        }
+        func bytes(_ key: ReferenceWritableKeyPath<Collected, Data>) -> [UInt8] {
+            lock.lock(); defer { lock.unlock() }
+            return [UInt8](self[keyPath: key])
         }
         func text(_ key: ReferenceWritableKeyPath<Collected, Data>) -> String {
             lock.lock(); defer { lock.unlock() }

@@ -1,0 +1,75 @@
+import Foundation
+import XCTest
+
+/// `fleet train`, `fleet generate` and `fleet bench train` as a user runs them.
+final class TrainCommandTests: FleetProcessTestCase {
+    func testTrainJSONHasPerStepAndSummaryObjects() throws {
+        let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "5", "--batch", "2", "--seq", "32", "--json"])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        let objects = try outcome.stdout.split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], String($0))
+        }
+        XCTAssertEqual(objects.count, 6)
+        for (i, step) in objects.prefix(5).enumerated() {
+            XCTAssertEqual(step["step"] as? Int, i + 1)
+            for key in ["loss", "tokens_per_s", "step_ms"] { XCTAssertNotNil(step[key] as? Double, "\(key) in \(step)") }
+        }
+        for key in ["final_loss", "val_loss", "tokens_per_s", "mfu"] { XCTAssertNotNil(objects[5][key] as? Double, "\(key)") }
+    }
+
+    func testHumanOutputShowsProgressAndSummary() throws {
+        let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "4", "--batch", "2", "--seq", "32", "--log-every", "2"])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        XCTAssertTrue(outcome.stdout.contains("step     2/4  loss"), outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("tok/s"), outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("validation loss"), outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("MFU"), outcome.stdout)
+    }
+
+    func testTrainOnAFileThenGenerateFromTheSavedWeights() throws {
+        let directory = NSTemporaryDirectory() + "fleet-train-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let text = String(repeating: "to be or not to be, that is the question. ", count: 200)
+        try text.write(toFile: directory + "/data.txt", atomically: true, encoding: .utf8)
+        let train = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "3", "--batch", "2", "--seq", "64",
+                                            "--data", directory + "/data.txt", "--save", directory + "/w.bin"])
+        XCTAssertEqual(train.status, 0, train.output)
+        let generate = try FleetProcess.fleet(["generate", "--weights", directory + "/w.bin", "--prompt", "to be", "--tokens", "20"])
+        XCTAssertEqual(generate.status, 0, generate.output)
+        XCTAssertTrue(generate.stdoutBytes.starts(with: Array("to be".utf8)), generate.stdout)
+        XCTAssertEqual(generate.stdoutBytes.count, "to be".utf8.count + 20 + 1, "prompt, 20 bytes and a newline")
+        let damaged = try FleetProcess.fleet(["generate", "--weights", directory + "/data.txt"])
+        XCTAssertEqual(damaged.status, 1)
+        XCTAssertTrue(damaged.stderr.contains("not a fleet weights file"), damaged.output)
+    }
+
+    func testBadInputGivesAClearErrorAndNonZeroExit() throws {
+        let cases: [([String], String)] = [
+            (["train", "gpt-huge"], "gpt-huge"),
+            (["train", "gpt-tiny", "--steps", "0"], "--steps must be positive"),
+            (["train", "gpt-tiny", "--batch", "-3"], "--batch"),
+            (["train", "gpt-tiny", "--seq", "500"], "context of 128"),
+            (["train", "gpt-tiny", "--data", "/nonexistent/file.txt"], "cannot read data file /nonexistent/file.txt"),
+        ]
+        for (arguments, message) in cases {
+            let outcome = try FleetProcess.fleet(arguments)
+            XCTAssertNotEqual(outcome.status, 0, arguments.joined(separator: " "))
+            XCTAssertTrue(outcome.stderr.contains(message), "\(arguments): \(outcome.output)")
+        }
+        let path = NSTemporaryDirectory() + "fleet-short-\(getpid()).txt"
+        try "too short".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let short = try FleetProcess.fleet(["train", "gpt-tiny", "--data", path])
+        XCTAssertEqual(short.status, 1)
+        XCTAssertTrue(short.stderr.contains("holds 9 bytes"), short.output)
+    }
+
+    func testBenchTrainReportsThroughputAndMFU() throws {
+        let outcome = try FleetProcess.fleet(["bench", "train", "gpt-tiny", "--steps", "3", "--json"])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any])
+        for key in ["tokens_per_s", "achieved_gflops", "sgemm_gflops", "mfu", "vs_pytorch"] { XCTAssertNotNil(object[key], key) }
+        XCTAssertGreaterThan(object["mfu"] as? Double ?? 0, 0)
+    }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import Tensor
+import Training
+import Workload
+import XCTest
+
+final class TrainerTests: XCTestCase {
+    private func configuration(steps: Int, seed: UInt64 = 1) -> TrainingConfiguration {
+        var c = TrainingConfiguration(model: ModelCatalog.gptTiny)
+        c.steps = steps
+        c.seed = seed
+        c.evalBatches = 2
+        return c
+    }
+
+    func testInitialLossIsNearUniform() throws {
+        let trainer = try Trainer(configuration: configuration(steps: 1), corpus: .builtIn())
+        let loss = trainer.trainStep(0).loss
+        XCTAssertEqual(Double(loss), log(256), accuracy: 0.1)
+    }
+
+    func testSameSeedGivesBitwiseIdenticalRuns() throws {
+        func run(seed: UInt64) throws -> ([UInt32], [UInt32]) {
+            let trainer = try Trainer(configuration: configuration(steps: 6, seed: seed), corpus: .builtIn())
+            let losses = (0..<6).map { trainer.trainStep($0).loss.bitPattern }
+            return (losses, trainer.model.parameters.array.map(\.bitPattern))
+        }
+        let (lossesA, paramsA) = try run(seed: 7)
+        let (lossesB, paramsB) = try run(seed: 7)
+        XCTAssertEqual(lossesA, lossesB)
+        XCTAssertTrue(paramsA == paramsB, "parameters differ between identical runs")
+        let (lossesC, _) = try run(seed: 8)
+        XCTAssertNotEqual(lossesA, lossesC, "a different seed should change the run")
+    }
+
+    /// A broken optimizer (no update, wrong sign, no bias correction) cannot get below 1.2 in 300 steps.
+    func testLossFallsWellBelowTwoOnTheBuiltInCorpus() throws {
+        let trainer = try Trainer(configuration: configuration(steps: 300), corpus: .builtIn())
+        let summary = trainer.run()
+        XCTAssertLessThan(summary.finalLoss, 1.2)
+        XCTAssertLessThan(summary.validationLoss, 1.2)
+        XCTAssertLessThan(summary.losses.suffix(10).max()!, summary.losses.prefix(10).min()!)
+    }
+
+    func testBadSizesAreRejectedWithTheFlagName() {
+        var c = configuration(steps: 0)
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--steps")) }
+        c = configuration(steps: 5)
+        c.sequence = 129
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("context of 128")) }
+        c = configuration(steps: 5)
+        c.batch = -1
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--batch")) }
+    }
+
+    func testDataShorterThanTheContextIsAnError() {
+        let tiny = Corpus(name: "tiny.txt", bytes: Array("hello world".utf8))
+        XCTAssertThrowsError(try DataLoader(corpus: tiny, sequence: 128, seed: 1)) { XCTAssertTrue("\($0)".contains("tiny.txt holds 11 bytes")) }
+    }
+
+    func testBatchesAreKeyedByGlobalSampleIndex() throws {
+        let loader = try DataLoader(corpus: .builtIn(characters: 50_000), sequence: 16, seed: 3)
+        let whole = loader.trainingBatch(step: 4, batch: 8)
+        let secondHalf = loader.trainingBatch(step: 4, batch: 8, samples: 4..<8)
+        XCTAssertEqual(Array(whole.tokens[(4 * 16)...]), secondHalf.tokens)
+        for s in 0..<8 {
+            for i in 0..<15 { XCTAssertEqual(whole.targets[s * 16 + i], whole.tokens[s * 16 + i + 1]) }
+        }
+    }
+
+    func testWeightsFileRoundTripsAndRejectsDamage() throws {
+        let model = GPT(spec: ModelCatalog.gptTiny, seed: 5)
+        let path = NSTemporaryDirectory() + "fleet-weights-\(getpid()).bin"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try WeightsFile.save(model, step: 12, to: path)
+        let (loaded, step) = try WeightsFile.load(path)
+        XCTAssertEqual(step, 12)
+        XCTAssertTrue(loaded.parameters.array == model.parameters.array)
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        try data.prefix(data.count - 100).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try WeightsFile.load(path)) { XCTAssertTrue("\($0)".contains("damaged")) }
+        try Data("not weights at all".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try WeightsFile.load(path)) { XCTAssertTrue("\($0)".contains("not a fleet weights file")) }
+    }
+}
