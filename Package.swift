@@ -28,18 +28,21 @@ let package = Package(
         .systemLibrary(name: "CFleetSys"),
 
         .target(name: "Workload"),
+        // Pure plans shared by the trainer and the simulator: no transports, tensors or C.
+        .target(name: "Parallelism", dependencies: ["Workload"]),
         .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys"], swiftSettings: optimize),
         .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: optimize),
-        .target(name: "Training", dependencies: ["Tensor", "Collectives", "Workload"], swiftSettings: optimize),
+        .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload"], swiftSettings: optimize),
         .executableTarget(
             name: "Fleet",
             dependencies: [
-                "Collectives", "Training", "Tensor", "Workload",
+                "Collectives", "Training", "Tensor", "Workload", "Parallelism",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "ParallelismTests", dependencies: ["Parallelism", "Workload"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload"]),
         // Runs the real `fleet` binary (self-launched ZeroMQ workers and mpirun).
         .testTarget(name: "FleetTests", dependencies: ["Fleet"]),

@@ -5,7 +5,7 @@ struct Fleet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet",
         abstract: "A distributed-training lab: real multi-process runs and a fleet-scale simulator.",
-        subcommands: [Train.self, Generate.self, Bench.self, SelfTest.self])
+        subcommands: [Train.self, Generate.self, Plan.self, Bench.self, SelfTest.self])
 }
 
 struct Bench: ParsableCommand {

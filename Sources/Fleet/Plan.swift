@@ -1,0 +1,114 @@
+import ArgumentParser
+import Parallelism
+import Workload
+
+extension PipelineSchedule.Kind: ExpressibleByArgument {}
+
+/// Layout flags shared by `fleet plan` and `fleet train`.
+struct LayoutOptions: ParsableArguments {
+    @Option(help: "Data-parallel ranks (gradients averaged).")
+    var dp: Int = 1
+
+    @Option(help: "Tensor-parallel ranks (attention heads and MLP split, Megatron-style).")
+    var tp: Int = 1
+
+    @Option(help: "Pipeline stages (layers split into consecutive stages).")
+    var pp: Int = 1
+
+    @Option(help: "Micro-batches per step on each pipeline.")
+    var microbatches: Int?
+
+    @Option(help: "Pipeline schedule: gpipe or 1f1b.")
+    var schedule: PipelineSchedule.Kind = .oneFOneB
+
+    @Option(help: "ZeRO stage: 0 (replicated optimizer state) or 1 (sharded over the dp group).")
+    var zero: Int = 0
+
+    var layout: ParallelLayout {
+        ParallelLayout(dp: dp, tp: tp, pp: pp, microbatches: microbatches ?? (pp > 1 ? 2 * pp : 1), schedule: schedule, zeroStage: zero)
+    }
+}
+
+struct Plan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print and check a parallel layout and its pipeline schedule before running it.",
+        discussion: "Example: fleet plan gpt-tiny --pp 4 --microbatches 8 --schedule 1f1b")
+
+    @Argument(help: "Model: \(ModelCatalog.all.map(\.name).joined(separator: ", ")).")
+    var model: String = "gpt-tiny"
+
+    @OptionGroup var layoutOptions: LayoutOptions
+
+    @Option(help: "Global batch (sequences per step).")
+    var batch: Int = 8
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        try Console.reportingErrors {
+            guard let spec = ModelCatalog.named(model) else {
+                throw ValidationError("unknown model \(model); choose from \(ModelCatalog.all.map(\.name).joined(separator: ", "))")
+            }
+            let layout = layoutOptions.layout
+            try layout.validate(model: spec, batch: batch)
+            let schedule = layout.pipeline
+            let report = try schedule.check()
+            let mesh = layout.mesh
+            let stages = layout.stageLayers(model: spec)
+            if json {
+                printJSON(spec: spec, layout: layout, mesh: mesh, stages: stages, schedule: schedule, report: report)
+                return
+            }
+            Console.out("plan: \(spec.name) on \(layout) = \(layout.worldSize) ranks, global batch \(batch), "
+                + "\(layout.microbatches) micro-batch(es) of \(batch / layout.dp / layout.microbatches) per pipeline, schedule \(schedule.kind.rawValue)")
+            Console.out("")
+            let table = Table(columns: [("rank", 4), ("dp", 3), ("tp", 3), ("pp", 3), ("layers", 8), ("dp group", 12), ("tp group", 12), ("pp group", 12)])
+            Console.out(table.header())
+            for rank in 0..<mesh.worldSize {
+                let c = mesh.coordinates(of: rank)
+                let layers = stages[c.pp]
+                Console.out(table.row(["\(rank)", "\(c.dp)", "\(c.tp)", "\(c.pp)", "\(layers.lowerBound)–\(layers.upperBound - 1)",
+                                       "\(mesh.dpGroup(of: rank))", "\(mesh.tpGroup(of: rank))", "\(mesh.ppGroup(of: rank))"]))
+            }
+            Console.out("")
+            Console.out("schedule (per stage, one step):")
+            for (s, program) in schedule.actions.enumerated() {
+                Console.out("  stage \(s): " + program.filter(\.isCompute).map(\.description).joined(separator: " "))
+            }
+            Console.out("")
+            Console.out("check: every send has its receive; the schedule cannot deadlock")
+            Console.out(String(format: "bubble: %.1f%% of the step (ideal (p−1)/(m+p−1) = %.1f%%), forward = 1, backward = 2 units",
+                               report.bubbleFraction * 100, report.idealBubbleFraction * 100))
+            Console.out("peak in-flight activations per stage: \(report.peakInFlightActivations.map(String.init).joined(separator: ", ")) micro-batch(es)")
+            Console.out("")
+            Console.out(timeline(report, stages: schedule.stages))
+        }
+    }
+
+    /// One character per time unit: F/B with the micro-batch's last digit, '.' when idle.
+    private func timeline(_ report: ScheduleReport, stages: Int) -> String {
+        let width = Int(report.makespan.rounded(.up))
+        var rows = Array(repeating: Array(repeating: Character("."), count: width), count: stages)
+        for span in report.timeline {
+            let symbol = Character(String(span.action.prefix(1)).lowercased() == "f" ? "F" : "B")
+            for t in Int(span.start)..<Int(span.end) where t < width { rows[span.stage][t] = symbol }
+        }
+        return (0..<stages).map { "  stage \($0) |" + String(rows[$0]) + "|" }.joined(separator: "\n")
+    }
+
+    private func printJSON(spec: ModelSpec, layout: ParallelLayout, mesh: DeviceMesh, stages: [Range<Int>],
+                           schedule: PipelineSchedule, report: ScheduleReport) {
+        let ranks = (0..<mesh.worldSize).map { rank -> String in
+            let c = mesh.coordinates(of: rank), layers = stages[c.pp]
+            return "{\"rank\":\(rank),\"dp\":\(c.dp),\"tp\":\(c.tp),\"pp\":\(c.pp),\"layers\":[\(layers.lowerBound),\(layers.upperBound)],"
+                + "\"dp_group\":\(mesh.dpGroup(of: rank)),\"tp_group\":\(mesh.tpGroup(of: rank)),\"pp_group\":\(mesh.ppGroup(of: rank))}"
+        }
+        let programs = schedule.actions.map { "[" + $0.map { "\"\($0)\"" }.joined(separator: ",") + "]" }
+        Console.out("{\"model\":\"\(spec.name)\",\"dp\":\(layout.dp),\"tp\":\(layout.tp),\"pp\":\(layout.pp),"
+            + "\"microbatches\":\(layout.microbatches),\"schedule\":\"\(schedule.kind.rawValue)\",\"world_size\":\(layout.worldSize),"
+            + "\"bubble_fraction\":\(report.bubbleFraction),\"ideal_bubble_fraction\":\(report.idealBubbleFraction),"
+            + "\"peak_in_flight_activations\":\(report.peakInFlightActivations),\"ranks\":[\(ranks.joined(separator: ","))],"
+            + "\"actions\":[\(programs.joined(separator: ","))]}")
+    }
+}
