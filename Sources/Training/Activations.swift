@@ -15,6 +15,8 @@ final class Activations {
     let attention: [FloatBuffer]
     let ln2: [FloatBuffer], ln2Mean: [FloatBuffer], ln2Rstd: [FloatBuffer]
     let fc: [FloatBuffer], gelu: [FloatBuffer]
+    /// tanh inside each GELU, kept from the forward pass for the backward one.
+    let geluTanh: [FloatBuffer]
     let lnf: FloatBuffer, lnfMean: FloatBuffer, lnfRstd: FloatBuffer
     let logits: FloatBuffer
     let losses: FloatBuffer
@@ -36,7 +38,7 @@ final class Activations {
         probabilities = many(batch * spec.heads * sequence * sequence)
         attention = many(rows * c)
         ln2 = many(rows * c); ln2Mean = many(rows); ln2Rstd = many(rows)
-        fc = many(rows * h); gelu = many(rows * h)
+        fc = many(rows * h); gelu = many(rows * h); geluTanh = many(rows * h)
         lnf = FloatBuffer(count: rows * c); lnfMean = FloatBuffer(count: rows); lnfRstd = FloatBuffer(count: rows)
         logits = FloatBuffer(count: rows * spec.vocabulary)
         losses = FloatBuffer(count: rows)

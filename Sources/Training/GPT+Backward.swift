@@ -20,7 +20,7 @@ extension GPT {
                             inp: a.gelu[l].pointer, weight: pointer(p + "mlp.proj.w"), m: rows, k: h, n: c, accumulateInput: false)
             // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
             let dPreActivation = a.gelu[l].pointer
-            GELU.backward(dPreActivation, a.fc[l].pointer, dHidden, count: rows * h)
+            GELU.backward(dPreActivation, a.fc[l].pointer, tanh: a.geluTanh[l].pointer, dHidden, count: rows * h)
             Linear.backward(dinp: dNormed, dweight: gradient(p + "mlp.fc.w"), dbias: gradient(p + "mlp.fc.b"), dout: dPreActivation,
                             inp: a.ln2[l].pointer, weight: pointer(p + "mlp.fc.w"), m: rows, k: c, n: h, accumulateInput: false)
             LayerNorm.backward(dinp: dResidual, dweight: gradient(p + "ln2.w"), dbias: gradient(p + "ln2.b"), dout: dNormed,

@@ -22,7 +22,7 @@ extension GPT {
                               weight: pointer(p + "ln2.w"), bias: pointer(p + "ln2.b"), rows: rows, columns: c)
             Linear.forward(out: a.fc[l].pointer, inp: a.ln2[l].pointer, weight: pointer(p + "mlp.fc.w"),
                            bias: pointer(p + "mlp.fc.b"), m: rows, k: c, n: h)
-            GELU.forward(a.gelu[l].pointer, a.fc[l].pointer, count: rows * h)
+            GELU.forward(a.gelu[l].pointer, a.fc[l].pointer, count: rows * h, tanhOut: a.geluTanh[l].pointer)
             let out = a.residual[l + 1].pointer
             Linear.forward(out: out, inp: a.gelu[l].pointer, weight: pointer(p + "mlp.proj.w"),
                            bias: pointer(p + "mlp.proj.b"), m: rows, k: h, n: c)

@@ -61,11 +61,11 @@ final class KernelGradientTests: XCTestCase {
         func reference(_ x: [Double]) -> [Double] {
             x.map { 0.5 * $0 * (1 + tanh(0.7978845608028654 * ($0 + 0.044715 * $0 * $0 * $0))) }
         }
-        let out = FloatBuffer(count: x.count), bx = FloatBuffer(doubles: x)
-        GELU.forward(out.pointer, bx.pointer, count: x.count)
+        let out = FloatBuffer(count: x.count), bx = FloatBuffer(doubles: x), t = FloatBuffer(count: x.count)
+        GELU.forward(out.pointer, bx.pointer, count: x.count, tanhOut: t.pointer)
         GradientCheck.assertClose(out.array, reference(x), tolerance: 1e-6, "gelu forward")
         let dx = FloatBuffer(count: x.count), dout = FloatBuffer(doubles: r)
-        GELU.backward(dx.pointer, bx.pointer, dout.pointer, count: x.count)
+        GELU.backward(dx.pointer, bx.pointer, tanh: t.pointer, dout.pointer, count: x.count)
         let expected = GradientCheck.numerical(x) { zip(reference($0), r).reduce(0) { $0 + $1.0 * $1.1 } }
         GradientCheck.assertClose(dx.array, expected, tolerance: 1e-4, "gelu dx")
     }
