@@ -18,6 +18,10 @@ enum Console {
 
     /// One JSON object per line, keys in a stable order.
     static func json(_ fields: KeyValuePairs<String, Any>) {
+        json(fields.map { ($0.key, $0.value) })
+    }
+
+    static func json(_ fields: [(String, Any)]) {
         let body = fields.map { key, value in "\"\(key)\":\(encode(value))" }.joined(separator: ",")
         out("{\(body)}")
     }

@@ -1,18 +1,23 @@
 import ArgumentParser
+import Collectives
 import Foundation
+import Parallelism
 import Training
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a GPT for real (one process for now).",
+        abstract: "Train a GPT for real: one process, or data- and pipeline-parallel worker processes.",
         discussion: """
         Examples:
           fleet train gpt-tiny
           fleet train gpt-tiny --steps 500 --data ../shared/data/tinyshakespeare.txt --save tiny.weights
-          fleet train gpt-tiny --json
+          fleet train gpt-tiny --dp 2 --pp 2                 # starts 4 local workers over ZeroMQ
+          mpirun -n 4 fleet train gpt-tiny --dp 2 --pp 2     # the same over MPI
         """)
 
     @OptionGroup var options: TrainOptions
+    @OptionGroup var layoutOptions: LayoutOptions
+    @OptionGroup var workers: WorkerOptions
 
     @Flag(help: "Print one JSON object per step and a final summary object.")
     var json = false
@@ -23,6 +28,9 @@ struct Train: ParsableCommand {
     @Option(help: "Save the trained weights here (read by fleet generate).")
     var save: String?
 
+    @Option(help: "Bucket size of the data-parallel gradient all-reduce.")
+    var bucket: ByteSize = ByteSize(bytes: 1 << 20)
+
     func validate() throws {
         guard logEvery > 0 else { throw ValidationError("--log-every must be positive") }
     }
@@ -30,40 +38,92 @@ struct Train: ParsableCommand {
     func run() throws {
         try Console.reportingErrors {
             let configuration = try options.configuration()
-            let trainer = try Trainer(configuration: configuration, corpus: try options.corpus())
-            let spec = configuration.model
-            if !json {
-                Console.out("fleet train \(spec.name): \(spec.parameterCount.formatted()) parameters, batch \(configuration.batch) × \(configuration.sequence) tokens, "
-                    + "\(configuration.steps) steps, \(configuration.threads) thread(s), data: \(trainer.data.train.count.formatted()) train / \(trainer.data.validation.count.formatted()) validation bytes")
-            }
-            let summary = trainer.run { m in
-                if json {
-                    var fields: KeyValuePairs<String, Any> = ["step": m.step + 1, "loss": Double(m.loss), "lr": Double(m.learningRate),
-                                                              "grad_norm": Double(m.gradientNorm), "tokens_per_s": m.tokensPerSecond,
-                                                              "step_ms": m.seconds * 1000]
-                    if let v = m.validationLoss {
-                        fields = ["step": m.step + 1, "loss": Double(m.loss), "lr": Double(m.learningRate), "grad_norm": Double(m.gradientNorm),
-                                  "tokens_per_s": m.tokensPerSecond, "step_ms": m.seconds * 1000, "val_loss": Double(v)]
-                    }
-                    Console.json(fields)
-                } else if (m.step + 1) % logEvery == 0 || m.step == 0 || m.step + 1 == configuration.steps || m.validationLoss != nil {
-                    var line = String(format: "step %5d/%d  loss %.4f  lr %.2e  %7.1f ms/step  %8.0f tok/s",
-                                      m.step + 1, configuration.steps, m.loss, m.learningRate, m.seconds * 1000, m.tokensPerSecond)
-                    if let v = m.validationLoss { line += String(format: "  val %.4f", v) }
-                    Console.out(line)
-                }
-            }
-            if let save { try WeightsFile.save(trainer.model, step: configuration.steps, to: save) }
-            if json {
-                Console.json(["final_loss": Double(summary.finalLoss), "val_loss": Double(summary.validationLoss),
-                              "tokens_per_s": summary.tokensPerSecond, "achieved_gflops": summary.achievedFLOPs / 1e9,
-                              "sgemm_gflops": summary.gemmFLOPs / 1e9, "mfu": summary.mfu])
-            } else {
-                Console.out(String(format: "done: final loss %.4f, validation loss %.4f, %.0f tokens/s, %.1f GFLOP/s achieved, sgemm %.1f GFLOP/s, MFU %.1f%%",
-                                   summary.finalLoss, summary.validationLoss, summary.tokensPerSecond, summary.achievedFLOPs / 1e9,
-                                   summary.gemmFLOPs / 1e9, summary.mfu * 100))
-                if let save { Console.out("weights saved to \(save) (try: fleet generate --weights \(save))") }
+            let layout = layoutOptions.layout
+            let parallel = layout.worldSize > 1 || WorldSetup.isWorker
+            guard parallel else { return try trainOneProcess(configuration) }
+            // Every rank (and the launcher) checks the layout before any work starts.
+            try layout.validate(model: configuration.model, batch: configuration.batch,
+                                worldSize: MPITransport.isUnderMPIRun || WorldSetup.isWorker ? nil : layout.worldSize)
+            var workers = self.workers
+            if !WorldSetup.isWorker { workers.ranks = layout.worldSize }
+            guard let transport = try workers.workerTransport() else { return }
+            defer { transport.shutdown() }
+            try Console.reportingErrors(rank: transport.rank) {
+                try trainParallel(configuration, layout: layout, transport: transport)
             }
         }
+    }
+
+    private func trainOneProcess(_ configuration: TrainingConfiguration) throws {
+        let trainer = try Trainer(configuration: configuration, corpus: try options.corpus())
+        let printer = StepPrinter(json: json, logEvery: logEvery, steps: configuration.steps)
+        if !json { Console.out(header(configuration, layout: nil, train: trainer.data.train.count, validation: trainer.data.validation.count)) }
+        let summary = trainer.run { printer.step($0, breakdown: nil) }
+        if let save { try WeightsFile.save(trainer.model, step: configuration.steps, to: save) }
+        printer.summary(summary, saved: save)
+    }
+
+    private func trainParallel(_ configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport) throws {
+        let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus())
+        trainer.bucketBytes = bucket.bytes
+        let printer = StepPrinter(json: json, logEvery: logEvery, steps: configuration.steps)
+        if trainer.isReporter && !json {
+            Console.out(header(configuration, layout: layout, train: trainer.data.train.count, validation: trainer.data.validation.count)
+                + ", \(transport.backendName)")
+        }
+        let summary = try trainer.run { metrics, result in printer.step(metrics, breakdown: result) }
+        if save != nil { try trainer.gatherParameters() }
+        if let summary {
+            if let save { try WeightsFile.save(trainer.model, step: configuration.steps, to: save) }
+            printer.summary(summary, saved: save)
+        }
+    }
+
+    private func header(_ c: TrainingConfiguration, layout: ParallelLayout?, train: Int, validation: Int) -> String {
+        var text = "fleet train \(c.model.name): \(c.model.parameterCount.formatted()) parameters, batch \(c.batch) × \(c.sequence) tokens, "
+            + "\(c.steps) steps, \(c.threads) thread(s), data: \(train.formatted()) train / \(validation.formatted()) validation bytes"
+        if let layout {
+            text += "; layout \(layout) on \(layout.worldSize) ranks, \(layout.microbatches) micro-batch(es), schedule \(layout.schedule.rawValue)"
+        }
+        return text
+    }
+}
+
+/// Prints training progress the same way for one process and for the reporting rank of many.
+struct StepPrinter {
+    let json: Bool
+    let logEvery: Int
+    let steps: Int
+
+    func step(_ m: StepMetrics, breakdown: DistributedTrainer.StepResult?) {
+        if json {
+            var fields: [(String, Any)] = [("step", m.step + 1), ("loss", Double(m.loss)), ("lr", Double(m.learningRate)),
+                                           ("grad_norm", Double(m.gradientNorm)), ("tokens_per_s", m.tokensPerSecond),
+                                           ("step_ms", m.seconds * 1000)]
+            if let b = breakdown {
+                fields += [("compute_ms", b.computeSeconds * 1000), ("communication_ms", b.communicationSeconds * 1000)]
+            }
+            if let v = m.validationLoss { fields.append(("val_loss", Double(v))) }
+            Console.json(fields)
+        } else if (m.step + 1) % logEvery == 0 || m.step == 0 || m.step + 1 == steps || m.validationLoss != nil {
+            var line = String(format: "step %5d/%d  loss %.4f  lr %.2e  %7.1f ms/step  %8.0f tok/s",
+                              m.step + 1, steps, m.loss, m.learningRate, m.seconds * 1000, m.tokensPerSecond)
+            if let b = breakdown {
+                line += String(format: "  (compute %.1f ms, communication and waiting %.1f ms)", b.computeSeconds * 1000, b.communicationSeconds * 1000)
+            }
+            if let v = m.validationLoss { line += String(format: "  val %.4f", v) }
+            Console.out(line)
+        }
+    }
+
+    func summary(_ s: TrainingSummary, saved: String?) {
+        if json {
+            Console.json([("final_loss", Double(s.finalLoss)), ("val_loss", Double(s.validationLoss)), ("tokens_per_s", s.tokensPerSecond),
+                          ("achieved_gflops", s.achievedFLOPs / 1e9), ("sgemm_gflops", s.gemmFLOPs / 1e9), ("mfu", s.mfu)])
+            return
+        }
+        Console.out(String(format: "done: final loss %.4f, validation loss %.4f, %.0f tokens/s, %.1f GFLOP/s achieved, sgemm %.1f GFLOP/s, MFU %.1f%%",
+                           s.finalLoss, s.validationLoss, s.tokensPerSecond, s.achievedFLOPs / 1e9, s.gemmFLOPs / 1e9, s.mfu * 100))
+        if let saved { Console.out("weights saved to \(saved) (try: fleet generate --weights \(saved))") }
     }
 }

@@ -3,17 +3,26 @@ import Tensor
 extension GPT {
     /// Accumulates parameter gradients; expects `a.logits` to hold d(loss)/d(logits).
     func backward(_ a: Activations) {
+        backward(a, layers: 0..<spec.layers, embed: true, head: true)
+    }
+
+    /// The backward pass of a stage: from d(loss)/d(logits) in `a.logits` when `head`, else
+    /// from the gradient already in `a.dResidual`; leaves the stage's input gradient in
+    /// `a.dResidual` (or accumulates the embeddings' gradients when `embed`).
+    func backward(_ a: Activations, layers: Range<Int>, embed: Bool, head: Bool) {
         let b = a.batch, t = a.sequence, rows = b * t
         let c = spec.dModel, h = spec.mlpHidden
         let shape = Attention.Shape(batch: b, sequence: t, channels: c, heads: spec.heads)
         let dResidual = a.dResidual.pointer, dNormed = a.dNormed.pointer
-        Linear.backward(dinp: dNormed, dweight: gradient("wte"), dbias: nil, dout: a.logits.pointer, inp: a.lnf.pointer,
-                        weight: pointer("wte"), m: rows, k: c, n: spec.vocabulary, accumulateInput: false)
-        a.dResidual.zero()
-        LayerNorm.backward(dinp: dResidual, dweight: gradient("lnf.w"), dbias: gradient("lnf.b"), dout: dNormed,
-                           inp: a.residual[spec.layers].pointer, weight: pointer("lnf.w"), mean: a.lnfMean.pointer,
-                           rstd: a.lnfRstd.pointer, rows: rows, columns: c)
-        for l in stride(from: spec.layers - 1, through: 0, by: -1) {
+        if head {
+            Linear.backward(dinp: dNormed, dweight: gradient("wte"), dbias: nil, dout: a.logits.pointer, inp: a.lnf.pointer,
+                            weight: pointer("wte"), m: rows, k: c, n: spec.vocabulary, accumulateInput: false)
+            a.dResidual.zero()
+            LayerNorm.backward(dinp: dResidual, dweight: gradient("lnf.w"), dbias: gradient("lnf.b"), dout: dNormed,
+                               inp: a.residual[spec.layers].pointer, weight: pointer("lnf.w"), mean: a.lnfMean.pointer,
+                               rstd: a.lnfRstd.pointer, rows: rows, columns: c)
+        }
+        for l in layers.reversed() {
             let p = "h\(l).", mid = a.afterAttention[l].pointer, dHidden = a.dHidden.pointer
             // MLP: residual[l+1] = mid + proj(gelu(fc(ln2(mid)))).
             Linear.backward(dinp: dHidden, dweight: gradient(p + "mlp.proj.w"), dbias: gradient(p + "mlp.proj.b"), dout: dResidual,
@@ -38,6 +47,7 @@ extension GPT {
                                inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"), mean: a.ln1Mean[l].pointer,
                                rstd: a.ln1Rstd[l].pointer, rows: rows, columns: c)
         }
+        guard embed else { return }
         Embedding.backward(dwte: gradient("wte"), dwpe: gradient("wpe"), dout: dResidual, tokens: a.tokens,
                            batch: b, sequence: t, channels: c)
     }

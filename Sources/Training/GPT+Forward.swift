@@ -2,12 +2,20 @@ import Tensor
 
 extension GPT {
     func forward(_ a: Activations) {
+        forward(a, layers: 0..<spec.layers, embed: true, head: true)
+    }
+
+    /// Runs `layers` (a pipeline stage): from the token embedding when `embed`, else from
+    /// `a.residual[layers.lowerBound]`; through the final LayerNorm and logits when `head`.
+    func forward(_ a: Activations, layers: Range<Int>, embed: Bool, head: Bool) {
         let b = a.batch, t = a.sequence, rows = b * t
         let c = spec.dModel, h = spec.mlpHidden
         let shape = Attention.Shape(batch: b, sequence: t, channels: c, heads: spec.heads)
-        Embedding.forward(out: a.residual[0].pointer, tokens: a.tokens, wte: pointer("wte"), wpe: pointer("wpe"),
-                          batch: b, sequence: t, channels: c)
-        for l in 0..<spec.layers {
+        if embed {
+            Embedding.forward(out: a.residual[0].pointer, tokens: a.tokens, wte: pointer("wte"), wpe: pointer("wpe"),
+                              batch: b, sequence: t, channels: c)
+        }
+        for l in layers {
             let x = a.residual[l].pointer, p = "h\(l)."
             LayerNorm.forward(out: a.ln1[l].pointer, mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, inp: x,
                               weight: pointer(p + "ln1.w"), bias: pointer(p + "ln1.b"), rows: rows, columns: c)
@@ -28,6 +36,7 @@ extension GPT {
                            bias: pointer(p + "mlp.proj.b"), m: rows, k: h, n: c)
             Elementwise.accumulate(out, mid, count: rows * c)
         }
+        guard head else { return }
         LayerNorm.forward(out: a.lnf.pointer, mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer, inp: a.residual[spec.layers].pointer,
                           weight: pointer("lnf.w"), bias: pointer("lnf.b"), rows: rows, columns: c)
         // Tied output projection: logits = lnf · wteᵀ.

@@ -21,6 +21,11 @@ public final class GPT {
     func pointer(_ name: String) -> UnsafeMutablePointer<Float> { parameters.pointer + layout.entry(name).offset }
     func gradient(_ name: String) -> UnsafeMutablePointer<Float> { gradients.pointer + layout.entry(name).offset }
 
+    /// Fresh buffers for one micro-batch (pipeline stages keep several alive at once).
+    func makeActivations(batch: Int, sequence: Int) -> Activations {
+        Activations(spec: spec, batch: batch, sequence: sequence)
+    }
+
     /// Buffers for a batch shape, reused while the shape stays the same.
     func activations(batch: Int, sequence: Int) -> Activations {
         if let a = activations, a.batch == batch, a.sequence == sequence { return a }

@@ -1,0 +1,99 @@
+import Collectives
+import Tensor
+
+extension DistributedTrainer {
+    /// Trains for `configuration.steps` steps; `report` is called on the reporting rank only.
+    /// Returns the summary on the reporting rank, nil elsewhere.
+    @discardableResult
+    public func run(report: (StepMetrics, StepResult) -> Void = { _, _ in }) throws -> TrainingSummary? {
+        let c = configuration
+        gemmFLOPs = BLAS.measureGEMMRate(threads: c.threads)
+        let flopsPerToken = c.model.trainingFLOPsPerToken(sequence: c.sequence)
+        var losses: [Float] = []
+        var seconds = 0.0, tokens = 0
+        try groups.world.barrier()
+        for step in 0..<c.steps {
+            let result = try trainStep(step)
+            losses.append(result.loss)
+            if step > 0 || c.steps == 1 {
+                seconds += result.seconds
+                tokens += c.batch * c.sequence
+            }
+            var validation: Float?
+            if c.evalEvery > 0 && (step + 1) % c.evalEvery == 0 && step + 1 < c.steps { validation = try validationLoss() }
+            if isReporter {
+                report(StepMetrics(step: step, loss: result.loss, learningRate: result.learningRate, gradientNorm: result.gradientNorm,
+                                   seconds: result.seconds, tokens: c.batch * c.sequence, validationLoss: validation), result)
+            }
+        }
+        let validation = try validationLoss()
+        guard isReporter else { return nil }
+        let tokensPerSecond = seconds > 0 ? Double(tokens) / seconds : 0
+        // MFU against every rank's sgemm peak: the job's achieved FLOP/s over world × per-rank rate.
+        return TrainingSummary(finalLoss: losses.last ?? .nan, validationLoss: validation, tokensPerSecond: tokensPerSecond,
+                               achievedFLOPs: tokensPerSecond * flopsPerToken, gemmFLOPs: gemmFLOPs * Double(transport.worldSize),
+                               losses: losses)
+    }
+
+    /// Mean loss over the fixed validation windows, computed through the pipeline (forward only).
+    public func validationLoss() throws -> Float {
+        let c = configuration
+        let rows = samplesPerMicrobatch * c.sequence, width = rows * c.model.dModel
+        let pp = groups.pp
+        var total: Float = 0
+        for batch in 0..<c.evalBatches {
+            let (tokens, targets) = data.validationBatch(batch, of: c.evalBatches, batch: c.batch)
+            for i in 0..<layout.microbatches {
+                let a = microActivations.isEmpty ? model.makeActivations(batch: samplesPerMicrobatch, sequence: c.sequence) : microActivations[0]
+                let window = samples(microbatch: i)
+                let part = (window.lowerBound * c.sequence)..<(window.upperBound * c.sequence)
+                // Validation messages use their own tag range, apart from training's.
+                let tag = Int32(1 << 18) + Int32(i)
+                if stage.isFirst {
+                    tokens[part].withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: rows) }
+                } else {
+                    let request = try pp.irecv(into: UnsafeMutableRawBufferPointer(start: a.residual[stage.layers.lowerBound].pointer, count: width * 4),
+                                               from: stage.index - 1, tag: tag)
+                    try transport.wait(request, operation: "validation activations from stage \(stage.index - 1)")
+                }
+                model.forward(a, layers: stage.layers, embed: stage.isFirst, head: stage.isLast)
+                if stage.isLast {
+                    targets[part].withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: rows) }
+                    let loss = CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
+                                                            rows: rows, vocabulary: c.model.vocabulary, gradient: false)
+                    total += loss * Float(samplesPerMicrobatch) / Float(c.batch)
+                } else {
+                    let request = try pp.isend(UnsafeRawBufferPointer(start: a.residual[stage.layers.upperBound].pointer, count: width * 4),
+                                               to: stage.index + 1, tag: tag)
+                    try transport.wait(request, operation: "validation activations to stage \(stage.index + 1)")
+                }
+            }
+        }
+        var loss = [total / Float(c.evalBatches)]
+        if stage.isLast { try groups.dp.allReduce(&loss) }
+        return loss[0]
+    }
+
+    /// Collects every stage's parameters (of the first data-parallel replica) on the
+    /// reporting rank, which then holds the whole model; other ranks just send theirs.
+    public func gatherParameters() throws {
+        guard coordinates.dp == 0 && coordinates.tp == 0, layout.pp > 1 else { return }
+        let pp = groups.pp, tag = Int32(1 << 19)
+        if stage.isLast {
+            for other in 0..<(layout.pp - 1) {
+                let owned = Self.stage(other, layout: layout, parameters: model.layout).counted
+                for range in owned {
+                    let request = try pp.irecv(into: UnsafeMutableRawBufferPointer(start: model.parameters.pointer + range.lowerBound, count: range.count * 4),
+                                               from: other, tag: tag)
+                    try transport.wait(request, operation: "gathering parameters of stage \(other)")
+                }
+            }
+        } else {
+            for range in stage.counted {
+                let request = try pp.isend(UnsafeRawBufferPointer(start: model.parameters.pointer + range.lowerBound, count: range.count * 4),
+                                           to: layout.pp - 1, tag: tag)
+                try transport.wait(request, operation: "sending parameters to the last stage")
+            }
+        }
+    }
+}

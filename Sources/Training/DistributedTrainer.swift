@@ -1,0 +1,133 @@
+import Collectives
+import Parallelism
+import Tensor
+import Workload
+
+/// Data- and pipeline-parallel training across worker processes.
+///
+/// Every rank holds the full flat parameter buffer (so offsets, checkpoints and the
+/// optimizer state look the same everywhere) but computes and updates only what its
+/// pipeline stage owns. Each step: the stage runs its schedule's actions over its
+/// micro-batches; the tied embedding's gradient is summed between the first and last
+/// stage; gradients are summed over the dp group in buckets; the global gradient norm is
+/// summed over the pipeline; then AdamW updates the owned parameters.
+public final class DistributedTrainer {
+    public let configuration: TrainingConfiguration
+    public let layout: ParallelLayout
+    public let model: GPT
+    public let data: DataLoader
+    public let mesh: DeviceMesh
+    public let coordinates: DeviceMesh.Coordinates
+    public let transport: Transport
+    let groups: Groups
+    let stage: Stage
+    var optimizer: AdamW
+    let firstMoment: FloatBuffer
+    let secondMoment: FloatBuffer
+    var microActivations: [Activations] = []
+    /// Bytes per all-reduce bucket of the data-parallel gradient average.
+    public var bucketBytes = 1 << 20
+    public internal(set) var gemmFLOPs: Double = 0
+
+    /// Communicators of this rank, created in the same order on every rank.
+    struct Groups {
+        let world: Communicator
+        let dp: Communicator
+        let pp: Communicator
+        /// First and last stage of this pipeline (for the tied embedding), when they differ.
+        let embedding: Communicator?
+    }
+
+    /// Which layers this rank runs and which parameter ranges it owns.
+    struct Stage {
+        let index: Int
+        let layers: Range<Int>
+        var isFirst: Bool { index == 0 }
+        let isLast: Bool
+        /// Contiguous ranges of the flat buffer this stage updates.
+        let owned: [Range<Int>]
+        /// The part of `owned` that counts toward the global gradient norm (the tied embedding counts once).
+        let counted: [Range<Int>]
+    }
+
+    public init(configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, corpus: Corpus) throws {
+        try configuration.validate()
+        try layout.validate(model: configuration.model, batch: configuration.batch, worldSize: transport.worldSize)
+        if layout.tp > 1 {
+            throw ParallelLayout.Invalid.reason("tensor parallelism (--tp) is not implemented yet; use --dp and --pp")
+        }
+        if layout.zeroStage > 0 {
+            throw ParallelLayout.Invalid.reason("--zero 1 is not implemented yet")
+        }
+        self.configuration = configuration
+        self.layout = layout
+        self.transport = transport
+        Parallel.threads = configuration.threads
+        BLAS.setThreads(1)
+        mesh = layout.mesh
+        coordinates = mesh.coordinates(of: transport.rank)
+        model = GPT(spec: configuration.model, seed: configuration.seed)
+        data = try DataLoader(corpus: corpus, sequence: configuration.sequence, seed: configuration.seed)
+        optimizer = AdamW(weightDecay: configuration.weightDecay)
+        firstMoment = FloatBuffer(count: model.layout.count)
+        secondMoment = FloatBuffer(count: model.layout.count)
+
+        let world = Communicator(world: transport)
+        let rank = transport.rank
+        func group(_ all: [[Int]], _ mine: [Int], base: Int32) throws -> Communicator {
+            try world.subgroup(mine, id: base + Int32(all.firstIndex(of: mine)!))
+        }
+        let dp = try group(mesh.allDPGroups, mesh.dpGroup(of: rank), base: 1)
+        let pp = try group(mesh.allPPGroups, mesh.ppGroup(of: rank), base: 300)
+        var embedding: Communicator?
+        let pipeline = mesh.ppGroup(of: rank)
+        if layout.pp > 1 && (coordinates.pp == 0 || coordinates.pp == layout.pp - 1) {
+            let ends = [pipeline.first!, pipeline.last!]
+            embedding = try world.subgroup(ends, id: 600 + Int32(mesh.allPPGroups.firstIndex(of: pipeline)!))
+        }
+        groups = Groups(world: world, dp: dp, pp: pp, embedding: embedding)
+
+        stage = Self.stage(coordinates.pp, layout: layout, parameters: model.layout)
+    }
+
+    /// The layers and parameter ranges of pipeline stage `index`.
+    static func stage(_ index: Int, layout: ParallelLayout, parameters: ParameterLayout) -> Stage {
+        let layers = layout.stageLayers(model: parameters.spec)[index]
+        let isFirst = index == 0, isLast = index == layout.pp - 1
+        let entries = parameters.entries
+        func span(_ names: (String) -> Bool) -> Range<Int>? {
+            let chosen = entries.filter { names($0.name) }
+            guard let first = chosen.first, let last = chosen.last else { return nil }
+            return first.offset..<(last.offset + last.count)
+        }
+        let blocks = span { name in
+            guard name.hasPrefix("h"), let l = Int(name.dropFirst().prefix { $0.isNumber }) else { return false }
+            return layers.contains(l)
+        }!
+        let wte = parameters.entry("wte")
+        // Layout order is wte, wpe, h0 … h(L−1), lnf: a stage's own blocks are contiguous,
+        // the first stage's extend down to wte, the last stage's up to lnf.
+        var owned = isFirst ? 0..<blocks.upperBound : blocks
+        if isLast { owned = owned.lowerBound..<span { $0.hasPrefix("lnf") }!.upperBound }
+        // The last stage also updates its copy of the tied embedding, which the first stage already counts.
+        let tied = isLast && !isFirst ? [wte.offset..<(wte.offset + wte.count)] : []
+        return Stage(index: index, layers: layers, isLast: isLast, owned: tied + [owned], counted: [owned])
+    }
+
+    /// The rank that prints: the last stage of the first data-parallel replica.
+    public var isReporter: Bool { coordinates.dp == 0 && coordinates.tp == 0 && stage.isLast }
+
+    var samplesPerReplica: Int { configuration.batch / layout.dp }
+    var samplesPerMicrobatch: Int { samplesPerReplica / layout.microbatches }
+
+    /// Global sample indices of micro-batch `i` of this replica.
+    func samples(microbatch i: Int) -> Range<Int> {
+        let start = coordinates.dp * samplesPerReplica + i * samplesPerMicrobatch
+        return start..<(start + samplesPerMicrobatch)
+    }
+
+    /// Tags name (micro-batch, sending stage, direction), so no two messages of a step can pair up wrongly.
+    func tag(microbatch: Int, fromStage: Int, gradient: Bool) -> Int32 {
+        Int32((microbatch * layout.pp + fromStage) * 2 + (gradient ? 1 : 0))
+    }
+}

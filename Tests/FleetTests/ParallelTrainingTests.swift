@@ -1,0 +1,99 @@
+import Foundation
+import XCTest
+
+/// Data- and pipeline-parallel training over real worker processes equals the single-process run.
+///
+/// Why the tolerance is not zero: splitting the global batch changes the order in which
+/// per-sample gradient contributions are summed (per micro-batch, then across micro-batches,
+/// then across data-parallel ranks in ring order), and Float32 addition is not associative.
+/// Every rank uses the same samples, initial values and per-element loss scaling, so what
+/// remains is rounding: observed differences are ~1e-7 relative; 1e-5 leaves room for 10 steps.
+final class ParallelTrainingTests: FleetProcessTestCase {
+    static let common = ["train", "gpt-tiny", "--steps", "10", "--batch", "8", "--seq", "64", "--json", "--eval-batches", "2"]
+    let directory = NSTemporaryDirectory() + "fleet-parallel-\(getpid())"
+
+    override func setUp() {
+        super.setUp()
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: directory)
+        super.tearDown()
+    }
+
+    private func losses(_ outcome: FleetProcess.Outcome) throws -> [Double] {
+        let objects = try outcome.stdout.split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], String($0))
+        }
+        return objects.compactMap { $0["step"] != nil ? $0["loss"] as? Double : nil }
+    }
+
+    private func parameters(_ path: String) throws -> [Float] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let headerLength = Int(data[8]) | Int(data[9]) << 8 | Int(data[10]) << 16 | Int(data[11]) << 24
+        return data.subdata(in: (12 + headerLength)..<data.count).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    private func reference() throws -> (losses: [Double], parameters: [Float]) {
+        let path = directory + "/reference.w"
+        let outcome = try FleetProcess.fleet(Self.common + ["--save", path])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        return (try losses(outcome), try parameters(path))
+    }
+
+    private func assertMatches(_ layout: [String], mpi: Bool, reference: (losses: [Double], parameters: [Float]),
+                               file: StaticString = #filePath, line: UInt = #line) throws {
+        let path = directory + "/\(layout.joined())-\(mpi).w"
+        let arguments = Self.common + layout + ["--save", path]
+        let ranks = stride(from: 0, to: layout.count, by: 2).reduce(1) { product, i in
+            ["--dp", "--tp", "--pp"].contains(layout[i]) ? product * Int(layout[i + 1])! : product
+        }
+        let outcome = mpi ? try FleetProcess.mpirun(ranks, arguments) : try FleetProcess.fleet(arguments + ["--transport", "zmq"])
+        let name = "\(layout.joined(separator: " ")) over \(mpi ? "MPI" : "ZeroMQ")"
+        XCTAssertEqual(outcome.status, 0, "\(name): \(outcome.output)", file: file, line: line)
+        let measured = try losses(outcome)
+        XCTAssertEqual(measured.count, reference.losses.count, "\(name): one JSON line per step from one rank", file: file, line: line)
+        for (step, (a, b)) in zip(measured, reference.losses).enumerated() {
+            XCTAssertLessThanOrEqual(abs(a - b) / abs(b), 1e-5, "\(name): loss of step \(step + 1): \(a) vs \(b)", file: file, line: line)
+        }
+        let weights = try parameters(path)
+        XCTAssertEqual(weights.count, reference.parameters.count, file: file, line: line)
+        let worst = zip(weights, reference.parameters).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? .infinity
+        XCTAssertLessThanOrEqual(worst, 1e-5, "\(name): final parameters differ by up to \(worst)", file: file, line: line)
+    }
+
+    func testDataAndPipelineLayoutsEqualOneProcessOverMPI() throws {
+        let reference = try reference()
+        for layout in [["--dp", "2"], ["--dp", "4"], ["--pp", "2"], ["--pp", "4"], ["--dp", "2", "--pp", "2"],
+                       ["--pp", "2", "--schedule", "gpipe", "--microbatches", "2"], ["--pp", "4", "--schedule", "1f1b", "--microbatches", "8"]] {
+            try assertMatches(layout, mpi: true, reference: reference)
+        }
+    }
+
+    func testDataAndPipelineLayoutsEqualOneProcessOverZeroMQ() throws {
+        let reference = try reference()
+        for layout in [["--dp", "2"], ["--pp", "2"], ["--dp", "2", "--pp", "2"], ["--pp", "4", "--schedule", "gpipe"]] {
+            try assertMatches(layout, mpi: false, reference: reference)
+        }
+    }
+
+    func testImpossibleLayoutsFailBeforeAnyWorkOnEveryRank() throws {
+        let wrongWorld = try FleetProcess.mpirun(3, ["train", "gpt-tiny", "--steps", "2", "--dp", "2", "--pp", "2"])
+        XCTAssertNotEqual(wrongWorld.status, 0)
+        XCTAssertEqual(wrongWorld.stderr.components(separatedBy: "= 4, but this run has 3 ranks").count - 1, 3,
+                       "every rank reports it: \(wrongWorld.output)")
+        let cases: [([String], String)] = [
+            (["--pp", "5"], "more pipeline stages than gpt-tiny has layers"),
+            (["--tp", "3"], "which --tp 3 does not divide"),
+            (["--dp", "2", "--microbatches", "3"], "--microbatches 3 does not divide"),
+            (["--dp", "3"], "not divisible by --dp 3"),
+        ]
+        for (layout, message) in cases {
+            let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "2"] + layout)
+            XCTAssertNotEqual(outcome.status, 0, layout.joined(separator: " "))
+            XCTAssertTrue(outcome.stderr.contains(message), "\(layout): \(outcome.output)")
+            XCTAssertFalse(outcome.stdout.contains("step "), "no step may run: \(outcome.output)")
+        }
+    }
+}
