@@ -101,7 +101,10 @@ struct StepPrinter {
                                            ("grad_norm", Double(m.gradientNorm)), ("tokens_per_s", m.tokensPerSecond),
                                            ("step_ms", m.seconds * 1000)]
             if let b = breakdown {
-                fields += [("compute_ms", b.computeSeconds * 1000), ("communication_ms", b.communicationSeconds * 1000)]
+                fields += [("compute_ms", b.computeSeconds * 1000), ("communication_ms", b.communicationSeconds * 1000),
+                           ("tp_allreduces", b.traffic.tensorAllReduces), ("tp_allreduce_bytes", b.traffic.tensorFloats * 4),
+                           ("dp_allreduces", b.traffic.dataAllReduces), ("dp_allreduce_bytes", b.traffic.dataFloats * 4),
+                           ("pp_messages", b.traffic.pipelineMessages), ("pp_bytes", b.traffic.pipelineFloats * 4)]
             }
             if let v = m.validationLoss { fields.append(("val_loss", Double(v))) }
             Console.json(fields)

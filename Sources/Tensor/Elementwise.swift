@@ -14,12 +14,13 @@ public enum Elementwise {
         }
     }
 
-    /// `sums[c] += Σ_r x[r, c]`, each column summed by one thread in row order.
-    public static func addColumnSums(_ sums: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, columns: Int) {
+    /// `sums[c] += Σ_r x[r, c]`, each column summed by one thread in row order; rows are `stride` apart.
+    public static func addColumnSums(_ sums: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, columns: Int, stride: Int? = nil) {
+        let step = stride ?? columns
         Parallel.forEach(columns, minimumPerThread: 64) { cols in
             let width = cols.count
             for r in 0..<rows {
-                let row = x + r * columns + cols.lowerBound, target = sums + cols.lowerBound
+                let row = x + r * step + cols.lowerBound, target = sums + cols.lowerBound
                 for c in 0..<width { target[c] += row[c] }
             }
         }

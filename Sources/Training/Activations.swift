@@ -24,19 +24,20 @@ final class Activations {
     let dResidual: FloatBuffer, dNormed: FloatBuffer, dQKV: FloatBuffer, dAttention: FloatBuffer, dHidden: FloatBuffer
     let attentionScratch: FloatBuffer
 
-    init(spec: ModelSpec, batch: Int, sequence: Int) {
+    /// `local` gives the tensor-parallel shard's attention channels, heads and MLP width.
+    init(spec: ModelSpec, batch: Int, sequence: Int, local: TensorShard.Dimensions) {
         self.batch = batch
         self.sequence = sequence
-        let rows = batch * sequence, c = spec.dModel, h = spec.mlpHidden, layers = spec.layers
+        let rows = batch * sequence, c = spec.dModel, h = local.hidden, layers = spec.layers, cl = local.channels
         func many(_ count: Int) -> [FloatBuffer] { (0..<layers).map { _ in FloatBuffer(count: count) } }
         tokens = .allocate(capacity: rows)
         targets = .allocate(capacity: rows)
         residual = (0...layers).map { _ in FloatBuffer(count: rows * c) }
         afterAttention = many(rows * c)
         ln1 = many(rows * c); ln1Mean = many(rows); ln1Rstd = many(rows)
-        qkv = many(rows * 3 * c)
-        probabilities = many(batch * spec.heads * sequence * sequence)
-        attention = many(rows * c)
+        qkv = many(rows * 3 * cl)
+        probabilities = many(batch * local.heads * sequence * sequence)
+        attention = many(rows * cl)
         ln2 = many(rows * c); ln2Mean = many(rows); ln2Rstd = many(rows)
         fc = many(rows * h); gelu = many(rows * h); geluTanh = many(rows * h)
         lnf = FloatBuffer(count: rows * c); lnfMean = FloatBuffer(count: rows); lnfRstd = FloatBuffer(count: rows)
@@ -44,8 +45,8 @@ final class Activations {
         losses = FloatBuffer(count: rows)
         dResidual = FloatBuffer(count: rows * c)
         dNormed = FloatBuffer(count: rows * c)
-        dQKV = FloatBuffer(count: rows * 3 * c)
-        dAttention = FloatBuffer(count: rows * c)
+        dQKV = FloatBuffer(count: rows * 3 * cl)
+        dAttention = FloatBuffer(count: rows * cl)
         dHidden = FloatBuffer(count: rows * h)
         attentionScratch = FloatBuffer(count: max(1, Parallel.threads) * sequence * sequence)
     }

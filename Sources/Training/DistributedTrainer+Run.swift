@@ -56,7 +56,7 @@ extension DistributedTrainer {
                                                from: stage.index - 1, tag: tag)
                     try transport.wait(request, operation: "validation activations from stage \(stage.index - 1)")
                 }
-                model.forward(a, layers: stage.layers, embed: stage.isFirst, head: stage.isLast)
+                try model.forward(a, layers: stage.layers, embed: stage.isFirst, head: stage.isLast)
                 if stage.isLast {
                     targets[part].withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: rows) }
                     let loss = CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
@@ -74,25 +74,35 @@ extension DistributedTrainer {
         return loss[0]
     }
 
-    /// Collects every stage's parameters (of the first data-parallel replica) on the
-    /// reporting rank, which then holds the whole model; other ranks just send theirs.
+    /// Collects every stage's and shard's parameters (of the first data-parallel replica)
+    /// on the reporting rank, which then holds the whole model; other ranks send theirs.
     public func gatherParameters() throws {
-        guard coordinates.dp == 0 && coordinates.tp == 0, layout.pp > 1 else { return }
-        let pp = groups.pp, tag = Int32(1 << 19)
-        if stage.isLast {
-            for other in 0..<(layout.pp - 1) {
-                let owned = Self.stage(other, layout: layout, parameters: model.layout).counted
-                for range in owned {
-                    let request = try pp.irecv(into: UnsafeMutableRawBufferPointer(start: model.parameters.pointer + range.lowerBound, count: range.count * 4),
-                                               from: other, tag: tag)
-                    try transport.wait(request, operation: "gathering parameters of stage \(other)")
+        guard coordinates.dp == 0, layout.pp * layout.tp > 1 else { return }
+        let replica = groups.replica, tag: Int32 = 1 << 19
+        let reporter = mesh.rank(dp: 0, tp: 0, pp: layout.pp - 1)
+        if isReporter {
+            for member in replica.members where member != reporter {
+                let c = mesh.coordinates(of: member)
+                let wanted = ranges(stage: Self.stage(c.pp, layout: layout, parameters: model.layout), shard: c.tp, counted: true)
+                var packed = [Float](repeating: 0, count: wanted.reduce(0) { $0 + $1.count })
+                try packed.withUnsafeMutableBytes {
+                    let request = try replica.irecv(into: $0, from: replica.members.firstIndex(of: member)!, tag: tag)
+                    try transport.wait(request, operation: "gathering the parameters of rank \(member)")
+                }
+                var offset = 0
+                for range in wanted {
+                    packed.withUnsafeBufferPointer { (model.parameters.pointer + range.lowerBound).update(from: $0.baseAddress! + offset, count: range.count) }
+                    offset += range.count
                 }
             }
         } else {
-            for range in stage.counted {
-                let request = try pp.isend(UnsafeRawBufferPointer(start: model.parameters.pointer + range.lowerBound, count: range.count * 4),
-                                           to: layout.pp - 1, tag: tag)
-                try transport.wait(request, operation: "sending parameters to the last stage")
+            let mine = ranges(stage: stage, shard: coordinates.tp, counted: true)
+            var packed: [Float] = []
+            for range in mine { packed += UnsafeBufferPointer(start: model.parameters.pointer + range.lowerBound, count: range.count) }
+            // The bytes must stay put until the send completes, so the wait is inside the closure.
+            try packed.withUnsafeBytes {
+                let request = try replica.isend($0, to: replica.members.firstIndex(of: reporter)!, tag: tag)
+                try transport.wait(request, operation: "sending parameters to rank \(reporter)")
             }
         }
     }

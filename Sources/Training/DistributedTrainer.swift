@@ -36,6 +36,8 @@ public final class DistributedTrainer {
         let pp: Communicator
         /// First and last stage of this pipeline (for the tied embedding), when they differ.
         let embedding: Communicator?
+        /// Every rank of this data-parallel replica (all stages and shards).
+        let replica: Communicator
     }
 
     /// Which layers this rank runs and which parameter ranges it owns.
@@ -53,9 +55,6 @@ public final class DistributedTrainer {
     public init(configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, corpus: Corpus) throws {
         try configuration.validate()
         try layout.validate(model: configuration.model, batch: configuration.batch, worldSize: transport.worldSize)
-        if layout.tp > 1 {
-            throw ParallelLayout.Invalid.reason("tensor parallelism (--tp) is not implemented yet; use --dp and --pp")
-        }
         if layout.zeroStage > 0 {
             throw ParallelLayout.Invalid.reason("--zero 1 is not implemented yet")
         }
@@ -64,19 +63,22 @@ public final class DistributedTrainer {
         self.transport = transport
         Parallel.threads = configuration.threads
         BLAS.setThreads(1)
-        mesh = layout.mesh
-        coordinates = mesh.coordinates(of: transport.rank)
-        model = GPT(spec: configuration.model, seed: configuration.seed)
-        data = try DataLoader(corpus: corpus, sequence: configuration.sequence, seed: configuration.seed)
-        optimizer = AdamW(weightDecay: configuration.weightDecay)
-        firstMoment = FloatBuffer(count: model.layout.count)
-        secondMoment = FloatBuffer(count: model.layout.count)
-
+        let mesh = layout.mesh, coordinates = mesh.coordinates(of: transport.rank)
+        self.mesh = mesh
+        self.coordinates = coordinates
         let world = Communicator(world: transport)
         let rank = transport.rank
         func group(_ all: [[Int]], _ mine: [Int], base: Int32) throws -> Communicator {
             try world.subgroup(mine, id: base + Int32(all.firstIndex(of: mine)!))
         }
+        let tensor = try group(mesh.allTPGroups, mesh.tpGroup(of: rank), base: 900)
+        model = GPT(spec: configuration.model, seed: configuration.seed,
+                    shard: TensorShard(size: layout.tp, index: coordinates.tp, group: layout.tp > 1 ? tensor : nil))
+        data = try DataLoader(corpus: corpus, sequence: configuration.sequence, seed: configuration.seed)
+        optimizer = AdamW(weightDecay: configuration.weightDecay)
+        firstMoment = FloatBuffer(count: model.layout.count)
+        secondMoment = FloatBuffer(count: model.layout.count)
+
         let dp = try group(mesh.allDPGroups, mesh.dpGroup(of: rank), base: 1)
         let pp = try group(mesh.allPPGroups, mesh.ppGroup(of: rank), base: 300)
         var embedding: Communicator?
@@ -85,7 +87,10 @@ public final class DistributedTrainer {
             let ends = [pipeline.first!, pipeline.last!]
             embedding = try world.subgroup(ends, id: 600 + Int32(mesh.allPPGroups.firstIndex(of: pipeline)!))
         }
-        groups = Groups(world: world, dp: dp, pp: pp, embedding: embedding)
+        // One model replica: every pipeline stage and tensor shard with this data-parallel index.
+        let replicas = (0..<layout.dp).map { d in (0..<mesh.worldSize).filter { r in mesh.coordinates(of: r).dp == d } }
+        let replica = try group(replicas, replicas[coordinates.dp], base: 800)
+        groups = Groups(world: world, dp: dp, pp: pp, embedding: embedding, replica: replica)
 
         stage = Self.stage(coordinates.pp, layout: layout, parameters: model.layout)
     }
@@ -112,6 +117,23 @@ public final class DistributedTrainer {
         // The last stage also updates its copy of the tied embedding, which the first stage already counts.
         let tied = isLast && !isFirst ? [wte.offset..<(wte.offset + wte.count)] : []
         return Stage(index: index, layers: layers, isLast: isLast, owned: tied + [owned], counted: [owned])
+    }
+
+    /// Parameter ranges rank (`stage`, tensor shard `shard`) computes, in flat-buffer order:
+    /// with `counted`, each parameter of the model appears on exactly one rank of a replica
+    /// (replicated ones on shard 0, the tied embedding on the first stage); without, every
+    /// range the rank updates.
+    func ranges(stage: Stage, shard: Int, counted: Bool) -> [Range<Int>] {
+        let spans = counted ? stage.counted : stage.owned
+        var result: [Range<Int>] = []
+        for entry in model.layout.entries where spans.contains(where: { $0.contains(entry.offset) }) {
+            if TensorShard.isSplit(entry, size: layout.tp) {
+                result += TensorShard.ownedRanges(of: entry, spec: configuration.model, size: layout.tp, index: shard)
+            } else if !counted || shard == 0 {
+                result.append(entry.offset..<(entry.offset + entry.count))
+            }
+        }
+        return result
     }
 
     /// The rank that prints: the last stage of the first data-parallel replica.

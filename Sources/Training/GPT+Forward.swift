@@ -1,16 +1,19 @@
 import Tensor
 
 extension GPT {
-    func forward(_ a: Activations) {
-        forward(a, layers: 0..<spec.layers, embed: true, head: true)
+    func forward(_ a: Activations) throws {
+        try forward(a, layers: 0..<spec.layers, embed: true, head: true)
     }
 
     /// Runs `layers` (a pipeline stage): from the token embedding when `embed`, else from
     /// `a.residual[layers.lowerBound]`; through the final LayerNorm and logits when `head`.
-    func forward(_ a: Activations, layers: Range<Int>, embed: Bool, head: Bool) {
+    /// Under tensor parallelism each block computes its heads and MLP columns and the g
+    /// operator sums the row-parallel projections over the group (two all-reduces a block).
+    func forward(_ a: Activations, layers: Range<Int>, embed: Bool, head: Bool) throws {
         let b = a.batch, t = a.sequence, rows = b * t
-        let c = spec.dModel, h = spec.mlpHidden
-        let shape = Attention.Shape(batch: b, sequence: t, channels: c, heads: spec.heads)
+        let c = spec.dModel, local = shard.dimensions(spec), cl = local.channels, hl = local.hidden
+        let r = shard.index, split = shard.size > 1
+        let shape = Attention.Shape(batch: b, sequence: t, channels: cl, heads: local.heads)
         if embed {
             Embedding.forward(out: a.residual[0].pointer, tokens: a.tokens, wte: pointer("wte"), wpe: pointer("wpe"),
                               batch: b, sequence: t, channels: c)
@@ -19,21 +22,30 @@ extension GPT {
             let x = a.residual[l].pointer, p = "h\(l)."
             LayerNorm.forward(out: a.ln1[l].pointer, mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, inp: x,
                               weight: pointer(p + "ln1.w"), bias: pointer(p + "ln1.b"), rows: rows, columns: c)
-            Linear.forward(out: a.qkv[l].pointer, inp: a.ln1[l].pointer, weight: pointer(p + "attn.qkv.w"),
-                           bias: pointer(p + "attn.qkv.b"), m: rows, k: c, n: 3 * c)
+            if split {
+                // Column-parallel QKV: this shard's rows of each of the Q, K and V sections.
+                for s in 0..<3 {
+                    let row = s * c + r * cl
+                    Linear.forward(out: a.qkv[l].pointer + s * cl, inp: a.ln1[l].pointer, weight: pointer(p + "attn.qkv.w") + row * c,
+                                   bias: pointer(p + "attn.qkv.b") + row, m: rows, k: c, n: cl, ldOut: 3 * cl)
+                }
+            } else {
+                Linear.forward(out: a.qkv[l].pointer, inp: a.ln1[l].pointer, weight: pointer(p + "attn.qkv.w"),
+                               bias: pointer(p + "attn.qkv.b"), m: rows, k: c, n: 3 * c)
+            }
             Attention.forward(out: a.attention[l].pointer, probabilities: a.probabilities[l].pointer, qkv: a.qkv[l].pointer, shape: shape)
             let mid = a.afterAttention[l].pointer
-            Linear.forward(out: mid, inp: a.attention[l].pointer, weight: pointer(p + "attn.proj.w"),
-                           bias: pointer(p + "attn.proj.b"), m: rows, k: c, n: c)
+            try rowParallel(out: mid, inp: a.attention[l].pointer, weight: p + "attn.proj.w", bias: p + "attn.proj.b",
+                            rows: rows, local: cl, full: c)
             Elementwise.accumulate(mid, x, count: rows * c)
             LayerNorm.forward(out: a.ln2[l].pointer, mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer, inp: mid,
                               weight: pointer(p + "ln2.w"), bias: pointer(p + "ln2.b"), rows: rows, columns: c)
-            Linear.forward(out: a.fc[l].pointer, inp: a.ln2[l].pointer, weight: pointer(p + "mlp.fc.w"),
-                           bias: pointer(p + "mlp.fc.b"), m: rows, k: c, n: h)
-            GELU.forward(a.gelu[l].pointer, a.fc[l].pointer, count: rows * h, tanhOut: a.geluTanh[l].pointer)
+            Linear.forward(out: a.fc[l].pointer, inp: a.ln2[l].pointer, weight: pointer(p + "mlp.fc.w") + r * hl * c,
+                           bias: pointer(p + "mlp.fc.b") + r * hl, m: rows, k: c, n: hl)
+            GELU.forward(a.gelu[l].pointer, a.fc[l].pointer, count: rows * hl, tanhOut: a.geluTanh[l].pointer)
             let out = a.residual[l + 1].pointer
-            Linear.forward(out: out, inp: a.gelu[l].pointer, weight: pointer(p + "mlp.proj.w"),
-                           bias: pointer(p + "mlp.proj.b"), m: rows, k: h, n: c)
+            try rowParallel(out: out, inp: a.gelu[l].pointer, weight: p + "mlp.proj.w", bias: p + "mlp.proj.b",
+                            rows: rows, local: hl, full: spec.mlpHidden)
             Elementwise.accumulate(out, mid, count: rows * c)
         }
         guard head else { return }
@@ -41,5 +53,23 @@ extension GPT {
                           weight: pointer("lnf.w"), bias: pointer("lnf.b"), rows: rows, columns: c)
         // Tied output projection: logits = lnf · wteᵀ.
         Linear.forward(out: a.logits.pointer, inp: a.lnf.pointer, weight: pointer("wte"), bias: nil, m: rows, k: c, n: spec.vocabulary)
+    }
+
+    /// A row-parallel projection to `dModel` outputs from this shard's `local` of `full` inputs:
+    /// partial products summed over the group (the g operator), then the bias once.
+    private func rowParallel(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: String, bias: String,
+                             rows: Int, local: Int, full: Int) throws {
+        let c = spec.dModel
+        guard shard.size > 1 else {
+            Linear.forward(out: out, inp: inp, weight: pointer(weight), bias: pointer(bias), m: rows, k: full, n: c)
+            return
+        }
+        Linear.forward(out: out, inp: inp, weight: pointer(weight) + shard.index * local, bias: nil,
+                       m: rows, k: local, n: c, ldWeight: full)
+        try shard.reduce(out, count: rows * c)
+        let b = pointer(bias)
+        Parallel.forEach(rows, minimumPerThread: 64) { range in
+            for row in range { Elementwise.accumulate(out + row * c, b, count: c) }
+        }
     }
 }

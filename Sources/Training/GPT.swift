@@ -8,10 +8,15 @@ public final class GPT {
     public let layout: ParameterLayout
     public let parameters: FloatBuffer
     public let gradients: FloatBuffer
+    /// Which slice of each split matrix this process computes (the whole model by default).
+    public let shard: TensorShard
     private var activations: Activations?
 
-    public init(spec: ModelSpec, seed: UInt64) {
+    /// Every process initialises the full parameter buffer from the same keyed streams, so a
+    /// tensor-parallel shard starts from exactly the single-process values of its slice.
+    public init(spec: ModelSpec, seed: UInt64, shard: TensorShard = .whole) {
         self.spec = spec
+        self.shard = shard
         layout = ParameterLayout(spec: spec)
         parameters = FloatBuffer(count: layout.count)
         gradients = FloatBuffer(count: layout.count)
@@ -23,13 +28,13 @@ public final class GPT {
 
     /// Fresh buffers for one micro-batch (pipeline stages keep several alive at once).
     func makeActivations(batch: Int, sequence: Int) -> Activations {
-        Activations(spec: spec, batch: batch, sequence: sequence)
+        Activations(spec: spec, batch: batch, sequence: sequence, local: shard.dimensions(spec))
     }
 
     /// Buffers for a batch shape, reused while the shape stays the same.
     func activations(batch: Int, sequence: Int) -> Activations {
         if let a = activations, a.batch == batch, a.sequence == sequence { return a }
-        let a = Activations(spec: spec, batch: batch, sequence: sequence)
+        let a = makeActivations(batch: batch, sequence: sequence)
         activations = a
         return a
     }
@@ -40,13 +45,15 @@ public final class GPT {
     public func step(tokens: [Int32], targets: [Int32]?, batch: Int, sequence: Int, backward: Bool) -> Float {
         precondition(sequence <= spec.context && tokens.count == batch * sequence)
         let a = activations(batch: batch, sequence: sequence)
+        precondition(shard.size == 1, "step() runs a whole model; tensor-parallel shards run through DistributedTrainer")
         tokens.withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: tokens.count) }
-        forward(a)
+        // One shard never communicates, so these passes cannot throw.
+        try! forward(a)
         guard let targets else { return .nan }
         targets.withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: targets.count) }
         let loss = CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
                                                 rows: batch * sequence, vocabulary: spec.vocabulary, gradient: backward)
-        if backward { self.backward(a) }
+        if backward { try! self.backward(a) }
         return loss
     }
 

@@ -65,7 +65,9 @@ final class ParallelTrainingTests: FleetProcessTestCase {
 
     func testDataAndPipelineLayoutsEqualOneProcessOverMPI() throws {
         let reference = try reference()
-        for layout in [["--dp", "2"], ["--dp", "4"], ["--pp", "2"], ["--pp", "4"], ["--dp", "2", "--pp", "2"],
+        for layout in [["--dp", "2"], ["--dp", "4"], ["--tp", "2"], ["--tp", "4"], ["--pp", "2"], ["--pp", "4"],
+                       ["--dp", "2", "--tp", "2"], ["--dp", "2", "--pp", "2"], ["--tp", "2", "--pp", "2"],
+                       ["--tp", "2", "--pp", "2", "--schedule", "gpipe"],
                        ["--pp", "2", "--schedule", "gpipe", "--microbatches", "2"], ["--pp", "4", "--schedule", "1f1b", "--microbatches", "8"]] {
             try assertMatches(layout, mpi: true, reference: reference)
         }
@@ -73,9 +75,36 @@ final class ParallelTrainingTests: FleetProcessTestCase {
 
     func testDataAndPipelineLayoutsEqualOneProcessOverZeroMQ() throws {
         let reference = try reference()
-        for layout in [["--dp", "2"], ["--pp", "2"], ["--dp", "2", "--pp", "2"], ["--pp", "4", "--schedule", "gpipe"]] {
+        for layout in [["--dp", "2"], ["--tp", "2"], ["--pp", "2"], ["--dp", "2", "--pp", "2"], ["--tp", "2", "--pp", "2"],
+                       ["--pp", "4", "--schedule", "gpipe"]] {
             try assertMatches(layout, mpi: false, reference: reference)
         }
+    }
+
+    /// Per step, on the reporting rank: a TP block all-reduces once after attention and once
+    /// after the MLP going forward, and once for each LayerNorm input going backward; dp sums
+    /// every gradient once in 1 MiB buckets; a pipeline stage sends one message per micro-batch.
+    func testCommunicationPerStepIsExactlyWhatTheLayoutImplies() throws {
+        let rows = 8 * 64, c = 128, layers = 4, parameters = 842_496
+        func traffic(_ layout: [String]) throws -> [String: Int] {
+            let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "1", "--batch", "8", "--seq", "64", "--json",
+                                                  "--eval-batches", "1"] + layout)
+            XCTAssertEqual(outcome.status, 0, outcome.output)
+            let first = try XCTUnwrap(outcome.stdout.split(separator: "\n").first)
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any])
+            return object.compactMapValues { $0 as? Int }
+        }
+        let tp = try traffic(["--tp", "2"])
+        XCTAssertEqual(tp["tp_allreduces"], 4 * layers)
+        XCTAssertEqual(tp["tp_allreduce_bytes"], 4 * layers * rows * c * 4)
+        XCTAssertEqual(tp["dp_allreduces"], 0)
+        let dp = try traffic(["--dp", "2", "--bucket", "1MiB"])
+        XCTAssertEqual(dp["dp_allreduces"], (parameters + 262_143) / 262_144)
+        XCTAssertEqual(dp["dp_allreduce_bytes"], parameters * 4)
+        XCTAssertEqual(dp["tp_allreduces"], 0)
+        let pp = try traffic(["--pp", "2", "--microbatches", "4"])
+        XCTAssertEqual(pp["pp_messages"], 4, "the last stage sends one gradient per micro-batch")
+        XCTAssertEqual(pp["pp_bytes"], rows * c * 4)
     }
 
     func testImpossibleLayoutsFailBeforeAnyWorkOnEveryRank() throws {
@@ -86,6 +115,7 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         let cases: [([String], String)] = [
             (["--pp", "5"], "more pipeline stages than gpt-tiny has layers"),
             (["--tp", "3"], "which --tp 3 does not divide"),
+            (["--tp", "8"], "which --tp 8 does not divide"),
             (["--dp", "2", "--microbatches", "3"], "--microbatches 3 does not divide"),
             (["--dp", "3"], "not divisible by --dp 3"),
         ]

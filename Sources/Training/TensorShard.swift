@@ -1,0 +1,76 @@
+import Collectives
+import Workload
+
+/// This rank's slice of Megatron-style tensor parallelism (Shoeybi et al. 2019): attention
+/// heads and MLP columns split `size` ways; LayerNorms, embeddings and the tied output
+/// projection replicated. `reduce` is the all-reduce over the tensor-parallel group that
+/// the conjugate f (backward) and g (forward) operators perform.
+public final class TensorShard {
+    public let size: Int
+    public let index: Int
+    let group: Communicator?
+    /// All-reduces issued and floats reduced by this shard (for tests and reports).
+    public private(set) var allReduces = 0
+    public private(set) var reducedFloats = 0
+
+    /// The whole model on one rank.
+    public static var whole: TensorShard { TensorShard(size: 1, index: 0, group: nil) }
+
+    public init(size: Int, index: Int, group: Communicator?) {
+        precondition(size == 1 || group?.size == size, "a tensor-parallel shard needs its group")
+        self.size = size
+        self.index = index
+        self.group = group
+    }
+
+    /// Sums `count` floats over the tensor-parallel group (nothing to do for one shard).
+    func reduce(_ pointer: UnsafeMutablePointer<Float>, count: Int) throws {
+        guard let group, size > 1 else { return }
+        allReduces += 1
+        reducedFloats += count
+        try group.allReduce(UnsafeMutableBufferPointer(start: pointer, count: count))
+    }
+
+    /// Local sizes of a model under this split.
+    struct Dimensions {
+        let channels: Int, heads: Int, hidden: Int
+    }
+
+    func dimensions(_ spec: ModelSpec) -> Dimensions {
+        Dimensions(channels: spec.dModel / size, heads: spec.heads / size, hidden: spec.mlpHidden / size)
+    }
+
+    /// The flat-buffer ranges of `entry` that this shard computes and updates.
+    func ownedRanges(of entry: ParameterLayout.Entry, spec: ModelSpec) -> [Range<Int>] {
+        Self.ownedRanges(of: entry, spec: spec, size: size, index: index)
+    }
+
+    /// The ranges of `entry` that shard `index` of `size` owns.
+    static func ownedRanges(of entry: ParameterLayout.Entry, spec: ModelSpec, size: Int, index: Int) -> [Range<Int>] {
+        let whole = [entry.offset..<(entry.offset + entry.count)]
+        guard size > 1 else { return whole }
+        let c = spec.dModel, local = c / size, hidden = spec.mlpHidden / size
+        let base = entry.offset
+        if entry.name.hasSuffix("attn.qkv.w") {
+            return (0..<3).map { s in let row = s * c + index * local; return (base + row * c)..<(base + (row + local) * c) }
+        }
+        if entry.name.hasSuffix("attn.qkv.b") {
+            return (0..<3).map { s in let row = s * c + index * local; return (base + row)..<(base + row + local) }
+        }
+        if entry.name.hasSuffix("attn.proj.w") {
+            return (0..<c).map { r in (base + r * c + index * local)..<(base + r * c + (index + 1) * local) }
+        }
+        if entry.name.hasSuffix("mlp.fc.w") { return [(base + index * hidden * c)..<(base + (index + 1) * hidden * c)] }
+        if entry.name.hasSuffix("mlp.fc.b") { return [(base + index * hidden)..<(base + (index + 1) * hidden)] }
+        if entry.name.hasSuffix("mlp.proj.w") {
+            let width = spec.mlpHidden
+            return (0..<c).map { r in (base + r * width + index * hidden)..<(base + r * width + (index + 1) * hidden) }
+        }
+        return whole
+    }
+
+    /// Whether `entry` is split across a group of `size` (otherwise every shard holds the same copy).
+    static func isSplit(_ entry: ParameterLayout.Entry, size: Int) -> Bool {
+        size > 1 && ["attn.qkv.w", "attn.qkv.b", "attn.proj.w", "mlp.fc.w", "mlp.fc.b", "mlp.proj.w"].contains { entry.name.hasSuffix($0) }
+    }
+}
