@@ -29,6 +29,7 @@ public struct CollectiveConformance {
             }
         }
         communicator.chunkBytes = defaultChunk
+        try checkOverlappedAllReduces()
         try checkSubgroups()
         try communicator.barrier()
         return failures
@@ -94,6 +95,29 @@ public struct CollectiveConformance {
             CollectiveBenchmark.value(rank: ($0 / max(perPeer, 1)) * n + comm.rank, index: $0 % max(perPeer, 1))
         }
         expect(Self.same(received, expectedExchange), "all-to-all of \(perPeer) floats per peer is wrong")
+    }
+
+    /// Several ring all-reduces in flight at once, driven by `advance()` in varying order,
+    /// must each equal the naive result (the gradient-bucket pattern of data parallelism).
+    private mutating func checkOverlappedAllReduces() throws {
+        let comm = communicator
+        let lengths = [1000, 3, 4097, 0, 65_537]
+        var references = lengths.enumerated().map { input(comm, $1, salt: $0) }
+        for i in references.indices { try comm.allReduce(&references[i], algorithm: .naive) }
+        let buffers = lengths.enumerated().map { i, n in UnsafeMutableBufferPointer<Float>.allocate(capacity: max(n, 1)) }
+        defer { buffers.forEach { $0.deallocate() } }
+        for (i, n) in lengths.enumerated() {
+            for j in 0..<n { buffers[i][j] = CollectiveBenchmark.value(rank: comm.rank + i, index: j) }
+        }
+        var operations: [RingOperation] = []
+        for (i, n) in lengths.enumerated() {
+            operations.append(try comm.startAllReduce(UnsafeMutableBufferPointer(rebasing: buffers[i][0..<n])))
+            for operation in operations.reversed() { try operation.advance() }
+        }
+        for operation in operations { try operation.finish() }
+        for (i, n) in lengths.enumerated() {
+            expect(Self.same(Array(buffers[i][0..<n]), references[i]), "overlapped all-reduce #\(i) of \(n) floats differs from naive")
+        }
     }
 
     /// Even and odd ranks as two disjoint groups, and an overlapping group of the first and last rank.

@@ -107,5 +107,19 @@ final class ScratchBuffers {
         return UnsafeMutableBufferPointer(rebasing: buffers[slot][0..<count])
     }
 
-    deinit { buffers.forEach { $0.deallocate() } }
+    /// Staging buffers handed out to operations that may be in flight at the same time.
+    private var spare: [UnsafeMutableBufferPointer<Float>] = []
+
+    /// A buffer of at least `count` floats (possibly more) for one operation; return it with `giveBack`.
+    func borrow(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
+        if let index = spare.firstIndex(where: { $0.count >= count }) { return spare.remove(at: index) }
+        return .allocate(capacity: max(count, 16))
+    }
+
+    func giveBack(_ buffer: UnsafeMutableBufferPointer<Float>) { spare.append(buffer) }
+
+    deinit {
+        buffers.forEach { $0.deallocate() }
+        spare.forEach { $0.deallocate() }
+    }
 }

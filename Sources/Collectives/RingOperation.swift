@@ -1,0 +1,174 @@
+/// The ring engine behind ring all-reduce, reduce-scatter and all-gather, as a resumable
+/// operation: `advance()` does whatever needs no waiting and returns, so a caller can
+/// interleave it with compute (gradient buckets during the backward pass); `finish()`
+/// waits for the rest under the transport's deadline.
+///
+/// At global step `g` this rank sends segment `(rank + shift - 1 - g) mod n` to its right
+/// neighbour and receives segment `(rank + shift - 2 - g) mod n` from its left; steps below
+/// `n - 1` combine what arrives (reduce-scatter), later ones store it (all-gather). After
+/// the reduce-scatter steps, segment `(rank + shift) mod n` is complete here.
+///
+/// Segments travel in chunks and a chunk is forwarded as soon as it has arrived and been
+/// combined, so consecutive steps overlap (pipelining). Reduce-scatter chunks land in a
+/// few reused staging slots that stay in cache, instead of a staging copy of the whole
+/// segment: above L3 size that halves the memory traffic of a step.
+public final class RingOperation {
+    private struct Item { let step: Int; let range: Range<Int> }
+
+    private let communicator: Communicator
+    private let data: UnsafeMutableBufferPointer<Float>
+    private let op: ReduceOp
+    private let tag: Int32
+    private let name: String
+    private let right: Int, left: Int
+    private let reduceSteps: Int
+    private let lastStep: Int
+    private let chunk: Int
+    private static let slots = 4
+    private let items: [Item]
+    private let staging: UnsafeMutableBufferPointer<Float>
+    private var receives: [Request?]
+    /// Sends still in flight, by the first element of the chunk they read.
+    private var pendingSends: [Int: [Request]] = [:]
+    private var posted = 0
+    private var consumed = 0
+    private var finished = false
+    /// Called once when the operation completes (e.g. to divide for an average).
+    private let completion: () -> Void
+
+    init(_ communicator: Communicator, data: UnsafeMutableBufferPointer<Float>, partition: BlockPartition, shift: Int,
+         steps: Range<Int>, op: ReduceOp, tag: Int32, name: String, completion: @escaping () -> Void = {}) throws {
+        self.communicator = communicator
+        self.data = data
+        self.op = op
+        self.tag = tag
+        self.name = name
+        self.completion = completion
+        let n = communicator.size, rank = communicator.rank
+        right = (rank + 1) % n
+        left = (rank + n - 1) % n
+        reduceSteps = n - 1
+        lastStep = steps.upperBound
+        let chunk = max(1, communicator.chunkBytes / MemoryLayout<Float>.stride)
+        self.chunk = chunk
+        func segment(_ offset: Int) -> Int { ((rank + shift + offset) % n + n) % n }
+        func chunks(_ seg: Int) -> [Range<Int>] {
+            let r = partition.range(seg)
+            return stride(from: r.lowerBound, to: r.upperBound, by: chunk).map { $0..<min($0 + chunk, r.upperBound) }
+        }
+        var items: [Item] = []
+        if n > 1 { for g in steps { items += chunks(segment(-2 - g)).map { Item(step: g, range: $0) } } }
+        self.items = items
+        receives = Array(repeating: nil, count: items.count)
+        staging = communicator.scratch.borrow(Self.slots * min(chunk, max(1, partition.largest)))
+        guard n > 1, !steps.isEmpty else { return }
+        for range in chunks(segment(-1 - steps.lowerBound)) {
+            pendingSends[range.lowerBound] = [try communicator.isend(data.slice(range).readOnly, to: right, tag: phaseTag(steps.lowerBound))]
+        }
+        _ = try postAhead(blocking: false)
+    }
+
+    /// Reduce-scatter and all-gather messages carry different tags, so a window of posted
+    /// receives can never match a message of the other phase.
+    private func phaseTag(_ g: Int) -> Int32 { g < reduceSteps ? tag : tag | 1 }
+
+    private func stagingSlot(_ index: Int, count: Int) -> UnsafeMutableBufferPointer<Float> {
+        let slot = index % Self.slots, width = staging.count / Self.slots
+        return staging.slice((slot * width)..<(slot * width + count))
+    }
+
+    /// Keeps up to `slots` reduce-scatter chunks (and a few all-gather chunks) posted ahead of use.
+    /// An all-gather chunk overwrites its segment, so an earlier send from that chunk must be
+    /// finished first; that is waited for only when the chunk is needed next (`blocking`), never
+    /// ahead of time: the neighbour may not have room to receive it yet, and waiting could
+    /// deadlock the ring. Returns false when it stopped for a send that is still in flight.
+    private func postAhead(blocking: Bool) throws -> Bool {
+        while posted < items.count && posted - consumed < (items[posted].step < reduceSteps ? Self.slots : 2 * Self.slots) {
+            let item = items[posted]
+            let target: UnsafeMutableBufferPointer<Float>
+            if item.step < reduceSteps {
+                target = stagingSlot(posted, count: item.range.count)
+            } else {
+                if let sends = pendingSends[item.range.lowerBound] {
+                    if blocking && posted == consumed {
+                        try communicator.wait(sends, "\(name) step \(item.step): send to group rank \(right)")
+                    } else if try !sends.allSatisfy({ try communicator.transport.test($0) }) {
+                        return false
+                    }
+                    pendingSends[item.range.lowerBound] = nil
+                }
+                target = data.slice(item.range)
+            }
+            receives[posted] = try communicator.irecv(target, from: left, tag: phaseTag(item.step))
+            posted += 1
+        }
+        return true
+    }
+
+    /// Does all the work that is ready now; returns true once the operation is complete.
+    @discardableResult
+    public func advance() throws -> Bool {
+        try run(blocking: false)
+    }
+
+    /// Waits for the operation to complete.
+    public func finish() throws {
+        _ = try run(blocking: true)
+    }
+
+    private func run(blocking: Bool) throws -> Bool {
+        if finished { return true }
+        while consumed < items.count {
+            let index = consumed, item = items[index]
+            if receives[index] == nil {
+                guard try postAhead(blocking: blocking), receives[index] != nil else { return false }
+            }
+            let receive = receives[index]!
+            if blocking {
+                try communicator.wait([receive], "\(name) step \(item.step): receive from group rank \(left)")
+            } else if try !communicator.transport.test(receive) {
+                return false
+            }
+            receives[index] = nil
+            if item.step < reduceSteps {
+                op.combine(into: data.slice(item.range), from: stagingSlot(index, count: item.range.count).readOnly)
+            }
+            consumed += 1
+            _ = try postAhead(blocking: false)
+            if item.step + 1 < lastStep {
+                pendingSends[item.range.lowerBound, default: []].append(
+                    try communicator.isend(data.slice(item.range).readOnly, to: right, tag: phaseTag(item.step + 1)))
+            }
+        }
+        let sends = pendingSends.values.flatMap { $0 }
+        if blocking {
+            try communicator.wait(sends, "\(name): final sends to group rank \(right)")
+        } else if try !sends.allSatisfy({ try communicator.transport.test($0) }) {
+            return false
+        }
+        pendingSends.removeAll()
+        finished = true
+        communicator.scratch.giveBack(staging)
+        completion()
+        return true
+    }
+}
+
+extension Communicator {
+    func ringSteps(_ data: UnsafeMutableBufferPointer<Float>, partition: BlockPartition, shift: Int,
+                   steps: Range<Int>, op: ReduceOp, tag: Int32, name: String) throws {
+        try RingOperation(self, data: data, partition: partition, shift: shift, steps: steps, op: op, tag: tag, name: name).finish()
+    }
+
+    /// Starts a ring all-reduce of `buffer` and returns at once; drive it with `advance()`
+    /// between pieces of other work and complete it with `finish()`. Collectives started on
+    /// one communicator must be started in the same order on every member.
+    public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp = .sum) throws -> RingOperation {
+        let tag = nextCollectiveTag()
+        let n = size
+        return try RingOperation(self, data: buffer, partition: BlockPartition(count: buffer.count, parts: n), shift: 1,
+                                 steps: 0..<(n > 1 ? 2 * (n - 1) : 0), op: op, tag: tag, name: "all-reduce (ring, overlapped)") {
+            op.finish(buffer, groupSize: n)
+        }
+    }
+}
