@@ -28,6 +28,15 @@ public struct CollectiveConformance {
                 try checkOthers(communicator, length: length)
             }
         }
+        // Large messages take MPI's rendezvous path (sends complete only once received), which
+        // small eager messages never exercise.
+        for (chunk, length) in [(64 << 10, 1 << 20), (1 << 20, 65_536)] {
+            communicator.chunkBytes = chunk
+            for algorithm in [AllReduceAlgorithm.ring, .halvingDoubling, .tree] {
+                try checkAllReduce(communicator, length: length, op: .sum, algorithm: algorithm)
+            }
+            try checkOverlappedAllReduces()
+        }
         communicator.chunkBytes = defaultChunk
         try checkOverlappedAllReduces()
         try checkSubgroups()
@@ -101,7 +110,7 @@ public struct CollectiveConformance {
     /// must each equal the naive result (the gradient-bucket pattern of data parallelism).
     private mutating func checkOverlappedAllReduces() throws {
         let comm = communicator
-        let lengths = [1000, 3, 4097, 0, 65_537]
+        let lengths = [1000, 3, 4097, 0, 65_537, 300_001]
         var references = lengths.enumerated().map { input(comm, $1, salt: $0) }
         for i in references.indices { try comm.allReduce(&references[i], algorithm: .naive) }
         let buffers = lengths.enumerated().map { i, n in UnsafeMutableBufferPointer<Float>.allocate(capacity: max(n, 1)) }

@@ -65,7 +65,7 @@ public final class RingOperation {
         for range in chunks(segment(-1 - steps.lowerBound)) {
             pendingSends[range.lowerBound] = [try communicator.isend(data.slice(range).readOnly, to: right, tag: phaseTag(steps.lowerBound))]
         }
-        _ = try postAhead(blocking: false)
+        try postAhead(blocking: false)
     }
 
     /// Reduce-scatter and all-gather messages carry different tags, so a window of posted
@@ -82,6 +82,7 @@ public final class RingOperation {
     /// finished first; that is waited for only when the chunk is needed next (`blocking`), never
     /// ahead of time: the neighbour may not have room to receive it yet, and waiting could
     /// deadlock the ring. Returns false when it stopped for a send that is still in flight.
+    @discardableResult
     private func postAhead(blocking: Bool) throws -> Bool {
         while posted < items.count && posted - consumed < (items[posted].step < reduceSteps ? Self.slots : 2 * Self.slots) {
             let item = items[posted]
@@ -113,7 +114,9 @@ public final class RingOperation {
 
     /// Waits for the operation to complete.
     public func finish() throws {
-        _ = try run(blocking: true)
+        guard try run(blocking: true) else {
+            throw TransportError.backend("\(name) stopped before completing (internal error); please report it")
+        }
     }
 
     private func run(blocking: Bool) throws -> Bool {
@@ -121,7 +124,10 @@ public final class RingOperation {
         while consumed < items.count {
             let index = consumed, item = items[index]
             if receives[index] == nil {
-                guard try postAhead(blocking: blocking), receives[index] != nil else { return false }
+                // Blocking, this posts chunk `index` (waiting for an earlier send from it if need be);
+                // otherwise it may have to stop short, and the operation yields.
+                try postAhead(blocking: blocking)
+                guard receives[index] != nil else { return false }
             }
             let receive = receives[index]!
             if blocking {
@@ -134,7 +140,7 @@ public final class RingOperation {
                 op.combine(into: data.slice(item.range), from: stagingSlot(index, count: item.range.count).readOnly)
             }
             consumed += 1
-            _ = try postAhead(blocking: false)
+            try postAhead(blocking: false)
             if item.step + 1 < lastStep {
                 pendingSends[item.range.lowerBound, default: []].append(
                     try communicator.isend(data.slice(item.range).readOnly, to: right, tag: phaseTag(item.step + 1)))

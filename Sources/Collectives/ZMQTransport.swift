@@ -47,6 +47,9 @@ public final class ZMQTransport: Transport {
     var outboxes: [UnsafeMutableRawPointer?] = []
     var monitors: [UnsafeMutableRawPointer?] = []
     var matcher: MessageMatcher
+    /// Zero-copy chunks ZeroMQ has not released yet: while there are any, waiting polls briefly,
+    /// since a send completing wakes no socket this rank listens on.
+    let zeroCopyInFlight = ZeroCopyCompletion(chunks: 0, transportWide: nil)
     /// When each peer's connection dropped, if it did.
     var disconnected: [Int: ContinuousClock.Instant] = [:]
     private var isShutDown = false
@@ -104,7 +107,7 @@ public final class ZMQTransport: Transport {
         }
         let zeroCopy = data.count >= zeroCopyBytes
         let chunks = max(1, (data.count + chunkBytes - 1) / chunkBytes)
-        let completion = zeroCopy ? ZeroCopyCompletion(chunks: chunks) : nil
+        let completion = zeroCopy ? ZeroCopyCompletion(chunks: chunks, transportWide: zeroCopyInFlight) : nil
         var header = WireHeader(source: Int32(rank), tag: tag, total: UInt64(data.count), offset: 0)
         var offset = 0
         repeat {
@@ -171,7 +174,7 @@ public final class ZMQTransport: Transport {
         for monitor in monitors where monitor != nil {
             items.append(zmq_pollitem_t(socket: monitor, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0))
         }
-        let milliseconds = max(1, Int(maxWait.seconds * 1000))
+        let milliseconds = zeroCopyInFlight.isDone ? max(1, Int(maxWait.seconds * 1000)) : 0
         if zmq_poll(&items, Int32(items.count), milliseconds) < 0 && zmq_errno() != EINTR {
             throw Self.lastError("zmq_poll")
         }
@@ -271,14 +274,25 @@ extension ZMQTransport {
     }
 }
 
-/// Counts the chunks of one zero-copy send that ZeroMQ has released (called from its I/O thread).
+/// Counts the chunks of one zero-copy send that ZeroMQ has not released yet (released from
+/// its I/O thread); `transportWide` counts those of every send of the transport.
 final class ZeroCopyCompletion: @unchecked Sendable {
     private let lock = NSLock()
     private var outstanding: Int
+    private let transportWide: ZeroCopyCompletion?
 
-    init(chunks: Int) { outstanding = chunks }
+    init(chunks: Int, transportWide: ZeroCopyCompletion?) {
+        outstanding = chunks
+        self.transportWide = transportWide
+        transportWide?.add(chunks)
+    }
 
-    func chunkReleased() { lock.lock(); outstanding -= 1; lock.unlock() }
+    func add(_ chunks: Int) { lock.lock(); outstanding += chunks; lock.unlock() }
+
+    func chunkReleased() {
+        lock.lock(); outstanding -= 1; lock.unlock()
+        transportWide?.chunkReleased()
+    }
 
     var isDone: Bool { lock.lock(); defer { lock.unlock() }; return outstanding == 0 }
 }

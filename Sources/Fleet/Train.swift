@@ -102,6 +102,8 @@ struct StepPrinter {
                                            ("step_ms", m.seconds * 1000)]
             if let b = breakdown {
                 fields += [("compute_ms", b.computeSeconds * 1000), ("communication_ms", b.communicationSeconds * 1000),
+                           ("tp_ms", b.tensorSeconds * 1000), ("pipeline_wait_ms", b.pipelineWaitSeconds * 1000),
+                           ("dp_exposed_ms", b.exposedDataSeconds * 1000),
                            ("tp_allreduces", b.traffic.tensorAllReduces), ("tp_allreduce_bytes", b.traffic.tensorFloats * 4),
                            ("dp_allreduces", b.traffic.dataAllReduces), ("dp_allreduce_bytes", b.traffic.dataFloats * 4),
                            ("pp_messages", b.traffic.pipelineMessages), ("pp_bytes", b.traffic.pipelineFloats * 4)]
@@ -112,7 +114,8 @@ struct StepPrinter {
             var line = String(format: "step %5d/%d  loss %.4f  lr %.2e  %7.1f ms/step  %8.0f tok/s",
                               m.step + 1, steps, m.loss, m.learningRate, m.seconds * 1000, m.tokensPerSecond)
             if let b = breakdown {
-                line += String(format: "  (compute %.1f ms, communication and waiting %.1f ms)", b.computeSeconds * 1000, b.communicationSeconds * 1000)
+                line += String(format: "  [compute %.1f, tp %.1f, pipeline wait %.1f, dp exposed %.1f ms]", b.computeSeconds * 1000,
+                               b.tensorSeconds * 1000, b.pipelineWaitSeconds * 1000, b.exposedDataSeconds * 1000)
             }
             if let v = m.validationLoss { line += String(format: "  val %.4f", v) }
             Console.out(line)

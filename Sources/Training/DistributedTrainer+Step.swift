@@ -10,8 +10,16 @@ extension DistributedTrainer {
         public let gradientNorm: Float
         public let learningRate: Float
         public let seconds: Double
+        /// Forward and backward compute, without the tensor-parallel all-reduces inside them.
         public let computeSeconds: Double
-        public let communicationSeconds: Double
+        /// Tensor-parallel all-reduces (inside forward and backward).
+        public let tensorSeconds: Double
+        /// Waiting for pipeline activations and gradients: the bubble and transfer time.
+        public let pipelineWaitSeconds: Double
+        /// Data-parallel gradient communication left after the backward pass (not overlapped).
+        public let exposedDataSeconds: Double
+        /// Everything else: everything not compute, e.g. norms, the optimizer, the loss all-reduce.
+        public var communicationSeconds: Double { max(0, seconds - computeSeconds) }
         /// What this rank sent in the step: all-reduces and floats over the tp and dp groups, pipeline messages and floats.
         public let traffic: Traffic
     }
@@ -33,12 +41,24 @@ extension DistributedTrainer {
             microActivations.append(model.makeActivations(batch: samplesPerMicrobatch, sequence: c.sequence))
         }
         model.zeroGradients()
-        let tensorBefore = (model.shard.allReduces, model.shard.reducedFloats)
+        let tensorBefore = (model.shard.allReduces, model.shard.reducedFloats, model.shard.reduceTime)
+        var pipelineWait: Duration = .zero
+        if layout.dp > 1 && buckets == nil {
+            buckets = GradientBuckets(owned: stage.owned, bucketFloats: max(1, bucketBytes / 4), group: groups.dp,
+                                      gradients: model.gradients.pointer)
+        }
+        let program = layout.pipeline.actions[stage.index]
+        let lastBackward = program.lastIndex { if case .backward = $0 { return true } else { return false } }
         var traffic = Traffic()
         var lossSum: Float = 0
         var sends: [Request] = []
         let pp = groups.pp, width = rows * c.model.dModel
-        for action in layout.pipeline.actions[stage.index] {
+        for (position, action) in program.enumerated() {
+            let waitStart = ContinuousClock.now
+            defer {
+                if case .receiveActivation = action { pipelineWait += ContinuousClock.now - waitStart }
+                if case .receiveGradient = action { pipelineWait += ContinuousClock.now - waitStart }
+            }
             switch action {
             case let .receiveActivation(i, from):
                 let a = microActivations[i]
@@ -70,7 +90,10 @@ extension DistributedTrainer {
                     let (tokens, _) = data.trainingBatch(step: step, batch: c.batch, samples: samples(microbatch: i))
                     tokens.withUnsafeBufferPointer { microActivations[i].tokens.update(from: $0.baseAddress!, count: tokens.count) }
                 }
-                try model.backward(microActivations[i], layers: stage.layers, embed: stage.isFirst, head: stage.isLast)
+                // The step's last backward finalises the gradients: buckets start as layers finish.
+                let overlap: ((Int) throws -> Void)? = position == lastBackward ? buckets.map { b in { try b.finalized(from: $0) } } : nil
+                try model.backward(microActivations[i], layers: stage.layers, embed: stage.isFirst, head: stage.isLast,
+                                   finalized: overlap)
                 compute += ContinuousClock.now - began
             case let .sendActivation(i, to):
                 let a = microActivations[i]
@@ -91,7 +114,10 @@ extension DistributedTrainer {
         try transport.wait(sends, operation: "pipeline sends of step \(step)")
         traffic.tensorAllReduces = model.shard.allReduces - tensorBefore.0
         traffic.tensorFloats = model.shard.reducedFloats - tensorBefore.1
+        let tensorTime = model.shard.reduceTime - tensorBefore.2
+        let dataStart = ContinuousClock.now
         (traffic.dataAllReduces, traffic.dataFloats) = try synchronizeGradients()
+        let exposedData = ContinuousClock.now - dataStart
         let norm = try globalGradientNorm()
         if c.gradientClip > 0 && norm > c.gradientClip {
             let scale = c.gradientClip / (norm + 1e-6)
@@ -110,28 +136,20 @@ extension DistributedTrainer {
         if stage.isLast { try groups.dp.allReduce(&loss) }
         let elapsed = (ContinuousClock.now - start).seconds
         return StepResult(loss: loss[0], gradientNorm: norm, learningRate: rate, seconds: elapsed,
-                          computeSeconds: compute.seconds, communicationSeconds: max(0, elapsed - compute.seconds), traffic: traffic)
+                          computeSeconds: (compute - tensorTime).seconds, tensorSeconds: tensorTime.seconds,
+                          pipelineWaitSeconds: pipelineWait.seconds, exposedDataSeconds: exposedData.seconds, traffic: traffic)
     }
 
-    /// Sums the tied embedding's gradient over the first and last stage, then every owned
-    /// gradient over the dp group, bucket by bucket. Returns the dp all-reduces and floats.
+    /// Completes the data-parallel bucket all-reduces (most started during the backward
+    /// pass), then sums the tied embedding's gradient over the first and last stage.
+    /// Returns the dp all-reduces and floats of the step.
     func synchronizeGradients() throws -> (Int, Int) {
+        let data = try buckets?.finish() ?? (0, 0)
         if let embedding = groups.embedding {
             let wte = model.layout.entry("wte")
             try embedding.allReduce(UnsafeMutableBufferPointer(start: model.gradients.pointer + wte.offset, count: wte.count))
         }
-        guard layout.dp > 1 else { return (0, 0) }
-        let bucket = max(1, bucketBytes / 4)
-        var calls = 0, floats = 0
-        for range in stage.owned {
-            for start in stride(from: range.lowerBound, to: range.upperBound, by: bucket) {
-                let end = min(start + bucket, range.upperBound)
-                try groups.dp.allReduce(UnsafeMutableBufferPointer(start: model.gradients.pointer + start, count: end - start))
-                calls += 1
-                floats += end - start
-            }
-        }
-        return (calls, floats)
+        return data
     }
 
     /// √(Σ g²) over every parameter of the model, each counted once across the pipeline and

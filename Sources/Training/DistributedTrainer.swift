@@ -25,6 +25,8 @@ public final class DistributedTrainer {
     let firstMoment: FloatBuffer
     let secondMoment: FloatBuffer
     var microActivations: [Activations] = []
+    /// Overlapped data-parallel gradient buckets (created on the first step, when dp > 1).
+    var buckets: GradientBuckets?
     /// Bytes per all-reduce bucket of the data-parallel gradient average.
     public var bucketBytes = 1 << 20
     public internal(set) var gemmFLOPs: Double = 0

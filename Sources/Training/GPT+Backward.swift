@@ -10,7 +10,10 @@ extension GPT {
     /// from the gradient already in `a.dResidual`; leaves the stage's input gradient in
     /// `a.dResidual` (or accumulates the embeddings' gradients when `embed`). Under tensor
     /// parallelism the f operator sums each LayerNorm output's gradient over the group.
-    func backward(_ a: Activations, layers: Range<Int>, embed: Bool, head: Bool) throws {
+    /// `finalized(offset)` is called as parts of the gradient become final: everything this
+    /// stage owns at flat offsets ≥ `offset` (except the tied embedding) will not change again.
+    func backward(_ a: Activations, layers: Range<Int>, embed: Bool, head: Bool,
+                  finalized: ((Int) throws -> Void)? = nil) throws {
         let b = a.batch, t = a.sequence, rows = b * t
         let c = spec.dModel, local = shard.dimensions(spec), cl = local.channels, hl = local.hidden
         let r = shard.index, split = shard.size > 1
@@ -23,6 +26,7 @@ extension GPT {
             LayerNorm.backward(dinp: dResidual, dweight: gradient("lnf.w"), dbias: gradient("lnf.b"), dout: dNormed,
                                inp: a.residual[spec.layers].pointer, weight: pointer("lnf.w"), mean: a.lnfMean.pointer,
                                rstd: a.lnfRstd.pointer, rows: rows, columns: c)
+            try finalized?(layout.entry("lnf.w").offset)
         }
         for l in layers.reversed() {
             let p = "h\(l).", mid = a.afterAttention[l].pointer, dHidden = a.dHidden.pointer
@@ -62,9 +66,11 @@ extension GPT {
             LayerNorm.backward(dinp: dResidual, dweight: gradient(p + "ln1.w"), dbias: gradient(p + "ln1.b"), dout: dNormed,
                                inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"), mean: a.ln1Mean[l].pointer,
                                rstd: a.ln1Rstd[l].pointer, rows: rows, columns: c)
+            try finalized?(layout.entry(p + "ln1.w").offset)
         }
         guard embed else { return }
         Embedding.backward(dwte: gradient("wte"), dwpe: gradient("wpe"), dout: dResidual, tokens: a.tokens,
                            batch: b, sequence: t, channels: c)
+        try finalized?(0)
     }
 }

@@ -12,6 +12,8 @@ public final class TensorShard {
     /// All-reduces issued and floats reduced by this shard (for tests and reports).
     public private(set) var allReduces = 0
     public private(set) var reducedFloats = 0
+    /// Time spent in those all-reduces (communication inside the forward and backward passes).
+    public private(set) var reduceTime: Duration = .zero
 
     /// The whole model on one rank.
     public static var whole: TensorShard { TensorShard(size: 1, index: 0, group: nil) }
@@ -28,7 +30,9 @@ public final class TensorShard {
         guard let group, size > 1 else { return }
         allReduces += 1
         reducedFloats += count
+        let start = ContinuousClock.now
         try group.allReduce(UnsafeMutableBufferPointer(start: pointer, count: count))
+        reduceTime += ContinuousClock.now - start
     }
 
     /// Local sizes of a model under this split.
