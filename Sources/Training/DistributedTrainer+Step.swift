@@ -43,7 +43,8 @@ extension DistributedTrainer {
         model.zeroGradients()
         let tensorBefore = (model.shard.allReduces, model.shard.reducedFloats, model.shard.reduceTime)
         var pipelineWait: Duration = .zero
-        if layout.dp > 1 && buckets == nil {
+        let sharded = layout.zeroStage == 1 && layout.dp > 1
+        if layout.dp > 1 && !sharded && buckets == nil {
             buckets = GradientBuckets(owned: stage.owned, bucketFloats: max(1, bucketBytes / 4), group: groups.dp,
                                       gradients: model.gradients.pointer)
         }
@@ -116,21 +117,29 @@ extension DistributedTrainer {
         traffic.tensorFloats = model.shard.reducedFloats - tensorBefore.1
         let tensorTime = model.shard.reduceTime - tensorBefore.2
         let dataStart = ContinuousClock.now
-        (traffic.dataAllReduces, traffic.dataFloats) = try synchronizeGradients()
-        let exposedData = ContinuousClock.now - dataStart
-        let norm = try globalGradientNorm()
-        if c.gradientClip > 0 && norm > c.gradientClip {
-            let scale = c.gradientClip / (norm + 1e-6)
-            for range in stage.owned { for i in range { model.gradients.pointer[i] *= scale } }
-        }
         let rate = c.schedule.rate(at: step)
-        optimizer.begin()
-        for range in ranges(stage: stage, shard: coordinates.tp, counted: false) {
-            // Weight decay applies to matrices only, as in the single-process trainer.
-            let entry = model.layout.entries.last { $0.offset <= range.lowerBound }!
-            optimizer.update(params: model.parameters.pointer + range.lowerBound, grads: model.gradients.pointer + range.lowerBound,
-                             m: firstMoment.pointer + range.lowerBound, v: secondMoment.pointer + range.lowerBound,
-                             count: range.count, learningRate: rate, decay: entry.decay)
+        let norm: Float
+        var exposedData: Duration
+        if sharded {
+            // Reduce-scatter, the sharded update and the all-gather are all exposed here.
+            (norm, traffic.dataAllReduces, traffic.dataFloats) = try shardedUpdate(learningRate: rate)
+            exposedData = ContinuousClock.now - dataStart
+        } else {
+            (traffic.dataAllReduces, traffic.dataFloats) = try synchronizeGradients()
+            exposedData = ContinuousClock.now - dataStart
+            norm = try globalGradientNorm()
+            if c.gradientClip > 0 && norm > c.gradientClip {
+                let scale = c.gradientClip / (norm + 1e-6)
+                for range in stage.owned { for i in range { model.gradients.pointer[i] *= scale } }
+            }
+            optimizer.begin()
+            for range in ranges(stage: stage, shard: coordinates.tp, counted: false) {
+                // Weight decay applies to matrices only, as in the single-process trainer.
+                let entry = model.layout.entries.last { $0.offset <= range.lowerBound }!
+                optimizer.update(params: model.parameters.pointer + range.lowerBound, grads: model.gradients.pointer + range.lowerBound,
+                                 m: firstMoment.pointer + range.lowerBound, v: secondMoment.pointer + range.lowerBound,
+                                 count: range.count, learningRate: rate, decay: entry.decay)
+            }
         }
         var loss = [stage.isLast ? lossSum : 0]
         if stage.isLast { try groups.dp.allReduce(&loss) }

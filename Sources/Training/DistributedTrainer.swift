@@ -25,8 +25,10 @@ public final class DistributedTrainer {
     let firstMoment: FloatBuffer
     let secondMoment: FloatBuffer
     var microActivations: [Activations] = []
-    /// Overlapped data-parallel gradient buckets (created on the first step, when dp > 1).
+    /// Overlapped data-parallel gradient buckets (created on the first step, when dp > 1 without ZeRO).
     var buckets: GradientBuckets?
+    /// This rank's block of the optimizer state under ZeRO-1.
+    var shardedState: ShardedOptimizerState?
     /// Bytes per all-reduce bucket of the data-parallel gradient average.
     public var bucketBytes = 1 << 20
     public internal(set) var gemmFLOPs: Double = 0
@@ -57,9 +59,6 @@ public final class DistributedTrainer {
     public init(configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, corpus: Corpus) throws {
         try configuration.validate()
         try layout.validate(model: configuration.model, batch: configuration.batch, worldSize: transport.worldSize)
-        if layout.zeroStage > 0 {
-            throw ParallelLayout.Invalid.reason("--zero 1 is not implemented yet")
-        }
         self.configuration = configuration
         self.layout = layout
         self.transport = transport
@@ -78,8 +77,10 @@ public final class DistributedTrainer {
                     shard: TensorShard(size: layout.tp, index: coordinates.tp, group: layout.tp > 1 ? tensor : nil))
         data = try DataLoader(corpus: corpus, sequence: configuration.sequence, seed: configuration.seed)
         optimizer = AdamW(weightDecay: configuration.weightDecay)
-        firstMoment = FloatBuffer(count: model.layout.count)
-        secondMoment = FloatBuffer(count: model.layout.count)
+        // Under ZeRO-1 each rank keeps only its block of the moments (ShardedOptimizerState).
+        let sharded = layout.zeroStage == 1 && layout.dp > 1
+        firstMoment = FloatBuffer(count: sharded ? 0 : model.layout.count)
+        secondMoment = FloatBuffer(count: sharded ? 0 : model.layout.count)
 
         let dp = try group(mesh.allDPGroups, mesh.dpGroup(of: rank), base: 1)
         let pp = try group(mesh.allPPGroups, mesh.ppGroup(of: rank), base: 300)

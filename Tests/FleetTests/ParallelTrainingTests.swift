@@ -67,6 +67,7 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         let reference = try reference()
         for layout in [["--dp", "2"], ["--dp", "4"], ["--tp", "2"], ["--tp", "4"], ["--pp", "2"], ["--pp", "4"],
                        ["--dp", "2", "--tp", "2"], ["--dp", "2", "--pp", "2"], ["--tp", "2", "--pp", "2"],
+                       ["--dp", "2", "--zero", "1"], ["--dp", "2", "--pp", "2", "--zero", "1"],
                        ["--tp", "2", "--pp", "2", "--schedule", "gpipe"],
                        ["--pp", "2", "--schedule", "gpipe", "--microbatches", "2"], ["--pp", "4", "--schedule", "1f1b", "--microbatches", "8"]] {
             try assertMatches(layout, mpi: true, reference: reference)
@@ -76,6 +77,7 @@ final class ParallelTrainingTests: FleetProcessTestCase {
     func testDataAndPipelineLayoutsEqualOneProcessOverZeroMQ() throws {
         let reference = try reference()
         for layout in [["--dp", "2"], ["--tp", "2"], ["--pp", "2"], ["--dp", "2", "--pp", "2"], ["--tp", "2", "--pp", "2"],
+                       ["--dp", "2", "--tp", "2", "--zero", "1"],
                        ["--pp", "4", "--schedule", "gpipe"]] {
             try assertMatches(layout, mpi: false, reference: reference)
         }
