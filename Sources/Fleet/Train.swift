@@ -31,6 +31,9 @@ struct Train: ParsableCommand {
     @Option(help: "Bucket size of the data-parallel gradient all-reduce.")
     var bucket: ByteSize = ByteSize(bytes: 1 << 20)
 
+    @Option(help: "Write a Chrome/Perfetto trace of every rank's compute and communication here.")
+    var trace: String?
+
     func validate() throws {
         guard logEvery > 0 else { throw ValidationError("--log-every must be positive") }
     }
@@ -39,7 +42,8 @@ struct Train: ParsableCommand {
         try Console.reportingErrors {
             let configuration = try options.configuration()
             let layout = layoutOptions.layout
-            let parallel = layout.worldSize > 1 || WorldSetup.isWorker
+            // Tracing runs through the distributed trainer, also for one rank.
+            let parallel = layout.worldSize > 1 || WorldSetup.isWorker || trace != nil
             guard parallel else { return try trainOneProcess(configuration) }
             // Every rank (and the launcher) checks the layout before any work starts.
             try layout.validate(model: configuration.model, batch: configuration.batch,
@@ -66,6 +70,7 @@ struct Train: ParsableCommand {
     private func trainParallel(_ configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport) throws {
         let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus())
         trainer.bucketBytes = bucket.bytes
+        if trace != nil { trainer.tracer = Tracer() }
         let printer = StepPrinter(json: json, logEvery: logEvery, steps: configuration.steps)
         if trainer.isReporter && !json {
             Console.out(header(configuration, layout: layout, train: trainer.data.train.count, validation: trainer.data.validation.count)
@@ -73,9 +78,16 @@ struct Train: ParsableCommand {
         }
         let summary = try trainer.run { metrics, result in printer.step(metrics, breakdown: result) }
         if save != nil { try trainer.gatherParameters() }
+        let traceText = trace != nil ? try trainer.collectTrace() : nil
         if let summary {
             if let save { try WeightsFile.save(trainer.model, step: configuration.steps, to: save) }
             printer.summary(summary, saved: save)
+        }
+        if let trace, let traceText {
+            do { try traceText.write(toFile: trace, atomically: true, encoding: .utf8) } catch {
+                throw ValidationError("cannot write the trace to \(trace): \(error.localizedDescription)")
+            }
+            if !json { Console.out("trace of every rank written to \(trace) (open it in ui.perfetto.dev or chrome://tracing)") }
         }
     }
 

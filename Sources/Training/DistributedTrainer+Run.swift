@@ -1,3 +1,4 @@
+import Foundation
 import Collectives
 import Tensor
 
@@ -7,7 +8,12 @@ extension DistributedTrainer {
     @discardableResult
     public func run(report: (StepMetrics, StepResult) -> Void = { _, _ in }) throws -> TrainingSummary? {
         let c = configuration
-        gemmFLOPs = BLAS.measureGEMMRate(threads: c.threads)
+        // One rank measures the sgemm rate while the others wait, so the measurement is not
+        // shared with them; the machine's peak is that rate per thread times the cores in use.
+        if isReporter { gemmFLOPs = BLAS.measureGEMMRate(threads: c.threads) }
+        try groups.world.barrier()
+        let coresInUse = min(transport.worldSize * c.threads, ProcessInfo.processInfo.activeProcessorCount)
+        let peak = gemmFLOPs / Double(c.threads) * Double(max(coresInUse, c.threads))
         let flopsPerToken = c.model.trainingFLOPsPerToken(sequence: c.sequence)
         var losses: [Float] = []
         var seconds = 0.0, tokens = 0
@@ -29,9 +35,8 @@ extension DistributedTrainer {
         let validation = try validationLoss()
         guard isReporter else { return nil }
         let tokensPerSecond = seconds > 0 ? Double(tokens) / seconds : 0
-        // MFU against every rank's sgemm peak: the job's achieved FLOP/s over world × per-rank rate.
         return TrainingSummary(finalLoss: losses.last ?? .nan, validationLoss: validation, tokensPerSecond: tokensPerSecond,
-                               achievedFLOPs: tokensPerSecond * flopsPerToken, gemmFLOPs: gemmFLOPs * Double(transport.worldSize),
+                               achievedFLOPs: tokensPerSecond * flopsPerToken, gemmFLOPs: peak,
                                losses: losses)
     }
 
@@ -105,5 +110,31 @@ extension DistributedTrainer {
                 try transport.wait(request, operation: "sending parameters to rank \(reporter)")
             }
         }
+    }
+
+    /// Gathers every rank's trace spans on the reporting rank and returns the whole trace
+    /// file there (nil on other ranks).
+    public func collectTrace() throws -> String? {
+        let world = groups.world, tag: Int32 = 1 << 19 | 1
+        let reporter = mesh.rank(dp: 0, tp: 0, pp: layout.pp - 1)
+        func events(_ rank: Int) -> [String] {
+            (tracer ?? Tracer()).events(pid: rank, processName: "rank \(rank) (\(mesh.coordinates(of: rank)))")
+        }
+        if transport.rank != reporter {
+            let bytes = Array(events(transport.rank).joined(separator: ",\n").utf8)
+            var length = UInt64(bytes.count)
+            try withUnsafeBytes(of: &length) { try transport.wait(try world.isend($0, to: reporter, tag: tag), operation: "sending trace length") }
+            try bytes.withUnsafeBytes { try transport.wait(try world.isend($0, to: reporter, tag: tag), operation: "sending trace") }
+            return nil
+        }
+        var all = events(reporter)
+        for rank in 0..<transport.worldSize where rank != reporter {
+            var length: UInt64 = 0
+            try withUnsafeMutableBytes(of: &length) { try transport.wait(try world.irecv(into: $0, from: rank, tag: tag), operation: "receiving the trace length of rank \(rank)") }
+            var bytes = [UInt8](repeating: 0, count: Int(length))
+            try bytes.withUnsafeMutableBytes { try transport.wait(try world.irecv(into: $0, from: rank, tag: tag), operation: "receiving the trace of rank \(rank)") }
+            all.append(String(decoding: bytes, as: UTF8.self))
+        }
+        return "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n" + all.joined(separator: ",\n") + "\n]}\n"
     }
 }

@@ -65,18 +65,24 @@ extension DistributedTrainer {
                 let a = microActivations[i]
                 let request = try pp.irecv(into: UnsafeMutableRawBufferPointer(start: a.residual[stage.layers.lowerBound].pointer, count: width * 4),
                                            from: from, tag: tag(microbatch: i, fromStage: from, gradient: false))
-                try transport.wait(request, operation: "pipeline receive of activations for micro-batch \(i) from stage \(from)")
+                try trace("recv A\(i)", lane: "pipeline") {
+                    try transport.wait(request, operation: "pipeline receive of activations for micro-batch \(i) from stage \(from)")
+                }
             case let .receiveGradient(i, from):
                 let a = microActivations[i]
                 let request = try pp.irecv(into: UnsafeMutableRawBufferPointer(start: a.dResidual.pointer, count: width * 4),
                                            from: from, tag: tag(microbatch: i, fromStage: from, gradient: true))
-                try transport.wait(request, operation: "pipeline receive of gradients for micro-batch \(i) from stage \(from)")
+                try trace("recv G\(i)", lane: "pipeline") {
+                    try transport.wait(request, operation: "pipeline receive of gradients for micro-batch \(i) from stage \(from)")
+                }
             case .forward(let i):
                 let began = ContinuousClock.now
                 let a = microActivations[i]
                 let (tokens, targets) = data.trainingBatch(step: step, batch: c.batch, samples: samples(microbatch: i))
                 if stage.isFirst { tokens.withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: tokens.count) } }
-                try model.forward(a, layers: stage.layers, embed: stage.isFirst, head: stage.isLast)
+                try trace("forward \(i)", lane: "compute") {
+                    try model.forward(a, layers: stage.layers, embed: stage.isFirst, head: stage.isLast)
+                }
                 if stage.isLast {
                     targets.withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: targets.count) }
                     let microLoss = CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
@@ -93,8 +99,10 @@ extension DistributedTrainer {
                 }
                 // The step's last backward finalises the gradients: buckets start as layers finish.
                 let overlap: ((Int) throws -> Void)? = position == lastBackward ? buckets.map { b in { try b.finalized(from: $0) } } : nil
-                try model.backward(microActivations[i], layers: stage.layers, embed: stage.isFirst, head: stage.isLast,
-                                   finalized: overlap)
+                try trace("backward \(i)", lane: "compute") {
+                    try model.backward(microActivations[i], layers: stage.layers, embed: stage.isFirst, head: stage.isLast,
+                                       finalized: overlap)
+                }
                 compute += ContinuousClock.now - began
             case let .sendActivation(i, to):
                 let a = microActivations[i]
@@ -122,16 +130,20 @@ extension DistributedTrainer {
         var exposedData: Duration
         if sharded {
             // Reduce-scatter, the sharded update and the all-gather are all exposed here.
-            (norm, traffic.dataAllReduces, traffic.dataFloats) = try shardedUpdate(learningRate: rate)
+            (norm, traffic.dataAllReduces, traffic.dataFloats) = try trace("ZeRO-1 update", lane: "data-parallel") {
+                try shardedUpdate(learningRate: rate)
+            }
             exposedData = ContinuousClock.now - dataStart
         } else {
-            (traffic.dataAllReduces, traffic.dataFloats) = try synchronizeGradients()
+            (traffic.dataAllReduces, traffic.dataFloats) = try trace("gradient sync", lane: "data-parallel") { try synchronizeGradients() }
             exposedData = ContinuousClock.now - dataStart
             norm = try globalGradientNorm()
             if c.gradientClip > 0 && norm > c.gradientClip {
                 let scale = c.gradientClip / (norm + 1e-6)
                 for range in stage.owned { for i in range { model.gradients.pointer[i] *= scale } }
             }
+            let began = Tracer.now()
+            defer { tracer?.record("optimizer", lane: "optimizer", start: began) }
             optimizer.begin()
             for range in ranges(stage: stage, shard: coordinates.tp, counted: false) {
                 // Weight decay applies to matrices only, as in the single-process trainer.
@@ -147,6 +159,12 @@ extension DistributedTrainer {
         return StepResult(loss: loss[0], gradientNorm: norm, learningRate: rate, seconds: elapsed,
                           computeSeconds: (compute - tensorTime).seconds, tensorSeconds: tensorTime.seconds,
                           pipelineWaitSeconds: pipelineWait.seconds, exposedDataSeconds: exposedData.seconds, traffic: traffic)
+    }
+
+    /// Runs `body`, recording it as a span when tracing.
+    func trace<T>(_ name: String, lane: String, _ body: () throws -> T) rethrows -> T {
+        guard let tracer else { return try body() }
+        return try tracer.span(name, lane: lane, body)
     }
 
     /// Completes the data-parallel bucket all-reduces (most started during the backward

@@ -27,6 +27,10 @@ public final class DistributedTrainer {
     var microActivations: [Activations] = []
     /// Overlapped data-parallel gradient buckets (created on the first step, when dp > 1 without ZeRO).
     var buckets: GradientBuckets?
+    /// Records spans for a Chrome/Perfetto trace when set (see `collectTrace`).
+    public var tracer: Tracer? {
+        didSet { model.shard.tracer = tracer }
+    }
     /// This rank's block of the optimizer state under ZeRO-1.
     var shardedState: ShardedOptimizerState?
     /// Bytes per all-reduce bucket of the data-parallel gradient average.

@@ -12,6 +12,8 @@ public final class TensorShard {
     /// All-reduces issued and floats reduced by this shard (for tests and reports).
     public private(set) var allReduces = 0
     public private(set) var reducedFloats = 0
+    /// Where to record each all-reduce as a span, when tracing.
+    public var tracer: Tracer?
     /// Time spent in those all-reduces (communication inside the forward and backward passes).
     public private(set) var reduceTime: Duration = .zero
 
@@ -30,9 +32,10 @@ public final class TensorShard {
         guard let group, size > 1 else { return }
         allReduces += 1
         reducedFloats += count
-        let start = ContinuousClock.now
+        let start = ContinuousClock.now, began = Tracer.now()
         try group.allReduce(UnsafeMutableBufferPointer(start: pointer, count: count))
         reduceTime += ContinuousClock.now - start
+        tracer?.record("all-reduce \(count * 4 / 1024) KiB", lane: "tensor-parallel", start: began)
     }
 
     /// Local sizes of a model under this split.

@@ -109,6 +109,27 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         XCTAssertEqual(pp["pp_bytes"], rows * c * 4)
     }
 
+    func testTraceHoldsEveryRanksComputeAndCommunicationOnOneClock() throws {
+        let path = directory + "/trace.json"
+        let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "2", "--batch", "8", "--seq", "64", "--dp", "2", "--pp", "2",
+                                              "--tp", "1", "--microbatches", "2", "--trace", path])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        let trace = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        let spans = try XCTUnwrap(trace["traceEvents"] as? [[String: Any]]).filter { $0["ph"] as? String == "X" }
+        XCTAssertEqual(Set(spans.compactMap { $0["pid"] as? Int }), [0, 1, 2, 3])
+        for rank in 0..<4 {
+            let mine = spans.filter { $0["pid"] as? Int == rank }
+            // 2 steps × 2 micro-batches, a forward and a backward each.
+            XCTAssertEqual(mine.filter { ($0["name"] as? String)?.hasPrefix("forward") == true }.count, 4, "rank \(rank)")
+            XCTAssertEqual(mine.filter { ($0["name"] as? String)?.hasPrefix("backward") == true }.count, 4, "rank \(rank)")
+            XCTAssertTrue(mine.contains { $0["cat"] as? String == "data-parallel" }, "rank \(rank) has gradient sync spans")
+            XCTAssertTrue(mine.contains { $0["cat"] as? String == "pipeline" }, "rank \(rank) waits on its pipeline neighbour")
+        }
+        // One clock: the whole run spans seconds, not the distance between unrelated clocks.
+        let starts = spans.compactMap { $0["ts"] as? Double }
+        XCTAssertLessThan(starts.max()! - starts.min()!, 60e6)
+    }
+
     func testImpossibleLayoutsFailBeforeAnyWorkOnEveryRank() throws {
         let wrongWorld = try FleetProcess.mpirun(3, ["train", "gpt-tiny", "--steps", "2", "--dp", "2", "--pp", "2"])
         XCTAssertNotEqual(wrongWorld.status, 0)
