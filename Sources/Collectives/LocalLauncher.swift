@@ -15,6 +15,9 @@ public struct LocalLauncher {
     public var environment: [String: String] = [:]
     /// How long stopped workers get to exit after SIGTERM before SIGKILL.
     public var gracePeriod: Duration = .seconds(2)
+    /// When set, each worker's output (stdout and stderr) is also kept in `rank-N.log` here,
+    /// while the launcher's own output shows all of it merged.
+    public var logDirectory: String?
 
     public init(ranks: Int, executable: String = LocalLauncher.currentExecutable, arguments: [String]) {
         self.ranks = ranks
@@ -69,7 +72,16 @@ public struct LocalLauncher {
         let interrupts = SignalWatcher(signals: [SIGINT, SIGTERM, SIGHUP])
         defer { interrupts.stop() }
         var processes: [Process] = []
-        defer { Self.stop(processes, grace: gracePeriod) }
+        var logs: [RankLog] = []
+        defer {
+            Self.stop(processes, grace: gracePeriod)
+            logs.forEach { $0.close() }
+        }
+        if let logDirectory {
+            do { try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true) } catch {
+                throw LaunchError.cannotStart("cannot create the run directory \(logDirectory): \(error.localizedDescription)")
+            }
+        }
         for rank in 0..<ranks {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
@@ -80,7 +92,14 @@ public struct LocalLauncher {
             env["FLEET_ZMQ_COORDINATOR"] = coordinator
             env["FLEET_ZMQ_BIND"] = endpoints == .ipc ? "ipc://\(directory.path)/r\(rank)" : "tcp://127.0.0.1:*"
             env["FLEET_LAUNCHER_PID"] = "\(getpid())"
+            if let logDirectory { env["FLEET_RUN_DIR"] = logDirectory }
             process.environment = env
+            if let logDirectory {
+                let log = try RankLog(path: "\(logDirectory)/rank-\(rank).log")
+                process.standardOutput = log.stdout
+                process.standardError = log.stderr
+                logs.append(log)
+            }
             do { try process.run() } catch { throw LaunchError.cannotStart("\(executable): \(error)") }
             processes.append(process)
         }
@@ -138,6 +157,39 @@ public struct LocalLauncher {
         guard let launcher = env["FLEET_LAUNCHER_PID"].flatMap(Int32.init) else { return }
         _ = fleet_set_parent_death_signal(SIGKILL)
         if getppid() != launcher { exit(1) }
+    }
+}
+
+/// Copies one worker's output to its log file and to the launcher's own stdout/stderr.
+final class RankLog: @unchecked Sendable {
+    let stdout = Pipe(), stderr = Pipe()
+    private let file: FileHandle
+    private let lock = NSLock()
+
+    init(path: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
+            throw LocalLauncher.LaunchError.cannotStart("cannot create the log file \(path)")
+        }
+        self.file = file
+        stdout.fileHandleForReading.readabilityHandler = { [weak self] in self?.copy($0.availableData, to: .standardOutput) }
+        stderr.fileHandleForReading.readabilityHandler = { [weak self] in self?.copy($0.availableData, to: .standardError) }
+    }
+
+    private func copy(_ data: Data, to terminal: FileHandle) {
+        guard !data.isEmpty else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        file.write(data)
+        terminal.write(data)
+    }
+
+    /// Copies whatever is still buffered, then closes the file.
+    func close() {
+        stdout.fileHandleForReading.readabilityHandler = nil
+        stderr.fileHandleForReading.readabilityHandler = nil
+        copy(stdout.fileHandleForReading.readDataToEndOfFile(), to: .standardOutput)
+        copy(stderr.fileHandleForReading.readDataToEndOfFile(), to: .standardError)
+        try? file.close()
     }
 }
 

@@ -22,8 +22,11 @@ enum Console {
     }
 
     static func json(_ fields: [(String, Any)]) {
-        let body = fields.map { key, value in "\"\(key)\":\(encode(value))" }.joined(separator: ",")
-        out("{\(body)}")
+        out(jsonLine(fields))
+    }
+
+    static func jsonLine(_ fields: [(String, Any)]) -> String {
+        "{" + fields.map { key, value in "\"\(key)\":\(encode(value))" }.joined(separator: ",") + "}"
     }
 
     private static func encode(_ value: Any) -> String {

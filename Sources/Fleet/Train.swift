@@ -49,13 +49,28 @@ struct Train: ParsableCommand {
             try layout.validate(model: configuration.model, batch: configuration.batch,
                                 worldSize: MPITransport.isUnderMPIRun || WorldSetup.isWorker ? nil : layout.worldSize)
             var workers = self.workers
-            if !WorldSetup.isWorker { workers.ranks = layout.worldSize }
-            guard let transport = try workers.workerTransport() else { return }
+            if !WorldSetup.isWorker {
+                workers.ranks = layout.worldSize
+                if workers.runDir == nil && layout.worldSize > 1 && !MPITransport.isUnderMPIRun {
+                    workers.runDir = "runs/train-" + Self.timestamp()
+                }
+            }
+            guard let transport = try workers.workerTransport() else {
+                if let runDir = workers.runDir, !json { Console.out("per-rank logs: \(runDir)/rank-*.log") }
+                return
+            }
             defer { transport.shutdown() }
             try Console.reportingErrors(rank: transport.rank) {
                 try trainParallel(configuration, layout: layout, transport: transport)
             }
         }
+    }
+
+    /// Local time as yyyyMMdd-HHmmss, for run directory names.
+    static func timestamp() -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        return formatter.string(from: Date())
     }
 
     private func trainOneProcess(_ configuration: TrainingConfiguration) throws {
@@ -76,7 +91,11 @@ struct Train: ParsableCommand {
             Console.out(header(configuration, layout: layout, train: trainer.data.train.count, validation: trainer.data.validation.count)
                 + ", \(transport.backendName)")
         }
-        let summary = try trainer.run { metrics, result in printer.step(metrics, breakdown: result) }
+        // Each rank keeps its own steps (timing breakdown and traffic) in the run directory.
+        let runDir = ProcessInfo.processInfo.environment["FLEET_RUN_DIR"] ?? workers.runDir
+        let rankLog = try runDir.map { try RankStepLog(path: "\($0)/rank-\(transport.rank).steps.jsonl") }
+        let summary = try trainer.run(everyRank: { metrics, result in rankLog?.write(metrics, result, rank: transport.rank) },
+                                      report: { metrics, result in printer.step(metrics, breakdown: result) })
         if save != nil { try trainer.gatherParameters() }
         let traceText = trace != nil ? try trainer.collectTrace() : nil
         if let summary {
@@ -99,6 +118,29 @@ struct Train: ParsableCommand {
         }
         return text
     }
+}
+
+/// One JSON line per step for one rank: its own timing breakdown and traffic.
+final class RankStepLog {
+    private let handle: FileHandle
+
+    init(path: String) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            throw ValidationError("cannot write \(path); pass a writable --run-dir")
+        }
+        self.handle = handle
+    }
+
+    func write(_ m: StepMetrics, _ r: DistributedTrainer.StepResult, rank: Int) {
+        let fields: [(String, Any)] = [("rank", rank), ("step", m.step + 1), ("step_ms", r.seconds * 1000), ("compute_ms", r.computeSeconds * 1000),
+                                       ("tp_ms", r.tensorSeconds * 1000), ("pipeline_wait_ms", r.pipelineWaitSeconds * 1000),
+                                       ("dp_exposed_ms", r.exposedDataSeconds * 1000), ("tp_allreduces", r.traffic.tensorAllReduces),
+                                       ("dp_allreduces", r.traffic.dataAllReduces), ("pp_messages", r.traffic.pipelineMessages)]
+        handle.write(Data((Console.jsonLine(fields) + "\n").utf8))
+    }
+
+    deinit { try? handle.close() }
 }
 
 /// Prints training progress the same way for one process and for the reporting rank of many.

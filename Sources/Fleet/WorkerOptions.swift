@@ -18,6 +18,9 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Seconds any rank waits for a peer before failing with an error that names it.")
     var timeout: Double = 60
 
+    @Option(help: "Directory for self-launched workers' logs (rank-N.log).")
+    var runDir: String?
+
     func validate() throws {
         guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
@@ -39,6 +42,7 @@ struct WorkerOptions: ParsableArguments {
         if !WorldSetup.isWorker && ranks > 1 {
             var launcher = LocalLauncher(ranks: ranks, arguments: Array(CommandLine.arguments.dropFirst()))
             launcher.endpoints = LocalLauncher.Endpoints(rawValue: endpoints) ?? .ipc
+            launcher.logDirectory = runDir
             // Ranks share the cores: one BLAS thread each unless the user says otherwise.
             if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil {
                 launcher.environment["OPENBLAS_NUM_THREADS"] = "1"

@@ -3,10 +3,12 @@ import Collectives
 import Tensor
 
 extension DistributedTrainer {
-    /// Trains for `configuration.steps` steps; `report` is called on the reporting rank only.
+    /// Trains for `configuration.steps` steps; `everyRank` sees each rank's own step, `report`
+    /// is called on the reporting rank only (with the global loss).
     /// Returns the summary on the reporting rank, nil elsewhere.
     @discardableResult
-    public func run(report: (StepMetrics, StepResult) -> Void = { _, _ in }) throws -> TrainingSummary? {
+    public func run(everyRank: (StepMetrics, StepResult) -> Void = { _, _ in },
+                    report: (StepMetrics, StepResult) -> Void = { _, _ in }) throws -> TrainingSummary? {
         let c = configuration
         // One rank measures the sgemm rate while the others wait, so the measurement is not
         // shared with them; the machine's peak is that rate per thread times the cores in use.
@@ -27,10 +29,10 @@ extension DistributedTrainer {
             }
             var validation: Float?
             if c.evalEvery > 0 && (step + 1) % c.evalEvery == 0 && step + 1 < c.steps { validation = try validationLoss() }
-            if isReporter {
-                report(StepMetrics(step: step, loss: result.loss, learningRate: result.learningRate, gradientNorm: result.gradientNorm,
-                                   seconds: result.seconds, tokens: c.batch * c.sequence, validationLoss: validation), result)
-            }
+            let metrics = StepMetrics(step: step, loss: result.loss, learningRate: result.learningRate, gradientNorm: result.gradientNorm,
+                                      seconds: result.seconds, tokens: c.batch * c.sequence, validationLoss: validation)
+            everyRank(metrics, result)
+            if isReporter { report(metrics, result) }
         }
         let validation = try validationLoss()
         guard isReporter else { return nil }

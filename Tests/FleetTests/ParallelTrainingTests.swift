@@ -130,6 +130,42 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         XCTAssertLessThan(starts.max()! - starts.min()!, 60e6)
     }
 
+    func testSelfLaunchedRunKeepsPerRankLogsInTheRunDirectory() throws {
+        let runDir = directory + "/run"
+        let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "2", "--batch", "8", "--seq", "64", "--dp", "2",
+                                              "--run-dir", runDir])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        XCTAssertTrue(outcome.stdout.contains("per-rank logs: \(runDir)"), outcome.stdout)
+        for rank in 0..<2 {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(runDir)/rank-\(rank).log"))
+            let steps = try String(contentsOfFile: "\(runDir)/rank-\(rank).steps.jsonl", encoding: .utf8).split(separator: "\n")
+            XCTAssertEqual(steps.count, 2, "rank \(rank) logs each of its steps")
+            XCTAssertTrue(steps.allSatisfy { $0.contains("\"rank\":\(rank)") && $0.contains("compute_ms") })
+        }
+        XCTAssertTrue(try String(contentsOfFile: "\(runDir)/rank-0.log", encoding: .utf8).contains("step     2/2"))
+    }
+
+    func testInterruptingTheLauncherStopsEveryWorker() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: FleetProcess.binary)
+        process.arguments = ["train", "gpt-tiny", "--steps", "100000", "--dp", "2", "--run-dir", directory + "/interrupted"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Wait until both workers are up, then Ctrl-C the launcher.
+        let deadline = Date().addingTimeInterval(30)
+        while FleetProcess.runningFleetProcesses().count < 3 && Date() < deadline { usleep(50_000) }
+        usleep(500_000)
+        kill(process.processIdentifier, SIGINT)
+        let stopped = Date().addingTimeInterval(15)
+        while process.isRunning && Date() < stopped { usleep(50_000) }
+        XCTAssertFalse(process.isRunning, "the launcher must exit after Ctrl-C")
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        XCTAssertNotEqual(process.terminationStatus, 0)
+        // tearDown checks that no worker is left behind.
+    }
+
     func testImpossibleLayoutsFailBeforeAnyWorkOnEveryRank() throws {
         let wrongWorld = try FleetProcess.mpirun(3, ["train", "gpt-tiny", "--steps", "2", "--dp", "2", "--pp", "2"])
         XCTAssertNotEqual(wrongWorld.status, 0)
