@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Collectives
 import Training
 
 struct BenchTrain: ParsableCommand {
@@ -11,9 +12,13 @@ struct BenchTrain: ParsableCommand {
         12,853 tokens/s with 1 thread (batch 8) and 23,575 tokens/s with 2 threads (batch 32).
           fleet bench train gpt-tiny --threads 1 --batch 8
           fleet bench train gpt-tiny --threads 2 --batch 32
+          fleet bench train gpt-tiny --dp 2        # one process vs dp2, same batch per replica, side by side
+          fleet bench train gpt-tiny --pp 2 --microbatches 4   # step breakdown and measured vs predicted bubble
         """)
 
     @OptionGroup var options: TrainOptions
+    @OptionGroup var layoutOptions: LayoutOptions
+    @OptionGroup var workers: WorkerOptions
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -25,6 +30,12 @@ struct BenchTrain: ParsableCommand {
         try Console.reportingErrors {
             var options = self.options
             if options.steps == 300 { options.steps = 30 }
+            let layout = layoutOptions.layout
+            if layout.worldSize > 1 || WorldSetup.isWorker || MPITransport.isUnderMPIRun {
+                // --batch is per data-parallel replica here, so every layout does the same work per replica.
+                try ParallelBenchmark(options: options, layout: layout, workers: workers, json: json).run()
+                return
+            }
             let configuration = try options.configuration()
             let trainer = try Trainer(configuration: configuration, corpus: try options.corpus())
             let summary = trainer.run()

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Collectives
+import Foundation
+import Parallelism
+import Training
+
+/// `fleet bench train` with a parallel layout: the one-process baseline and the layout,
+/// measured one after the other in the same command with the same per-replica batch.
+struct ParallelBenchmark {
+    let options: TrainOptions
+    let layout: ParallelLayout
+    let workers: WorkerOptions
+    let json: Bool
+
+    /// Per-rank averages read back from the workers' step logs.
+    struct RankAverage {
+        let rank: Int
+        var step = 0.0, compute = 0.0, tensor = 0.0, pipelineWait = 0.0, dataExposed = 0.0
+    }
+
+    /// In the launcher: baseline, then the workers; in a worker: its share of the layout run.
+    func run() throws {
+        var configuration = try options.configuration()
+        let perReplica = configuration.batch
+        configuration.batch = perReplica * layout.dp
+        try layout.validate(model: configuration.model, batch: configuration.batch,
+                            worldSize: WorldSetup.isWorker || MPITransport.isUnderMPIRun ? nil : layout.worldSize)
+        if WorldSetup.isWorker || MPITransport.isUnderMPIRun {
+            return try runWorker(configuration)
+        }
+        var baseline = configuration
+        baseline.batch = perReplica
+        let single = try Trainer(configuration: baseline, corpus: try options.corpus()).run()
+        var launcher = workers
+        launcher.ranks = layout.worldSize
+        let runDir = workers.runDir ?? "runs/bench-" + Train.timestamp()
+        launcher.runDir = runDir
+        _ = try launcher.workerTransport()
+        let result = try Self.readSummary("\(runDir)/summary.json")
+        let ranks = try (0..<layout.worldSize).map { try Self.average(rank: $0, path: "\(runDir)/rank-\($0).steps.jsonl") }
+        report(single: single.tokensPerSecond, parallel: result, ranks: ranks, runDir: runDir)
+    }
+
+    private func runWorker(_ configuration: TrainingConfiguration) throws {
+        guard let transport = try workers.workerTransport() else { return }
+        defer { transport.shutdown() }
+        try Console.reportingErrors(rank: transport.rank) {
+            let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus())
+            let runDir = ProcessInfo.processInfo.environment["FLEET_RUN_DIR"] ?? workers.runDir ?? "."
+            let log = try RankStepLog(path: "\(runDir)/rank-\(transport.rank).steps.jsonl")
+            let summary = try trainer.run(everyRank: { m, r in log.write(m, r, rank: transport.rank) })
+            if let summary {
+                let line = Console.jsonLine([("tokens_per_s", summary.tokensPerSecond), ("mfu", summary.mfu)])
+                try line.write(toFile: "\(runDir)/summary.json", atomically: true, encoding: .utf8)
+            }
+        }
+    }
+
+    static func readSummary(_ path: String) throws -> [String: Double] {
+        guard let data = FileManager.default.contents(atPath: path),
+              let object = try JSONSerialization.jsonObject(with: data) as? [String: Double] else {
+            throw ValidationError("the workers left no summary at \(path)")
+        }
+        return object
+    }
+
+    /// Averages a rank's step log, leaving out the first step (allocation, page faults).
+    static func average(rank: Int, path: String) throws -> RankAverage {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("missing \(path)") }
+        let rows = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let measured = rows.count > 1 ? Array(rows.dropFirst()) : rows
+        var average = RankAverage(rank: rank)
+        func mean(_ key: String) -> Double { measured.compactMap { $0[key] as? Double }.reduce(0, +) / Double(max(1, measured.count)) }
+        average.step = mean("step_ms")
+        average.compute = mean("compute_ms")
+        average.tensor = mean("tp_ms")
+        average.pipelineWait = mean("pipeline_wait_ms")
+        average.dataExposed = mean("dp_exposed_ms")
+        return average
+    }
+
+    private func report(single: Double, parallel: [String: Double], ranks: [RankAverage], runDir: String) {
+        let tokens = parallel["tokens_per_s"] ?? 0
+        let predicted = (try? layout.pipeline.check().bubbleFraction) ?? 0
+        let measuredBubble = ranks.map { $0.step > 0 ? $0.pipelineWait / $0.step : 0 }.reduce(0, +) / Double(max(1, ranks.count))
+        if json {
+            Console.json([("layout", layout.description), ("ranks", layout.worldSize), ("one_process_tokens_per_s", single),
+                          ("tokens_per_s", tokens), ("speedup", single > 0 ? tokens / single : 0),
+                          ("predicted_bubble", predicted), ("measured_pipeline_wait_fraction", measuredBubble)])
+            return
+        }
+        Console.out("fleet bench train \(options.model.name), \(layout) on \(layout.worldSize) ranks, \(options.batch) sequences per replica, 1 BLAS thread per rank")
+        Console.out(String(format: "  one process   %9.0f tokens/s", single))
+        let name = layout.description.padding(toLength: 13, withPad: " ", startingAt: 0)
+        Console.out("  \(name)" + String(format: " %9.0f tokens/s   → %.2f× (measured one after the other in this run)", tokens,
+                                                single > 0 ? tokens / single : 0))
+        Console.out("")
+        let table = Table(columns: [("rank", 4), ("coords", 14), ("step ms", 8), ("compute", 8), ("tp", 7), ("pipe wait", 9), ("dp exposed", 10)])
+        Console.out(table.header())
+        for r in ranks {
+            Console.out(table.row(["\(r.rank)", "\(layout.mesh.coordinates(of: r.rank))", String(format: "%.1f", r.step),
+                                   String(format: "%.1f", r.compute), String(format: "%.1f", r.tensor),
+                                   String(format: "%.1f", r.pipelineWait), String(format: "%.1f", r.dataExposed)]))
+        }
+        if layout.pp > 1 {
+            Console.out(String(format: "\npipeline: predicted bubble %.1f%% (schedule, forward = 1, backward = 2), measured waiting %.1f%% of the step",
+                               predicted * 100, measuredBubble * 100))
+        }
+        Console.out("per-rank step logs: \(runDir)")
+    }
+}
