@@ -6,7 +6,14 @@ import Dispatch
 /// is computed by the same sequence of operations whatever the thread count.
 public enum Parallel {
     /// Threads used by fleet's own kernels (OpenBLAS has its own setting, see `BLAS`).
-    nonisolated(unsafe) public static var threads = 1
+    nonisolated(unsafe) public static var threads = 1 {
+        didSet {
+            guard threads != oldValue else { return }
+            pool?.stop()
+            pool = threads > 1 ? WorkerPool(workers: threads - 1) : nil
+        }
+    }
+    nonisolated(unsafe) private static var pool: WorkerPool?
 
     /// Calls `body` on disjoint contiguous sub-ranges covering `0..<count`.
     @inline(__always)
@@ -22,9 +29,15 @@ public enum Parallel {
             if count > 0 { body(0, 0..<count) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
+        let split = { (w: Int) in
+            guard w < workers else { return }
             let start = count * w / workers, end = count * (w + 1) / workers
             if start < end { body(w, start..<end) }
+        }
+        if let pool, workers <= threads {
+            withoutActuallyEscaping(split) { pool.run($0) }
+        } else {
+            DispatchQueue.concurrentPerform(iterations: workers, execute: split)
         }
     }
 }

@@ -33,6 +33,18 @@ final class TrainerTests: XCTestCase {
         XCTAssertNotEqual(lossesA, lossesC, "a different seed should change the run")
     }
 
+    /// Kernels split work over outputs, never over a reduction, so the thread count cannot change a result.
+    func testTwoThreadsGiveBitwiseTheSameRunAsOne() throws {
+        func run(threads: Int) throws -> [UInt32] {
+            var c = configuration(steps: 4)
+            c.threads = threads
+            c.batch = 4
+            let trainer = try Trainer(configuration: c, corpus: .builtIn())
+            return (0..<4).map { trainer.trainStep($0).loss.bitPattern }
+        }
+        XCTAssertEqual(try run(threads: 1), try run(threads: 2))
+    }
+
     /// A broken optimizer (no update, wrong sign, no bias correction) cannot get below 1.2 in 300 steps.
     func testLossFallsWellBelowTwoOnTheBuiltInCorpus() throws {
         let trainer = try Trainer(configuration: configuration(steps: 300), corpus: .builtIn())
