@@ -41,6 +41,9 @@ struct BenchCollectives: ParsableCommand {
         for name in algo.split(separator: ",") where AllReduceAlgorithm(name: String(name)) == nil {
             throw ValidationError("unknown --algo \(name); choose from ring, hd, tree, naive, native")
         }
+        if algo.split(separator: ",").contains("native") && !MPITransport.isUnderMPIRun && workers.transport != .mpi {
+            throw ValidationError("--algo native is MPI_Allreduce: run under mpirun (or drop native)")
+        }
         guard iters >= 1, warmup >= 0 else { throw ValidationError("--iters must be ≥ 1 and --warmup ≥ 0") }
         guard chunk.bytes >= 4 else { throw ValidationError("--chunk must be at least 4 bytes") }
     }

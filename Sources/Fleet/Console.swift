@@ -52,9 +52,10 @@ enum Console {
             throw error
         } catch let error as CleanExit {
             throw error
-        } catch let error as ValidationError {
+        } catch let error as ValidationError where rank == nil {
             throw error
         } catch {
+            // In a worker, every message goes out as one write: ranks share the terminal.
             err("fleet: error\(rank.map { " on rank \($0)" } ?? ""): \(error)")
             throw ExitCode(1)
         }

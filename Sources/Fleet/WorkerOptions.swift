@@ -40,6 +40,9 @@ struct WorkerOptions: ParsableArguments {
     /// all succeed, or (in a worker, or with one rank) opens and returns this process's transport.
     func workerTransport() throws -> Transport? {
         if !WorldSetup.isWorker && ranks > 1 {
+            // Checked here too: commands like `train` set the rank count from the layout after validate().
+            if transport == .mpi { throw ValidationError("--transport mpi needs mpirun: mpirun -n \(ranks) fleet …") }
+            if transport == .local { throw ValidationError("--transport local is a single-process backend for tests; use zmq for \(ranks) ranks") }
             var launcher = LocalLauncher(ranks: ranks, arguments: Array(CommandLine.arguments.dropFirst()))
             launcher.endpoints = LocalLauncher.Endpoints(rawValue: endpoints) ?? .ipc
             launcher.logDirectory = runDir
