@@ -47,9 +47,10 @@ public final class ZMQTransport: Transport {
     var outboxes: [UnsafeMutableRawPointer?] = []
     var monitors: [UnsafeMutableRawPointer?] = []
     var matcher: MessageMatcher
-    /// Zero-copy chunks ZeroMQ has not released yet: while there are any, waiting polls briefly,
-    /// since a send completing wakes no socket this rank listens on.
-    let zeroCopyInFlight = ZeroCopyCompletion(chunks: 0, transportWide: nil)
+    /// Zero-copy chunks ZeroMQ has not released yet. A release wakes no socket, so each one
+    /// also writes a byte to `wakeup`, which waiting polls beside the inbox.
+    let wakeup = WakeupPipe()
+    lazy var zeroCopyInFlight = ZeroCopyCompletion(chunks: 0, transportWide: nil, wakeup: wakeup)
     /// When each peer's connection dropped, if it did.
     var disconnected: [Int: ContinuousClock.Instant] = [:]
     private var isShutDown = false
@@ -174,10 +175,12 @@ public final class ZMQTransport: Transport {
         for monitor in monitors where monitor != nil {
             items.append(zmq_pollitem_t(socket: monitor, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0))
         }
-        let milliseconds = zeroCopyInFlight.isDone ? max(1, Int(maxWait.seconds * 1000)) : 0
+        items.append(zmq_pollitem_t(socket: nil, fd: wakeup.readEnd, events: Int16(ZMQ_POLLIN), revents: 0))
+        let milliseconds = max(1, Int(maxWait.seconds * 1000))
         if zmq_poll(&items, Int32(items.count), milliseconds) < 0 && zmq_errno() != EINTR {
             throw Self.lastError("zmq_poll")
         }
+        wakeup.drain()
         try drainInbox()
         try drainMonitors()
         try failReceivesFromDeadPeers()
@@ -280,10 +283,12 @@ final class ZeroCopyCompletion: @unchecked Sendable {
     private let lock = NSLock()
     private var outstanding: Int
     private let transportWide: ZeroCopyCompletion?
+    private let wakeup: WakeupPipe?
 
-    init(chunks: Int, transportWide: ZeroCopyCompletion?) {
+    init(chunks: Int, transportWide: ZeroCopyCompletion?, wakeup: WakeupPipe? = nil) {
         outstanding = chunks
         self.transportWide = transportWide
+        self.wakeup = wakeup
         transportWide?.add(chunks)
     }
 
@@ -292,9 +297,40 @@ final class ZeroCopyCompletion: @unchecked Sendable {
     func chunkReleased() {
         lock.lock(); outstanding -= 1; lock.unlock()
         transportWide?.chunkReleased()
+        wakeup?.signal()
     }
 
     var isDone: Bool { lock.lock(); defer { lock.unlock() }; return outstanding == 0 }
+}
+
+/// A non-blocking pipe that ZeroMQ's I/O thread writes to so that a waiting rank wakes up.
+final class WakeupPipe: @unchecked Sendable {
+    let readEnd: Int32
+    private let writeEnd: Int32
+
+    init() {
+        var fds: [Int32] = [-1, -1]
+        if pipe(&fds) == 0 {
+            for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        }
+        readEnd = fds[0]
+        writeEnd = fds[1]
+    }
+
+    func signal() {
+        var byte: UInt8 = 1
+        _ = write(writeEnd, &byte, 1)
+    }
+
+    func drain() {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while read(readEnd, &buffer, buffer.count) > 0 {}
+    }
+
+    deinit {
+        close(readEnd)
+        close(writeEnd)
+    }
 }
 
 /// First frame of every chunk: who sent it, for which tag, and where it goes in the message.
