@@ -4,7 +4,7 @@ import ArgumentParser
 struct Fleet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet",
-        abstract: "A distributed-training lab: real multi-process runs and a fleet-scale simulator.",
+        abstract: "A distributed-training lab: real multi-process GPT training over MPI or ZeroMQ with fleet's own collectives.",
         subcommands: [Train.self, Generate.self, Plan.self, Bench.self, SelfTest.self])
 }
 

@@ -6,7 +6,7 @@ import Training
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a GPT for real: one process, or data- and pipeline-parallel worker processes.",
+        abstract: "Train a GPT for real: one process, or data-, tensor- and pipeline-parallel worker processes.",
         discussion: """
         Examples:
           fleet train gpt-tiny
