@@ -153,7 +153,7 @@ struct StepPrinter {
         if json {
             var fields: [(String, Any)] = [("step", m.step + 1), ("loss", Double(m.loss)), ("lr", Double(m.learningRate)),
                                            ("grad_norm", Double(m.gradientNorm)), ("tokens_per_s", m.tokensPerSecond),
-                                           ("step_ms", m.seconds * 1000)]
+                                           ("step_ms", m.seconds * 1000), ("mfu", m.mfu ?? Double.nan)]
             if let b = breakdown {
                 fields += [("compute_ms", b.computeSeconds * 1000), ("communication_ms", b.communicationSeconds * 1000),
                            ("tp_ms", b.tensorSeconds * 1000), ("pipeline_wait_ms", b.pipelineWaitSeconds * 1000),
@@ -165,8 +165,8 @@ struct StepPrinter {
             if let v = m.validationLoss { fields.append(("val_loss", Double(v))) }
             Console.json(fields)
         } else if (m.step + 1) % logEvery == 0 || m.step == 0 || m.step + 1 == steps || m.validationLoss != nil {
-            var line = String(format: "step %5d/%d  loss %.4f  lr %.2e  %7.1f ms/step  %8.0f tok/s",
-                              m.step + 1, steps, m.loss, m.learningRate, m.seconds * 1000, m.tokensPerSecond)
+            var line = String(format: "step %5d/%d  loss %.4f  lr %.2e  %7.1f ms/step  %8.0f tok/s  MFU %4.1f%%",
+                              m.step + 1, steps, m.loss, m.learningRate, m.seconds * 1000, m.tokensPerSecond, (m.mfu ?? 0) * 100)
             if let b = breakdown {
                 line += String(format: "  [compute %.1f, tp %.1f, pipeline wait %.1f, dp exposed %.1f ms]", b.computeSeconds * 1000,
                                b.tensorSeconds * 1000, b.pipelineWaitSeconds * 1000, b.exposedDataSeconds * 1000)

@@ -29,8 +29,9 @@ extension DistributedTrainer {
             }
             var validation: Float?
             if c.evalEvery > 0 && (step + 1) % c.evalEvery == 0 && step + 1 < c.steps { validation = try validationLoss() }
-            let metrics = StepMetrics(step: step, loss: result.loss, learningRate: result.learningRate, gradientNorm: result.gradientNorm,
+            var metrics = StepMetrics(step: step, loss: result.loss, learningRate: result.learningRate, gradientNorm: result.gradientNorm,
                                       seconds: result.seconds, tokens: c.batch * c.sequence, validationLoss: validation)
+            if isReporter { metrics.mfu = metrics.tokensPerSecond * flopsPerToken / peak }
             everyRank(metrics, result)
             if isReporter { report(metrics, result) }
         }

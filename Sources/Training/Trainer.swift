@@ -44,6 +44,7 @@ public final class Trainer {
             if c.evalEvery > 0 && (step + 1) % c.evalEvery == 0 && step + 1 < c.steps {
                 metrics.validationLoss = validationLoss()
             }
+            metrics.mfu = metrics.tokensPerSecond * flopsPerToken / gemmFLOPs
             report(metrics)
         }
         let tokensPerSecond = trainingSeconds > 0 ? Double(trainedTokens) / trainingSeconds : 0

@@ -59,6 +59,8 @@ public struct StepMetrics: Sendable {
     public let tokens: Int
     public var tokensPerSecond: Double { Double(tokens) / seconds }
     public var validationLoss: Float?
+    /// Model FLOP utilisation of this step against the run's measured sgemm peak (set by the trainer).
+    public var mfu: Double?
 }
 
 /// What a finished run reports.
