@@ -18,7 +18,7 @@ extension DistributedTrainer {
         public let pipelineWaitSeconds: Double
         /// Data-parallel gradient communication left after the backward pass (not overlapped).
         public let exposedDataSeconds: Double
-        /// Everything else: everything not compute, e.g. norms, the optimizer, the loss all-reduce.
+        /// Everything but compute: communication and waiting, plus norms, the optimizer and the loss all-reduce.
         public var communicationSeconds: Double { max(0, seconds - computeSeconds) }
         /// What this rank sent in the step: all-reduces and floats over the tp and dp groups, pipeline messages and floats.
         public let traffic: Traffic
