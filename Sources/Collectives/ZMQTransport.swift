@@ -47,10 +47,9 @@ public final class ZMQTransport: Transport {
     var outboxes: [UnsafeMutableRawPointer?] = []
     var monitors: [UnsafeMutableRawPointer?] = []
     var matcher: MessageMatcher
-    /// Zero-copy chunks ZeroMQ has not released yet. A release wakes no socket, so each one
-    /// also writes a byte to `wakeup`, which waiting polls beside the inbox.
+    /// ZeroMQ releasing a zero-copy chunk wakes no socket, so each release also writes a
+    /// byte here, which waiting polls beside the inbox.
     let wakeup = WakeupPipe()
-    lazy var zeroCopyInFlight = ZeroCopyCompletion(chunks: 0, transportWide: nil, wakeup: wakeup)
     /// When each peer's connection dropped, if it did.
     var disconnected: [Int: ContinuousClock.Instant] = [:]
     private var isShutDown = false
@@ -108,7 +107,7 @@ public final class ZMQTransport: Transport {
         }
         let zeroCopy = data.count >= zeroCopyBytes
         let chunks = max(1, (data.count + chunkBytes - 1) / chunkBytes)
-        let completion = zeroCopy ? ZeroCopyCompletion(chunks: chunks, transportWide: zeroCopyInFlight) : nil
+        let completion = zeroCopy ? ZeroCopyCompletion(chunks: chunks, wakeup: wakeup) : nil
         var header = WireHeader(source: Int32(rank), tag: tag, total: UInt64(data.count), offset: 0)
         var offset = 0
         repeat {
@@ -278,26 +277,20 @@ extension ZMQTransport {
 }
 
 /// Counts the chunks of one zero-copy send that ZeroMQ has not released yet (released from
-/// its I/O thread); `transportWide` counts those of every send of the transport.
+/// its I/O thread), waking the owning transport's waits on each release.
 final class ZeroCopyCompletion: @unchecked Sendable {
     private let lock = NSLock()
     private var outstanding: Int
-    private let transportWide: ZeroCopyCompletion?
-    private let wakeup: WakeupPipe?
+    private let wakeup: WakeupPipe
 
-    init(chunks: Int, transportWide: ZeroCopyCompletion?, wakeup: WakeupPipe? = nil) {
+    init(chunks: Int, wakeup: WakeupPipe) {
         outstanding = chunks
-        self.transportWide = transportWide
         self.wakeup = wakeup
-        transportWide?.add(chunks)
     }
-
-    func add(_ chunks: Int) { lock.lock(); outstanding += chunks; lock.unlock() }
 
     func chunkReleased() {
         lock.lock(); outstanding -= 1; lock.unlock()
-        transportWide?.chunkReleased()
-        wakeup?.signal()
+        wakeup.signal()
     }
 
     var isDone: Bool { lock.lock(); defer { lock.unlock() }; return outstanding == 0 }

@@ -60,7 +60,7 @@ extension DistributedTrainer {
                 if stage.isFirst {
                     tokens[part].withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: rows) }
                 } else {
-                    let request = try pp.irecv(into: UnsafeMutableRawBufferPointer(start: a.residual[stage.layers.lowerBound].pointer, count: width * 4),
+                    let request = try pp.irecv(into: boundary(a.residual[stage.layers.lowerBound], floats: width),
                                                from: stage.index - 1, tag: tag)
                     try transport.wait(request, operation: "validation activations from stage \(stage.index - 1)")
                 }
@@ -71,7 +71,7 @@ extension DistributedTrainer {
                                                             rows: rows, vocabulary: c.model.vocabulary, gradient: false)
                     total += loss * Float(samplesPerMicrobatch) / Float(c.batch)
                 } else {
-                    let request = try pp.isend(UnsafeRawBufferPointer(start: a.residual[stage.layers.upperBound].pointer, count: width * 4),
+                    let request = try pp.isend(UnsafeRawBufferPointer(boundary(a.residual[stage.layers.upperBound], floats: width)),
                                                to: stage.index + 1, tag: tag)
                     try transport.wait(request, operation: "validation activations to stage \(stage.index + 1)")
                 }

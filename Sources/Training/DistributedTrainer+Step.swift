@@ -63,14 +63,14 @@ extension DistributedTrainer {
             switch action {
             case let .receiveActivation(i, from):
                 let a = microActivations[i]
-                let request = try pp.irecv(into: UnsafeMutableRawBufferPointer(start: a.residual[stage.layers.lowerBound].pointer, count: width * 4),
+                let request = try pp.irecv(into: boundary(a.residual[stage.layers.lowerBound], floats: width),
                                            from: from, tag: tag(microbatch: i, fromStage: from, gradient: false))
                 try trace("recv A\(i)", lane: "pipeline") {
                     try transport.wait(request, operation: "pipeline receive of activations for micro-batch \(i) from stage \(from)")
                 }
             case let .receiveGradient(i, from):
                 let a = microActivations[i]
-                let request = try pp.irecv(into: UnsafeMutableRawBufferPointer(start: a.dResidual.pointer, count: width * 4),
+                let request = try pp.irecv(into: boundary(a.dResidual, floats: width),
                                            from: from, tag: tag(microbatch: i, fromStage: from, gradient: true))
                 try trace("recv G\(i)", lane: "pipeline") {
                     try transport.wait(request, operation: "pipeline receive of gradients for micro-batch \(i) from stage \(from)")
@@ -78,7 +78,10 @@ extension DistributedTrainer {
             case .forward(let i):
                 let began = ContinuousClock.now
                 let a = microActivations[i]
-                let (tokens, targets) = data.trainingBatch(step: step, batch: c.batch, samples: samples(microbatch: i))
+                // Only the first stage needs the tokens and only the last the targets; each
+                // micro-batch keeps its own buffers, so the backward pass finds them still there.
+                let (tokens, targets) = stage.isFirst || stage.isLast
+                    ? data.trainingBatch(step: step, batch: c.batch, samples: samples(microbatch: i)) : ([], [])
                 if stage.isFirst { tokens.withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: tokens.count) } }
                 try trace("forward \(i)", lane: "compute") {
                     try model.forward(a, layers: stage.layers, embed: stage.isFirst, head: stage.isLast)
@@ -93,10 +96,6 @@ extension DistributedTrainer {
                 compute += ContinuousClock.now - began
             case .backward(let i):
                 let began = ContinuousClock.now
-                if stage.isFirst {
-                    let (tokens, _) = data.trainingBatch(step: step, batch: c.batch, samples: samples(microbatch: i))
-                    tokens.withUnsafeBufferPointer { microActivations[i].tokens.update(from: $0.baseAddress!, count: tokens.count) }
-                }
                 // The step's last backward finalises the gradients: buckets start as layers finish.
                 let overlap: ((Int) throws -> Void)? = position == lastBackward ? buckets.map { b in { try b.finalized(from: $0) } } : nil
                 try trace("backward \(i)", lane: "compute") {
@@ -106,13 +105,13 @@ extension DistributedTrainer {
                 compute += ContinuousClock.now - began
             case let .sendActivation(i, to):
                 let a = microActivations[i]
-                sends.append(try pp.isend(UnsafeRawBufferPointer(start: a.residual[stage.layers.upperBound].pointer, count: width * 4),
+                sends.append(try pp.isend(UnsafeRawBufferPointer(boundary(a.residual[stage.layers.upperBound], floats: width)),
                                           to: to, tag: tag(microbatch: i, fromStage: stage.index, gradient: false)))
                 traffic.pipelineMessages += 1
                 traffic.pipelineFloats += width
             case let .sendGradient(i, to):
                 let a = microActivations[i]
-                sends.append(try pp.isend(UnsafeRawBufferPointer(start: a.dResidual.pointer, count: width * 4),
+                sends.append(try pp.isend(UnsafeRawBufferPointer(boundary(a.dResidual, floats: width)),
                                           to: to, tag: tag(microbatch: i, fromStage: stage.index, gradient: true)))
                 traffic.pipelineMessages += 1
                 traffic.pipelineFloats += width
@@ -147,7 +146,7 @@ extension DistributedTrainer {
             optimizer.begin()
             for range in ranges(stage: stage, shard: coordinates.tp, counted: false) {
                 // Weight decay applies to matrices only, as in the single-process trainer.
-                let entry = model.layout.entries.last { $0.offset <= range.lowerBound }!
+                let entry = model.layout.entry(containing: range.lowerBound)
                 optimizer.update(params: model.parameters.pointer + range.lowerBound, grads: model.gradients.pointer + range.lowerBound,
                                  m: firstMoment.pointer + range.lowerBound, v: secondMoment.pointer + range.lowerBound,
                                  count: range.count, learningRate: rate, decay: entry.decay)
@@ -159,6 +158,11 @@ extension DistributedTrainer {
         return StepResult(loss: loss[0], gradientNorm: norm, learningRate: rate, seconds: elapsed,
                           computeSeconds: (compute - tensorTime).seconds, tensorSeconds: tensorTime.seconds,
                           pipelineWaitSeconds: pipelineWait.seconds, exposedDataSeconds: exposedData.seconds, traffic: traffic)
+    }
+
+    /// The first `floats` of `buffer` as bytes: the activations or gradients crossing a stage boundary.
+    func boundary(_ buffer: FloatBuffer, floats: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: buffer.pointer, count: floats * MemoryLayout<Float>.stride)
     }
 
     /// Runs `body`, recording it as a span when tracing.

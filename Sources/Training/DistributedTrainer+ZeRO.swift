@@ -53,7 +53,7 @@ extension DistributedTrainer {
 
         optimizer.begin()
         for update in ranges(stage: stage, shard: coordinates.tp, counted: false) {
-            let entry = model.layout.entries.last { $0.offset <= update.lowerBound }!
+            let entry = model.layout.entry(containing: update.lowerBound)
             for (block, moment) in state.blocks where block.overlaps(update) {
                 let part = block.clamped(to: update)
                 if scale != 1 { for i in part { model.gradients.pointer[i] *= scale } }

@@ -60,6 +60,17 @@ public struct ParameterLayout: Sendable {
         return entries[i]
     }
 
+    /// The parameter that flat offset `offset` belongs to (entries are sorted by offset).
+    public func entry(containing offset: Int) -> Entry {
+        precondition((0..<count).contains(offset), "offset \(offset) is outside the \(count) parameters")
+        var low = 0, high = entries.count - 1
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if entries[mid].offset <= offset { low = mid } else { high = mid - 1 }
+        }
+        return entries[low]
+    }
+
     /// Fills `buffer` with the initial values for `seed`: element i of parameter p is drawn
     /// from the stream keyed by (p's name, i), independent of any sharding.
     public func initialize(_ buffer: FloatBuffer, seed: UInt64) {

@@ -47,11 +47,6 @@ public final class TensorShard {
         Dimensions(channels: spec.dModel / size, heads: spec.heads / size, hidden: spec.mlpHidden / size)
     }
 
-    /// The flat-buffer ranges of `entry` that this shard computes and updates.
-    func ownedRanges(of entry: ParameterLayout.Entry, spec: ModelSpec) -> [Range<Int>] {
-        Self.ownedRanges(of: entry, spec: spec, size: size, index: index)
-    }
-
     /// The ranges of `entry` that shard `index` of `size` owns.
     static func ownedRanges(of entry: ParameterLayout.Entry, spec: ModelSpec, size: Int, index: Int) -> [Range<Int>] {
         let whole = [entry.offset..<(entry.offset + entry.count)]

@@ -46,6 +46,15 @@ final class ModelGradientTests: XCTestCase {
         XCTAssertEqual(ParameterLayout(spec: Self.micro).count, Self.micro.parameterCount)
     }
 
+    func testEveryOffsetMapsToTheParameterHoldingIt() {
+        let layout = ParameterLayout(spec: Self.micro)
+        for entry in layout.entries {
+            for offset in [entry.offset, entry.offset + entry.count / 2, entry.offset + entry.count - 1] {
+                XCTAssertEqual(layout.entry(containing: offset).name, entry.name, "offset \(offset)")
+            }
+        }
+    }
+
     func testRealWorldShapesHaveTheirPublishedSizes() {
         XCTAssertEqual(Double(ModelCatalog.gpt3_175B.parameterCount) / 1e9, 175, accuracy: 1.5)
         XCTAssertEqual(Double(ModelCatalog.llama8B.parameterCount) / 1e9, 8.0, accuracy: 0.1)
