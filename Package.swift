@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "Workload"),
         // Pure plans shared by the trainer and the simulator: no transports, tensors or C.
         .target(name: "Parallelism", dependencies: ["Workload"]),
-        .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys"], swiftSettings: optimize),
+        .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys", "Parallelism"], swiftSettings: optimize),
         .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: optimize),
         .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload"], swiftSettings: optimize),
         .executableTarget(
@@ -40,7 +40,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
+        .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Parallelism"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "ParallelismTests", dependencies: ["Parallelism", "Workload"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload"]),

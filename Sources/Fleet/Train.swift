@@ -42,12 +42,13 @@ struct Train: ParsableCommand {
         try Console.reportingErrors {
             let configuration = try options.configuration()
             let layout = layoutOptions.layout
-            // Tracing runs through the distributed trainer, also for one rank.
-            let parallel = layout.worldSize > 1 || WorldSetup.isWorker || trace != nil
+            // Tracing, deterministic mode and run records go through the distributed trainer, also for one rank.
+            let parallel = layout.worldSize > 1 || WorldSetup.isWorker || trace != nil || configuration.deterministic || workers.runDir != nil
             guard parallel else { return try trainOneProcess(configuration) }
             // Every rank (and the launcher) checks the layout before any work starts.
             try layout.validate(model: configuration.model, batch: configuration.batch,
                                 worldSize: MPITransport.isUnderMPIRun || WorldSetup.isWorker ? nil : layout.worldSize)
+            if configuration.deterministic { try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch) }
             var workers = self.workers
             if !WorldSetup.isWorker {
                 workers.ranks = layout.worldSize

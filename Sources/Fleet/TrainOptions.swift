@@ -37,6 +37,9 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "Batches in each validation.")
     var evalBatches: Int = 8
 
+    @Flag(help: "Make every parallel layout bitwise identical to the single-process run (fixed summation orders; slower).")
+    var deterministic = false
+
     func configuration() throws -> TrainingConfiguration {
         var c = TrainingConfiguration(model: model)
         c.steps = steps
@@ -48,6 +51,7 @@ struct TrainOptions: ParsableArguments {
         c.threads = threads
         c.evalEvery = evalEvery
         c.evalBatches = evalBatches
+        c.deterministic = deterministic
         try c.validate()
         return c
     }

@@ -26,3 +26,11 @@ public enum Elementwise {
         }
     }
 }
+
+extension Elementwise {
+    /// `out += a` on one thread (for rows inside an already parallel loop).
+    @inline(__always)
+    public static func accumulateRow(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { out[i] += a[i] }
+    }
+}

@@ -10,15 +10,19 @@ public enum Embedding {
         }
     }
 
-    /// Accumulates into `dwte` and `dwpe`, in row order (several rows may share a token).
-    public static func backward(dwte: UnsafeMutablePointer<Float>, dwpe: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+    /// Accumulates into `dwte` and `dwpe` (either may be nil), in row order (several rows may share a token).
+    public static func backward(dwte: UnsafeMutablePointer<Float>?, dwpe: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
                                 tokens: UnsafePointer<Int32>, batch: Int, sequence t: Int, channels c: Int) {
         Parallel.forEach(c, minimumPerThread: 32) { cols in
             for r in 0..<(batch * t) {
-                let dy = dout + r * c, token = dwte + Int(tokens[r]) * c, position = dwpe + (r % t) * c
-                for i in cols {
-                    token[i] += dy[i]
-                    position[i] += dy[i]
+                let dy = dout + r * c
+                if let dwte {
+                    let token = dwte + Int(tokens[r]) * c
+                    for i in cols { token[i] += dy[i] }
+                }
+                if let dwpe {
+                    let position = dwpe + (r % t) * c
+                    for i in cols { position[i] += dy[i] }
                 }
             }
         }

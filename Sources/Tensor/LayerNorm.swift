@@ -22,6 +22,14 @@ public enum LayerNorm {
     public static func backward(dinp: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
                                 dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, columns c: Int) {
+        inputGradient(dinp: dinp, dout: dout, inp: inp, weight: weight, mean: mean, rstd: rstd, rows: rows, columns: c)
+        parameterGradients(dweight: dweight, dbias: dbias, dout: dout, inp: inp, mean: mean, rstd: rstd, rows: rows, columns: c)
+    }
+
+    /// Accumulates `dinp` from `dout`, row by row.
+    public static func inputGradient(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                                     weight: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                                     rows: Int, columns c: Int) {
         Parallel.forEach(rows, minimumPerThread: 32) { range in
             for r in range {
                 let x = inp + r * c, dy = dout + r * c, dx = dinp + r * c
@@ -41,6 +49,12 @@ public enum LayerNorm {
                 }
             }
         }
+    }
+
+    /// Accumulates `dweight` and `dbias` over `rows`, each column summed in row order.
+    public static func parameterGradients(dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
+                                          dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                                          mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, columns c: Int) {
         // Parameter gradients reduce over rows: partition over columns so the order is fixed.
         Parallel.forEach(c, minimumPerThread: 32) { cols in
             for r in 0..<rows {

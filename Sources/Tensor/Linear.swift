@@ -28,18 +28,35 @@ public enum Linear {
                                 dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 m: Int, k: Int, n: Int, accumulateInput: Bool = true,
                                 ldOut: Int? = nil, ldInput: Int? = nil, ldWeight: Int? = nil) {
-        let ldo = ldOut ?? n, ldi = ldInput ?? k, ldw = ldWeight ?? k
         if let dinp {
-            Parallel.forEach(m, minimumPerThread: 64) { rows in
-                BLAS.gemm(m: rows.count, n: k, k: n, a: dout + rows.lowerBound * ldo, lda: ldo, b: weight, ldb: ldw,
-                          beta: accumulateInput ? 1 : 0, c: dinp + rows.lowerBound * ldi, ldc: ldi)
-            }
+            inputGradient(dinp: dinp, dout: dout, weight: weight, m: m, k: k, n: n, accumulate: accumulateInput,
+                          ldOut: ldOut, ldInput: ldInput, ldWeight: ldWeight)
         }
+        weightGradient(dweight: dweight, dout: dout, inp: inp, m: m, k: k, n: n, accumulate: true,
+                       ldOut: ldOut, ldInput: ldInput, ldWeight: ldWeight)
+        if let dbias { Elementwise.addColumnSums(dbias, dout, rows: m, columns: n, stride: ldOut ?? n) }
+    }
+
+    /// `dinp[M,K] = dout[M,N] · W[N,K]` (or `+=` with `accumulate`).
+    public static func inputGradient(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                     m: Int, k: Int, n: Int, accumulate: Bool,
+                                     ldOut: Int? = nil, ldInput: Int? = nil, ldWeight: Int? = nil) {
+        let ldo = ldOut ?? n, ldi = ldInput ?? k, ldw = ldWeight ?? k
+        Parallel.forEach(m, minimumPerThread: 64) { rows in
+            BLAS.gemm(m: rows.count, n: k, k: n, a: dout + rows.lowerBound * ldo, lda: ldo, b: weight, ldb: ldw,
+                      beta: accumulate ? 1 : 0, c: dinp + rows.lowerBound * ldi, ldc: ldi)
+        }
+    }
+
+    /// `dW[N,K] = doutᵀ · inp` over the M rows (or `+=` with `accumulate`).
+    public static func weightGradient(dweight: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                                      m: Int, k: Int, n: Int, accumulate: Bool,
+                                      ldOut: Int? = nil, ldInput: Int? = nil, ldWeight: Int? = nil) {
+        let ldo = ldOut ?? n, ldi = ldInput ?? k, ldw = ldWeight ?? k
         // The weight gradient reduces over rows: split its own rows (output features) instead.
         Parallel.forEach(n, minimumPerThread: 16) { features in
             BLAS.gemm(transA: true, m: features.count, n: k, k: m, a: dout + features.lowerBound, lda: ldo, b: inp, ldb: ldi,
-                      beta: 1, c: dweight + features.lowerBound * ldw, ldc: ldw)
+                      beta: accumulate ? 1 : 0, c: dweight + features.lowerBound * ldw, ldc: ldw)
         }
-        if let dbias { Elementwise.addColumnSums(dbias, dout, rows: m, columns: n, stride: ldo) }
     }
 }

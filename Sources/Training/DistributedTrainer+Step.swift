@@ -44,7 +44,13 @@ extension DistributedTrainer {
         let tensorBefore = (model.shard.allReduces, model.shard.reducedFloats, model.shard.reduceTime)
         var pipelineWait: Duration = .zero
         let sharded = layout.zeroStage == 1 && layout.dp > 1
-        if layout.dp > 1 && !sharded && buckets == nil {
+        let deterministic = c.deterministic
+        if deterministic && orderedGradients == nil {
+            orderedGradients = OrderedGradients(tree: batchTree, ranges: ranges(stage: stage, shard: coordinates.tp, counted: false),
+                                                headCount: stage.isLast ? model.layout.entry("wte").count : 0)
+        }
+        var sampleLosses = [Float](repeating: 0, count: deterministic ? c.batch : 0)
+        if layout.dp > 1 && !sharded && !deterministic && buckets == nil {
             buckets = GradientBuckets(owned: stage.owned, bucketFloats: max(1, bucketBytes / 4), group: groups.dp,
                                       gradients: model.gradients.pointer)
         }
@@ -92,16 +98,26 @@ extension DistributedTrainer {
                                                                  rows: rows, vocabulary: c.model.vocabulary, gradient: true,
                                                                  gradientRows: globalRows)
                     lossSum += microLoss * Float(rows) / Float(globalRows)
+                    if deterministic {
+                        for (j, sample) in samples(microbatch: i).enumerated() {
+                            var sum: Double = 0
+                            for r in (j * c.sequence)..<((j + 1) * c.sequence) { sum += Double(a.losses[r]) }
+                            sampleLosses[sample] = Float(sum)
+                        }
+                    }
                 }
                 compute += ContinuousClock.now - began
             case .backward(let i):
                 let began = ContinuousClock.now
                 // The step's last backward finalises the gradients: buckets start as layers finish.
                 let overlap: ((Int) throws -> Void)? = position == lastBackward ? buckets.map { b in { try b.finalized(from: $0) } } : nil
+                // Deterministic mode keeps each micro-batch's gradient apart and joins them in tree order.
+                orderedGradients?.clear(model)
                 try trace("backward \(i)", lane: "compute") {
                     try model.backward(microActivations[i], layers: stage.layers, embed: stage.isFirst, head: stage.isLast,
                                        finalized: overlap)
                 }
+                orderedGradients?.add(node: samples(microbatch: i), from: model)
                 compute += ContinuousClock.now - began
             case let .sendActivation(i, to):
                 let a = microActivations[i]
@@ -134,9 +150,11 @@ extension DistributedTrainer {
             }
             exposedData = ContinuousClock.now - dataStart
         } else {
-            (traffic.dataAllReduces, traffic.dataFloats) = try trace("gradient sync", lane: "data-parallel") { try synchronizeGradients() }
+            (traffic.dataAllReduces, traffic.dataFloats) = try trace("gradient sync", lane: "data-parallel") {
+                try orderedGradients.map(synchronizeOrderedGradients) ?? synchronizeGradients()
+            }
             exposedData = ContinuousClock.now - dataStart
-            norm = try globalGradientNorm()
+            norm = try deterministic ? orderedGradientNorm() : globalGradientNorm()
             if c.gradientClip > 0 && norm > c.gradientClip {
                 let scale = c.gradientClip / (norm + 1e-6)
                 for range in stage.owned { for i in range { model.gradients.pointer[i] *= scale } }
@@ -153,7 +171,7 @@ extension DistributedTrainer {
             }
         }
         var loss = [stage.isLast ? lossSum : 0]
-        if stage.isLast { try groups.dp.allReduce(&loss) }
+        if deterministic { loss[0] = try orderedLoss(sampleLosses) } else if stage.isLast { try groups.dp.allReduce(&loss) }
         let elapsed = (ContinuousClock.now - start).seconds
         return StepResult(loss: loss[0], gradientNorm: norm, learningRate: rate, seconds: elapsed,
                           computeSeconds: (compute - tensorTime).seconds, tensorSeconds: tensorTime.seconds,

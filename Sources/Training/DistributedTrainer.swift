@@ -27,6 +27,8 @@ public final class DistributedTrainer {
     var microActivations: [Activations] = []
     /// Overlapped data-parallel gradient buckets (created on the first step, when dp > 1 without ZeRO).
     var buckets: GradientBuckets?
+    /// Deterministic mode's per-micro-batch gradients, joined in tree order.
+    var orderedGradients: OrderedGradients?
     /// Records spans for a Chrome/Perfetto trace when set (see `collectTrace`).
     public var tracer: Tracer? {
         didSet { model.shard.tracer = tracer }
@@ -63,6 +65,7 @@ public final class DistributedTrainer {
     public init(configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, corpus: Corpus) throws {
         try configuration.validate()
         try layout.validate(model: configuration.model, batch: configuration.batch, worldSize: transport.worldSize)
+        if configuration.deterministic { try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch) }
         self.configuration = configuration
         self.layout = layout
         self.transport = transport
@@ -79,6 +82,7 @@ public final class DistributedTrainer {
         let tensor = try group(mesh.allTPGroups, mesh.tpGroup(of: rank), base: 900)
         model = GPT(spec: configuration.model, seed: configuration.seed,
                     shard: TensorShard(size: layout.tp, index: coordinates.tp, group: layout.tp > 1 ? tensor : nil))
+        model.deterministic = configuration.deterministic
         data = try DataLoader(corpus: corpus, sequence: configuration.sequence, seed: configuration.seed)
         optimizer = AdamW(weightDecay: configuration.weightDecay)
         // Under ZeRO-1 each rank keeps only its block of the moments (ShardedOptimizerState).

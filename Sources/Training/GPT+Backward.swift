@@ -20,57 +20,65 @@ extension GPT {
         let shape = Attention.Shape(batch: b, sequence: t, channels: cl, heads: local.heads)
         let dResidual = a.dResidual.pointer, dNormed = a.dNormed.pointer
         if head {
-            Linear.backward(dinp: dNormed, dweight: gradient("wte"), dbias: nil, dout: a.logits.pointer, inp: a.lnf.pointer,
-                            weight: pointer("wte"), m: rows, k: c, n: spec.vocabulary, accumulateInput: false)
+            Linear.inputGradient(dinp: dNormed, dout: a.logits.pointer, weight: pointer("wte"), m: rows, k: c, n: spec.vocabulary,
+                                 accumulate: false)
+            weightGradient(outputProjectionGradient, dout: a.logits.pointer, inp: a.lnf.pointer, batch: b, sequence: t,
+                           k: c, n: spec.vocabulary)
             a.dResidual.zero()
-            LayerNorm.backward(dinp: dResidual, dweight: gradient("lnf.w"), dbias: gradient("lnf.b"), dout: dNormed,
-                               inp: a.residual[spec.layers].pointer, weight: pointer("lnf.w"), mean: a.lnfMean.pointer,
-                               rstd: a.lnfRstd.pointer, rows: rows, columns: c)
+            layerNorm(backward: "lnf", dResidual: dResidual, dout: dNormed, inp: a.residual[spec.layers].pointer, weight: pointer("lnf.w"),
+                      mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer, batch: b, sequence: t)
             try finalized?(layout.entry("lnf.w").offset)
         }
         for l in layers.reversed() {
             let p = "h\(l).", mid = a.afterAttention[l].pointer, dHidden = a.dHidden.pointer
             // MLP: residual[l+1] = mid + proj(gelu(fc(ln2(mid)))); proj is row-parallel, fc column-parallel.
             let mlpProjection = r * hl
-            Linear.backward(dinp: dHidden, dweight: gradient(p + "mlp.proj.w") + mlpProjection, dbias: gradient(p + "mlp.proj.b"),
-                            dout: dResidual, inp: a.gelu[l].pointer, weight: pointer(p + "mlp.proj.w") + mlpProjection,
-                            m: rows, k: hl, n: c, accumulateInput: false, ldWeight: spec.mlpHidden)
+            Linear.inputGradient(dinp: dHidden, dout: dResidual, weight: pointer(p + "mlp.proj.w") + mlpProjection,
+                                 m: rows, k: hl, n: c, accumulate: false, ldWeight: spec.mlpHidden)
+            linearParameterGradients(p + "mlp.proj", weightOffset: mlpProjection, dout: dResidual, inp: a.gelu[l].pointer,
+                                     batch: b, sequence: t, k: hl, n: c, ldWeight: spec.mlpHidden)
             // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
             let dPreActivation = a.gelu[l].pointer
             GELU.backward(dPreActivation, a.fc[l].pointer, tanh: a.geluTanh[l].pointer, dHidden, count: rows * hl)
-            Linear.backward(dinp: dNormed, dweight: gradient(p + "mlp.fc.w") + r * hl * c, dbias: gradient(p + "mlp.fc.b") + r * hl,
-                            dout: dPreActivation, inp: a.ln2[l].pointer, weight: pointer(p + "mlp.fc.w") + r * hl * c,
-                            m: rows, k: c, n: hl, accumulateInput: false)
-            try shard.reduce(dNormed, count: rows * c)
-            LayerNorm.backward(dinp: dResidual, dweight: gradient(p + "ln2.w"), dbias: gradient(p + "ln2.b"), dout: dNormed,
-                               inp: mid, weight: pointer(p + "ln2.w"), mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer,
-                               rows: rows, columns: c)
+            try columnParallelInputGradient(dinp: dNormed, dout: dPreActivation, weight: p + "mlp.fc.w", rows: rows,
+                                            sections: 1, sectionSize: spec.mlpHidden, width: hl, ldOut: hl)
+            linearParameterGradients(p + "mlp.fc", weightOffset: r * hl * c, biasOffset: r * hl, dout: dPreActivation,
+                                     inp: a.ln2[l].pointer, batch: b, sequence: t, k: c, n: hl)
+            layerNorm(backward: p + "ln2", dResidual: dResidual, dout: dNormed, inp: mid, weight: pointer(p + "ln2.w"),
+                      mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer, batch: b, sequence: t)
             // Attention: mid = residual[l] + proj(attention(qkv(ln1(residual[l])))).
-            Linear.backward(dinp: a.dAttention.pointer, dweight: gradient(p + "attn.proj.w") + r * cl, dbias: gradient(p + "attn.proj.b"),
-                            dout: dResidual, inp: a.attention[l].pointer, weight: pointer(p + "attn.proj.w") + r * cl,
-                            m: rows, k: cl, n: c, accumulateInput: false, ldWeight: c)
+            Linear.inputGradient(dinp: a.dAttention.pointer, dout: dResidual, weight: pointer(p + "attn.proj.w") + r * cl,
+                                 m: rows, k: cl, n: c, accumulate: false, ldWeight: c)
+            linearParameterGradients(p + "attn.proj", weightOffset: r * cl, dout: dResidual, inp: a.attention[l].pointer,
+                                     batch: b, sequence: t, k: cl, n: c, ldWeight: c)
             Attention.backward(dqkv: a.dQKV.pointer, dout: a.dAttention.pointer, qkv: a.qkv[l].pointer,
                                probabilities: a.probabilities[l].pointer, scratch: a.attentionScratch.pointer, shape: shape)
+            try columnParallelInputGradient(dinp: dNormed, dout: a.dQKV.pointer, weight: p + "attn.qkv.w", rows: rows,
+                                            sections: 3, sectionSize: c, width: cl, ldOut: 3 * cl)
             if split {
                 for s in 0..<3 {
                     let row = s * c + r * cl
-                    Linear.backward(dinp: dNormed, dweight: gradient(p + "attn.qkv.w") + row * c, dbias: gradient(p + "attn.qkv.b") + row,
-                                    dout: a.dQKV.pointer + s * cl, inp: a.ln1[l].pointer, weight: pointer(p + "attn.qkv.w") + row * c,
-                                    m: rows, k: c, n: cl, accumulateInput: s > 0, ldOut: 3 * cl)
+                    linearParameterGradients(p + "attn.qkv", weightOffset: row * c, biasOffset: row, dout: a.dQKV.pointer + s * cl,
+                                             inp: a.ln1[l].pointer, batch: b, sequence: t, k: c, n: cl, ldOut: 3 * cl)
                 }
             } else {
-                Linear.backward(dinp: dNormed, dweight: gradient(p + "attn.qkv.w"), dbias: gradient(p + "attn.qkv.b"), dout: a.dQKV.pointer,
-                                inp: a.ln1[l].pointer, weight: pointer(p + "attn.qkv.w"), m: rows, k: c, n: 3 * c, accumulateInput: false)
+                linearParameterGradients(p + "attn.qkv", dout: a.dQKV.pointer, inp: a.ln1[l].pointer, batch: b, sequence: t, k: c, n: 3 * c)
             }
-            try shard.reduce(dNormed, count: rows * c)
-            LayerNorm.backward(dinp: dResidual, dweight: gradient(p + "ln1.w"), dbias: gradient(p + "ln1.b"), dout: dNormed,
-                               inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"), mean: a.ln1Mean[l].pointer,
-                               rstd: a.ln1Rstd[l].pointer, rows: rows, columns: c)
+            layerNorm(backward: p + "ln1", dResidual: dResidual, dout: dNormed, inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"),
+                      mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, batch: b, sequence: t)
             try finalized?(layout.entry(p + "ln1.w").offset)
         }
         guard embed else { return }
-        Embedding.backward(dwte: gradient("wte"), dwpe: gradient("wpe"), dout: dResidual, tokens: a.tokens,
-                           batch: b, sequence: t, channels: c)
+        embeddingGradients(dout: dResidual, tokens: a.tokens, batch: b, sequence: t)
         try finalized?(0)
+    }
+
+    /// A LayerNorm's backward pass: accumulates its input gradient into `dResidual` and its parameters' gradients.
+    private func layerNorm(backward name: String, dResidual: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+                           inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+                           rstd: UnsafePointer<Float>, batch: Int, sequence: Int) {
+        LayerNorm.inputGradient(dinp: dResidual, dout: dout, inp: inp, weight: weight, mean: mean, rstd: rstd,
+                                rows: batch * sequence, columns: spec.dModel)
+        layerNormGradients(name, dout: dout, inp: inp, mean: mean, rstd: rstd, batch: batch, sequence: sequence)
     }
 }

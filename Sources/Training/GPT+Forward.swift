@@ -54,22 +54,4 @@ extension GPT {
         // Tied output projection: logits = lnf · wteᵀ.
         Linear.forward(out: a.logits.pointer, inp: a.lnf.pointer, weight: pointer("wte"), bias: nil, m: rows, k: c, n: spec.vocabulary)
     }
-
-    /// A row-parallel projection to `dModel` outputs from this shard's `local` of `full` inputs:
-    /// partial products summed over the group (the g operator), then the bias once.
-    private func rowParallel(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: String, bias: String,
-                             rows: Int, local: Int, full: Int) throws {
-        let c = spec.dModel
-        guard shard.size > 1 else {
-            Linear.forward(out: out, inp: inp, weight: pointer(weight), bias: pointer(bias), m: rows, k: full, n: c)
-            return
-        }
-        Linear.forward(out: out, inp: inp, weight: pointer(weight) + shard.index * local, bias: nil,
-                       m: rows, k: local, n: c, ldWeight: full)
-        try shard.reduce(out, count: rows * c)
-        let b = pointer(bias)
-        Parallel.forEach(rows, minimumPerThread: 64) { range in
-            for row in range { Elementwise.accumulate(out + row * c, b, count: c) }
-        }
-    }
 }

@@ -11,6 +11,13 @@ public final class GPT {
     /// Which slice of each split matrix this process computes (the whole model by default).
     public let shard: TensorShard
     private var activations: Activations?
+    /// Deterministic mode: every layout-dependent sum in its canonical order (see GPT+Reductions).
+    public var deterministic = false {
+        didSet { tiedHeadGradient = deterministic ? FloatBuffer(count: layout.entry("wte").count) : nil }
+    }
+    /// In deterministic mode, the output projection's part of the tied embedding's gradient.
+    public private(set) var tiedHeadGradient: FloatBuffer?
+    let scratch = ScratchPool()
 
     /// Every process initialises the full parameter buffer from the same keyed streams, so a
     /// tensor-parallel shard starts from exactly the single-process values of its slice.
@@ -53,7 +60,10 @@ public final class GPT {
         targets.withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: targets.count) }
         let loss = CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
                                                 rows: batch * sequence, vocabulary: spec.vocabulary, gradient: backward)
-        if backward { try! self.backward(a) }
+        if backward {
+            try! self.backward(a)
+            if let head = tiedHeadGradient { Elementwise.accumulate(gradient("wte"), head.pointer, count: head.count) }
+        }
         return loss
     }
 
@@ -63,5 +73,8 @@ public final class GPT {
         return UnsafeBufferPointer(start: a.logits.pointer + row * spec.vocabulary, count: spec.vocabulary)
     }
 
-    public func zeroGradients() { gradients.zero() }
+    public func zeroGradients() {
+        gradients.zero()
+        tiedHeadGradient?.zero()
+    }
 }

@@ -1,4 +1,5 @@
 import Collectives
+import Parallelism
 import Workload
 
 /// This rank's slice of Megatron-style tensor parallelism (Shoeybi et al. 2019): attention
@@ -36,6 +37,18 @@ public final class TensorShard {
         try group.allReduce(UnsafeMutableBufferPointer(start: pointer, count: count))
         reduceTime += ContinuousClock.now - start
         tracer?.record("all-reduce \(count * 4 / 1024) KiB", lane: "tensor-parallel", start: began)
+    }
+
+    /// Sums over the group in `tree`'s order (deterministic mode): this shard holds the partial
+    /// sum of its node, and every shard ends with the single-process bits.
+    func orderedReduce(_ pointer: UnsafeMutablePointer<Float>, count: Int, tree: ReductionTree) throws {
+        guard let group, size > 1 else { return }
+        allReduces += 1
+        reducedFloats += count
+        let start = ContinuousClock.now, began = Tracer.now()
+        try group.orderedAllReduce(UnsafeMutableBufferPointer(start: pointer, count: count), tree: tree)
+        reduceTime += ContinuousClock.now - start
+        tracer?.record("ordered all-reduce \(count * 4 / 1024) KiB", lane: "tensor-parallel", start: began)
     }
 
     /// Local sizes of a model under this split.

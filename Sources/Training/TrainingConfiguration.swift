@@ -16,6 +16,8 @@ public struct TrainingConfiguration: Sendable {
     /// Validate every this many steps (0: only at the end).
     public var evalEvery = 0
     public var evalBatches = 8
+    /// Every layout reproduces the single-process bits (see `DeterministicMode`).
+    public var deterministic = false
 
     public init(model: ModelSpec) {
         self.model = model

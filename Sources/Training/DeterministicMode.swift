@@ -1,0 +1,47 @@
+import Parallelism
+import Workload
+
+/// `--deterministic`: every layout reproduces the single-process run bit for bit.
+///
+/// Orders it fixes (each a `ReductionTree`): parameter gradients are formed per sample and
+/// summed over the global batch's samples in tree order (within a micro-batch, across
+/// micro-batches, then across data-parallel ranks by an ordered all-reduce); products that
+/// tensor parallelism splits are formed per attention head and summed over the heads in
+/// tree order; the tied embedding's two parts are summed separately and added last; the
+/// loss and the gradient norm are summed per sample and per (tensor, head) block in a fixed
+/// order. Everything else (per-row kernels, attention per head, AdamW) is already
+/// independent of the layout and of the thread count.
+public enum DeterministicMode {
+    public enum Unsupported: Error, CustomStringConvertible {
+        case layout(String)
+        public var description: String { switch self { case .layout(let text): return text } }
+    }
+
+    /// Rejects layouts whose partial sums are not nodes of the canonical trees, with what to change.
+    public static func check(_ layout: ParallelLayout, model: ModelSpec, batch: Int) throws {
+        if layout.zeroStage != 0 {
+            throw Unsupported.layout("--deterministic does not support --zero \(layout.zeroStage) yet; drop --zero (ZeRO-1 changes no numbers, only memory)")
+        }
+        guard model.dModel % model.heads == 0, model.mlpHidden % model.heads == 0 else {
+            throw Unsupported.layout("--deterministic needs \(model.name)'s width and MLP width divisible by its \(model.heads) heads")
+        }
+        let samples = ReductionTree(leaves: batch)
+        if !samples.isAligned(parts: layout.dp) {
+            throw Unsupported.layout("--deterministic cannot split a batch of \(batch) sequences exactly over --dp \(layout.dp): "
+                + "each rank's share must be a node of the pairwise summation tree (use a batch that is the dp degree times a power of two, e.g. \(layout.dp * 4))")
+        }
+        if !samples.isAligned(parts: layout.dp * layout.microbatches) {
+            throw Unsupported.layout("--deterministic cannot split a batch of \(batch) sequences into \(layout.dp * layout.microbatches) micro-batches exactly: "
+                + "use a micro-batch count whose shares are nodes of the pairwise summation tree (a power of two dividing the batch)")
+        }
+        if !ReductionTree(leaves: model.heads).isAligned(parts: layout.tp) {
+            throw Unsupported.layout("--deterministic cannot split \(model.name)'s \(model.heads) heads exactly over --tp \(layout.tp): "
+                + "each shard's heads must be a node of the pairwise summation tree over heads (try --tp \(alignedDivisors(model.heads).map(String.init).joined(separator: ", ")))")
+        }
+    }
+
+    /// The tensor-parallel degrees the head tree supports for `heads` heads.
+    static func alignedDivisors(_ heads: Int) -> [Int] {
+        (1...heads).filter { ReductionTree(leaves: heads).isAligned(parts: $0) }
+    }
+}

@@ -1,0 +1,184 @@
+import Parallelism
+import Tensor
+
+/// Every sum in the model whose order could depend on the layout, in one place. By default
+/// they run as single fused products (fastest). In deterministic mode each is formed in the
+/// canonical order of `ReductionTree`: parameter gradients per sample, then summed over the
+/// micro-batch's samples; products that tensor parallelism splits over attention heads
+/// (row-parallel outputs, column-parallel input gradients) per head, then summed over the
+/// heads, the shard's node of the tree first and the tensor-parallel group in tree order.
+/// Any layout then reproduces the single-process bits.
+extension GPT {
+    /// The tree over attention heads that tensor-parallel partial sums follow.
+    var headTree: ReductionTree { ReductionTree(leaves: spec.heads) }
+
+    /// This shard's node of `headTree`: the heads it computes.
+    var headNode: Range<Int> {
+        let count = spec.heads / shard.size
+        return (shard.index * count)..<((shard.index + 1) * count)
+    }
+
+    /// Sums what `leaf(i, buffer)` writes (`count` floats) over leaves `node` of `tree`, in tree
+    /// order, into `out`.
+    private func treeSum(_ tree: ReductionTree, _ node: Range<Int>, into out: UnsafeMutablePointer<Float>, count: Int,
+                         _ leaf: (Int, UnsafeMutablePointer<Float>) -> Void) {
+        tree.sum(node, into: out, count: count, value: { node, buffer in
+            guard node.count == 1 else { return false }
+            leaf(node.lowerBound, buffer)
+            return true
+        }, scratch: { scratch.floats(1 + $0, count) }, add: { Elementwise.accumulate($0, $1, count: $2) })
+    }
+
+    /// The sum over the micro-batch's `samples` of what `leaf(sample, buffer)` writes; valid until the next call.
+    private func sumOverSamples(_ samples: Int, count: Int, _ leaf: (Int, UnsafeMutablePointer<Float>) -> Void) -> UnsafeMutablePointer<Float> {
+        let total = scratch.floats(0, count)
+        treeSum(ReductionTree(leaves: samples), 0..<samples, into: total, count: count, leaf)
+        return total
+    }
+
+    /// `destination[r·ld + c] += values[r·columns + c]`.
+    private func add(_ values: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>, rows: Int, columns: Int, ld: Int) {
+        guard ld != columns else { return Elementwise.accumulate(destination, values, count: rows * columns) }
+        Parallel.forEach(rows, minimumPerThread: 16) { range in
+            for r in range { Elementwise.accumulateRow(destination + r * ld, values + r * columns, count: columns) }
+        }
+    }
+
+    /// `dW += doutᵀ · inp` over a micro-batch of `batch × sequence` rows.
+    func weightGradient(_ dweight: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                        batch: Int, sequence: Int, k: Int, n: Int, ldOut: Int? = nil, ldWeight: Int? = nil) {
+        guard deterministic else {
+            return Linear.weightGradient(dweight: dweight, dout: dout, inp: inp, m: batch * sequence, k: k, n: n, accumulate: true,
+                                         ldOut: ldOut, ldWeight: ldWeight)
+        }
+        let ldo = ldOut ?? n
+        let total = sumOverSamples(batch, count: n * k) { s, out in
+            Linear.weightGradient(dweight: out, dout: dout + s * sequence * ldo, inp: inp + s * sequence * k, m: sequence, k: k, n: n,
+                                  accumulate: false, ldOut: ldo)
+        }
+        add(total, into: dweight, rows: n, columns: k, ld: ldWeight ?? k)
+    }
+
+    /// `db += Σ_rows dout`.
+    func biasGradient(_ dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, batch: Int, sequence: Int, n: Int, ldOut: Int? = nil) {
+        let ldo = ldOut ?? n
+        guard deterministic else { return Elementwise.addColumnSums(dbias, dout, rows: batch * sequence, columns: n, stride: ldo) }
+        let total = sumOverSamples(batch, count: n) { s, out in
+            out.update(repeating: 0, count: n)
+            Elementwise.addColumnSums(out, dout + s * sequence * ldo, rows: sequence, columns: n, stride: ldo)
+        }
+        Elementwise.accumulate(dbias, total, count: n)
+    }
+
+    /// A Linear layer's weight and (optional) bias gradients.
+    func linearParameterGradients(_ name: String, weightOffset: Int = 0, biasOffset: Int = 0, dout: UnsafePointer<Float>,
+                                  inp: UnsafePointer<Float>, batch: Int, sequence: Int, k: Int, n: Int,
+                                  ldOut: Int? = nil, ldWeight: Int? = nil) {
+        weightGradient(gradient(name + ".w") + weightOffset, dout: dout, inp: inp, batch: batch, sequence: sequence, k: k, n: n,
+                       ldOut: ldOut, ldWeight: ldWeight)
+        biasGradient(gradient(name + ".b") + biasOffset, dout: dout, batch: batch, sequence: sequence, n: n, ldOut: ldOut)
+    }
+
+    /// LayerNorm `name`'s weight and bias gradients.
+    func layerNormGradients(_ name: String, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+                            rstd: UnsafePointer<Float>, batch: Int, sequence: Int) {
+        let c = spec.dModel, dweight = gradient(name + ".w"), dbias = gradient(name + ".b")
+        guard deterministic else {
+            return LayerNorm.parameterGradients(dweight: dweight, dbias: dbias, dout: dout, inp: inp, mean: mean, rstd: rstd,
+                                                rows: batch * sequence, columns: c)
+        }
+        let total = sumOverSamples(batch, count: 2 * c) { s, out in
+            out.update(repeating: 0, count: 2 * c)
+            let rows = s * sequence
+            LayerNorm.parameterGradients(dweight: out, dbias: out + c, dout: dout + rows * c, inp: inp + rows * c, mean: mean + rows,
+                                         rstd: rstd + rows, rows: sequence, columns: c)
+        }
+        Elementwise.accumulate(dweight, total, count: c)
+        Elementwise.accumulate(dbias, total + c, count: c)
+    }
+
+    /// The token and position embeddings' gradients from the embedding output's gradient.
+    func embeddingGradients(dout: UnsafePointer<Float>, tokens: UnsafePointer<Int32>, batch: Int, sequence: Int) {
+        let c = spec.dModel
+        guard deterministic else {
+            return Embedding.backward(dwte: gradient("wte"), dwpe: gradient("wpe"), dout: dout, tokens: tokens,
+                                      batch: batch, sequence: sequence, channels: c)
+        }
+        let table = spec.vocabulary * c
+        let tokenTotal = sumOverSamples(batch, count: table) { s, out in
+            out.update(repeating: 0, count: table)
+            Embedding.backward(dwte: out, dwpe: nil, dout: dout + s * sequence * c, tokens: tokens + s * sequence,
+                               batch: 1, sequence: sequence, channels: c)
+        }
+        Elementwise.accumulate(gradient("wte"), tokenTotal, count: table)
+        let positions = spec.context * c
+        let positionTotal = sumOverSamples(batch, count: positions) { s, out in
+            out.update(repeating: 0, count: positions)
+            Embedding.backward(dwte: nil, dwpe: out, dout: dout + s * sequence * c, tokens: tokens + s * sequence,
+                               batch: 1, sequence: sequence, channels: c)
+        }
+        Elementwise.accumulate(gradient("wpe"), positionTotal, count: positions)
+    }
+
+    /// Where the tied output projection's gradient goes: the embedding's own gradient by
+    /// default; in deterministic mode a separate buffer, so the head's and the embedding's
+    /// parts are each summed over the batch before they are added (as pipeline stages must).
+    var outputProjectionGradient: UnsafeMutablePointer<Float> { tiedHeadGradient?.pointer ?? gradient("wte") }
+
+    /// Row-parallel `out[rows, c] = inp[rows, local] · W[:, shard's columns]ᵀ`, summed over the
+    /// tensor-parallel group (the g operator), then the bias. In deterministic mode the product
+    /// is formed per head (`full / heads` columns each) and summed in `headTree` order.
+    func rowParallel(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: String, bias: String,
+                     rows: Int, local: Int, full: Int) throws {
+        let c = spec.dModel
+        if deterministic {
+            let width = full / spec.heads, first = headNode.lowerBound
+            treeSum(headTree, headNode, into: out, count: rows * c) { head, buffer in
+                Linear.forward(out: buffer, inp: inp + (head - first) * width, weight: pointer(weight) + head * width, bias: nil,
+                               m: rows, k: width, n: c, ldInput: local, ldWeight: full)
+            }
+            try shard.orderedReduce(out, count: rows * c, tree: headTree)
+        } else if shard.size == 1 {
+            Linear.forward(out: out, inp: inp, weight: pointer(weight), bias: pointer(bias), m: rows, k: full, n: c)
+            return
+        } else {
+            Linear.forward(out: out, inp: inp, weight: pointer(weight) + shard.index * local, bias: nil,
+                           m: rows, k: local, n: c, ldWeight: full)
+            try shard.reduce(out, count: rows * c)
+        }
+        let b = pointer(bias)
+        Parallel.forEach(rows, minimumPerThread: 64) { range in
+            for row in range { Elementwise.accumulate(out + row * c, b, count: c) }
+        }
+    }
+
+    /// The input gradient of a column-parallel layer, summed over the tensor-parallel group
+    /// (the f operator): `dinp[rows, c] = Σ_sections dout[:, section] · W[section rows, :]`,
+    /// where each of `sections` (Q, K, V for attention; one for the MLP) holds this shard's
+    /// `width` of `sectionSize` output rows of `weight`, and `dout` rows are `ldOut` apart.
+    func columnParallelInputGradient(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, weight: String,
+                                     rows: Int, sections: Int, sectionSize: Int, width: Int, ldOut: Int) throws {
+        let c = spec.dModel, w = pointer(weight)
+        guard deterministic else {
+            if shard.size == 1 {
+                // One shard's sections are contiguous: a single fused product.
+                Linear.inputGradient(dinp: dinp, dout: dout, weight: w, m: rows, k: c, n: sections * width, accumulate: false, ldOut: ldOut)
+                return
+            }
+            for s in 0..<sections {
+                Linear.inputGradient(dinp: dinp, dout: dout + s * width, weight: w + (s * sectionSize + shard.index * width) * c,
+                                     m: rows, k: c, n: width, accumulate: s > 0, ldOut: ldOut)
+            }
+            return try shard.reduce(dinp, count: rows * c)
+        }
+        let perHead = sectionSize / spec.heads, first = headNode.lowerBound
+        treeSum(headTree, headNode, into: dinp, count: rows * c) { head, buffer in
+            for s in 0..<sections {
+                Linear.inputGradient(dinp: buffer, dout: dout + s * width + (head - first) * perHead,
+                                     weight: w + (s * sectionSize + head * perHead) * c, m: rows, k: c, n: perHead,
+                                     accumulate: s > 0, ldOut: ldOut)
+            }
+        }
+        try shard.orderedReduce(dinp, count: rows * c, tree: headTree)
+    }
+}
