@@ -74,3 +74,9 @@ struct Table {
         }.joined(separator: "  ")
     }
 }
+
+/// A user-facing failure: the message says what is wrong and what to do.
+struct FleetError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

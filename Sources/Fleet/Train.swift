@@ -49,6 +49,8 @@ struct Train: ParsableCommand {
             try layout.validate(model: configuration.model, batch: configuration.batch,
                                 worldSize: MPITransport.isUnderMPIRun || WorldSetup.isWorker ? nil : layout.worldSize)
             if configuration.deterministic { try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch) }
+            // Test-only: a perturbed summation order, to prove that fleet diff catches one.
+            if ProcessInfo.processInfo.environment["FLEET_TEST_PERTURB_REDUCTION"] != nil { ReductionTree.perturbedForTesting = true }
             var workers = self.workers
             if !WorldSetup.isWorker {
                 workers.ranks = layout.worldSize
@@ -95,9 +97,27 @@ struct Train: ParsableCommand {
         // Each rank keeps its own steps (timing breakdown and traffic) in the run directory.
         let runDir = ProcessInfo.processInfo.environment["FLEET_RUN_DIR"] ?? workers.runDir
         let rankLog = try runDir.map { try RankStepLog(path: "\($0)/rank-\(transport.rank).steps.jsonl") }
-        let summary = try trainer.run(everyRank: { metrics, result in rankLog?.write(metrics, result, rank: transport.rank) },
-                                      report: { metrics, result in printer.step(metrics, breakdown: result) })
-        if save != nil { try trainer.gatherParameters() }
+        // The reporter keeps the run's record for fleet diff: per-step losses and parameter checksums, then the final weights.
+        let record = trainer.isReporter ? runDir : nil
+        if let record {
+            try RunRecord.describe(directory: record, fields: [("model", configuration.model.name), ("layout", layout.description),
+                                                               ("deterministic", configuration.deterministic), ("transport", transport.backendName),
+                                                               ("batch", configuration.batch), ("sequence", configuration.sequence),
+                                                               ("seed", Int(configuration.seed)), ("steps", configuration.steps)],
+                                   tensorNames: trainer.model.layout.entries.map(\.name))
+        }
+        var recordError: Error?
+        let summary = try trainer.run(checksums: runDir != nil,
+                                      everyRank: { metrics, result in rankLog?.write(metrics, result, rank: transport.rank) },
+                                      report: { metrics, result in
+                                          printer.step(metrics, breakdown: result)
+                                          if let record, recordError == nil {
+                                              do { try RunRecord.append(metrics, directory: record) } catch { recordError = error }
+                                          }
+                                      })
+        if let recordError { throw recordError }
+        if save != nil || runDir != nil { try trainer.gatherParameters() }
+        if let record { try WeightsFile.save(trainer.model, step: configuration.steps, to: record + "/final.weights") }
         let traceText = trace != nil ? try trainer.collectTrace() : nil
         if let summary {
             if let save { try WeightsFile.save(trainer.model, step: configuration.steps, to: save) }

@@ -6,8 +6,8 @@
 public struct ReductionTree: Sendable, Hashable {
     public let leaves: Int
 
-    /// Test-only: `sum` folds left to right instead (what a ring-rotated or naive loop
-    /// would do), so tests can prove that a changed order is caught.
+    /// Test-only: sums whose leaves are all computed on one rank (per-sample gradients) fold
+    /// left to right instead, as a naive loop would, so tests can prove a changed order is caught.
     nonisolated(unsafe) public static var perturbedForTesting = false
 
     public init(leaves: Int) {
@@ -58,18 +58,19 @@ public struct ReductionTree: Sendable, Hashable {
     /// Sums the subtree at `node` into `out` (`count` floats). `value(n, buffer)` writes the
     /// value of node `n` into `buffer` and returns true when it knows it (a leaf must be known);
     /// otherwise the two children are summed and added, left + right. `scratch(level)`
-    /// supplies a buffer of `count` floats for each recursion level below `node`.
+    /// supplies a buffer of `count` floats for each recursion level below `node`. With
+    /// `leftFold`, every node splits off its last leaf instead (a different order, for tests).
     public func sum(_ node: Range<Int>, into out: UnsafeMutablePointer<Float>, count: Int,
                     value: (Range<Int>, UnsafeMutablePointer<Float>) -> Bool,
                     scratch: (Int) -> UnsafeMutablePointer<Float>,
                     add: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void = ReductionTree.add,
-                    level: Int = 0) {
+                    leftFold: Bool = false, level: Int = 0) {
         if value(node, out) { return }
         guard var (left, right) = children(of: node) else { preconditionFailure("leaf \(node.lowerBound) has no value") }
-        if Self.perturbedForTesting { (left, right) = (node.lowerBound..<(node.upperBound - 1), (node.upperBound - 1)..<node.upperBound) }
-        sum(left, into: out, count: count, value: value, scratch: scratch, add: add, level: level + 1)
+        if leftFold { (left, right) = (node.lowerBound..<(node.upperBound - 1), (node.upperBound - 1)..<node.upperBound) }
+        sum(left, into: out, count: count, value: value, scratch: scratch, add: add, leftFold: leftFold, level: level + 1)
         let other = scratch(level)
-        sum(right, into: other, count: count, value: value, scratch: scratch, add: add, level: level + 1)
+        sum(right, into: other, count: count, value: value, scratch: scratch, add: add, leftFold: leftFold, level: level + 1)
         add(out, other, count)
     }
 

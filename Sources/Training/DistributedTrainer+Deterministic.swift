@@ -28,33 +28,69 @@ extension DistributedTrainer {
         return (layout.dp > 1 ? 2 : 0, layout.dp > 1 ? packed.count : 0)
     }
 
-    /// √(Σ g²) in a fixed order: one partial sum per (tensor, head block), formed by whichever
-    /// rank holds that block, exchanged exactly (every slot has one non-zero contributor),
-    /// then summed in slot order.
-    func orderedGradientNorm() throws -> Float {
+    /// The canonical blocks of the parameters: each tensor that tensor parallelism splits is
+    /// cut into one block per attention head, every other tensor is one block. Returns the
+    /// blocks per tensor (layout order) and, for the blocks this rank counts (each block is
+    /// counted by exactly one rank of a replica), their slot and flat ranges.
+    func canonicalBlocks() -> (perEntry: [Int], mine: [(slot: Int, parts: [Range<Int>])]) {
         let spec = configuration.model, heads = spec.heads
         let counted = ranges(stage: stage, shard: coordinates.tp, counted: true)
-        var slots: [Float] = []
+        var perEntry: [Int] = [], mine: [(slot: Int, parts: [Range<Int>])] = [], slot = 0
         for entry in model.layout.entries {
             let blocks = TensorShard.isSplit(entry, size: heads) ? heads : 1
-            var partials = [Float](repeating: 0, count: blocks)
-            if stage.counted.contains(where: { $0.contains(entry.offset) }) {
-                for block in 0..<blocks {
-                    let parts = blocks == 1 ? [entry.offset..<(entry.offset + entry.count)]
-                        : TensorShard.ownedRanges(of: entry, spec: spec, size: heads, index: block)
-                    // Only the rank that counts this block contributes it.
-                    guard counted.contains(where: { $0.contains(parts[0].lowerBound) }) else { continue }
-                    var sum: Double = 0
-                    for part in parts { for i in part { let g = Double(model.gradients.pointer[i]); sum += g * g } }
-                    partials[block] = Float(sum)
-                }
+            perEntry.append(blocks)
+            for block in 0..<blocks {
+                let parts = blocks == 1 ? [entry.offset..<(entry.offset + entry.count)]
+                    : TensorShard.ownedRanges(of: entry, spec: spec, size: heads, index: block)
+                if counted.contains(where: { $0.contains(parts[0].lowerBound) }) { mine.append((slot + block, parts)) }
             }
-            slots += partials
+            slot += blocks
+        }
+        return (perEntry, mine)
+    }
+
+    /// √(Σ g²) in a fixed order: one partial sum per canonical block, formed by the rank that
+    /// counts it, exchanged exactly (every slot has one non-zero contributor), then summed in
+    /// slot order.
+    func orderedGradientNorm() throws -> Float {
+        let (perEntry, mine) = canonicalBlocks()
+        var slots = [Float](repeating: 0, count: perEntry.reduce(0, +))
+        for (slot, parts) in mine {
+            var sum: Double = 0
+            for part in parts { for i in part { let g = Double(model.gradients.pointer[i]); sum += g * g } }
+            slots[slot] = Float(sum)
         }
         try groups.replica.allReduce(&slots)
         var total: Double = 0
         for slot in slots { total += Double(slot) }
         return Float(total.squareRoot())
+    }
+
+    /// A checksum of each parameter tensor (layout order) that does not depend on the layout:
+    /// FNV-1a over each canonical block's bits, then over the blocks' checksums. Every rank
+    /// of a replica takes part; every rank gets the result.
+    public func parameterChecksums() throws -> [UInt64] {
+        let (perEntry, mine) = canonicalBlocks()
+        // 16 bits per float slot: small integers survive a sum with zeros exactly.
+        var slots = [Float](repeating: 0, count: 4 * perEntry.reduce(0, +))
+        for (slot, parts) in mine {
+            var hash = Checksum.fnvOffset
+            for part in parts { hash = Checksum.fnv1a(model.parameters.pointer + part.lowerBound, count: part.count, hash) }
+            for piece in 0..<4 { slots[4 * slot + piece] = Float((hash >> (16 * UInt64(piece))) & 0xFFFF) }
+        }
+        try groups.replica.allReduce(&slots)
+        var result: [UInt64] = [], slot = 0
+        for blocks in perEntry {
+            var hash = Checksum.fnvOffset
+            for _ in 0..<blocks {
+                var value: UInt64 = 0
+                for piece in 0..<4 { value |= UInt64(slots[4 * slot + piece]) << (16 * UInt64(piece)) }
+                hash = Checksum.fnv1a(value, hash)
+                slot += 1
+            }
+            result.append(hash)
+        }
+        return result
     }
 
     /// The mean loss over the global batch from per-sample sums placed in their slots

@@ -7,7 +7,8 @@ extension DistributedTrainer {
     /// is called on the reporting rank only (with the global loss).
     /// Returns the summary on the reporting rank, nil elsewhere.
     @discardableResult
-    public func run(everyRank: (StepMetrics, StepResult) -> Void = { _, _ in },
+    /// With `checksums`, each step's metrics carry `parameterChecksums()` (for run records).
+    public func run(checksums: Bool = false, everyRank: (StepMetrics, StepResult) -> Void = { _, _ in },
                     report: (StepMetrics, StepResult) -> Void = { _, _ in }) throws -> TrainingSummary? {
         let c = configuration
         // One rank measures the sgemm rate while the others wait, so the measurement is not
@@ -32,6 +33,7 @@ extension DistributedTrainer {
             var metrics = StepMetrics(step: step, loss: result.loss, learningRate: result.learningRate, gradientNorm: result.gradientNorm,
                                       seconds: result.seconds, tokens: c.batch * c.sequence, validationLoss: validation)
             if isReporter { metrics.mfu = metrics.tokensPerSecond * flopsPerToken / peak }
+            if checksums { metrics.checksums = try parameterChecksums() }
             everyRank(metrics, result)
             if isReporter { report(metrics, result) }
         }
@@ -48,7 +50,9 @@ extension DistributedTrainer {
         let c = configuration
         let rows = samplesPerMicrobatch * c.sequence, width = rows * c.model.dModel
         let pp = groups.pp
-        var total: Float = 0
+        // One slot per validation sequence, filled by the rank that evaluates it and summed in
+        // a fixed order: the same bits from every layout.
+        var slots = [Float](repeating: 0, count: c.evalBatches * c.batch)
         for batch in 0..<c.evalBatches {
             let (tokens, targets) = data.validationBatch(batch, of: c.evalBatches, batch: c.batch)
             for i in 0..<layout.microbatches {
@@ -67,9 +71,13 @@ extension DistributedTrainer {
                 try model.forward(a, layers: stage.layers, embed: stage.isFirst, head: stage.isLast)
                 if stage.isLast {
                     targets[part].withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: rows) }
-                    let loss = CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
-                                                            rows: rows, vocabulary: c.model.vocabulary, gradient: false)
-                    total += loss * Float(samplesPerMicrobatch) / Float(c.batch)
+                    CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
+                                                 rows: rows, vocabulary: c.model.vocabulary, gradient: false)
+                    for (j, sample) in window.enumerated() {
+                        var sum: Double = 0
+                        for r in (j * c.sequence)..<((j + 1) * c.sequence) { sum += Double(a.losses[r]) }
+                        slots[batch * c.batch + sample] = Float(sum)
+                    }
                 } else {
                     let request = try pp.isend(UnsafeRawBufferPointer(boundary(a.residual[stage.layers.upperBound], floats: width)),
                                                to: stage.index + 1, tag: tag)
@@ -77,9 +85,10 @@ extension DistributedTrainer {
                 }
             }
         }
-        var loss = [total / Float(c.evalBatches)]
-        if stage.isLast { try groups.dp.allReduce(&loss) }
-        return loss[0]
+        if stage.isLast { try groups.dp.allReduce(&slots) }
+        var total: Double = 0
+        for slot in slots { total += Double(slot) }
+        return Float(total / Double(slots.count * c.sequence))
     }
 
     /// Collects every stage's and shard's parameters (of the first data-parallel replica)

@@ -21,18 +21,19 @@ extension GPT {
     /// Sums what `leaf(i, buffer)` writes (`count` floats) over leaves `node` of `tree`, in tree
     /// order, into `out`.
     private func treeSum(_ tree: ReductionTree, _ node: Range<Int>, into out: UnsafeMutablePointer<Float>, count: Int,
-                         _ leaf: (Int, UnsafeMutablePointer<Float>) -> Void) {
+                         leftFold: Bool = false, _ leaf: (Int, UnsafeMutablePointer<Float>) -> Void) {
         tree.sum(node, into: out, count: count, value: { node, buffer in
             guard node.count == 1 else { return false }
             leaf(node.lowerBound, buffer)
             return true
-        }, scratch: { scratch.floats(1 + $0, count) }, add: { Elementwise.accumulate($0, $1, count: $2) })
+        }, scratch: { scratch.floats(1 + $0, count) }, add: { Elementwise.accumulate($0, $1, count: $2) }, leftFold: leftFold)
     }
 
     /// The sum over the micro-batch's `samples` of what `leaf(sample, buffer)` writes; valid until the next call.
     private func sumOverSamples(_ samples: Int, count: Int, _ leaf: (Int, UnsafeMutablePointer<Float>) -> Void) -> UnsafeMutablePointer<Float> {
         let total = scratch.floats(0, count)
-        treeSum(ReductionTree(leaves: samples), 0..<samples, into: total, count: count, leaf)
+        treeSum(ReductionTree(leaves: samples), 0..<samples, into: total, count: count,
+                leftFold: ReductionTree.perturbedForTesting, leaf)
         return total
     }
 

@@ -1,3 +1,4 @@
+import Parallelism
 import XCTest
 import Collectives
 
@@ -38,6 +39,44 @@ final class InProcessCollectivesTests: XCTestCase {
                 XCTAssertEqual(try result.get(), expected, "\(algorithm) n=\(worldSize) length=\(length) chunk=\(chunk)")
             }
         }
+    }
+
+    /// The oracle: one process sums 8 leaves (random values of mixed magnitude, so that the
+    /// order shows in the rounding) as a pairwise tree, recursively, by hand.
+    private static func treeSum(_ leaves: [[Float]], _ range: Range<Int>) -> [Float] {
+        if range.count == 1 { return leaves[range.lowerBound] }
+        let middle = range.lowerBound + range.count / 2
+        return zip(treeSum(leaves, range.lowerBound..<middle), treeSum(leaves, middle..<range.upperBound)).map { $0 + $1 }
+    }
+
+    func testOrderedAllReduceGivesTheSingleProcessTreeSumForEveryGroupSize() throws {
+        var generator = SplitMix(seed: 7)
+        let length = 1001
+        let leaves = (0..<8).map { _ in (0..<length).map { _ in Float.random(in: -1...1, using: &generator) * Float([1, 1e-3, 1e4].randomElement(using: &generator)!) } }
+        let expected = Self.treeSum(leaves, 0..<8)
+        let leftFold = leaves.dropFirst().reduce(leaves[0]) { zip($0, $1).map { $0 + $1 } }
+        XCTAssertNotEqual(expected, leftFold, "the data must be sensitive to the summation order")
+        for worldSize in [1, 2, 4, 8] {
+            let results = LocalFabric.run(worldSize: worldSize) { transport -> [Float] in
+                // Each member first sums its own node of leaves in tree order, as a trainer does.
+                let per = 8 / worldSize, mine = (transport.rank * per)..<((transport.rank + 1) * per)
+                var values = Self.treeSum(leaves, mine)
+                try values.withUnsafeMutableBufferPointer {
+                    try Communicator(world: transport).orderedAllReduce($0, tree: ReductionTree(leaves: 8))
+                }
+                return values
+            }
+            for (rank, result) in results.enumerated() {
+                let values = try result.get()
+                XCTAssertTrue(zip(values, expected).allSatisfy { $0.bitPattern == $1.bitPattern }, "group of \(worldSize), rank \(rank)")
+            }
+        }
+        // A group size whose shares are not nodes of the tree is refused, not silently reordered.
+        let refused = LocalFabric.run(worldSize: 3) { transport -> Void in
+            var values = [Float](repeating: 1, count: 6)
+            try values.withUnsafeMutableBufferPointer { try Communicator(world: transport).orderedAllReduce($0, tree: ReductionTree(leaves: 6)) }
+        }
+        for result in refused { XCTAssertThrowsError(try result.get()) }
     }
 
     func testSilentRankTimesOutNamingThatRank() throws {

@@ -65,4 +65,19 @@ final class PlanTests: XCTestCase {
         XCTAssertTrue(reason(ParallelLayout(dp: 3)).contains("not divisible by --dp 3"))
         XCTAssertEqual(ParallelLayout(pp: 3).stageLayers(model: tiny), [0..<2, 2..<3, 3..<4])
     }
+
+    func testReductionTreeNodesParentsAndAlignment() {
+        let tree = ReductionTree(leaves: 8)
+        XCTAssertEqual(tree.children(of: 0..<8)?.left, 0..<4)
+        XCTAssertEqual(tree.parent(of: 4..<6), 4..<8)
+        XCTAssertNil(tree.parent(of: 0..<8))
+        XCTAssertNil(tree.parent(of: 1..<3), "not a node")
+        XCTAssertTrue(tree.contains(node: 6..<7))
+        XCTAssertFalse(tree.contains(node: 2..<6))
+        XCTAssertEqual((1...8).filter { tree.isAligned(parts: $0) }, [1, 2, 4, 8])
+        // Six heads split 1, 2, 3 or 6 ways; the tree halves 6 into 3 + 3, then 3 into 1 + 2.
+        let heads = ReductionTree(leaves: 6)
+        XCTAssertEqual((1...6).filter { heads.isAligned(parts: $0) }, [1, 2, 6])
+        XCTAssertEqual(heads.children(of: 3..<6)?.right, 4..<6)
+    }
 }

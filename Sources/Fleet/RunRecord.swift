@@ -1,0 +1,82 @@
+import Foundation
+import Training
+
+/// What a training run leaves in its run directory for `fleet diff`: `run.json` (model,
+/// layout, mode, tensor names), `record.jsonl` (per step: loss, gradient norm and a
+/// checksum of every parameter tensor, with exact bit patterns) and `final.weights`.
+struct RunRecord {
+    struct Step {
+        let step: Int
+        let loss: Float
+        let gradientNorm: Float
+        let checksums: [UInt64]
+    }
+
+    let directory: String
+    let description: [String: Any]
+    let tensorNames: [String]
+    let steps: [Step]
+
+    static func describe(directory: String, fields: [(String, Any)], tensorNames: [String]) throws {
+        var text = Console.jsonLine(fields)
+        text.removeLast()
+        text += ",\"tensors\":[" + tensorNames.map { "\"\($0)\"" }.joined(separator: ",") + "]}\n"
+        try write(text, to: directory + "/run.json", append: false)
+    }
+
+    /// Appends one step (called on the reporting rank).
+    static func append(_ m: StepMetrics, directory: String) throws {
+        let hex = { (value: UInt64) in String(value, radix: 16) }
+        let line = "{\"step\":\(m.step + 1),\"loss\":\(Double(m.loss)),\"loss_bits\":\"\(hex(UInt64(m.loss.bitPattern)))\","
+            + "\"grad_norm\":\(Double(m.gradientNorm)),\"grad_norm_bits\":\"\(hex(UInt64(m.gradientNorm.bitPattern)))\","
+            + "\"checksums\":[" + (m.checksums ?? []).map { "\"\(hex($0))\"" }.joined(separator: ",") + "]}\n"
+        try write(line, to: directory + "/record.jsonl", append: m.step > 0)
+    }
+
+    private static func write(_ text: String, to path: String, append: Bool) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        if append, let handle = FileHandle(forWritingAtPath: path) {
+            defer { try? handle.close() }
+            handle.seekToEndOfFile()
+            handle.write(Data(text.utf8))
+        } else if !FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) {
+            throw FleetError("cannot write \(path); pass a writable --run-dir")
+        }
+    }
+
+    /// Reads a run directory written by `fleet train --run-dir` (or self-launched workers).
+    init(directory: String) throws {
+        self.directory = directory
+        func json(_ text: Substring) -> [String: Any]? {
+            (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+        }
+        guard let run = try? String(contentsOfFile: directory + "/run.json", encoding: .utf8), let header = json(run[...]) else {
+            throw FleetError("\(directory) has no readable run.json: pass a run directory written by fleet train --run-dir DIR")
+        }
+        description = header
+        tensorNames = header["tensors"] as? [String] ?? []
+        guard let lines = try? String(contentsOfFile: directory + "/record.jsonl", encoding: .utf8) else {
+            throw FleetError("\(directory) has no record.jsonl (the run stopped before its first step?)")
+        }
+        var steps: [Step] = []
+        for (number, line) in lines.split(separator: "\n").enumerated() {
+            guard let object = json(line), let step = object["step"] as? Int,
+                  let loss = (object["loss_bits"] as? String).flatMap({ UInt32($0, radix: 16) }),
+                  let norm = (object["grad_norm_bits"] as? String).flatMap({ UInt32($0, radix: 16) }),
+                  let sums = object["checksums"] as? [String] else {
+                throw FleetError("\(directory)/record.jsonl line \(number + 1) is damaged")
+            }
+            steps.append(Step(step: step, loss: Float(bitPattern: loss), gradientNorm: Float(bitPattern: norm),
+                              checksums: sums.map { UInt64($0, radix: 16) ?? 0 }))
+        }
+        self.steps = steps
+    }
+
+    /// One line about the run: model, layout, mode, steps.
+    var summary: String {
+        let model = description["model"] as? String ?? "?", layout = description["layout"] as? String ?? "?"
+        let mode = (description["deterministic"] as? Bool ?? false) ? "deterministic" : "default mode"
+        let transport = description["transport"] as? String ?? "?"
+        return "\(model), \(layout) over \(transport), \(mode), \(steps.count) steps recorded"
+    }
+}
