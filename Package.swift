@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "Parallelism", dependencies: ["Workload"]),
         .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys", "Parallelism"], swiftSettings: optimize),
         .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: optimize),
-        .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload"], swiftSettings: optimize),
+        .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload", "CFleetSys"], swiftSettings: optimize),
         .executableTarget(
             name: "Fleet",
             dependencies: [

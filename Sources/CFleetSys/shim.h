@@ -15,3 +15,36 @@ static inline void fleet_keep_allocations_on_heap(int bytes, int trim) {
     mallopt(M_MMAP_THRESHOLD, bytes);
     mallopt(M_TRIM_THRESHOLD, trim);
 }
+
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+
+/// Whether this CPU has SSE4.2's CRC32 instruction (the Castagnoli polynomial).
+static inline int fleet_has_crc32c_instruction(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return (c & bit_SSE4_2) != 0;
+}
+
+/// Continues a CRC32C over `n` bytes with the CRC32 instruction (no pre/post inversion).
+__attribute__((target("sse4.2")))
+static inline uint32_t fleet_crc32c_update(uint32_t crc, const uint8_t *p, size_t n) {
+    uint64_t c = crc;
+    while (n >= 8) {
+        uint64_t word;
+        memcpy(&word, p, 8);
+        c = __builtin_ia32_crc32di(c, word);
+        p += 8;
+        n -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return c32;
+}
+#else
+static inline int fleet_has_crc32c_instruction(void) { return 0; }
+static inline uint32_t fleet_crc32c_update(uint32_t crc, const uint8_t *p, size_t n) { (void)p; (void)n; return crc; }
+#endif

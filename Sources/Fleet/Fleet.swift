@@ -5,11 +5,11 @@ struct Fleet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet",
         abstract: "A distributed-training lab: real multi-process GPT training over MPI or ZeroMQ with fleet's own collectives.",
-        subcommands: [Train.self, Generate.self, Plan.self, Diff.self, Bench.self, SelfTest.self])
+        subcommands: [Train.self, Generate.self, Plan.self, Diff.self, CheckpointCommand.self, Bench.self, SelfTest.self])
 }
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure fleet's building blocks.",
-        subcommands: [BenchCollectives.self, BenchTrain.self])
+        subcommands: [BenchCollectives.self, BenchTrain.self, BenchCheckpoint.self])
 }

@@ -18,6 +18,7 @@ struct Train: ParsableCommand {
     @OptionGroup var options: TrainOptions
     @OptionGroup var layoutOptions: LayoutOptions
     @OptionGroup var workers: WorkerOptions
+    @OptionGroup var checkpoints: CheckpointOptions
 
     @Flag(help: "Print one JSON object per step and a final summary object.")
     var json = false
@@ -42,9 +43,6 @@ struct Train: ParsableCommand {
         try Console.reportingErrors {
             let configuration = try options.configuration()
             let layout = layoutOptions.layout
-            // Tracing, deterministic mode and run records go through the distributed trainer, also for one rank.
-            let parallel = layout.worldSize > 1 || WorldSetup.isWorker || trace != nil || configuration.deterministic || workers.runDir != nil
-            guard parallel else { return try trainOneProcess(configuration) }
             // Every rank (and the launcher) checks the layout before any work starts.
             try layout.validate(model: configuration.model, batch: configuration.batch,
                                 worldSize: MPITransport.isUnderMPIRun || WorldSetup.isWorker ? nil : layout.worldSize)
@@ -63,7 +61,7 @@ struct Train: ParsableCommand {
                 return
             }
             defer { transport.shutdown() }
-            try Console.reportingErrors(rank: transport.rank) {
+            try Console.reportingErrors(rank: transport.worldSize > 1 ? transport.rank : nil) {
                 try trainParallel(configuration, layout: layout, transport: transport)
             }
         }
@@ -76,24 +74,30 @@ struct Train: ParsableCommand {
         return formatter.string(from: Date())
     }
 
-    private func trainOneProcess(_ configuration: TrainingConfiguration) throws {
-        let trainer = try Trainer(configuration: configuration, corpus: try options.corpus())
-        let printer = StepPrinter(json: json, logEvery: logEvery, steps: configuration.steps)
-        if !json { Console.out(header(configuration, layout: nil, train: trainer.data.train.count, validation: trainer.data.validation.count)) }
-        let summary = trainer.run { printer.step($0, breakdown: nil) }
-        if let save { try WeightsFile.save(trainer.model, step: configuration.steps, to: save) }
-        printer.summary(summary, saved: save)
-    }
-
     private func trainParallel(_ configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport) throws {
         let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus())
         trainer.bucketBytes = bucket.bytes
-        if trace != nil { trainer.tracer = Tracer() }
-        let printer = StepPrinter(json: json, logEvery: logEvery, steps: configuration.steps)
+        trainer.checkpointing = checkpoints.policy
+        trainer.stopAfter = checkpoints.stopAt
         if trainer.isReporter && !json {
             Console.out(header(configuration, layout: layout, train: trainer.data.train.count, validation: trainer.data.validation.count)
-                + ", \(transport.backendName)")
+                + (layout.worldSize > 1 ? ", \(transport.backendName)" : ""))
         }
+        let (resumed, skipped) = try checkpoints.checkpointToResume()
+        if let resumed { try trainer.restore(from: resumed) }
+        if trainer.isReporter {
+            // In JSON mode stdout holds only JSON objects: notes go to stderr.
+            let note: (String) -> Void = json ? Console.err : Console.out
+            for (path, reason) in skipped { note("skipped checkpoint \(path): \(reason)") }
+            if let resumed {
+                let m = resumed.manifest
+                note("resumed from \(resumed.path): step \(m.training.step), written by \(m.layout) (\(m.layout.worldSize) ranks)")
+            } else if checkpoints.resume {
+                note("no checkpoint to resume in \(checkpoints.checkpointDir ?? "?"); starting from step 0")
+            }
+        }
+        if trace != nil { trainer.tracer = Tracer() }
+        let printer = StepPrinter(json: json, logEvery: logEvery, steps: configuration.steps)
         // Each rank keeps its own steps (timing breakdown and traffic) in the run directory.
         let runDir = ProcessInfo.processInfo.environment["FLEET_RUN_DIR"] ?? workers.runDir
         let rankLog = try runDir.map { try RankStepLog(path: "\($0)/rank-\(transport.rank).steps.jsonl") }
@@ -120,6 +124,7 @@ struct Train: ParsableCommand {
         if let record { try WeightsFile.save(trainer.model, step: configuration.steps, to: record + "/final.weights") }
         let traceText = trace != nil ? try trainer.collectTrace() : nil
         if let summary {
+            if let policy = checkpoints.policy, !json { Console.out("checkpoints in \(policy.directory) (fleet checkpoint inspect \(policy.directory))") }
             if let save { try WeightsFile.save(trainer.model, step: configuration.steps, to: save) }
             printer.summary(summary, saved: save)
         }
@@ -134,7 +139,7 @@ struct Train: ParsableCommand {
     private func header(_ c: TrainingConfiguration, layout: ParallelLayout?, train: Int, validation: Int) -> String {
         var text = "fleet train \(c.model.name): \(c.model.parameterCount.formatted()) parameters, batch \(c.batch) × \(c.sequence) tokens, "
             + "\(c.steps) steps, \(c.threads) thread(s), data: \(train.formatted()) train / \(validation.formatted()) validation bytes"
-        if let layout {
+        if let layout, layout.worldSize > 1 {
             text += "; layout \(layout) on \(layout.worldSize) ranks, \(layout.microbatches) micro-batch(es), schedule \(layout.schedule.rawValue)"
         }
         return text

@@ -21,21 +21,44 @@ extension DistributedTrainer {
         var losses: [Float] = []
         var seconds = 0.0, tokens = 0
         try groups.world.barrier()
-        for step in 0..<c.steps {
+        let end = min(c.steps, stopAfter ?? c.steps)
+        // Asynchronous saves copy into a buffer made (and paged in) now, not during a step.
+        if checkpointing?.async == true { _ = snapshotBuffer(floats: checkpointSlices().reduce(0) { $0 + $1.slice.count }) }
+        for step in startStep..<end {
             let result = try trainStep(step)
             losses.append(result.loss)
-            if step > 0 || c.steps == 1 {
-                seconds += result.seconds
+            // An asynchronous save is published after the step that overlapped its write.
+            let stallStart = ContinuousClock.now
+            let publishing = pendingCheckpoint != nil
+            try finishCheckpoint()
+            var saving = false
+            if let policy = checkpointing, policy.every > 0, (step + 1) % policy.every == 0 {
+                saving = true
+                try saveCheckpoint(step: step + 1, policy: policy)
+            }
+            let stall = publishing || saving ? (ContinuousClock.now - stallStart).seconds : 0
+            if step > startStep || end == startStep + 1 {
+                seconds += result.seconds + stall
                 tokens += c.batch * c.sequence
             }
             var validation: Float?
             if c.evalEvery > 0 && (step + 1) % c.evalEvery == 0 && step + 1 < c.steps { validation = try validationLoss() }
             var metrics = StepMetrics(step: step, loss: result.loss, learningRate: result.learningRate, gradientNorm: result.gradientNorm,
-                                      seconds: result.seconds, tokens: c.batch * c.sequence, validationLoss: validation)
+                                      seconds: result.seconds + stall, tokens: c.batch * c.sequence, validationLoss: validation)
+            metrics.checkpointSeconds = stall
             if isReporter { metrics.mfu = metrics.tokensPerSecond * flopsPerToken / peak }
             if checksums { metrics.checksums = try parameterChecksums() }
             everyRank(metrics, result)
             if isReporter { report(metrics, result) }
+        }
+        if let policy = checkpointing {
+            try finishCheckpoint()
+            // The run's final state is always saved (unless this very step is already there).
+            if lastCheckpoint?.directory != policy.directory || lastCheckpoint?.step != end {
+                var final = policy
+                final.async = false
+                try saveCheckpoint(step: end, policy: final)
+            }
         }
         let validation = try validationLoss()
         guard isReporter else { return nil }

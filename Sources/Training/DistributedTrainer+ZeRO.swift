@@ -34,8 +34,8 @@ extension DistributedTrainer {
             let mine = try groups.dp.reduceScatter(UnsafeMutableBufferPointer(start: model.gradients.pointer + range.lowerBound, count: range.count))
             blocks.append((range.lowerBound + mine.lowerBound)..<(range.lowerBound + mine.upperBound))
         }
-        if shardedState == nil { shardedState = ShardedOptimizerState(blocks: blocks) }
         let state = shardedState!
+        precondition(state.blocks.map(\.range) == blocks, "ZeRO-1 blocks must be the reduce-scatter's")
 
         // Norm over this rank's blocks (each parameter counted once per replica), summed over dp, then over the replica.
         var local: Double = 0

@@ -35,6 +35,18 @@ public final class DistributedTrainer {
     }
     /// This rank's block of the optimizer state under ZeRO-1.
     var shardedState: ShardedOptimizerState?
+    /// Checkpoint saves of `run`, when set.
+    public var checkpointing: CheckpointPolicy?
+    /// The save being written in the background, and its policy.
+    var pendingCheckpoint: (PendingCheckpoint, CheckpointPolicy)?
+    /// The in-memory copy asynchronous saves write from (kept between saves).
+    var snapshot: FloatBuffer?
+    /// Directory and step of the newest checkpoint this run saved or resumed from.
+    var lastCheckpoint: (directory: String, step: Int)?
+    /// Stop after this step (of `configuration.steps`), as an interrupted run would.
+    public var stopAfter: Int?
+    /// The first step `run` trains (after `restore`, the checkpoint's step).
+    public internal(set) var startStep = 0
     /// Bytes per all-reduce bucket of the data-parallel gradient average.
     public var bucketBytes = 1 << 20
     public internal(set) var gemmFLOPs: Double = 0
@@ -104,6 +116,13 @@ public final class DistributedTrainer {
         groups = Groups(world: world, dp: dp, pp: pp, embedding: embedding, replica: replica)
 
         stage = Self.stage(coordinates.pp, layout: layout, parameters: model.layout)
+        if sharded {
+            // This rank's block of each owned range: the one its reduce-scatter leaves complete.
+            shardedState = ShardedOptimizerState(blocks: stage.owned.map { range in
+                let block = BlockPartition(count: range.count, parts: layout.dp).range(dp.rank)
+                return (range.lowerBound + block.lowerBound)..<(range.lowerBound + block.upperBound)
+            })
+        }
     }
 
     /// The layers and parameter ranges of pipeline stage `index`.

@@ -63,6 +63,8 @@ public struct StepMetrics: Sendable {
     public var validationLoss: Float?
     /// Model FLOP utilisation of this step against the run's measured sgemm peak (set by the trainer).
     public var mfu: Double?
+    /// Time this rank spent on checkpoint saves after the step (the stall; async saves only copy).
+    public var checkpointSeconds: Double = 0
     /// Checksums of the parameter tensors after the step, in layout order (when recorded).
     public var checksums: [UInt64]?
 }

@@ -35,6 +35,8 @@ public enum WeightsFile {
         data.append(Data(bytes: &length, count: 4))
         data.append(header)
         data.append(Data(bytes: model.parameters.pointer, count: model.layout.count * 4))
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         let temporary = path + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: temporary, contents: data) else {
             throw Failure.corrupt(path, reason: "cannot write \(temporary)")
