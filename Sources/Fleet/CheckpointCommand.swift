@@ -16,20 +16,27 @@ struct CheckpointCommand: ParsableCommand {
         @Argument(help: "A checkpoint, or a checkpoint directory.")
         var directory: String
 
-        @Flag(help: "One JSON object, with a CRC32C of every tensor's parameters (equal across layouts when the bits are).")
+        @Flag(help: "One JSON object, with a CRC32C of every tensor's parameters and moments (equal across layouts when the bits are).")
         var json = false
 
         func run() throws {
             try Console.reportingErrors {
                 let (checkpoint, _) = try CheckpointStore.resolve(directory)
                 let m = checkpoint.manifest
-                let sums = m.tensors.indices.map { i -> UInt32 in
-                    let offset = m.tensors[..<i].reduce(0) { $0 + $1.count }
-                    return CRC32C.checksum(UnsafeRawBufferPointer(start: checkpoint.parameters.pointer + offset, count: m.tensors[i].count * 4))
+                func checksums(_ kind: CheckpointKind) -> [UInt32] {
+                    var offset = 0
+                    return m.tensors.map { t in
+                        defer { offset += t.count }
+                        return CRC32C.checksum(UnsafeRawBufferPointer(start: checkpoint.buffer(kind).pointer + offset, count: t.count * 4))
+                    }
                 }
+                let sums = checksums(.parameters), first = checksums(.firstMoment), second = checksums(.secondMoment)
                 if json {
-                    let tensors = zip(m.tensors, sums).map { t, crc in
-                        "{\"name\":\"\(t.name)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"crc32c\":\"\(String(format: "%08x", crc))\"}"
+                    let hex = { (value: UInt32) in String(format: "%08x", value) }
+                    let tensors = m.tensors.indices.map { i in
+                        let t = m.tensors[i]
+                        return "{\"name\":\"\(t.name)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"crc32c\":\"\(hex(sums[i]))\","
+                            + "\"first_moment_crc32c\":\"\(hex(first[i]))\",\"second_moment_crc32c\":\"\(hex(second[i]))\"}"
                     }
                     var line = Console.jsonLine([("path", checkpoint.path), ("step", m.training.step), ("model", m.model.name),
                                                  ("layout", m.layout.description), ("ranks", m.layout.worldSize), ("deterministic", m.deterministic),

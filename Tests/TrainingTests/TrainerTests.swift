@@ -95,3 +95,23 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try WeightsFile.load(path)) { XCTAssertTrue("\($0)".contains("not a fleet weights file")) }
     }
 }
+
+final class CRC32CTests: XCTestCase {
+    func testKnownValueAndAgreementWithTheBitwiseDefinition() {
+        XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
+        XCTAssertEqual(CRC32C.bitwise(Array("123456789".utf8)), 0xE306_9283)
+        var state: UInt64 = 12345
+        for length in [0, 1, 7, 8, 9, 63, 64, 1000, 4097] {
+            let bytes = (0..<length).map { _ -> UInt8 in
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return UInt8(truncatingIfNeeded: state >> 33)
+            }
+            XCTAssertEqual(CRC32C.checksum(bytes), CRC32C.bitwise(bytes), "length \(length)")
+            // Continuing over pieces gives the checksum of the whole.
+            let cut = length / 3
+            let first = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<cut])) }
+            let whole = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[cut...]), continuing: first) }
+            XCTAssertEqual(whole, CRC32C.bitwise(bytes), "length \(length) in two pieces")
+        }
+    }
+}
