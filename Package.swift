@@ -19,6 +19,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries, found through pkg-config where Debian's .pc files are usable.
@@ -30,19 +32,23 @@ let package = Package(
         .target(name: "Workload"),
         // Pure plans shared by the trainer and the simulator: no transports, tensors or C.
         .target(name: "Parallelism", dependencies: ["Workload"]),
+        // The discrete-event simulator: pure Swift (no transports, tensors or C).
+        .target(name: "Engine", dependencies: ["Parallelism", "Workload", .product(name: "HeapModule", package: "swift-collections"),
+                                               .product(name: "Yams", package: "Yams")], swiftSettings: optimize),
         .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys", "Parallelism"], swiftSettings: optimize),
         .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: optimize),
         .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload", "CFleetSys"], swiftSettings: optimize),
         .executableTarget(
             name: "Fleet",
             dependencies: [
-                "Collectives", "Training", "Tensor", "Workload", "Parallelism",
+                "Collectives", "Training", "Tensor", "Workload", "Parallelism", "Engine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Parallelism"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "ParallelismTests", dependencies: ["Parallelism", "Workload"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Parallelism", "Workload"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload"]),
         // Runs the real `fleet` binary (self-launched ZeroMQ workers and mpirun).
         .testTarget(name: "FleetTests", dependencies: ["Fleet"]),

@@ -1,0 +1,99 @@
+/// Collective algorithms on a fabric, step by step: every step is a set of messages that
+/// start together, timed by the network model, and the steps run one after another.
+public struct CollectiveModel: Sendable {
+    public enum Algorithm: String, Sendable, Hashable, Codable, CaseIterable {
+        case ring, tree, halvingDoubling = "halving-doubling", hierarchical
+    }
+
+    public let network: NetworkModel
+
+    public init(network: NetworkModel) { self.network = network }
+
+    /// All-reduce of `bytes` per member over `group` (GPU ids, in ring order).
+    public func allReduce(_ group: [Int], bytes: Double, algorithm: Algorithm = .ring) -> SimTime {
+        guard group.count > 1, bytes > 0 else { return .zero }
+        switch algorithm {
+        case .ring: return reduceScatter(group, bytes: bytes) + allGather(group, bytes: bytes)
+        case .tree: return treeAllReduce(group, bytes: bytes)
+        case .halvingDoubling: return halvingDoubling(group, bytes: bytes)
+        case .hierarchical: return hierarchical(group, bytes: bytes)
+        }
+    }
+
+    /// Ring reduce-scatter: n − 1 steps, each member sending a 1/n block to its successor.
+    public func reduceScatter(_ group: [Int], bytes: Double) -> SimTime {
+        ringSteps(group, block: bytes / Double(group.count)) * (group.count - 1)
+    }
+
+    /// Ring all-gather: the same n − 1 steps as a reduce-scatter.
+    public func allGather(_ group: [Int], bytes: Double) -> SimTime {
+        ringSteps(group, block: bytes / Double(group.count)) * (group.count - 1)
+    }
+
+    private func ringSteps(_ group: [Int], block: Double) -> SimTime {
+        guard group.count > 1 else { return .zero }
+        return network.time(group.indices.map { Message(from: group[$0], to: group[($0 + 1) % group.count], bytes: block, flow: UInt64($0)) })
+    }
+
+    /// Binomial-tree reduce to the first member, then broadcast back: 2⌈log₂ n⌉ rounds of the whole buffer.
+    func treeAllReduce(_ group: [Int], bytes: Double) -> SimTime {
+        var rounds: [SimTime] = [], distance = 1
+        while distance < group.count {
+            let pairs = stride(from: 0, to: group.count - distance, by: 2 * distance).map {
+                Message(from: group[$0 + distance], to: group[$0], bytes: bytes, flow: UInt64($0))
+            }
+            rounds.append(network.time(pairs))
+            distance *= 2
+        }
+        // The broadcast retraces the reduce's rounds in reverse, on the same links.
+        return rounds.reduce(.zero, +) * 2
+    }
+
+    /// Recursive halving reduce-scatter then recursive doubling all-gather; members beyond the
+    /// largest power of two first fold their data into a partner and get the result back.
+    func halvingDoubling(_ group: [Int], bytes: Double) -> SimTime {
+        var power = 1
+        while power * 2 <= group.count { power *= 2 }
+        let extra = group.count - power
+        var total = SimTime.zero
+        if extra > 0 {
+            let fold = (0..<extra).map { Message(from: group[power + $0], to: group[$0], bytes: bytes, flow: UInt64($0)) }
+            total += network.time(fold) * 2   // fold in, and the result back out
+        }
+        var size = bytes / 2, distance = power / 2
+        while distance >= 1 {
+            let round = (0..<power).map { Message(from: group[$0], to: group[$0 ^ distance], bytes: size, flow: UInt64($0)) }
+            total += network.time(round) * 2   // the halving step and its mirror in the doubling
+            size /= 2
+            distance /= 2
+        }
+        return total
+    }
+
+    /// Reduce-scatter inside each node, ring all-reduce of 1/g across nodes (all g local
+    /// ranks at once), all-gather inside each node.
+    func hierarchical(_ group: [Int], bytes: Double) -> SimTime {
+        let fabric = network.fabric
+        let byNode = Dictionary(grouping: group, by: fabric.node(of:)).values.map { $0.sorted() }.sorted { $0[0] < $1[0] }
+        let local = byNode.map(\.count).min() ?? 1
+        guard byNode.count > 1, local > 1, byNode.allSatisfy({ $0.count == local }) else {
+            return allReduce(group, bytes: bytes, algorithm: .ring)
+        }
+        let inside = byNode.map { reduceScatter($0, bytes: bytes) }.max() ?? .zero
+        let across = (0..<local).map { i in allReduce(byNode.map { $0[i] }, bytes: bytes / Double(local), algorithm: .ring) }.max() ?? .zero
+        let gather = byNode.map { allGather($0, bytes: bytes) }.max() ?? .zero
+        return inside + across + gather
+    }
+
+    /// Personalised exchange: n − 1 rounds, in round r member i sends its 1/n block to member i + r.
+    public func allToAll(_ group: [Int], bytes: Double) -> SimTime {
+        let n = group.count, block = bytes / Double(n)
+        return (1..<max(n, 1)).reduce(SimTime.zero) { total, r in
+            total + network.time(group.indices.map { Message(from: group[$0], to: group[($0 + r) % n], bytes: block, flow: UInt64($0 * n + r)) })
+        }
+    }
+
+    public func pointToPoint(from: Int, to: Int, bytes: Double) -> SimTime {
+        network.time([Message(from: from, to: to, bytes: bytes)])
+    }
+}

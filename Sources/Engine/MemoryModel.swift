@@ -1,0 +1,60 @@
+import Foundation
+
+import Parallelism
+import Workload
+
+/// What one GPU holds during training, in bytes, for the most loaded pipeline stage.
+public struct MemoryEstimate: Sendable, Hashable, Codable {
+    public var weights: Double
+    public var gradients: Double
+    public var optimizer: Double
+    public var activations: Double
+    public var total: Double { weights + gradients + optimizer + activations }
+    /// The stage whose GPUs hold the most.
+    public var stage: Int
+
+    /// Whether it fits in `capacity`, and if not, a message that says what to change.
+    public func problem(capacity: Double, device: String) -> String? {
+        guard total > capacity else { return nil }
+        let gib = { (bytes: Double) in String(format: "%.1f GiB", bytes / 1_073_741_824) }
+        return "the layout needs \(gib(total)) per GPU on stage \(stage), more than \(device)'s \(gib(capacity)): weights \(gib(weights)), "
+            + "gradients \(gib(gradients)), optimizer state \(gib(optimizer)), activations \(gib(activations)); "
+            + "try more tensor or pipeline parallelism, ZeRO (zero: 1–3), recompute: full, or fewer micro-batch sequences"
+    }
+}
+
+/// Mixed-precision training memory: weights and gradients in the training precision, an
+/// fp32 master copy and two fp32 Adam moments; ZeRO shards the optimizer state (1), the
+/// gradients too (2) and the weights too (3) over data parallelism. Activations per layer
+/// follow Korthikanti et al. 2022 (no sequence parallelism): s·b·h·(10 + 24/t + 5·a·s/(h·t))
+/// bytes at 16-bit (without the 5·a·s/(h·t) attention-score term under FlashAttention,
+/// which never stores the scores), or 2·s·b·h with full recomputation, times the
+/// micro-batches a stage holds at once under its schedule.
+public enum MemoryModel {
+    public enum Recompute: String, Sendable, Hashable, Codable { case none, full }
+
+    public static func estimate(model: ModelSpec, layout: ParallelLayout, zero: Int, microbatchSequences: Int, sequence: Int,
+                                precision: Device.Precision, recompute: Recompute, flashAttention: Bool = true, inFlight: [Int]) -> MemoryEstimate {
+        let stages = layout.stageLayers(model: model)
+        let bytes = Double(precision.bytes), dp = Double(layout.dp), tp = Double(layout.tp)
+        let embedding = Double(model.vocabulary * model.dModel + (model.learnedPositions ? model.context * model.dModel : 0))
+        var worst = MemoryEstimate(weights: 0, gradients: 0, optimizer: 0, activations: 0, stage: 0)
+        for (s, layers) in stages.enumerated() {
+            var parameters = Double(layers.count * model.parametersPerLayer)
+            if s == 0 { parameters += embedding }
+            if s == stages.count - 1 && (!model.tiedEmbeddings || stages.count > 1) { parameters += Double(model.vocabulary * model.dModel) }
+            let local = parameters / tp
+            let optimizerBytes = (precision == .fp32 ? 8.0 : 12.0) * local
+            let (sq, b, h, a) = (Double(sequence), Double(microbatchSequences), Double(model.dModel), Double(model.heads))
+            let perLayer = recompute == .full ? 2 * sq * b * h
+                : sq * b * h * (10 + 24 / tp + (flashAttention ? 0 : 5 * a * sq / (h * tp))) * bytes / 2
+            let held = Double(inFlight.indices.contains(s) ? inFlight[s] : 1)
+            let estimate = MemoryEstimate(weights: bytes * local / (zero >= 3 ? dp : 1),
+                                          gradients: bytes * local / (zero >= 2 ? dp : 1),
+                                          optimizer: optimizerBytes / (zero >= 1 ? dp : 1),
+                                          activations: perLayer * Double(layers.count) * held, stage: s)
+            if estimate.total > worst.total { worst = estimate }
+        }
+        return worst
+    }
+}

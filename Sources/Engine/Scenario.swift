@@ -1,0 +1,101 @@
+import Parallelism
+import Workload
+
+/// A storage system checkpoints are written to.
+public struct StorageSystem: Sendable, Hashable {
+    /// What all clients together can write.
+    public var aggregate: Bandwidth
+    /// What one writing GPU's host can write.
+    public var perClient: Bandwidth
+    public var latency: SimTime
+    /// Device-to-host copy rate of an asynchronous snapshot.
+    public var snapshot: Bandwidth
+
+    public init(aggregate: Bandwidth, perClient: Bandwidth, latency: SimTime, snapshot: Bandwidth = .gigabytesPerSecond(25)) {
+        self.aggregate = aggregate
+        self.perClient = perClient
+        self.latency = latency
+        self.snapshot = snapshot
+    }
+}
+
+/// Everything one simulated training job needs: cluster, fabric, storage, workload, layout.
+public struct Scenario: Sendable {
+    public var name: String
+    public var device: Device
+    public var nodes: Int
+    public var gpusPerNode: Int
+    public var topology: Fabric.Topology
+    public var scaleUp: Link
+    public var scaleOut: Link
+    public var storage: StorageSystem?
+    public var model: ModelSpec
+    /// Global batch in sequences, and tokens per sequence.
+    public var batch: Int
+    public var sequence: Int
+    public var precision: Device.Precision = .bf16
+    /// Fraction of peak FLOP/s a matmul-heavy kernel reaches.
+    public var efficiency: Double = 0.5
+    public var layout: ParallelLayout
+    /// Derive dp from the cluster: GPUs / (tp · pp) (`dp: auto`).
+    public var dataParallelAuto = false
+    /// ZeRO stage 0–3 (the real trainer runs 0 and 1).
+    public var zero: Int = 0
+    public var recompute: MemoryModel.Recompute = .none
+    /// Attention that never stores the score matrix (FlashAttention); false keeps the s² term.
+    public var flashAttention = true
+    public var dataParallelAlgorithm: CollectiveModel.Algorithm = .ring
+    public var tensorParallelAlgorithm: CollectiveModel.Algorithm = .ring
+    public var bucketBytes: Double = 25e6
+    /// Save a checkpoint every this many steps (0: never), synchronously or asynchronously.
+    public var checkpointEvery = 0
+    public var checkpointAsync = false
+    public var fidelity = "analytical"
+
+    public init(name: String, device: Device, nodes: Int, gpusPerNode: Int, topology: Fabric.Topology, scaleUp: Link, scaleOut: Link,
+                model: ModelSpec, batch: Int, sequence: Int, layout: ParallelLayout) {
+        self.name = name
+        self.device = device
+        self.nodes = nodes
+        self.gpusPerNode = gpusPerNode
+        self.topology = topology
+        self.scaleUp = scaleUp
+        self.scaleOut = scaleOut
+        self.model = model
+        self.batch = batch
+        self.sequence = sequence
+        self.layout = layout
+    }
+
+    public var gpus: Int { nodes * gpusPerNode }
+    public var fabric: Fabric { Fabric(gpus: gpus, gpusPerNode: gpusPerNode, topology: topology, scaleUp: scaleUp, scaleOut: scaleOut) }
+
+    /// The scenario with `dp: auto` resolved (unchanged otherwise).
+    public var resolved: Scenario {
+        guard dataParallelAuto, layout.tp * layout.pp > 0, gpus % (layout.tp * layout.pp) == 0 else { return self }
+        var copy = self
+        copy.layout.dp = gpus / (layout.tp * layout.pp)
+        return copy
+    }
+
+    /// What makes the scenario impossible, if anything (the layout's own checks included).
+    public func problems() -> [String] {
+        var found: [String] = []
+        if dataParallelAuto && gpus % (layout.tp * layout.pp) != 0 {
+            return ["dp: auto needs the \(gpus) GPUs to divide by tp × pp = \(layout.tp * layout.pp)"]
+        }
+        let layout = resolved.layout
+        if layout.worldSize != gpus {
+            found.append("the layout uses dp × tp × pp = \(layout.dp) × \(layout.tp) × \(layout.pp) = \(layout.worldSize) GPUs, but the cluster has \(nodes) × \(gpusPerNode) = \(gpus)")
+        }
+        var checked = layout
+        checked.zeroStage = 0
+        do { try checked.validate(model: model, batch: batch) } catch { found.append("\(error)") }
+        if !(0...3).contains(zero) { found.append("zero must be 0, 1, 2 or 3 (got \(zero))") }
+        if !(efficiency > 0 && efficiency <= 1) { found.append("efficiency must be in (0, 1] (got \(efficiency))") }
+        if sequence < 1 || sequence > model.context { found.append("sequence \(sequence) must be 1…\(model.context) tokens") }
+        if let problem = fabric.problem() { found.append(problem) }
+        return found
+    }
+}
+

@@ -1,0 +1,267 @@
+import Foundation
+import Parallelism
+import Workload
+import Yams
+
+/// Reads a YAML scenario (see `scenarios/`), checking every key and value and naming the
+/// line and column of anything wrong, with what is expected there.
+public struct ScenarioReader {
+    public let path: String
+    let text: String
+
+    /// A sweep: the base scenario and, per point, the overridden values and the scenario (or why it is impossible).
+    public struct Sweep {
+        public let base: Scenario
+        public let points: [(values: [(key: String, value: String)], scenario: Result<Scenario, ScenarioError>)]
+    }
+
+    public init(path: String) throws {
+        self.path = path
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ScenarioError.unreadable(path: path, reason: "\(error.localizedDescription); pass a YAML file such as scenarios/gpt3-175b-h100.yaml")
+        }
+    }
+
+    public init(path: String, text: String) {
+        self.path = path
+        self.text = text
+    }
+
+    static let sections = ["name", "cluster", "fabric", "storage", "workload", "layout", "collectives", "checkpoint", "fidelity", "sweep"]
+
+    public func read() throws -> Sweep {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else { throw fail(nil, "the scenario is empty; expected a mapping with \(Self.sections.joined(separator: ", "))") }
+            root = node
+        } catch let error as YamlError {
+            throw syntax(error)
+        }
+        let top = try mapping(root, "the scenario", allowed: Self.sections)
+        var scenario = try base(top)
+        scenario.name = top["name"].flatMap(\.string) ?? (path as NSString).lastPathComponent
+        guard let sweepNode = top["sweep"] else {
+            if let problem = scenario.problems().first { throw fail(top["layout"] ?? root, problem) }
+            return Sweep(base: scenario.resolved, points: [([], .success(scenario.resolved))])
+        }
+        let sweep = try mapping(sweepNode, "sweep", allowed: Self.sweepable)
+        var axes: [(key: String, values: [Node])] = []
+        for (key, value) in sweep.pairs {
+            guard let values = value.sequence, !values.isEmpty else { throw fail(value, "sweep.\(key) must be a non-empty list, e.g. [8, 16, 32]") }
+            axes.append((key, Array(values)))
+        }
+        var points: [(values: [(key: String, value: String)], scenario: Result<Scenario, ScenarioError>)] = []
+        func walk(_ axis: Int, _ current: Scenario, _ chosen: [(key: String, value: String)], _ last: Node) throws {
+            guard axis < axes.count else {
+                let problem = current.problems().first
+                points.append((chosen, problem.map { .failure(fail(last, $0)) } ?? .success(current.resolved)))
+                return
+            }
+            for value in axes[axis].values {
+                var next = current
+                try apply(axes[axis].key, value, to: &next)
+                try walk(axis + 1, next, chosen + [(axes[axis].key, value.string ?? "?")], value)
+            }
+        }
+        try walk(0, scenario, [], sweepNode)
+        return Sweep(base: scenario, points: points)
+    }
+
+    // MARK: sections
+
+    private func base(_ top: Mapping) throws -> Scenario {
+        let cluster = try mapping(required(top, "cluster", "the scenario"), "cluster", allowed: ["device", "nodes", "gpus_per_node", "scale_up"])
+        let deviceNode = try required(cluster, "device", "cluster")
+        guard let device = deviceNode.string.flatMap(DeviceCatalog.named) else {
+            throw fail(deviceNode, "unknown device '\(deviceNode.string ?? "")'; expected one of \(DeviceCatalog.all.map(\.name).joined(separator: ", "))")
+        }
+        let nodes = try int(required(cluster, "nodes", "cluster"), "cluster.nodes", minimum: 1)
+        let perNode = try int(required(cluster, "gpus_per_node", "cluster"), "cluster.gpus_per_node", minimum: 1)
+        let scaleUp = try link(required(cluster, "scale_up", "cluster"), "cluster.scale_up")
+
+        let fabric = try mapping(required(top, "fabric", "the scenario"), "fabric",
+                                 allowed: ["topology", "radix", "tiers", "oversubscription", "dimensions", "routers_per_group", "nodes_per_router", "link"])
+        let topology = try self.topology(fabric)
+        let scaleOut = try link(required(fabric, "link", "fabric"), "fabric.link")
+
+        let workload = try mapping(required(top, "workload", "the scenario"), "workload", allowed: ["model", "batch", "sequence", "precision", "efficiency", "flash_attention"])
+        let modelNode = try required(workload, "model", "workload")
+        guard let model = modelNode.string.flatMap(ModelCatalog.named) else {
+            throw fail(modelNode, "unknown model '\(modelNode.string ?? "")'; expected one of \(ModelCatalog.all.map(\.name).joined(separator: ", "))")
+        }
+        let batch = try int(required(workload, "batch", "workload"), "workload.batch", minimum: 1)
+        let sequence = try workload["sequence"].map { try int($0, "workload.sequence", minimum: 1) } ?? model.context
+
+        var scenario = Scenario(name: "", device: device, nodes: nodes, gpusPerNode: perNode, topology: topology, scaleUp: scaleUp,
+                                scaleOut: scaleOut, model: model, batch: batch, sequence: sequence, layout: ParallelLayout())
+        if let node = workload["precision"] { scenario.precision = try choice(node, "workload.precision", Device.Precision.allCases) }
+        if let node = workload["efficiency"] { scenario.efficiency = try number(node, "workload.efficiency") }
+        if let node = workload["flash_attention"] {
+            guard let value = node.bool else { throw fail(node, "workload.flash_attention must be true or false") }
+            scenario.flashAttention = value
+        }
+
+        let layout = try mapping(required(top, "layout", "the scenario"), "layout", allowed: ["dp", "tp", "pp", "microbatches", "schedule", "zero", "recompute"])
+        for (key, value) in layout.pairs { try apply(key, value, to: &scenario) }
+
+        if let node = top["collectives"] {
+            let collectives = try mapping(node, "collectives", allowed: ["data_parallel", "tensor_parallel", "bucket"])
+            if let n = collectives["data_parallel"] { scenario.dataParallelAlgorithm = try choice(n, "collectives.data_parallel", CollectiveModel.Algorithm.allCases) }
+            if let n = collectives["tensor_parallel"] { scenario.tensorParallelAlgorithm = try choice(n, "collectives.tensor_parallel", CollectiveModel.Algorithm.allCases) }
+            if let n = collectives["bucket"] { scenario.bucketBytes = try quantity(n, "collectives.bucket", Units.bytes) }
+        }
+        if let node = top["storage"] {
+            let storage = try mapping(node, "storage", allowed: ["aggregate", "per_client", "latency", "snapshot"])
+            scenario.storage = StorageSystem(
+                aggregate: Bandwidth(bytesPerSecond: try quantity(required(storage, "aggregate", "storage"), "storage.aggregate", Units.bandwidth)),
+                perClient: Bandwidth(bytesPerSecond: try quantity(required(storage, "per_client", "storage"), "storage.per_client", Units.bandwidth)),
+                latency: SimTime(seconds: try quantity(required(storage, "latency", "storage"), "storage.latency", Units.time)),
+                snapshot: Bandwidth(bytesPerSecond: try storage["snapshot"].map { try quantity($0, "storage.snapshot", Units.bandwidth) } ?? 25e9))
+        }
+        if let node = top["checkpoint"] {
+            let checkpoint = try mapping(node, "checkpoint", allowed: ["every", "async"])
+            scenario.checkpointEvery = try int(required(checkpoint, "every", "checkpoint"), "checkpoint.every", minimum: 0)
+            if let n = checkpoint["async"] {
+                guard let value = n.bool else { throw fail(n, "checkpoint.async must be true or false") }
+                scenario.checkpointAsync = value
+            }
+            if scenario.checkpointEvery > 0 && scenario.storage == nil { throw fail(node, "checkpoints need a storage: section (aggregate, per_client, latency)") }
+        }
+        if let node = top["fidelity"] {
+            guard node.string == "analytical" else {
+                throw fail(node, "fidelity '\(node.string ?? "")' is not available yet; expected analytical (flow-level sharing is coming)")
+            }
+        }
+        return scenario
+    }
+
+    private func topology(_ fabric: Mapping) throws -> Fabric.Topology {
+        let node = try required(fabric, "topology", "fabric")
+        switch node.string {
+        case "single-switch": return .singleSwitch
+        case "fat-tree":
+            return .fatTree(radix: try int(required(fabric, "radix", "fabric"), "fabric.radix", minimum: 4),
+                            tiers: try fabric["tiers"].map { try int($0, "fabric.tiers", minimum: 2) } ?? 2,
+                            oversubscription: try fabric["oversubscription"].map { try number($0, "fabric.oversubscription") } ?? 1)
+        case "rail-optimized":
+            return .railOptimized(radix: try int(required(fabric, "radix", "fabric"), "fabric.radix", minimum: 4))
+        case "torus":
+            let dimensions = try required(fabric, "dimensions", "fabric")
+            guard let list = dimensions.sequence else { throw fail(dimensions, "fabric.dimensions must be a list such as [8, 8, 4]") }
+            return .torus(dimensions: try list.map { try int($0, "fabric.dimensions", minimum: 2) })
+        case "dragonfly":
+            return .dragonfly(routersPerGroup: try int(required(fabric, "routers_per_group", "fabric"), "fabric.routers_per_group", minimum: 1),
+                              nodesPerRouter: try int(required(fabric, "nodes_per_router", "fabric"), "fabric.nodes_per_router", minimum: 1))
+        default:
+            throw fail(node, "unknown topology '\(node.string ?? "")'; expected single-switch, fat-tree, rail-optimized, torus or dragonfly")
+        }
+    }
+
+    static let sweepable = ["dp", "tp", "pp", "microbatches", "schedule", "zero", "recompute", "batch", "nodes", "device"]
+
+    /// Sets one layout (or sweepable) value.
+    private func apply(_ key: String, _ value: Node, to scenario: inout Scenario) throws {
+        switch key {
+        case "dp":
+            scenario.dataParallelAuto = value.string == "auto"
+            if !scenario.dataParallelAuto { scenario.layout.dp = try int(value, "dp (a number or auto)", minimum: 1) }
+        case "tp": scenario.layout.tp = try int(value, key, minimum: 1)
+        case "pp": scenario.layout.pp = try int(value, key, minimum: 1)
+        case "microbatches": scenario.layout.microbatches = try int(value, key, minimum: 1)
+        case "schedule": scenario.layout.schedule = try choice(value, key, PipelineSchedule.Kind.allCases)
+        case "zero": scenario.zero = try int(value, key, minimum: 0)
+        case "recompute": scenario.recompute = try choice(value, key, [MemoryModel.Recompute.none, .full])
+        case "batch": scenario.batch = try int(value, key, minimum: 1)
+        case "nodes": scenario.nodes = try int(value, key, minimum: 1)
+        case "device":
+            guard let device = value.string.flatMap(DeviceCatalog.named) else { throw fail(value, "unknown device; expected one of \(DeviceCatalog.all.map(\.name).joined(separator: ", "))") }
+            scenario.device = device
+        default: throw fail(value, "'\(key)' cannot be set here; expected one of \(Self.sweepable.joined(separator: ", "))")
+        }
+    }
+
+    // MARK: values
+
+    struct Mapping {
+        let node: Node
+        let pairs: [(String, Node)]
+        subscript(key: String) -> Node? { pairs.first { $0.0 == key }?.1 }
+    }
+
+    private func mapping(_ node: Node, _ context: String, allowed: [String]) throws -> Mapping {
+        guard let map = node.mapping else { throw fail(node, "\(context) must be a mapping of key: value lines") }
+        var pairs: [(String, Node)] = []
+        for (key, value) in map {
+            guard let name = key.string, allowed.contains(name) else {
+                throw fail(key, "unknown key '\(key.string ?? "?")' in \(context); expected one of \(allowed.joined(separator: ", "))")
+            }
+            pairs.append((name, value))
+        }
+        return Mapping(node: node, pairs: pairs)
+    }
+
+    private func required(_ mapping: Mapping, _ key: String, _ context: String) throws -> Node {
+        guard let node = mapping[key] else {
+            throw fail(mapping.node, "\(context) is missing '\(key)'")
+        }
+        return node
+    }
+
+    private func int(_ node: Node, _ name: String, minimum: Int) throws -> Int {
+        guard let value = node.int, value >= minimum else { throw fail(node, "\(name) must be a whole number ≥ \(minimum) (got '\(node.string ?? "?")')") }
+        return value
+    }
+
+    private func number(_ node: Node, _ name: String) throws -> Double {
+        guard let value = node.float, value.isFinite, value > 0 else { throw fail(node, "\(name) must be a positive number (got '\(node.string ?? "?")')") }
+        return value
+    }
+
+    private func choice<T: RawRepresentable>(_ node: Node, _ name: String, _ options: [T]) throws -> T where T.RawValue == String {
+        guard let value = node.string.flatMap(T.init(rawValue:)), options.contains(where: { $0.rawValue == value.rawValue }) else {
+            throw fail(node, "\(name) must be one of \(options.map(\.rawValue).joined(separator: ", ")) (got '\(node.string ?? "?")')")
+        }
+        return value
+    }
+
+    private func link(_ node: Node, _ name: String) throws -> Link {
+        let map = try mapping(node, name, allowed: ["bandwidth", "latency"])
+        return Link(bandwidth: Bandwidth(bytesPerSecond: try quantity(required(map, "bandwidth", name), name + ".bandwidth", Units.bandwidth)),
+                    latency: SimTime(seconds: try quantity(required(map, "latency", name), name + ".latency", Units.time)))
+    }
+
+    /// A number with a unit, such as `400 Gb/s`, `1.5 us` or `25 MiB`.
+    private func quantity(_ node: Node, _ name: String, _ units: [String: Double]) throws -> Double {
+        let text = (node.string ?? "").trimmingCharacters(in: .whitespaces)
+        let digits = text.prefix { "0123456789.eE+-".contains($0) }
+        let unit = text.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
+        guard let value = Double(digits), value.isFinite, value >= 0, let scale = units[unit] else {
+            let examples = units.keys.sorted().prefix(6).joined(separator: ", ")
+            throw fail(node, "\(name) must be a number with a unit (\(examples), …), got '\(text)'")
+        }
+        return value * scale
+    }
+
+    private func fail(_ node: Node?, _ reason: String) -> ScenarioError {
+        let mark = node?.mark
+        return .invalid(path: path, line: mark?.line ?? 1, column: mark?.column ?? 1, reason: reason)
+    }
+
+    private func syntax(_ error: YamlError) -> ScenarioError {
+        switch error {
+        case let .scanner(_, problem, mark, _), let .parser(_, problem, mark, _), let .composer(_, problem, mark, _):
+            return .invalid(path: path, line: mark.line, column: mark.column, reason: "YAML syntax: \(problem)")
+        default:
+            return .invalid(path: path, line: 1, column: 1, reason: "YAML: \(error)")
+        }
+    }
+}
+
+/// Unit suffixes the scenario format accepts.
+enum Units {
+    static let bandwidth: [String: Double] = ["B/s": 1, "KB/s": 1e3, "MB/s": 1e6, "GB/s": 1e9, "TB/s": 1e12,
+                                              "Kb/s": 1e3 / 8, "Mb/s": 1e6 / 8, "Gb/s": 1e9 / 8, "Tb/s": 1e12 / 8]
+    static let time: [String: Double] = ["s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9]
+    static let bytes: [String: Double] = ["B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+                                          "KiB": 1024, "MiB": 1_048_576, "GiB": 1_073_741_824, "TiB": 1_099_511_627_776]
+}

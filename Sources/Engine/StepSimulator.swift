@@ -1,0 +1,184 @@
+import Parallelism
+import Workload
+
+/// What simulating one training step found.
+public struct StepReport: Sendable {
+    public struct Breakdown: Sendable, Hashable {
+        /// On the slowest stage: forward and backward kernels.
+        public var compute = SimTime.zero
+        /// Tensor-parallel all-reduces (inside forward and backward, not overlapped).
+        public var tensorParallel = SimTime.zero
+        /// Waiting for pipeline activations and gradients: the bubble and transfers.
+        public var pipelineWait = SimTime.zero
+        /// Data-parallel gradient communication left after the backward pass.
+        public var dataParallelExposed = SimTime.zero
+        public var optimizer = SimTime.zero
+        /// Checkpoint stall per step (a save's stall divided by the steps between saves).
+        public var checkpoint = SimTime.zero
+    }
+
+    public struct Span: Sendable, Hashable {
+        public let stage: Int, name: String, lane: String, start: SimTime, end: SimTime
+    }
+
+    public struct LinkLoad: Sendable, Hashable {
+        public let link: LinkID, bytes: Double, utilization: Double
+    }
+
+    public let stepTime: SimTime
+    public let tokensPerSecond: Double
+    public let mfu: Double
+    public let breakdown: Breakdown
+    /// Idle share of all stages' time in the step (pipeline waits over stages × step).
+    public let bubbleFraction: Double
+    public let memory: MemoryEstimate
+    public let busiestLinks: [LinkLoad]
+    public let spans: [Span]
+    public let events: Int
+    public let fidelity: String
+    /// How the numbers were obtained (which symmetries were used).
+    public let reductions: String
+}
+
+/// Simulates one step of a scenario: each pipeline stage executes its program from the same
+/// `PipelineSchedule` the real trainer runs, as events on one clock — forward and backward
+/// kernels (roofline) with their tensor-parallel all-reduces, activation and gradient
+/// messages over the fabric, data-parallel buckets overlapped with the last backward, the
+/// optimizer, and the amortised checkpoint stall.
+public struct StepSimulator {
+    public let scenario: Scenario
+    public let network: NetworkModel
+    let collectives: CollectiveModel
+
+    public init(scenario: Scenario) {
+        self.scenario = scenario
+        network = AnalyticalNetwork(fabric: scenario.fabric)
+        collectives = CollectiveModel(network: network)
+    }
+
+    /// Per-stage costs of one micro-batch.
+    struct StageCost {
+        var forward = SimTime.zero, backward = SimTime.zero
+        var tensorForward = SimTime.zero, tensorBackward = SimTime.zero
+        var gradientBytes = 0.0, optimizer = SimTime.zero
+        var dataParallel: [SimTime] = []
+    }
+
+    public func run() -> StepReport {
+        let s = scenario, layout = s.layout, model = s.model, mesh = layout.mesh
+        let stages = layout.stageLayers(model: model)
+        let microSequences = s.batch / layout.dp / layout.microbatches
+        let tokens = Double(microSequences * s.sequence), bytes = Double(s.precision.bytes)
+        let c = Double(model.dModel), kv = Double(model.kvHeads * model.headSize), h = Double(model.mlpHidden)
+        let linearPerToken = 2 * (c * (c + 2 * kv) + c * c + (model.gatedMLP ? 3 : 2) * c * h)
+        let attentionPerToken = 4 * Double(s.sequence) * c
+        let representative = (0..<layout.pp).map { mesh.rank(dp: 0, tp: 0, pp: $0) }
+        var ledger = LinkLedger(fabric: network.fabric)
+
+        var costs: [StageCost] = []
+        for (index, layers) in stages.enumerated() {
+            var cost = StageCost()
+            let isLast = index == layout.pp - 1
+            var flops = tokens * Double(layers.count) * (linearPerToken + attentionPerToken)
+            if isLast { flops += tokens * 2 * c * Double(model.vocabulary) }
+            flops /= Double(layout.tp)
+            var parameters = Double(layers.count * model.parametersPerLayer)
+            if index == 0 { parameters += Double(model.vocabulary * model.dModel) }
+            if isLast && layout.pp > 1 { parameters += Double(model.vocabulary * model.dModel) }
+            let local = parameters / Double(layout.tp)
+            let traffic = local * bytes + tokens * c * Double(layers.count) * 16 * bytes / Double(layout.tp)
+            cost.forward = s.device.time(flops: flops, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
+            let recompute = s.recompute == .full ? 1.0 : 0.0
+            cost.backward = s.device.time(flops: (2 + recompute) * flops, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
+            let tpGroup = mesh.tpGroup(of: representative[index])
+            let tpBytes = tokens * c * bytes
+            let oneTP = collectives.allReduce(tpGroup, bytes: tpBytes, algorithm: s.tensorParallelAlgorithm)
+            cost.tensorForward = oneTP * (2 * layers.count)
+            cost.tensorBackward = oneTP * ((2 + 2 * Int(recompute)) * layers.count)
+            if layout.tp > 1 { ledger.ring(tpGroup, bytes: tpBytes, times: (4 + 2 * Int(recompute)) * layers.count * layout.microbatches) }
+            // Data parallelism: this stage's gradients in buckets, in the order the backward pass finishes them.
+            cost.gradientBytes = local * bytes
+            let dpGroup = mesh.dpGroup(of: representative[index])
+            if layout.dp > 1 {
+                var left = cost.gradientBytes
+                while left > 0 {
+                    let bucket = min(left, s.bucketBytes)
+                    cost.dataParallel.append(s.zero >= 1 ? collectives.reduceScatter(dpGroup, bytes: bucket)
+                                             : collectives.allReduce(dpGroup, bytes: bucket, algorithm: s.dataParallelAlgorithm))
+                    left -= bucket
+                }
+                ledger.ring(dpGroup, bytes: cost.gradientBytes, times: s.zero >= 1 ? 1 : 2, halfRing: s.zero >= 1)
+            }
+            // AdamW: read and write weights, master copy, moments and gradients (memory-bound).
+            let updated = local / Double(s.zero >= 1 ? layout.dp : 1)
+            cost.optimizer = s.device.time(flops: 0, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
+            if s.zero >= 1 && layout.dp > 1 {
+                cost.optimizer += collectives.allGather(dpGroup, bytes: cost.gradientBytes)
+            }
+            costs.append(cost)
+        }
+
+        let activationBytes = tokens * c * bytes
+        var pipeline = PipelineRun(programs: layout.pipeline.actions, costs: costs, network: network,
+                                   gpus: representative, messageBytes: activationBytes)
+        pipeline.run()
+        for (from, to) in zip(representative, representative.dropFirst()) {
+            ledger.add(Message(from: from, to: to, bytes: activationBytes), times: layout.microbatches)
+            ledger.add(Message(from: to, to: from, bytes: activationBytes), times: layout.microbatches)
+        }
+
+        // Checkpoint: the full training state, written by every GPU of the first replica.
+        var checkpoint = SimTime.zero
+        if s.checkpointEvery > 0, let storage = s.storage {
+            let state = Double(model.parameterCount) * (bytes + (s.precision == .fp32 ? 8 : 12))
+            let writers = Double(layout.tp * layout.pp)
+            let rate = min(storage.aggregate.bytesPerSecond, writers * storage.perClient.bytesPerSecond)
+            let write = storage.latency + SimTime(seconds: state / rate)
+            let stall = s.checkpointAsync ? storage.snapshot.time(state / writers) : write
+            checkpoint = SimTime(nanoseconds: stall.nanoseconds / Int64(s.checkpointEvery))
+        }
+
+        let slowest = pipeline.finish.indices.max { pipeline.finish[$0] < pipeline.finish[$1] } ?? 0
+        let step = (pipeline.finish.max() ?? .zero) + checkpoint
+        var breakdown = pipeline.breakdown[slowest]
+        breakdown.checkpoint = checkpoint
+        let totalIdle = pipeline.breakdown.reduce(0.0) { $0 + $1.pipelineWait.seconds }
+        let globalTokens = Double(s.batch * s.sequence)
+        let modelFLOPs = model.trainingFLOPsPerToken(sequence: s.sequence) * globalTokens
+        let schedule = (try? layout.pipeline.check())?.peakInFlightActivations ?? Array(repeating: layout.microbatches, count: layout.pp)
+        let memory = MemoryModel.estimate(model: model, layout: layout, zero: s.zero, microbatchSequences: microSequences, sequence: s.sequence,
+                                          precision: s.precision, recompute: s.recompute, flashAttention: s.flashAttention, inFlight: schedule)
+        return StepReport(stepTime: step, tokensPerSecond: globalTokens / step.seconds,
+                          mfu: modelFLOPs / (Double(s.gpus) * s.device.peak(s.precision) * step.seconds),
+                          breakdown: breakdown, bubbleFraction: totalIdle / (Double(layout.pp) * step.seconds), memory: memory,
+                          busiestLinks: ledger.busiest(5, over: step), spans: pipeline.spans, events: pipeline.events,
+                          fidelity: network.fidelity,
+                          reductions: "one pipeline of \(layout.pp) stage(s) simulated event by event; its \(layout.dp * layout.tp - 1) "
+                              + "data- and tensor-parallel peers are identical under \(s.fidelity) fidelity, and each collective is timed on its real group's routes")
+    }
+}
+
+/// Bytes crossing each link, for the busiest-links report.
+struct LinkLedger {
+    let fabric: Fabric
+    private(set) var bytes: [LinkID: Double] = [:]
+
+    init(fabric: Fabric) { self.fabric = fabric }
+
+    mutating func add(_ message: Message, times: Int) {
+        for link in fabric.route(from: message.from, to: message.to, flow: message.flow) { bytes[link, default: 0] += message.bytes * Double(times) }
+    }
+
+    /// A ring all-reduce (or, with `halfRing`, a reduce-scatter) of `bytes` over `group`, `times` times.
+    mutating func ring(_ group: [Int], bytes total: Double, times: Int, halfRing: Bool = false) {
+        guard group.count > 1 else { return }
+        let steps = (halfRing ? 1 : 2) * (group.count - 1), block = total / Double(group.count)
+        for i in group.indices { add(Message(from: group[i], to: group[(i + 1) % group.count], bytes: block, flow: UInt64(i)), times: steps * times) }
+    }
+
+    func busiest(_ count: Int, over step: SimTime) -> [StepReport.LinkLoad] {
+        bytes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(count).map { link, total in
+            StepReport.LinkLoad(link: link, bytes: total, utilization: total / (fabric.link(link).bandwidth.bytesPerSecond * step.seconds))
+        }
+    }
+}

@@ -1,0 +1,159 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Parallelism
+
+struct Simulate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Simulate a training step on a cluster described by a YAML scenario (compute, fabric, collectives, storage, memory).",
+        discussion: """
+        Examples:
+          fleet simulate scenarios/gpt3-175b-h100.yaml
+          fleet simulate scenarios/llama-70b-sweep.yaml --plot sweep.svg
+          fleet simulate scenarios/gpt3-175b-h100.yaml --json --trace step.json
+        """)
+
+    @Argument(help: "The scenario file (see scenarios/).")
+    var scenario: String
+
+    @Flag(help: "One JSON object per scenario point.")
+    var json = false
+
+    @Option(help: "Write the simulated step of one pipeline as a Chrome/Perfetto trace.")
+    var trace: String?
+
+    @Option(help: "For sweeps: write tokens/s per point as an SVG bar chart.")
+    var plot: String?
+
+    func run() throws {
+        try Console.reportingErrors {
+            let sweep = try ScenarioReader(path: scenario).read()
+            var rows: [(values: [(key: String, value: String)], scenario: Scenario?, report: StepReport?, problem: String?)] = []
+            for point in sweep.points {
+                switch point.scenario {
+                case .failure(let error): rows.append((point.values, nil, nil, "\(error)"))
+                case .success(let s):
+                    let start = ContinuousClock.now
+                    let report = StepSimulator(scenario: s).run()
+                    let elapsed = ContinuousClock.now - start
+                    rows.append((point.values, s, report, report.memory.problem(capacity: s.device.memoryBytes, device: s.device.name)))
+                    if sweep.points.count == 1 && !json { print(s, report, wall: elapsed) }
+                }
+            }
+            if json {
+                for row in rows { Console.out(jsonLine(row.values, row.scenario, row.report, row.problem)) }
+            } else if sweep.points.count > 1 {
+                printTable(sweep.base, rows)
+            }
+            if let trace, let first = rows.first(where: { $0.report != nil }), let report = first.report {
+                try chromeTrace(report).write(toFile: trace, atomically: true, encoding: .utf8)
+                if !json { Console.out("trace of the simulated pipeline written to \(trace) (open it in ui.perfetto.dev)") }
+            }
+            if let plot {
+                let bars = rows.map { row in (label: row.values.map { "\($0.key)\($0.value)" }.joined(separator: " "),
+                                               value: row.problem == nil ? row.report?.tokensPerSecond ?? 0 : 0) }
+                try SVGChart.bars(title: "\(sweep.base.name): simulated tokens/s", unit: "tokens/s", bars).write(toFile: plot, atomically: true, encoding: .utf8)
+                if !json { Console.out("plot written to \(plot)") }
+            }
+            if sweep.points.count == 1, let problem = rows.first?.problem {
+                Console.err("fleet: error: \(problem)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    private func describe(_ s: Scenario) -> String {
+        let topology: String
+        switch s.topology {
+        case .singleSwitch: topology = "single switch"
+        case let .fatTree(radix, tiers, over): topology = "fat-tree radix \(radix), \(tiers) tiers" + (over > 1 ? String(format: ", %.0f:1 oversubscribed", over) : "")
+        case let .railOptimized(radix): topology = "rail-optimized, radix \(radix)"
+        case let .torus(dimensions): topology = "torus " + dimensions.map(String.init).joined(separator: "×")
+        case let .dragonfly(routers, nodes): topology = "dragonfly, \(routers) routers/group × \(nodes) nodes/router"
+        }
+        return "\(s.model.name) on \(s.gpus.formatted()) \(s.device.name) (\(s.nodes.formatted()) nodes × \(s.gpusPerNode)), \(topology), "
+            + "scale-out \(s.scaleOut.bandwidth) / \(s.scaleOut.latency), scale-up \(s.scaleUp.bandwidth)"
+    }
+
+    private func print(_ s: Scenario, _ r: StepReport, wall: Duration) {
+        let l = s.layout
+        Console.out("scenario \(s.name): \(describe(s))")
+        Console.out("layout \(l), \(l.microbatches) micro-batch(es), \(l.schedule.rawValue), ZeRO \(s.zero), recompute \(s.recompute.rawValue); "
+            + "batch \(s.batch) × \(s.sequence) tokens, \(s.precision.rawValue) at \(Int(s.efficiency * 100)) % of peak")
+        Console.out(String(format: "step time %@   %.0f tokens/s   MFU %.1f %%", r.stepTime.description, r.tokensPerSecond, r.mfu * 100))
+        let b = r.breakdown, step = r.stepTime.seconds
+        func line(_ name: String, _ t: SimTime, _ note: String = "") {
+            Console.out("  " + name.padding(toLength: 18, withPad: " ", startingAt: 0) + t.description.padding(toLength: 12, withPad: " ", startingAt: 0)
+                + String(format: "%5.1f %%", t.seconds / step * 100) + note)
+        }
+        Console.out("breakdown of the slowest stage:")
+        line("compute", b.compute)
+        line("tensor-parallel", b.tensorParallel)
+        line("pipeline wait", b.pipelineWait, String(format: "   (bubble: %.1f %% of all stages' time)", r.bubbleFraction * 100))
+        line("dp exposed", b.dataParallelExposed)
+        line("optimizer", b.optimizer)
+        line("checkpoint", b.checkpoint, "   (stall per step)")
+        let m = r.memory, gib = Self.bytes
+        Console.out("memory per GPU (stage \(m.stage)): \(gib(m.total)) of \(gib(s.device.memoryBytes)) — weights \(gib(m.weights)), gradients \(gib(m.gradients)), "
+            + "optimizer \(gib(m.optimizer)), activations \(gib(m.activations))")
+        if !r.busiestLinks.isEmpty {
+            Console.out("busiest links: " + r.busiestLinks.map { "\($0.link) \(Self.bytes($0.bytes)) (" + String(format: "%.0f %%)", $0.utilization * 100) }.joined(separator: ", "))
+        }
+        Console.out("fidelity: \(r.fidelity); \(r.reductions); \(r.events.formatted()) events in \(String(format: "%.1f ms", wall.seconds * 1000))")
+    }
+
+    /// Bytes in binary units sized to the value.
+    static func bytes(_ value: Double) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = value, i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return String(format: i == 0 ? "%.0f %@" : "%.1f %@", v, units[i])
+    }
+
+    private func printTable(_ base: Scenario, _ rows: [(values: [(key: String, value: String)], scenario: Scenario?, report: StepReport?, problem: String?)]) {
+        Console.out("scenario \(base.name): \(describe(base)); sweep of \(rows.count) points")
+        let keys = (rows.first?.values.map(\.key) ?? []) + (base.dataParallelAuto ? ["dp"] : [])
+        let table = Table(columns: keys.map { ($0, max(6, $0.count)) } + [("step", 12), ("tokens/s", 12), ("MFU", 7), ("bubble", 7), ("GiB/GPU", 8)])
+        Console.out(table.header() + "  note")
+        for row in rows {
+            var cells = row.values.map(\.value)
+            if base.dataParallelAuto { cells.append(row.scenario.map { String($0.layout.dp) } ?? "—") }
+            if let r = row.report {
+                cells += [r.stepTime.description, String(format: "%.0f", r.tokensPerSecond), String(format: "%.1f%%", r.mfu * 100),
+                          String(format: "%.1f%%", r.bubbleFraction * 100), String(format: "%.1f", r.memory.total / 1_073_741_824)]
+            } else {
+                cells += ["—", "—", "—", "—", "—"]
+            }
+            Console.out(table.row(cells) + "  " + (row.problem.map { "does not run: " + $0 } ?? ""))
+        }
+    }
+
+    private func jsonLine(_ values: [(key: String, value: String)], _ s: Scenario?, _ r: StepReport?, _ problem: String?) -> String {
+        var fields: [(String, Any)] = values.map { ($0.key, $0.value) }
+        if let s, let r {
+            let b = r.breakdown
+            fields += [("scenario", s.name), ("model", s.model.name), ("gpus", s.gpus), ("layout", s.layout.description),
+                       ("step_s", r.stepTime.seconds), ("tokens_per_s", r.tokensPerSecond), ("mfu", r.mfu),
+                       ("compute_s", b.compute.seconds), ("tensor_parallel_s", b.tensorParallel.seconds),
+                       ("pipeline_wait_s", b.pipelineWait.seconds), ("bubble_fraction", r.bubbleFraction),
+                       ("dp_exposed_s", b.dataParallelExposed.seconds), ("optimizer_s", b.optimizer.seconds),
+                       ("checkpoint_stall_s", b.checkpoint.seconds), ("memory_per_gpu_bytes", r.memory.total),
+                       ("memory_capacity_bytes", s.device.memoryBytes), ("fits", problem == nil), ("fidelity", r.fidelity),
+                       ("events", r.events)]
+        }
+        if let problem { fields.append(("problem", problem)) }
+        return Console.jsonLine(fields)
+    }
+
+    private func chromeTrace(_ r: StepReport) -> String {
+        let lanes = ["compute": 1, "pipeline": 2, "data-parallel": 3]
+        var events = Set(r.spans.map(\.stage)).sorted().map {
+            "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":\($0),\"args\":{\"name\":\"stage \($0)\"}}"
+        }
+        for span in r.spans {
+            let start = Double(span.start.nanoseconds) / 1000, length = Double((span.end - span.start).nanoseconds) / 1000
+            events.append("{\"ph\":\"X\",\"name\":\"\(span.name)\",\"pid\":\(span.stage),\"tid\":\(lanes[span.lane] ?? 4),\"ts\":\(start),\"dur\":\(length)}")
+        }
+        return "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n" + events.joined(separator: ",\n") + "\n]}\n"
+    }
+}
