@@ -19,6 +19,11 @@ public struct LinkID: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let tier: Tier
     public let index: Int
 
+    public init(tier: Tier, index: Int) {
+        self.tier = tier
+        self.index = index
+    }
+
     public static func < (a: LinkID, b: LinkID) -> Bool { a.tier != b.tier ? a.tier < b.tier : a.index < b.index }
     public var description: String { "\(tier)#\(index)" }
 }
@@ -79,7 +84,7 @@ public struct Fabric: Sendable {
             return [LinkID(tier: .scaleUp, index: source)]
         }
         let up = LinkID(tier: .endpointUp, index: source), down = LinkID(tier: .endpointDown, index: destination)
-        let hash = Int(truncatingIfNeeded: (flow &+ UInt64(source) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(destination)) >> 17 & 0x7FFF_FFFF)
+        let hash = Self.ecmpHash(flow: flow, source: source, destination: destination)
         switch topology {
         case .singleSwitch:
             return [up, down]
@@ -139,6 +144,15 @@ public struct Fabric: Sendable {
             if entry != routerB { path.append(LinkID(tier: .local, index: entry * routersPerGroup + routerB % routersPerGroup)) }
             return path + [down]
         }
+    }
+
+    /// A well-mixed hash of a flow's identity (SplitMix64's finaliser), as switches hash 5-tuples.
+    static func ecmpHash(flow: UInt64, source: Int, destination: Int) -> Int {
+        var x = flow &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(source) &* 0xBF58_476D_1CE4_E5B9 ^ UInt64(destination) &* 0x94D0_49BB_1331_11EB
+        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+        x ^= x >> 31
+        return Int(x >> 1)
     }
 
     private func coordinates(_ node: Int, _ dimensions: [Int]) -> [Int] {

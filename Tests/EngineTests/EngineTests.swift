@@ -1,0 +1,162 @@
+import Engine
+import Parallelism
+import Workload
+import XCTest
+
+/// The simulator held to closed forms (the oracles), to the shared plans, and to itself.
+final class EngineTests: XCTestCase {
+    /// n GPUs, one per node, on one switch: every route is 2 links of `latency` at `bandwidth`.
+    private func star(_ n: Int, bandwidth: Double = 50e9, latency: Double = 1e-6) -> CollectiveModel {
+        let link = Link(bandwidth: Bandwidth(bytesPerSecond: bandwidth), latency: SimTime(seconds: latency))
+        return CollectiveModel(network: AnalyticalNetwork(fabric: Fabric(gpus: n, gpusPerNode: 1, topology: .singleSwitch, scaleUp: link, scaleOut: link)))
+    }
+
+    private func assertClose(_ measured: SimTime, _ expected: Double, _ tolerance: Double = 1e-3, _ message: String,
+                             file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertLessThanOrEqual(abs(measured.seconds - expected) / expected, tolerance, "\(message): \(measured.seconds) vs \(expected)", file: file, line: line)
+    }
+
+    func testCollectivesEqualTheirClosedForms() {
+        let bandwidth = 50e9, alpha = 2e-6   // two links of 1 µs
+        for n in [2, 3, 4, 8, 16, 64, 1000] {
+            let model = star(n), group = Array(0..<n)
+            for size in [1e3, 1e6, 256e6] {
+                let ring = model.allReduce(group, bytes: size, algorithm: .ring)
+                assertClose(ring, 2 * Double(n - 1) / Double(n) * size / bandwidth + 2 * Double(n - 1) * alpha, 1e-3, "ring n=\(n) S=\(size)")
+                // Reduce-scatter then all-gather is an all-reduce.
+                XCTAssertEqual(model.reduceScatter(group, bytes: size) + model.allGather(group, bytes: size), ring)
+                let rounds = Double(Int((Double(n)).log2Ceiling))
+                assertClose(model.allReduce(group, bytes: size, algorithm: .tree), 2 * rounds * (alpha + size / bandwidth), 1e-3, "tree n=\(n)")
+                if n & (n - 1) == 0 {
+                    assertClose(model.allReduce(group, bytes: size, algorithm: .halvingDoubling),
+                                2 * log2(Double(n)) * alpha + 2 * Double(n - 1) / Double(n) * size / bandwidth, 1e-3, "halving-doubling n=\(n)")
+                }
+                assertClose(model.allToAll(group, bytes: size), Double(n - 1) * (alpha + size / Double(n) / bandwidth), 1e-3, "all-to-all n=\(n)")
+            }
+        }
+        assertClose(star(2).pointToPoint(from: 0, to: 1, bytes: 1e6), 2e-6 + 1e6 / 50e9, 1e-6, "point to point")
+    }
+
+    func testHierarchicalAllReduceUsesTheFastScaleUpDomain() {
+        let nvlink = Link(bandwidth: .gigabytesPerSecond(450), latency: SimTime(seconds: 2e-6))
+        let nic = Link(bandwidth: .gigabitsPerSecond(400), latency: SimTime(seconds: 1e-6))
+        let fabric = Fabric(gpus: 64, gpusPerNode: 8, topology: .fatTree(radix: 64, tiers: 2, oversubscription: 1), scaleUp: nvlink, scaleOut: nic)
+        let model = CollectiveModel(network: AnalyticalNetwork(fabric: fabric)), group = Array(0..<64)
+        XCTAssertLessThan(model.allReduce(group, bytes: 1e9, algorithm: .hierarchical), model.allReduce(group, bytes: 1e9, algorithm: .ring))
+    }
+
+    func testRoutesHaveTheHopsOfTheirTopology() {
+        let link = Link(bandwidth: .gigabitsPerSecond(400), latency: SimTime(seconds: 1e-6))
+        // Radix 8: leaves of 4 GPUs, pods of 4 leaves.
+        let tree = Fabric(gpus: 128, gpusPerNode: 1, topology: .fatTree(radix: 8, tiers: 3, oversubscription: 1), scaleUp: link, scaleOut: link)
+        XCTAssertEqual(tree.route(from: 0, to: 3).count, 2, "same leaf")
+        XCTAssertEqual(tree.route(from: 0, to: 4).count, 4, "same pod")
+        XCTAssertEqual(tree.route(from: 0, to: 100).count, 6, "across pods")
+        XCTAssertNil(tree.problem())
+        let spines = Set((0..<64).map { tree.route(from: 0, to: 4, flow: UInt64($0))[1] })
+        XCTAssertEqual(spines.count, 4, "ECMP spreads flows over every uplink")
+        let torus = Fabric(gpus: 64, gpusPerNode: 1, topology: .torus(dimensions: [8, 8]), scaleUp: link, scaleOut: link)
+        XCTAssertEqual(torus.route(from: 0, to: 7).count, 2 + 1, "wrap-around is one hop")
+        XCTAssertEqual(torus.route(from: 0, to: 4 + 8 * 4).count, 2 + 8, "4 + 4 hops")
+        let nodes = Fabric(gpus: 16, gpusPerNode: 8, topology: .singleSwitch, scaleUp: link, scaleOut: link)
+        XCTAssertEqual(nodes.route(from: 0, to: 7), [LinkID(tier: .scaleUp, index: 0)].map { $0 }, "inside a node: the scale-up link")
+        XCTAssertEqual(Fabric(gpus: 128, gpusPerNode: 1, topology: .fatTree(radix: 8, tiers: 2, oversubscription: 1), scaleUp: link, scaleOut: link).problem(),
+                       "a 2-tier fat-tree of radix 8 holds 32 GPUs, not 128; raise radix or tiers")
+    }
+
+    func testEventsAtOneInstantRunInSchedulingOrder() {
+        var queue = EventQueue()
+        queue.schedule(at: SimTime(nanoseconds: 5), kind: 0, subject: 1)
+        queue.schedule(at: SimTime(nanoseconds: 3), kind: 0, subject: 2)
+        queue.schedule(at: SimTime(nanoseconds: 5), kind: 0, subject: 3)
+        queue.schedule(at: SimTime(nanoseconds: 3), kind: 0, subject: 4)
+        var order: [Int] = []
+        while let event = queue.next() { order.append(event.subject) }
+        XCTAssertEqual(order, [2, 4, 1, 3])
+        XCTAssertEqual(queue.now, SimTime(nanoseconds: 5))
+    }
+
+    /// Uniform stages, free communication: the makespan is (m + p − 1)(F + B), so the bubble is (p − 1)/(m + p − 1).
+    private func uniformPipeline(stages: Int, microbatches: Int, schedule: PipelineSchedule.Kind) -> Scenario {
+        let free = Link(bandwidth: Bandwidth(bytesPerSecond: 1e30), latency: .zero)
+        let model = ModelSpec(name: "uniform", vocabulary: 1, context: 64, layers: 8, heads: 4, kvHeads: 4, dModel: 256, mlpHidden: 1024,
+                              gatedMLP: false, tiedEmbeddings: true, learnedPositions: false, biases: false)
+        var scenario = Scenario(name: "uniform", device: DeviceCatalog.h100, nodes: stages, gpusPerNode: 1, topology: .singleSwitch,
+                                scaleUp: free, scaleOut: free, model: model, batch: microbatches, sequence: 64,
+                                layout: ParallelLayout(pp: stages, microbatches: microbatches, schedule: schedule))
+        scenario.efficiency = 1
+        return scenario
+    }
+
+    func testPipelineBubbleMatchesTheScheduleFormula() {
+        for (p, m) in [(2, 4), (4, 8), (8, 8), (4, 16)] {
+            for kind in PipelineSchedule.Kind.allCases {
+                let report = StepSimulator(scenario: uniformPipeline(stages: p, microbatches: m, schedule: kind)).run()
+                let b = report.breakdown
+                // Compute of one stage over the step, less the optimizer: m·(F + B); the rest is bubble.
+                let busy = b.compute.seconds, step = report.stepTime.seconds - b.optimizer.seconds
+                let bubble = 1 - busy / step
+                XCTAssertEqual(bubble, Double(p - 1) / Double(m + p - 1), accuracy: 2e-3, "\(kind) p=\(p) m=\(m)")
+            }
+        }
+        // Same bubble, but 1F1B holds at most p micro-batches of activations where GPipe holds m.
+        let gpipe = StepSimulator(scenario: uniformPipeline(stages: 4, microbatches: 16, schedule: .gpipe)).run()
+        let oneFOneB = StepSimulator(scenario: uniformPipeline(stages: 4, microbatches: 16, schedule: .oneFOneB)).run()
+        XCTAssertEqual(gpipe.memory.activations / oneFOneB.memory.activations, 16.0 / 4.0, accuracy: 1e-9)
+    }
+
+    func testTheSameScenarioGivesTheSameReport() throws {
+        let text = try String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)
+        let first = try ScenarioReader(path: "a.yaml", text: text).read().base, second = try ScenarioReader(path: "a.yaml", text: text).read().base
+        let (a, b) = (StepSimulator(scenario: first).run(), StepSimulator(scenario: second).run())
+        XCTAssertEqual(a.stepTime, b.stepTime)
+        XCTAssertEqual(a.spans, b.spans)
+        XCTAssertEqual(a.busiestLinks, b.busiestLinks)
+        XCTAssertGreaterThan(a.mfu, 0.1)
+        XCTAssertLessThan(a.mfu, 0.7)
+    }
+
+    static var scenarios: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scenarios").path
+    }
+
+    private func error(_ yaml: String) -> String {
+        do {
+            _ = try ScenarioReader(path: "s.yaml", text: yaml).read()
+            return "no error"
+        } catch { return "\(error)" }
+    }
+
+    func testMalformedScenariosNameTheLineColumnAndWhatIsExpected() throws {
+        let good = try String(contentsOfFile: Self.scenarios + "/gpt-tiny-local.yaml", encoding: .utf8)
+        XCTAssertEqual(error(good), "no error")
+        XCTAssertTrue(error("cluster: [unclosed\n").hasPrefix("s.yaml:2:1: YAML syntax"), error("cluster: [unclosed\n"))
+        let unknown = good.replacingOccurrences(of: "  efficiency: 0.7", with: "  efficency: 0.7")
+        XCTAssertTrue(error(unknown).contains(":17:3: unknown key 'efficency' in workload; expected one of model, batch"), error(unknown))
+        let unit = good.replacingOccurrences(of: "{bandwidth: 2 GB/s, latency: 20 us}\nfabric", with: "{bandwidth: 2 GB, latency: 20 us}\nfabric")
+        XCTAssertTrue(error(unit).contains("cluster.scale_up.bandwidth must be a number with a unit"), error(unit))
+        let model = good.replacingOccurrences(of: "model: gpt-tiny", with: "model: gpt-5")
+        XCTAssertTrue(error(model).contains(":13:10: unknown model 'gpt-5'; expected one of gpt-tiny"), error(model))
+        let layout = good.replacingOccurrences(of: "{dp: 2, pp: 2,", with: "{dp: 4, pp: 2,")
+        XCTAssertTrue(error(layout).contains("dp × tp × pp = 4 × 1 × 2 = 8 GPUs, but the cluster has 1 × 4 = 4"), error(layout))
+        let missing = good.replacingOccurrences(of: "  batch: 8\n", with: "")
+        XCTAssertTrue(error(missing).contains("workload is missing 'batch'"), error(missing))
+    }
+
+    func testALayoutThatDoesNotFitSaysWhatToChange() throws {
+        var scenario = try ScenarioReader(path: "s", text: String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)).read().base
+        scenario.layout = ParallelLayout(dp: 1024, tp: 1, pp: 1, microbatches: 1)
+        scenario.batch = 1024
+        scenario.zero = 0
+        let report = StepSimulator(scenario: scenario).run()
+        let problem = try XCTUnwrap(report.memory.problem(capacity: scenario.device.memoryBytes, device: "H100"))
+        XCTAssertTrue(problem.contains("more than H100's 80.0 GiB"), problem)
+        XCTAssertTrue(problem.contains("try more tensor or pipeline parallelism, ZeRO"), problem)
+    }
+}
+
+private extension Double {
+    /// ⌈log₂ self⌉ for self ≥ 1.
+    var log2Ceiling: Double { (log2(self)).rounded(.up) }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import XCTest
+
+/// `fleet simulate` through the real binary, on the scenarios shipped in scenarios/.
+final class SimulateCommandTests: FleetProcessTestCase {
+    static var scenarios: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scenarios").path
+    }
+    let directory = NSTemporaryDirectory() + "fleet-simulate-\(getpid())"
+
+    override func setUp() {
+        super.setUp()
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: directory)
+        super.tearDown()
+    }
+
+    func testEveryShippedScenarioSimulatesWithFiniteNumbersAndRepeatsByteForByte() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.scenarios).filter { $0.hasSuffix(".yaml") }.sorted()
+        XCTAssertGreaterThanOrEqual(files.count, 3)
+        for file in files {
+            let path = Self.scenarios + "/" + file
+            let first = try FleetProcess.fleet(["simulate", path, "--json"]), second = try FleetProcess.fleet(["simulate", path, "--json"])
+            XCTAssertEqual(first.status, 0, "\(file): \(first.output)")
+            XCTAssertEqual(first.stdoutBytes, second.stdoutBytes, "\(file): the same scenario gives the same output")
+            for line in first.stdout.split(separator: "\n") {
+                let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
+                guard object["problem"] == nil || object["step_s"] != nil else { continue }
+                for key in ["step_s", "tokens_per_s", "mfu", "compute_s", "bubble_fraction", "memory_per_gpu_bytes"] {
+                    let value = try XCTUnwrap(object[key] as? Double, "\(file): \(key)")
+                    XCTAssertTrue(value.isFinite && value >= 0, "\(file): \(key) = \(value)")
+                }
+            }
+            let human = try FleetProcess.fleet(["simulate", path])
+            XCTAssertEqual(human.status, 0, human.output)
+        }
+    }
+
+    func testTraceAndPlotFilesAreWritten() throws {
+        let trace = directory + "/step.json", plot = directory + "/sweep.svg"
+        let one = try FleetProcess.fleet(["simulate", Self.scenarios + "/gpt3-175b-h100.yaml", "--trace", trace])
+        XCTAssertEqual(one.status, 0, one.output)
+        XCTAssertTrue(one.stdout.contains("step time"), one.output)
+        XCTAssertTrue(one.stdout.contains("bubble"), one.output)
+        XCTAssertTrue(one.stdout.contains("memory per GPU"), one.output)
+        let events = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: trace))) as? [String: Any])["traceEvents"] as? [[String: Any]]
+        XCTAssertGreaterThan(events?.count ?? 0, 100)
+        let sweep = try FleetProcess.fleet(["simulate", Self.scenarios + "/llama-70b-sweep.yaml", "--plot", plot])
+        XCTAssertEqual(sweep.status, 0, sweep.output)
+        XCTAssertTrue(sweep.stdout.contains("does not run: the layout needs"), "memory limits are reported per point: \(sweep.output)")
+        let svg = try String(contentsOfFile: plot, encoding: .utf8)
+        XCTAssertTrue(svg.hasPrefix("<svg") && svg.contains("<rect"), svg)
+    }
+
+    func testBadScenariosFailWithLineColumnAndHint() throws {
+        let path = directory + "/bad.yaml"
+        try "cluster:\n  device: H100\n  nodes: two\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let outcome = try FleetProcess.fleet(["simulate", path])
+        XCTAssertEqual(outcome.status, 1)
+        XCTAssertTrue(outcome.stderr.contains("bad.yaml:3:10: cluster.nodes must be a whole number ≥ 1 (got 'two')"), outcome.output)
+        let missing = try FleetProcess.fleet(["simulate", directory + "/none.yaml"])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.stderr.contains("cannot read scenario"), missing.output)
+        // A layout that does not fit in memory is a clear error, after the report that shows why.
+        let text = try String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "{dp: 16, tp: 8, pp: 8, microbatches: 96, schedule: 1f1b, zero: 1, recompute: full}",
+                                  with: "{dp: 128, tp: 1, pp: 8, microbatches: 12, schedule: 1f1b, zero: 0, recompute: none}")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let big = try FleetProcess.fleet(["simulate", path])
+        XCTAssertEqual(big.status, 1, big.output)
+        XCTAssertTrue(big.stderr.contains("more than H100's 80.0 GiB"), big.output)
+    }
+}
