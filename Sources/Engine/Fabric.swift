@@ -48,22 +48,34 @@ public struct Fabric: Sendable {
     public let gpusPerNode: Int
     public let topology: Topology
     public let scaleUp: Link
-    /// Every scale-out cable (NIC and switch ports alike).
+    /// The cables between a GPU's NIC and its first switch.
     public let scaleOut: Link
+    /// The cables between switches (or torus and dragonfly routers); the NIC links' kind by default.
+    public let switchLink: Link
+    /// Mixed into ECMP hashing: another seed, another (equally valid) choice of paths.
+    public let seed: UInt64
 
-    public init(gpus: Int, gpusPerNode: Int, topology: Topology, scaleUp: Link, scaleOut: Link) {
+    public init(gpus: Int, gpusPerNode: Int, topology: Topology, scaleUp: Link, scaleOut: Link, switchLink: Link? = nil, seed: UInt64 = 0) {
         precondition(gpus > 0 && gpusPerNode > 0 && gpus % gpusPerNode == 0, "whole nodes of GPUs")
         self.gpus = gpus
         self.gpusPerNode = gpusPerNode
         self.topology = topology
         self.scaleUp = scaleUp
         self.scaleOut = scaleOut
+        self.switchLink = switchLink ?? scaleOut
+        self.seed = seed
     }
 
     public var nodes: Int { gpus / gpusPerNode }
     public func node(of gpu: Int) -> Int { gpu / gpusPerNode }
 
-    public func link(_ id: LinkID) -> Link { id.tier == .scaleUp ? scaleUp : scaleOut }
+    public func link(_ id: LinkID) -> Link {
+        switch id.tier {
+        case .scaleUp: return scaleUp
+        case .endpointUp, .endpointDown: return scaleOut
+        default: return switchLink
+        }
+    }
 
     /// Endpoints under one leaf switch of a fat-tree: the down ports.
     var leafDownPorts: Int {
@@ -84,7 +96,7 @@ public struct Fabric: Sendable {
             return [LinkID(tier: .scaleUp, index: source)]
         }
         let up = LinkID(tier: .endpointUp, index: source), down = LinkID(tier: .endpointDown, index: destination)
-        let hash = Self.ecmpHash(flow: flow, source: source, destination: destination)
+        let hash = Self.ecmpHash(flow: flow ^ seed, source: source, destination: destination)
         switch topology {
         case .singleSwitch:
             return [up, down]

@@ -10,6 +10,9 @@ public struct StorageSystem: Sendable, Hashable {
     public var latency: SimTime
     /// Device-to-host copy rate of an asynchronous snapshot.
     public var snapshot: Bandwidth
+    /// Whether checkpoint writes leave through the GPUs' own NICs (sharing the training fabric)
+    /// rather than a separate storage network: then no client writes faster than its NIC.
+    public var sharedFabric = false
 
     public init(aggregate: Bandwidth, perClient: Bandwidth, latency: SimTime, snapshot: Bandwidth = .gigabytesPerSecond(25)) {
         self.aggregate = aggregate
@@ -28,6 +31,10 @@ public struct Scenario: Sendable {
     public var topology: Fabric.Topology
     public var scaleUp: Link
     public var scaleOut: Link
+    /// Switch-to-switch cables, when they differ from the NIC links.
+    public var switchLink: Link?
+    /// Seeds the ECMP path choice.
+    public var seed: UInt64 = 0
     public var storage: StorageSystem?
     public var model: ModelSpec
     /// Global batch in sequences, and tokens per sequence.
@@ -68,7 +75,9 @@ public struct Scenario: Sendable {
     }
 
     public var gpus: Int { nodes * gpusPerNode }
-    public var fabric: Fabric { Fabric(gpus: gpus, gpusPerNode: gpusPerNode, topology: topology, scaleUp: scaleUp, scaleOut: scaleOut) }
+    public var fabric: Fabric {
+        Fabric(gpus: gpus, gpusPerNode: gpusPerNode, topology: topology, scaleUp: scaleUp, scaleOut: scaleOut, switchLink: switchLink, seed: seed)
+    }
 
     /// The scenario with `dp: auto` resolved (unchanged otherwise).
     public var resolved: Scenario {

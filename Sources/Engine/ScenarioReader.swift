@@ -27,7 +27,7 @@ public struct ScenarioReader {
         self.text = text
     }
 
-    static let sections = ["name", "cluster", "fabric", "storage", "workload", "layout", "collectives", "checkpoint", "fidelity", "sweep"]
+    static let sections = ["name", "seed", "cluster", "fabric", "storage", "workload", "layout", "collectives", "checkpoint", "fidelity", "sweep"]
 
     public func read() throws -> Sweep {
         let root: Node
@@ -80,7 +80,7 @@ public struct ScenarioReader {
         let scaleUp = try link(required(cluster, "scale_up", "cluster"), "cluster.scale_up")
 
         let fabric = try mapping(required(top, "fabric", "the scenario"), "fabric",
-                                 allowed: ["topology", "radix", "tiers", "oversubscription", "dimensions", "routers_per_group", "nodes_per_router", "link"])
+                                 allowed: ["topology", "radix", "tiers", "oversubscription", "dimensions", "routers_per_group", "nodes_per_router", "link", "switch_link"])
         let topology = try self.topology(fabric)
         let scaleOut = try link(required(fabric, "link", "fabric"), "fabric.link")
 
@@ -94,6 +94,8 @@ public struct ScenarioReader {
 
         var scenario = Scenario(name: "", device: device, nodes: nodes, gpusPerNode: perNode, topology: topology, scaleUp: scaleUp,
                                 scaleOut: scaleOut, model: model, batch: batch, sequence: sequence, layout: ParallelLayout())
+        if let node = fabric["switch_link"] { scenario.switchLink = try link(node, "fabric.switch_link") }
+        if let node = top["seed"] { scenario.seed = UInt64(try int(node, "seed", minimum: 0)) }
         if let node = workload["precision"] { scenario.precision = try choice(node, "workload.precision", Device.Precision.allCases) }
         if let node = workload["efficiency"] { scenario.efficiency = try number(node, "workload.efficiency") }
         if let node = workload["flash_attention"] {
@@ -111,12 +113,16 @@ public struct ScenarioReader {
             if let n = collectives["bucket"] { scenario.bucketBytes = try quantity(n, "collectives.bucket", Units.bytes) }
         }
         if let node = top["storage"] {
-            let storage = try mapping(node, "storage", allowed: ["aggregate", "per_client", "latency", "snapshot"])
+            let storage = try mapping(node, "storage", allowed: ["aggregate", "per_client", "latency", "snapshot", "shared_fabric"])
             scenario.storage = StorageSystem(
                 aggregate: Bandwidth(bytesPerSecond: try quantity(required(storage, "aggregate", "storage"), "storage.aggregate", Units.bandwidth)),
                 perClient: Bandwidth(bytesPerSecond: try quantity(required(storage, "per_client", "storage"), "storage.per_client", Units.bandwidth)),
                 latency: SimTime(seconds: try quantity(required(storage, "latency", "storage"), "storage.latency", Units.time)),
                 snapshot: Bandwidth(bytesPerSecond: try storage["snapshot"].map { try quantity($0, "storage.snapshot", Units.bandwidth) } ?? 25e9))
+            if let shared = storage["shared_fabric"] {
+                guard let value = shared.bool else { throw fail(shared, "storage.shared_fabric must be true or false") }
+                scenario.storage?.sharedFabric = value
+            }
         }
         if let node = top["checkpoint"] {
             let checkpoint = try mapping(node, "checkpoint", allowed: ["every", "async"])

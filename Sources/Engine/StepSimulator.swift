@@ -132,7 +132,8 @@ public struct StepSimulator {
         if s.checkpointEvery > 0, let storage = s.storage {
             let state = Double(model.parameterCount) * (bytes + (s.precision == .fp32 ? 8 : 12))
             let writers = Double(layout.tp * layout.pp)
-            let rate = min(storage.aggregate.bytesPerSecond, writers * storage.perClient.bytesPerSecond)
+            let client = storage.sharedFabric ? min(storage.perClient.bytesPerSecond, s.scaleOut.bandwidth.bytesPerSecond) : storage.perClient.bytesPerSecond
+            let rate = min(storage.aggregate.bytesPerSecond, writers * client)
             let write = storage.latency + SimTime(seconds: state / rate)
             let stall = s.checkpointAsync ? storage.snapshot.time(state / writers) : write
             checkpoint = SimTime(nanoseconds: stall.nanoseconds / Int64(s.checkpointEvery))

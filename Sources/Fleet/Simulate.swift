@@ -80,7 +80,9 @@ struct Simulate: ParsableCommand {
         Console.out("scenario \(s.name): \(describe(s))")
         Console.out("layout \(l), \(l.microbatches) micro-batch(es), \(l.schedule.rawValue), ZeRO \(s.zero), recompute \(s.recompute.rawValue); "
             + "batch \(s.batch) × \(s.sequence) tokens, \(s.precision.rawValue) at \(Int(s.efficiency * 100)) % of peak")
-        Console.out(String(format: "step time %@   %.0f tokens/s   MFU %.1f %%", r.stepTime.description, r.tokensPerSecond, r.mfu * 100))
+        let energy = Double(s.gpus) * s.device.watts * r.stepTime.seconds
+        Console.out(String(format: "step time %@   %.0f tokens/s   MFU %.1f %%   energy at TDP %.2f MJ/step (%.2f J/token)", r.stepTime.description,
+                           r.tokensPerSecond, r.mfu * 100, energy / 1e6, energy / Double(s.batch * s.sequence)))
         let b = r.breakdown, step = r.stepTime.seconds
         func line(_ name: String, _ t: SimTime, _ note: String = "") {
             Console.out("  " + name.padding(toLength: 18, withPad: " ", startingAt: 0) + t.description.padding(toLength: 12, withPad: " ", startingAt: 0)
@@ -139,7 +141,7 @@ struct Simulate: ParsableCommand {
                        ("dp_exposed_s", b.dataParallelExposed.seconds), ("optimizer_s", b.optimizer.seconds),
                        ("checkpoint_stall_s", b.checkpoint.seconds), ("memory_per_gpu_bytes", r.memory.total),
                        ("memory_capacity_bytes", s.device.memoryBytes), ("fits", problem == nil), ("fidelity", r.fidelity),
-                       ("events", r.events)]
+                       ("energy_per_step_j", Double(s.gpus) * s.device.watts * r.stepTime.seconds), ("events", r.events)]
         }
         if let problem { fields.append(("problem", problem)) }
         return Console.jsonLine(fields)

@@ -64,6 +64,22 @@ final class EngineTests: XCTestCase {
                        "a 2-tier fat-tree of radix 8 holds 32 GPUs, not 128; raise radix or tiers")
     }
 
+    func testSwitchLinksAndSeedsShapeRoutes() {
+        let nic = Link(bandwidth: .gigabitsPerSecond(400), latency: SimTime(seconds: 1e-6))
+        let slow = Link(bandwidth: .gigabitsPerSecond(100), latency: SimTime(seconds: 3e-6))
+        let topology = Fabric.Topology.fatTree(radix: 8, tiers: 2, oversubscription: 1)
+        let uniform = AnalyticalNetwork(fabric: Fabric(gpus: 32, gpusPerNode: 1, topology: topology, scaleUp: nic, scaleOut: nic))
+        let spines = AnalyticalNetwork(fabric: Fabric(gpus: 32, gpusPerNode: 1, topology: topology, scaleUp: nic, scaleOut: nic, switchLink: slow))
+        let sameLeaf = Message(from: 0, to: 1, bytes: 1e6), acrossLeaves = Message(from: 0, to: 20, bytes: 1e6)
+        XCTAssertEqual(uniform.time([sameLeaf]), spines.time([sameLeaf]), "no switch-to-switch link on the way")
+        XCTAssertEqual(spines.time([acrossLeaves]).seconds, 2e-6 + 6e-6 + 1e6 / 12.5e9, accuracy: 1e-12)
+        let a = Fabric(gpus: 32, gpusPerNode: 1, topology: topology, scaleUp: nic, scaleOut: nic, seed: 1)
+        let b = Fabric(gpus: 32, gpusPerNode: 1, topology: topology, scaleUp: nic, scaleOut: nic, seed: 2)
+        let routesA = (0..<16).map { a.route(from: 0, to: 20, flow: UInt64($0)) }, routesB = (0..<16).map { b.route(from: 0, to: 20, flow: UInt64($0)) }
+        XCTAssertNotEqual(routesA, routesB, "another seed, another choice of spines")
+        XCTAssertEqual(routesA, (0..<16).map { a.route(from: 0, to: 20, flow: UInt64($0)) }, "the same seed, the same routes")
+    }
+
     func testEventsAtOneInstantRunInSchedulingOrder() {
         var queue = EventQueue()
         queue.schedule(at: SimTime(nanoseconds: 5), kind: 0, subject: 1)
