@@ -36,20 +36,24 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Parallelism", "Workload", .product(name: "HeapModule", package: "swift-collections"),
                                                .product(name: "Yams", package: "Yams")], swiftSettings: optimize),
         .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys", "Parallelism"], swiftSettings: optimize),
+        // Faults as data, a Transport decorator, and the process, numeric and storage faults the trainer injects.
+        .target(name: "FaultInjection", dependencies: ["Collectives"]),
         .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: optimize),
-        .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload", "CFleetSys"], swiftSettings: optimize),
+        .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload", "FaultInjection", "CFleetSys"], swiftSettings: optimize),
         .executableTarget(
             name: "Fleet",
             dependencies: [
-                "Collectives", "Training", "Tensor", "Workload", "Parallelism", "Engine",
+                "Collectives", "Training", "Tensor", "Workload", "Parallelism", "Engine", "FaultInjection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
             ]),
 
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Parallelism"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "ParallelismTests", dependencies: ["Parallelism", "Workload"]),
+        .testTarget(name: "FaultInjectionTests", dependencies: ["FaultInjection", "Collectives"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Parallelism", "Workload"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload", "Collectives"]),
         // Runs the real `fleet` binary (self-launched ZeroMQ workers and mpirun).
         .testTarget(name: "FleetTests", dependencies: ["Fleet"]),
     ],

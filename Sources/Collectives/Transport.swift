@@ -36,11 +36,21 @@ public final class Request {
     /// Backend-specific state (an MPI request handle, a posted ZeroMQ receive, …).
     var handle: AnyObject?
 
-    init(kind: Kind, peer: Int, tag: Int32, byteCount: Int) {
+    /// Backends and transport decorators (fault injection) create requests.
+    public init(kind: Kind, peer: Int, tag: Int32, byteCount: Int) {
         self.kind = kind
         self.peer = peer
         self.tag = tag
         self.byteCount = byteCount
+    }
+
+    /// For decorators: marks a request complete (a send a decorator chose to drop, say).
+    public func markComplete() { isComplete = true }
+
+    /// For decorators: their own state for this request (the wrapped transport's requests).
+    public var decoration: AnyObject? {
+        get { handle }
+        set { handle = newValue }
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Errors from transports and collectives; each description ends with what to do next.
 public enum TransportError: Error, Equatable, CustomStringConvertible {
     /// `rank` did not take part in `operation` within `after`.
@@ -6,6 +8,8 @@ public enum TransportError: Error, Equatable, CustomStringConvertible {
     case peerDied(rank: Int, operation: String)
     /// Two ranks disagree on a message's size.
     case sizeMismatch(operation: String, receiver: Int, expectedBytes: Int, sender: Int, sentBytes: Int?)
+    /// A message's CRC32C did not match the one its sender computed (corruption in transit).
+    case corruptMessage(from: Int, tag: Int32, bytes: Int, expected: UInt32, found: UInt32)
     case invalidRank(Int, worldSize: Int)
     case invalidGroup(String)
     case rendezvousFailed(String)
@@ -23,6 +27,9 @@ public enum TransportError: Error, Equatable, CustomStringConvertible {
             let sentText = sent.map { "\($0) bytes" } ?? "a larger message"
             return "size mismatch in \(operation): rank \(receiver) expected \(expected) bytes but rank \(sender) sent \(sentText); "
                 + "every rank must call the same collective with the same element count"
+        case let .corruptMessage(from, tag, bytes, expected, found):
+            return "a \(bytes)-byte message from rank \(from) (tag \(tag)) arrived corrupted: CRC32C expected "
+                + String(format: "%08x, found %08x", expected, found) + "; check that link or host (fleet retries from the last checkpoint with --max-restarts)"
         case let .invalidRank(rank, worldSize):
             return "rank \(rank) is outside this world of \(worldSize) ranks"
         case let .invalidGroup(reason):

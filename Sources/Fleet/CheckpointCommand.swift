@@ -1,4 +1,5 @@
 import ArgumentParser
+import Collectives
 import Foundation
 import Training
 

@@ -34,10 +34,12 @@ struct Diff: ParsableCommand {
         }
         let names = first.tensorNames
         var differ = false
-        let common = min(first.steps.count, second.steps.count)
-        if let index = (0..<common).first(where: { !same(first.steps[$0], second.steps[$0]) }) {
+        // Steps are compared by number (both runs may have recorded different ranges).
+        let theirs = Dictionary(uniqueKeysWithValues: second.steps.map { ($0.step, $0) })
+        let pairs = first.steps.compactMap { mine in theirs[mine.step].map { (mine, $0) } }
+        let common = pairs.count
+        if let (x, y) = pairs.first(where: { !same($0.0, $0.1) }) {
             differ = true
-            let x = first.steps[index], y = second.steps[index]
             Console.out("first difference at step \(x.step):")
             Console.out("  loss       \(compare(x.loss, y.loss))")
             Console.out("  grad norm  \(compare(x.gradientNorm, y.gradientNorm))")
@@ -48,10 +50,10 @@ struct Diff: ParsableCommand {
                 Console.out("  parameters after the update: identical")
             }
         } else {
-            Console.out("steps 1…\(common): losses, gradient norms and every parameter tensor's checksum are bitwise identical")
+            Console.out("\(common) common steps: losses, gradient norms and every parameter tensor's checksum are bitwise identical")
         }
-        if first.steps.count != second.steps.count {
-            Console.out("A recorded \(first.steps.count) steps, B \(second.steps.count); compared the first \(common)")
+        if first.steps.count != common || second.steps.count != common {
+            Console.out("A recorded \(first.steps.count) steps, B \(second.steps.count); compared the \(common) both recorded")
         }
         differ = try compareWeights() || differ
         if differ { throw ExitCode(1) }

@@ -69,7 +69,10 @@ struct RunRecord {
             steps.append(Step(step: step, loss: Float(bitPattern: loss), gradientNorm: Float(bitPattern: norm),
                               checksums: sums.map { UInt64($0, radix: 16) ?? 0 }))
         }
-        self.steps = steps
+        // A resumed run appends the steps it recomputed: the later record of a step wins.
+        var byStep: [Int: Step] = [:]
+        for step in steps { byStep[step.step] = step }
+        self.steps = byStep.keys.sorted().map { byStep[$0]! }
     }
 
     /// One line about the run: model, layout, mode, steps.

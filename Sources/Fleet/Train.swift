@@ -1,5 +1,6 @@
 import ArgumentParser
 import Collectives
+import FaultInjection
 import Foundation
 import Parallelism
 import Training
@@ -19,6 +20,7 @@ struct Train: ParsableCommand {
     @OptionGroup var layoutOptions: LayoutOptions
     @OptionGroup var workers: WorkerOptions
     @OptionGroup var checkpoints: CheckpointOptions
+    @OptionGroup var faultOptions: FaultOptions
 
     @Flag(help: "Print one JSON object per step and a final summary object.")
     var json = false
@@ -37,6 +39,9 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         guard logEvery > 0 else { throw ValidationError("--log-every must be positive") }
+        if faultOptions.maxRestarts > 0 && checkpoints.checkpointDir == nil {
+            throw ValidationError("--max-restarts needs --checkpoint-dir DIR: restarted workers resume from its newest valid checkpoint")
+        }
     }
 
     func run() throws {
@@ -56,13 +61,32 @@ struct Train: ParsableCommand {
                     workers.runDir = "runs/train-" + Self.timestamp()
                 }
             }
-            guard let transport = try workers.workerTransport() else {
+            if faultOptions.maxRestarts > 0 && !WorldSetup.isWorker && !MPITransport.isUnderMPIRun {
+                if workers.runDir == nil { workers.runDir = "runs/train-" + Self.timestamp() }
+                return try superviseWorkers(workers, steps: configuration.steps)
+            }
+            guard let opened = try workers.workerTransport() else {
                 if let runDir = workers.runDir, !json { Console.out("per-rank logs: \(runDir)/rank-*.log") }
                 return
             }
+            // Every multi-rank (or fault-injected) run goes through the decorator: it acts out
+            // message faults and keeps the flight recorder a failure report prints.
+            let plan = try faultOptions.plan(worldSize: opened.worldSize, steps: configuration.steps)
+            let faulty = opened.worldSize > 1 || !plan.faults.isEmpty
+                ? FaultyTransport(opened, faults: plan.faults, checksums: faultOptions.checksums) : nil
+            let transport: Transport = faulty ?? opened
             defer { transport.shutdown() }
             try Console.reportingErrors(rank: transport.worldSize > 1 ? transport.rank : nil) {
-                try trainParallel(configuration, layout: layout, transport: transport)
+                do {
+                    try trainParallel(configuration, layout: layout, transport: transport,
+                                      injector: plan.faults.isEmpty ? nil : FaultInjector(plan: plan, rank: transport.rank))
+                } catch {
+                    if let faulty, !faulty.recorder.lines.isEmpty {
+                        Console.err("rank \(transport.rank)'s last communication operations (flight recorder):\n"
+                            + faulty.recorder.lines.map { "  " + $0 }.joined(separator: "\n"))
+                    }
+                    throw error
+                }
             }
         }
     }
@@ -74,8 +98,10 @@ struct Train: ParsableCommand {
         return formatter.string(from: Date())
     }
 
-    private func trainParallel(_ configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport) throws {
+    private func trainParallel(_ configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, injector: FaultInjector?) throws {
         let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus())
+        trainer.injector = injector
+        trainer.replicaCheckEvery = faultOptions.checkReplicas
         trainer.bucketBytes = bucket.bytes
         trainer.checkpointing = checkpoints.policy
         trainer.stopAfter = checkpoints.stopAt
@@ -205,9 +231,12 @@ struct StepPrinter {
     func summary(_ s: TrainingSummary, saved: String?) {
         if json {
             Console.json([("final_loss", Double(s.finalLoss)), ("val_loss", Double(s.validationLoss)), ("tokens_per_s", s.tokensPerSecond),
-                          ("achieved_gflops", s.achievedFLOPs / 1e9), ("sgemm_gflops", s.gemmFLOPs / 1e9), ("mfu", s.mfu)])
+                          ("achieved_gflops", s.achievedFLOPs / 1e9), ("sgemm_gflops", s.gemmFLOPs / 1e9), ("mfu", s.mfu),
+                          ("straggler_ranks", s.stragglers.map { "\($0.rank)" }.joined(separator: ","))])
+            for straggler in s.stragglers { Console.err("straggler: \(straggler)") }
             return
         }
+        for straggler in s.stragglers { Console.out("straggler: \(straggler)") }
         Console.out(String(format: "done: final loss %.4f, validation loss %.4f, %.0f tokens/s, %.1f GFLOP/s achieved, sgemm %.1f GFLOP/s, MFU %.1f%%",
                            s.finalLoss, s.validationLoss, s.tokensPerSecond, s.achievedFLOPs / 1e9, s.gemmFLOPs / 1e9, s.mfu * 100))
         if let saved { Console.out("weights saved to \(saved) (try: fleet generate --weights \(saved))") }

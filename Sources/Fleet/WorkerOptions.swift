@@ -21,6 +21,14 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Directory for self-launched workers' logs (rank-N.log).")
     var runDir: String?
 
+    /// Launcher extras: arguments appended for the workers, environment set for them, and
+    /// whether to launch even one worker (a supervised run restarts its workers).
+    var extraArguments: [String] = []
+    var extraEnvironment: [String: String] = [:]
+    var launchAlways = false
+
+    private enum CodingKeys: String, CodingKey { case transport, ranks, endpoints, timeout, runDir }
+
     func validate() throws {
         guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
@@ -39,11 +47,12 @@ struct WorkerOptions: ParsableArguments {
     /// Either relaunches this command as `ranks` ZeroMQ workers and returns nil once they
     /// all succeed, or (in a worker, or with one rank) opens and returns this process's transport.
     func workerTransport() throws -> Transport? {
-        if !WorldSetup.isWorker && ranks > 1 {
+        if !WorldSetup.isWorker && (ranks > 1 || launchAlways) {
             // Checked here too: commands like `train` set the rank count from the layout after validate().
             if transport == .mpi { throw ValidationError("--transport mpi needs mpirun: mpirun -n \(ranks) fleet …") }
             if transport == .local { throw ValidationError("--transport local is a single-process backend for tests; use zmq for \(ranks) ranks") }
-            var launcher = LocalLauncher(ranks: ranks, arguments: Array(CommandLine.arguments.dropFirst()))
+            var launcher = LocalLauncher(ranks: ranks, arguments: Array(CommandLine.arguments.dropFirst()) + extraArguments)
+            launcher.environment.merge(extraEnvironment) { _, new in new }
             launcher.endpoints = LocalLauncher.Endpoints(rawValue: endpoints) ?? .ipc
             launcher.logDirectory = runDir
             // Ranks share the cores: one BLAS thread each unless the user says otherwise.

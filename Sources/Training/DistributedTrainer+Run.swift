@@ -19,7 +19,7 @@ extension DistributedTrainer {
         let peak = gemmFLOPs / Double(c.threads) * Double(max(coresInUse, c.threads))
         let flopsPerToken = c.model.trainingFLOPsPerToken(sequence: c.sequence)
         var losses: [Float] = []
-        var seconds = 0.0, tokens = 0
+        var seconds = 0.0, tokens = 0, computeTotal = 0.0, computeSteps = 0
         try groups.world.barrier()
         let end = min(c.steps, stopAfter ?? c.steps)
         // Asynchronous saves copy into a buffer made (and paged in) now, not during a step.
@@ -39,6 +39,8 @@ extension DistributedTrainer {
             let stall = publishing || saving ? (ContinuousClock.now - stallStart).seconds : 0
             if step > startStep || end == startStep + 1 {
                 seconds += result.seconds + stall
+                computeTotal += result.computeSeconds
+                computeSteps += 1
                 tokens += c.batch * c.sequence
             }
             var validation: Float?
@@ -61,11 +63,32 @@ extension DistributedTrainer {
             }
         }
         let validation = try validationLoss()
+        let stragglers = try findStragglers(computePerStep: computeSteps > 0 ? computeTotal / Double(computeSteps) : 0)
         guard isReporter else { return nil }
         let tokensPerSecond = seconds > 0 ? Double(tokens) / seconds : 0
         return TrainingSummary(finalLoss: losses.last ?? .nan, validationLoss: validation, tokensPerSecond: tokensPerSecond,
                                achievedFLOPs: tokensPerSecond * flopsPerToken, gemmFLOPs: peak,
-                               losses: losses)
+                               losses: losses, stragglers: stragglers)
+    }
+
+    /// Every rank's compute per step, gathered: ranks slower than 1.5× the median of their
+    /// stage's peers (same layers, same work) are stragglers.
+    func findStragglers(computePerStep: Double) throws -> [Straggler] {
+        guard transport.worldSize > 1 else { return [] }
+        var all = [Float](repeating: 0, count: transport.worldSize)
+        let mine = [Float(computePerStep)]
+        try mine.withUnsafeBufferPointer { input in try all.withUnsafeMutableBufferPointer { try groups.world.allGather(input, into: $0) } }
+        var found: [Straggler] = []
+        for stage in 0..<layout.pp {
+            let peers = (0..<transport.worldSize).filter { mesh.coordinates(of: $0).pp == stage }
+            guard peers.count > 1 else { continue }
+            // The lower median: with two peers, the faster one is the reference.
+            let median = Double(peers.map { all[$0] }.sorted()[(peers.count - 1) / 2])
+            for rank in peers where median > 0 && Double(all[rank]) > 1.5 * median {
+                found.append(Straggler(rank: rank, secondsPerStep: Double(all[rank]), peerMedian: median))
+            }
+        }
+        return found
     }
 
     /// Mean loss over the fixed validation windows, computed through the pipeline (forward only).

@@ -1,4 +1,5 @@
 import Collectives
+import FaultInjection
 import Parallelism
 import Tensor
 
@@ -36,6 +37,9 @@ extension DistributedTrainer {
         let c = configuration
         let start = ContinuousClock.now
         var compute: Duration = .zero
+        // Fault injection: the decorator and the injector act on this step (counted from 1).
+        (transport as? FaultyTransport)?.step = step + 1
+        injector?.reach(step: step + 1, phase: .forward)
         let rows = samplesPerMicrobatch * c.sequence, globalRows = c.batch * c.sequence
         while microActivations.count < layout.microbatches {
             microActivations.append(model.makeActivations(batch: samplesPerMicrobatch, sequence: c.sequence))
@@ -106,8 +110,11 @@ extension DistributedTrainer {
                         }
                     }
                 }
+                // A straggler's compute is slower: the injected delay counts as compute.
+                injector?.slowdown(step: step + 1, phase: .forward, seconds: (ContinuousClock.now - began).seconds)
                 compute += ContinuousClock.now - began
             case .backward(let i):
+                injector?.reach(step: step + 1, phase: .backward)
                 let began = ContinuousClock.now
                 // The step's last backward finalises the gradients: buckets start as layers finish.
                 let overlap: ((Int) throws -> Void)? = position == lastBackward ? buckets.map { b in { try b.finalized(from: $0) } } : nil
@@ -118,6 +125,7 @@ extension DistributedTrainer {
                                        finalized: overlap)
                 }
                 orderedGradients?.add(node: samples(microbatch: i), from: model)
+                injector?.slowdown(step: step + 1, phase: .backward, seconds: (ContinuousClock.now - began).seconds)
                 compute += ContinuousClock.now - began
             case let .sendActivation(i, to):
                 let a = microActivations[i]
@@ -136,6 +144,15 @@ extension DistributedTrainer {
             }
         }
         try transport.wait(sends, operation: "pipeline sends of step \(step)")
+        if let injector {
+            let mine = ranges(stage: stage, shard: coordinates.tp, counted: false)
+            if orderedGradients != nil {
+                // Deterministic mode keeps the step's gradient in its accumulator until the sync.
+                orderedGradients?.corrupt(step: step + 1, injector: injector)
+            } else {
+                injector.corruptNumbers(step: step + 1, parameters: false, buffer: model.gradients.pointer, ranges: mine)
+            }
+        }
         traffic.tensorAllReduces = model.shard.allReduces - tensorBefore.0
         traffic.tensorFloats = model.shard.reducedFloats - tensorBefore.1
         let tensorTime = model.shard.reduceTime - tensorBefore.2
@@ -155,6 +172,8 @@ extension DistributedTrainer {
             }
             exposedData = ContinuousClock.now - dataStart
             norm = try deterministic ? orderedGradientNorm() : globalGradientNorm()
+            try checkFinite(norm, step: step)
+            injector?.reach(step: step + 1, phase: .optimizer)
             if c.gradientClip > 0 && norm > c.gradientClip {
                 let scale = c.gradientClip / (norm + 1e-6)
                 for range in stage.owned { for i in range { model.gradients.pointer[i] *= scale } }
@@ -170,6 +189,10 @@ extension DistributedTrainer {
                                  count: range.count, learningRate: rate, decay: entry.decay)
             }
         }
+        if sharded { try checkFinite(norm, step: step) }
+        injector?.corruptNumbers(step: step + 1, parameters: true, buffer: model.parameters.pointer,
+                                 ranges: ranges(stage: stage, shard: coordinates.tp, counted: false))
+        if replicaCheckEvery > 0 && (step + 1) % replicaCheckEvery == 0 { try checkReplicas(step: step) }
         var loss = [stage.isLast ? lossSum : 0]
         if deterministic { loss[0] = try orderedLoss(sampleLosses) } else if stage.isLast { try groups.dp.allReduce(&loss) }
         let elapsed = (ContinuousClock.now - start).seconds

@@ -1,4 +1,5 @@
 import Collectives
+import FaultInjection
 import Parallelism
 import Tensor
 import Workload
@@ -43,6 +44,10 @@ public final class DistributedTrainer {
     var snapshot: FloatBuffer?
     /// Directory and step of the newest checkpoint this run saved or resumed from.
     var lastCheckpoint: (directory: String, step: Int)?
+    /// Process, numeric and storage faults to act out (fault-injection runs).
+    public var injector: FaultInjector?
+    /// Compare the data-parallel replicas' parameters every this many steps (0: never).
+    public var replicaCheckEvery = 0
     /// Stop after this step (of `configuration.steps`), as an interrupted run would.
     public var stopAfter: Int?
     /// The first step `run` trains (after `restore`, the checkpoint's step).

@@ -1,3 +1,4 @@
+import FaultInjection
 import Parallelism
 import Tensor
 
@@ -57,6 +58,12 @@ final class OrderedGradients {
         }
         spare.append(buffer)
         return buffer
+    }
+
+    /// Fault injection: corrupts the gradient being accumulated (whichever node holds it).
+    func corrupt(step: Int, injector: FaultInjector) {
+        guard let buffer = nodes.values.first else { return }
+        injector.corruptNumbers(step: step, parameters: false, buffer: buffer.pointer, ranges: [0..<count])
     }
 
     /// Writes a packed buffer back into the model's gradients.

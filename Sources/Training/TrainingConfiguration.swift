@@ -78,4 +78,17 @@ public struct TrainingSummary: Sendable {
     public let gemmFLOPs: Double
     public var mfu: Double { gemmFLOPs > 0 ? achievedFLOPs / gemmFLOPs : 0 }
     public let losses: [Float]
+    /// Ranks whose compute per step exceeds 1.5× the median of their pipeline stage's peers.
+    public var stragglers: [Straggler] = []
+}
+
+/// A rank slower than the peers doing the same work.
+public struct Straggler: Sendable, CustomStringConvertible {
+    public let rank: Int
+    public let secondsPerStep: Double
+    public let peerMedian: Double
+    public var slowdown: Double { secondsPerStep / peerMedian }
+    public var description: String {
+        String(format: "rank %d computes %.2f× its peers' median (%.1f ms vs %.1f ms per step)", rank, slowdown, secondsPerStep * 1000, peerMedian * 1000)
+    }
 }

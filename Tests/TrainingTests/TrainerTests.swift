@@ -1,6 +1,7 @@
 import Foundation
 import Tensor
 import Training
+import Collectives
 import Workload
 import XCTest
 

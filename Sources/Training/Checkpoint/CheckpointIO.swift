@@ -1,3 +1,4 @@
+import Collectives
 import Foundation
 
 /// Durable file writes for checkpoints: a temporary name, write, fsync, rename, then fsync

@@ -1,0 +1,52 @@
+import Collectives
+import Foundation
+
+/// A fault the trainer detected in its own numbers.
+public enum TrainingFault: Error, CustomStringConvertible {
+    case nonFinite(step: Int, norm: Float, tensor: String?, rank: Int)
+    case replicasDiverged(step: Int, ranks: [Int])
+
+    public var description: String {
+        switch self {
+        case let .nonFinite(step, norm, tensor, rank):
+            return "step \(step): the gradient is not finite (global norm \(norm))"
+                + (tensor.map { "; the first non-finite value on rank \(rank) is in \($0)" } ?? "")
+                + "; resume from the last checkpoint (--max-restarts does it automatically) or lower --lr"
+        case let .replicasDiverged(step, ranks):
+            return "step \(step): data-parallel replicas hold different parameters (world ranks \(ranks.map(String.init).joined(separator: ", ")) "
+                + "disagree with their group's first replica): silent corruption; resume from the last checkpoint (--max-restarts does it automatically)"
+        }
+    }
+}
+
+extension DistributedTrainer {
+    /// Compares a CRC32C of the parameters this rank updates across its data-parallel group:
+    /// replicas must hold identical bits, so any difference is silent corruption.
+    func checkReplicas(step: Int) throws {
+        guard layout.dp > 1 else { return }
+        var crc: UInt32 = 0
+        for range in ranges(stage: stage, shard: coordinates.tp, counted: false) {
+            crc = CRC32C.checksum(UnsafeRawBufferPointer(start: model.parameters.pointer + range.lowerBound, count: range.count * 4), continuing: crc)
+        }
+        // Two 16-bit halves per rank: exact in Float.
+        let mine: [Float] = [Float(crc & 0xFFFF), Float(crc >> 16)]
+        var all = [Float](repeating: 0, count: 2 * layout.dp)
+        try mine.withUnsafeBufferPointer { input in try all.withUnsafeMutableBufferPointer { try groups.dp.allGather(input, into: $0) } }
+        let differing = (1..<layout.dp).filter { all[2 * $0] != all[0] || all[2 * $0 + 1] != all[1] }
+        guard differing.isEmpty else { throw TrainingFault.replicasDiverged(step: step + 1, ranks: try differing.map { try groups.dp.worldRank($0) }) }
+    }
+
+    /// Fails the step when the global gradient norm is NaN or infinite (every rank sees the
+    /// same norm, so every rank stops together), naming the first bad tensor it holds.
+    func checkFinite(_ norm: Float, step: Int) throws {
+        guard !norm.isFinite else { return }
+        var tensor: String?
+        search: for range in ranges(stage: stage, shard: coordinates.tp, counted: false) {
+            for i in range where !model.gradients.pointer[i].isFinite || abs(model.gradients.pointer[i]) > 1e30 {
+                tensor = model.layout.entry(containing: i).name
+                break search
+            }
+        }
+        throw TrainingFault.nonFinite(step: step + 1, norm: norm, tensor: tensor, rank: transport.rank)
+    }
+}
