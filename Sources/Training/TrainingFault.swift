@@ -13,8 +13,8 @@ public enum TrainingFault: Error, CustomStringConvertible {
                 + (tensor.map { "; the first non-finite value on rank \(rank) is in \($0)" } ?? "")
                 + "; resume from the last checkpoint (--max-restarts does it automatically) or lower --lr"
         case let .replicasDiverged(step, ranks):
-            return "step \(step): data-parallel replicas hold different parameters (world ranks \(ranks.map(String.init).joined(separator: ", ")) "
-                + "disagree with their group's first replica): silent corruption; resume from the last checkpoint (--max-restarts does it automatically)"
+            return "step \(step): data-parallel replicas hold different parameters (suspect world ranks \(ranks.map(String.init).joined(separator: ", ")): "
+                + "their parameters differ from the majority, or there is no majority): silent corruption; resume from the last checkpoint (--max-restarts does it automatically)"
         }
     }
 }
@@ -32,8 +32,14 @@ extension DistributedTrainer {
         let mine: [Float] = [Float(crc & 0xFFFF), Float(crc >> 16)]
         var all = [Float](repeating: 0, count: 2 * layout.dp)
         try mine.withUnsafeBufferPointer { input in try all.withUnsafeMutableBufferPointer { try groups.dp.allGather(input, into: $0) } }
-        let differing = (1..<layout.dp).filter { all[2 * $0] != all[0] || all[2 * $0 + 1] != all[1] }
-        guard differing.isEmpty else { throw TrainingFault.replicasDiverged(step: step + 1, ranks: try differing.map { try groups.dp.worldRank($0) }) }
+        let hashes = (0..<layout.dp).map { UInt64(all[2 * $0]) | UInt64(all[2 * $0 + 1]) << 16 }
+        guard Set(hashes).count > 1 else { return }
+        // The majority is presumed right; without one (two replicas), every replica is suspect.
+        let counts = Dictionary(hashes.map { ($0, 1) }, uniquingKeysWith: +)
+        let best = counts.values.max()!
+        let majority = counts.filter { $0.value == best }.count == 1 ? counts.first { $0.value == best }!.key : nil
+        let suspects = (0..<layout.dp).filter { majority == nil || hashes[$0] != majority }
+        throw TrainingFault.replicasDiverged(step: step + 1, ranks: try suspects.map { try groups.dp.worldRank($0) })
     }
 
     /// Fails the step when the global gradient norm is NaN or infinite (every rank sees the

@@ -1,0 +1,112 @@
+import Foundation
+import XCTest
+
+/// Every fault kind on a real 4-process run (dp2·pp2, deterministic): it is detected with
+/// the right rank or tensor named, the supervised run restarts from the newest valid
+/// checkpoint, and the final weights are bitwise those of the fault-free run.
+final class FaultToleranceTests: FleetProcessTestCase {
+    static let base = ["train", "gpt-tiny", "--deterministic", "--steps", "20", "--seq", "64", "--dp", "2", "--pp", "2",
+                       "--eval-batches", "1", "--log-every", "100"]
+    let directory = NSTemporaryDirectory() + "fleet-faults-\(getpid())"
+
+    override func setUp() {
+        super.setUp()
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: directory)
+        super.tearDown()
+    }
+
+    private func reference() throws -> String {
+        let path = directory + "/reference"
+        let outcome = try FleetProcess.fleet(Self.base + ["--run-dir", path])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        return path
+    }
+
+    /// The run's final weights equal the reference's, and its checkpoints all verify.
+    private func assertRecovered(_ run: String, reference: String, _ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let diff = try FleetProcess.fleet(["diff", reference, run + "/run"])
+        XCTAssertEqual(diff.status, 0, "\(name): \(diff.output)", file: file, line: line)
+        XCTAssertTrue(diff.stdout.contains("final weights: bitwise identical"), "\(name): \(diff.output)", file: file, line: line)
+        let verify = try FleetProcess.fleet(["checkpoint", "verify", run + "/ck"])
+        XCTAssertEqual(verify.status, 0, "\(name): no valid checkpoint may be damaged: \(verify.output)", file: file, line: line)
+    }
+
+    func testEveryFaultKindIsDetectedAndRecoveredBitwise() throws {
+        let reference = try reference()
+        let cases: [(spec: String, detected: String)] = [
+            ("crash:rank=1,step=12", "rank 1 was killed by signal 9"),
+            ("crash:rank=2,step=12,phase=backward,signal=exit", "rank 2 exited with code 3"),
+            ("hang:rank=3,step=12", "rank 3 did not answer within 3.0 s"),
+            ("nan:rank=1,step=12", "the first non-finite value on rank 1 is in "),
+            ("bitflip:rank=3,step=12", "the gradient is not finite (global norm inf)"),
+            // Caught by the replica comparison before it reaches a gradient; two replicas have no majority, so both are suspects.
+            ("bitflip:rank=0,step=12,target=parameter", "data-parallel replicas hold different parameters (suspect world ranks 0, 1"),
+            ("bitflip:rank=1,step=12,target=parameter,bit=3", "data-parallel replicas hold different parameters (suspect world ranks 0, 1"),
+            ("drop:rank=2,step=12", "rank 2 did not answer within 3.0 s"),
+            ("corrupt:rank=0,step=12", "message from rank 0 (tag"),
+            ("checkpoint:rank=1,step=10,mode=full", "no space left on device (injected"),
+            ("checkpoint:rank=0,step=10,mode=torn", "step-00000010 is incomplete"),
+        ]
+        for (index, (spec, detected)) in cases.enumerated() {
+            let run = directory + "/case\(index)"
+            let outcome = try FleetProcess.fleet(Self.base + ["--checkpoint-dir", run + "/ck", "--checkpoint-every", "5", "--max-restarts", "2",
+                                                              "--timeout", "3", "--checksums", "--check-replicas", "1",
+                                                              "--inject", spec, "--run-dir", run + "/run"])
+            XCTAssertEqual(outcome.status, 0, "\(spec): \(outcome.output)")
+            XCTAssertTrue(outcome.output.contains(detected), "\(spec) must be detected as '\(detected)': \(outcome.output)")
+            XCTAssertTrue(outcome.stderr.contains("fault report: 1 failure(s), recovered"), "\(spec): \(outcome.output)")
+            try assertRecovered(run, reference: reference, spec)
+        }
+    }
+
+    func testStragglersAreNamedAndDelaysChangeNothing() throws {
+        let reference = try reference()
+        let slow = try FleetProcess.fleet(Self.base + ["--inject", "slow:rank=2,factor=4,steps=2-20", "--run-dir", directory + "/slow/run"])
+        XCTAssertEqual(slow.status, 0, slow.output)
+        XCTAssertTrue(slow.stdout.contains("straggler: rank 2 computes"), slow.output)
+        XCTAssertFalse(slow.stdout.contains("straggler: rank 0"), slow.output)
+        let delayed = try FleetProcess.fleet(Self.base + ["--inject", "delay:rank=1,ms=20,steps=5-8", "--run-dir", directory + "/delay/run"])
+        XCTAssertEqual(delayed.status, 0, delayed.output)
+        let diff = try FleetProcess.fleet(["diff", reference, directory + "/delay/run"])
+        XCTAssertEqual(diff.status, 0, diff.output)
+    }
+
+    func testWithoutRestartsAFaultIsAClearErrorAndSilentCorruptionIsCaughtOnlyWhenChecked() throws {
+        let reference = try reference()
+        let crash = try FleetProcess.fleet(Self.base + ["--inject", "crash:rank=1,step=5"])
+        XCTAssertNotEqual(crash.status, 0)
+        XCTAssertTrue(crash.stderr.contains("rank 1 was killed by signal 9"), crash.output)
+        // A low-bit flip in one replica's parameters goes unnoticed…
+        let silent = directory + "/silent"
+        let unnoticed = try FleetProcess.fleet(Self.base + ["--inject", "bitflip:rank=1,step=8,target=parameter,bit=2", "--run-dir", silent + "/run"])
+        XCTAssertEqual(unnoticed.status, 0, unnoticed.output)
+        XCTAssertEqual(try FleetProcess.fleet(["diff", reference, silent + "/run"]).status, 1, "the oracle sees what training did not")
+        // …unless the replicas are compared.
+        let checked = try FleetProcess.fleet(Self.base + ["--check-replicas", "1", "--inject", "bitflip:rank=1,step=8,target=parameter,bit=2"])
+        XCTAssertEqual(checked.status, 1)
+        XCTAssertTrue(checked.stderr.contains("step 8: data-parallel replicas hold different parameters"), checked.output)
+        let bad = try FleetProcess.fleet(Self.base + ["--inject", "crash:rank=7,step=5"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("rank 7 does not exist in a world of 4 ranks"), bad.output)
+        let needsDir = try FleetProcess.fleet(Self.base + ["--max-restarts", "2"])
+        XCTAssertTrue(needsDir.stderr.contains("--max-restarts needs --checkpoint-dir"), needsDir.output)
+    }
+
+    func testSuperviseRestartsAnMPIJobAndPlansComeFromYAML() throws {
+        let reference = try reference()
+        let plan = directory + "/plan.yaml"
+        try "- {kind: crash, rank: 3, step: 13}\n".write(toFile: plan, atomically: true, encoding: .utf8)
+        let run = directory + "/mpi"
+        let outcome = try FleetProcess.run(FleetProcess.binary, ["supervise", "--max-restarts", "2", "--", "/usr/bin/mpirun", "-n", "4", FleetProcess.binary]
+                                            + Self.base + ["--checkpoint-dir", run + "/ck", "--checkpoint-every", "5", "--faults", plan, "--run-dir", run + "/run"],
+                                           environment: FleetProcess.mpiEnvironment, timeout: 180)
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        XCTAssertTrue(outcome.stderr.contains("fault report: 1 failure(s), recovered"), outcome.output)
+        XCTAssertTrue(outcome.output.contains("resumed from \(run)/ck/step-00000010"), outcome.output)
+        try assertRecovered(run, reference: reference, "supervised MPI job")
+    }
+}
