@@ -1,6 +1,7 @@
 import ArgumentParser
 import Collectives
 import Foundation
+import Training
 
 /// Restarts failed runs from their newest valid checkpoint and reports every restart:
 /// around self-launched workers (`fleet train --max-restarts N`) and around any command
@@ -10,11 +11,50 @@ struct RestartLog {
         let attempt: Int
         let failure: String
         let lastStep: Int?
+        let resumeStep: Int?
         let detectedAfter: Double
+        /// From the last completed step (its log line) to the supervisor seeing the failure.
+        let sinceLastStep: Double?
+        var stepsLost: Int? { lastStep.map { $0 - (resumeStep ?? 0) } }
     }
 
     var restarts: [Restart] = []
     let started = Date()
+    /// Where the run checkpoints: a restart resumes from its newest complete checkpoint.
+    var checkpointDirectory: String?
+    var steps = 0
+
+    /// The step of the newest complete checkpoint (the one a restart resumes from).
+    static func newestCheckpoint(_ directory: String?) -> Int? {
+        guard let directory else { return nil }
+        return CheckpointStore(directory: directory).candidates().first {
+            FileManager.default.fileExists(atPath: $0.path + "/" + CheckpointFormat.manifestName)
+        }?.step
+    }
+
+    /// Seconds since any rank last logged a completed step.
+    static func sinceLastStep(runDir: String?) -> Double? {
+        guard let runDir, let files = try? FileManager.default.contentsOfDirectory(atPath: runDir) else { return nil }
+        let dates = files.filter { $0.hasSuffix(".steps.jsonl") }.compactMap {
+            (try? FileManager.default.attributesOfItem(atPath: runDir + "/" + $0))?[.modificationDate] as? Date
+        }
+        return dates.max().map { Date().timeIntervalSince($0) }
+    }
+
+    /// The median step time (s) of the newest attempt's reporting logs.
+    static func medianStep(runDir: String?) -> Double? {
+        guard let runDir, let files = try? FileManager.default.contentsOfDirectory(atPath: runDir) else { return nil }
+        var times: [Double] = []
+        for file in files where file.hasSuffix(".steps.jsonl") {
+            guard let text = try? String(contentsOfFile: runDir + "/" + file, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n") {
+                if let range = line.range(of: "\"step_ms\":"), let ms = Double(line[range.upperBound...].prefix { "0123456789.e-+".contains($0) }) {
+                    times.append(ms / 1000)
+                }
+            }
+        }
+        return times.isEmpty ? nil : times.sorted()[times.count / 2]
+    }
 
     /// The newest step any rank logged in `runDir` (rank-N.steps.jsonl), before it is overwritten.
     static func lastStep(runDir: String?) -> Int? {
@@ -35,15 +75,16 @@ struct RestartLog {
             let began = Date()
             do {
                 try attempt(k)
-                report(finished: true)
+                report(finished: true, runDir: runDir)
                 return
             } catch let error where !(error is ExitCode && (error as! ExitCode) == .success) {
                 if case LocalLauncher.LaunchError.interrupted = error { throw error }
                 let restart = Restart(attempt: k + 1, failure: "\(error)", lastStep: Self.lastStep(runDir: runDir),
-                                      detectedAfter: Date().timeIntervalSince(began))
+                                      resumeStep: Self.newestCheckpoint(checkpointDirectory), detectedAfter: Date().timeIntervalSince(began),
+                                      sinceLastStep: Self.sinceLastStep(runDir: runDir))
                 restarts.append(restart)
                 guard k < maxRestarts else {
-                    report(finished: false)
+                    report(finished: false, runDir: runDir)
                     throw FleetError("gave up after \(maxRestarts) restart(s); last failure: \(error)")
                 }
                 k += 1
@@ -52,15 +93,25 @@ struct RestartLog {
         }
     }
 
-    func report(finished: Bool) {
+    func report(finished: Bool, runDir: String?) {
         guard !restarts.isEmpty else { return }
+        let wall = Date().timeIntervalSince(started)
         var lines = ["fault report: \(restarts.count) failure(s), \(finished ? "recovered" : "not recovered")"]
         for r in restarts {
-            lines.append("  attempt \(r.attempt): \(r.failure)" + (r.lastStep.map { "; last step logged \($0)" } ?? "")
-                + String(format: "; it ran %.1f s", r.detectedAfter))
+            var line = "  attempt \(r.attempt): \(r.failure)"
+            if let last = r.lastStep { line += "; last step logged \(last)" }
+            if let since = r.sinceLastStep { line += String(format: "; detected %.2f s after it", since) }
+            if let lost = r.stepsLost { line += "; resumed from step \(r.resumeStep ?? 0), \(lost) step(s) recomputed" }
+            lines.append(line + String(format: "; the attempt ran %.1f s", r.detectedAfter))
         }
-        lines.append(String(format: "  wall time %.1f s (each restart resumed from the newest valid checkpoint; steps after it were recomputed)",
-                            Date().timeIntervalSince(started)))
+        let lost = restarts.compactMap(\.stepsLost).reduce(0, +)
+        if finished, steps > 0, let median = Self.medianStep(runDir: runDir) {
+            // Goodput: the time the steps need (at the run's median step time) over the wall time spent.
+            lines.append(String(format: "  %d step(s) recomputed; wall time %.1f s; goodput %.2f (useful step time %.1f s = %d steps × %.1f ms median)",
+                                lost, wall, Double(steps) * median / wall, Double(steps) * median, steps, median * 1000))
+        } else {
+            lines.append(String(format: "  %d step(s) recomputed; wall time %.1f s", lost, wall))
+        }
         Console.err(lines.joined(separator: "\n"))
     }
 }
@@ -70,6 +121,8 @@ extension Train {
     /// after a failure relaunches them all with --resume; faults act in the first attempt only.
     func superviseWorkers(_ base: WorkerOptions, steps: Int) throws {
         var log = RestartLog()
+        log.checkpointDirectory = checkpoints.checkpointDir
+        log.steps = steps
         try log.run(maxRestarts: faultOptions.maxRestarts, runDir: base.runDir) { attempt in
             var workers = base
             workers.launchAlways = true

@@ -109,4 +109,12 @@ final class FaultToleranceTests: FleetProcessTestCase {
         XCTAssertTrue(outcome.output.contains("resumed from \(run)/ck/step-00000010"), outcome.output)
         try assertRecovered(run, reference: reference, "supervised MPI job")
     }
+
+    func testChaosCampaignRecoversEveryRunBitwise() throws {
+        let outcome = try FleetProcess.fleet(["chaos", "gpt-tiny", "--dp", "2", "--pp", "2", "--runs", "5", "--seed", "3",
+                                              "--steps", "12", "--dir", directory + "/chaos"], timeout: 240)
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        XCTAssertTrue(outcome.stdout.contains("every run recovered bitwise and no checkpoint was damaged"), outcome.output)
+        XCTAssertEqual(outcome.stdout.split(separator: "\n").filter { $0.contains(" yes ") }.count, 5, outcome.output)
+    }
 }
