@@ -10,6 +10,8 @@ public enum TransportError: Error, Equatable, CustomStringConvertible {
     case sizeMismatch(operation: String, receiver: Int, expectedBytes: Int, sender: Int, sentBytes: Int?)
     /// A message's CRC32C did not match the one its sender computed (corruption in transit).
     case corruptMessage(from: Int, tag: Int32, bytes: Int, expected: UInt32, found: UInt32)
+    /// A message arrived out of its sender's order (a duplicate, or one lost before it).
+    case messageOutOfOrder(from: Int, tag: Int32, expected: UInt32, found: UInt32)
     case invalidRank(Int, worldSize: Int)
     case invalidGroup(String)
     case rendezvousFailed(String)
@@ -30,6 +32,9 @@ public enum TransportError: Error, Equatable, CustomStringConvertible {
         case let .corruptMessage(from, tag, bytes, expected, found):
             return "a \(bytes)-byte message from rank \(from) (tag \(tag)) arrived corrupted: CRC32C expected "
                 + String(format: "%08x, found %08x", expected, found) + "; check that link or host (fleet retries from the last checkpoint with --max-restarts)"
+        case let .messageOutOfOrder(from, tag, expected, found):
+            return "a message from rank \(from) (tag \(tag)) arrived out of order: sequence number \(found), expected \(expected) "
+                + "(a duplicate, or a message lost before it); fleet retries from the last checkpoint with --max-restarts"
         case let .invalidRank(rank, worldSize):
             return "rank \(rank) is outside this world of \(worldSize) ranks"
         case let .invalidGroup(reason):

@@ -13,6 +13,8 @@ public struct Fault: Sendable, Hashable, CustomStringConvertible {
         case drop
         /// The first message this rank sends in the step arrives with one bit flipped.
         case corrupt
+        /// The first message this rank sends in the step is delivered twice.
+        case duplicate
         /// One bit of the exponent of a gradient (or `target=parameter`) element flips.
         case bitflip
         /// A gradient element becomes NaN.

@@ -4,9 +4,10 @@ import Foundation
 /// A `Transport` decorator around any backend: it injects the plan's message faults
 /// (delay, drop, corrupt) on this rank's sends, keeps a flight recorder of the last
 /// operations so a failure report can say what this rank was doing and who it waited for,
-/// and with `checksums` follows every message with its CRC32C, which the receiver checks
-/// (every rank must use the same setting: the checksum is a second message on the same tag,
-/// and messages between two ranks on one tag keep their order).
+/// and with `checksums` follows every message with its CRC32C and a sequence number per
+/// (peer, tag), which the receiver checks (every rank must use the same setting: the check
+/// is a second message on the same tag, and messages between two ranks on one tag keep
+/// their order), so corrupted, duplicated and out-of-order messages are caught.
 public final class FaultyTransport: Transport {
     public let inner: Transport
     public let faults: [Fault]
@@ -17,6 +18,10 @@ public final class FaultyTransport: Transport {
     public private(set) var fired: [(fault: Fault, step: Int)] = []
     private var corruptedCopies: [UnsafeMutableRawBufferPointer] = []
     private var actedThisStep: Set<Int> = []
+    /// Messages sent to and posted from each (peer, tag), for the sequence check.
+    private var sentCount: [Int64: UInt32] = [:]
+    private var postedCount: [Int64: UInt32] = [:]
+    private func channel(_ peer: Int, _ tag: Int32) -> Int64 { Int64(peer) << 32 | Int64(UInt32(bitPattern: tag)) }
     private var lastStep = 0
 
     public let checksums: Bool
@@ -25,12 +30,14 @@ public final class FaultyTransport: Transport {
     private final class Pair {
         let data: Request
         var checksum: Request?
+        /// CRC32C then the sequence number, 4 bytes each.
         let crc: UnsafeMutableRawBufferPointer
         var received: UnsafeMutableRawBufferPointer?
+        var expectedSequence: UInt32 = 0
 
         init(data: Request) {
             self.data = data
-            crc = .allocate(byteCount: 4, alignment: 4)
+            crc = .allocate(byteCount: 8, alignment: 4)
         }
 
         deinit { crc.deallocate() }
@@ -39,7 +46,7 @@ public final class FaultyTransport: Transport {
     public init(_ inner: Transport, faults: [Fault], checksums: Bool = false, recorder: FlightRecorder = FlightRecorder()) {
         self.inner = inner
         self.checksums = checksums
-        self.faults = faults.filter { $0.rank == inner.rank && [.delay, .drop, .corrupt].contains($0.kind) }
+        self.faults = faults.filter { $0.rank == inner.rank && [.delay, .drop, .corrupt, .duplicate].contains($0.kind) }
         self.recorder = recorder
     }
 
@@ -85,13 +92,45 @@ public final class FaultyTransport: Transport {
             recorder.record("(injected) flipped a bit of that message")
             return try send(UnsafeRawBufferPointer(copy), checksumOf: data, to: peer, tag: tag)
         }
+        if let (index, fault) = acting(.duplicate), !actedThisStep.contains(index) {
+            actedThisStep.insert(index)
+            fired.append((fault, step))
+            recorder.record("(injected) sent that message twice")
+            let first = try send(data, checksumOf: data, to: peer, tag: tag)
+            // The copy outlives the caller's buffer, which may change once `first` completes.
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(data.count, 1), alignment: 64)
+            if data.count > 0 { copy.copyMemory(from: data) }
+            corruptedCopies.append(copy)
+            let again = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(copy)[0..<data.count])
+            duplicates.append(try send(again, checksumOf: again, to: peer, tag: tag, sequence: .some(nil)))
+            return first
+        }
         return try send(data, checksumOf: data, to: peer, tag: tag)
     }
 
-    private func send(_ payload: UnsafeRawBufferPointer, checksumOf original: UnsafeRawBufferPointer, to peer: Int, tag: Int32) throws -> Request {
+    /// Sends of injected duplicates: completed in the background as the transport progresses.
+    private var duplicates: [Request] = []
+
+    private func nextSequence(_ peer: Int, _ tag: Int32) -> UInt32 {
+        let key = channel(peer, tag), value = sentCount[key, default: 0]
+        sentCount[key] = value &+ 1
+        return value
+    }
+
+    /// Sends `payload` (and, with checksums, the CRC32C of `original` with the sequence
+    /// number; `sequence: nil` repeats the previous one, as a duplicate would).
+    private func send(_ payload: UnsafeRawBufferPointer, checksumOf original: UnsafeRawBufferPointer, to peer: Int, tag: Int32,
+                      sequence: UInt32?? = .none) throws -> Request {
         let pair = Pair(data: try inner.isend(payload, to: peer, tag: tag))
         if checksums {
+            let number: UInt32
+            switch sequence {
+            case .none: number = nextSequence(peer, tag)
+            case .some(.some(let given)): number = given
+            case .some(.none): number = sentCount[channel(peer, tag), default: 1] &- 1
+            }
             pair.crc.storeBytes(of: CRC32C.checksum(original), as: UInt32.self)
+            pair.crc.storeBytes(of: number, toByteOffset: 4, as: UInt32.self)
             pair.checksum = try inner.isend(UnsafeRawBufferPointer(pair.crc), to: peer, tag: tag)
         }
         return wrap(pair)
@@ -102,6 +141,9 @@ public final class FaultyTransport: Transport {
         let pair = Pair(data: try inner.irecv(into: buffer, from: peer, tag: tag))
         if checksums {
             pair.received = buffer
+            let key = channel(peer, tag)
+            pair.expectedSequence = postedCount[key, default: 0]
+            postedCount[key] = pair.expectedSequence &+ 1
             pair.checksum = try inner.irecv(into: pair.crc, from: peer, tag: tag)
         }
         return wrap(pair)
@@ -125,6 +167,11 @@ public final class FaultyTransport: Transport {
                     recorder.record("message from rank \(request.peer), tag \(request.tag) failed its checksum")
                     throw TransportError.corruptMessage(from: request.peer, tag: request.tag, bytes: received.count, expected: expected, found: found)
                 }
+                let sequence = pair.crc.load(fromByteOffset: 4, as: UInt32.self)
+                if sequence != pair.expectedSequence {
+                    recorder.record("message from rank \(request.peer), tag \(request.tag) arrived out of order")
+                    throw TransportError.messageOutOfOrder(from: request.peer, tag: request.tag, expected: pair.expectedSequence, found: sequence)
+                }
             }
         }
         request.markComplete()
@@ -132,7 +179,10 @@ public final class FaultyTransport: Transport {
         return true
     }
 
-    public func progress(maxWait: Duration) throws { try inner.progress(maxWait: maxWait) }
+    public func progress(maxWait: Duration) throws {
+        try inner.progress(maxWait: maxWait)
+        duplicates = try duplicates.filter { try !test($0) }
+    }
 
     public func shutdown() { inner.shutdown() }
 }

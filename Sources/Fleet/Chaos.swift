@@ -29,7 +29,7 @@ struct Chaos: ParsableCommand {
     var steps: Int = 20
 
     @Option(help: "Fault kinds to draw from, comma-separated.")
-    var kinds: String = "crash,hang,nan,bitflip,drop,corrupt,checkpoint,slow,delay"
+    var kinds: String = "crash,hang,nan,bitflip,drop,corrupt,duplicate,checkpoint,slow,delay"
 
     @Option(help: "Directory for the runs (kept for inspection).")
     var dir: String?
@@ -105,6 +105,7 @@ struct Chaos: ParsableCommand {
     static func cause(_ text: String) -> String {
         let causes: [(String, String)] = [("was killed by signal", "process died"), ("exited with code 3", "process exited"),
                                          ("did not answer within", "deadline (silent rank)"), ("arrived corrupted", "message checksum"),
+                                         ("arrived out of order", "message sequence number"),
                                          ("not finite", "non-finite gradient"), ("replicas hold different", "replica divergence"),
                                          ("no space left", "checkpoint write failed"), ("is incomplete", "torn checkpoint")]
         let found = causes.compactMap { key, name in text.range(of: key).map { ($0.lowerBound, name) } }

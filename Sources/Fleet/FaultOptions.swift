@@ -6,7 +6,7 @@ import Yams
 /// `fleet train`'s fault-injection and recovery flags.
 struct FaultOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Inject a fault (repeatable): crash:rank=1,step=30  hang:rank=0,step=5  slow:rank=2,factor=3,steps=10-20  "
-        + "delay:rank=1,ms=50,steps=3-4  drop:rank=1,step=5  corrupt:rank=1,step=5  nan:rank=0,step=7  bitflip:rank=0,step=7,target=parameter  "
+        + "delay:rank=1,ms=50,steps=3-4  drop:rank=1,step=5  corrupt:rank=1,step=5  duplicate:rank=1,step=5  nan:rank=0,step=7  bitflip:rank=0,step=7,target=parameter  "
         + "checkpoint:rank=0,step=20,mode=full|torn", valueName: "kind:key=value,…"))
     var inject: [String] = []
 
@@ -19,7 +19,7 @@ struct FaultOptions: ParsableArguments {
     @Option(help: "Seed of --fault-rate.")
     var faultSeed: UInt64 = 1
 
-    @Flag(help: "Follow every message with its CRC32C and check it on arrival (catches corruption in transit).")
+    @Flag(help: "Follow every message with its CRC32C and a sequence number, checked on arrival (catches corrupted, duplicated and reordered messages).")
     var checksums = false
 
     @Option(help: "Compare the data-parallel replicas' parameters (CRC32C) every N steps, catching silent divergence (0: never).")

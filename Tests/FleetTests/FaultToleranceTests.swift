@@ -48,6 +48,7 @@ final class FaultToleranceTests: FleetProcessTestCase {
             ("bitflip:rank=1,step=12,target=parameter,bit=3", "data-parallel replicas hold different parameters (suspect world ranks 0, 1"),
             ("drop:rank=2,step=12", "rank 2 did not answer within 3.0 s"),
             ("corrupt:rank=0,step=12", "message from rank 0 (tag"),
+            ("duplicate:rank=0,step=12", "arrived out of order: sequence number"),
             ("checkpoint:rank=1,step=10,mode=full", "no space left on device (injected"),
             ("checkpoint:rank=0,step=10,mode=torn", "step-00000010 is incomplete"),
         ]
