@@ -58,6 +58,8 @@ public struct Scenario: Sendable {
     public var checkpointEvery = 0
     public var checkpointAsync = false
     public var fidelity = "analytical"
+    /// Failures over days (`reliability:`), when the scenario asks for them.
+    public var reliability: ReliabilitySettings?
 
     public init(name: String, device: Device, nodes: Int, gpusPerNode: Int, topology: Fabric.Topology, scaleUp: Link, scaleOut: Link,
                 model: ModelSpec, batch: Int, sequence: Int, layout: ParallelLayout) {

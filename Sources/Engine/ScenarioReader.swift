@@ -27,7 +27,7 @@ public struct ScenarioReader {
         self.text = text
     }
 
-    static let sections = ["name", "seed", "cluster", "fabric", "storage", "workload", "layout", "collectives", "checkpoint", "fidelity", "sweep"]
+    static let sections = ["name", "seed", "cluster", "fabric", "storage", "workload", "layout", "collectives", "checkpoint", "fidelity", "reliability", "sweep"]
 
     public func read() throws -> Sweep {
         let root: Node
@@ -133,12 +133,63 @@ public struct ScenarioReader {
             }
             if scenario.checkpointEvery > 0 && scenario.storage == nil { throw fail(node, "checkpoints need a storage: section (aggregate, per_client, latency)") }
         }
+        if let node = top["reliability"] { scenario.reliability = try reliability(node) }
         if let node = top["fidelity"] {
             guard node.string == "analytical" else {
                 throw fail(node, "fidelity '\(node.string ?? "")' is not available yet; expected analytical (flow-level sharing is coming)")
             }
         }
         return scenario
+    }
+
+    private func reliability(_ node: Node) throws -> ReliabilitySettings {
+        let map = try mapping(node, "reliability", allowed: ["duration", "checkpoint_interval", "checkpointing", "detection", "rescheduling",
+                                                              "repair", "spares", "stragglers", "seed", "components", "intervals"])
+        var settings = ReliabilitySettings(duration: try quantity(required(map, "duration", "reliability"), "reliability.duration", Units.time))
+        if let n = map["checkpoint_interval"], n.string != "auto" { settings.checkpointInterval = try quantity(n, "reliability.checkpoint_interval", Units.time) }
+        if let n = map["checkpointing"] { settings.checkpointing = try choice(n, "reliability.checkpointing", ReliabilityModel.Checkpointing.allCases) }
+        if let n = map["detection"] { settings.detection = try quantity(n, "reliability.detection", Units.time) }
+        if let n = map["rescheduling"] { settings.rescheduling = try quantity(n, "reliability.rescheduling", Units.time) }
+        if let n = map["repair"] { settings.repair = try quantity(n, "reliability.repair", Units.time) }
+        if let n = map["spares"] { settings.spares = try int(n, "reliability.spares", minimum: 0) }
+        if let n = map["seed"] { settings.seed = UInt64(try int(n, "reliability.seed", minimum: 0)) }
+        if let n = map["stragglers"] {
+            let stragglers = try mapping(n, "reliability.stragglers", allowed: ["fraction", "factor"])
+            settings.stragglerFraction = try number(required(stragglers, "fraction", "reliability.stragglers"), "reliability.stragglers.fraction")
+            settings.stragglerFactor = try number(required(stragglers, "factor", "reliability.stragglers"), "reliability.stragglers.factor")
+        }
+        if let n = map["intervals"] {
+            guard let list = n.sequence, !list.isEmpty else { throw fail(n, "reliability.intervals must be a list of times, e.g. [10 min, 30 min, 1 h]") }
+            settings.intervals = try list.map { try quantity($0, "reliability.intervals", Units.time) }
+        }
+        let list = try required(map, "components", "reliability")
+        guard let entries = list.sequence, !entries.isEmpty else {
+            throw fail(list, "reliability.components must be a list such as - {name: gpu, per: gpu, mttf: 50000 h}")
+        }
+        for entry in entries {
+            let c = try mapping(entry, "a reliability component", allowed: ["name", "per", "count", "mttf", "distribution", "shape"])
+            let name = try required(c, "name", "a reliability component").string ?? "?"
+            var scope = ReliabilitySettings.ComponentSpec.Scope.fixed, count = 1
+            if let per = c["per"] {
+                guard let value = per.string, value == "gpu" || value == "node" else { throw fail(per, "per must be gpu or node") }
+                scope = value == "gpu" ? .gpu : .node
+                if let n = c["count"] { count = try int(n, "count", minimum: 1) }
+            } else {
+                count = try int(required(c, "count", "component \(name) (or per: gpu|node)"), "count", minimum: 1)
+            }
+            let mttf = try quantity(required(c, "mttf", "component \(name)"), "mttf", Units.time)
+            guard mttf > 0 else { throw fail(c["mttf"], "mttf must be positive") }
+            var distribution = ReliabilityModel.Component.Distribution.exponential
+            if let d = c["distribution"] {
+                switch d.string {
+                case "exponential": break
+                case "weibull": distribution = .weibull(shape: try number(required(c, "shape", "a weibull component"), "shape"))
+                default: throw fail(d, "distribution must be exponential or weibull")
+                }
+            }
+            settings.components.append(.init(name: name, scope: scope, count: count, mttf: mttf, distribution: distribution))
+        }
+        return settings
     }
 
     private func topology(_ fabric: Mapping) throws -> Fabric.Topology {
@@ -267,7 +318,7 @@ public struct ScenarioReader {
 enum Units {
     static let bandwidth: [String: Double] = ["B/s": 1, "KB/s": 1e3, "MB/s": 1e6, "GB/s": 1e9, "TB/s": 1e12,
                                               "Kb/s": 1e3 / 8, "Mb/s": 1e6 / 8, "Gb/s": 1e9 / 8, "Tb/s": 1e12 / 8]
-    static let time: [String: Double] = ["s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9]
+    static let time: [String: Double] = ["s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60, "h": 3600, "d": 86400]
     static let bytes: [String: Double] = ["B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
                                           "KiB": 1024, "MiB": 1_048_576, "GiB": 1_073_741_824, "TiB": 1_099_511_627_776]
 }

@@ -29,6 +29,7 @@ struct Simulate: ParsableCommand {
         try Console.reportingErrors {
             let sweep = try ScenarioReader(path: scenario).read()
             var rows: [(values: [(key: String, value: String)], scenario: Scenario?, report: StepReport?, problem: String?)] = []
+            var reliability: [(label: String, value: Double)]?
             for point in sweep.points {
                 switch point.scenario {
                 case .failure(let error): rows.append((point.values, nil, nil, "\(error)"))
@@ -38,6 +39,7 @@ struct Simulate: ParsableCommand {
                     let elapsed = ContinuousClock.now - start
                     rows.append((point.values, s, report, report.memory.problem(capacity: s.device.memoryBytes, device: s.device.name)))
                     if sweep.points.count == 1 && !json { print(s, report, wall: elapsed) }
+                    if sweep.points.count == 1, let settings = s.reliability { reliability = try runReliability(s, settings, step: report) }
                 }
             }
             if json {
@@ -49,7 +51,11 @@ struct Simulate: ParsableCommand {
                 try chromeTrace(report).write(toFile: trace, atomically: true, encoding: .utf8)
                 if !json { Console.out("trace of the simulated pipeline written to \(trace) (open it in ui.perfetto.dev)") }
             }
-            if let plot {
+            if let plot, let reliability {
+                try SVGChart.bars(title: "\(sweep.base.name): goodput per checkpoint interval", unit: "goodput", reliability)
+                    .write(toFile: plot, atomically: true, encoding: .utf8)
+                if !json { Console.out("plot written to \(plot)") }
+            } else if let plot {
                 let bars = rows.map { row in (label: row.values.map { "\($0.key)\($0.value)" }.joined(separator: " "),
                                                value: row.problem == nil ? row.report?.tokensPerSecond ?? 0 : 0) }
                 try SVGChart.bars(title: "\(sweep.base.name): simulated tokens/s", unit: "tokens/s", bars).write(toFile: plot, atomically: true, encoding: .utf8)
@@ -103,6 +109,55 @@ struct Simulate: ParsableCommand {
         }
         Console.out("fidelity: \(r.fidelity); \(r.reductions); \(r.events.formatted()) events in \(String(format: "%.1f ms", wall.seconds * 1000))")
     }
+
+    /// Simulates the scenario's failures over days; prints (or emits as JSON) goodput and its
+    /// losses, and the interval sweep. Returns the sweep's points for a plot.
+    private func runReliability(_ s: Scenario, _ settings: ReliabilitySettings, step: StepReport) throws -> [(label: String, value: Double)]? {
+        let model = s.reliabilityModel(settings)
+        let start = ContinuousClock.now
+        let r = model.simulate()
+        let sweep = settings.intervals.isEmpty ? nil : model.sweep(intervals: settings.intervals)
+        let elapsed = (ContinuousClock.now - start).seconds
+        let steps = r.useful / step.stepTime.seconds
+        if json {
+            var fields: [(String, Any)] = [("scenario", s.name), ("duration_s", model.duration), ("goodput", r.goodput), ("failures", r.failures),
+                                           ("checkpoint_interval_s", model.checkpointInterval), ("checkpointing", model.checkpointing.rawValue),
+                                           ("mtbf_s", model.clusterMTBF), ("checkpoint_write_s", model.checkpointWrite), ("checkpoint_stall_s", model.checkpointStall),
+                                           ("reload_s", model.reload), ("useful_s", r.useful), ("rework_s", r.rework), ("restart_s", r.restart),
+                                           ("checkpoint_stalls_s", r.checkpointStalls), ("stragglers_s", r.stragglers), ("steps", Int(steps)),
+                                           ("young_daly_interval_s", model.youngDalyInterval)]
+            for (name, count) in r.failuresByComponent.sorted(by: { $0.key < $1.key }) { fields.append(("failures_\(name)", count)) }
+            if let sweep {
+                fields += [("optimal_interval_s", sweep.best.interval), ("optimal_goodput", sweep.best.goodput),
+                           ("sweep_intervals_s", sweep.reports.map(\.interval)), ("sweep_goodput", sweep.reports.map(\.goodput))]
+            }
+            Console.out(Console.jsonLine(fields))
+        } else {
+            let hours = { (x: Double) in x >= 7200 ? String(format: "%.1f h", x / 3600) : x >= 120 ? String(format: "%.1f min", x / 60) : String(format: "%.1f s", x) }
+            let share = { (x: Double) in String(format: "%.1f %%", x / model.duration * 100) }
+            Console.out("reliability over \(hours(model.duration)) (seed \(settings.seed)): cluster MTBF \(hours(model.clusterMTBF)) = 1/Σ(nᵢ/MTTFᵢ) over "
+                + model.components.map { "\($0.count.formatted()) \($0.name)" }.joined(separator: ", "))
+            Console.out("  checkpoint every \(hours(model.checkpointInterval)) (\(model.checkpointing.rawValue); Young–Daly √(2·δ·MTBF) = \(hours(model.youngDalyInterval))), "
+                + "write \(hours(model.checkpointWrite)), stall \(hours(model.checkpointStall)), reload \(hours(model.reload)) of \(Self.bytes(s.checkpointBytes))")
+            Console.out(String(format: "  goodput %.3f (useful training time / wall time), %.0f steps of %@", r.goodput, steps, step.stepTime.description))
+            Console.out("  \(r.failures) failures: " + r.failuresByComponent.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            Console.out("  time lost: rework \(hours(r.rework)) (\(share(r.rework))), restarts \(hours(r.restart)) (\(share(r.restart)); "
+                + "of which waiting for repairs \(hours(r.repairWait))), checkpoint stalls \(hours(r.checkpointStalls)) (\(share(r.checkpointStalls))), "
+                + "stragglers \(hours(r.stragglers)) (\(share(r.stragglers)))")
+            if let sweep {
+                Console.out("  checkpoint interval sweep (the same failures for every interval):")
+                for report in sweep.reports {
+                    Console.out(String(format: "    %10@  goodput %.4f  rework %@  stalls %@%@", hours(report.interval), report.goodput, hours(report.rework),
+                                       hours(report.checkpointStalls), report.interval == sweep.best.interval ? "  ← best" : ""))
+                }
+                Console.out("  best interval \(hours(sweep.best.interval)), Young–Daly \(hours(model.youngDalyInterval))")
+            }
+            Console.out(String(format: "  simulated in %.2f s", elapsed))
+        }
+        return sweep.map { $0.reports.map { (label: hours2($0.interval), value: $0.goodput) } }
+    }
+
+    private func hours2(_ x: Double) -> String { x >= 3600 ? String(format: "%.1f h", x / 3600) : String(format: "%.0f min", x / 60) }
 
     /// Bytes in binary units sized to the value.
     static func bytes(_ value: Double) -> String {

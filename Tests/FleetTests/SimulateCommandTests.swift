@@ -30,6 +30,14 @@ final class SimulateCommandTests: FleetProcessTestCase {
             for line in first.stdout.split(separator: "\n") {
                 let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
                 guard object["problem"] == nil || object["step_s"] != nil else { continue }
+                if object["goodput"] != nil {
+                    for key in ["goodput", "checkpoint_interval_s", "mtbf_s", "optimal_interval_s", "young_daly_interval_s"] {
+                        let value = try XCTUnwrap(object[key] as? Double, "\(file): \(key)")
+                        XCTAssertTrue(value.isFinite && value > 0, "\(file): \(key) = \(value)")
+                    }
+                    XCTAssertGreaterThan(try XCTUnwrap(object["failures"] as? Int), 0, file)
+                    continue
+                }
                 for key in ["step_s", "tokens_per_s", "mfu", "compute_s", "bubble_fraction", "memory_per_gpu_bytes"] {
                     let value = try XCTUnwrap(object[key] as? Double, "\(file): \(key)")
                     XCTAssertTrue(value.isFinite && value >= 0, "\(file): \(key) = \(value)")
@@ -54,6 +62,23 @@ final class SimulateCommandTests: FleetProcessTestCase {
         XCTAssertTrue(sweep.stdout.contains("does not run: the layout needs"), "memory limits are reported per point: \(sweep.output)")
         let svg = try String(contentsOfFile: plot, encoding: .utf8)
         XCTAssertTrue(svg.hasPrefix("<svg") && svg.contains("<rect"), svg)
+    }
+
+    func testReliabilityScenariosPrintTheirGoodputTableAndPlot() throws {
+        let plot = directory + "/goodput.svg"
+        let outcome = try FleetProcess.fleet(["simulate", Self.scenarios + "/llama-405b-16k-reliability.yaml", "--plot", plot])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        for text in ["cluster MTBF", "goodput 0.", "failures: ", "time lost: rework", "checkpoint interval sweep", "best interval", "Young–Daly"] {
+            XCTAssertTrue(outcome.stdout.contains(text), "\(text): \(outcome.output)")
+        }
+        XCTAssertTrue(try String(contentsOfFile: plot, encoding: .utf8).contains("goodput per checkpoint interval"))
+        let path = directory + "/bad.yaml"
+        let text = try String(contentsOfFile: Self.scenarios + "/llama-405b-16k-reliability.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "mttf: 143000 h", with: "mttf: 143000 years")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let bad = try FleetProcess.fleet(["simulate", path])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("mttf must be a number with a unit"), bad.output)
     }
 
     func testBadScenariosFailWithLineColumnAndHint() throws {
