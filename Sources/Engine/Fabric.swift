@@ -54,6 +54,10 @@ public struct Fabric: Sendable {
     public let switchLink: Link
     /// Mixed into ECMP hashing: another seed, another (equally valid) choice of paths.
     public let seed: UInt64
+    /// How a fat-tree picks among equal-cost uplinks: hashing each flow (ECMP), or by
+    /// destination (d-mod-k), which keeps shift permutations free of collisions.
+    public enum Routing: String, Sendable, Hashable, CaseIterable { case ecmp, destinationModK = "d-mod-k" }
+    public var routing: Routing = .ecmp
 
     public init(gpus: Int, gpusPerNode: Int, topology: Topology, scaleUp: Link, scaleOut: Link, switchLink: Link? = nil, seed: UInt64 = 0) {
         precondition(gpus > 0 && gpusPerNode > 0 && gpus % gpusPerNode == 0, "whole nodes of GPUs")
@@ -96,7 +100,7 @@ public struct Fabric: Sendable {
             return [LinkID(tier: .scaleUp, index: source)]
         }
         let up = LinkID(tier: .endpointUp, index: source), down = LinkID(tier: .endpointDown, index: destination)
-        let hash = Self.ecmpHash(flow: flow ^ seed, source: source, destination: destination)
+        let hash = routing == .ecmp ? Self.ecmpHash(flow: flow ^ seed, source: source, destination: destination) : destination
         switch topology {
         case .singleSwitch:
             return [up, down]

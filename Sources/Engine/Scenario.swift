@@ -35,6 +35,7 @@ public struct Scenario: Sendable {
     public var switchLink: Link?
     /// Seeds the ECMP path choice.
     public var seed: UInt64 = 0
+    public var routing: Fabric.Routing = .ecmp
     public var storage: StorageSystem?
     public var model: ModelSpec
     /// Global batch in sequences, and tokens per sequence.
@@ -78,7 +79,9 @@ public struct Scenario: Sendable {
 
     public var gpus: Int { nodes * gpusPerNode }
     public var fabric: Fabric {
-        Fabric(gpus: gpus, gpusPerNode: gpusPerNode, topology: topology, scaleUp: scaleUp, scaleOut: scaleOut, switchLink: switchLink, seed: seed)
+        var fabric = Fabric(gpus: gpus, gpusPerNode: gpusPerNode, topology: topology, scaleUp: scaleUp, scaleOut: scaleOut, switchLink: switchLink, seed: seed)
+        fabric.routing = routing
+        return fabric
     }
 
     /// The scenario with `dp: auto` resolved (unchanged otherwise).

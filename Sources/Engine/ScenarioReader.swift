@@ -80,7 +80,7 @@ public struct ScenarioReader {
         let scaleUp = try link(required(cluster, "scale_up", "cluster"), "cluster.scale_up")
 
         let fabric = try mapping(required(top, "fabric", "the scenario"), "fabric",
-                                 allowed: ["topology", "radix", "tiers", "oversubscription", "dimensions", "routers_per_group", "nodes_per_router", "link", "switch_link"])
+                                 allowed: ["topology", "radix", "tiers", "oversubscription", "dimensions", "routers_per_group", "nodes_per_router", "link", "switch_link", "routing"])
         let topology = try self.topology(fabric)
         let scaleOut = try link(required(fabric, "link", "fabric"), "fabric.link")
 
@@ -94,6 +94,7 @@ public struct ScenarioReader {
 
         var scenario = Scenario(name: "", device: device, nodes: nodes, gpusPerNode: perNode, topology: topology, scaleUp: scaleUp,
                                 scaleOut: scaleOut, model: model, batch: batch, sequence: sequence, layout: ParallelLayout())
+        if let node = fabric["routing"] { scenario.routing = try choice(node, "fabric.routing", Fabric.Routing.allCases) }
         if let node = fabric["switch_link"] { scenario.switchLink = try link(node, "fabric.switch_link") }
         if let node = top["seed"] { scenario.seed = UInt64(try int(node, "seed", minimum: 0)) }
         if let node = workload["precision"] { scenario.precision = try choice(node, "workload.precision", Device.Precision.allCases) }
@@ -135,9 +136,10 @@ public struct ScenarioReader {
         }
         if let node = top["reliability"] { scenario.reliability = try reliability(node) }
         if let node = top["fidelity"] {
-            guard node.string == "analytical" else {
-                throw fail(node, "fidelity '\(node.string ?? "")' is not available yet; expected analytical (flow-level sharing is coming)")
+            guard let value = node.string, ["analytical", "flow"].contains(value) else {
+                throw fail(node, "fidelity must be analytical (α–β per path) or flow (max–min fair sharing of links), got '\(node.string ?? "")'")
             }
+            scenario.fidelity = value
         }
         return scenario
     }

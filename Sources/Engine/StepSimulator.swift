@@ -52,7 +52,7 @@ public struct StepSimulator {
 
     public init(scenario: Scenario) {
         self.scenario = scenario
-        network = AnalyticalNetwork(fabric: scenario.fabric)
+        network = scenario.fidelity == "flow" ? FlowNetwork(fabric: scenario.fabric) as NetworkModel : AnalyticalNetwork(fabric: scenario.fabric)
         collectives = CollectiveModel(network: network)
     }
 
@@ -155,7 +155,8 @@ public struct StepSimulator {
                           busiestLinks: ledger.busiest(5, over: step), spans: pipeline.spans, events: pipeline.events,
                           fidelity: network.fidelity,
                           reductions: "one pipeline of \(layout.pp) stage(s) simulated event by event; its \(layout.dp * layout.tp - 1) "
-                              + "data- and tensor-parallel peers are identical under \(s.fidelity) fidelity, and each collective is timed on its real group's routes")
+                              + "data- and tensor-parallel peers are taken as identical, and each collective is timed on its real group's routes"
+                              + (s.fidelity == "flow" ? " with its own flows sharing links (other groups' concurrent traffic is not yet added)" : ""))
     }
 }
 

@@ -1,0 +1,53 @@
+import Engine
+import XCTest
+
+/// Flow-level sharing held to what must hold: nothing shared = analytical; an
+/// oversubscribed uplink divides its rate; a permutation on a non-blocking tree runs at line rate.
+final class FlowNetworkTests: XCTestCase {
+    let link = Link(bandwidth: .gigabitsPerSecond(400), latency: SimTime(seconds: 1e-6))
+
+    private func fabric(radix: Int, oversubscription: Double, gpus: Int = 32, routing: Fabric.Routing = .destinationModK) -> Fabric {
+        var f = Fabric(gpus: gpus, gpusPerNode: 1, topology: .fatTree(radix: radix, tiers: 2, oversubscription: oversubscription), scaleUp: link, scaleOut: link)
+        f.routing = routing
+        return f
+    }
+
+    func testWithoutContentionFlowLevelEqualsAnalytical() {
+        let star = Fabric(gpus: 16, gpusPerNode: 1, topology: .singleSwitch, scaleUp: link, scaleOut: link)
+        let group = Array(0..<16)
+        for size in [1e3, 1e6, 1e8] {
+            let flow = CollectiveModel(network: FlowNetwork(fabric: star)), analytical = CollectiveModel(network: AnalyticalNetwork(fabric: star))
+            XCTAssertEqual(flow.allReduce(group, bytes: size).seconds, analytical.allReduce(group, bytes: size).seconds, accuracy: 1e-9)
+            XCTAssertEqual(flow.pointToPoint(from: 0, to: 5, bytes: size), analytical.pointToPoint(from: 0, to: 5, bytes: size))
+        }
+    }
+
+    func testAPermutationOnANonBlockingTreeRunsAtLineRate() {
+        // Radix 8, 1:1: leaves of 4 GPUs with 4 uplinks; every GPU sends to its counterpart one leaf over.
+        let f = fabric(radix: 8, oversubscription: 1)
+        let messages = (0..<32).map { Message(from: $0, to: ($0 + 4) % 32, bytes: 1e8) }
+        let lineRate = AnalyticalNetwork(fabric: f).time(messages)
+        XCTAssertEqual(FlowNetwork(fabric: f).time(messages).seconds, lineRate.seconds, accuracy: lineRate.seconds * 1e-9)
+    }
+
+    func testTwoFlowsSharingALinkGetHalfEach() {
+        let f = fabric(radix: 5, oversubscription: 4)   // 4 GPUs per leaf, one uplink
+        let one = [Message(from: 0, to: 4, bytes: 1e8)], two = one + [Message(from: 1, to: 5, bytes: 1e8)]
+        let flow = FlowNetwork(fabric: f)
+        let alone = flow.time(one).seconds, shared = flow.time(two).seconds
+        XCTAssertEqual(shared - 4e-6, 2 * (alone - 4e-6), accuracy: 1e-9, "two flows on one uplink take twice as long")
+    }
+
+    func testAllToAllAcrossAFourToOneOversubscribedTreeSlowsFourfold() {
+        let group = Array(0..<32)
+        let blocking = CollectiveModel(network: FlowNetwork(fabric: fabric(radix: 5, oversubscription: 4, routing: .ecmp)))
+        let nonBlocking = CollectiveModel(network: FlowNetwork(fabric: fabric(radix: 8, oversubscription: 1)))
+        let analytical = CollectiveModel(network: AnalyticalNetwork(fabric: fabric(radix: 5, oversubscription: 4)))
+        let size = 32e7
+        let ratio = blocking.allToAll(group, bytes: size).seconds / nonBlocking.allToAll(group, bytes: size).seconds
+        XCTAssertGreaterThan(ratio, 3.3, "all-to-all on 4:1 vs 1:1: \(ratio)×")
+        XCTAssertLessThan(ratio, 4.05, "all-to-all on 4:1 vs 1:1: \(ratio)×")
+        XCTAssertEqual(analytical.allToAll(group, bytes: size), CollectiveModel(network: AnalyticalNetwork(fabric: fabric(radix: 8, oversubscription: 1))).allToAll(group, bytes: size),
+                       "the analytical model cannot see oversubscription")
+    }
+}
