@@ -21,8 +21,24 @@ public struct CollectiveModel: Sendable {
     }
 
     /// Ring reduce-scatter: n − 1 steps, each member sending a 1/n block to its successor.
-    public func reduceScatter(_ group: [Int], bytes: Double) -> SimTime {
-        ringSteps(group, block: bytes / Double(group.count)) * (group.count - 1)
+    /// Every step moves the same blocks over the same routes, so one step is timed and
+    /// repeated (`explicitSteps` times each of them, for tests of that reduction).
+    public func reduceScatter(_ group: [Int], bytes: Double, explicitSteps: Bool = false) -> SimTime {
+        if explicitSteps { return (0..<(group.count - 1)).reduce(.zero) { total, _ in total + ringSteps(group, block: bytes / Double(group.count)) } }
+        return ringSteps(group, block: bytes / Double(group.count)) * (group.count - 1)
+    }
+
+    /// Ring all-reduces of `bytes` over several groups at once (every tensor shard's and
+    /// stage's data-parallel group at the end of a step): each step carries every group's
+    /// messages, so under flow-level fidelity groups that share links slow each other down.
+    public func concurrentRingAllReduce(_ groups: [[Int]], bytes: Double) -> SimTime {
+        guard let n = groups.first?.count, n > 1, bytes > 0 else { return .zero }
+        let block = bytes / Double(n)
+        var messages: [Message] = []
+        for (g, group) in groups.enumerated() {
+            for i in group.indices { messages.append(Message(from: group[i], to: group[(i + 1) % group.count], bytes: block, flow: UInt64(g * n + i))) }
+        }
+        return network.time(messages) * (2 * (n - 1))
     }
 
     /// Ring all-gather: the same n − 1 steps as a reduce-scatter.

@@ -56,29 +56,40 @@ public struct FlowNetwork: NetworkModel {
         return SimTime(seconds: finish)
     }
 
-    /// Progressive filling: the link whose capacity left per unfrozen flow is smallest fixes
-    /// those flows at that share; repeat until every flow has a rate.
+    /// Progressive filling: every unfrozen flow's rate rises together until links saturate;
+    /// the flows on every link that saturates at that level (ties included, so symmetric
+    /// traffic settles in one round) are fixed there; repeat until every flow has a rate.
     private func assignMaxMinRates(_ active: [Int], _ routes: [[Int]], _ capacity: [Double], _ rate: inout [Double]) {
         var left = capacity
         var users = [Int](repeating: 0, count: capacity.count)
-        for f in active { for l in routes[f] { users[l] += 1 } }
-        var unfrozen = Set(active)
-        while !unfrozen.isEmpty {
-            var bottleneck = -1, share = Double.infinity
-            for l in users.indices where users[l] > 0 {
-                let s = left[l] / Double(users[l])
-                if s < share { share = s; bottleneck = l }
+        var flowsOn = [[Int]](repeating: [], count: capacity.count)
+        for f in active {
+            for l in routes[f] {
+                users[l] += 1
+                flowsOn[l].append(f)
             }
-            guard bottleneck >= 0 else {
-                for f in unfrozen { rate[f] = .infinity }
+        }
+        var frozen = [Bool](repeating: true, count: routes.count)
+        for f in active { frozen[f] = false }
+        var unfrozen = active.count
+        while unfrozen > 0 {
+            var share = Double.infinity
+            for l in users.indices where users[l] > 0 { share = min(share, left[l] / Double(users[l])) }
+            guard share.isFinite else {
+                for f in active where !frozen[f] { rate[f] = .infinity }
                 return
             }
-            for f in unfrozen.sorted() where routes[f].contains(bottleneck) {
-                rate[f] = share
-                unfrozen.remove(f)
-                for l in routes[f] {
-                    left[l] -= share
-                    users[l] -= 1
+            let level = share * (1 + 1e-12)
+            let saturated = users.indices.filter { users[$0] > 0 && left[$0] / Double(users[$0]) <= level }
+            for l in saturated {
+                for f in flowsOn[l] where !frozen[f] {
+                    rate[f] = share
+                    frozen[f] = true
+                    unfrozen -= 1
+                    for link in routes[f] {
+                        left[link] -= share
+                        users[link] -= 1
+                    }
                 }
             }
         }

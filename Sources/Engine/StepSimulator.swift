@@ -100,11 +100,19 @@ public struct StepSimulator {
             cost.gradientBytes = local * bytes
             let dpGroup = mesh.dpGroup(of: representative[index])
             if layout.dp > 1 {
+                // Under flow-level fidelity every tensor shard's dp group of this stage syncs at
+                // the same time and they share links; identical buckets are timed once.
+                let concurrent = s.fidelity == "flow" && s.zero == 0 && s.dataParallelAlgorithm == .ring
+                let peers = (0..<layout.tp).map { mesh.dpGroup(of: mesh.rank(dp: 0, tp: $0, pp: index)) }
+                var timed: [Double: SimTime] = [:]
                 var left = cost.gradientBytes
                 while left > 0 {
                     let bucket = min(left, s.bucketBytes)
-                    cost.dataParallel.append(s.zero >= 1 ? collectives.reduceScatter(dpGroup, bytes: bucket)
-                                             : collectives.allReduce(dpGroup, bytes: bucket, algorithm: s.dataParallelAlgorithm))
+                    let time = timed[bucket] ?? (concurrent ? collectives.concurrentRingAllReduce(peers, bytes: bucket)
+                        : s.zero >= 1 ? collectives.reduceScatter(dpGroup, bytes: bucket)
+                        : collectives.allReduce(dpGroup, bytes: bucket, algorithm: s.dataParallelAlgorithm))
+                    timed[bucket] = time
+                    cost.dataParallel.append(time)
                     left -= bucket
                 }
                 ledger.ring(dpGroup, bytes: cost.gradientBytes, times: s.zero >= 1 ? 1 : 2, halfRing: s.zero >= 1)
@@ -156,7 +164,8 @@ public struct StepSimulator {
                           fidelity: network.fidelity,
                           reductions: "one pipeline of \(layout.pp) stage(s) simulated event by event; its \(layout.dp * layout.tp - 1) "
                               + "data- and tensor-parallel peers are taken as identical, and each collective is timed on its real group's routes"
-                              + (s.fidelity == "flow" ? " with its own flows sharing links (other groups' concurrent traffic is not yet added)" : ""))
+                              + (s.fidelity == "flow" ? "; data-parallel buckets share links with the stage's other tensor shards' groups, "
+                                  + "one ring step timed per distinct bucket size (every step of a ring is identical)" : ""))
     }
 }
 

@@ -11,5 +11,5 @@ struct Fleet: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure fleet's building blocks.",
-        subcommands: [BenchCollectives.self, BenchTrain.self, BenchCheckpoint.self])
+        subcommands: [BenchCollectives.self, BenchTrain.self, BenchCheckpoint.self, BenchSimulate.self])
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import Parallelism
+import Collectives
 
 struct Simulate: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,29 +26,52 @@ struct Simulate: ParsableCommand {
     @Option(help: "For sweeps: write tokens/s per point as an SVG bar chart.")
     var plot: String?
 
+    /// One sweep point, formatted where it was simulated (so MPI ranks can send it to rank 0).
+    struct Row: Codable {
+        var cells: [String]
+        var note: String
+        var json: String
+        var label: String
+        var tokensPerSecond: Double
+    }
+
     func run() throws {
         try Console.reportingErrors {
             let sweep = try ScenarioReader(path: scenario).read()
-            var rows: [(values: [(key: String, value: String)], scenario: Scenario?, report: StepReport?, problem: String?)] = []
-            var reliability: [(label: String, value: Double)]?
-            for point in sweep.points {
+            // Under mpirun, rank r of K simulates points r, r + K, …; rank 0 gathers them in order.
+            let world = MPITransport.isUnderMPIRun ? try WorldSetup.open(.mpi) : nil
+            defer { world?.shutdown() }
+            let (rank, size) = (world?.rank ?? 0, world?.worldSize ?? 1)
+            var rows: [Int: Row] = [:]
+            var firstReport: StepReport?, reliability: [(label: String, value: Double)]?, singleProblem: String?
+            for (index, point) in sweep.points.enumerated() where index % size == rank {
                 switch point.scenario {
-                case .failure(let error): rows.append((point.values, nil, nil, "\(error)"))
+                case .failure(let error):
+                    rows[index] = row(sweep.base, point.values, nil, nil, "\(error)")
+                    singleProblem = "\(error)"
                 case .success(let s):
                     let start = ContinuousClock.now
                     let report = StepSimulator(scenario: s).run()
                     let elapsed = ContinuousClock.now - start
-                    rows.append((point.values, s, report, report.memory.problem(capacity: s.device.memoryBytes, device: s.device.name)))
+                    let problem = report.memory.problem(capacity: s.device.memoryBytes, device: s.device.name)
+                    rows[index] = row(sweep.base, point.values, s, report, problem)
+                    singleProblem = problem
+                    if firstReport == nil { firstReport = report }
                     if sweep.points.count == 1 && !json { print(s, report, wall: elapsed) }
                     if sweep.points.count == 1, let settings = s.reliability { reliability = try runReliability(s, settings, step: report) }
                 }
             }
-            if json {
-                for row in rows { Console.out(jsonLine(row.values, row.scenario, row.report, row.problem)) }
-            } else if sweep.points.count > 1 {
-                printTable(sweep.base, rows)
+            if let world, size > 1 {
+                guard let gathered = try gather(rows, world: world, points: sweep.points.count) else { return }
+                rows = gathered
             }
-            if let trace, let first = rows.first(where: { $0.report != nil }), let report = first.report {
+            let ordered = (0..<sweep.points.count).compactMap { rows[$0] }
+            if json {
+                for row in ordered { Console.out(row.json) }
+            } else if sweep.points.count > 1 {
+                printTable(sweep.base, ordered, keys: sweep.points.first?.values.map(\.key) ?? [])
+            }
+            if let trace, let report = firstReport {
                 try chromeTrace(report).write(toFile: trace, atomically: true, encoding: .utf8)
                 if !json { Console.out("trace of the simulated pipeline written to \(trace) (open it in ui.perfetto.dev)") }
             }
@@ -56,16 +80,51 @@ struct Simulate: ParsableCommand {
                     .write(toFile: plot, atomically: true, encoding: .utf8)
                 if !json { Console.out("plot written to \(plot)") }
             } else if let plot {
-                let bars = rows.map { row in (label: row.values.map { "\($0.key)\($0.value)" }.joined(separator: " "),
-                                               value: row.problem == nil ? row.report?.tokensPerSecond ?? 0 : 0) }
+                let bars = ordered.map { (label: $0.label, value: $0.tokensPerSecond) }
                 try SVGChart.bars(title: "\(sweep.base.name): simulated tokens/s", unit: "tokens/s", bars).write(toFile: plot, atomically: true, encoding: .utf8)
                 if !json { Console.out("plot written to \(plot)") }
             }
-            if sweep.points.count == 1, let problem = rows.first?.problem {
+            if sweep.points.count == 1, let problem = singleProblem {
                 Console.err("fleet: error: \(problem)")
                 throw ExitCode(1)
             }
         }
+    }
+
+    /// Sends this rank's rows to rank 0, which returns all of them (other ranks get nil).
+    private func gather(_ rows: [Int: Row], world transport: Transport, points: Int) throws -> [Int: Row]? {
+        let world = Communicator(world: transport), tag: Int32 = 1 << 19 | 3
+        if transport.rank != 0 {
+            let bytes = Array(try JSONEncoder().encode(rows))
+            var length = UInt64(bytes.count)
+            try withUnsafeBytes(of: &length) { try transport.wait(try world.isend($0, to: 0, tag: tag), operation: "sending sweep results") }
+            try bytes.withUnsafeBytes { try transport.wait(try world.isend($0, to: 0, tag: tag), operation: "sending sweep results") }
+            return nil
+        }
+        var all = rows
+        for rank in 1..<transport.worldSize {
+            var length: UInt64 = 0
+            try withUnsafeMutableBytes(of: &length) { try transport.wait(try world.irecv(into: $0, from: rank, tag: tag), operation: "receiving rank \(rank)'s sweep results") }
+            var bytes = [UInt8](repeating: 0, count: Int(length))
+            try bytes.withUnsafeMutableBytes { try transport.wait(try world.irecv(into: $0, from: rank, tag: tag), operation: "receiving rank \(rank)'s sweep results") }
+            all.merge(try JSONDecoder().decode([Int: Row].self, from: Data(bytes))) { mine, _ in mine }
+        }
+        return all
+    }
+
+    /// A sweep point's table cells, JSON line and plot value.
+    private func row(_ base: Scenario, _ values: [(key: String, value: String)], _ s: Scenario?, _ r: StepReport?, _ problem: String?) -> Row {
+        var cells = values.map(\.value)
+        if base.dataParallelAuto { cells.append(s.map { String($0.layout.dp) } ?? "—") }
+        if let r {
+            cells += [r.stepTime.description, String(format: "%.0f", r.tokensPerSecond), String(format: "%.1f%%", r.mfu * 100),
+                      String(format: "%.1f%%", r.bubbleFraction * 100), String(format: "%.1f", r.memory.total / 1_073_741_824)]
+        } else {
+            cells += ["—", "—", "—", "—", "—"]
+        }
+        return Row(cells: cells, note: problem.map { "does not run: " + $0 } ?? "", json: jsonLine(values, s, r, problem),
+                   label: values.map { "\($0.key)\($0.value)" }.joined(separator: " "),
+                   tokensPerSecond: problem == nil ? r?.tokensPerSecond ?? 0 : 0)
     }
 
     private func describe(_ s: Scenario) -> String {
@@ -167,22 +226,12 @@ struct Simulate: ParsableCommand {
         return String(format: i == 0 ? "%.0f %@" : "%.1f %@", v, units[i])
     }
 
-    private func printTable(_ base: Scenario, _ rows: [(values: [(key: String, value: String)], scenario: Scenario?, report: StepReport?, problem: String?)]) {
+    private func printTable(_ base: Scenario, _ rows: [Row], keys: [String]) {
         Console.out("scenario \(base.name): \(describe(base)); sweep of \(rows.count) points")
-        let keys = (rows.first?.values.map(\.key) ?? []) + (base.dataParallelAuto ? ["dp"] : [])
-        let table = Table(columns: keys.map { ($0, max(6, $0.count)) } + [("step", 12), ("tokens/s", 12), ("MFU", 7), ("bubble", 7), ("GiB/GPU", 8)])
+        let columns = keys + (base.dataParallelAuto ? ["dp"] : [])
+        let table = Table(columns: columns.map { ($0, max(6, $0.count)) } + [("step", 12), ("tokens/s", 12), ("MFU", 7), ("bubble", 7), ("GiB/GPU", 8)])
         Console.out(table.header() + "  note")
-        for row in rows {
-            var cells = row.values.map(\.value)
-            if base.dataParallelAuto { cells.append(row.scenario.map { String($0.layout.dp) } ?? "—") }
-            if let r = row.report {
-                cells += [r.stepTime.description, String(format: "%.0f", r.tokensPerSecond), String(format: "%.1f%%", r.mfu * 100),
-                          String(format: "%.1f%%", r.bubbleFraction * 100), String(format: "%.1f", r.memory.total / 1_073_741_824)]
-            } else {
-                cells += ["—", "—", "—", "—", "—"]
-            }
-            Console.out(table.row(cells) + "  " + (row.problem.map { "does not run: " + $0 } ?? ""))
-        }
+        for row in rows { Console.out(table.row(row.cells) + "  " + row.note) }
     }
 
     private func jsonLine(_ values: [(key: String, value: String)], _ s: Scenario?, _ r: StepReport?, _ problem: String?) -> String {

@@ -50,4 +50,22 @@ final class FlowNetworkTests: XCTestCase {
         XCTAssertEqual(analytical.allToAll(group, bytes: size), CollectiveModel(network: AnalyticalNetwork(fabric: fabric(radix: 8, oversubscription: 1))).allToAll(group, bytes: size),
                        "the analytical model cannot see oversubscription")
     }
+
+    /// The reduction the simulator relies on: one ring step timed and repeated equals every step simulated.
+    func testTimingOneRingStepEqualsSimulatingEveryStep() {
+        let model = CollectiveModel(network: FlowNetwork(fabric: fabric(radix: 5, oversubscription: 4, routing: .ecmp)))
+        let group = Array(0..<32)
+        XCTAssertEqual(model.reduceScatter(group, bytes: 1e8), model.reduceScatter(group, bytes: 1e8, explicitSteps: true))
+    }
+
+    func testConcurrentGroupsShareOversubscribedLinks() {
+        // Two rings over the same 8 leaves: GPUs 0, 4, 8, … and 1, 5, 9, …; each ring step crosses every leaf's uplink once per ring.
+        let first = stride(from: 0, to: 32, by: 4).map { $0 }, second = first.map { $0 + 1 }
+        let oversubscribed = CollectiveModel(network: FlowNetwork(fabric: fabric(radix: 5, oversubscription: 4)))
+        let alone = oversubscribed.concurrentRingAllReduce([first], bytes: 1e8), together = oversubscribed.concurrentRingAllReduce([first, second], bytes: 1e8)
+        XCTAssertEqual(together.seconds / alone.seconds, 2, accuracy: 0.03, "two rings share each leaf's single uplink (latency is not shared)")
+        let nonBlocking = CollectiveModel(network: FlowNetwork(fabric: fabric(radix: 8, oversubscription: 1)))
+        XCTAssertEqual(nonBlocking.concurrentRingAllReduce([first, second], bytes: 1e8), nonBlocking.concurrentRingAllReduce([first], bytes: 1e8))
+        XCTAssertEqual(nonBlocking.concurrentRingAllReduce([first], bytes: 1e8), nonBlocking.allReduce(first, bytes: 1e8))
+    }
 }

@@ -81,6 +81,31 @@ final class SimulateCommandTests: FleetProcessTestCase {
         XCTAssertTrue(bad.stderr.contains("mttf must be a number with a unit"), bad.output)
     }
 
+    func testSweepsSpreadOverMPIRanksGiveTheSameTable() throws {
+        let path = Self.scenarios + "/llama-70b-sweep.yaml"
+        let single = try FleetProcess.fleet(["simulate", path, "--json"])
+        let spread = try FleetProcess.mpirun(3, ["simulate", path, "--json"])
+        XCTAssertEqual(spread.status, 0, spread.output)
+        XCTAssertEqual(spread.stdout, single.stdout, "3 MPI ranks, one share of the points each, gathered in order on rank 0")
+        let table = try FleetProcess.mpirun(2, ["simulate", path])
+        XCTAssertEqual(table.stdout, try FleetProcess.fleet(["simulate", path]).stdout)
+    }
+
+    func testBenchSimulateReportsEveryCase() throws {
+        let outcome = try FleetProcess.fleet(["bench", "simulate", "--json"], timeout: 300)
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        let objects = try outcome.stdout.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        XCTAssertEqual(objects.compactMap { $0["ranks"] as? Int }, [4096, 4096, 100_000, 16_384])
+        for object in objects {
+            for key in ["wall_s", "peak_rss_MB", "simulated_s"] {
+                XCTAssertTrue((object[key] as? Double).map { $0.isFinite && $0 > 0 } ?? false, "\(key) in \(object)")
+            }
+            XCTAssertEqual(object["fidelity"] as? String, "flow")
+        }
+        let ring = objects[0], closed = try XCTUnwrap(ring["closed_form_s"] as? Double), simulated = try XCTUnwrap(ring["simulated_s"] as? Double)
+        XCTAssertLessThanOrEqual(abs(simulated - closed) / closed, 1e-3)
+    }
+
     func testBadScenariosFailWithLineColumnAndHint() throws {
         let path = directory + "/bad.yaml"
         try "cluster:\n  device: H100\n  nodes: two\n".write(toFile: path, atomically: true, encoding: .utf8)
