@@ -23,6 +23,8 @@ struct RestartLog {
     /// Where the run checkpoints: a restart resumes from its newest complete checkpoint.
     var checkpointDirectory: String?
     var steps = 0
+    /// The faults planned for the first attempt (listed in the report).
+    var injected: [String] = []
 
     /// The step of the newest complete checkpoint (the one a restart resumes from).
     static func newestCheckpoint(_ directory: String?) -> Int? {
@@ -97,6 +99,7 @@ struct RestartLog {
         guard !restarts.isEmpty else { return }
         let wall = Date().timeIntervalSince(started)
         var lines = ["fault report: \(restarts.count) failure(s), \(finished ? "recovered" : "not recovered")"]
+        for fault in injected { lines.append("  injected: \(fault)") }
         for r in restarts {
             var line = "  attempt \(r.attempt): \(r.failure)"
             if let last = r.lastStep { line += "; last step logged \(last)" }
@@ -123,6 +126,7 @@ extension Train {
         var log = RestartLog()
         log.checkpointDirectory = checkpoints.checkpointDir
         log.steps = steps
+        log.injected = ((try? faultOptions.plan(worldSize: base.ranks, steps: steps))?.faults ?? []).map(\.description)
         try log.run(maxRestarts: faultOptions.maxRestarts, runDir: base.runDir) { attempt in
             var workers = base
             workers.launchAlways = true
