@@ -14,6 +14,8 @@ public struct Link: Sendable, Hashable, Codable {
 public struct LinkID: Sendable, Hashable, Comparable, CustomStringConvertible {
     public enum Tier: Int, Sendable, Hashable, Comparable {
         case scaleUp, endpointUp, endpointDown, tier1Up, tier1Down, tier2Up, tier2Down, torus, local, global
+        /// The storage system (flow-level checkpoint writes): a client's share, and the aggregate.
+        case storageClient, storage
         public static func < (a: Tier, b: Tier) -> Bool { a.rawValue < b.rawValue }
     }
     public let tier: Tier

@@ -6,8 +6,86 @@
 public struct FlowNetwork: NetworkModel {
     public let fabric: Fabric
     public var fidelity: String { "flow-level (max–min fair sharing of links)" }
+    /// Where checkpoint writes go: one aggregate link behind a per-client link per writer
+    /// (and, on a shared fabric, the writer's own NIC).
+    public var storage: StorageSystem?
 
-    public init(fabric: Fabric) { self.fabric = fabric }
+    public init(fabric: Fabric, storage: StorageSystem? = nil) {
+        self.fabric = fabric
+        self.storage = storage
+    }
+
+    /// A checkpoint write of `bytes` from GPU `from` to the storage system, starting at `start` seconds.
+    public struct StorageWrite: Sendable {
+        public var from: Int, bytes: Double, start: Double
+        public init(from: Int, bytes: Double, start: Double = 0) {
+            self.from = from
+            self.bytes = bytes
+            self.start = start
+        }
+    }
+
+    /// When each message and each write finishes (seconds from 0; messages start at `starts`,
+    /// or 0), all sharing links: rates are recomputed whenever a flow starts or finishes.
+    public func completions(_ messages: [Message], starts: [Double]? = nil, writes: [StorageWrite] = []) -> (messages: [Double], writes: [Double]) {
+        var linkIndex: [LinkID: Int] = [:], capacity: [Double] = []
+        func index(_ id: LinkID, _ bandwidth: Double) -> Int {
+            if let known = linkIndex[id] { return known }
+            linkIndex[id] = capacity.count
+            capacity.append(bandwidth)
+            return capacity.count - 1
+        }
+        var routes: [[Int]] = [], remaining: [Double] = [], latency: [Double] = [], start: [Double] = []
+        for (i, m) in messages.enumerated() {
+            var route: [Int] = [], delay = 0.0
+            for id in fabric.route(from: m.from, to: m.to, flow: m.flow) {
+                route.append(index(id, fabric.link(id).bandwidth.bytesPerSecond))
+                delay += fabric.link(id).latency.seconds
+            }
+            routes.append(route)
+            remaining.append(m.bytes)
+            latency.append(delay)
+            start.append(starts?[i] ?? 0)
+        }
+        if let storage {
+            for w in writes {
+                var route = [index(LinkID(tier: .storageClient, index: w.from), storage.perClient.bytesPerSecond),
+                             index(LinkID(tier: .storage, index: 0), storage.aggregate.bytesPerSecond)]
+                if storage.sharedFabric { route.append(index(LinkID(tier: .endpointUp, index: w.from), fabric.scaleOut.bandwidth.bytesPerSecond)) }
+                routes.append(route)
+                remaining.append(w.bytes)
+                latency.append(storage.latency.seconds)
+                start.append(w.start)
+            }
+        }
+        var done = [Double](repeating: 0, count: routes.count)
+        var pending = routes.indices.sorted { start[$0] < start[$1] }[...]
+        var active: [Int] = [], now = 0.0
+        var rate = [Double](repeating: 0, count: routes.count)
+        while !active.isEmpty || !pending.isEmpty {
+            while let next = pending.first, start[next] <= now + 1e-15 {
+                pending.removeFirst()
+                if routes[next].isEmpty || remaining[next] <= 0 { done[next] = start[next] + latency[next] } else { active.append(next) }
+            }
+            if active.isEmpty {
+                if let next = pending.first { now = start[next] }
+                continue
+            }
+            assignMaxMinRates(active, routes, capacity, &rate)
+            // Advance to the next completion or start; every active flow moves on at its rate.
+            var step = active.map { rate[$0] > 0 ? remaining[$0] / rate[$0] : .infinity }.min() ?? 0
+            if let next = pending.first { step = min(step, start[next] - now) }
+            guard step.isFinite else { break }
+            now += step
+            var still: [Int] = []
+            for f in active {
+                remaining[f] -= rate[f] * step
+                if remaining[f] <= 1e-9 * max(1, rate[f] * step) { done[f] = now + latency[f] } else { still.append(f) }
+            }
+            active = still
+        }
+        return (Array(done[..<messages.count]), Array(done[messages.count...]))
+    }
 
     /// Bytes each link carried for `messages`, for utilisation reports.
     public func linkBytes(_ messages: [Message]) -> [LinkID: Double] {
@@ -17,43 +95,12 @@ public struct FlowNetwork: NetworkModel {
     }
 
     public func time(_ messages: [Message]) -> SimTime {
-        // Flows on links, as dense indices.
-        var linkIndex: [LinkID: Int] = [:], capacity: [Double] = []
-        var routes: [[Int]] = [], remaining: [Double] = [], latency: [Double] = []
-        for m in messages where m.from != m.to {
-            var route: [Int] = [], delay = 0.0
-            for id in fabric.route(from: m.from, to: m.to, flow: m.flow) {
-                let index = linkIndex[id] ?? {
-                    let new = capacity.count
-                    linkIndex[id] = new
-                    capacity.append(fabric.link(id).bandwidth.bytesPerSecond)
-                    return new
-                }()
-                route.append(index)
-                delay += fabric.link(id).latency.seconds
-            }
-            routes.append(route)
-            remaining.append(m.bytes)
-            latency.append(delay)
-        }
-        var active = Array(routes.indices), now = 0.0, finish = 0.0
-        var rate = [Double](repeating: 0, count: routes.count)
-        while !active.isEmpty {
-            assignMaxMinRates(active, routes, capacity, &rate)
-            // Advance to the next completion; every other flow moves on at its rate.
-            let step = active.map { rate[$0] > 0 ? remaining[$0] / rate[$0] : .infinity }.min() ?? 0
-            guard step.isFinite else { break }
-            now += step
-            var still: [Int] = []
-            for f in active {
-                remaining[f] -= rate[f] * step
-                if remaining[f] <= 1e-9 * max(1, rate[f] * step) { finish = max(finish, now + latency[f]) } else { still.append(f) }
-            }
-            active = still
-        }
-        // Zero-byte messages still pay their latency.
-        for f in routes.indices where remaining[f] <= 0 { finish = max(finish, latency[f]) }
-        return SimTime(seconds: finish)
+        SimTime(seconds: completions(messages).messages.max() ?? 0)
+    }
+
+    /// Time for `messages` while checkpoint `writes` share the links they cross.
+    public func time(_ messages: [Message], alongside writes: [StorageWrite]) -> SimTime {
+        SimTime(seconds: completions(messages, writes: writes).messages.max() ?? 0)
     }
 
     /// Progressive filling: every unfrozen flow's rate rises together until links saturate;

@@ -30,7 +30,9 @@ extension Scenario {
 
     /// The reliability model of this cluster and job: component counts from its sizes,
     /// checkpoint write, stall and reload times from its storage and fabric.
-    public func reliabilityModel(_ settings: ReliabilitySettings) -> ReliabilityModel {
+    /// With the step's report, an asynchronous save also costs the training traffic its
+    /// write slows down (flow-level fidelity on a shared fabric).
+    public func reliabilityModel(_ settings: ReliabilitySettings, step: StepReport? = nil) -> ReliabilityModel {
         let components = settings.components.map { spec -> ReliabilityModel.Component in
             let count = spec.scope == .gpu ? spec.count * gpus : spec.scope == .node ? spec.count * nodes : spec.count
             return ReliabilityModel.Component(name: spec.name, count: count, mttf: spec.mttf, distribution: spec.distribution)
@@ -44,7 +46,9 @@ extension Scenario {
                                      checkpointWrite: write, reload: write)
         switch settings.checkpointing {
         case .sync: break
-        case .async: model.snapshotStall = perGPU / storage.snapshot.bytesPerSecond
+        case .async:
+            model.snapshotStall = perGPU / storage.snapshot.bytesPerSecond + (step?.breakdown.checkpointContention.seconds ?? 0)
+            if let write = step?.breakdown.checkpointWrite, write > .zero { model.checkpointWrite = write.seconds }
         case .inMemory:
             // A copy to a peer host over the scale-out network; a restart reloads from the peers.
             model.snapshotStall = perGPU / scaleOut.bandwidth.bytesPerSecond

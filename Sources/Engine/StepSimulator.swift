@@ -13,8 +13,12 @@ public struct StepReport: Sendable {
         /// Data-parallel gradient communication left after the backward pass.
         public var dataParallelExposed = SimTime.zero
         public var optimizer = SimTime.zero
-        /// Checkpoint stall per step (a save's stall divided by the steps between saves).
+        /// Checkpoint stall per step (a save's stall divided by the steps between saves),
+        /// including, for async writes on a shared fabric, the training traffic they slow down.
         public var checkpoint = SimTime.zero
+        /// Of one save: the write's duration, and what it costs data-parallel traffic while it lasts.
+        public var checkpointWrite = SimTime.zero
+        public var checkpointContention = SimTime.zero
     }
 
     public struct Span: Sendable, Hashable {
@@ -136,21 +140,49 @@ public struct StepSimulator {
         }
 
         // Checkpoint: the full training state, written by every GPU of the first replica.
-        var checkpoint = SimTime.zero
-        if s.checkpointEvery > 0, let storage = s.storage {
-            let state = Double(model.parameterCount) * (bytes + (s.precision == .fp32 ? 8 : 12))
+        var checkpoint = SimTime.zero, checkpointWrite = SimTime.zero, contention = SimTime.zero
+        // Saves of the step's own schedule, or of the reliability simulation's asynchronous checkpoints.
+        let asyncSaves = s.checkpointAsync || s.reliability?.checkpointing == .async
+        if s.checkpointEvery > 0 || asyncSaves, let storage = s.storage {
+            let state = s.checkpointBytes
             let writers = Double(layout.tp * layout.pp)
             let client = storage.sharedFabric ? min(storage.perClient.bytesPerSecond, s.scaleOut.bandwidth.bytesPerSecond) : storage.perClient.bytesPerSecond
             let rate = min(storage.aggregate.bytesPerSecond, writers * client)
-            let write = storage.latency + SimTime(seconds: state / rate)
-            let stall = s.checkpointAsync ? storage.snapshot.time(state / writers) : write
-            checkpoint = SimTime(nanoseconds: stall.nanoseconds / Int64(s.checkpointEvery))
+            checkpointWrite = storage.latency + SimTime(seconds: state / rate)
+            var stall = asyncSaves ? storage.snapshot.time(state / writers) : checkpointWrite
+            if asyncSaves, s.fidelity == "flow", storage.sharedFabric, layout.dp > 1 {
+                // The background write leaves through the writers' NICs while training goes on:
+                // data-parallel ring steps that cross those NICs slow down for as long as it lasts.
+                let flow = FlowNetwork(fabric: network.fabric, storage: storage)
+                let writes = (0..<layout.pp).flatMap { pp in (0..<layout.tp).map { tp in
+                    FlowNetwork.StorageWrite(from: mesh.rank(dp: 0, tp: tp, pp: pp), bytes: state / writers)
+                } }
+                checkpointWrite = SimTime(seconds: flow.completions([], writes: writes).writes.max() ?? 0)
+                var extra = SimTime.zero
+                for (index, cost) in costs.enumerated() where !cost.dataParallel.isEmpty {
+                    let groups = (0..<layout.tp).map { mesh.dpGroup(of: mesh.rank(dp: 0, tp: $0, pp: index)) }
+                    let n = groups[0].count
+                    var ring: [Message] = []
+                    for (g, group) in groups.enumerated() {
+                        for i in group.indices { ring.append(Message(from: group[i], to: group[(i + 1) % n], bytes: s.bucketBytes / Double(n), flow: UInt64(g * n + i))) }
+                    }
+                    let perStep = flow.time(ring, alongside: writes) - flow.time(ring)
+                    extra = max(extra, perStep * (2 * (n - 1)) * cost.dataParallel.count)
+                }
+                let stepEstimate = max(pipeline.finish.max() ?? .zero, SimTime(nanoseconds: 1))
+                let affected = min(s.checkpointEvery > 0 ? s.checkpointEvery : Int.max, Int((checkpointWrite.seconds / stepEstimate.seconds).rounded(.up)))
+                contention = extra * max(affected, 1)
+                stall += contention
+            }
+            if s.checkpointEvery > 0 { checkpoint = SimTime(nanoseconds: stall.nanoseconds / Int64(s.checkpointEvery)) }
         }
 
         let slowest = pipeline.finish.indices.max { pipeline.finish[$0] < pipeline.finish[$1] } ?? 0
         let step = (pipeline.finish.max() ?? .zero) + checkpoint
         var breakdown = pipeline.breakdown[slowest]
         breakdown.checkpoint = checkpoint
+        breakdown.checkpointWrite = checkpointWrite
+        breakdown.checkpointContention = contention
         let totalIdle = pipeline.breakdown.reduce(0.0) { $0 + $1.pipelineWait.seconds }
         let globalTokens = Double(s.batch * s.sequence)
         let modelFLOPs = model.trainingFLOPsPerToken(sequence: s.sequence) * globalTokens

@@ -159,7 +159,8 @@ struct Simulate: ParsableCommand {
         line("pipeline wait", b.pipelineWait, String(format: "   (bubble: %.1f %% of all stages' time)", r.bubbleFraction * 100))
         line("dp exposed", b.dataParallelExposed)
         line("optimizer", b.optimizer)
-        line("checkpoint", b.checkpoint, "   (stall per step)")
+        line("checkpoint", b.checkpoint, b.checkpointContention > .zero
+             ? "   (stall per step; each async write of \(b.checkpointWrite) slows data-parallel traffic by \(b.checkpointContention) in all)" : "   (stall per step)")
         let m = r.memory, gib = Self.bytes
         Console.out("memory per GPU (stage \(m.stage)): \(gib(m.total)) of \(gib(s.device.memoryBytes)) — weights \(gib(m.weights)), gradients \(gib(m.gradients)), "
             + "optimizer \(gib(m.optimizer)), activations \(gib(m.activations))")
@@ -172,7 +173,7 @@ struct Simulate: ParsableCommand {
     /// Simulates the scenario's failures over days; prints (or emits as JSON) goodput and its
     /// losses, and the interval sweep. Returns the sweep's points for a plot.
     private func runReliability(_ s: Scenario, _ settings: ReliabilitySettings, step: StepReport) throws -> [(label: String, value: Double)]? {
-        let model = s.reliabilityModel(settings)
+        let model = s.reliabilityModel(settings, step: step)
         let start = ContinuousClock.now
         let r = model.simulate()
         let sweep = settings.intervals.isEmpty ? nil : model.sweep(intervals: settings.intervals)
@@ -197,7 +198,8 @@ struct Simulate: ParsableCommand {
             Console.out("reliability over \(hours(model.duration)) (seed \(settings.seed)): cluster MTBF \(hours(model.clusterMTBF)) = 1/Σ(nᵢ/MTTFᵢ) over "
                 + model.components.map { "\($0.count.formatted()) \($0.name)" }.joined(separator: ", "))
             Console.out("  checkpoint every \(hours(model.checkpointInterval)) (\(model.checkpointing.rawValue); Young–Daly √(2·δ·MTBF) = \(hours(model.youngDalyInterval))), "
-                + "write \(hours(model.checkpointWrite)), stall \(hours(model.checkpointStall)), reload \(hours(model.reload)) of \(Self.bytes(s.checkpointBytes))")
+                + "write \(hours(model.checkpointWrite)), stall \(hours(model.checkpointStall)), reload \(hours(model.reload)) of \(Self.bytes(s.checkpointBytes))"
+                + (step.breakdown.checkpointContention > .zero ? " (the stall includes \(step.breakdown.checkpointContention) of training traffic slowed by the write)" : ""))
             Console.out(String(format: "  goodput %.3f (useful training time / wall time), %.0f steps of %@", r.goodput, steps, step.stepTime.description))
             Console.out("  \(r.failures) failures: " + r.failuresByComponent.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             Console.out("  time lost: rework \(hours(r.rework)) (\(share(r.rework))), restarts \(hours(r.restart)) (\(share(r.restart)); "

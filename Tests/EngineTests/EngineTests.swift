@@ -160,6 +160,22 @@ final class EngineTests: XCTestCase {
         XCTAssertTrue(error(missing).contains("workload is missing 'batch'"), error(missing))
     }
 
+    func testAsyncCheckpointWritesSlowTrainingTrafficOnlyOnASharedFabricUnderFlowFidelity() throws {
+        var scenario = try ScenarioReader(path: "s", text: String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)).read().base
+        scenario.storage?.perClient = .gigabytesPerSecond(40)
+        scenario.checkpointAsync = true
+        scenario.storage?.sharedFabric = true
+        scenario.fidelity = "flow"
+        let shared = StepSimulator(scenario: scenario).run().breakdown
+        XCTAssertGreaterThan(shared.checkpointContention, .zero)
+        XCTAssertGreaterThan(shared.checkpointWrite, .zero)
+        scenario.storage?.sharedFabric = false
+        XCTAssertEqual(StepSimulator(scenario: scenario).run().breakdown.checkpointContention, .zero, "a separate storage network")
+        scenario.storage?.sharedFabric = true
+        scenario.fidelity = "analytical"
+        XCTAssertEqual(StepSimulator(scenario: scenario).run().breakdown.checkpointContention, .zero, "the analytical model has no contention")
+    }
+
     func testALayoutThatDoesNotFitSaysWhatToChange() throws {
         var scenario = try ScenarioReader(path: "s", text: String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)).read().base
         scenario.layout = ParallelLayout(dp: 1024, tp: 1, pp: 1, microbatches: 1)

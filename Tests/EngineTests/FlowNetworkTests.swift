@@ -68,4 +68,29 @@ final class FlowNetworkTests: XCTestCase {
         XCTAssertEqual(nonBlocking.concurrentRingAllReduce([first, second], bytes: 1e8), nonBlocking.concurrentRingAllReduce([first], bytes: 1e8))
         XCTAssertEqual(nonBlocking.concurrentRingAllReduce([first], bytes: 1e8), nonBlocking.allReduce(first, bytes: 1e8))
     }
+
+    func testFlowsStartingLaterShareFromThenOn() {
+        let f = fabric(radix: 5, oversubscription: 4)
+        let network = FlowNetwork(fabric: f)
+        let bytes = 1e8, rate = link.bandwidth.bytesPerSecond, latency = 4e-6
+        let messages = [Message(from: 0, to: 4, bytes: bytes), Message(from: 1, to: 5, bytes: bytes)]
+        // The second starts when the first is half done; they share the uplink from then on.
+        let done = network.completions(messages, starts: [0, bytes / (2 * rate)]).messages
+        XCTAssertEqual(done[0], 1.5 * bytes / rate + latency, accuracy: 1e-9)
+        XCTAssertEqual(done[1], 2 * bytes / rate + latency, accuracy: 1e-9)
+    }
+
+    func testCheckpointWritesShareTheWritersNICs() {
+        let star = Fabric(gpus: 4, gpusPerNode: 1, topology: .singleSwitch, scaleUp: link, scaleOut: link)
+        var storage = StorageSystem(aggregate: .gigabytesPerSecond(1000), perClient: link.bandwidth, latency: SimTime(seconds: 1e-3))
+        storage.sharedFabric = true
+        let network = FlowNetwork(fabric: star, storage: storage)
+        let message = [Message(from: 0, to: 1, bytes: 1e8)], write = [FlowNetwork.StorageWrite(from: 0, bytes: 1e11)]
+        let alone = network.time(message).seconds, shared = network.time(message, alongside: write).seconds
+        XCTAssertEqual(shared - 2e-6, 2 * (alone - 2e-6), accuracy: 1e-9, "the write takes half of the NIC while both run")
+        XCTAssertEqual(network.completions([], writes: write).writes[0], 1e-3 + 1e11 / link.bandwidth.bytesPerSecond, accuracy: 1e-9)
+        storage.sharedFabric = false
+        XCTAssertEqual(FlowNetwork(fabric: star, storage: storage).time(message, alongside: write).seconds, alone, accuracy: 1e-12,
+                       "a separate storage network leaves training traffic alone")
+    }
 }
