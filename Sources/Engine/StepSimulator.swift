@@ -68,7 +68,23 @@ public struct StepSimulator {
         var dataParallel: [SimTime] = []
     }
 
-    public func run() -> StepReport {
+    /// Simulates every pipeline (each data-parallel replica's each tensor shard's chain of
+    /// stages, with its own routes) and reports the slowest: what the one-pipeline
+    /// reduction of `run()` stands for, checked against it in tests; O(dp · tp) times the work.
+    public func runEveryPipeline() -> StepReport {
+        let layout = scenario.layout
+        var slowest: StepReport?
+        for dp in 0..<layout.dp {
+            for tp in 0..<layout.tp {
+                let report = run(pipeline: (dp, tp), everyPipeline: true)
+                if slowest == nil || report.stepTime > slowest!.stepTime { slowest = report }
+            }
+        }
+        return slowest!
+    }
+
+    /// Simulates one pipeline, (dp 0, tp 0) by default, as the representative of all.
+    public func run(pipeline which: (dp: Int, tp: Int) = (0, 0), everyPipeline: Bool = false) -> StepReport {
         let s = scenario, layout = s.layout, model = s.model, mesh = layout.mesh
         let stages = layout.stageLayers(model: model)
         let microSequences = s.batch / layout.dp / layout.microbatches
@@ -76,7 +92,7 @@ public struct StepSimulator {
         let c = Double(model.dModel), kv = Double(model.kvHeads * model.headSize), h = Double(model.mlpHidden)
         let linearPerToken = 2 * (c * (c + 2 * kv) + c * c + (model.gatedMLP ? 3 : 2) * c * h)
         let attentionPerToken = 4 * Double(s.sequence) * c
-        let representative = (0..<layout.pp).map { mesh.rank(dp: 0, tp: 0, pp: $0) }
+        let representative = (0..<layout.pp).map { mesh.rank(dp: which.dp, tp: which.tp, pp: $0) }
         var ledger = LinkLedger(fabric: network.fabric)
 
         var costs: [StageCost] = []
@@ -189,15 +205,23 @@ public struct StepSimulator {
         let schedule = (try? layout.pipeline.check())?.peakInFlightActivations ?? Array(repeating: layout.microbatches, count: layout.pp)
         let memory = MemoryModel.estimate(model: model, layout: layout, zero: s.zero, microbatchSequences: microSequences, sequence: s.sequence,
                                           precision: s.precision, recompute: s.recompute, flashAttention: s.flashAttention, inFlight: schedule)
+        var reductions: String
+        if everyPipeline {
+            reductions = "all \(layout.dp * layout.tp) pipelines simulated, the slowest (dp \(which.dp), tp \(which.tp)) reported"
+        } else {
+            reductions = "one pipeline of \(layout.pp) stage(s) simulated event by event; its \(layout.dp * layout.tp - 1) data- and tensor-parallel peers are taken as identical"
+        }
+        reductions += ", and each collective is timed on its real group's routes"
+        if s.fidelity == "flow" {
+            reductions += "; data-parallel buckets share links with the stage's other tensor shards' groups, "
+                + "one ring step timed per distinct bucket size (every step of a ring is identical)"
+        }
         return StepReport(stepTime: step, tokensPerSecond: globalTokens / step.seconds,
                           mfu: modelFLOPs / (Double(s.gpus) * s.device.peak(s.precision) * step.seconds),
                           breakdown: breakdown, bubbleFraction: totalIdle / (Double(layout.pp) * step.seconds), memory: memory,
                           busiestLinks: ledger.busiest(5, over: step), spans: pipeline.spans, events: pipeline.events,
                           fidelity: network.fidelity,
-                          reductions: "one pipeline of \(layout.pp) stage(s) simulated event by event; its \(layout.dp * layout.tp - 1) "
-                              + "data- and tensor-parallel peers are taken as identical, and each collective is timed on its real group's routes"
-                              + (s.fidelity == "flow" ? "; data-parallel buckets share links with the stage's other tensor shards' groups, "
-                                  + "one ring step timed per distinct bucket size (every step of a ring is identical)" : ""))
+                          reductions: reductions)
     }
 }
 

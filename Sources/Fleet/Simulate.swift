@@ -26,6 +26,9 @@ struct Simulate: ParsableCommand {
     @Option(help: "For sweeps: write tokens/s per point as an SVG bar chart.")
     var plot: String?
 
+    @Flag(help: "Simulate every pipeline (dp × tp of them) instead of one representative, and report the slowest.")
+    var everyPipeline = false
+
     /// One sweep point, formatted where it was simulated (so MPI ranks can send it to rank 0).
     struct Row: Codable {
         var cells: [String]
@@ -51,7 +54,8 @@ struct Simulate: ParsableCommand {
                     singleProblem = "\(error)"
                 case .success(let s):
                     let start = ContinuousClock.now
-                    let report = StepSimulator(scenario: s).run()
+                    let simulator = StepSimulator(scenario: s)
+                    let report = everyPipeline ? simulator.runEveryPipeline() : simulator.run()
                     let elapsed = ContinuousClock.now - start
                     let problem = report.memory.problem(capacity: s.device.memoryBytes, device: s.device.name)
                     rows[index] = row(sweep.base, point.values, s, report, problem)

@@ -176,6 +176,25 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(StepSimulator(scenario: scenario).run().breakdown.checkpointContention, .zero, "the analytical model has no contention")
     }
 
+    /// The one-pipeline reduction against simulating every pipeline, on sizes where both fit.
+    func testTheRepresentativePipelineMatchesSimulatingEveryPipeline() throws {
+        var scenario = try ScenarioReader(path: "s", text: String(contentsOfFile: Self.scenarios + "/gpt-tiny-local.yaml", encoding: .utf8)).read().base
+        for fidelity in ["analytical", "flow"] {
+            scenario.fidelity = fidelity
+            let reduced = StepSimulator(scenario: scenario).run(), full = StepSimulator(scenario: scenario).runEveryPipeline()
+            XCTAssertEqual(reduced.stepTime, full.stepTime, "\(fidelity): every pipeline of a symmetric fabric does the same")
+            XCTAssertTrue(full.reductions.hasPrefix("all 2 pipelines simulated"), full.reductions)
+        }
+        // On 64 H100s in 8 nodes of a fat-tree, pipelines differ only in which GPUs they use: equal again.
+        var big = try ScenarioReader(path: "s", text: String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)).read().base
+        big.nodes = 8
+        big.layout = ParallelLayout(dp: 2, tp: 8, pp: 4, microbatches: 8)
+        big.batch = 64
+        big.fidelity = "flow"
+        let reduced = StepSimulator(scenario: big).run(), full = StepSimulator(scenario: big).runEveryPipeline()
+        XCTAssertEqual(reduced.stepTime.seconds, full.stepTime.seconds, accuracy: reduced.stepTime.seconds * 1e-6)
+    }
+
     func testALayoutThatDoesNotFitSaysWhatToChange() throws {
         var scenario = try ScenarioReader(path: "s", text: String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)).read().base
         scenario.layout = ParallelLayout(dp: 1024, tp: 1, pp: 1, microbatches: 1)
