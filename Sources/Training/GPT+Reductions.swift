@@ -105,20 +105,15 @@ extension GPT {
             return Embedding.backward(dwte: gradient("wte"), dwpe: gradient("wpe"), dout: dout, tokens: tokens,
                                       batch: batch, sequence: sequence, channels: c)
         }
-        let table = spec.vocabulary * c
-        let tokenTotal = sumOverSamples(batch, count: table) { s, out in
-            out.update(repeating: 0, count: table)
-            Embedding.backward(dwte: out, dwpe: nil, dout: dout + s * sequence * c, tokens: tokens + s * sequence,
-                               batch: 1, sequence: sequence, channels: c)
+        // The token table and the position table, each summed over the samples on its own.
+        for (count, target, isTokens) in [(spec.vocabulary * c, gradient("wte"), true), (spec.context * c, gradient("wpe"), false)] {
+            let total = sumOverSamples(batch, count: count) { s, out in
+                out.update(repeating: 0, count: count)
+                Embedding.backward(dwte: isTokens ? out : nil, dwpe: isTokens ? nil : out, dout: dout + s * sequence * c,
+                                   tokens: tokens + s * sequence, batch: 1, sequence: sequence, channels: c)
+            }
+            Elementwise.accumulate(target, total, count: count)
         }
-        Elementwise.accumulate(gradient("wte"), tokenTotal, count: table)
-        let positions = spec.context * c
-        let positionTotal = sumOverSamples(batch, count: positions) { s, out in
-            out.update(repeating: 0, count: positions)
-            Embedding.backward(dwte: nil, dwpe: out, dout: dout + s * sequence * c, tokens: tokens + s * sequence,
-                               batch: 1, sequence: sequence, channels: c)
-        }
-        Elementwise.accumulate(gradient("wpe"), positionTotal, count: positions)
     }
 
     /// Where the tied output projection's gradient goes: the embedding's own gradient by

@@ -6,18 +6,6 @@ import XCTest
 /// asynchronous saves.
 final class CheckpointTests: FleetProcessTestCase {
     static let base = ["train", "gpt-tiny", "--steps", "20", "--seq", "64", "--json", "--eval-batches", "1"]
-    let directory = NSTemporaryDirectory() + "fleet-checkpoints-\(getpid())"
-
-    override func setUp() {
-        super.setUp()
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: directory)
-        super.tearDown()
-    }
-
     /// Step number → the step's JSON line without its timing fields.
     private func steps(_ outcome: FleetProcess.Outcome, file: StaticString = #filePath, line: UInt = #line) -> [Int: String] {
         XCTAssertEqual(outcome.status, 0, outcome.output, file: file, line: line)

@@ -14,18 +14,6 @@ final class DeterministicTrainingTests: FleetProcessTestCase {
         ["--pp", "2", "--schedule", "gpipe"], ["--pp", "4", "--schedule", "gpipe", "--microbatches", "8"],
         ["--dp", "2", "--pp", "2", "--schedule", "gpipe"], ["--tp", "2", "--pp", "2", "--schedule", "gpipe"],
     ]
-    let directory = NSTemporaryDirectory() + "fleet-deterministic-\(getpid())"
-
-    override func setUp() {
-        super.setUp()
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: directory)
-        super.tearDown()
-    }
-
     /// The JSON step lines, without the timing fields (which differ from run to run).
     private func steps(_ outcome: FleetProcess.Outcome) -> [String] {
         outcome.stdout.split(separator: "\n").filter { $0.hasPrefix("{\"step\"") }.map { line in

@@ -7,18 +7,6 @@ import XCTest
 final class FaultToleranceTests: FleetProcessTestCase {
     static let base = ["train", "gpt-tiny", "--deterministic", "--steps", "20", "--seq", "64", "--dp", "2", "--pp", "2",
                        "--eval-batches", "1", "--log-every", "100"]
-    let directory = NSTemporaryDirectory() + "fleet-faults-\(getpid())"
-
-    override func setUp() {
-        super.setUp()
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: directory)
-        super.tearDown()
-    }
-
     private func reference() throws -> String {
         let path = directory + "/reference"
         let outcome = try FleetProcess.fleet(Self.base + ["--run-dir", path])

@@ -98,10 +98,13 @@ enum FleetProcess {
 /// Base class that fails a test which leaves fleet processes behind.
 class FleetProcessTestCase: XCTestCase {
     private var before: Set<Int32> = []
+    /// A fresh directory for this test's files, removed afterwards.
+    let directory = NSTemporaryDirectory() + "fleet-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
 
     override func setUp() {
         super.setUp()
         before = FleetProcess.runningFleetProcesses()
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
     override func tearDown() {
@@ -113,6 +116,7 @@ class FleetProcessTestCase: XCTestCase {
         }
         XCTAssertEqual(leftovers, [], "fleet processes left running")
         leftovers.forEach { kill($0, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: directory)
         super.tearDown()
     }
 }

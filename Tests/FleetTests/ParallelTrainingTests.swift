@@ -10,18 +10,6 @@ import XCTest
 /// remains is rounding: observed differences are ~1e-7 relative; 1e-5 leaves room for 10 steps.
 final class ParallelTrainingTests: FleetProcessTestCase {
     static let common = ["train", "gpt-tiny", "--steps", "10", "--batch", "8", "--seq", "64", "--json", "--eval-batches", "2"]
-    let directory = NSTemporaryDirectory() + "fleet-parallel-\(getpid())"
-
-    override func setUp() {
-        super.setUp()
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: directory)
-        super.tearDown()
-    }
-
     private func losses(_ outcome: FleetProcess.Outcome) throws -> [Double] {
         let objects = try outcome.stdout.split(separator: "\n").map {
             try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], String($0))

@@ -7,18 +7,6 @@ final class SimulateCommandTests: FleetProcessTestCase {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("scenarios").path
     }
-    let directory = NSTemporaryDirectory() + "fleet-simulate-\(getpid())"
-
-    override func setUp() {
-        super.setUp()
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: directory)
-        super.tearDown()
-    }
-
     func testEveryShippedScenarioSimulatesWithFiniteNumbersAndRepeatsByteForByte() throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.scenarios).filter { $0.hasSuffix(".yaml") }.sorted()
         XCTAssertGreaterThanOrEqual(files.count, 3)
