@@ -86,3 +86,30 @@ extension Communicator {
         guard (0..<size).contains(root) else { throw TransportError.invalidRank(root, worldSize: size) }
     }
 }
+
+extension Communicator {
+    /// Collects every member's bytes (each its own length) on `root`, in group-rank order;
+    /// other members get nil. Each contribution travels as its length, then its bytes.
+    public func gather(bytes: [UInt8], root: Int = 0) throws -> [[UInt8]]? {
+        let tag = nextCollectiveTag()
+        try checkRoot(root)
+        if rank != root {
+            var length = UInt64(bytes.count)
+            let to = try worldRank(root)
+            try withUnsafeBytes(of: &length) { try wait([try transport.isend($0, to: to, tag: tag)], "gather: length to group rank \(root)") }
+            try bytes.withUnsafeBytes { try wait([try transport.isend($0, to: to, tag: tag)], "gather: bytes to group rank \(root)") }
+            return nil
+        }
+        var all: [[UInt8]] = []
+        for member in 0..<size {
+            guard member != rank else { all.append(bytes); continue }
+            let from = try worldRank(member)
+            var length: UInt64 = 0
+            try withUnsafeMutableBytes(of: &length) { try wait([try transport.irecv(into: $0, from: from, tag: tag)], "gather: length from group rank \(member)") }
+            var received = [UInt8](repeating: 0, count: Int(length))
+            try received.withUnsafeMutableBytes { try wait([try transport.irecv(into: $0, from: from, tag: tag)], "gather: bytes from group rank \(member)") }
+            all.append(received)
+        }
+        return all
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import HeapModule
 
 /// Failures over days of training: per-component failure processes, checkpoints, rollbacks
 /// and restarts, and what they cost in goodput.
@@ -208,14 +209,14 @@ struct FailureSource {
         static func < (a: Pending, b: Pending) -> Bool { a.time != b.time ? a.time < b.time : (a.kind, a.unit) < (b.kind, b.unit) }
     }
     private let components: [ReliabilityModel.Component]
-    private var heap: [Pending] = []   // binary min-heap
+    private var heap = Heap<Pending>()
 
     init(components: [ReliabilityModel.Component], random: inout SplitMix64) {
         self.components = components
         for (kind, component) in components.enumerated() where component.count > 0 && component.mttf > 0 {
             switch component.distribution {
-            case .exponential: push(Pending(time: lifetime(kind, at: 0, &random), kind: kind, unit: -1))
-            case .weibull: for unit in 0..<component.count { push(Pending(time: lifetime(kind, at: 0, &random), kind: kind, unit: unit)) }
+            case .exponential: heap.insert(Pending(time: lifetime(kind, at: 0, &random), kind: kind, unit: -1))
+            case .weibull: for unit in 0..<component.count { heap.insert(Pending(time: lifetime(kind, at: 0, &random), kind: kind, unit: unit)) }
             }
         }
     }
@@ -232,33 +233,9 @@ struct FailureSource {
     }
 
     mutating func next(_ random: inout SplitMix64) -> (time: Double, component: String) {
-        guard !heap.isEmpty else { return (.infinity, "") }
-        let first = pop()
-        push(Pending(time: lifetime(first.kind, at: first.time, &random), kind: first.kind, unit: first.unit))
+        guard let first = heap.popMin() else { return (.infinity, "") }
+        heap.insert(Pending(time: lifetime(first.kind, at: first.time, &random), kind: first.kind, unit: first.unit))
         return (first.time, components[first.kind].name)
-    }
-
-    private mutating func push(_ item: Pending) {
-        heap.append(item)
-        var i = heap.count - 1
-        while i > 0, heap[i] < heap[(i - 1) / 2] { heap.swapAt(i, (i - 1) / 2); i = (i - 1) / 2 }
-    }
-
-    private mutating func pop() -> Pending {
-        let top = heap[0]
-        heap[0] = heap[heap.count - 1]
-        heap.removeLast()
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < heap.count && heap[l] < heap[m] { m = l }
-            if r < heap.count && heap[r] < heap[m] { m = r }
-            if m == i { break }
-            heap.swapAt(i, m)
-            i = m
-        }
-        return top
     }
 }
 

@@ -16,7 +16,8 @@ public final class FaultyTransport: Transport {
     public let recorder: FlightRecorder
     /// Faults that acted, with the step: for the run's fault report.
     public private(set) var fired: [(fault: Fault, step: Int)] = []
-    private var corruptedCopies: [UnsafeMutableRawBufferPointer] = []
+    /// Payloads this decorator sends in place of the caller's (corrupted or duplicated copies).
+    private var ownedCopies: [UnsafeMutableRawBufferPointer] = []
     private var actedThisStep: Set<Int> = []
     /// Messages sent to and posted from each (peer, tag), for the sequence check.
     private var sentCount: [Int64: UInt32] = [:]
@@ -50,7 +51,7 @@ public final class FaultyTransport: Transport {
         self.recorder = recorder
     }
 
-    deinit { for copy in corruptedCopies { copy.deallocate() } }
+    deinit { for copy in ownedCopies { copy.deallocate() } }
 
     public var rank: Int { inner.rank }
     public var worldSize: Int { inner.worldSize }
@@ -88,7 +89,7 @@ public final class FaultyTransport: Transport {
             // Flip the top exponent bit of a float in the middle: the kind of error a bad link leaves.
             let at = (data.count / 2) & ~3
             copy[min(at + 3, data.count - 1)] ^= 0x40
-            corruptedCopies.append(copy)
+            ownedCopies.append(copy)
             recorder.record("(injected) flipped a bit of that message")
             return try send(UnsafeRawBufferPointer(copy), checksumOf: data, to: peer, tag: tag)
         }
@@ -100,7 +101,7 @@ public final class FaultyTransport: Transport {
             // The copy outlives the caller's buffer, which may change once `first` completes.
             let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(data.count, 1), alignment: 64)
             if data.count > 0 { copy.copyMemory(from: data) }
-            corruptedCopies.append(copy)
+            ownedCopies.append(copy)
             let again = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(copy)[0..<data.count])
             duplicates.append(try send(again, checksumOf: again, to: peer, tag: tag, sequence: .some(nil)))
             return first

@@ -49,7 +49,7 @@ struct Chaos: ParsableCommand {
             Console.out("fleet chaos \(model) \(layout) (\(layout.worldSize) ranks), \(runs) runs, seed \(seed); runs in \(directory)")
             let reference = try Self.fleet(base + ["--run-dir", directory + "/reference"])
             guard reference.status == 0 else { throw FleetError("the fault-free reference failed: \(reference.stderr)") }
-            let referenceWeights = try Self.weights(directory + "/reference/final.weights")
+            let referenceWeights = try WeightsFile.load(directory + "/reference/final.weights").model.parameters.array
 
             var state = seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
             func draw(_ n: Int) -> Int {
@@ -83,11 +83,10 @@ struct Chaos: ParsableCommand {
                 } else {
                     detected = "no effect on the result"
                 }
-                let weights = try? Self.weights(runDir + "/run/final.weights")
-                let recovered = outcome.status == 0 && weights == referenceWeights
-                let checkpoints = CheckpointStore(directory: runDir + "/ck").candidates().filter {
-                    FileManager.default.fileExists(atPath: $0.path + "/" + CheckpointFormat.manifestName)
-                }
+                let weights = try? WeightsFile.load(runDir + "/run/final.weights").model.parameters.array
+                // Bit for bit (== on floats would let -0 pass for 0 and fail NaN against NaN).
+                let recovered = outcome.status == 0 && weights?.map(\.bitPattern) == referenceWeights.map(\.bitPattern)
+                let checkpoints = CheckpointStore(directory: runDir + "/ck").complete()
                 let intact = checkpoints.allSatisfy { (try? CheckpointStore.verify($0.path)) != nil }
                 let lost = Self.number(after: "recomputed", in: text, before: true)
                 let seconds = Self.decimal(after: "detected ", in: text)
@@ -121,12 +120,6 @@ struct Chaos: ParsableCommand {
     static func decimal(after marker: String, in text: String) -> Double? {
         guard let range = text.range(of: marker) else { return nil }
         return Double(text[range.upperBound...].prefix { "0123456789.".contains($0) })
-    }
-
-    static func weights(_ path: String) throws -> Data {
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        let length = Int(data[8]) | Int(data[9]) << 8 | Int(data[10]) << 16 | Int(data[11]) << 24
-        return data.subdata(in: (12 + length)..<data.count)
     }
 
     /// Runs this fleet binary and returns its status and output (both streams go through

@@ -66,7 +66,7 @@ struct Simulate: ParsableCommand {
                 }
             }
             if let world, size > 1 {
-                guard let gathered = try gather(rows, world: world, points: sweep.points.count) else { return }
+                guard let gathered = try gather(rows, world: world) else { return }
                 rows = gathered
             }
             let ordered = (0..<sweep.points.count).compactMap { rows[$0] }
@@ -96,24 +96,11 @@ struct Simulate: ParsableCommand {
     }
 
     /// Sends this rank's rows to rank 0, which returns all of them (other ranks get nil).
-    private func gather(_ rows: [Int: Row], world transport: Transport, points: Int) throws -> [Int: Row]? {
-        let world = Communicator(world: transport), tag: Int32 = 1 << 19 | 3
-        if transport.rank != 0 {
-            let bytes = Array(try JSONEncoder().encode(rows))
-            var length = UInt64(bytes.count)
-            try withUnsafeBytes(of: &length) { try transport.wait(try world.isend($0, to: 0, tag: tag), operation: "sending sweep results") }
-            try bytes.withUnsafeBytes { try transport.wait(try world.isend($0, to: 0, tag: tag), operation: "sending sweep results") }
-            return nil
+    private func gather(_ rows: [Int: Row], world transport: Transport) throws -> [Int: Row]? {
+        guard let all = try Communicator(world: transport).gather(bytes: Array(try JSONEncoder().encode(rows))) else { return nil }
+        return try all.reduce(into: [Int: Row]()) { merged, bytes in
+            merged.merge(try JSONDecoder().decode([Int: Row].self, from: Data(bytes))) { mine, _ in mine }
         }
-        var all = rows
-        for rank in 1..<transport.worldSize {
-            var length: UInt64 = 0
-            try withUnsafeMutableBytes(of: &length) { try transport.wait(try world.irecv(into: $0, from: rank, tag: tag), operation: "receiving rank \(rank)'s sweep results") }
-            var bytes = [UInt8](repeating: 0, count: Int(length))
-            try bytes.withUnsafeMutableBytes { try transport.wait(try world.irecv(into: $0, from: rank, tag: tag), operation: "receiving rank \(rank)'s sweep results") }
-            all.merge(try JSONDecoder().decode([Int: Row].self, from: Data(bytes))) { mine, _ in mine }
-        }
-        return all
     }
 
     /// A sweep point's table cells, JSON line and plot value.
@@ -197,7 +184,7 @@ struct Simulate: ParsableCommand {
             }
             Console.out(Console.jsonLine(fields))
         } else {
-            let hours = { (x: Double) in x >= 7200 ? String(format: "%.1f h", x / 3600) : x >= 120 ? String(format: "%.1f min", x / 60) : String(format: "%.1f s", x) }
+            let hours = Self.duration
             let share = { (x: Double) in String(format: "%.1f %%", x / model.duration * 100) }
             Console.out("reliability over \(hours(model.duration)) (seed \(settings.seed)): cluster MTBF \(hours(model.clusterMTBF)) = 1/Σ(nᵢ/MTTFᵢ) over "
                 + model.components.map { "\($0.count.formatted()) \($0.name)" }.joined(separator: ", "))
@@ -205,7 +192,7 @@ struct Simulate: ParsableCommand {
                 + "write \(hours(model.checkpointWrite)), stall \(hours(model.checkpointStall)), reload \(hours(model.reload)) of \(Self.bytes(s.checkpointBytes))"
                 + (step.breakdown.checkpointContention > .zero ? " (the stall includes \(step.breakdown.checkpointContention) of training traffic slowed by the write)" : ""))
             Console.out(String(format: "  goodput %.3f (useful training time / wall time), %.0f steps of %@", r.goodput, steps, step.stepTime.description))
-            Console.out("  \(r.failures) failures: " + r.failuresByComponent.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            Console.out("  \(r.failures) failures: " + r.failuresByComponent.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             Console.out("  time lost: rework \(hours(r.rework)) (\(share(r.rework))), restarts \(hours(r.restart)) (\(share(r.restart)); "
                 + "of which waiting for repairs \(hours(r.repairWait))), checkpoint stalls \(hours(r.checkpointStalls)) (\(share(r.checkpointStalls))), "
                 + "stragglers \(hours(r.stragglers)) (\(share(r.stragglers)))")
@@ -219,10 +206,13 @@ struct Simulate: ParsableCommand {
             }
             Console.out(String(format: "  simulated in %.2f s", elapsed))
         }
-        return sweep.map { $0.reports.map { (label: hours2($0.interval), value: $0.goodput) } }
+        return sweep.map { $0.reports.map { (label: Self.duration($0.interval), value: $0.goodput) } }
     }
 
-    private func hours2(_ x: Double) -> String { x >= 3600 ? String(format: "%.1f h", x / 3600) : String(format: "%.0f min", x / 60) }
+    /// Seconds as hours, minutes or seconds, whichever reads best.
+    static func duration(_ x: Double) -> String {
+        x >= 7200 ? String(format: "%.1f h", x / 3600) : x >= 120 ? String(format: "%.1f min", x / 60) : String(format: "%.1f s", x)
+    }
 
     /// Bytes in binary units sized to the value.
     static func bytes(_ value: Double) -> String {

@@ -29,9 +29,7 @@ struct RestartLog {
     /// The step of the newest complete checkpoint (the one a restart resumes from).
     static func newestCheckpoint(_ directory: String?) -> Int? {
         guard let directory else { return nil }
-        return CheckpointStore(directory: directory).candidates().first {
-            FileManager.default.fileExists(atPath: $0.path + "/" + CheckpointFormat.manifestName)
-        }?.step
+        return CheckpointStore(directory: directory).complete().first?.step
     }
 
     /// Seconds since any rank last logged a completed step.

@@ -169,27 +169,10 @@ extension DistributedTrainer {
         guard let (pending, policy) = pendingCheckpoint else { return }
         pendingCheckpoint = nil
         let mine = try pending.wait()
-        let world = groups.world, tag: Int32 = 1 << 19 | 2
-        let encoded = Array(try JSONEncoder().encode(mine.map { [$0] } ?? []))
         lastCheckpoint = (policy.directory, pending.step)
-        if transport.rank != 0 {
-            var length = UInt64(encoded.count)
-            try withUnsafeBytes(of: &length) { try transport.wait(try world.isend($0, to: 0, tag: tag), operation: "sending checkpoint shard record") }
-            try encoded.withUnsafeBytes { try transport.wait(try world.isend($0, to: 0, tag: tag), operation: "sending checkpoint shard record") }
-            return
-        }
-        var shards = mine.map { [$0] } ?? []
-        for rank in 1..<transport.worldSize {
-            var length: UInt64 = 0
-            try withUnsafeMutableBytes(of: &length) {
-                try transport.wait(try world.irecv(into: $0, from: rank, tag: tag), operation: "receiving rank \(rank)'s checkpoint shard record")
-            }
-            var bytes = [UInt8](repeating: 0, count: Int(length))
-            try bytes.withUnsafeMutableBytes {
-                try transport.wait(try world.irecv(into: $0, from: rank, tag: tag), operation: "receiving rank \(rank)'s checkpoint shard record")
-            }
-            shards += try JSONDecoder().decode([ShardRecord].self, from: Data(bytes))
-        }
+        let encoded = Array(try JSONEncoder().encode(mine.map { [$0] } ?? []))
+        guard let records = try groups.world.gather(bytes: encoded, root: 0) else { return }
+        let shards = try records.flatMap { try JSONDecoder().decode([ShardRecord].self, from: Data($0)) }
         let c = configuration
         let manifest = CheckpointManifest(
             model: c.model, layout: layout, deterministic: c.deterministic,

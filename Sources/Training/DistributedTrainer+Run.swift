@@ -173,26 +173,10 @@ extension DistributedTrainer {
     /// Gathers every rank's trace spans on the reporting rank and returns the whole trace
     /// file there (nil on other ranks).
     public func collectTrace() throws -> String? {
-        let world = groups.world, tag: Int32 = 1 << 19 | 1
         let reporter = mesh.rank(dp: 0, tp: 0, pp: layout.pp - 1)
-        func events(_ rank: Int) -> [String] {
-            (tracer ?? Tracer()).events(pid: rank, processName: "rank \(rank) (\(mesh.coordinates(of: rank)))")
-        }
-        if transport.rank != reporter {
-            let bytes = Array(events(transport.rank).joined(separator: ",\n").utf8)
-            var length = UInt64(bytes.count)
-            try withUnsafeBytes(of: &length) { try transport.wait(try world.isend($0, to: reporter, tag: tag), operation: "sending trace length") }
-            try bytes.withUnsafeBytes { try transport.wait(try world.isend($0, to: reporter, tag: tag), operation: "sending trace") }
-            return nil
-        }
-        var all = events(reporter)
-        for rank in 0..<transport.worldSize where rank != reporter {
-            var length: UInt64 = 0
-            try withUnsafeMutableBytes(of: &length) { try transport.wait(try world.irecv(into: $0, from: rank, tag: tag), operation: "receiving the trace length of rank \(rank)") }
-            var bytes = [UInt8](repeating: 0, count: Int(length))
-            try bytes.withUnsafeMutableBytes { try transport.wait(try world.irecv(into: $0, from: rank, tag: tag), operation: "receiving the trace of rank \(rank)") }
-            all.append(String(decoding: bytes, as: UTF8.self))
-        }
-        return "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n" + all.joined(separator: ",\n") + "\n]}\n"
+        let mine = (tracer ?? Tracer()).events(pid: transport.rank, processName: "rank \(transport.rank) (\(mesh.coordinates(of: transport.rank)))")
+        guard let all = try groups.world.gather(bytes: Array(mine.joined(separator: ",\n").utf8), root: reporter) else { return nil }
+        let events = all.map { String(decoding: $0, as: UTF8.self) }.filter { !$0.isEmpty }
+        return "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n" + events.joined(separator: ",\n") + "\n]}\n"
     }
 }

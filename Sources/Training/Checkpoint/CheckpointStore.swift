@@ -43,6 +43,11 @@ public struct CheckpointStore {
         }.sorted { $0.0 > $1.0 }
     }
 
+    /// The checkpoints whose manifest was written (their saves finished), newest first.
+    public func complete() -> [(step: Int, path: String)] {
+        candidates().filter { FileManager.default.fileExists(atPath: $0.path + "/" + CheckpointFormat.manifestName) }
+    }
+
     /// The newest checkpoint that is complete and passes every check, and why each newer one was skipped.
     public func newestValid() -> (checkpoint: LoadedCheckpoint?, skipped: [(path: String, reason: Error)]) {
         var skipped: [(path: String, reason: Error)] = []
@@ -151,9 +156,10 @@ public struct CheckpointStore {
     /// Removes all but the newest `keep` complete checkpoints (and incomplete ones older than the newest complete).
     public func prune(keep: Int) {
         guard keep > 0 else { return }
+        let finished = Set(complete().map(\.path))
         var complete = 0
         for candidate in candidates() {
-            let isComplete = FileManager.default.fileExists(atPath: candidate.path + "/" + CheckpointFormat.manifestName)
+            let isComplete = finished.contains(candidate.path)
             if isComplete { complete += 1 }
             if (isComplete && complete > keep) || (!isComplete && complete > 0) {
                 try? FileManager.default.removeItem(atPath: candidate.path)
