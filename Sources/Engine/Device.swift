@@ -12,6 +12,8 @@ public struct Device: Sendable, Hashable, Codable {
     public var memoryBandwidth: Bandwidth
     public var memoryBytes: Double
     public var watts: Double
+    /// Measured kernel costs and cores (`fleet calibrate`); when present they replace the roofline.
+    public var calibration: KernelCalibration?
 
     public init(name: String, peakFLOPs: [Precision: Double], memoryBandwidth: Bandwidth, memoryBytes: Double, watts: Double) {
         self.name = name

@@ -4,12 +4,26 @@ import Parallelism
 /// actions in order on one compute stream; sends cost nothing on the stream and arrive a
 /// network transfer later; a receive blocks the stage until its message has arrived; the
 /// data-parallel buckets of the last backward pass run on a separate communication stream.
+/// With `sharing`, ranks that share a node's cores run their kernels under processor
+/// sharing: while more ranks compute than there are cores, each progresses at cores/busy.
 struct PipelineRun {
     let programs: [[PipelineSchedule.Action]]
     let costs: [StepSimulator.StageCost]
     let network: NetworkModel
     let gpus: [Int]
     let messageBytes: Double
+    let sharing: Sharing?
+
+    /// Cores per node, and for each simulated stage s the ranks of every stage s' that run on
+    /// s's node (`peers[s][s']`; the simulated stage stands for its data/tensor peers).
+    struct Sharing {
+        let cores: Double
+        let peers: [[Double]]
+        /// Waiting ranks poll: every rank on the node competes for the cores all the time.
+        var waitingSpins = false
+        /// The measured wait for a peer descheduled behind computing ranks (0: not measured).
+        var slice = 0.0
+    }
 
     private(set) var finish: [SimTime]
     private(set) var breakdown: [StepReport.Breakdown]
@@ -24,15 +38,28 @@ struct PipelineRun {
     private var dataParallelEnd: [SimTime]
     private let lastBackward: [Int]
 
-    private enum Kind: Int { case wake = 0, arrival = 1 }
+    /// A stage's kernels in progress: full-speed seconds left, then a fixed tail (its
+    /// tensor-parallel all-reduces) before the stage moves on.
+    private struct Phase {
+        var name: String, start: SimTime, remaining: Double, tail: SimTime, meetings: Int, version: Int
+    }
+    private var computing: [Phase?]
+    private var versions: [Int]
+    private var settled = SimTime.zero
 
-    init(programs: [[PipelineSchedule.Action]], costs: [StepSimulator.StageCost], network: NetworkModel, gpus: [Int], messageBytes: Double) {
+    private enum Kind: Int { case wake = 0, arrival = 1, computed = 2 }
+
+    init(programs: [[PipelineSchedule.Action]], costs: [StepSimulator.StageCost], network: NetworkModel, gpus: [Int], messageBytes: Double,
+         sharing: Sharing? = nil) {
         self.programs = programs
         self.costs = costs
         self.network = network
         self.gpus = gpus
         self.messageBytes = messageBytes
+        self.sharing = sharing
         let stages = programs.count
+        computing = Array(repeating: nil, count: stages)
+        versions = Array(repeating: 0, count: stages)
         finish = Array(repeating: .zero, count: stages)
         breakdown = Array(repeating: StepReport.Breakdown(), count: stages)
         position = Array(repeating: 0, count: stages)
@@ -55,6 +82,8 @@ struct PipelineRun {
             events += 1
             if event.kind == Kind.wake.rawValue {
                 advance(event.subject)
+            } else if event.kind == Kind.computed.rawValue {
+                computed(stage: event.subject % programs.count, version: event.subject / programs.count)
             } else {
                 arrivals[event.subject] = queue.now
                 if let stage = waitingFor.firstIndex(where: { $0 == event.subject }) {
@@ -67,10 +96,79 @@ struct PipelineRun {
         }
     }
 
-    private mutating func busy(_ stage: Int, _ name: String, lane: String = "compute", for duration: SimTime) {
+    /// Starts `work` of kernels on `stage`, followed by `tail` of tensor-parallel communication
+    /// (`meetings` all-reduces, each of which may wait for a descheduled peer).
+    private mutating func compute(_ stage: Int, _ name: String, work: SimTime, tail: SimTime = .zero, meetings: Int = 0) {
+        settle()
+        versions[stage] += 1
+        computing[stage] = Phase(name: name, start: queue.now, remaining: work.seconds, tail: tail, meetings: meetings, version: versions[stage])
+        reschedule()
+    }
+
+    /// The expected wait of `meetings` meetings with peers while the node's computing ranks
+    /// outnumber its cores: the chance a peer is off a core times half a time slice each.
+    private func meetingDelay(_ stage: Int, meetings: Int) -> SimTime {
+        guard let sharing, sharing.slice > 0, meetings > 0 else { return .zero }
+        var busy = 0.0
+        for other in computing.indices where computing[other] != nil || other == stage { busy += sharing.peers[stage][other] }
+        guard busy > sharing.cores else { return .zero }
+        return SimTime(seconds: Double(meetings) * (1 - sharing.cores / busy) * sharing.slice / 2)
+    }
+
+    /// How fast each computing stage progresses now (1: a core of its own).
+    private func rate(_ stage: Int) -> Double {
+        guard let sharing else { return 1 }
+        var busy = 0.0
+        for other in computing.indices where computing[other] != nil || sharing.waitingSpins { busy += sharing.peers[stage][other] }
+        return busy > sharing.cores ? sharing.cores / busy : 1
+    }
+
+    /// Charges the time since the last change to every running phase at its rate.
+    private mutating func settle() {
+        let elapsed = (queue.now - settled).seconds
+        settled = queue.now
+        guard elapsed > 0 else { return }
+        let rates = computing.indices.map(rate)
+        for stage in computing.indices where computing[stage] != nil { computing[stage]!.remaining -= elapsed * rates[stage] }
+    }
+
+    /// Plans each running phase's completion at the current rates (earlier plans go stale).
+    private mutating func reschedule() {
+        for stage in computing.indices {
+            guard var phase = computing[stage] else { continue }
+            versions[stage] += 1
+            phase.version = versions[stage]
+            computing[stage] = phase
+            let left = SimTime(seconds: max(0, phase.remaining) / rate(stage))
+            queue.schedule(at: queue.now + left, kind: Kind.computed.rawValue, subject: phase.version * programs.count + stage)
+        }
+    }
+
+    private mutating func computed(stage: Int, version: Int) {
+        guard var phase = computing[stage], phase.version == version else { return }
+        settle()
+        phase.tail += meetingDelay(stage, meetings: phase.meetings)
+        computing[stage] = nil
+        reschedule()
         let now = queue.now
-        if duration > .zero { spans.append(StepReport.Span(stage: stage, name: name, lane: lane, start: now, end: now + duration)) }
-        queue.schedule(at: now + duration, kind: Kind.wake.rawValue, subject: stage)
+        if phase.name == "optimizer" {
+            breakdown[stage].optimizer += now - phase.start
+            spans.append(StepReport.Span(stage: stage, name: phase.name, lane: "compute", start: phase.start, end: now))
+            finish[stage] = now
+            return
+        }
+        breakdown[stage].compute += now - phase.start
+        breakdown[stage].tensorParallel += phase.tail
+        spans.append(StepReport.Span(stage: stage, name: phase.name, lane: "compute", start: phase.start, end: now + phase.tail))
+        queue.schedule(at: now + phase.tail, kind: Kind.wake.rawValue, subject: stage)
+    }
+
+    /// How much longer than alone a stage's kernels would take if it started now.
+    private func slowdown(_ stage: Int) -> Double {
+        guard let sharing else { return 1 }
+        var busy = sharing.peers[stage][stage]
+        for other in computing.indices where (computing[other] != nil || sharing.waitingSpins) && other != stage { busy += sharing.peers[stage][other] }
+        return max(1, busy / sharing.cores)
     }
 
     private mutating func advance(_ stage: Int) {
@@ -80,20 +178,19 @@ struct PipelineRun {
             switch action {
             case .forward(let i):
                 position[stage] += 1
-                breakdown[stage].compute += cost.forward
-                breakdown[stage].tensorParallel += cost.tensorForward
-                return busy(stage, "forward \(i)", for: cost.forward + cost.tensorForward)
+                return compute(stage, "forward \(i)", work: cost.forward, tail: cost.tensorForward, meetings: cost.tensorSyncs.forward)
             case .backward(let i):
                 position[stage] += 1
-                breakdown[stage].compute += cost.backward
-                breakdown[stage].tensorParallel += cost.tensorBackward
-                if index == lastBackward[stage] { startBuckets(stage, backwardStart: now, backward: cost.backward + cost.tensorBackward) }
-                return busy(stage, "backward \(i)", for: cost.backward + cost.tensorBackward)
+                if index == lastBackward[stage] {
+                    let expected = SimTime(seconds: cost.backward.seconds * slowdown(stage)) + cost.tensorBackward
+                    startBuckets(stage, backwardStart: now, backward: expected)
+                }
+                return compute(stage, "backward \(i)", work: cost.backward, tail: cost.tensorBackward, meetings: cost.tensorSyncs.backward)
             case let .sendActivation(i, to), let .sendGradient(i, to):
                 position[stage] += 1
                 let gradient: Bool
                 if case .sendGradient = action { gradient = true } else { gradient = false }
-                let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)])
+                let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)]) + meetingDelay(stage, meetings: 1)
                 queue.schedule(at: now + transfer, kind: Kind.arrival.rawValue, subject: key(gradient: gradient, microbatch: i, from: stage, to: to))
             case let .receiveActivation(i, from), let .receiveGradient(i, from):
                 let gradient: Bool
@@ -106,16 +203,17 @@ struct PipelineRun {
                 }
                 position[stage] += 1
             case .optimizerStep:
-                position[stage] += 1
                 let exposed = max(.zero, dataParallelEnd[stage] - now)
-                breakdown[stage].dataParallelExposed += exposed
-                breakdown[stage].optimizer += cost.optimizer
-                if exposed > .zero { spans.append(StepReport.Span(stage: stage, name: "data-parallel sync", lane: "data-parallel", start: now, end: now + exposed)) }
-                // The optimizer runs once the gradients are complete.
-                let start = now + exposed
-                spans.append(StepReport.Span(stage: stage, name: "optimizer", lane: "compute", start: start, end: start + cost.optimizer))
-                finish[stage] = start + cost.optimizer
-                return
+                if exposed > .zero {
+                    // The optimizer runs once the gradients are complete.
+                    breakdown[stage].dataParallelExposed += exposed
+                    spans.append(StepReport.Span(stage: stage, name: "data-parallel sync", lane: "data-parallel", start: now, end: now + exposed))
+                    queue.schedule(at: now + exposed, kind: Kind.wake.rawValue, subject: stage)
+                    dataParallelEnd[stage] = .zero
+                    return
+                }
+                position[stage] += 1
+                return compute(stage, "optimizer", work: cost.optimizer)
             }
         }
         finish[stage] = max(finish[stage], now)
@@ -125,7 +223,9 @@ struct PipelineRun {
     /// duration, last layers first) and run one after another on the communication stream.
     private mutating func startBuckets(_ stage: Int, backwardStart: SimTime, backward: SimTime) {
         let buckets = costs[stage].dataParallel
-        var free = backwardStart
+        // With more ranks than cores no core is left to move buckets during the backward pass.
+        let overlapped = sharing.map { $0.slice == 0 } ?? true
+        var free = overlapped ? backwardStart : backwardStart + backward
         for (k, time) in buckets.enumerated() {
             let ready = backwardStart + SimTime(nanoseconds: backward.nanoseconds * Int64(k + 1) / Int64(buckets.count))
             let start = max(free, ready)

@@ -69,12 +69,65 @@ public struct ScenarioReader {
 
     // MARK: sections
 
+    /// A catalog name, or a measured device (`fleet calibrate` writes one): a mapping with a
+    /// name, cores, peak and memory figures, sgemm rates by shape and per-element kernel times.
+    private func device(_ node: Node) throws -> Device {
+        let known = DeviceCatalog.all.map(\.name).joined(separator: ", ")
+        if let name = node.string {
+            guard let device = DeviceCatalog.named(name) else { throw fail(node, "unknown device '\(name)'; expected one of \(known)") }
+            return device
+        }
+        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "in_step", "waiting", "oversubscribed_latency", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels"])
+        let nameNode = try required(map, "name", "cluster.device")
+        guard var device = nameNode.string.flatMap(DeviceCatalog.named) else {
+            throw fail(nameNode, "cluster.device.name must name the device the measurements refine; expected one of \(known)")
+        }
+        if let n = map["peak_fp32"] { device.peakFLOPs = [.fp32: try quantity(n, "cluster.device.peak_fp32", Units.flops)] }
+        if let n = map["memory_bandwidth"] { device.memoryBandwidth = Bandwidth(bytesPerSecond: try quantity(n, "cluster.device.memory_bandwidth", Units.bandwidth)) }
+        if let n = map["memory"] { device.memoryBytes = try quantity(n, "cluster.device.memory", Units.bytes) }
+        if let n = map["watts"] { device.watts = try number(n, "cluster.device.watts") }
+        guard map["gemm"] != nil || map["kernels"] != nil || map["cores"] != nil else { return device }
+        let cores = try int(required(map, "cores", "cluster.device"), "cluster.device.cores", minimum: 1)
+        var gemm: [GEMMShape: Double] = [:]
+        if let list = map["gemm"] {
+            guard let items = list.sequence else { throw fail(list, "cluster.device.gemm must be a list of {m, n, k, trans, rate}") }
+            for item in items {
+                let entry = try mapping(item, "a gemm entry", allowed: ["m", "n", "k", "trans", "rate"])
+                var shape = GEMMShape(m: try int(required(entry, "m", "gemm"), "gemm.m", minimum: 1),
+                                      n: try int(required(entry, "n", "gemm"), "gemm.n", minimum: 1),
+                                      k: try int(required(entry, "k", "gemm"), "gemm.k", minimum: 1))
+                if let t = entry["trans"] {
+                    guard let value = t.string, ["A", "B", "none"].contains(value) else { throw fail(t, "gemm.trans must be A, B or none") }
+                    shape.transA = value == "A"
+                    shape.transB = value == "B"
+                }
+                gemm[shape] = try quantity(required(entry, "rate", "gemm"), "gemm.rate", Units.flops)
+            }
+        }
+        var perElement: [ElementKernel: Double] = [:]
+        if let node = map["kernels"] {
+            let kernels = try mapping(node, "cluster.device.kernels", allowed: ElementKernel.allCases.map(\.rawValue))
+            for (key, value) in kernels.pairs { perElement[ElementKernel(rawValue: key)!] = try quantity(value, "kernels.\(key)", Units.time) }
+        }
+        var calibration = KernelCalibration(gemm: gemm, perElement: perElement, cores: cores)
+        if let n = map["in_step"] {
+            calibration.inStep = try number(n, "cluster.device.in_step")
+            guard calibration.inStep > 0 else { throw fail(n, "cluster.device.in_step must be positive") }
+        }
+        if let n = map["oversubscribed_latency"] {
+            calibration.oversubscribedLatency = SimTime(seconds: try quantity(n, "cluster.device.oversubscribed_latency", Units.time))
+        }
+        if let n = map["waiting"] {
+            guard let value = n.string, ["spin", "sleep"].contains(value) else { throw fail(n, "cluster.device.waiting must be spin (MPI polls) or sleep (ZeroMQ blocks)") }
+            calibration.waitingSpins = value == "spin"
+        }
+        device.calibration = calibration
+        return device
+    }
+
     private func base(_ top: Mapping) throws -> Scenario {
         let cluster = try mapping(required(top, "cluster", "the scenario"), "cluster", allowed: ["device", "nodes", "gpus_per_node", "scale_up"])
-        let deviceNode = try required(cluster, "device", "cluster")
-        guard let device = deviceNode.string.flatMap(DeviceCatalog.named) else {
-            throw fail(deviceNode, "unknown device '\(deviceNode.string ?? "")'; expected one of \(DeviceCatalog.all.map(\.name).joined(separator: ", "))")
-        }
+        let device = try self.device(required(cluster, "device", "cluster"))
         let nodes = try int(required(cluster, "nodes", "cluster"), "cluster.nodes", minimum: 1)
         let perNode = try int(required(cluster, "gpus_per_node", "cluster"), "cluster.gpus_per_node", minimum: 1)
         let scaleUp = try link(required(cluster, "scale_up", "cluster"), "cluster.scale_up")
@@ -320,6 +373,7 @@ public struct ScenarioReader {
 enum Units {
     static let bandwidth: [String: Double] = ["B/s": 1, "KB/s": 1e3, "MB/s": 1e6, "GB/s": 1e9, "TB/s": 1e12,
                                               "Kb/s": 1e3 / 8, "Mb/s": 1e6 / 8, "Gb/s": 1e9 / 8, "Tb/s": 1e12 / 8]
+    static let flops: [String: Double] = ["FLOP/s": 1, "GFLOP/s": 1e9, "TFLOP/s": 1e12, "PFLOP/s": 1e15]
     static let time: [String: Double] = ["s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60, "h": 3600, "d": 86400]
     static let bytes: [String: Double] = ["B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
                                           "KiB": 1024, "MiB": 1_048_576, "GiB": 1_073_741_824, "TiB": 1_099_511_627_776]

@@ -64,6 +64,8 @@ public struct StepSimulator {
     struct StageCost {
         var forward = SimTime.zero, backward = SimTime.zero
         var tensorForward = SimTime.zero, tensorBackward = SimTime.zero
+        /// Tensor-parallel all-reduces in a forward and a backward pass (each a meeting of the group).
+        var tensorSyncs = (forward: 0, backward: 0)
         var gradientBytes = 0.0, optimizer = SimTime.zero
         var dataParallel: [SimTime] = []
     }
@@ -106,13 +108,22 @@ public struct StepSimulator {
             if index == 0 { parameters += Double(model.vocabulary * model.dModel) }
             if isLast && layout.pp > 1 { parameters += Double(model.vocabulary * model.dModel) }
             let local = parameters / Double(layout.tp)
-            let traffic = local * bytes + tokens * c * Double(layers.count) * 16 * bytes / Double(layout.tp)
-            cost.forward = s.device.time(flops: flops, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
             let recompute = s.recompute == .full ? 1.0 : 0.0
-            cost.backward = s.device.time(flops: (2 + recompute) * flops, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
+            if let calibration = s.device.calibration {
+                // A measured CPU: the trainer's own kernels, each at its measured rate.
+                let work = KernelModel.stage(model: model, sequences: microSequences, sequence: s.sequence, layers: layers.count,
+                                             embed: index == 0, head: isLast, tp: layout.tp)
+                cost.forward = SimTime(seconds: calibration.stepSeconds(work.forward))
+                cost.backward = SimTime(seconds: calibration.stepSeconds(work.backward) + recompute * cost.forward.seconds)
+            } else {
+                let traffic = local * bytes + tokens * c * Double(layers.count) * 16 * bytes / Double(layout.tp)
+                cost.forward = s.device.time(flops: flops, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
+                cost.backward = s.device.time(flops: (2 + recompute) * flops, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
+            }
             let tpGroup = mesh.tpGroup(of: representative[index])
             let tpBytes = tokens * c * bytes
             let oneTP = collectives.allReduce(tpGroup, bytes: tpBytes, algorithm: s.tensorParallelAlgorithm)
+            if layout.tp > 1 { cost.tensorSyncs = (2 * layers.count, (2 + 2 * Int(recompute)) * layers.count) }
             cost.tensorForward = oneTP * (2 * layers.count)
             cost.tensorBackward = oneTP * ((2 + 2 * Int(recompute)) * layers.count)
             if layout.tp > 1 { ledger.ring(tpGroup, bytes: tpBytes, times: (4 + 2 * Int(recompute)) * layers.count * layout.microbatches) }
@@ -132,14 +143,19 @@ public struct StepSimulator {
                         : s.zero >= 1 ? collectives.reduceScatter(dpGroup, bytes: bucket)
                         : collectives.allReduce(dpGroup, bytes: bucket, algorithm: s.dataParallelAlgorithm))
                     timed[bucket] = time
-                    cost.dataParallel.append(time)
+                    cost.dataParallel.append(time + bucketSynchronization(group: layout.dp))
                     left -= bucket
                 }
                 ledger.ring(dpGroup, bytes: cost.gradientBytes, times: s.zero >= 1 ? 1 : 2, halfRing: s.zero >= 1)
             }
             // AdamW: read and write weights, master copy, moments and gradients (memory-bound).
             let updated = local / Double(s.zero >= 1 ? layout.dp : 1)
-            cost.optimizer = s.device.time(flops: 0, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
+            if let calibration = s.device.calibration {
+                let owned = KernelModel.parametersUpdated(model: model, layers: layers.count, embed: index == 0, head: isLast, tp: layout.tp)
+                cost.optimizer = SimTime(seconds: owned / Double(s.zero >= 1 ? layout.dp : 1) * (calibration.perElement[.optimizer] ?? 0))
+            } else {
+                cost.optimizer = s.device.time(flops: 0, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
+            }
             if s.zero >= 1 && layout.dp > 1 {
                 cost.optimizer += collectives.allGather(dpGroup, bytes: cost.gradientBytes)
             }
@@ -148,7 +164,7 @@ public struct StepSimulator {
 
         let activationBytes = tokens * c * bytes
         var pipeline = PipelineRun(programs: layout.pipeline.actions, costs: costs, network: network,
-                                   gpus: representative, messageBytes: activationBytes)
+                                   gpus: representative, messageBytes: activationBytes, sharing: sharing(representative))
         pipeline.run()
         for (from, to) in zip(representative, representative.dropFirst()) {
             ledger.add(Message(from: from, to: to, bytes: activationBytes), times: layout.microbatches)
@@ -222,6 +238,39 @@ public struct StepSimulator {
                           busiestLinks: ledger.busiest(5, over: step), spans: pipeline.spans, events: pipeline.events,
                           fidelity: network.fidelity,
                           reductions: reductions)
+    }
+}
+
+extension StepSimulator {
+    /// With more ranks than cores, a rank that must meet a peer often finds it descheduled
+    /// behind a computing rank and waits, on average, half the measured wait for a descheduled
+    /// peer (about one scheduler time slice) times the chance the peer is off a core.
+    public var slice: Double? {
+        guard let c = scenario.device.calibration, let slice = c.oversubscribedLatency, scenario.gpusPerNode > c.cores else { return nil }
+        return slice.seconds
+    }
+
+    /// A data-parallel bucket's waits: a ring over more ranks than cores cannot take a step
+    /// without a context switch (2(g − 1) meetings); a smaller group meets once.
+    public func bucketSynchronization(group: Int) -> SimTime {
+        guard let slice, let cores = scenario.device.calibration?.cores else { return .zero }
+        let meetings = group > cores ? 2 * (group - 1) : 1
+        return SimTime(seconds: Double(meetings) * (1 - Double(cores) / Double(scenario.gpusPerNode)) * slice / 2)
+    }
+
+    /// Processor sharing on a calibrated CPU device: for each simulated stage, how many ranks
+    /// of every stage run on its node (nil when ranks have cores of their own).
+    func sharing(_ representative: [Int]) -> PipelineRun.Sharing? {
+        guard let cores = scenario.device.calibration?.cores, cores < scenario.gpusPerNode else { return nil }
+        let mesh = scenario.layout.mesh, perNode = scenario.gpusPerNode
+        let peers = representative.map { rank -> [Double] in
+            let node = rank / perNode
+            var count = Array(repeating: 0.0, count: representative.count)
+            for other in node * perNode..<min((node + 1) * perNode, mesh.worldSize) { count[mesh.coordinates(of: other).pp] += 1 }
+            return count
+        }
+        return PipelineRun.Sharing(cores: Double(cores), peers: peers, waitingSpins: scenario.device.calibration?.waitingSpins ?? false,
+                                   slice: slice ?? 0)
     }
 }
 

@@ -122,24 +122,8 @@ struct Chaos: ParsableCommand {
         return Double(text[range.upperBound...].prefix { "0123456789.".contains($0) })
     }
 
-    /// Runs this fleet binary and returns its status and output (both streams go through
-    /// files, so neither can fill a pipe and stall the run).
+    /// Runs this fleet binary and returns its status and output.
     static func fleet(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: LocalLauncher.currentExecutable)
-        process.arguments = arguments
-        let base = NSTemporaryDirectory() + "fleet-chaos-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        FileManager.default.createFile(atPath: base + ".out", contents: nil)
-        FileManager.default.createFile(atPath: base + ".err", contents: nil)
-        defer {
-            try? FileManager.default.removeItem(atPath: base + ".out")
-            try? FileManager.default.removeItem(atPath: base + ".err")
-        }
-        process.standardOutput = FileHandle(forWritingAtPath: base + ".out")
-        process.standardError = FileHandle(forWritingAtPath: base + ".err")
-        try process.run()
-        process.waitUntilExit()
-        let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
-        return (process.terminationStatus, read(base + ".out"), read(base + ".err"))
+        try ChildProcess.fleet(arguments)
     }
 }

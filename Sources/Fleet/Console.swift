@@ -12,6 +12,12 @@ enum Console {
         FileHandle.standardOutput.write(Data(bytes + [UInt8(ascii: "\n")]))
     }
 
+    /// A transient status line on a terminal (overwritten by the next); nothing when piped.
+    static func progress(_ line: String) {
+        guard isatty(STDERR_FILENO) != 0 else { return }
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+    }
+
     static func err(_ line: String) {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }

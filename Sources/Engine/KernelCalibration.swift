@@ -1,0 +1,56 @@
+import Foundation
+
+/// A CPU device measured by `fleet calibrate`: the sgemm rate of each product shape the
+/// model issues, seconds per element of every other kernel, and how many cores the ranks of
+/// one node share (more busy ranks than cores run under processor sharing).
+public struct KernelCalibration: Sendable, Hashable, Codable {
+    /// Measured sgemm FLOP/s by shape (one thread).
+    public var gemm: [GEMMShape: Double]
+    /// Measured seconds per element.
+    public var perElement: [ElementKernel: Double]
+    public var cores: Int
+    /// How much longer the forward and backward kernels take inside a real training step than
+    /// their isolated measurements add up to (colder caches, the code between kernels).
+    public var inStep = 1.0
+    /// Whether a rank waiting for a peer keeps polling (MPI: it stays runnable and takes its
+    /// share of the cores) or sleeps (ZeroMQ: it leaves the cores to the others).
+    public var waitingSpins = false
+    /// One-way latency of a small message between two ranks while the node's other ranks
+    /// compute, measured with more ranks than cores; replaces the link latency then.
+    public var oversubscribedLatency: SimTime?
+
+    public init(gemm: [GEMMShape: Double], perElement: [ElementKernel: Double], cores: Int) {
+        self.gemm = gemm
+        self.perElement = perElement
+        self.cores = cores
+    }
+
+    /// The rate of `shape`: measured, or that of the nearest measured shape (log distance over
+    /// m, n and k; same transposes preferred); `fallback` when none was measured.
+    public func rate(_ shape: GEMMShape, fallback: Double = 1e9) -> Double {
+        if let exact = gemm[shape] { return exact }
+        func distance(_ other: GEMMShape) -> Double {
+            let d = [(shape.m, other.m), (shape.n, other.n), (shape.k, other.k)].reduce(0.0) { sum, pair in
+                let x = log(Double(max(pair.0, 1)) / Double(max(pair.1, 1)))
+                return sum + x * x
+            }
+            return d + (shape.transA == other.transA && shape.transB == other.transB ? 0 : 0.25)
+        }
+        guard let nearest = gemm.keys.min(by: { (distance($0), $0) < (distance($1), $1) }) else { return fallback }
+        return gemm[nearest]!
+    }
+
+    /// Single-core seconds of forward or backward `work` inside a training step.
+    public func stepSeconds(_ work: KernelWork) -> Double { seconds(work) * inStep }
+
+    /// Single-core seconds of `work`, kernel by kernel as measured alone.
+    public func seconds(_ work: KernelWork) -> Double {
+        var total = 0.0
+        for (shape, count) in work.gemms { total += Double(count) * shape.flops / rate(shape) }
+        for (kernel, count) in work.elements { total += count * (perElement[kernel] ?? 0) }
+        return total
+    }
+
+    /// Kernels the calibration has no figure for (they would be priced at zero).
+    public var missing: [ElementKernel] { ElementKernel.allCases.filter { perElement[$0] == nil } }
+}

@@ -1,0 +1,128 @@
+import Engine
+import Foundation
+import Workload
+
+/// Everything `fleet calibrate` measured, and the scenario it makes of it: a `local` device
+/// (cores, sgemm rates by shape, per-element kernel times), a fabric from one transport's
+/// α–β, and a storage entry, each value annotated with how it was measured.
+struct CalibrationResult {
+    var model: ModelSpec
+    var batch: Int
+    var sequence: Int
+    var cores: Int
+    var repeats: Int
+    var gemm: [GEMMShape: Measurement] = [:]
+    var kernels: [ElementKernel: Measurement] = [:]
+    var inStep = Measurement([1])
+    var isolatedOptimizer: Measurement?
+    var memoryBandwidth = Measurement([])
+    var transports: [TransportFigures] = []
+    var fabricTransport = "zmq"
+    var storageBandwidth = Measurement([])
+    var storageLatency = Measurement([])
+    var storageDirectory = "."
+
+    /// The measured kernels as the simulator uses them.
+    var calibration: KernelCalibration {
+        var c = KernelCalibration(gemm: gemm.mapValues(\.median), perElement: kernels.mapValues(\.median), cores: cores)
+        c.inStep = inStep.median
+        c.waitingSpins = fabricTransport == "mpi"
+        c.oversubscribedLatency = loaded?.loadedLatency.map { SimTime(seconds: $0.median) }
+        return c
+    }
+
+    /// The two-rank figures of the fabric's transport, and its figures with more ranks than cores.
+    var fabric: TransportFigures? {
+        transports.first { $0.ranks == 2 && $0.transport.lowercased().hasPrefix(fabricTransport) } ?? transports.first
+    }
+    var loaded: TransportFigures? {
+        transports.first { $0.loadedLatency != nil && $0.transport.lowercased().hasPrefix(fabricTransport) }
+    }
+
+    func yaml() -> String {
+        let host = ProcessInfo.processInfo.hostName
+        let date = ISO8601DateFormatter().string(from: Date())
+        let peak = gemm.values.map(\.median).max() ?? 1e9
+        var y = """
+        # Written by `fleet calibrate \(model.name)` on \(host) at \(date).
+        # Every figure is the median of \(repeats) repeats; "spread" is (max − min) / median.
+        # `fleet compare` sets the layout and ranks per run; the rest describes this machine.
+        name: \(model.name) on \(host) (calibrated)
+        cluster:
+          device:
+            name: local
+            cores: \(cores)   # cores the ranks share (ProcessInfo.activeProcessorCount); busier ranks share them
+            in_step: \(String(format: "%.4f", inStep.median))   # one-process steps at batch \(batch): forward+backward time / the sum of its kernels measured alone; \(inStep.spreadText) steps
+            waiting: \(fabricTransport == "mpi" ? "spin" : "sleep")   # \(fabricTransport == "mpi" ? "MPI ranks poll while they wait, taking their share of the cores" : "ZeroMQ ranks sleep in zmq_poll while they wait")
+            peak_fp32: \(String(format: "%.2f", peak / 1e9)) GFLOP/s   # best one-thread sgemm below
+            memory_bandwidth: \(String(format: "%.2f", memoryBandwidth.median / 1e9)) GB/s   # one-thread memcpy of 64 MiB, read + write; \(memoryBandwidth.spreadText)
+        \(oversubscribedLine)    gemm:   # one-thread OpenBLAS sgemm of each product shape \(model.name) issues at batch \(batch) (C[m,n] = op(A)[m,k]·op(B)[k,n])
+
+        """
+        for (shape, m) in gemm.sorted(by: { $0.key < $1.key }) {
+            let trans = shape.transA ? "A" : shape.transB ? "B" : "none"
+            y += "      - {m: \(shape.m), n: \(shape.n), k: \(shape.k), trans: \(trans), rate: \(String(format: "%.3f", m.median / 1e9)) GFLOP/s}   # \(m.spreadText)\n"
+        }
+        y += "    kernels:   # one-thread time per element at 4 × \(sequence) tokens (attention: per score element)\n"
+        if let isolated = isolatedOptimizer {
+            y += "      # optimizer: per parameter, the rest of a one-process step (AdamW, clipping, loss, data); AdamW alone: \(String(format: "%.3f", isolated.median * 1e9)) ns\n"
+        }
+        for kernel in ElementKernel.allCases {
+            guard let m = kernels[kernel] else { continue }
+            y += "      \(kernel.rawValue): \(String(format: "%.4f", m.median * 1e9)) ns   # \(m.spreadText)\n"
+        }
+        let f = fabric
+        let link = f.map { "{bandwidth: \(String(format: "%.3f", $0.beta / 1e9)) GB/s, latency: \(String(format: "%.2f", $0.alpha * 1e6)) us}" }
+            ?? "{bandwidth: 2 GB/s, latency: 20 us}"
+        let how = f.map { "\($0.transport) ping-pong between 2 ranks: α = one-way time of 8 B, β = least-squares fit from 64 KiB to 16 MiB" }
+            ?? "not measured (no transport calibrated): a placeholder"
+        y += """
+          nodes: 1
+          gpus_per_node: 4
+          scale_up: \(link)   # \(how)
+        fabric:
+          topology: single-switch
+          link: \(link)   # the same: every rank is on this machine
+
+        """
+        for t in transports {
+            y += "# \(t.transport), \(t.ranks) ranks — one-way point-to-point time (median, spread) and the α–β fit:\n"
+            for (bytes, m) in t.pingPong.sorted(by: { $0.key < $1.key }) {
+                let model = t.alpha + Double(bytes) / max(t.beta, 1)
+                y += "#   \(ByteSize(bytes: bytes).description.padding(toLength: 8, withPad: " ", startingAt: 0)) \(format(m.median)) (\(String(format: "%.1f%%", m.spread * 100)))  α–β: \(format(model))\n"
+            }
+            y += "#   α = \(format(t.alpha)), β = \(String(format: "%.3f", t.beta / 1e9)) GB/s\n"
+            for (algorithm, sizes) in t.allReduce.sorted(by: { $0.key < $1.key }) {
+                y += "# \(t.transport) all-reduce (\(algorithm), \(t.ranks) ranks\(t.ranks > cores ? " on \(cores) cores" : "")):"
+                for (bytes, m) in sizes.sorted(by: { $0.key < $1.key }) {
+                    y += " \(ByteSize(bytes: bytes)) \(format(m.median)) (\(String(format: "%.0f%%", m.spread * 100)));"
+                }
+                y += "\n"
+            }
+        }
+        y += """
+        storage:   # 64 MiB written and fsynced in \(storageDirectory), \(storageBandwidth.spreadText); latency: 4 KiB write + fsync + rename
+          aggregate: \(String(format: "%.3f", storageBandwidth.median / 1e9)) GB/s
+          per_client: \(String(format: "%.3f", storageBandwidth.median / 1e9)) GB/s
+          latency: \(String(format: "%.1f", storageLatency.median * 1e6)) us
+        workload:
+          model: \(model.name)
+          batch: \(batch)
+          sequence: \(sequence)
+          precision: fp32
+        layout: {dp: 2, pp: 2, microbatches: 4, schedule: 1f1b}
+        collectives: {bucket: 1 MiB}   # fleet train's default --bucket
+
+        """
+        return y
+    }
+
+    private var oversubscribedLine: String {
+        guard let l = loaded, let m = l.loadedLatency else { return "" }
+        return "    oversubscribed_latency: \(String(format: "%.2f", m.median * 1e6)) us   # \(l.transport) one-way 8 B between 2 of \(l.ranks) ranks while the other \(l.ranks - 2) compute; \(m.spreadText)\n"
+    }
+
+    private func format(_ seconds: Double) -> String {
+        seconds >= 1e-3 ? String(format: "%.3f ms", seconds * 1e3) : String(format: "%.1f µs", seconds * 1e6)
+    }
+}

@@ -1,0 +1,103 @@
+import Engine
+import Tensor
+import Workload
+
+/// Times the trainer's kernels on this CPU, one thread, at the model's dimensions: sgemm per
+/// product shape (FLOP/s) and every other kernel per element (seconds).
+struct KernelBenchmark {
+    let model: ModelSpec
+    let sequence: Int
+    let repeats: Int
+
+    /// FLOP/s of one product shape, filled with non-trivial values.
+    func gemm(_ shape: GEMMShape) -> Measurement {
+        let a = filled(shape.m * shape.k), b = filled(shape.k * shape.n), c = FloatBuffer(count: shape.m * shape.n)
+        let lda = shape.transA ? shape.m : shape.k, ldb = shape.transB ? shape.k : shape.n
+        let time = Measurement.seconds(repeats: repeats) {
+            BLAS.gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                      a: a.pointer, lda: lda, b: b.pointer, ldb: ldb, c: c.pointer, ldc: shape.n)
+        }
+        return rate(shape.flops, time)
+    }
+
+    /// Seconds per element of `kernel` at a micro-batch of 4 sequences.
+    func element(_ kernel: ElementKernel) -> Measurement {
+        let batch = 4, t = sequence, rows = batch * t, c = model.dModel, h = model.mlpHidden, v = model.vocabulary
+        let x = filled(rows * max(c, h, v)), y = filled(rows * max(c, h, v)), z = filled(rows * max(c, h, v))
+        let w = filled(max(c, v * c)), bias = filled(max(c, h)), mean = filled(rows), rstd = FloatBuffer(count: rows)
+        for i in 0..<rows { rstd[i] = 1 }
+        let tokens = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
+        defer { tokens.deallocate() }
+        for i in 0..<rows { tokens[i] = Int32(i % v) }
+        switch kernel {
+        case .embeddingForward:
+            let wpe = filled(t * c)
+            return per(rows * c) { Embedding.forward(out: x.pointer, tokens: tokens, wte: w.pointer, wpe: wpe.pointer, batch: batch, sequence: t, channels: c) }
+        case .embeddingBackward:
+            let dwpe = filled(t * c)
+            return per(rows * c) { Embedding.backward(dwte: w.pointer, dwpe: dwpe.pointer, dout: x.pointer, tokens: tokens, batch: batch, sequence: t, channels: c) }
+        case .layerNormForward:
+            return per(rows * c) {
+                LayerNorm.forward(out: y.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: x.pointer, weight: w.pointer, bias: bias.pointer, rows: rows, columns: c)
+            }
+        case .layerNormBackward:
+            let dw = filled(c), db = filled(c)
+            return per(rows * c) {
+                LayerNorm.backward(dinp: z.pointer, dweight: dw.pointer, dbias: db.pointer, dout: y.pointer, inp: x.pointer, weight: w.pointer,
+                                   mean: mean.pointer, rstd: rstd.pointer, rows: rows, columns: c)
+            }
+        case .attentionForward, .attentionBackward:
+            let shape = Attention.Shape(batch: batch, sequence: t, channels: c, heads: model.heads)
+            let qkv = filled(rows * 3 * c), probabilities = FloatBuffer(count: batch * model.heads * t * t)
+            let out = FloatBuffer(count: rows * c), dqkv = FloatBuffer(count: rows * 3 * c), scratch = FloatBuffer(count: t * t)
+            let scores = batch * model.heads * t * t
+            Attention.forward(out: out.pointer, probabilities: probabilities.pointer, qkv: qkv.pointer, shape: shape)
+            if kernel == .attentionForward {
+                return per(scores) { Attention.forward(out: out.pointer, probabilities: probabilities.pointer, qkv: qkv.pointer, shape: shape) }
+            }
+            return per(scores) {
+                Attention.backward(dqkv: dqkv.pointer, dout: x.pointer, qkv: qkv.pointer, probabilities: probabilities.pointer,
+                                   scratch: scratch.pointer, shape: shape)
+            }
+        case .geluForward:
+            return per(rows * h) { GELU.forward(y.pointer, x.pointer, count: rows * h, tanhOut: z.pointer) }
+        case .geluBackward:
+            return per(rows * h) { GELU.backward(y.pointer, x.pointer, tanh: z.pointer, x.pointer, count: rows * h) }
+        case .residual:
+            return per(rows * c) { Elementwise.accumulate(y.pointer, x.pointer, count: rows * c) }
+        case .crossEntropy:
+            let losses = FloatBuffer(count: rows), logits = filled(rows * v)
+            return per(rows * v) {
+                _ = CrossEntropy.forwardBackward(logits: logits.pointer, targets: tokens, losses: losses.pointer, rows: rows, vocabulary: v, gradient: true)
+            }
+        case .optimizer:
+            let n = model.parameterCount
+            let params = filled(n), grads = filled(n), m = FloatBuffer(count: n), v2 = FloatBuffer(count: n)
+            var adam = AdamW()
+            adam.begin()
+            return per(n) {
+                _ = clipGradientNorm(grads.pointer, count: n, maxNorm: 1e9)
+                adam.update(params: params.pointer, grads: grads.pointer, m: m.pointer, v: v2.pointer, count: n, learningRate: 1e-9, decay: true)
+                grads.zero()
+            }
+        }
+    }
+
+    private func per(_ elements: Int, _ body: () -> Void) -> Measurement {
+        var m = Measurement.seconds(repeats: repeats, body)
+        m.median /= Double(elements)
+        return m
+    }
+
+    private func rate(_ flops: Double, _ time: Measurement) -> Measurement {
+        var m = time
+        m.median = flops / time.median
+        return m
+    }
+
+    private func filled(_ count: Int) -> FloatBuffer {
+        let buffer = FloatBuffer(count: max(count, 1))
+        for i in 0..<buffer.count { buffer[i] = Float((i * 7919) % 1000) * 1e-3 - 0.5 }
+        return buffer
+    }
+}

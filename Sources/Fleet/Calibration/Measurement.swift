@@ -1,0 +1,34 @@
+import Foundation
+
+/// A quantity measured several times: the median, and the spread (max − min over the median)
+/// so that repeated calibrations can be judged.
+struct Measurement: Codable {
+    var median: Double
+    var spread: Double
+    var repeats: Int
+
+    init(_ samples: [Double]) {
+        let sorted = samples.sorted()
+        median = sorted.isEmpty ? 0 : sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        spread = median > 0 ? ((sorted.last ?? 0) - (sorted.first ?? 0)) / median : 0
+        repeats = samples.count
+    }
+
+    var spreadText: String { String(format: "spread %.1f%% over %d", spread * 100, repeats) }
+
+    /// Seconds per call of `body`: each repeat runs it enough times to last `minimum` seconds.
+    static func seconds(repeats: Int, minimum: Double = 0.01, _ body: () -> Void) -> Measurement {
+        body()
+        let once = clock(body)
+        let calls = max(1, min(1 << 16, Int(minimum / max(once, 1e-9))))
+        let samples = (0..<repeats).map { _ in clock { for _ in 0..<calls { body() } } / Double(calls) }
+        return Measurement(samples)
+    }
+
+    static func clock(_ body: () throws -> Void) rethrows -> Double {
+        let start = ContinuousClock.now
+        try body()
+        let (s, atto) = (ContinuousClock.now - start).components
+        return Double(s) + Double(atto) * 1e-18
+    }
+}

@@ -1,0 +1,39 @@
+import Foundation
+
+/// The per-rank step logs (`rank-N.steps.jsonl`) of one run, reduced to what a comparison
+/// needs: the job's step time per step (the slowest rank's), and each part of the step
+/// averaged over ranks.
+struct StepLogs {
+    /// Job step times in seconds, warm-up steps left out.
+    var steps: [Double] = []
+    var compute = 0.0, communication = 0.0, bubble = 0.0
+
+    init(directory: String, ranks: Int, warmup: Int) throws {
+        var perRank: [[[String: Any]]] = []
+        for rank in 0..<ranks {
+            let path = "\(directory)/rank-\(rank).steps.jsonl"
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw FleetError("the run left no step log at \(path)") }
+            let rows = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            guard rows.count > warmup else { throw FleetError("\(path) has \(rows.count) steps; more than the \(warmup) warm-up step(s) are needed") }
+            perRank.append(Array(rows.dropFirst(warmup)))
+        }
+        let count = perRank.map(\.count).min() ?? 0
+        func value(_ row: [String: Any], _ key: String) -> Double { (row[key] as? Double) ?? 0 }
+        steps = (0..<count).map { i in perRank.map { value($0[i], "step_ms") }.max()! / 1000 }
+        func median(_ key: String) -> Double {
+            perRank.map { rows in Self.median(rows.prefix(count).map { value($0, key) }) }.reduce(0, +) / Double(ranks) / 1000
+        }
+        compute = median("compute_ms")
+        communication = median("tp_ms") + median("dp_exposed_ms")
+        bubble = median("pipeline_wait_ms")
+    }
+
+    static func median(_ values: [Double]) -> Double { quantile(values, 0.5) }
+
+    static func quantile(_ values: [Double], _ q: Double) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return 0 }
+        let position = q * Double(sorted.count - 1), low = Int(position), high = min(low + 1, sorted.count - 1)
+        return sorted[low] + (sorted[high] - sorted[low]) * (position - Double(low))
+    }
+}

@@ -1,0 +1,48 @@
+import Collectives
+import Foundation
+
+/// Runs a program to completion and returns its status and output; both streams go through
+/// files, so neither can fill a pipe and stall the child.
+enum ChildProcess {
+    /// This fleet executable with `arguments`.
+    static func fleet(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try run(LocalLauncher.currentExecutable, arguments, environment: environment)
+    }
+
+    static func run(_ executable: String, _ arguments: [String],
+                    environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
+        let base = NSTemporaryDirectory() + "fleet-child-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        FileManager.default.createFile(atPath: base + ".out", contents: nil)
+        FileManager.default.createFile(atPath: base + ".err", contents: nil)
+        defer {
+            try? FileManager.default.removeItem(atPath: base + ".out")
+            try? FileManager.default.removeItem(atPath: base + ".err")
+        }
+        process.standardOutput = FileHandle(forWritingAtPath: base + ".out")
+        process.standardError = FileHandle(forWritingAtPath: base + ".err")
+        try process.run()
+        process.waitUntilExit()
+        let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        return (process.terminationStatus, read(base + ".out"), read(base + ".err"))
+    }
+
+    /// The first executable called `name` on PATH.
+    static func which(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// mpirun on this one machine: shared memory and loopback only; as root it needs consent,
+    /// and more ranks than cores need oversubscription.
+    static func mpirun(ranks: Int, _ arguments: [String]) -> (path: String, arguments: [String], environment: [String: String])? {
+        guard let mpirun = which("mpirun") else { return nil }
+        var environment = ["OMPI_MCA_btl": "self,vader", "OMPI_MCA_oob_tcp_if_include": "lo"]
+        environment = environment.filter { ProcessInfo.processInfo.environment[$0.key] == nil }
+        if getuid() == 0 { environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1" }
+        return (mpirun, ["-n", "\(ranks)", "--oversubscribe", LocalLauncher.currentExecutable] + arguments, environment)
+    }
+}

@@ -1,0 +1,197 @@
+import ArgumentParser
+import Collectives
+import Engine
+import Foundation
+import Parallelism
+import Workload
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run layouts for real and in the simulator (calibrated on this machine) and compare their step times.",
+        discussion: """
+        Every layout's simulated step is computed and written down before any real run starts,
+        so no prediction can be fitted to the run it predicts.
+
+        Examples:
+          fleet calibrate && fleet compare gpt-tiny
+          fleet compare gpt-tiny --layouts dp1,dp2,dp4,tp2,pp2,dp2pp2,tp2pp2,dp2tp2 --steps 30 --plot scaling.svg
+          fleet compare gpt-tiny --transport mpi --json
+        """)
+
+    @Argument(help: "Model to train and simulate: \(ModelCatalog.trainable.map(\.name).joined(separator: ", ")).")
+    var model: ModelSpec = ModelCatalog.gptTiny
+
+    @Option(help: "Layouts, comma-separated (dp, tp and pp degrees, e.g. dp2pp2).")
+    var layouts: String = LayoutName.standard.joined(separator: ",")
+
+    @Option(help: "Training steps per real run.")
+    var steps: Int = 30
+
+    @Option(help: "Steps left out of the measurement at the start of each run.")
+    var warmup: Int = 5
+
+    @Option(help: "Global batch (sequences per step).")
+    var batch: Int = 8
+
+    @Option(help: "Calibrated scenario (from fleet calibrate).")
+    var scenario: String = "scenarios/local.yaml"
+
+    @Option(help: "Transport of the real runs: mpi (through mpirun; the default when it is installed) or zmq (self-launched workers).")
+    var transport: String = ChildProcess.which("mpirun") != nil ? "mpi" : "zmq"
+
+    @Option(help: "Directory for the runs' logs and the predictions.")
+    var runDir: String?
+
+    @Flag(help: "One JSON object per layout.")
+    var json = false
+
+    @Option(help: "Write measured and simulated step times as an SVG chart.")
+    var plot: String?
+
+    /// One layout's prediction and, once run, its measurement.
+    struct Row {
+        var name: String
+        var layout: ParallelLayout
+        var simulated: StepReport
+        var measured: StepLogs?
+
+        var simulatedCompute: Double { simulated.breakdown.compute.seconds + simulated.breakdown.optimizer.seconds }
+        var simulatedCommunication: Double { simulated.breakdown.tensorParallel.seconds + simulated.breakdown.dataParallelExposed.seconds }
+        var simulatedBubble: Double { simulated.breakdown.pipelineWait.seconds }
+        var measuredStep: Double { measured.map { StepLogs.median($0.steps) } ?? .nan }
+        var error: Double { (simulated.stepTime.seconds - measuredStep) / measuredStep * 100 }
+
+        /// The part of the step whose simulated and measured times differ most.
+        var worstComponent: String {
+            guard let m = measured else { return "-" }
+            let parts = [("compute", simulatedCompute - m.compute), ("communication", simulatedCommunication - m.communication),
+                         ("bubble", simulatedBubble - m.bubble)]
+            let worst = parts.max { abs($0.1) < abs($1.1) }!
+            return String(format: "%@ %+.1f ms", worst.0, worst.1 * 1000)
+        }
+    }
+
+    func validate() throws {
+        guard steps > warmup, warmup >= 0 else { throw ValidationError("--steps must exceed --warmup (\(warmup)), which must be ≥ 0") }
+        guard ["zmq", "mpi"].contains(transport) else { throw ValidationError("--transport must be zmq or mpi") }
+        guard FileManager.default.fileExists(atPath: scenario) else {
+            throw ValidationError("no calibration at \(scenario): run `fleet calibrate` first (it writes scenarios/local.yaml), or pass --scenario FILE")
+        }
+        if MPITransport.isUnderMPIRun {
+            throw ValidationError("fleet compare starts its own runs (use --transport mpi to run them through mpirun); do not start it under mpirun")
+        }
+        for name in layouts.split(separator: ",") { try LayoutName.parse(String(name)).validate(model: model, batch: batch) }
+    }
+
+    func run() throws {
+        try Console.reportingErrors {
+            let base = try ScenarioReader(path: scenario).read().base
+            let directory = runDir ?? "runs/compare-" + Train.timestamp()
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            var rows = try layouts.split(separator: ",").map { name -> Row in
+                let layout = try LayoutName.parse(String(name))
+                return Row(name: LayoutName.name(layout), layout: layout, simulated: try simulate(base, layout))
+            }
+            try recordPredictions(rows, in: directory)
+            if !json {
+                Console.out("fleet compare \(model.name): batch \(batch) × \(model.context), \(steps) steps (\(warmup) warm-up), \(transport), scenario \(scenario) (\(base.device.calibration?.cores ?? 0) cores)")
+                Console.out("predictions, written to \(directory)/predictions.jsonl before any run:")
+                for row in rows {
+                    Console.out(String(format: "  %-8@ simulated %7.2f ms  (compute %.2f, communication %.2f, bubble %.2f)", row.name,
+                                       row.simulated.stepTime.seconds * 1000, row.simulatedCompute * 1000, row.simulatedCommunication * 1000,
+                                       row.simulatedBubble * 1000))
+                }
+            }
+            for index in rows.indices {
+                if !json { Console.progress("running \(rows[index].name) (\(rows[index].layout.worldSize) ranks, \(steps) steps)…") }
+                rows[index].measured = try measure(rows[index], directory: "\(directory)/\(rows[index].name)")
+            }
+            report(rows)
+            if let plot { try plotChart(rows).write(toFile: plot, atomically: true, encoding: .utf8) }
+        }
+    }
+
+    /// The scenario with this layout on as many ranks, on the calibrated machine(s).
+    func simulate(_ base: Scenario, _ layout: ParallelLayout) throws -> StepReport {
+        var s = base
+        s.model = model
+        s.batch = batch
+        s.sequence = model.context
+        s.layout = layout
+        s.dataParallelAuto = false
+        if base.nodes > 1 && layout.worldSize % base.nodes == 0 { s.gpusPerNode = layout.worldSize / base.nodes } else { s.nodes = 1; s.gpusPerNode = layout.worldSize }
+        if let problem = s.problems().first { throw FleetError("cannot simulate \(LayoutName.name(layout)): \(problem)") }
+        return StepSimulator(scenario: s).run()
+    }
+
+    private func recordPredictions(_ rows: [Row], in directory: String) throws {
+        let stamp = ISO8601DateFormatter().string(from: Date())
+        let lines = rows.map { row in
+            Console.jsonLine([("layout", row.name), ("simulated_step_s", row.simulated.stepTime.seconds), ("simulated_compute_s", row.simulatedCompute),
+                              ("simulated_communication_s", row.simulatedCommunication), ("simulated_bubble_s", row.simulatedBubble),
+                              ("predicted_at", stamp)])
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: "\(directory)/predictions.jsonl", atomically: true, encoding: .utf8)
+    }
+
+    /// Trains the layout for real (self-launched ZeroMQ workers, or mpirun) and reads its step logs.
+    func measure(_ row: Row, directory: String) throws -> StepLogs {
+        let l = row.layout
+        var arguments = ["train", model.name, "--steps", "\(steps)", "--batch", "\(batch)", "--dp", "\(l.dp)", "--tp", "\(l.tp)", "--pp", "\(l.pp)",
+                         "--microbatches", "\(l.microbatches)", "--run-dir", directory, "--json"]
+        let run: (status: Int32, stdout: String, stderr: String)
+        if transport == "mpi" && l.worldSize > 1 {
+            arguments += ["--transport", "mpi"]
+            guard let mpirun = ChildProcess.mpirun(ranks: l.worldSize, arguments) else {
+                throw FleetError("--transport mpi needs mpirun on PATH (install openmpi-bin), or use --transport zmq")
+            }
+            run = try ChildProcess.run(mpirun.path, mpirun.arguments, environment: mpirun.environment)
+        } else {
+            run = try ChildProcess.fleet(arguments)
+        }
+        guard run.status == 0 else {
+            throw FleetError("the \(row.name) run failed (exit \(run.status)); its logs are in \(directory): \(run.stderr.suffix(800))")
+        }
+        return try StepLogs(directory: directory, ranks: l.worldSize, warmup: warmup)
+    }
+
+    private func report(_ rows: [Row]) {
+        if json {
+            for row in rows {
+                let m = row.measured!
+                Console.json([("layout", row.name), ("ranks", row.layout.worldSize), ("measured_step_s", row.measuredStep),
+                              ("measured_p25_s", StepLogs.quantile(m.steps, 0.25)), ("measured_p75_s", StepLogs.quantile(m.steps, 0.75)),
+                              ("simulated_step_s", row.simulated.stepTime.seconds), ("error_pct", row.error),
+                              ("measured_compute_s", m.compute), ("simulated_compute_s", row.simulatedCompute),
+                              ("measured_communication_s", m.communication), ("simulated_communication_s", row.simulatedCommunication),
+                              ("measured_bubble_s", m.bubble), ("simulated_bubble_s", row.simulatedBubble),
+                              ("largest_difference", row.worstComponent)])
+            }
+            return
+        }
+        Console.progress("")
+        let table = Table(columns: [("layout", 8), ("ranks", 5), ("measured ms", 11), ("p25–p75", 13), ("simulated", 9), ("error", 7),
+                                    ("compute m/s", 13), ("comm m/s", 11), ("bubble m/s", 11), ("largest difference", 24)])
+        Console.out(table.header())
+        for row in rows {
+            let m = row.measured!
+            Console.out(table.row([row.name, "\(row.layout.worldSize)", String(format: "%.2f", row.measuredStep * 1000),
+                                   String(format: "%.1f–%.1f", StepLogs.quantile(m.steps, 0.25) * 1000, StepLogs.quantile(m.steps, 0.75) * 1000),
+                                   String(format: "%.2f", row.simulated.stepTime.seconds * 1000), String(format: "%+.1f%%", row.error),
+                                   String(format: "%.1f/%.1f", m.compute * 1000, row.simulatedCompute * 1000),
+                                   String(format: "%.1f/%.1f", m.communication * 1000, row.simulatedCommunication * 1000),
+                                   String(format: "%.1f/%.1f", m.bubble * 1000, row.simulatedBubble * 1000),
+                                   abs(row.error) > 10 ? row.worstComponent : "-"]))
+        }
+        let errors = rows.map { abs($0.error) }
+        Console.out(String(format: "|error|: median %.1f%%, largest %.1f%% (%@)", StepLogs.median(errors), errors.max() ?? 0,
+                           rows.max { abs($0.error) < abs($1.error) }?.name ?? "-"))
+    }
+
+    private func plotChart(_ rows: [Row]) -> String {
+        SVGChart.lines(title: "\(model.name): measured vs simulated step time (\(transport), batch \(batch))", unit: "ms per step",
+                       labels: rows.map(\.name),
+                       series: [("measured", "#c0392b", rows.map { $0.measuredStep * 1000 }),
+                                ("simulated", "#2c6fbb", rows.map { $0.simulated.stepTime.seconds * 1000 })])
+    }
+}

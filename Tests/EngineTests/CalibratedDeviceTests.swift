@@ -1,0 +1,131 @@
+import XCTest
+import Engine
+import Parallelism
+import Workload
+
+/// A measured CPU device: the simulator's figures equal their closed forms built from the
+/// measured rates, α and β, and processor sharing stretches compute by ranks / cores.
+final class CalibratedDeviceTests: XCTestCase {
+    let rate = 50e9, nsPerElement = 0.5e-9, inStep = 1.1, alpha = 20e-6, beta = 2e9
+    let model = ModelCatalog.gptTiny
+
+    func scenario(_ layout: ParallelLayout, cores: Int, spins: Bool = false, slice: Double? = nil) -> Scenario {
+        var device = DeviceCatalog.local
+        var calibration = KernelCalibration(gemm: [GEMMShape(m: 64, n: 64, k: 64): rate],
+                                            perElement: Dictionary(uniqueKeysWithValues: ElementKernel.allCases.map { ($0, nsPerElement) }),
+                                            cores: cores)
+        calibration.inStep = inStep
+        calibration.waitingSpins = spins
+        calibration.oversubscribedLatency = slice.map { SimTime(seconds: $0) }
+        device.calibration = calibration
+        let link = Link(bandwidth: Bandwidth(bytesPerSecond: beta), latency: SimTime(seconds: alpha))
+        var s = Scenario(name: "calibrated", device: device, nodes: 1, gpusPerNode: layout.worldSize, topology: .singleSwitch,
+                         scaleUp: link, scaleOut: link, model: model, batch: 8, sequence: 128, layout: layout)
+        s.precision = .fp32
+        s.bucketBytes = 1_048_576
+        return s
+    }
+
+    /// Forward + backward of the whole model on one rank: every product at `rate`, every element at the per-element time.
+    func compute(sequences: Int, tp: Int) -> Double {
+        let w = KernelModel.stage(model: model, sequences: sequences, sequence: 128, layers: model.layers, embed: true, head: true, tp: tp)
+        let all = w.forward + w.backward
+        return inStep * (all.flops / rate + all.elements.values.reduce(0, +) * nsPerElement)
+    }
+
+    func optimizer(tp: Int) -> Double {
+        KernelModel.parametersUpdated(model: model, layers: model.layers, embed: true, head: true, tp: tp) * nsPerElement
+    }
+
+    func testOneRankIsItsKernelsPlusTheOptimizer() {
+        let report = StepSimulator(scenario: scenario(ParallelLayout(), cores: 2)).run()
+        XCTAssertEqual(report.stepTime.seconds, compute(sequences: 8, tp: 1) + optimizer(tp: 1), accuracy: 1e-8)
+        // One rank updates every parameter.
+        XCTAssertEqual(KernelModel.parametersUpdated(model: model, layers: model.layers, embed: true, head: true, tp: 1), Double(model.parameterCount))
+    }
+
+    func testTensorParallelAddsItsRingAllReducesAtAlphaBeta() {
+        let report = StepSimulator(scenario: scenario(ParallelLayout(tp: 2), cores: 2)).run()
+        let bytes = 8.0 * 128 * Double(model.dModel) * 4
+        let ring = 2 * (alpha + bytes / 2 / beta)
+        let allReduces = 4.0 * Double(model.layers)
+        XCTAssertEqual(report.breakdown.tensorParallel.seconds, allReduces * ring, accuracy: 1e-7)
+        XCTAssertEqual(report.stepTime.seconds, compute(sequences: 8, tp: 2) + allReduces * ring + optimizer(tp: 2), accuracy: 1e-7)
+    }
+
+    func testMoreRanksThanCoresShareThem() {
+        let layout = ParallelLayout(dp: 4)
+        let own = StepSimulator(scenario: scenario(layout, cores: 4)).run().breakdown
+        let shared = StepSimulator(scenario: scenario(layout, cores: 2)).run().breakdown
+        XCTAssertEqual(own.compute.seconds, compute(sequences: 2, tp: 1), accuracy: 1e-8)
+        XCTAssertEqual(shared.compute.seconds / own.compute.seconds, 2, accuracy: 1e-6)
+        XCTAssertEqual(shared.optimizer.seconds / own.optimizer.seconds, 2, accuracy: 1e-6)
+    }
+
+    func testPipelineStagesShareCoresOnlyWhileBothCompute() {
+        // pp2 on one core: sleeping waiters leave the core to the other stage, so the step lies
+        // between one stage's work and both stages' work, and spinning waiters make it longer.
+        let layout = ParallelLayout(pp: 2, microbatches: 4)
+        let alone = StepSimulator(scenario: scenario(layout, cores: 2)).run().stepTime.seconds
+        let sleeping = StepSimulator(scenario: scenario(layout, cores: 1)).run().stepTime.seconds
+        let spinning = StepSimulator(scenario: scenario(layout, cores: 1, spins: true)).run().stepTime.seconds
+        XCTAssertGreaterThan(sleeping, alone * 1.3)
+        XCTAssertLessThanOrEqual(sleeping, compute(sequences: 8, tp: 1) + optimizer(tp: 1) + 0.01)
+        XCTAssertGreaterThan(spinning, sleeping)
+    }
+
+    func testMeetingsWaitForDescheduledPeersOnlyWhenOversubscribed() {
+        let slice = 2e-3
+        let two = StepSimulator(scenario: scenario(ParallelLayout(dp: 2), cores: 2, slice: slice)).run().stepTime
+        let plain = StepSimulator(scenario: scenario(ParallelLayout(dp: 2), cores: 2)).run().stepTime
+        XCTAssertEqual(two, plain, "two ranks on two cores never wait for the scheduler")
+        let sim = StepSimulator(scenario: scenario(ParallelLayout(dp: 4), cores: 2, slice: slice))
+        // A 4-rank ring on 2 cores: 2(n − 1) meetings per bucket, each (1 − 2/4) · slice / 2.
+        XCTAssertEqual(sim.bucketSynchronization(group: 4).seconds, 6 * 0.5 * slice / 2, accuracy: 1e-9)
+        XCTAssertEqual(sim.bucketSynchronization(group: 2).seconds, 1 * 0.5 * slice / 2, accuracy: 1e-9)
+    }
+
+    func testNearestMeasuredShapeIsUsed() {
+        let c = KernelCalibration(gemm: [GEMMShape(m: 1024, n: 128, k: 128, transB: true): 80e9, GEMMShape(m: 64, n: 64, k: 64): 20e9],
+                                  perElement: [:], cores: 1)
+        XCTAssertEqual(c.rate(GEMMShape(m: 1024, n: 128, k: 128, transB: true)), 80e9)
+        XCTAssertEqual(c.rate(GEMMShape(m: 900, n: 128, k: 100, transB: true)), 80e9)
+        XCTAssertEqual(c.rate(GEMMShape(m: 50, n: 60, k: 64)), 20e9)
+        XCTAssertEqual(c.missing, ElementKernel.allCases)
+    }
+
+    func testReaderTakesAMeasuredDeviceAndNamesBadKeys() throws {
+        let yaml = """
+        cluster:
+          device:
+            name: local
+            cores: 2
+            in_step: 1.1
+            waiting: spin
+            oversubscribed_latency: 2000 us
+            gemm:
+              - {m: 64, n: 64, k: 64, trans: none, rate: 50 GFLOP/s}
+            kernels:
+              gelu_forward: 1.5 ns
+          nodes: 1
+          gpus_per_node: 2
+          scale_up: {bandwidth: 2 GB/s, latency: 20 us}
+        fabric: {topology: single-switch, link: {bandwidth: 2 GB/s, latency: 20 us}}
+        workload: {model: gpt-tiny, batch: 8}
+        layout: {dp: 2}
+        """
+        let s = try ScenarioReader(path: "c.yaml", text: yaml).read().base
+        let c = try XCTUnwrap(s.device.calibration)
+        XCTAssertEqual(c.cores, 2)
+        XCTAssertEqual(c.inStep, 1.1)
+        XCTAssertTrue(c.waitingSpins)
+        XCTAssertEqual(c.oversubscribedLatency, SimTime(seconds: 2e-3))
+        XCTAssertEqual(c.gemm[GEMMShape(m: 64, n: 64, k: 64)], 50e9)
+        XCTAssertEqual(c.perElement[.geluForward]!, 1.5e-9, accuracy: 1e-15)
+        XCTAssertThrowsError(try ScenarioReader(path: "c.yaml", text: yaml.replacingOccurrences(of: "gelu_forward", with: "gelu_sideways")).read()) { error in
+            XCTAssertTrue("\(error)".contains("gelu_sideways"), "\(error)")
+            XCTAssertTrue("\(error)".contains("c.yaml:11"), "\(error)")
+        }
+        XCTAssertThrowsError(try ScenarioReader(path: "c.yaml", text: yaml.replacingOccurrences(of: "waiting: spin", with: "waiting: sometimes")).read())
+    }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import XCTest
+
+/// `fleet calibrate` and `fleet compare` through the real binary: the scenario calibrate
+/// writes is one the simulator reads, and compare records every prediction before it runs.
+final class CalibrateCompareTests: FleetProcessTestCase {
+    private func calibrate() throws -> String {
+        let out = directory + "/local.yaml"
+        let run = try FleetProcess.fleet(["calibrate", "--repeats", "1", "--out", out, "--storage-dir", directory,
+                                          "--layouts", "dp1,dp2,tp2pp2", "--transports", "zmq,mpi", "--fabric", "mpi"], timeout: 300)
+        XCTAssertEqual(run.status, 0, run.output)
+        return out
+    }
+
+    func testCalibrateWritesAnAnnotatedScenarioTheSimulatorReads() throws {
+        let out = try calibrate()
+        let yaml = try String(contentsOfFile: out, encoding: .utf8)
+        for expected in ["name: local", "cores: 2", "in_step:", "waiting: spin", "oversubscribed_latency:", "gemm:", "trans: B",
+                         "layernorm_backward:", "optimizer:", "storage:", "per_client:", "# zmq, 2 ranks", "# mpi, 4 ranks", "all-reduce (native"] {
+            XCTAssertTrue(yaml.contains(expected), "calibration lacks \(expected):\n\(yaml)")
+        }
+        XCTAssertTrue(yaml.contains("spread"), "every figure says how much it varied")
+        let simulated = try FleetProcess.fleet(["simulate", out, "--json"])
+        XCTAssertEqual(simulated.status, 0, simulated.output)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(simulated.stdoutBytes)) as? [String: Any])
+        let step = try XCTUnwrap(object["step_s"] as? Double)
+        XCTAssertTrue(step.isFinite && step > 0.001 && step < 10, "a gpt-tiny step on a CPU: \(step) s")
+    }
+
+    func testCompareRecordsPredictionsBeforeItRunsAndReportsFiniteNumbers() throws {
+        let scenario = try calibrate()
+        let runs = directory + "/compare", plot = directory + "/scaling.svg"
+        let run = try FleetProcess.fleet(["compare", "gpt-tiny", "--scenario", scenario, "--layouts", "dp1,dp2,tp2pp2", "--steps", "4", "--warmup", "1",
+                                          "--transport", "zmq", "--run-dir", runs, "--json", "--plot", plot], timeout: 300)
+        XCTAssertEqual(run.status, 0, run.output)
+        let rows = try run.stdout.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        XCTAssertEqual(rows.compactMap { $0["layout"] as? String }, ["dp1", "dp2", "tp2pp2"])
+        for row in rows {
+            for key in ["measured_step_s", "simulated_step_s", "error_pct", "measured_compute_s", "simulated_compute_s"] {
+                let value = try XCTUnwrap(row[key] as? Double, "\(key) in \(row)")
+                XCTAssertTrue(value.isFinite, "\(key) = \(value)")
+            }
+            let measured = row["measured_step_s"] as! Double, simulated = row["simulated_step_s"] as! Double
+            XCTAssertEqual(row["error_pct"] as! Double, (simulated - measured) / measured * 100, accuracy: 1e-9)
+        }
+        // Every prediction was on disk before the first rank of any run wrote its log.
+        let files = FileManager.default
+        let predicted = try XCTUnwrap(files.attributesOfItem(atPath: runs + "/predictions.jsonl")[.modificationDate] as? Date)
+        for layout in ["dp1", "dp2", "tp2pp2"] {
+            let log = try XCTUnwrap(files.attributesOfItem(atPath: "\(runs)/\(layout)/rank-0.steps.jsonl")[.creationDate] as? Date
+                                    ?? files.attributesOfItem(atPath: "\(runs)/\(layout)/rank-0.steps.jsonl")[.modificationDate] as? Date)
+            XCTAssertLessThanOrEqual(predicted, log, layout)
+        }
+        let predictions = try String(contentsOfFile: runs + "/predictions.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(predictions.count, 3)
+        for (line, row) in zip(predictions, rows) {
+            let p = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            XCTAssertEqual(p["simulated_step_s"] as? Double, row["simulated_step_s"] as? Double, "the table shows the recorded prediction")
+        }
+        let svg = try String(contentsOfFile: plot, encoding: .utf8)
+        XCTAssertTrue(svg.contains("<polyline") && svg.contains("measured") && svg.contains("simulated"))
+
+        // The human table under MPI: predictions printed first, then the table with the error column.
+        let human = try FleetProcess.fleet(["compare", "gpt-tiny", "--scenario", scenario, "--layouts", "dp2", "--steps", "4", "--warmup", "1",
+                                            "--transport", "mpi", "--run-dir", directory + "/mpi"], timeout: 300)
+        XCTAssertEqual(human.status, 0, human.output)
+        let prediction = try XCTUnwrap(human.stdout.range(of: "simulated")), table = try XCTUnwrap(human.stdout.range(of: "measured ms"))
+        XCTAssertLessThan(prediction.lowerBound, table.lowerBound)
+        XCTAssertTrue(human.stdout.contains("|error|"), human.stdout)
+    }
+
+    func testCompareExplainsWhatIsMissingOrWrong() throws {
+        let missing = try FleetProcess.fleet(["compare", "--scenario", directory + "/none.yaml"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.output.contains("fleet calibrate"), missing.output)
+        let scenario = directory + "/s.yaml"
+        try "name: x\n".write(toFile: scenario, atomically: true, encoding: .utf8)
+        let badLayout = try FleetProcess.fleet(["compare", "--scenario", scenario, "--layouts", "dq2"])
+        XCTAssertNotEqual(badLayout.status, 0)
+        XCTAssertTrue(badLayout.output.contains("dp2pp2"), badLayout.output)
+        let impossible = try FleetProcess.fleet(["compare", "--scenario", scenario, "--layouts", "tp3"])
+        XCTAssertNotEqual(impossible.status, 0)
+        XCTAssertTrue(impossible.output.contains("tp"), impossible.output)
+    }
+}
