@@ -7,16 +7,7 @@ enum SVGChart {
         let width = max(480, 70 * bars.count + 120), height = 360, left = 80, bottom = 300, top = 50
         let largest = max(bars.map(\.value).max() ?? 1, 1e-12)
         let slot = Double(width - left - 20) / Double(max(bars.count, 1))
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"11\">\n"
-        svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        svg += "<text x=\"\(width / 2)\" y=\"24\" text-anchor=\"middle\" font-size=\"14\">\(escape(title))</text>\n"
-        svg += "<line x1=\"\(left)\" y1=\"\(bottom)\" x2=\"\(width - 10)\" y2=\"\(bottom)\" stroke=\"black\"/>\n"
-        svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(bottom)\" stroke=\"black\"/>\n"
-        for tick in 0...4 {
-            let value = largest * Double(tick) / 4, y = Double(bottom) - Double(bottom - top) * Double(tick) / 4
-            svg += String(format: "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%@</text>\n", left - 6, y + 4, compact(value))
-        }
-        svg += "<text x=\"16\" y=\"\((top + bottom) / 2)\" transform=\"rotate(-90 16 \((top + bottom) / 2))\" text-anchor=\"middle\">\(escape(unit))</text>\n"
+        var svg = frame(width: width, height: height, left: left, top: top, bottom: bottom, title: title, unit: unit, largest: largest, grid: false)
         for (i, bar) in bars.enumerated() {
             let x = Double(left) + slot * Double(i) + slot * 0.15, w = slot * 0.7
             let h = Double(bottom - top) * bar.value / largest
@@ -37,17 +28,7 @@ enum SVGChart {
         let slot = Double(width - left - 20) / Double(max(labels.count, 1))
         func x(_ i: Int) -> Double { Double(left) + slot * (Double(i) + 0.5) }
         func y(_ v: Double) -> Double { Double(bottom) - Double(bottom - top) * v / largest }
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"11\">\n"
-        svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        svg += "<text x=\"\(width / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">\(escape(title))</text>\n"
-        svg += "<line x1=\"\(left)\" y1=\"\(bottom)\" x2=\"\(width - 10)\" y2=\"\(bottom)\" stroke=\"black\"/>\n"
-        svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(bottom)\" stroke=\"black\"/>\n"
-        for tick in 0...4 {
-            let value = largest * Double(tick) / 4
-            svg += String(format: "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%@</text>\n", left - 6, y(value) + 4, compact(value))
-            svg += String(format: "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#eeeeee\"/>\n", left + 1, y(value), width - 10, y(value))
-        }
-        svg += "<text x=\"16\" y=\"\((top + bottom) / 2)\" transform=\"rotate(-90 16 \((top + bottom) / 2))\" text-anchor=\"middle\">\(escape(unit))</text>\n"
+        var svg = frame(width: width, height: height, left: left, top: top, bottom: bottom, title: title, unit: unit, largest: largest, grid: true)
         for (i, label) in labels.enumerated() {
             svg += String(format: "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%@</text>\n", x(i), bottom + 16, escape(label))
         }
@@ -63,6 +44,23 @@ enum SVGChart {
             svg += "<text x=\"\(lx + 20)\" y=\"42\">\(escape(line.name))</text>\n"
         }
         return svg + "</svg>\n"
+    }
+
+    /// The canvas, title, axes, five value ticks (with grid lines when `grid`) and the unit.
+    private static func frame(width: Int, height: Int, left: Int, top: Int, bottom: Int, title: String, unit: String,
+                              largest: Double, grid: Bool) -> String {
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"11\">\n"
+        svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        svg += "<text x=\"\(width / 2)\" y=\"24\" text-anchor=\"middle\" font-size=\"14\">\(escape(title))</text>\n"
+        svg += "<line x1=\"\(left)\" y1=\"\(bottom)\" x2=\"\(width - 10)\" y2=\"\(bottom)\" stroke=\"black\"/>\n"
+        svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(bottom)\" stroke=\"black\"/>\n"
+        for tick in 0...4 {
+            let value = largest * Double(tick) / 4, y = Double(bottom) - Double(bottom - top) * Double(tick) / 4
+            svg += String(format: "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%@</text>\n", left - 6, y + 4, compact(value))
+            if grid { svg += String(format: "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#eeeeee\"/>\n", left + 1, y, width - 10, y) }
+        }
+        svg += "<text x=\"16\" y=\"\((top + bottom) / 2)\" transform=\"rotate(-90 16 \((top + bottom) / 2))\" text-anchor=\"middle\">\(escape(unit))</text>\n"
+        return svg
     }
 
     private static func escape(_ s: String) -> String {

@@ -8,9 +8,8 @@ struct Measurement: Codable {
     var repeats: Int
 
     init(_ samples: [Double]) {
-        let sorted = samples.sorted()
-        median = sorted.isEmpty ? 0 : sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-        spread = median > 0 ? ((sorted.last ?? 0) - (sorted.first ?? 0)) / median : 0
+        median = Self.quantile(samples, 0.5)
+        spread = median > 0 ? ((samples.max() ?? 0) - (samples.min() ?? 0)) / median : 0
         repeats = samples.count
     }
 
@@ -23,6 +22,14 @@ struct Measurement: Codable {
         let calls = max(1, min(1 << 16, Int(minimum / max(once, 1e-9))))
         let samples = (0..<repeats).map { _ in clock { for _ in 0..<calls { body() } } / Double(calls) }
         return Measurement(samples)
+    }
+
+    /// The q-quantile, interpolating between neighbours (q = 0.5: the median).
+    static func quantile(_ values: [Double], _ q: Double) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return 0 }
+        let position = q * Double(sorted.count - 1), low = Int(position), high = min(low + 1, sorted.count - 1)
+        return sorted[low] + (sorted[high] - sorted[low]) * (position - Double(low))
     }
 
     static func clock(_ body: () throws -> Void) rethrows -> Double {

@@ -28,12 +28,6 @@ struct StepLogs {
         bubble = median("pipeline_wait_ms")
     }
 
-    static func median(_ values: [Double]) -> Double { quantile(values, 0.5) }
-
-    static func quantile(_ values: [Double], _ q: Double) -> Double {
-        let sorted = values.sorted()
-        guard !sorted.isEmpty else { return 0 }
-        let position = q * Double(sorted.count - 1), low = Int(position), high = min(low + 1, sorted.count - 1)
-        return sorted[low] + (sorted[high] - sorted[low]) * (position - Double(low))
-    }
+    static func median(_ values: [Double]) -> Double { Measurement.quantile(values, 0.5) }
+    static func quantile(_ values: [Double], _ q: Double) -> Double { Measurement.quantile(values, q) }
 }
