@@ -15,9 +15,11 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// Whether a rank waiting for a peer keeps polling (MPI: it stays runnable and takes its
     /// share of the cores) or sleeps (ZeroMQ: it leaves the cores to the others).
     public var waitingSpins = false
-    /// One-way latency of a small message between two ranks while the node's other ranks
-    /// compute, measured with more ranks than cores; replaces the link latency then.
-    public var oversubscribedLatency: SimTime?
+    /// Extra time of a tensor-parallel-like meeting (a pair all-reduce between compute
+    /// chunks) beyond its α–β time, measured with as many ranks as cores (`meetingWait`)
+    /// and with twice as many (`oversubscribedMeetingWait`: about a scheduler time slice).
+    public var meetingWait = 0.0
+    public var oversubscribedMeetingWait = 0.0
 
     public init(gemm: [GEMMShape: Double], perElement: [ElementKernel: Double], cores: Int) {
         self.gemm = gemm
@@ -38,6 +40,16 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
         }
         guard let nearest = gemm.keys.min(by: { (distance($0), $0) < (distance($1), $1) }) else { return fallback }
         return gemm[nearest]!
+    }
+
+    /// The expected extra wait of one meeting with a peer while `busy` ranks compute on the
+    /// node: none with a core to spare; with every core taken, the measured full-load wait;
+    /// beyond, the chance the peer is off a core (1 − cores/busy) times half the measured
+    /// wait for a descheduled peer, whichever is larger.
+    public func meetingWait(busy: Double) -> Double {
+        let c = Double(cores)
+        guard busy >= c else { return 0 }
+        return max(meetingWait, (1 - c / busy) * oversubscribedMeetingWait / 2)
     }
 
     /// Single-core seconds of forward or backward `work` inside a training step.

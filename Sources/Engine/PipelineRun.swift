@@ -21,8 +21,8 @@ struct PipelineRun {
         let peers: [[Double]]
         /// Waiting ranks poll: every rank on the node competes for the cores all the time.
         var waitingSpins = false
-        /// The measured wait for a peer descheduled behind computing ranks (0: not measured).
-        var slice = 0.0
+        /// The measured waits of meetings with peers under load.
+        var calibration: KernelCalibration?
     }
 
     private(set) var finish: [SimTime]
@@ -105,14 +105,14 @@ struct PipelineRun {
         reschedule()
     }
 
-    /// The expected wait of `meetings` meetings with peers while the node's computing ranks
-    /// outnumber its cores: the chance a peer is off a core times half a time slice each.
+    /// The expected wait of `meetings` all-reduces with tensor-parallel peers, given how many
+    /// ranks compute on the node now. (Pipeline messages are not meetings: the sender goes on,
+    /// and a receiver that waits for one leaves its core to the others.)
     private func meetingDelay(_ stage: Int, meetings: Int) -> SimTime {
-        guard let sharing, sharing.slice > 0, meetings > 0 else { return .zero }
+        guard let sharing, let calibration = sharing.calibration, meetings > 0 else { return .zero }
         var busy = 0.0
         for other in computing.indices where computing[other] != nil || other == stage { busy += sharing.peers[stage][other] }
-        guard busy > sharing.cores else { return .zero }
-        return SimTime(seconds: Double(meetings) * (1 - sharing.cores / busy) * sharing.slice / 2)
+        return SimTime(seconds: Double(meetings) * calibration.meetingWait(busy: busy))
     }
 
     /// How fast each computing stage progresses now (1: a core of its own).
@@ -190,7 +190,7 @@ struct PipelineRun {
                 position[stage] += 1
                 let gradient: Bool
                 if case .sendGradient = action { gradient = true } else { gradient = false }
-                let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)]) + meetingDelay(stage, meetings: 1)
+                let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)])
                 queue.schedule(at: now + transfer, kind: Kind.arrival.rawValue, subject: key(gradient: gradient, microbatch: i, from: stage, to: to))
             case let .receiveActivation(i, from), let .receiveGradient(i, from):
                 let gradient: Bool
@@ -224,7 +224,7 @@ struct PipelineRun {
     private mutating func startBuckets(_ stage: Int, backwardStart: SimTime, backward: SimTime) {
         let buckets = costs[stage].dataParallel
         // With more ranks than cores no core is left to move buckets during the backward pass.
-        let overlapped = sharing.map { $0.slice == 0 } ?? true
+        let overlapped = sharing.map { $0.peers[stage].reduce(0, +) <= $0.cores } ?? true
         var free = overlapped ? backwardStart : backwardStart + backward
         for (k, time) in buckets.enumerated() {
             let ready = backwardStart + SimTime(nanoseconds: backward.nanoseconds * Int64(k + 1) / Int64(buckets.count))

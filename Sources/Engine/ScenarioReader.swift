@@ -77,7 +77,7 @@ public struct ScenarioReader {
             guard let device = DeviceCatalog.named(name) else { throw fail(node, "unknown device '\(name)'; expected one of \(known)") }
             return device
         }
-        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "in_step", "waiting", "oversubscribed_latency", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels"])
+        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "in_step", "waiting", "meeting_wait", "oversubscribed_meeting_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels"])
         let nameNode = try required(map, "name", "cluster.device")
         guard var device = nameNode.string.flatMap(DeviceCatalog.named) else {
             throw fail(nameNode, "cluster.device.name must name the device the measurements refine; expected one of \(known)")
@@ -114,8 +114,9 @@ public struct ScenarioReader {
             calibration.inStep = try number(n, "cluster.device.in_step")
             guard calibration.inStep > 0 else { throw fail(n, "cluster.device.in_step must be positive") }
         }
-        if let n = map["oversubscribed_latency"] {
-            calibration.oversubscribedLatency = SimTime(seconds: try quantity(n, "cluster.device.oversubscribed_latency", Units.time))
+        if let n = map["meeting_wait"] { calibration.meetingWait = try quantity(n, "cluster.device.meeting_wait", Units.time) }
+        if let n = map["oversubscribed_meeting_wait"] {
+            calibration.oversubscribedMeetingWait = try quantity(n, "cluster.device.oversubscribed_meeting_wait", Units.time)
         }
         if let n = map["waiting"] {
             guard let value = n.string, ["spin", "sleep"].contains(value) else { throw fail(n, "cluster.device.waiting must be spin (MPI polls) or sleep (ZeroMQ blocks)") }

@@ -242,26 +242,19 @@ public struct StepSimulator {
 }
 
 extension StepSimulator {
-    /// With more ranks than cores, a rank that must meet a peer often finds it descheduled
-    /// behind a computing rank and waits, on average, half the measured wait for a descheduled
-    /// peer (about one scheduler time slice) times the chance the peer is off a core.
-    public var slice: Double? {
-        guard let c = scenario.device.calibration, let slice = c.oversubscribedLatency, scenario.gpusPerNode > c.cores else { return nil }
-        return slice.seconds
-    }
-
-    /// A data-parallel bucket's waits: a ring over more ranks than cores cannot take a step
-    /// without a context switch (2(g − 1) meetings); a smaller group meets once.
+    /// A data-parallel bucket's waits on a calibrated CPU, every rank of the node busy: a ring
+    /// over more ranks than cores cannot take a step without a context switch (2(g − 1)
+    /// meetings); a smaller group meets once.
     public func bucketSynchronization(group: Int) -> SimTime {
-        guard let slice, let cores = scenario.device.calibration?.cores else { return .zero }
-        let meetings = group > cores ? 2 * (group - 1) : 1
-        return SimTime(seconds: Double(meetings) * (1 - Double(cores) / Double(scenario.gpusPerNode)) * slice / 2)
+        guard let c = scenario.device.calibration else { return .zero }
+        let meetings = group > c.cores ? 2 * (group - 1) : 1
+        return SimTime(seconds: Double(meetings) * c.meetingWait(busy: Double(scenario.gpusPerNode)))
     }
 
     /// Processor sharing on a calibrated CPU device: for each simulated stage, how many ranks
     /// of every stage run on its node (nil when ranks have cores of their own).
     func sharing(_ representative: [Int]) -> PipelineRun.Sharing? {
-        guard let cores = scenario.device.calibration?.cores, cores < scenario.gpusPerNode else { return nil }
+        guard let cores = scenario.device.calibration?.cores, cores <= scenario.gpusPerNode else { return nil }
         let mesh = scenario.layout.mesh, perNode = scenario.gpusPerNode
         let peers = representative.map { rank -> [Double] in
             let node = rank / perNode
@@ -270,7 +263,7 @@ extension StepSimulator {
             return count
         }
         return PipelineRun.Sharing(cores: Double(cores), peers: peers, waitingSpins: scenario.device.calibration?.waitingSpins ?? false,
-                                   slice: slice ?? 0)
+                                   calibration: scenario.device.calibration)
     }
 }
 

@@ -167,7 +167,7 @@ struct Calibrate: ParsableCommand {
         }
         let figures = try JSONDecoder().decode(TransportFigures.self, from: data)
         var line = String(format: "  %@, %d ranks: α %.1f µs, β %.3f GB/s", figures.transport, ranks, figures.alpha * 1e6, figures.beta / 1e9)
-        if let loaded = figures.loadedLatency { line += String(format: "; %.1f µs while %d ranks compute", loaded.median * 1e6, ranks - 2) }
+        if let wait = figures.meetingWait { line += String(format: "; a pair all-reduce between compute waits %.1f µs more", wait * 1e6) }
         Console.out(line)
         return figures
     }

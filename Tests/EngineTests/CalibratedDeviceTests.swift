@@ -9,14 +9,15 @@ final class CalibratedDeviceTests: XCTestCase {
     let rate = 50e9, nsPerElement = 0.5e-9, inStep = 1.1, alpha = 20e-6, beta = 2e9
     let model = ModelCatalog.gptTiny
 
-    func scenario(_ layout: ParallelLayout, cores: Int, spins: Bool = false, slice: Double? = nil) -> Scenario {
+    func scenario(_ layout: ParallelLayout, cores: Int, spins: Bool = false, waits: (full: Double, over: Double) = (0, 0)) -> Scenario {
         var device = DeviceCatalog.local
         var calibration = KernelCalibration(gemm: [GEMMShape(m: 64, n: 64, k: 64): rate],
                                             perElement: Dictionary(uniqueKeysWithValues: ElementKernel.allCases.map { ($0, nsPerElement) }),
                                             cores: cores)
         calibration.inStep = inStep
         calibration.waitingSpins = spins
-        calibration.oversubscribedLatency = slice.map { SimTime(seconds: $0) }
+        calibration.meetingWait = waits.full
+        calibration.oversubscribedMeetingWait = waits.over
         device.calibration = calibration
         let link = Link(bandwidth: Bandwidth(bytesPerSecond: beta), latency: SimTime(seconds: alpha))
         var s = Scenario(name: "calibrated", device: device, nodes: 1, gpusPerNode: layout.worldSize, topology: .singleSwitch,
@@ -74,15 +75,26 @@ final class CalibratedDeviceTests: XCTestCase {
         XCTAssertGreaterThan(spinning, sleeping)
     }
 
-    func testMeetingsWaitForDescheduledPeersOnlyWhenOversubscribed() {
-        let slice = 2e-3
-        let two = StepSimulator(scenario: scenario(ParallelLayout(dp: 2), cores: 2, slice: slice)).run().stepTime
-        let plain = StepSimulator(scenario: scenario(ParallelLayout(dp: 2), cores: 2)).run().stepTime
-        XCTAssertEqual(two, plain, "two ranks on two cores never wait for the scheduler")
-        let sim = StepSimulator(scenario: scenario(ParallelLayout(dp: 4), cores: 2, slice: slice))
-        // A 4-rank ring on 2 cores: 2(n − 1) meetings per bucket, each (1 − 2/4) · slice / 2.
-        XCTAssertEqual(sim.bucketSynchronization(group: 4).seconds, 6 * 0.5 * slice / 2, accuracy: 1e-9)
-        XCTAssertEqual(sim.bucketSynchronization(group: 2).seconds, 1 * 0.5 * slice / 2, accuracy: 1e-9)
+    func testMeetingsWaitOnlyWhenEveryCoreIsBusy() {
+        let full = 0.3e-3, over = 2e-3
+        var c = KernelCalibration(gemm: [:], perElement: [:], cores: 2)
+        (c.meetingWait, c.oversubscribedMeetingWait) = (full, over)
+        XCTAssertEqual(c.meetingWait(busy: 1), 0, "a core to spare: no wait")
+        XCTAssertEqual(c.meetingWait(busy: 2), full)
+        XCTAssertEqual(c.meetingWait(busy: 4), max(full, 0.5 * over / 2))
+        XCTAssertEqual(c.meetingWait(busy: 8), 0.75 * over / 2)
+
+        // tp2 on its own two cores: every one of the 4 · layers all-reduces per step waits the full-load wait.
+        let waited = StepSimulator(scenario: scenario(ParallelLayout(tp: 2), cores: 2, waits: (full, over))).run()
+        let free = StepSimulator(scenario: scenario(ParallelLayout(tp: 2), cores: 2)).run()
+        XCTAssertEqual(waited.stepTime.seconds - free.stepTime.seconds, 4 * Double(model.layers) * full, accuracy: 1e-8)
+        // pp2 on four cores: never fully busy, so messages never wait.
+        let roomy = StepSimulator(scenario: scenario(ParallelLayout(pp: 2, microbatches: 4), cores: 4, waits: (full, over))).run()
+        XCTAssertEqual(roomy.stepTime, StepSimulator(scenario: scenario(ParallelLayout(pp: 2, microbatches: 4), cores: 4)).run().stepTime)
+        // A 4-rank ring on 2 cores: 2(n − 1) meetings per bucket; a 2-rank group meets once.
+        let sim = StepSimulator(scenario: scenario(ParallelLayout(dp: 4), cores: 2, waits: (full, over)))
+        XCTAssertEqual(sim.bucketSynchronization(group: 4).seconds, 6 * 0.5 * over / 2, accuracy: 1e-9)
+        XCTAssertEqual(sim.bucketSynchronization(group: 2).seconds, 1 * 0.5 * over / 2, accuracy: 1e-9)
     }
 
     func testNearestMeasuredShapeIsUsed() {
@@ -102,7 +114,8 @@ final class CalibratedDeviceTests: XCTestCase {
             cores: 2
             in_step: 1.1
             waiting: spin
-            oversubscribed_latency: 2000 us
+            meeting_wait: 300 us
+            oversubscribed_meeting_wait: 2000 us
             gemm:
               - {m: 64, n: 64, k: 64, trans: none, rate: 50 GFLOP/s}
             kernels:
@@ -119,12 +132,13 @@ final class CalibratedDeviceTests: XCTestCase {
         XCTAssertEqual(c.cores, 2)
         XCTAssertEqual(c.inStep, 1.1)
         XCTAssertTrue(c.waitingSpins)
-        XCTAssertEqual(c.oversubscribedLatency, SimTime(seconds: 2e-3))
+        XCTAssertEqual(c.meetingWait, 3e-4, accuracy: 1e-12)
+        XCTAssertEqual(c.oversubscribedMeetingWait, 2e-3, accuracy: 1e-12)
         XCTAssertEqual(c.gemm[GEMMShape(m: 64, n: 64, k: 64)], 50e9)
         XCTAssertEqual(c.perElement[.geluForward]!, 1.5e-9, accuracy: 1e-15)
         XCTAssertThrowsError(try ScenarioReader(path: "c.yaml", text: yaml.replacingOccurrences(of: "gelu_forward", with: "gelu_sideways")).read()) { error in
             XCTAssertTrue("\(error)".contains("gelu_sideways"), "\(error)")
-            XCTAssertTrue("\(error)".contains("c.yaml:11"), "\(error)")
+            XCTAssertTrue("\(error)".contains("c.yaml:12"), "\(error)")
         }
         XCTAssertThrowsError(try ScenarioReader(path: "c.yaml", text: yaml.replacingOccurrences(of: "waiting: spin", with: "waiting: sometimes")).read())
     }

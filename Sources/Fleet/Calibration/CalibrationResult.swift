@@ -27,7 +27,8 @@ struct CalibrationResult {
         var c = KernelCalibration(gemm: gemm.mapValues(\.median), perElement: kernels.mapValues(\.median), cores: cores)
         c.inStep = inStep.median
         c.waitingSpins = fabricTransport == "mpi"
-        c.oversubscribedLatency = loaded?.loadedLatency.map { SimTime(seconds: $0.median) }
+        c.meetingWait = fabric?.meetingWait ?? 0
+        c.oversubscribedMeetingWait = loaded?.meetingWait ?? 0
         return c
     }
 
@@ -36,7 +37,7 @@ struct CalibrationResult {
         transports.first { $0.ranks == 2 && $0.transport.lowercased().hasPrefix(fabricTransport) } ?? transports.first
     }
     var loaded: TransportFigures? {
-        transports.first { $0.loadedLatency != nil && $0.transport.lowercased().hasPrefix(fabricTransport) }
+        transports.first { $0.ranks > cores && $0.transport.lowercased().hasPrefix(fabricTransport) }
     }
 
     func yaml() -> String {
@@ -56,7 +57,7 @@ struct CalibrationResult {
             waiting: \(fabricTransport == "mpi" ? "spin" : "sleep")   # \(fabricTransport == "mpi" ? "MPI ranks poll while they wait, taking their share of the cores" : "ZeroMQ ranks sleep in zmq_poll while they wait")
             peak_fp32: \(String(format: "%.2f", peak / 1e9)) GFLOP/s   # best one-thread sgemm below
             memory_bandwidth: \(String(format: "%.2f", memoryBandwidth.median / 1e9)) GB/s   # one-thread memcpy of 64 MiB, read + write; \(memoryBandwidth.spreadText)
-        \(oversubscribedLine)    gemm:   # one-thread OpenBLAS sgemm of each product shape \(model.name) issues at batch \(batch) (C[m,n] = op(A)[m,k]·op(B)[k,n])
+        \(meetingLines)    gemm:   # one-thread OpenBLAS sgemm of each product shape \(model.name) issues at batch \(batch) (C[m,n] = op(A)[m,k]·op(B)[k,n])
 
         """
         for (shape, m) in gemm.sorted(by: { $0.key < $1.key }) {
@@ -117,9 +118,14 @@ struct CalibrationResult {
         return y
     }
 
-    private var oversubscribedLine: String {
-        guard let l = loaded, let m = l.loadedLatency else { return "" }
-        return "    oversubscribed_latency: \(String(format: "%.2f", m.median * 1e6)) us   # \(l.transport) one-way 8 B between 2 of \(l.ranks) ranks while the other \(l.ranks - 2) compute; \(m.spreadText)\n"
+    /// The waits of meetings under load (see `TransportFigures.loadedMeeting`).
+    private var meetingLines: String {
+        var lines = ""
+        for (key, figures) in [("meeting_wait", fabric), ("oversubscribed_meeting_wait", loaded)] {
+            guard let f = figures, let wait = f.meetingWait, let m = f.loadedMeeting else { continue }
+            lines += "    \(key): \(String(format: "%.1f", wait * 1e6)) us   # \(f.transport), \(f.ranks) ranks on \(cores) cores: a \(ByteSize(bytes: TransportFigures.meetingBytes)) all-reduce within pairs between ~2 ms of compute took \(format(m.median)) (\(m.spreadText)), less its α–β time\n"
+        }
+        return lines
     }
 
     private func format(_ seconds: Double) -> String {

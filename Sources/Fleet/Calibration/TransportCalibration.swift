@@ -10,9 +10,15 @@ struct TransportFigures: Codable {
     /// Latency (s) and bandwidth (B/s) of `t = α + bytes/β`.
     var alpha = 0.0, beta = 0.0
     var allReduce: [String: [Int: Measurement]] = [:]
-    /// One-way time of 8 B between the first and last rank while the ranks between them
-    /// compute (measured only with more ranks than cores).
-    var loadedLatency: Measurement?
+    /// Time of one all-reduce of `meetingBytes` within pairs of ranks (0–1, 2–3, …) that
+    /// compute about 2 ms between all-reduces, as tensor-parallel partners do.
+    var loadedMeeting: Measurement?
+    static let meetingBytes = 256 << 10
+
+    /// The meeting's time beyond its α–β ring time (2 steps of half the buffer).
+    var meetingWait: Double? {
+        loadedMeeting.map { max(0, $0.median - 2 * (alpha + Double(Self.meetingBytes) / 2 / max(beta, 1))) }
+    }
 
     static let pingPongSizes = [8, 4 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
     static let allReduceSizes = [64 << 10, 256 << 10, 1 << 20, 4 << 20]
@@ -59,8 +65,8 @@ struct TransportFigures: Codable {
             figures.pingPong[bytes] = Measurement(samples)
         }
         figures.fit()
-        if transport.worldSize > ProcessInfo.processInfo.activeProcessorCount && transport.worldSize > 2 {
-            figures.loadedLatency = Measurement(try (0..<repeats).map { _ in try loadedPingPong(transport, communicator) })
+        if transport.worldSize % 2 == 0 {
+            figures.loadedMeeting = Measurement(try (0..<repeats).map { _ in try loadedMeeting(transport, communicator) })
         }
         var benchmark = CollectiveBenchmark(communicator: communicator)
         benchmark.warmup = 2
@@ -75,38 +81,33 @@ struct TransportFigures: Codable {
         return figures
     }
 
-    /// The ranks between the first and the last compute (no transport calls, so they keep
-    /// their cores until the scheduler takes them) while the two ends ping-pong for half a
-    /// second; the first rank's flag in each message says whether to go on.
-    static func loadedPingPong(_ transport: Transport, _ communicator: Communicator) throws -> Double {
-        let me = transport.rank, last = transport.worldSize - 1
-        var seconds = 0.0
-        try communicator.barrier()
-        if me != 0 && me != last {
-            let start = ContinuousClock.now
-            var x = 1.0
-            while (ContinuousClock.now - start) < .milliseconds(700) { for _ in 0..<10_000 { x = x * 1.000001 + 1e-9 } }
-            if x.isNaN { print(x) }
-        } else {
-            var flag: Int64 = 1
-            var rounds = 0
-            let start = ContinuousClock.now
-            while flag == 1 {
-                try withUnsafeMutableBytes(of: &flag) { raw in
-                    if me == 0 {
-                        raw.storeBytes(of: (ContinuousClock.now - start) < .milliseconds(500) ? 1 : 0, as: Int64.self)
-                        try transport.send(UnsafeRawBufferPointer(raw), to: last, tag: 8)
-                        try transport.recv(into: raw, from: last, tag: 8)
-                    } else {
-                        try transport.recv(into: raw, from: 0, tag: 8)
-                        try transport.send(UnsafeRawBufferPointer(raw), to: 0, tag: 8)
-                    }
-                }
-                rounds += 1
+    /// Pairs of ranks alternate fixed work (about 2 ms on a core of their own, sized by each
+    /// rank in turn while the others wait) and an all-reduce; returns the mean time inside
+    /// the all-reduce, the slowest rank's.
+    static func loadedMeeting(_ transport: Transport, _ communicator: Communicator) throws -> Double {
+        let me = transport.rank
+        var iterations = 0
+        for r in 0..<transport.worldSize {
+            if r == me {
+                var x = 1.0, n = 0
+                let start = ContinuousClock.now
+                while (ContinuousClock.now - start) < .milliseconds(20) { for _ in 0..<1000 { x = x * 1.000001 + 1e-9 }; n += 1000 }
+                if x.isNaN { print(x) }
+                iterations = n / 10
             }
-            seconds = (ContinuousClock.now - start).seconds / Double(rounds) / 2
+            try communicator.barrier()
         }
-        try communicator.barrier()
-        return seconds
+        let pair = try communicator.subgroup([me - me % 2, me - me % 2 + 1])
+        var buffer = [Float](repeating: 1, count: meetingBytes / 4)
+        var inside = 0.0, x = 1.0
+        let rounds = 60
+        for _ in 0..<rounds {
+            for _ in 0..<iterations { x = x * 1.000001 + 1e-9 }
+            inside += try Measurement.clock { try buffer.withUnsafeMutableBufferPointer { try pair.allReduce($0) } }
+        }
+        if x.isNaN { print(x) }
+        var slowest = [Float(inside / Double(rounds))]
+        try communicator.allReduce(&slowest, op: .max, algorithm: .naive)
+        return Double(slowest[0])
     }
 }
