@@ -100,7 +100,7 @@ struct TransportFigures: Codable {
         let pair = try communicator.subgroup([me - me % 2, me - me % 2 + 1])
         var buffer = [Float](repeating: 1, count: meetingBytes / 4)
         var inside = 0.0, x = 1.0
-        let rounds = 60
+        let rounds = 150
         for _ in 0..<rounds {
             for _ in 0..<iterations { x = x * 1.000001 + 1e-9 }
             inside += try Measurement.clock { try buffer.withUnsafeMutableBufferPointer { try pair.allReduce($0) } }
