@@ -87,9 +87,17 @@ public final class MPITransport: Transport {
     }
 
     public func progress(maxWait: Duration) throws {
-        // MPI_Test drives OpenMPI's progress engine; yielding keeps oversubscribed ranks fair.
-        sched_yield()
+        // MPI_Test drives OpenMPI's progress engine. With more ranks on this node than cores a
+        // waiting rank yields, so the rank it waits for can run; otherwise a syscall per poll
+        // only adds latency to every message.
+        if Self.oversubscribed { sched_yield() }
     }
+
+    /// Whether this node runs more ranks than it has cores (OpenMPI says how many it runs).
+    static let oversubscribed: Bool = {
+        let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? Int.max
+        return local > ProcessInfo.processInfo.activeProcessorCount
+    }()
 
     /// `MPI_Allreduce` over `members` (world ranks), the baseline that fleet's own algorithms are measured against.
     public func nativeAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, members: [Int]) throws {
