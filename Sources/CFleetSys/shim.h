@@ -48,3 +48,13 @@ static inline uint32_t fleet_crc32c_update(uint32_t crc, const uint8_t *p, size_
 static inline int fleet_has_crc32c_instruction(void) { return 0; }
 static inline uint32_t fleet_crc32c_update(uint32_t crc, const uint8_t *p, size_t n) { (void)p; (void)n; return crc; }
 #endif
+
+#include <sys/syscall.h>
+
+/// Pins the calling process to one CPU (sched_setaffinity without _GNU_SOURCE's macros).
+static inline int fleet_pin_to_cpu(int cpu) {
+    unsigned long mask[16] = {0};
+    if (cpu < 0 || cpu >= 16 * 64) return -1;
+    mask[cpu / 64] = 1UL << (cpu % 64);
+    return (int)syscall(SYS_sched_setaffinity, 0, sizeof(mask), mask);
+}

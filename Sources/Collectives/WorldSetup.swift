@@ -1,3 +1,4 @@
+import CFleetSys
 import Foundation
 
 /// Which backend a worker process uses.
@@ -7,6 +8,12 @@ public enum TransportKind: String, Sendable, CaseIterable {
 
 /// Picks and opens this process's transport.
 public enum WorldSetup {
+    /// Pins this process to core `rank mod cores`, as `mpirun --bind-to core --map-by core`
+    /// places ranks: which ranks share a core is then known, and the same from run to run.
+    public static func pin(rank: Int) {
+        _ = fleet_pin_to_cpu(Int32(rank % ProcessInfo.processInfo.activeProcessorCount))
+    }
+
     /// The process was started as one of several workers (by mpirun or by fleet's launcher).
     public static var isWorker: Bool {
         MPITransport.isUnderMPIRun || ZMQTransport.Configuration.fromEnvironment() != nil
@@ -24,7 +31,9 @@ public enum WorldSetup {
         }
         if let configuration = ZMQTransport.Configuration.fromEnvironment() {
             LocalLauncher.bindToLauncher()
-            return try ZMQTransport(configuration)
+            let transport = try ZMQTransport(configuration)
+            if ProcessInfo.processInfo.environment["FLEET_PIN_CORES"] == "1" { pin(rank: transport.rank) }
+            return transport
         }
         if requested == .mpi { return try MPITransport() }
         return LocalFabric(worldSize: 1).endpoint(rank: 0)

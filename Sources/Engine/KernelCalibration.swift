@@ -15,6 +15,9 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// Whether a rank waiting for a peer keeps polling (MPI: it stays runnable and takes its
     /// share of the cores) or sleeps (ZeroMQ: it leaves the cores to the others).
     public var waitingSpins = false
+    /// Ranks are pinned round-robin to cores (rank r of a node on core r mod cores), so only
+    /// ranks on the same core share it; otherwise the node's ranks share all of its cores.
+    public var pinned = false
     /// Extra time of a tensor-parallel-like meeting (a pair all-reduce between compute
     /// chunks) beyond its α–β time, measured with as many ranks as cores (`meetingWait`)
     /// and with twice as many (`oversubscribedMeetingWait`: about a scheduler time slice).
@@ -43,11 +46,10 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     }
 
     /// The expected extra wait of one meeting with a peer while `busy` ranks compute on the
-    /// node: none with a core to spare; with every core taken, the measured full-load wait;
+    /// `cores` a rank may run on (its node's, or its own when pinned): none with a core to spare; with every core taken, the measured full-load wait;
     /// beyond, the chance the peer is off a core (1 − cores/busy) times half the measured
     /// wait for a descheduled peer, whichever is larger.
-    public func meetingWait(busy: Double) -> Double {
-        let c = Double(cores)
+    public func meetingWait(busy: Double, cores c: Double) -> Double {
         guard busy >= c else { return 0 }
         return max(meetingWait, (1 - c / busy) * oversubscribedMeetingWait / 2)
     }

@@ -14,8 +14,9 @@ struct PipelineRun {
     let messageBytes: Double
     let sharing: Sharing?
 
-    /// Cores per node, and for each simulated stage s the ranks of every stage s' that run on
-    /// s's node (`peers[s][s']`; the simulated stage stands for its data/tensor peers).
+    /// The cores a rank may run on (its node's, or 1 when pinned), and for each simulated stage
+    /// s the ranks of every stage s' that share them (`peers[s][s']`; the simulated stage
+    /// stands for its data/tensor peers).
     struct Sharing {
         let cores: Double
         let peers: [[Double]]
@@ -105,14 +106,14 @@ struct PipelineRun {
         reschedule()
     }
 
-    /// The expected wait of `meetings` all-reduces with tensor-parallel peers, given how many
-    /// ranks compute on the node now. (Pipeline messages are not meetings: the sender goes on,
-    /// and a receiver that waits for one leaves its core to the others.)
+    /// The expected wait of `meetings` meetings of `stage` with peers (tensor-parallel
+    /// all-reduces; a pipeline message reaching it), given how many ranks compute on the cores
+    /// it shares now, itself included.
     private func meetingDelay(_ stage: Int, meetings: Int) -> SimTime {
         guard let sharing, let calibration = sharing.calibration, meetings > 0 else { return .zero }
         var busy = 0.0
         for other in computing.indices where computing[other] != nil || other == stage { busy += sharing.peers[stage][other] }
-        return SimTime(seconds: Double(meetings) * calibration.meetingWait(busy: busy))
+        return SimTime(seconds: Double(meetings) * calibration.meetingWait(busy: busy, cores: sharing.cores))
     }
 
     /// How fast each computing stage progresses now (1: a core of its own).
@@ -190,7 +191,8 @@ struct PipelineRun {
                 position[stage] += 1
                 let gradient: Bool
                 if case .sendGradient = action { gradient = true } else { gradient = false }
-                let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)])
+                // The receiver may be waiting off its core, behind a rank that computes there.
+                let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)]) + meetingDelay(to, meetings: 1)
                 queue.schedule(at: now + transfer, kind: Kind.arrival.rawValue, subject: key(gradient: gradient, microbatch: i, from: stage, to: to))
             case let .receiveActivation(i, from), let .receiveGradient(i, from):
                 let gradient: Bool

@@ -248,22 +248,26 @@ extension StepSimulator {
     public func bucketSynchronization(group: Int) -> SimTime {
         guard let c = scenario.device.calibration else { return .zero }
         let meetings = group > c.cores ? 2 * (group - 1) : 1
-        return SimTime(seconds: Double(meetings) * c.meetingWait(busy: Double(scenario.gpusPerNode)))
+        let perNode = Double(min(scenario.gpusPerNode, scenario.layout.worldSize))
+        let wait = c.pinned ? c.meetingWait(busy: (perNode / Double(c.cores)).rounded(.up), cores: 1) : c.meetingWait(busy: perNode, cores: Double(c.cores))
+        return SimTime(seconds: Double(meetings) * wait)
     }
 
     /// Processor sharing on a calibrated CPU device: for each simulated stage, how many ranks
     /// of every stage run on its node (nil when ranks have cores of their own).
     func sharing(_ representative: [Int]) -> PipelineRun.Sharing? {
-        guard let cores = scenario.device.calibration?.cores, cores <= scenario.gpusPerNode else { return nil }
-        let mesh = scenario.layout.mesh, perNode = scenario.gpusPerNode
+        guard let calibration = scenario.device.calibration, calibration.cores <= scenario.gpusPerNode else { return nil }
+        let cores = calibration.cores, mesh = scenario.layout.mesh, perNode = scenario.gpusPerNode
+        // Pinned: the ranks of a node on the same core (local index mod cores) share it.
+        func shares(_ a: Int, _ b: Int) -> Bool { !calibration.pinned || (a % perNode) % cores == (b % perNode) % cores }
         let peers = representative.map { rank -> [Double] in
             let node = rank / perNode
             var count = Array(repeating: 0.0, count: representative.count)
-            for other in node * perNode..<min((node + 1) * perNode, mesh.worldSize) { count[mesh.coordinates(of: other).pp] += 1 }
+            for other in node * perNode..<min((node + 1) * perNode, mesh.worldSize) where shares(rank, other) { count[mesh.coordinates(of: other).pp] += 1 }
             return count
         }
-        return PipelineRun.Sharing(cores: Double(cores), peers: peers, waitingSpins: scenario.device.calibration?.waitingSpins ?? false,
-                                   calibration: scenario.device.calibration)
+        return PipelineRun.Sharing(cores: calibration.pinned ? 1 : Double(cores), peers: peers, waitingSpins: calibration.waitingSpins,
+                                   calibration: calibration)
     }
 }
 

@@ -154,13 +154,13 @@ struct Calibrate: ParsableCommand {
         let arguments = ["calibrate", model.name, "--measure-transport", name, "--result-file", file, "--repeats", "\(repeats)", "--timeout", "\(workers.timeout)"]
         let run: (status: Int32, stdout: String, stderr: String)
         if name == "mpi" {
-            guard let mpirun = ChildProcess.mpirun(ranks: ranks, arguments + ["--transport", "mpi"]) else {
+            guard let mpirun = ChildProcess.mpirun(ranks: ranks, pinned: true, arguments + ["--transport", "mpi"]) else {
                 Console.out("  mpi: mpirun is not on PATH, not measured")
                 return nil
             }
             run = try ChildProcess.run(mpirun.path, mpirun.arguments, environment: mpirun.environment)
         } else {
-            run = try ChildProcess.fleet(arguments + ["--transport", "zmq", "--ranks", "\(ranks)"])
+            run = try ChildProcess.fleet(arguments + ["--transport", "zmq", "--ranks", "\(ranks)"], environment: ["FLEET_PIN_CORES": "1"])
         }
         guard run.status == 0, let data = FileManager.default.contents(atPath: file) else {
             throw FleetError("measuring \(name) failed (exit \(run.status)): \(run.stderr.suffix(600))")

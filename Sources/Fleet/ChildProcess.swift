@@ -38,13 +38,15 @@ enum ChildProcess {
 
     /// mpirun on this one machine (shared memory and loopback only) unless a hostfile is set; as root it needs consent,
     /// and more ranks than cores need oversubscription.
-    static func mpirun(ranks: Int, _ arguments: [String]) -> (path: String, arguments: [String], environment: [String: String])? {
+    /// `pinned` binds rank r to core r mod cores (as fleet's own launcher does with FLEET_PIN_CORES).
+    static func mpirun(ranks: Int, pinned: Bool = false, _ arguments: [String]) -> (path: String, arguments: [String], environment: [String: String])? {
         guard let mpirun = which("mpirun") else { return nil }
         let inherited = ProcessInfo.processInfo.environment
         // A hostfile means other machines: then OpenMPI chooses its own networks.
         var environment = inherited["OMPI_MCA_orte_default_hostfile"] == nil ? ["OMPI_MCA_btl": "self,vader", "OMPI_MCA_oob_tcp_if_include": "lo"] : [:]
         environment = environment.filter { inherited[$0.key] == nil }
         if getuid() == 0 { environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1" }
-        return (mpirun, ["-n", "\(ranks)", "--oversubscribe", LocalLauncher.currentExecutable] + arguments, environment)
+        let binding = pinned ? ["--bind-to", "core:overload-allowed", "--map-by", "core"] : []
+        return (mpirun, ["-n", "\(ranks)", "--oversubscribe"] + binding + [LocalLauncher.currentExecutable] + arguments, environment)
     }
 }

@@ -142,12 +142,12 @@ struct Compare: ParsableCommand {
         let run: (status: Int32, stdout: String, stderr: String)
         if transport == "mpi" && l.worldSize > 1 {
             arguments += ["--transport", "mpi"]
-            guard let mpirun = ChildProcess.mpirun(ranks: l.worldSize, arguments) else {
+            guard let mpirun = ChildProcess.mpirun(ranks: l.worldSize, pinned: true, arguments) else {
                 throw FleetError("--transport mpi needs mpirun on PATH (install openmpi-bin), or use --transport zmq")
             }
             run = try ChildProcess.run(mpirun.path, mpirun.arguments, environment: mpirun.environment)
         } else {
-            run = try ChildProcess.fleet(arguments)
+            run = try ChildProcess.fleet(arguments, environment: ["FLEET_PIN_CORES": "1"])
         }
         guard run.status == 0 else {
             throw FleetError("the \(row.name) run failed (exit \(run.status)); its logs are in \(directory): \(run.stderr.suffix(800))")

@@ -9,19 +9,21 @@ final class CalibratedDeviceTests: XCTestCase {
     let rate = 50e9, nsPerElement = 0.5e-9, inStep = 1.1, alpha = 20e-6, beta = 2e9
     let model = ModelCatalog.gptTiny
 
-    func scenario(_ layout: ParallelLayout, cores: Int, spins: Bool = false, waits: (full: Double, over: Double) = (0, 0)) -> Scenario {
+    func scenario(_ layout: ParallelLayout, cores: Int, spins: Bool = false, pinned: Bool = false, batch: Int = 8,
+                  waits: (full: Double, over: Double) = (0, 0)) -> Scenario {
         var device = DeviceCatalog.local
         var calibration = KernelCalibration(gemm: [GEMMShape(m: 64, n: 64, k: 64): rate],
                                             perElement: Dictionary(uniqueKeysWithValues: ElementKernel.allCases.map { ($0, nsPerElement) }),
                                             cores: cores)
         calibration.inStep = inStep
         calibration.waitingSpins = spins
+        calibration.pinned = pinned
         calibration.meetingWait = waits.full
         calibration.oversubscribedMeetingWait = waits.over
         device.calibration = calibration
         let link = Link(bandwidth: Bandwidth(bytesPerSecond: beta), latency: SimTime(seconds: alpha))
         var s = Scenario(name: "calibrated", device: device, nodes: 1, gpusPerNode: layout.worldSize, topology: .singleSwitch,
-                         scaleUp: link, scaleOut: link, model: model, batch: 8, sequence: 128, layout: layout)
+                         scaleUp: link, scaleOut: link, model: model, batch: batch, sequence: 128, layout: layout)
         s.precision = .fp32
         s.bucketBytes = 1_048_576
         return s
@@ -75,14 +77,27 @@ final class CalibratedDeviceTests: XCTestCase {
         XCTAssertGreaterThan(spinning, sleeping)
     }
 
+    func testPinnedRanksShareOnlyTheirOwnCore() {
+        // dp2·pp2 pinned to 2 cores: core 0 runs pipeline dp0 (ranks 0 and 2), core 1 pipeline
+        // dp1, so each pipeline computes like pp2 alone on one core; unpinned, the four ranks
+        // share both cores as one pool.
+        let pinned = StepSimulator(scenario: scenario(ParallelLayout(dp: 2, pp: 2, microbatches: 4), cores: 2, pinned: true)).run()
+        let oneCore = StepSimulator(scenario: scenario(ParallelLayout(pp: 2, microbatches: 4), cores: 1, batch: 4)).run()
+        XCTAssertEqual(pinned.breakdown.compute, oneCore.breakdown.compute)
+        // dp4 pinned: two ranks per core, all computing at once: the same as the shared pool.
+        let dp4 = ParallelLayout(dp: 4)
+        XCTAssertEqual(StepSimulator(scenario: scenario(dp4, cores: 2, pinned: true)).run().breakdown.compute.seconds,
+                       StepSimulator(scenario: scenario(dp4, cores: 2)).run().breakdown.compute.seconds, accuracy: 1e-8)
+    }
+
     func testMeetingsWaitOnlyWhenEveryCoreIsBusy() {
         let full = 0.3e-3, over = 2e-3
         var c = KernelCalibration(gemm: [:], perElement: [:], cores: 2)
         (c.meetingWait, c.oversubscribedMeetingWait) = (full, over)
-        XCTAssertEqual(c.meetingWait(busy: 1), 0, "a core to spare: no wait")
-        XCTAssertEqual(c.meetingWait(busy: 2), full)
-        XCTAssertEqual(c.meetingWait(busy: 4), max(full, 0.5 * over / 2))
-        XCTAssertEqual(c.meetingWait(busy: 8), 0.75 * over / 2)
+        XCTAssertEqual(c.meetingWait(busy: 1, cores: 2), 0, "a core to spare: no wait")
+        XCTAssertEqual(c.meetingWait(busy: 2, cores: 2), full)
+        XCTAssertEqual(c.meetingWait(busy: 4, cores: 2), max(full, 0.5 * over / 2))
+        XCTAssertEqual(c.meetingWait(busy: 8, cores: 2), 0.75 * over / 2)
 
         // tp2 on its own two cores: every one of the 4 · layers all-reduces per step waits the full-load wait.
         let waited = StepSimulator(scenario: scenario(ParallelLayout(tp: 2), cores: 2, waits: (full, over))).run()

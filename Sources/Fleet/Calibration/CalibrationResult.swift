@@ -26,7 +26,7 @@ struct CalibrationResult {
     var calibration: KernelCalibration {
         var c = KernelCalibration(gemm: gemm.mapValues(\.median), perElement: kernels.mapValues(\.median), cores: cores)
         c.inStep = inStep.median
-        c.waitingSpins = fabricTransport == "mpi"
+        c.pinned = true
         c.meetingWait = fabric?.meetingWait ?? 0
         c.oversubscribedMeetingWait = loaded?.meetingWait ?? 0
         return c
@@ -54,7 +54,8 @@ struct CalibrationResult {
             name: local
             cores: \(cores)   # cores the ranks share (ProcessInfo.activeProcessorCount); busier ranks share them
             in_step: \(String(format: "%.4f", inStep.median))   # one-process steps at batch \(batch): forward+backward time / the sum of its kernels measured alone; \(inStep.spreadText) steps
-            waiting: \(fabricTransport == "mpi" ? "spin" : "sleep")   # \(fabricTransport == "mpi" ? "MPI ranks poll while they wait, taking their share of the cores" : "ZeroMQ ranks sleep in zmq_poll while they wait")
+            pinned: true   # fleet compare pins rank r to core r mod \(cores) (mpirun --bind-to core --map-by core; FLEET_PIN_CORES for its own workers): only ranks on one core share it
+            waiting: sleep   # a waiting rank leaves its core to the rank it shares it with (ZeroMQ sleeps in zmq_poll; MPI yields while oversubscribed)
             peak_fp32: \(String(format: "%.2f", peak / 1e9)) GFLOP/s   # best one-thread sgemm below
             memory_bandwidth: \(String(format: "%.2f", memoryBandwidth.median / 1e9)) GB/s   # one-thread memcpy of 64 MiB, read + write; \(memoryBandwidth.spreadText)
         \(meetingLines)    gemm:   # one-thread OpenBLAS sgemm of each product shape \(model.name) issues at batch \(batch) (C[m,n] = op(A)[m,k]·op(B)[k,n])
