@@ -23,6 +23,9 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// and with twice as many (`oversubscribedMeetingWait`: about a scheduler time slice).
     public var meetingWait = 0.0
     public var oversubscribedMeetingWait = 0.0
+    /// With ranks pinned two to a core: what passing the turn to the other rank costs (a
+    /// pipeline message to the rank that shares the sender's core).
+    public var handoffWait = 0.0
 
     public init(gemm: [GEMMShape: Double], perElement: [ElementKernel: Double], cores: Int) {
         self.gemm = gemm

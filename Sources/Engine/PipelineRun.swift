@@ -191,8 +191,11 @@ struct PipelineRun {
                 position[stage] += 1
                 let gradient: Bool
                 if case .sendGradient = action { gradient = true } else { gradient = false }
-                // The receiver may be waiting off its core, behind a rank that computes there.
-                let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)]) + meetingDelay(to, meetings: 1)
+                // A receiver on the sender's core gets it only once the sender passes the turn;
+                // elsewhere it may be waiting off its core behind a rank that computes there.
+                let sameCore = (sharing?.peers[to][stage] ?? 0) > 0 && sharing?.cores == 1
+                let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)])
+                    + (sameCore ? SimTime(seconds: sharing?.calibration?.handoffWait ?? 0) : meetingDelay(to, meetings: 1))
                 queue.schedule(at: now + transfer, kind: Kind.arrival.rawValue, subject: key(gradient: gradient, microbatch: i, from: stage, to: to))
             case let .receiveActivation(i, from), let .receiveGradient(i, from):
                 let gradient: Bool

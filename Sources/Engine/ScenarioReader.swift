@@ -77,7 +77,7 @@ public struct ScenarioReader {
             guard let device = DeviceCatalog.named(name) else { throw fail(node, "unknown device '\(name)'; expected one of \(known)") }
             return device
         }
-        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "meeting_wait", "oversubscribed_meeting_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels"])
+        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels"])
         let nameNode = try required(map, "name", "cluster.device")
         guard var device = nameNode.string.flatMap(DeviceCatalog.named) else {
             throw fail(nameNode, "cluster.device.name must name the device the measurements refine; expected one of \(known)")
@@ -119,6 +119,7 @@ public struct ScenarioReader {
             calibration.pinned = value
         }
         if let n = map["meeting_wait"] { calibration.meetingWait = try quantity(n, "cluster.device.meeting_wait", Units.time) }
+        if let n = map["handoff_wait"] { calibration.handoffWait = try quantity(n, "cluster.device.handoff_wait", Units.time) }
         if let n = map["oversubscribed_meeting_wait"] {
             calibration.oversubscribedMeetingWait = try quantity(n, "cluster.device.oversubscribed_meeting_wait", Units.time)
         }

@@ -29,6 +29,7 @@ struct CalibrationResult {
         c.pinned = true
         c.meetingWait = fabric?.meetingWait ?? 0
         c.oversubscribedMeetingWait = loaded?.meetingWait ?? 0
+        c.handoffWait = loaded?.handoff?.median ?? 0
         return c
     }
 
@@ -125,6 +126,9 @@ struct CalibrationResult {
         for (key, figures) in [("meeting_wait", fabric), ("oversubscribed_meeting_wait", loaded)] {
             guard let f = figures, let wait = f.meetingWait, let m = f.loadedMeeting else { continue }
             lines += "    \(key): \(String(format: "%.1f", wait * 1e6)) us   # \(f.transport), \(f.ranks) ranks on \(cores) cores: a \(ByteSize(bytes: TransportFigures.meetingBytes)) all-reduce within pairs between ~2 ms of compute took \(format(m.median)) (\(m.spreadText)), less its α–β time\n"
+        }
+        if let l = loaded, let h = l.handoff {
+            lines += "    handoff_wait: \(String(format: "%.1f", h.median * 1e6)) us   # \(l.transport), two ranks pinned to one core passing the turn (~2 ms of compute each, then 8 B): the time per message beyond the compute; \(h.spreadText)\n"
         }
         return lines
     }

@@ -13,6 +13,8 @@ struct TransportFigures: Codable {
     /// Time of one all-reduce of `meetingBytes` within pairs of ranks (0–1, 2–3, …) that
     /// compute about 2 ms between all-reduces, as tensor-parallel partners do.
     var loadedMeeting: Measurement?
+    /// With two ranks to a core: the cost of passing the turn to the rank on the same core.
+    var handoff: Measurement?
     static let meetingBytes = 256 << 10
 
     /// The meeting's time beyond its α–β ring time (2 steps of half the buffer).
@@ -68,6 +70,10 @@ struct TransportFigures: Codable {
         if transport.worldSize % 2 == 0 {
             figures.loadedMeeting = Measurement(try (0..<repeats).map { _ in try loadedMeeting(transport, communicator) })
         }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if transport.worldSize == 2 * cores {
+            figures.handoff = Measurement(try (0..<repeats).map { _ in try handoff(transport, communicator, cores: cores) })
+        }
         var benchmark = CollectiveBenchmark(communicator: communicator)
         benchmark.warmup = 2
         benchmark.repetitions = 9
@@ -81,14 +87,12 @@ struct TransportFigures: Codable {
         return figures
     }
 
-    /// Pairs of ranks alternate fixed work (about 2 ms on a core of their own, sized by each
-    /// rank in turn while the others wait) and an all-reduce; returns the mean time inside
-    /// the all-reduce, the slowest rank's.
-    static func loadedMeeting(_ transport: Transport, _ communicator: Communicator) throws -> Double {
-        let me = transport.rank
+    /// Iterations of a register-only loop that take this rank about 2 ms on a core of its own,
+    /// sized by each rank in turn while the others wait.
+    static func workFor2ms(_ transport: Transport, _ communicator: Communicator) throws -> Int {
         var iterations = 0
         for r in 0..<transport.worldSize {
-            if r == me {
+            if r == transport.rank {
                 var x = 1.0, n = 0
                 let start = ContinuousClock.now
                 while (ContinuousClock.now - start) < .milliseconds(20) { for _ in 0..<1000 { x = x * 1.000001 + 1e-9 }; n += 1000 }
@@ -97,6 +101,49 @@ struct TransportFigures: Codable {
             }
             try communicator.barrier()
         }
+        return iterations
+    }
+
+    /// Two ranks pinned to one core (rank r and r + cores) pass the turn: each computes ~2 ms,
+    /// then sends 8 B to the other, which was waiting for it. Returns, per message, the time
+    /// a round took beyond the two computations (the switch from one rank to the other).
+    static func handoff(_ transport: Transport, _ communicator: Communicator, cores: Int) throws -> Double {
+        let me = transport.rank
+        let iterations = try workFor2ms(transport, communicator)
+        var x = 1.0
+        func work() { for _ in 0..<iterations { x = x * 1.000001 + 1e-9 } }
+        let alone = Measurement.clock { work() }
+        let partner = me < cores ? me + cores : me - cores
+        var token: Int64 = 0
+        let rounds = 100
+        try communicator.barrier()
+        let elapsed = try Measurement.clock {
+            for _ in 0..<rounds {
+                try withUnsafeMutableBytes(of: &token) { raw in
+                    if me < cores {
+                        work()
+                        try transport.send(UnsafeRawBufferPointer(raw), to: partner, tag: 9)
+                        try transport.recv(into: raw, from: partner, tag: 9)
+                    } else {
+                        try transport.recv(into: raw, from: partner, tag: 9)
+                        work()
+                        try transport.send(UnsafeRawBufferPointer(raw), to: partner, tag: 9)
+                    }
+                }
+            }
+        }
+        if x.isNaN { print(x) }
+        var extra = [Float(max(0, (elapsed / Double(rounds) - 2 * alone) / 2))]
+        try communicator.allReduce(&extra, op: .max, algorithm: .naive)
+        return Double(extra[0])
+    }
+
+    /// Pairs of ranks alternate fixed work (about 2 ms on a core of their own, sized by each
+    /// rank in turn while the others wait) and an all-reduce; returns the mean time inside
+    /// the all-reduce, the slowest rank's.
+    static func loadedMeeting(_ transport: Transport, _ communicator: Communicator) throws -> Double {
+        let me = transport.rank
+        let iterations = try workFor2ms(transport, communicator)
         let pair = try communicator.subgroup([me - me % 2, me - me % 2 + 1])
         var buffer = [Float](repeating: 1, count: meetingBytes / 4)
         var inside = 0.0, x = 1.0
