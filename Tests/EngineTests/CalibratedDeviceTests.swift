@@ -90,6 +90,20 @@ final class CalibratedDeviceTests: XCTestCase {
                        StepSimulator(scenario: scenario(dp4, cores: 2)).run().breakdown.compute.seconds, accuracy: 1e-8)
     }
 
+    func testPipelineMessagesBetweenRanksOnOneCorePayTheHandOff() {
+        let layout = ParallelLayout(dp: 2, pp: 2, microbatches: 4), handoff = 1e-3
+        var paying = scenario(layout, cores: 2, pinned: true)
+        paying.device.calibration!.handoffWait = handoff
+        let base = StepSimulator(scenario: scenario(layout, cores: 2, pinned: true)).run().stepTime.seconds
+        let paid = StepSimulator(scenario: paying).run().stepTime.seconds
+        XCTAssertGreaterThanOrEqual(paid, base + handoff - 1e-9, "at least one message is on the critical path")
+        XCTAssertLessThanOrEqual(paid, base + 8 * handoff + 1e-9, "at most all 8 messages of the pipeline")
+        // Not pinned: nobody knows which ranks share a core, so no hand-off is charged.
+        var loose = scenario(layout, cores: 2)
+        loose.device.calibration!.handoffWait = handoff
+        XCTAssertEqual(StepSimulator(scenario: loose).run().stepTime, StepSimulator(scenario: scenario(layout, cores: 2)).run().stepTime)
+    }
+
     func testMeetingsWaitOnlyWhenEveryCoreIsBusy() {
         let full = 0.3e-3, over = 2e-3
         var c = KernelCalibration(gemm: [:], perElement: [:], cores: 2)
