@@ -20,10 +20,8 @@ struct PipelineRun {
     struct Sharing {
         let cores: Double
         let peers: [[Double]]
-        /// Waiting ranks poll: every rank on the node competes for the cores all the time.
-        var waitingSpins = false
-        /// The measured waits of meetings with peers under load.
-        var calibration: KernelCalibration?
+        /// Whether waiting ranks keep competing for the cores, and the measured waits.
+        let calibration: KernelCalibration
     }
 
     private(set) var finish: [SimTime]
@@ -110,17 +108,17 @@ struct PipelineRun {
     /// all-reduces; a pipeline message reaching it), given how many ranks compute on the cores
     /// it shares now, itself included.
     private func meetingDelay(_ stage: Int, meetings: Int) -> SimTime {
-        guard let sharing, let calibration = sharing.calibration, meetings > 0 else { return .zero }
+        guard let sharing, meetings > 0 else { return .zero }
         var busy = 0.0
         for other in computing.indices where computing[other] != nil || other == stage { busy += sharing.peers[stage][other] }
-        return SimTime(seconds: Double(meetings) * calibration.meetingWait(busy: busy, cores: sharing.cores))
+        return SimTime(seconds: Double(meetings) * sharing.calibration.meetingWait(busy: busy, cores: sharing.cores))
     }
 
     /// How fast each computing stage progresses now (1: a core of its own).
     private func rate(_ stage: Int) -> Double {
         guard let sharing else { return 1 }
         var busy = 0.0
-        for other in computing.indices where computing[other] != nil || sharing.waitingSpins { busy += sharing.peers[stage][other] }
+        for other in computing.indices where computing[other] != nil || sharing.calibration.waitingSpins { busy += sharing.peers[stage][other] }
         return busy > sharing.cores ? sharing.cores / busy : 1
     }
 
@@ -168,7 +166,7 @@ struct PipelineRun {
     private func slowdown(_ stage: Int) -> Double {
         guard let sharing else { return 1 }
         var busy = sharing.peers[stage][stage]
-        for other in computing.indices where (computing[other] != nil || sharing.waitingSpins) && other != stage { busy += sharing.peers[stage][other] }
+        for other in computing.indices where (computing[other] != nil || sharing.calibration.waitingSpins) && other != stage { busy += sharing.peers[stage][other] }
         return max(1, busy / sharing.cores)
     }
 
@@ -195,7 +193,7 @@ struct PipelineRun {
                 // elsewhere it may be waiting off its core behind a rank that computes there.
                 let sameCore = (sharing?.peers[to][stage] ?? 0) > 0 && sharing?.cores == 1
                 let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)])
-                    + (sameCore ? SimTime(seconds: sharing?.calibration?.handoffWait ?? 0) : meetingDelay(to, meetings: 1))
+                    + (sameCore ? SimTime(seconds: sharing?.calibration.handoffWait ?? 0) : meetingDelay(to, meetings: 1))
                 queue.schedule(at: now + transfer, kind: Kind.arrival.rawValue, subject: key(gradient: gradient, microbatch: i, from: stage, to: to))
             case let .receiveActivation(i, from), let .receiveGradient(i, from):
                 let gradient: Bool

@@ -266,8 +266,7 @@ extension StepSimulator {
             for other in node * perNode..<min((node + 1) * perNode, mesh.worldSize) where shares(rank, other) { count[mesh.coordinates(of: other).pp] += 1 }
             return count
         }
-        return PipelineRun.Sharing(cores: calibration.pinned ? 1 : Double(cores), peers: peers, waitingSpins: calibration.waitingSpins,
-                                   calibration: calibration)
+        return PipelineRun.Sharing(cores: calibration.pinned ? 1 : Double(cores), peers: peers, calibration: calibration)
     }
 }
 

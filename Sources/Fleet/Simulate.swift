@@ -135,7 +135,9 @@ struct Simulate: ParsableCommand {
         let l = s.layout
         Console.out("scenario \(s.name): \(describe(s))")
         Console.out("layout \(l), \(l.microbatches) micro-batch(es), \(l.schedule.rawValue), ZeRO \(s.zero), recompute \(s.recompute.rawValue); "
-            + "batch \(s.batch) × \(s.sequence) tokens, \(s.precision.rawValue) at \(Int(s.efficiency * 100)) % of peak")
+            + "batch \(s.batch) × \(s.sequence) tokens, " + (s.device.calibration.map {
+                "kernels at their measured rates (\($0.gemm.count) sgemm shapes, \($0.cores) cores\($0.pinned ? ", ranks pinned" : ""))"
+            } ?? "\(s.precision.rawValue) at \(Int(s.efficiency * 100)) % of peak"))
         let energy = Double(s.gpus) * s.device.watts * r.stepTime.seconds
         Console.out(String(format: "step time %@   %.0f tokens/s   MFU %.1f %%   energy at TDP %.2f MJ/step (%.2f J/token)", r.stepTime.description,
                            r.tokensPerSecond, r.mfu * 100, energy / 1e6, energy / Double(s.batch * s.sequence)))
