@@ -11,14 +11,12 @@ struct Calibrate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure this machine (kernels, transports, storage) and write a scenario the simulator can predict real runs with.",
         discussion: """
-        Measures one-thread sgemm for every product shape the model issues in the layouts of
-        `fleet compare`, the other kernels per element, point-to-point α and β and all-reduce
-        times for ZeroMQ and (when mpirun is installed) MPI, and checkpoint write bandwidth.
+        Measures one-thread sgemm for every product shape the model issues in the layouts of `fleet compare`, the other kernels per element, real one-process steps, point-to-point α and β, all-reduce times and waits under load for ZeroMQ and (when mpirun is installed) MPI, and checkpoint write bandwidth.
 
         Examples:
-          fleet calibrate                                  # writes scenarios/local.yaml
+          fleet calibrate                           # writes scenarios/local.yaml
           fleet calibrate gpt-tiny --repeats 9 --out my-machine.yaml
-          mpirun -H a,b -n 2 fleet calibrate --out cluster.yaml   # MPI between the hosts of an allocation
+          mpirun -H a,b -n 2 fleet calibrate --out cluster.yaml
         """)
 
     @Argument(help: "Model whose kernels are measured: \(ModelCatalog.trainable.map(\.name).joined(separator: ", ")).")

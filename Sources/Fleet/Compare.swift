@@ -9,8 +9,7 @@ struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run layouts for real and in the simulator (calibrated on this machine) and compare their step times.",
         discussion: """
-        Every layout's simulated step is computed and written down before any real run starts,
-        so no prediction can be fitted to the run it predicts.
+        Every layout's simulated step is computed and written down before any real run starts, so no prediction can be fitted to the run it predicts. Ranks are pinned round-robin to cores, as the calibration assumes.
 
         Examples:
           fleet calibrate && fleet compare gpt-tiny
