@@ -99,8 +99,8 @@ struct PipelineRun {
     /// (`meetings` all-reduces, each of which may wait for a descheduled peer).
     private mutating func compute(_ stage: Int, _ name: String, work: SimTime, tail: SimTime = .zero, meetings: Int = 0) {
         settle()
-        versions[stage] += 1
-        computing[stage] = Phase(name: name, start: queue.now, remaining: work.seconds, tail: tail, meetings: meetings, version: versions[stage])
+        // reschedule() gives the phase its version (and every running phase a new one).
+        computing[stage] = Phase(name: name, start: queue.now, remaining: work.seconds, tail: tail, meetings: meetings, version: 0)
         reschedule()
     }
 

@@ -66,8 +66,7 @@ struct ParallelBenchmark {
 
     /// Averages a rank's step log, leaving out the first step (allocation, page faults).
     static func average(rank: Int, path: String) throws -> RankAverage {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("missing \(path)") }
-        let rows = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        guard let rows = StepLogs.rows(path) else { throw ValidationError("missing \(path)") }
         let measured = rows.count > 1 ? Array(rows.dropFirst()) : rows
         var average = RankAverage(rank: rank)
         func mean(_ key: String) -> Double { measured.compactMap { $0[key] as? Double }.reduce(0, +) / Double(max(1, measured.count)) }

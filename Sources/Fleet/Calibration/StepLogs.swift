@@ -12,8 +12,7 @@ struct StepLogs {
         var perRank: [[[String: Any]]] = []
         for rank in 0..<ranks {
             let path = "\(directory)/rank-\(rank).steps.jsonl"
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw FleetError("the run left no step log at \(path)") }
-            let rows = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            guard let rows = Self.rows(path) else { throw FleetError("the run left no step log at \(path)") }
             guard rows.count > warmup else { throw FleetError("\(path) has \(rows.count) steps; more than the \(warmup) warm-up step(s) are needed") }
             perRank.append(Array(rows.dropFirst(warmup)))
         }
@@ -26,6 +25,12 @@ struct StepLogs {
         compute = median("compute_ms")
         communication = median("tp_ms") + median("dp_exposed_ms")
         bubble = median("pipeline_wait_ms")
+    }
+
+    /// One rank's step log, a JSON object per step; nil when it cannot be read.
+    static func rows(_ path: String) -> [[String: Any]]? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
     static func median(_ values: [Double]) -> Double { Measurement.quantile(values, 0.5) }
