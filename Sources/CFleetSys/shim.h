@@ -58,3 +58,24 @@ static inline int fleet_pin_to_cpu(int cpu) {
     mask[cpu / 64] = 1UL << (cpu % 64);
     return (int)syscall(SYS_sched_setaffinity, 0, sizeof(mask), mask);
 }
+
+#include <sys/uio.h>
+
+/// Copies `n` bytes at `remote` in process `pid` into `local` with one kernel copy
+/// (process_vm_readv, "cross-memory attach"); returns the bytes copied or -1 with errno.
+static inline long fleet_read_process_memory(int pid, void *local, size_t n, uint64_t remote) {
+    struct iovec l = { local, n };
+    struct iovec r = { (void *)(uintptr_t)remote, n };
+    return syscall(SYS_process_vm_readv, pid, &l, 1UL, &r, 1UL, 0UL);
+}
+
+/// Lets processes of the same user read this one's memory even where Yama restricts
+/// ptrace to descendants (sibling ranks are not descendants of each other), as MPI's
+/// shared-memory transports do.
+static inline int fleet_allow_memory_reads_by_siblings(void) {
+#if defined(PR_SET_PTRACER)
+    return prctl(PR_SET_PTRACER, (unsigned long)-1, 0, 0, 0);
+#else
+    return -1;
+#endif
+}

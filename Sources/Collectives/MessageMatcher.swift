@@ -1,13 +1,21 @@
 import CZMQ
 
-/// Matches arriving ZeroMQ chunks to posted receives with MPI's rules: per (source, tag)
-/// in order; a message nobody waits for yet is kept (without copying) until a receive is posted.
+/// Matches arriving ZeroMQ chunks and single-copy descriptors to posted receives with MPI's
+/// rules: per (source, tag) in order; a message nobody waits for yet is kept (without
+/// copying) until a receive is posted.
 final class MessageMatcher {
     let rank: Int
     private var posted: [Int: [PostedReceive]] = [:]
     private var unexpected: [Int: [StashedMessage]] = [:]
     /// The message whose chunks are arriving from each source (chunks of one message are contiguous).
     private var assembling: [Int: Assembly] = [:]
+    /// Receives matched to a descriptor the kernel would not let this rank read, by its id:
+    /// their bytes arrive over the socket.
+    private var awaitingFallback: [UInt64: PostedReceive] = [:]
+    /// Copies a descriptor's bytes into a receive buffer; false when it could not.
+    var pull: (WireHeader, UnsafeMutableRawBufferPointer) throws -> Bool = { _, _ in false }
+    /// Completes a descriptor's send without reading it (its receive failed).
+    var acknowledge: (WireHeader) throws -> Void = { _ in }
 
     init(rank: Int) { self.rank = rank }
 
@@ -42,6 +50,8 @@ final class MessageMatcher {
         let total: Int
         var received = 0
         var chunks: [Chunk] = []
+        /// Set when the message is a single-copy descriptor (its bytes are still the sender's).
+        var descriptor: WireHeader?
         init(tag: Int32, total: Int) {
             self.tag = tag
             self.total = total
@@ -62,6 +72,10 @@ final class MessageMatcher {
         }
         let stash = unexpected[source]!.remove(at: index)
         defer { stash.chunks.forEach { $0.release() } }
+        if let descriptor = stash.descriptor {
+            try match(descriptor, to: receive)
+            return
+        }
         guard stash.total == request.byteCount else {
             if case .stashed(let current) = assembling[source], current === stash { assembling[source] = nil }
             throw mismatch(request, sentBytes: stash.total)
@@ -77,13 +91,45 @@ final class MessageMatcher {
         }
     }
 
+    /// A single-copy descriptor: its bytes are copied into the matching receive now, or when
+    /// one is posted.
+    func deliverDescriptor(_ descriptor: WireHeader) throws {
+        let source = Int(descriptor.source)
+        if let index = posted[source]?.firstIndex(where: { $0.request.tag == descriptor.tag }) {
+            try match(descriptor, to: posted[source]!.remove(at: index))
+            return
+        }
+        let stash = StashedMessage(tag: descriptor.tag, total: Int(descriptor.total))
+        stash.descriptor = descriptor
+        unexpected[source, default: []].append(stash)
+    }
+
+    private func match(_ descriptor: WireHeader, to receive: PostedReceive) throws {
+        guard receive.request.byteCount == Int(descriptor.total) else {
+            try acknowledge(descriptor)
+            throw mismatch(receive.request, sentBytes: Int(descriptor.total))
+        }
+        if try pull(descriptor, receive.buffer) {
+            receive.received = receive.buffer.count
+            receive.request.isComplete = true
+        } else {
+            awaitingFallback[descriptor.id] = receive
+        }
+    }
+
     /// Consumes the data frame that follows `header` on `socket`.
     func deliver(_ header: WireHeader, from socket: UnsafeMutableRawPointer) throws {
         let source = Int(header.source)
         let total = Int(header.total)
         let offset = Int(header.offset)
         let target: Assembly
-        if offset == 0 {
+        if header.kind == WireHeader.fallbackData && offset == 0 {
+            guard let receive = awaitingFallback.removeValue(forKey: header.id) else {
+                throw TransportError.backend("rank \(rank) got the bytes of single-copy message \(header.id) from rank \(source) that it never refused")
+            }
+            target = .posted(receive)
+            assembling[source] = target
+        } else if offset == 0 {
             if let index = posted[source]?.firstIndex(where: { $0.request.tag == header.tag }) {
                 let receive = posted[source]!.remove(at: index)
                 guard receive.request.byteCount == total else {
@@ -149,7 +195,7 @@ final class MessageMatcher {
     /// The oldest receive still waiting on `peer`, if any.
     func pendingReceive(from peer: Int) -> Request? {
         if case .posted(let receive) = assembling[peer] { return receive.request }
-        return posted[peer]?.first?.request
+        return posted[peer]?.first?.request ?? awaitingFallback.values.first { $0.request.peer == peer }?.request
     }
 
     func releaseAll() {
@@ -157,6 +203,7 @@ final class MessageMatcher {
         unexpected.removeAll()
         posted.removeAll()
         assembling.removeAll()
+        awaitingFallback.removeAll()
     }
 
     private func discardFrame(_ socket: UnsafeMutableRawPointer) {

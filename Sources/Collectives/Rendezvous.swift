@@ -1,19 +1,49 @@
 import CZMQ
 import Foundation
 
-/// Exchanges inbox endpoints: every rank tells rank 0 (the coordinator) where it listens,
-/// and rank 0 answers each with the full table.
+/// Exchanges inbox endpoints: every rank tells rank 0 (the coordinator) where it listens
+/// and which host (kernel and process namespace) it runs on, and rank 0 answers each with
+/// the full table.
 enum Rendezvous {
+    /// One rank's entry: where its inbox listens, and `host`, equal for ranks that can read
+    /// each other's memory directly (empty when unknown).
+    struct Entry: Equatable {
+        var endpoint: String
+        var host: String
+
+        var line: String { host.isEmpty ? endpoint : "\(endpoint) \(host)" }
+
+        init(endpoint: String, host: String) {
+            self.endpoint = endpoint
+            self.host = host
+        }
+
+        init(line: Substring) {
+            let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+            endpoint = parts.first ?? ""
+            host = parts.count > 1 ? parts[1] : ""
+        }
+    }
+
+    /// This process's host: the kernel's boot id and its PID namespace, since only processes
+    /// under one kernel that see each other's process ids can attach to each other's memory.
+    static let localHost: String = {
+        guard let boot = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8),
+              let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid") else { return "" }
+        let key = boot.trimmingCharacters(in: .whitespacesAndNewlines) + "/" + namespace
+        return key.contains(where: { $0 == " " || $0 == "\n" }) ? "" : key
+    }()
+
     static func exchange(context: UnsafeMutableRawPointer, configuration: ZMQTransport.Configuration,
-                         endpoint: String) throws -> [String] {
-        if configuration.worldSize == 1 { return [endpoint] }
+                         entry: Entry) throws -> [Entry] {
+        if configuration.worldSize == 1 { return [entry] }
         return configuration.rank == 0
-            ? try coordinate(context: context, configuration: configuration, endpoint: endpoint)
-            : try register(context: context, configuration: configuration, endpoint: endpoint)
+            ? try coordinate(context: context, configuration: configuration, entry: entry)
+            : try register(context: context, configuration: configuration, entry: entry)
     }
 
     private static func coordinate(context: UnsafeMutableRawPointer, configuration: ZMQTransport.Configuration,
-                                   endpoint: String) throws -> [String] {
+                                   entry: Entry) throws -> [Entry] {
         guard let router = zmq_socket(context, ZMQ_ROUTER) else { throw ZMQTransport.lastError("zmq_socket(ROUTER)") }
         defer { zmq_close(router) }
         try ZMQTransport.setOption(router, ZMQ_LINGER, 2000)
@@ -21,8 +51,8 @@ enum Rendezvous {
             throw TransportError.rendezvousFailed("rank 0 could not bind the coordinator address \(configuration.coordinator): "
                 + String(cString: zmq_strerror(zmq_errno())))
         }
-        var table = Array(repeating: "", count: configuration.worldSize)
-        table[0] = endpoint
+        var table = Array(repeating: Entry(endpoint: "", host: ""), count: configuration.worldSize)
+        table[0] = entry
         var identities: [Int: [UInt8]] = [:]
         let deadline = ContinuousClock.now.advanced(by: configuration.rendezvousTimeout)
         while identities.count < configuration.worldSize - 1 {
@@ -41,9 +71,9 @@ enum Rendezvous {
                 throw TransportError.rendezvousFailed("two processes registered as rank \(peer)")
             }
             identities[peer] = identity
-            table[peer] = parts[1]
+            table[peer] = Entry(line: Substring(parts[1]))
         }
-        let reply = Array(table.joined(separator: "\n").utf8)
+        let reply = Array(table.map(\.line).joined(separator: "\n").utf8)
         for (_, identity) in identities {
             try sendFrame(router, identity, more: true)
             try sendFrame(router, reply, more: false)
@@ -52,20 +82,20 @@ enum Rendezvous {
     }
 
     private static func register(context: UnsafeMutableRawPointer, configuration: ZMQTransport.Configuration,
-                                 endpoint: String) throws -> [String] {
+                                 entry: Entry) throws -> [Entry] {
         guard let dealer = zmq_socket(context, ZMQ_DEALER) else { throw ZMQTransport.lastError("zmq_socket(DEALER)") }
         defer { zmq_close(dealer) }
         try ZMQTransport.setOption(dealer, ZMQ_LINGER, 0)
         guard zmq_connect(dealer, configuration.coordinator) == 0 else {
             throw TransportError.rendezvousFailed("cannot connect to coordinator \(configuration.coordinator)")
         }
-        try sendFrame(dealer, Array("\(configuration.rank) \(endpoint)".utf8), more: false)
+        try sendFrame(dealer, Array("\(configuration.rank) \(entry.line)".utf8), more: false)
         let deadline = ContinuousClock.now.advanced(by: configuration.rendezvousTimeout)
         guard try waitReadable(dealer, until: deadline) else {
             throw TransportError.rendezvousFailed("rank \(configuration.rank) got no answer from the coordinator at "
                 + "\(configuration.coordinator) within \(configuration.rendezvousTimeout.seconds) s (is rank 0 running?)")
         }
-        let table = String(decoding: try receiveFrame(dealer), as: UTF8.self).split(separator: "\n").map(String.init)
+        let table = String(decoding: try receiveFrame(dealer), as: UTF8.self).split(separator: "\n").map(Entry.init(line:))
         guard table.count == configuration.worldSize else {
             throw TransportError.rendezvousFailed("coordinator announced \(table.count) ranks, this rank expected \(configuration.worldSize)")
         }

@@ -6,6 +6,13 @@ import Foundation
 /// socket to every peer's inbox; endpoints are exchanged through a coordinator (rank 0)
 /// at `FLEET_ZMQ_COORDINATOR`. Messages are split into chunks so that ZeroMQ never
 /// allocates one huge buffer per message (page faults dominate above a few MiB).
+///
+/// Between ranks on one host, large messages take a single-copy path: ZeroMQ carries a
+/// descriptor (process, address, length), the receiver copies the bytes straight out of
+/// the sender's memory (`process_vm_readv`) and answers with an acknowledgement that
+/// completes the send. A socket copies every byte twice (into the kernel and out) and
+/// through ZeroMQ's I/O thread; this is the single copy MPI's shared-memory transport makes.
+/// Where the kernel forbids it, the receiver says so and the bytes travel over the socket.
 public final class ZMQTransport: Transport {
     /// Where this rank sits and how it finds the others.
     public struct Configuration: Sendable {
@@ -41,6 +48,16 @@ public final class ZMQTransport: Transport {
     public var chunkBytes = 1 << 20
     /// Sends at least this large are handed to ZeroMQ without a copy.
     public var zeroCopyBytes = 64 << 10
+    /// Messages at least this large to a rank on this host take the single-copy path
+    /// (`FLEET_ZMQ_SINGLE_COPY`: a size in bytes, or `off`).
+    public var singleCopyBytes = ZMQTransport.singleCopyThreshold()
+    /// Peers whose memory this rank's messages may be read from directly (same host, not refused).
+    var singleCopyPeers: [Bool] = []
+    /// Single-copy sends waiting for the receiver's acknowledgement, by id.
+    var singleCopySends: [UInt64: SingleCopySend] = [:]
+    var nextSingleCopyID: UInt64 = 1
+    /// How a receiver reads a peer's memory; replaceable to exercise the socket fallback.
+    public var singleCopyReader: MemoryReader = ZMQTransport.crossMemoryAttach
 
     let context: UnsafeMutableRawPointer
     let inbox: UnsafeMutableRawPointer
@@ -72,9 +89,10 @@ public final class ZMQTransport: Transport {
         guard zmq_bind(inbox, configuration.bind) == 0 else {
             throw Self.lastError("binding this rank's inbox at \(configuration.bind)")
         }
-        let endpoint = try Self.lastEndpoint(inbox)
-        let table = try Rendezvous.exchange(context: context, configuration: configuration, endpoint: endpoint)
-        try connect(to: table)
+        let entry = Rendezvous.Entry(endpoint: try Self.lastEndpoint(inbox), host: Rendezvous.localHost)
+        let table = try Rendezvous.exchange(context: context, configuration: configuration, entry: entry)
+        try connect(to: table.map(\.endpoint))
+        enableSingleCopy(hosts: table.map(\.host))
     }
 
     private func connect(to endpoints: [String]) throws {
@@ -105,10 +123,20 @@ public final class ZMQTransport: Transport {
             request.isComplete = true
             return request
         }
+        if singleCopyPeers[peer] && data.count >= singleCopyBytes {
+            try sendDescriptor(data, to: peer, request: request)
+            return request
+        }
+        try sendBytes(data, to: peer, request: request, header: WireHeader(source: Int32(rank), tag: tag, total: UInt64(data.count)))
+        return request
+    }
+
+    /// Sends `data` over the socket, in chunks that each start with `header` (its offset set).
+    func sendBytes(_ data: UnsafeRawBufferPointer, to peer: Int, request: Request, header: WireHeader) throws {
+        var header = header
         let zeroCopy = data.count >= zeroCopyBytes
         let chunks = max(1, (data.count + chunkBytes - 1) / chunkBytes)
         let completion = zeroCopy ? ZeroCopyCompletion(chunks: chunks, wakeup: wakeup) : nil
-        var header = WireHeader(source: Int32(rank), tag: tag, total: UInt64(data.count), offset: 0)
         var offset = 0
         repeat {
             let length = min(chunkBytes, data.count - offset)
@@ -124,7 +152,6 @@ public final class ZMQTransport: Transport {
         } while offset < data.count
         // A copying send is done once zmq_send returns; a zero-copy one when ZeroMQ releases every chunk.
         if let completion { request.handle = completion } else { request.isComplete = true }
-        return request
     }
 
     /// Hands `bytes` to ZeroMQ without copying; `completion` learns when ZeroMQ lets go of them.
@@ -145,7 +172,7 @@ public final class ZMQTransport: Transport {
         }
     }
 
-    private func sendFrame(_ peer: Int, _ bytes: UnsafeRawBufferPointer, more: Bool) throws {
+    func sendFrame(_ peer: Int, _ bytes: UnsafeRawBufferPointer, more: Bool) throws {
         while zmq_send(outboxes[peer], bytes.baseAddress, bytes.count, more ? ZMQ_SNDMORE : 0) < 0 {
             if zmq_errno() == EINTR { continue }
             throw Self.lastError("sending to rank \(peer)")
@@ -169,6 +196,7 @@ public final class ZMQTransport: Transport {
         return request.isComplete
     }
 
+
     public func progress(maxWait: Duration) throws {
         var items = [zmq_pollitem_t(socket: inbox, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)]
         for monitor in monitors where monitor != nil {
@@ -187,7 +215,7 @@ public final class ZMQTransport: Transport {
 
     /// Receives every message already queued, matching each against posted receives.
     func drainInbox() throws {
-        var header = WireHeader(source: 0, tag: 0, total: 0, offset: 0)
+        var header = WireHeader(source: 0, tag: 0, total: 0)
         while true {
             let received = withUnsafeMutableBytes(of: &header) { zmq_recv(inbox, $0.baseAddress, $0.count, ZMQ_DONTWAIT) }
             if received < 0 {
@@ -199,7 +227,12 @@ public final class ZMQTransport: Transport {
             guard received == MemoryLayout<WireHeader>.size else {
                 throw TransportError.backend("malformed ZeroMQ message header (\(received) bytes) on rank \(rank)")
             }
-            try matcher.deliver(header, from: inbox)
+            switch header.kind {
+            case WireHeader.data, WireHeader.fallbackData: try matcher.deliver(header, from: inbox)
+            case WireHeader.descriptor: try matcher.deliverDescriptor(header)
+            case WireHeader.acknowledged, WireHeader.refused: try singleCopyAnswered(header)
+            default: throw TransportError.backend("unknown ZeroMQ message kind \(header.kind) from rank \(header.source)")
+            }
         }
     }
 
@@ -228,6 +261,9 @@ public final class ZMQTransport: Transport {
         for (peer, since) in disconnected where now - since > .milliseconds(500) {
             if let request = matcher.pendingReceive(from: peer) {
                 throw TransportError.peerDied(rank: peer, operation: "receive (tag \(request.tag))")
+            }
+            if let send = singleCopySends.values.first(where: { $0.request.peer == peer }) {
+                throw TransportError.peerDied(rank: peer, operation: "send (tag \(send.request.tag))")
             }
         }
     }
@@ -326,10 +362,25 @@ final class WakeupPipe: @unchecked Sendable {
     }
 }
 
-/// First frame of every chunk: who sent it, for which tag, and where it goes in the message.
+/// First frame of every ZeroMQ message: who sent it, for which tag, and what it is — a chunk
+/// of bytes (followed by a data frame: where it goes in the message), or a single-copy
+/// descriptor, acknowledgement or refusal (alone).
 struct WireHeader {
     var source: Int32
     var tag: Int32
     var total: UInt64
-    var offset: UInt64
+    var offset: UInt64 = 0
+    var kind: UInt32 = WireHeader.data
+    /// Single copy: the sender's process id and the address of its bytes.
+    var process: Int32 = 0
+    var address: UInt64 = 0
+    /// Single copy: the id of the send a descriptor, answer or fallback chunk belongs to.
+    var id: UInt64 = 0
+
+    static let data: UInt32 = 0
+    static let descriptor: UInt32 = 1
+    static let acknowledged: UInt32 = 2
+    static let refused: UInt32 = 3
+    /// The bytes of a refused descriptor, sent over the socket instead.
+    static let fallbackData: UInt32 = 4
 }

@@ -15,6 +15,22 @@ final class MultiProcessCollectivesTests: FleetProcessTestCase {
         }
     }
 
+    /// `FLEET_ZMQ_SINGLE_COPY=1`: every message with bytes travels as a descriptor that the
+    /// receiving process copies out of the sender's memory.
+    func testConformanceOverZeroMQSingleCopyForTwoToFourRanks() throws {
+        for ranks in 2...4 {
+            let outcome = try FleetProcess.fleet(["selftest", "--transport", "zmq", "--ranks", "\(ranks)", "--timeout", "20"],
+                                                 environment: ["FLEET_ZMQ_SINGLE_COPY": "1"])
+            XCTAssertEqual(outcome.status, 0, outcome.output)
+            XCTAssertEqual(outcome.stdout.components(separatedBy: "collective checks passed over").count - 1,
+                           ranks, outcome.output)
+        }
+        let mismatch = try FleetProcess.fleet(["selftest", "--ranks", "2", "--fault", "mismatch", "--timeout", "5"],
+                                              environment: ["FLEET_ZMQ_SINGLE_COPY": "1"])
+        XCTAssertNotEqual(mismatch.status, 0)
+        XCTAssertTrue(mismatch.stderr.contains("rank 0 expected 4000 bytes but rank 1 sent 4004 bytes"), mismatch.output)
+    }
+
     func testConformanceOverMPIForOneToFourRanks() throws {
         for ranks in 1...4 {
             let outcome = try FleetProcess.mpirun(ranks, ["selftest", "--timeout", "20"])
@@ -50,13 +66,19 @@ final class MultiProcessCollectivesTests: FleetProcessTestCase {
     /// Without fleet's launcher (ranks started by hand against a coordinator address),
     /// a rank still learns that its peer died instead of waiting out the deadline.
     func testZeroMQRankDetectsDeadPeerWithoutLauncher() throws {
-        let coordinator = "ipc:///tmp/fleet-test-\(getpid())-coordinator"
+        try deadPeerWithoutLauncher(singleCopy: "off")
+        try deadPeerWithoutLauncher(singleCopy: "1")
+    }
+
+    private func deadPeerWithoutLauncher(singleCopy: String) throws {
+        let coordinator = "ipc:///tmp/fleet-test-\(getpid())-coordinator-\(singleCopy)"
         let outcomes = ResultBox()
         let group = DispatchGroup()
         for rank in 0..<2 {
             group.enter()
             DispatchQueue.global().async {
-                let env = ["FLEET_RANK": "\(rank)", "FLEET_WORLD_SIZE": "2", "FLEET_ZMQ_COORDINATOR": coordinator]
+                let env = ["FLEET_RANK": "\(rank)", "FLEET_WORLD_SIZE": "2", "FLEET_ZMQ_COORDINATOR": coordinator,
+                           "FLEET_ZMQ_SINGLE_COPY": singleCopy]
                 let outcome = try? FleetProcess.fleet(["selftest", "--fault", "crash", "--faulty-rank", "1", "--timeout", "60"],
                                                       environment: env, timeout: 40)
                 outcomes.set(rank, outcome)
@@ -66,8 +88,8 @@ final class MultiProcessCollectivesTests: FleetProcessTestCase {
         group.wait()
         let survivor = try XCTUnwrap(outcomes.get(0))
         XCTAssertEqual(survivor.status, 1)
-        XCTAssertTrue(survivor.stderr.contains("rank 1 exited during"), survivor.output)
-        XCTAssertLessThan(survivor.seconds, 20, "the survivor should not wait out its 60 s deadline")
+        XCTAssertTrue(survivor.stderr.contains("rank 1 exited during"), "single copy \(singleCopy): " + survivor.output)
+        XCTAssertLessThan(survivor.seconds, 20, "the survivor should not wait out its 60 s deadline (single copy \(singleCopy))")
     }
 
     func testMismatchedSizesAreNamedOnBothSides() throws {
