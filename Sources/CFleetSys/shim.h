@@ -79,3 +79,27 @@ static inline int fleet_allow_memory_reads_by_siblings(void) {
     return -1;
 #endif
 }
+
+#include <sys/mman.h>
+#include <fcntl.h>
+
+/// Counters shared between processes (shared-memory lanes): the writer publishes with
+/// release order, the reader observes with acquire order, so the bytes a counter covers are
+/// visible before the counter is.
+static inline uint64_t fleet_load_acquire(const volatile uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void fleet_store_release(volatile uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+/// Creates (exclusive) or opens a POSIX shared-memory object; -1 with errno on failure.
+static inline int fleet_shm_open(const char *name, int create) {
+    return shm_open(name, create ? (O_CREAT | O_EXCL | O_RDWR) : O_RDWR, 0600);
+}
+
+/// Tells the core that this thread is spinning (x86 PAUSE), so a sibling hardware thread
+/// gets its execution units and the spin does not flood the memory system with loads.
+static inline void fleet_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}

@@ -42,39 +42,77 @@ public struct CollectiveBenchmark {
 
     /// Measures `operation` on `bytes` bytes (the nccl-tests size: the full buffer).
     public func run(_ operation: Operation, algorithm: AllReduceAlgorithm, bytes: Int) throws -> Result {
-        let comm = communicator
-        let n = comm.size, me = comm.rank
-        let count = bytes / MemoryLayout<Float>.stride
-        let block = count / n
-        var input = [Float](repeating: 0, count: count)
-        var expected = [Float](repeating: 0, count: count)
-        for i in 0..<count {
-            switch operation {
-            case .allreduce, .reduce, .reducescatter:
-                input[i] = Self.value(rank: me, index: i)
-                expected[i] = (0..<n).reduce(Float(0)) { $0 + Self.value(rank: $1, index: i) }
-            case .broadcast:
-                input[i] = me == 0 ? Self.value(rank: 0, index: i) : .nan
-                expected[i] = Self.value(rank: 0, index: i)
-            case .allgather:
-                let owner = block > 0 ? min(i / block, n - 1) : 0
-                input[i] = Self.value(rank: owner, index: i)
-                expected[i] = input[i]
-            case .alltoall:
-                // Block d of rank r's input goes to rank d; block s of the output came from rank s.
-                input[i] = block > 0 && i < block * n ? Self.value(rank: me * n + i / block, index: i % block) : 0
-                expected[i] = block > 0 && i < block * n ? Self.value(rank: (i / block) * n + me, index: i % block) : 0
-            }
-        }
-        var data = input
-        var output = [Float](repeating: 0, count: operation == .alltoall ? block * n : 0)
-        let allGatherPartition = BlockPartition(count: count, parts: n)
+        try Self.interleaved([trial(operation, algorithm: algorithm, bytes: bytes)], warmup: warmup, repetitions: repetitions)[0]
+    }
 
+    /// Buffers for timing `operation` with `algorithm` on this benchmark's communicator.
+    public func trial(_ operation: Operation, algorithm: AllReduceAlgorithm, bytes: Int) -> Trial {
+        Trial(operation: operation, algorithm: algorithm, communicator: communicator, count: bytes / MemoryLayout<Float>.stride)
+    }
+
+    /// Times several trials in turns (one repetition of each, then the next round), so that
+    /// a machine whose speed drifts (shared, noisy) slows every trial alike and their ratio
+    /// holds. Every member must pass the same trials in the same order.
+    public static func interleaved(_ trials: [Trial], warmup: Int, repetitions: Int) throws -> [Result] {
+        for _ in 0..<warmup { for trial in trials { _ = try trial.once() } }
+        var times = Array(repeating: [Double](), count: trials.count)
+        for _ in 0..<repetitions {
+            for (index, trial) in trials.enumerated() { times[index].append(try trial.once()) }
+        }
+        return try zip(trials, times).map { try $0.result(times: $1) }
+    }
+
+    /// One operation, algorithm and size with its input, expected result and working buffers.
+    public final class Trial {
+        let operation: Operation
+        let algorithm: AllReduceAlgorithm
+        let communicator: Communicator
+        let count: Int
+        private var input: [Float]
+        private var expected: [Float]
+        private var data: [Float]
+        private var output: [Float]
+
+        init(operation: Operation, algorithm: AllReduceAlgorithm, communicator comm: Communicator, count: Int) {
+            self.operation = operation
+            self.algorithm = algorithm
+            self.communicator = comm
+            self.count = count
+            let n = comm.size, me = comm.rank
+            let block = count / n
+            input = [Float](repeating: 0, count: count)
+            expected = [Float](repeating: 0, count: count)
+            for i in 0..<count {
+                switch operation {
+                case .allreduce, .reduce, .reducescatter:
+                    input[i] = CollectiveBenchmark.value(rank: me, index: i)
+                    expected[i] = (0..<n).reduce(Float(0)) { $0 + CollectiveBenchmark.value(rank: $1, index: i) }
+                case .broadcast:
+                    input[i] = me == 0 ? CollectiveBenchmark.value(rank: 0, index: i) : .nan
+                    expected[i] = CollectiveBenchmark.value(rank: 0, index: i)
+                case .allgather:
+                    let owner = block > 0 ? min(i / block, n - 1) : 0
+                    input[i] = CollectiveBenchmark.value(rank: owner, index: i)
+                    expected[i] = input[i]
+                case .alltoall:
+                    // Block d of rank r's input goes to rank d; block s of the output came from rank s.
+                    input[i] = block > 0 && i < block * n ? CollectiveBenchmark.value(rank: me * n + i / block, index: i % block) : 0
+                    expected[i] = block > 0 && i < block * n ? CollectiveBenchmark.value(rank: (i / block) * n + me, index: i % block) : 0
+                }
+            }
+            data = input
+            output = [Float](repeating: 0, count: operation == .alltoall ? block * n : 0)
+        }
+
+        /// One timed run (after a barrier) on this rank, in seconds.
         func once() throws -> Double {
+            let comm = communicator, n = comm.size, me = comm.rank, count = count, operation = operation
+            let block = count / n
             data.withUnsafeMutableBufferPointer { d in input.withUnsafeBufferPointer { d.baseAddress!.update(from: $0.baseAddress!, count: count) } }
             if operation == .allgather {
                 // Everyone but the owner starts a block with garbage, so a missing transfer cannot verify.
-                for r in 0..<n where r != me { for i in allGatherPartition.range(r) { data[i] = .nan } }
+                let partition = BlockPartition(count: count, parts: n)
+                for r in 0..<n where r != me { for i in partition.range(r) { data[i] = .nan } }
             }
             try comm.barrier()
             let start = ContinuousClock.now
@@ -92,34 +130,36 @@ public struct CollectiveBenchmark {
             return (ContinuousClock.now - start).seconds
         }
 
-        for _ in 0..<warmup { _ = try once() }
-        var times = try (0..<repetitions).map { _ in try once() }
-        // Which part of the buffer each rank can check after the last repetition.
-        let checked: Range<Int>
-        switch operation {
-        case .reducescatter: checked = BlockPartition(count: count, parts: n).range(me)
-        case .reduce: checked = me == 0 ? 0..<count : 0..<0
-        case .alltoall: checked = 0..<(block * n)
-        default: checked = 0..<count
+        /// Checks the last run's output and agrees with every member on the slowest rank's times.
+        func result(times: [Double]) throws -> Result {
+            let comm = communicator, n = comm.size, me = comm.rank
+            let block = count / n
+            // Which part of the buffer each rank can check after the last repetition.
+            let checked: Range<Int>
+            switch operation {
+            case .reducescatter: checked = BlockPartition(count: count, parts: n).range(me)
+            case .reduce: checked = me == 0 ? 0..<count : 0..<0
+            case .alltoall: checked = 0..<(block * n)
+            default: checked = 0..<count
+            }
+            let result = operation == .alltoall ? output : data
+            var error: Float = 0
+            for i in checked {
+                let difference = abs(result[i] - expected[i])
+                error = difference.isNaN ? .infinity : max(error, difference)
+            }
+            var agreed = (times + [Double(error)]).map(Float.init)
+            try comm.allReduce(&agreed, op: .max, algorithm: .naive)
+            let slowest = agreed.dropLast().map(Double.init).sorted()
+            let name: String
+            switch operation {
+            case .allreduce: name = algorithm.rawValue
+            case .allgather, .reducescatter: name = "ring"
+            case .broadcast, .reduce: name = "binomial"
+            case .alltoall: name = "pairwise"
+            }
+            return Result(operation: operation, algorithm: name, transport: comm.transport.backendName, ranks: n, bytes: count * 4,
+                          timeSeconds: slowest[slowest.count / 2], maxAbsError: Double(agreed.last!))
         }
-        let result = operation == .alltoall ? output : data
-        var error: Float = 0
-        for i in checked {
-            let difference = abs(result[i] - expected[i])
-            error = difference.isNaN ? .infinity : max(error, difference)
-        }
-        times.append(Double(error))
-        var agreed = times.map(Float.init)
-        try comm.allReduce(&agreed, op: .max, algorithm: .naive)
-        let slowest = agreed.dropLast().map(Double.init).sorted()
-        let name: String
-        switch operation {
-        case .allreduce: name = algorithm.rawValue
-        case .allgather, .reducescatter: name = "ring"
-        case .broadcast, .reduce: name = "binomial"
-        case .alltoall: name = "pairwise"
-        }
-        return Result(operation: operation, algorithm: name, transport: comm.transport.backendName, ranks: n, bytes: count * 4,
-                      timeSeconds: slowest[slowest.count / 2], maxAbsError: Double(agreed.last!))
     }
 }

@@ -1,3 +1,4 @@
+import CFleetSys
 import CMPI
 import Foundation
 
@@ -10,6 +11,8 @@ public final class MPITransport: Transport {
     public var timeout: Duration = .seconds(60)
     private var subCommunicators: [[Int]: MPI_Comm] = [:]
     private var isShutDown = false
+    /// Lanes through shared memory to the ranks on this host (they carry every message to them).
+    var lanes: SharedMemoryLanes?
 
     /// True when this process was started by `mpirun` (checked before `MPI_Init`).
     public static var isUnderMPIRun: Bool {
@@ -31,6 +34,27 @@ public final class MPITransport: Transport {
         MPI_Comm_size(fleet_mpi_comm_world(), &n)
         rank = Int(r)
         worldSize = Int(n)
+        if worldSize > 1 && SharedMemoryLanes.enabled {
+            let hosts = try allGather(Rendezvous.localHost)
+            let job = try allGather(rank == 0 ? "\(getpid())-\(UInt32.random(in: 0...UInt32.max))" : "")[0]
+            lanes = try SharedMemoryLanes.connect(self, hosts: hosts, job: job)
+        }
+    }
+
+    public var sharedMemoryPeers: Int { lanes?.served.count ?? 0 }
+
+    /// Every rank's `text` (at most 255 bytes of UTF-8), in rank order.
+    func allGather(_ text: String) throws -> [String] {
+        let width = 256
+        var mine = [UInt8](repeating: 0, count: width)
+        let bytes = Array(text.utf8.prefix(width - 1))
+        mine.replaceSubrange(0..<bytes.count, with: bytes)
+        var all = [UInt8](repeating: 0, count: width * worldSize)
+        let code = all.withUnsafeMutableBytes { out in
+            MPI_Allgather(mine, Int32(width), fleet_mpi_byte(), out.baseAddress, Int32(width), fleet_mpi_byte(), fleet_mpi_comm_world())
+        }
+        try check(code, "MPI_Allgather")
+        return (0..<worldSize).map { r in String(decoding: all[(r * width)..<((r + 1) * width)].prefix { $0 != 0 }, as: UTF8.self) }
     }
 
     private final class Handle {
@@ -40,6 +64,11 @@ public final class MPITransport: Transport {
 
     public func isend(_ data: UnsafeRawBufferPointer, to peer: Int, tag: Int32) throws -> Request {
         try checkPeer(peer)
+        if let lanes, lanes.serves(peer) {
+            let request = Request(kind: .send, peer: peer, tag: tag, byteCount: data.count)
+            try lanes.isend(data, to: peer, request: request)
+            return request
+        }
         var mpiRequest: MPI_Request? = nil
         let code = MPI_Isend(data.baseAddress, Int32(data.count), fleet_mpi_byte(), Int32(peer), tag,
                              fleet_mpi_comm_world(), &mpiRequest)
@@ -51,6 +80,11 @@ public final class MPITransport: Transport {
 
     public func irecv(into buffer: UnsafeMutableRawBufferPointer, from peer: Int, tag: Int32) throws -> Request {
         try checkPeer(peer)
+        if let lanes, lanes.serves(peer) {
+            let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count)
+            try lanes.irecv(into: buffer, request: request)
+            return request
+        }
         var mpiRequest: MPI_Request? = nil
         let code = MPI_Irecv(buffer.baseAddress, Int32(buffer.count), fleet_mpi_byte(), Int32(peer), tag,
                              fleet_mpi_comm_world(), &mpiRequest)
@@ -62,6 +96,10 @@ public final class MPITransport: Transport {
 
     public func test(_ request: Request) throws -> Bool {
         if request.isComplete { return true }
+        if let lanes, lanes.serves(request.peer) {
+            try lanes.progress()
+            return request.isComplete
+        }
         let handle = request.handle as! Handle
         var flag: Int32 = 0
         var status = MPI_Status()
@@ -90,6 +128,7 @@ public final class MPITransport: Transport {
         // MPI_Test drives OpenMPI's progress engine. With more ranks on this node than cores a
         // waiting rank yields, so the rank it waits for can run; otherwise a syscall per poll
         // only adds latency to every message.
+        if let lanes, try !lanes.progress() { fleet_cpu_relax() }
         if Self.oversubscribed { sched_yield() }
     }
 
@@ -110,6 +149,13 @@ public final class MPITransport: Transport {
         }
         let code = MPI_Allreduce(fleet_mpi_in_place(), buffer.baseAddress, Int32(buffer.count), fleet_mpi_float(), mpiOp, comm)
         try check(code, "MPI_Allreduce")
+    }
+
+    /// `MPI_Bcast` of `bytes` from `root` to every rank (all must pass the same count).
+    public func broadcast(_ bytes: inout [UInt8], root: Int) throws {
+        let count = Int32(bytes.count)
+        let code = bytes.withUnsafeMutableBytes { MPI_Bcast($0.baseAddress, count, fleet_mpi_byte(), Int32(root), fleet_mpi_comm_world()) }
+        try check(code, "MPI_Bcast")
     }
 
     private func communicator(for members: [Int]) throws -> MPI_Comm {
@@ -145,6 +191,7 @@ public final class MPITransport: Transport {
         isShutDown = true
         for (_, comm) in subCommunicators { var handle: MPI_Comm? = comm; MPI_Comm_free(&handle) }
         subCommunicators.removeAll()
+        lanes = nil
         MPI_Finalize()
     }
 }

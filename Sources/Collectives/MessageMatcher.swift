@@ -119,6 +119,63 @@ final class MessageMatcher {
 
     /// Consumes the data frame that follows `header` on `socket`.
     func deliver(_ header: WireHeader, from socket: UnsafeMutableRawPointer) throws {
+        let source = Int(header.source), offset = Int(header.offset)
+        switch try target(of: header, discard: { discardFrame(socket) }) {
+        case .posted(let receive):
+            let room = receive.buffer.count - offset
+            let length = zmq_recv(socket, room > 0 ? receive.buffer.baseAddress! + offset : nil, room, 0)
+            guard length >= 0, length <= room else {
+                throw TransportError.backend("rank \(rank): malformed chunk from rank \(source)")
+            }
+            arrived(Int(length), for: receive, from: source)
+        case .stashed(let stash):
+            let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
+            zmq_msg_init(message)
+            guard zmq_msg_recv(message, socket, 0) >= 0 else {
+                message.deallocate()
+                throw ZMQTransport.lastError("receiving a chunk from rank \(source)")
+            }
+            let bytes = UnsafeRawBufferPointer(start: zmq_msg_data(message), count: zmq_msg_size(message))
+            stash.chunks.append(Chunk(offset: offset, bytes: bytes, message: message))
+            arrived(bytes.count, for: stash, from: source)
+        }
+    }
+
+    /// A chunk whose bytes this rank may only borrow (a shared-memory slot): they are copied
+    /// into the matching receive, or into a stash of their own.
+    func deliver(_ header: WireHeader, copying bytes: UnsafeRawBufferPointer) throws {
+        let source = Int(header.source), offset = Int(header.offset)
+        switch try target(of: header, discard: {}) {
+        case .posted(let receive):
+            guard offset + bytes.count <= receive.buffer.count else {
+                throw TransportError.backend("rank \(rank): malformed chunk from rank \(source)")
+            }
+            if bytes.count > 0 { (receive.buffer.baseAddress! + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            arrived(bytes.count, for: receive, from: source)
+        case .stashed(let stash):
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+            if bytes.count > 0 { copy.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            stash.chunks.append(Chunk(offset: offset, bytes: UnsafeRawBufferPointer(copy), message: nil))
+            arrived(bytes.count, for: stash, from: source)
+        }
+    }
+
+    private func arrived(_ count: Int, for receive: PostedReceive, from source: Int) {
+        receive.received += count
+        if receive.received == receive.request.byteCount {
+            receive.request.isComplete = true
+            assembling[source] = nil
+        }
+    }
+
+    private func arrived(_ count: Int, for stash: StashedMessage, from source: Int) {
+        stash.received += count
+        if stash.received == stash.total { assembling[source] = nil }
+    }
+
+    /// Where the chunk that `header` announces goes: the receive or stash of its message. A
+    /// message whose size differs from its receive's is an error (after `discard` of its bytes).
+    private func target(of header: WireHeader, discard: () -> Void) throws -> Assembly {
         let source = Int(header.source)
         let total = Int(header.total)
         let offset = Int(header.offset)
@@ -133,7 +190,7 @@ final class MessageMatcher {
             if let index = posted[source]?.firstIndex(where: { $0.request.tag == header.tag }) {
                 let receive = posted[source]!.remove(at: index)
                 guard receive.request.byteCount == total else {
-                    discardFrame(socket)
+                    discard()
                     throw mismatch(receive.request, sentBytes: total)
                 }
                 target = .posted(receive)
@@ -149,30 +206,7 @@ final class MessageMatcher {
             }
             target = current
         }
-        switch target {
-        case .posted(let receive):
-            let room = receive.buffer.count - offset
-            let length = zmq_recv(socket, room > 0 ? receive.buffer.baseAddress! + offset : nil, room, 0)
-            guard length >= 0, length <= room else {
-                throw TransportError.backend("rank \(rank): malformed chunk from rank \(source)")
-            }
-            receive.received += Int(length)
-            if receive.received == total {
-                receive.request.isComplete = true
-                assembling[source] = nil
-            }
-        case .stashed(let stash):
-            let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
-            zmq_msg_init(message)
-            guard zmq_msg_recv(message, socket, 0) >= 0 else {
-                message.deallocate()
-                throw ZMQTransport.lastError("receiving a chunk from rank \(source)")
-            }
-            let bytes = UnsafeRawBufferPointer(start: zmq_msg_data(message), count: zmq_msg_size(message))
-            stash.chunks.append(Chunk(offset: offset, bytes: bytes, message: message))
-            stash.received += bytes.count
-            if stash.received == stash.total { assembling[source] = nil }
-        }
+        return target
     }
 
     /// A send to oneself: matched at once, or kept as a private copy.
@@ -191,6 +225,9 @@ final class MessageMatcher {
         stash.received = data.count
         unexpected[rank, default: []].append(stash)
     }
+
+    /// Whether any posted receive is still waiting for (part of) its message.
+    var isWaiting: Bool { posted.values.contains { !$0.isEmpty } || !assembling.isEmpty || !awaitingFallback.isEmpty }
 
     /// The oldest receive still waiting on `peer`, if any.
     func pendingReceive(from peer: Int) -> Request? {

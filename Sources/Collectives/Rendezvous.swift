@@ -45,7 +45,10 @@ enum Rendezvous {
     private static func coordinate(context: UnsafeMutableRawPointer, configuration: ZMQTransport.Configuration,
                                    entry: Entry) throws -> [Entry] {
         guard let router = zmq_socket(context, ZMQ_ROUTER) else { throw ZMQTransport.lastError("zmq_socket(ROUTER)") }
-        defer { zmq_close(router) }
+        defer {
+            zmq_close(router)
+            ZMQTransport.removeSocketFile(configuration.coordinator)
+        }
         try ZMQTransport.setOption(router, ZMQ_LINGER, 2000)
         guard zmq_bind(router, configuration.coordinator) == 0 else {
             throw TransportError.rendezvousFailed("rank 0 could not bind the coordinator address \(configuration.coordinator): "

@@ -22,6 +22,8 @@ public protocol Transport: AnyObject {
     func progress(maxWait: Duration) throws
     /// Releases the backend's resources; the transport is unusable afterwards.
     func shutdown()
+    /// How many peers this rank reaches through shared memory instead of the backend itself.
+    var sharedMemoryPeers: Int { get }
 }
 
 /// A pending send or receive; completion is observed through `Transport.test` or `wait`.
@@ -55,6 +57,8 @@ public final class Request {
 }
 
 extension Transport {
+    public var sharedMemoryPeers: Int { 0 }
+
     /// Waits for every request, failing with `peerTimedOut` naming the first peer that
     /// has not answered once `timeout` has passed.
     public func wait(_ requests: [Request], operation: @autoclosure () -> String) throws {

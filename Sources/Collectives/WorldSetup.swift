@@ -38,4 +38,25 @@ public enum WorldSetup {
         if requested == .mpi { return try MPITransport() }
         return LocalFabric(worldSize: 1).endpoint(rank: 0)
     }
+
+    /// ZeroMQ between the ranks that mpirun started, beside their MPI transport (so the two
+    /// can be measured side by side): MPI tells every rank where rank 0's coordinator listens,
+    /// an ipc path unless `FLEET_ZMQ_COORDINATOR` names one (`FLEET_ZMQ_BIND` for the inboxes).
+    public static func zeroMQ(alongside mpi: MPITransport) throws -> ZMQTransport {
+        let env = ProcessInfo.processInfo.environment
+        var address = [UInt8](repeating: 0, count: 256)
+        if mpi.rank == 0 {
+            let base = env["FLEET_ZMQ_COORDINATOR"] ?? "ipc:///tmp/fleet-mpi-\(getpid())"
+            let bytes = Array(base.utf8)
+            guard bytes.count < address.count else { throw TransportError.rendezvousFailed("coordinator address \(base) is too long") }
+            address.replaceSubrange(0..<bytes.count, with: bytes)
+        }
+        try mpi.broadcast(&address, root: 0)
+        let base = String(decoding: address.prefix { $0 != 0 }, as: UTF8.self)
+        let ipc = base.hasPrefix("ipc://") && env["FLEET_ZMQ_COORDINATOR"] == nil
+        let configuration = ZMQTransport.Configuration(
+            rank: mpi.rank, worldSize: mpi.worldSize, coordinator: ipc ? base + "-coordinator" : base,
+            bind: env["FLEET_ZMQ_BIND"] ?? (ipc ? base + "-rank-\(mpi.rank)" : "tcp://127.0.0.1:*"))
+        return try ZMQTransport(configuration)
+    }
 }

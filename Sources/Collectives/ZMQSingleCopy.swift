@@ -38,6 +38,9 @@ extension ZMQTransport {
     func enableSingleCopy(hosts: [String]) {
         singleCopyPeers = hosts.indices.map { $0 != rank && !hosts[$0].isEmpty && hosts[$0] == hosts[rank] }
         if singleCopyPeers.contains(true) { _ = fleet_allow_memory_reads_by_siblings() }
+        if singleCopyBytes == .max || singleCopyPeers.indices.contains(where: { $0 != rank && !singleCopyPeers[$0] }) {
+            Self.keepLargeAllocationsOnTheHeap()
+        }
         matcher.pull = { [unowned self] descriptor, buffer in try self.pull(descriptor, into: buffer) }
         matcher.acknowledge = { [unowned self] descriptor in try self.answer(descriptor, kind: WireHeader.acknowledged) }
     }
@@ -67,6 +70,7 @@ extension ZMQTransport {
             return
         }
         singleCopyPeers[peer] = false
+        Self.keepLargeAllocationsOnTheHeap()
         try sendBytes(send.data, to: peer, request: send.request,
                       header: WireHeader(source: Int32(rank), tag: send.request.tag, total: UInt64(send.data.count),
                                          kind: WireHeader.fallbackData, id: answer.id))
@@ -85,6 +89,7 @@ extension ZMQTransport {
                 throw TransportError.peerDied(rank: Int(descriptor.source), operation: "receive (tag \(descriptor.tag))")
             }
             // EPERM (ptrace forbidden here), ENOSYS (no cross-memory attach), or a short read.
+            Self.keepLargeAllocationsOnTheHeap()
             try answer(descriptor, kind: WireHeader.refused)
             return false
         }

@@ -56,6 +56,10 @@ public final class ZMQTransport: Transport {
     /// Single-copy sends waiting for the receiver's acknowledgement, by id.
     var singleCopySends: [UInt64: SingleCopySend] = [:]
     var nextSingleCopyID: UInt64 = 1
+    /// Lanes through shared memory to the ranks on this host (they carry every message to them).
+    var lanes: SharedMemoryLanes?
+    /// Waits on shared-memory lanes spin; every so many spins they look at the sockets too.
+    private var spins = 0
     /// How a receiver reads a peer's memory; replaceable to exercise the socket fallback.
     public var singleCopyReader: MemoryReader = ZMQTransport.crossMemoryAttach
 
@@ -70,6 +74,8 @@ public final class ZMQTransport: Transport {
     /// When each peer's connection dropped, if it did.
     var disconnected: [Int: ContinuousClock.Instant] = [:]
     private var isShutDown = false
+    /// Where the inbox listens (an ipc socket file is removed at shutdown).
+    private var inboxEndpoint = ""
 
     public init(_ configuration: Configuration) throws {
         guard configuration.worldSize > 0, (0..<configuration.worldSize).contains(configuration.rank) else {
@@ -78,7 +84,6 @@ public final class ZMQTransport: Transport {
         rank = configuration.rank
         worldSize = configuration.worldSize
         matcher = MessageMatcher(rank: configuration.rank)
-        Self.keepLargeAllocationsOnTheHeap()
         guard let ctx = zmq_ctx_new() else { throw TransportError.backend("zmq_ctx_new failed") }
         context = ctx
         // One I/O thread: on 2 cores with 4 ranks, more threads only compete with compute.
@@ -89,11 +94,18 @@ public final class ZMQTransport: Transport {
         guard zmq_bind(inbox, configuration.bind) == 0 else {
             throw Self.lastError("binding this rank's inbox at \(configuration.bind)")
         }
-        let entry = Rendezvous.Entry(endpoint: try Self.lastEndpoint(inbox), host: Rendezvous.localHost)
+        inboxEndpoint = try Self.lastEndpoint(inbox)
+        let entry = Rendezvous.Entry(endpoint: inboxEndpoint, host: Rendezvous.localHost)
         let table = try Rendezvous.exchange(context: context, configuration: configuration, entry: entry)
         try connect(to: table.map(\.endpoint))
         enableSingleCopy(hosts: table.map(\.host))
+        if SharedMemoryLanes.enabled {
+            let job = table.map(\.line).joined(separator: "\n").utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }
+            lanes = try SharedMemoryLanes.connect(self, hosts: table.map(\.host), job: String(job, radix: 16))
+        }
     }
+
+    public var sharedMemoryPeers: Int { lanes?.served.count ?? 0 }
 
     private func connect(to endpoints: [String]) throws {
         outboxes = Array(repeating: nil, count: worldSize)
@@ -121,6 +133,10 @@ public final class ZMQTransport: Transport {
         if peer == rank {
             try matcher.deliverLocal(data, tag: tag)
             request.isComplete = true
+            return request
+        }
+        if let lanes, lanes.serves(peer) {
+            try lanes.isend(data, to: peer, request: request)
             return request
         }
         if singleCopyPeers[peer] && data.count >= singleCopyBytes {
@@ -182,12 +198,20 @@ public final class ZMQTransport: Transport {
     public func irecv(into buffer: UnsafeMutableRawBufferPointer, from peer: Int, tag: Int32) throws -> Request {
         try checkPeer(peer)
         let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count)
-        try matcher.post(request, buffer: buffer)
+        if let lanes, lanes.serves(peer) {
+            try lanes.irecv(into: buffer, request: request)
+        } else {
+            try matcher.post(request, buffer: buffer)
+        }
         return request
     }
 
     public func test(_ request: Request) throws -> Bool {
         if request.isComplete { return true }
+        if let lanes, lanes.serves(request.peer) {
+            try lanes.progress()
+            return request.isComplete
+        }
         if let completion = request.handle as? ZeroCopyCompletion {
             if completion.isDone { request.isComplete = true; request.handle = nil }
             return request.isComplete
@@ -198,12 +222,23 @@ public final class ZMQTransport: Transport {
 
 
     public func progress(maxWait: Duration) throws {
+        if let lanes, lanes.hasPendingWork {
+            // Shared memory wakes no one: spin, looking at the sockets now and then.
+            if try !lanes.progress() { fleet_cpu_relax() }
+            spins &+= 1
+            if spins % 64 == 0 { try poll(milliseconds: 0) }
+            if lanes.localRanks.count > ProcessInfo.processInfo.activeProcessorCount { sched_yield() }
+            return
+        }
+        try poll(milliseconds: max(1, Int(maxWait.seconds * 1000)))
+    }
+
+    private func poll(milliseconds: Int) throws {
         var items = [zmq_pollitem_t(socket: inbox, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)]
         for monitor in monitors where monitor != nil {
             items.append(zmq_pollitem_t(socket: monitor, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0))
         }
         items.append(zmq_pollitem_t(socket: nil, fd: wakeup.readEnd, events: Int16(ZMQ_POLLIN), revents: 0))
-        let milliseconds = max(1, Int(maxWait.seconds * 1000))
         if zmq_poll(&items, Int32(items.count), milliseconds) < 0 && zmq_errno() != EINTR {
             throw Self.lastError("zmq_poll")
         }
@@ -262,8 +297,11 @@ public final class ZMQTransport: Transport {
             if let request = matcher.pendingReceive(from: peer) {
                 throw TransportError.peerDied(rank: peer, operation: "receive (tag \(request.tag))")
             }
-            if let send = singleCopySends.values.first(where: { $0.request.peer == peer }) {
-                throw TransportError.peerDied(rank: peer, operation: "send (tag \(send.request.tag))")
+            if let request = lanes?.matcher.pendingReceive(from: peer) {
+                throw TransportError.peerDied(rank: peer, operation: "receive (tag \(request.tag))")
+            }
+            if let send = singleCopySends.values.first(where: { $0.request.peer == peer })?.request ?? lanes?.pendingSend(to: peer) {
+                throw TransportError.peerDied(rank: peer, operation: "send (tag \(send.tag))")
             }
         }
     }
@@ -278,6 +316,8 @@ public final class ZMQTransport: Transport {
             zmq_close(push)
         }
         zmq_close(inbox)
+        lanes = nil
+        Self.removeSocketFile(inboxEndpoint)
         matcher.releaseAll()
         zmq_ctx_term(context)
     }
@@ -295,6 +335,11 @@ public final class ZMQTransport: Transport {
         }
     }
 
+    /// ZeroMQ leaves the file of a closed ipc socket behind.
+    static func removeSocketFile(_ endpoint: String) {
+        if endpoint.hasPrefix("ipc://") { unlink(String(endpoint.dropFirst("ipc://".count))) }
+    }
+
     static func lastEndpoint(_ socket: UnsafeMutableRawPointer) throws -> String {
         var buffer = [CChar](repeating: 0, count: 512)
         var length = buffer.count
@@ -307,6 +352,8 @@ extension ZMQTransport {
     /// ZeroMQ allocates every received message; glibc serves allocations above 128 KiB with
     /// a fresh mmap, so each chunk page-faults in and is unmapped again. Keeping them on the
     /// heap lets freed chunks be reused (measured: 4-rank ring busbw 0.5 → 0.87 GB/s at 64 MiB).
+    /// Only for ranks that receive bytes over sockets: the setting is process-wide and changes
+    /// how fast every other large allocation is (MPI_Allreduce's temporary buffer, say).
     static func keepLargeAllocationsOnTheHeap() {
         fleet_keep_allocations_on_heap(256 << 20, 1 << 30)
     }

@@ -9,6 +9,10 @@ struct BenchCollectives: ParsableCommand {
         Examples:
           mpirun -n 4 fleet bench collectives --op allreduce --algo ring,native --sizes 4KiB:256MiB
           fleet bench collectives --transport zmq --ranks 4 --sizes 64MiB
+          mpirun -n 2 fleet bench collectives --transport zmq --algo ring,native --sizes 16MiB:64MiB
+
+        Under mpirun, --transport zmq connects the same ranks over ZeroMQ too: fleet's
+        algorithms then run over ZeroMQ and native (MPI_Allreduce) over MPI, side by side.
         """)
 
     @OptionGroup var workers: WorkerOptions
@@ -50,40 +54,62 @@ struct BenchCollectives: ParsableCommand {
 
     func run() throws {
         try Console.reportingErrors {
+            if MPITransport.isUnderMPIRun && workers.transport == .zmq {
+                let mpi = try MPITransport()
+                defer { mpi.shutdown() }
+                try Console.reportingErrors(rank: mpi.worldSize > 1 ? mpi.rank : nil) {
+                    let zmq = try WorldSetup.zeroMQ(alongside: mpi)
+                    defer { zmq.shutdown() }
+                    for transport in [mpi, zmq] as [Transport] { transport.timeout = .milliseconds(Int(workers.timeout * 1000)) }
+                    try measure(on: zmq, native: mpi)
+                }
+                return
+            }
             guard let transport = try workers.workerTransport() else { return }
             defer { transport.shutdown() }
             try Console.reportingErrors(rank: transport.worldSize > 1 ? transport.rank : nil) {
-                try measure(on: transport)
+                try measure(on: transport, native: transport as? MPITransport)
             }
         }
     }
 
-    private func measure(on transport: Transport) throws {
+    /// Runs fleet's algorithms over `transport` and native (MPI_Allreduce) over `mpi`.
+    private func measure(on transport: Transport, native mpi: MPITransport?) throws {
         let operation = CollectiveBenchmark.Operation(rawValue: op)!
         var algorithms = algo.split(separator: ",").compactMap { AllReduceAlgorithm(name: String($0)) }
         if operation != .allreduce { algorithms = [.ring] }
-        if algorithms.contains(.native) && !(transport is MPITransport) {
+        if algorithms.contains(.native) && mpi == nil {
             throw ValidationError("--algo native is MPI_Allreduce: run under mpirun (or drop native)")
         }
-        let communicator = Communicator(world: transport)
-        communicator.chunkBytes = chunk.bytes
-        var benchmark = CollectiveBenchmark(communicator: communicator)
-        benchmark.warmup = warmup
+        func benchmark(_ transport: Transport) -> CollectiveBenchmark {
+            let communicator = Communicator(world: transport)
+            communicator.chunkBytes = chunk.bytes
+            var benchmark = CollectiveBenchmark(communicator: communicator)
+            benchmark.warmup = warmup
+            return benchmark
+        }
+        let fleetBenchmark = benchmark(transport)
+        let nativeBenchmark = mpi.map(benchmark)
         let leader = transport.rank == 0
         let table = Table(columns: [("size", 9), ("algo", 8), ("time(us)", 11), ("algbw(GB/s)", 11),
                                     ("busbw(GB/s)", 11), ("verified", 8), ("max_err", 8), ("vs native", 9)])
         if leader && !json {
-            Console.out("# fleet bench collectives: \(operation.rawValue) over \(transport.backendName), \(transport.worldSize) ranks")
+            let baseline = mpi.map { $0 !== transport && algorithms.contains(.native) ? " (native: MPI_Allreduce over \($0.backendName))" : "" } ?? ""
+            Console.out("# fleet bench collectives: \(operation.rawValue) over \(transport.backendName)\(baseline), \(transport.worldSize) ranks")
             Console.out(table.header())
         }
         var failures = 0
         for size in sizes.sizes {
             // Big buffers take long; fewer repetitions keep the sweep short without changing the median much.
-            benchmark.repetitions = size.bytes >= 64 << 20 ? min(iters, 5) : iters
-            var native: Double?
-            for algorithm in algorithms.sorted(by: { a, _ in a == .native }) {
-                let result = try benchmark.run(operation, algorithm: algorithm, bytes: size.bytes)
-                if algorithm == .native { native = result.busBandwidth }
+            let repetitions = size.bytes >= 64 << 20 ? min(iters, 5) : iters
+            // Every algorithm takes its turn in each round, so drift on a shared machine hits them alike.
+            let ordered = algorithms.sorted(by: { a, _ in a == .native })
+            let trials = ordered.map { algorithm in
+                (algorithm == .native ? nativeBenchmark! : fleetBenchmark).trial(operation, algorithm: algorithm, bytes: size.bytes)
+            }
+            let results = try CollectiveBenchmark.interleaved(trials, warmup: warmup, repetitions: repetitions)
+            let native = zip(ordered, results).first { $0.0 == .native }?.1.busBandwidth
+            for result in results {
                 if !result.verified { failures += 1 }
                 guard leader else { continue }
                 if json {
