@@ -103,3 +103,79 @@ static inline void fleet_cpu_relax(void) {
     __asm__ __volatile__("yield");
 #endif
 }
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+__attribute__((target("avx2")))
+static inline void fleet_stream_copy_avx2(char *d, const char *s, size_t n) {
+    size_t i = 0;
+    for (; i + 128 <= n; i += 128) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(s + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(s + i + 32));
+        __m256i c = _mm256_loadu_si256((const __m256i *)(s + i + 64));
+        __m256i e = _mm256_loadu_si256((const __m256i *)(s + i + 96));
+        _mm256_stream_si256((__m256i *)(d + i), a);
+        _mm256_stream_si256((__m256i *)(d + i + 32), b);
+        _mm256_stream_si256((__m256i *)(d + i + 64), c);
+        _mm256_stream_si256((__m256i *)(d + i + 96), e);
+    }
+    memcpy(d + i, s + i, n - i);
+}
+
+static inline void fleet_stream_copy_sse2(char *d, const char *s, size_t n) {
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32));
+        __m128i e = _mm_loadu_si128((const __m128i *)(s + i + 48));
+        _mm_stream_si128((__m128i *)(d + i), a);
+        _mm_stream_si128((__m128i *)(d + i + 16), b);
+        _mm_stream_si128((__m128i *)(d + i + 32), c);
+        _mm_stream_si128((__m128i *)(d + i + 48), e);
+    }
+    memcpy(d + i, s + i, n - i);
+}
+#endif
+
+/// Copies `n` bytes to `dst` (64-byte aligned) with non-temporal stores, then fences: the
+/// bytes go to memory instead of staying dirty in this core's cache, so a reader on a core
+/// that does not share that cache fetches them from memory at full speed instead of line by
+/// line from a remote cache (measured here: 8.5–13.6 GB/s either way, where plain stores gave
+/// 11–15 GB/s near and 2.3–4.4 GB/s far).
+static inline void fleet_stream_copy(void *dst, const void *src, size_t n) {
+#if defined(__x86_64__)
+    static int avx2 = -1;
+    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (avx2) fleet_stream_copy_avx2((char *)dst, (const char *)src, n);
+    else fleet_stream_copy_sse2((char *)dst, (const char *)src, n);
+    _mm_sfence();
+#else
+    memcpy(dst, src, n);
+#endif
+}
+
+#include <time.h>
+
+/// Monotonic nanoseconds (vDSO, no system call).
+static inline uint64_t fleet_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+#include <linux/futex.h>
+
+/// A doorbell shared between processes: ringing adds one and wakes a sleeper; sleeping waits
+/// (at most `timeout_ns`) unless the bell has rung since `seen` was read.
+static inline uint32_t fleet_doorbell_read(volatile uint32_t *bell) { return __atomic_load_n(bell, __ATOMIC_SEQ_CST); }
+static inline void fleet_flag_store(volatile uint32_t *flag, uint32_t v) { __atomic_store_n(flag, v, __ATOMIC_SEQ_CST); }
+static inline void fleet_doorbell_ring(volatile uint32_t *bell, volatile uint32_t *sleeping) {
+    __atomic_add_fetch(bell, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(sleeping, __ATOMIC_SEQ_CST)) syscall(SYS_futex, bell, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+static inline void fleet_doorbell_sleep(volatile uint32_t *bell, uint32_t seen, uint64_t timeout_ns) {
+    struct timespec t = { (time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull) };
+    syscall(SYS_futex, bell, FUTEX_WAIT, seen, &t, NULL, 0);
+}

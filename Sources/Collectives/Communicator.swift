@@ -88,6 +88,11 @@ public final class Communicator {
         try transport.irecv(into: UnsafeMutableRawBufferPointer(buffer), from: members[groupRank], tag: tag)
     }
 
+    /// A receive that combines into `buffer` on arrival, where the transport can do that.
+    func irecvReducing(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from groupRank: Int, tag: Int32) throws -> Request? {
+        try transport.irecvReducing(into: buffer, op: op, from: members[groupRank], tag: tag)
+    }
+
     func wait(_ requests: [Request], _ operation: @autoclosure () -> String) throws {
         try transport.wait(requests, operation: "\(operation()) [group \(groupID) of \(size) ranks, collective #\(sequence)]")
     }

@@ -43,6 +43,13 @@ public final class MPITransport: Transport {
 
     public var sharedMemoryPeers: Int { lanes?.served.count ?? 0 }
 
+    public func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request? {
+        guard let lanes, lanes.serves(peer) else { return nil }
+        let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count * MemoryLayout<Float>.stride)
+        try lanes.irecv(into: UnsafeMutableRawBufferPointer(buffer), request: request, reduce: op)
+        return request
+    }
+
     /// Every rank's `text` (at most 255 bytes of UTF-8), in rank order.
     func allGather(_ text: String) throws -> [String] {
         let width = 256
@@ -128,7 +135,11 @@ public final class MPITransport: Transport {
         // MPI_Test drives OpenMPI's progress engine. With more ranks on this node than cores a
         // waiting rank yields, so the rank it waits for can run; otherwise a syscall per poll
         // only adds latency to every message.
-        if let lanes, try !lanes.progress() { fleet_cpu_relax() }
+        if let lanes, lanes.hasPendingWork {
+            // Ranks elsewhere need MPI_Test to progress: short naps only when some are remote.
+            try lanes.idle(maxWait: lanes.served.count == worldSize - 1 ? min(maxWait, .milliseconds(20)) : .microseconds(200))
+            return
+        }
         if Self.oversubscribed { sched_yield() }
     }
 

@@ -22,10 +22,25 @@ final class MessageMatcher {
     private final class PostedReceive {
         let request: Request
         let buffer: UnsafeMutableRawBufferPointer
+        /// Set for a receive that combines the arriving floats into `buffer` instead of overwriting it.
+        let reduce: ReduceOp?
         var received = 0
-        init(_ request: Request, _ buffer: UnsafeMutableRawBufferPointer) {
+        init(_ request: Request, _ buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp? = nil) {
             self.request = request
             self.buffer = buffer
+            self.reduce = reduce
+        }
+
+        /// Lands `bytes` at `offset`: copied, or combined (`buffer ⊕ bytes`, in that operand order).
+        func land(_ bytes: UnsafeRawBufferPointer, at offset: Int) {
+            guard bytes.count > 0 else { return }
+            guard let reduce else {
+                (buffer.baseAddress! + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                return
+            }
+            let count = bytes.count / MemoryLayout<Float>.stride
+            let target = UnsafeMutableBufferPointer(start: (buffer.baseAddress! + offset).assumingMemoryBound(to: Float.self), count: count)
+            reduce.combine(into: target, from: UnsafeBufferPointer(start: bytes.baseAddress!.assumingMemoryBound(to: Float.self), count: count))
         }
     }
 
@@ -63,9 +78,11 @@ final class MessageMatcher {
         case stashed(StashedMessage)
     }
 
-    func post(_ request: Request, buffer: UnsafeMutableRawBufferPointer) throws {
+    /// Posts a receive; with `reduce`, arriving floats are combined into `buffer` (only for
+    /// sources whose bytes are copied, not received by ZeroMQ straight into the buffer).
+    func post(_ request: Request, buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp? = nil) throws {
         let source = request.peer
-        let receive = PostedReceive(request, buffer)
+        let receive = PostedReceive(request, buffer, reduce: reduce)
         guard let index = unexpected[source]?.firstIndex(where: { $0.tag == request.tag }) else {
             posted[source, default: []].append(receive)
             return
@@ -80,9 +97,7 @@ final class MessageMatcher {
             if case .stashed(let current) = assembling[source], current === stash { assembling[source] = nil }
             throw mismatch(request, sentBytes: stash.total)
         }
-        for chunk in stash.chunks where chunk.bytes.count > 0 {
-            (buffer.baseAddress! + chunk.offset).copyMemory(from: chunk.bytes.baseAddress!, byteCount: chunk.bytes.count)
-        }
+        for chunk in stash.chunks { receive.land(chunk.bytes, at: chunk.offset) }
         receive.received = stash.received
         if stash.received == stash.total {
             request.isComplete = true
@@ -150,7 +165,7 @@ final class MessageMatcher {
             guard offset + bytes.count <= receive.buffer.count else {
                 throw TransportError.backend("rank \(rank): malformed chunk from rank \(source)")
             }
-            if bytes.count > 0 { (receive.buffer.baseAddress! + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            receive.land(bytes, at: offset)
             arrived(bytes.count, for: receive, from: source)
         case .stashed(let stash):
             let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)

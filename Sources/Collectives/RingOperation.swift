@@ -9,9 +9,10 @@
 /// the reduce-scatter steps, segment `(rank + shift) mod n` is complete here.
 ///
 /// Segments travel in chunks and a chunk is forwarded as soon as it has arrived and been
-/// combined, so consecutive steps overlap (pipelining). Reduce-scatter chunks land in a
-/// few reused staging slots that stay in cache, instead of a staging copy of the whole
-/// segment: above L3 size that halves the memory traffic of a step.
+/// combined, so consecutive steps overlap (pipelining). Reduce-scatter chunks are combined
+/// as they arrive where the transport can (shared-memory lanes: no staging copy at all),
+/// else they land in a few reused staging slots that stay in cache, instead of a staging
+/// copy of the whole segment: above L3 size that halves the memory traffic of a step.
 public final class RingOperation {
     private struct Item { let step: Int; let range: Range<Int> }
 
@@ -28,6 +29,8 @@ public final class RingOperation {
     private let items: [Item]
     private let staging: UnsafeMutableBufferPointer<Float>
     private var receives: [Request?]
+    /// Receives that combine on arrival (nothing left to combine when they complete).
+    private var combinedOnArrival: [Bool]
     /// Sends still in flight, by the first element of the chunk they read.
     private var pendingSends: [Int: [Request]] = [:]
     private var posted = 0
@@ -60,6 +63,7 @@ public final class RingOperation {
         if n > 1 { for g in steps { items += chunks(segment(-2 - g)).map { Item(step: g, range: $0) } } }
         self.items = items
         receives = Array(repeating: nil, count: items.count)
+        combinedOnArrival = Array(repeating: false, count: items.count)
         staging = communicator.scratch.borrow(Self.slots * min(chunk, max(1, partition.largest)))
         guard n > 1, !steps.isEmpty else { return }
         for range in chunks(segment(-1 - steps.lowerBound)) {
@@ -88,6 +92,13 @@ public final class RingOperation {
             let item = items[posted]
             let target: UnsafeMutableBufferPointer<Float>
             if item.step < reduceSteps {
+                // No send reads this chunk until it is complete: it is the one forwarded next step.
+                if let receive = try communicator.irecvReducing(data.slice(item.range), op: op, from: left, tag: phaseTag(item.step)) {
+                    receives[posted] = receive
+                    combinedOnArrival[posted] = true
+                    posted += 1
+                    continue
+                }
                 target = stagingSlot(posted, count: item.range.count)
             } else {
                 if let sends = pendingSends[item.range.lowerBound] {
@@ -136,7 +147,7 @@ public final class RingOperation {
                 return false
             }
             receives[index] = nil
-            if item.step < reduceSteps {
+            if item.step < reduceSteps && !combinedOnArrival[index] {
                 op.combine(into: data.slice(item.range), from: stagingSlot(index, count: item.range.count).readOnly)
             }
             consumed += 1

@@ -13,29 +13,66 @@ import Foundation
 /// (`process_vm_readv`, MPI's and fleet's single copy) pays the kernel for every page and
 /// measured 8–13 GB/s here against memcpy's 13–49.
 ///
+/// Where the two cores share a cache, plain stores are fastest (the slot never leaves the
+/// cache). Where they do not (a VM whose virtual CPUs the host moves between core complexes,
+/// measured here: cross-core round trips of 350 ns instead of 50–90), every line the sender
+/// writes must first be taken back from the reader's cache and plain slots crawl at 2–4 GB/s
+/// (the reader's copies stay at 10–23); non-temporal stores skip that and go through memory
+/// at 8–14 GB/s. The sender times its plain copies and streams while they are slow, trying
+/// plain ones again every `probeInterval` slots, since the placement changes while a job runs.
+///
+/// A rank with nothing to do spins a while, then sleeps on a futex doorbell in its own
+/// segment that peers ring when they fill a slot for it or free one of its. With a core to
+/// itself it spins 50 µs; with more ranks than cores it yields its core between looks for
+/// up to 5 ms (`FLEET_SHM_YIELD_NS`): waits inside a collective are shorter and waking a
+/// sleeper costs more than a yield (4 ranks on 2 cores, 64–256 KiB all-reduce: 0.6–0.9× of
+/// MPI_Allreduce sleeping after 20 µs, 0.8–1.5× after 5 ms), while ranks that yield forever
+/// keep taking turns on the cores the busy ranks need (the 4-rank conformance run: 21 s
+/// yielding, 2 s sleeping after 5 ms).
+///
 /// Segments are unlinked as soon as every peer has mapped them, so a crash leaves nothing
-/// in /dev/shm. Set `FLEET_SHM=off` to send through the transport itself.
-final class SharedMemoryLanes {
-    /// Slots per lane and bytes per slot: `FLEET_SHM_SLOTS`, `FLEET_SHM_SLOT_BYTES`.
+/// in /dev/shm. Set `FLEET_SHM=off` to send through the transport itself; `FLEET_SHM_REPORT=1`
+/// prints how many slots each rank wrote plain and streamed when it shuts down.
+public final class SharedMemoryLanes {
+    /// Slots per lane, bytes per slot and how slots are written: `FLEET_SHM_SLOTS`,
+    /// `FLEET_SHM_SLOT_BYTES`, `FLEET_SHM_STORES` (auto, plain or stream).
     struct Geometry {
+        enum Stores: String { case auto, plain, stream }
         var slots = 8
         var slotBytes = 256 << 10
+        var stores = Stores.auto
 
         static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> Geometry {
             var geometry = Geometry()
             if let slots = env["FLEET_SHM_SLOTS"].flatMap(Int.init), slots >= 1 { geometry.slots = slots }
             if let bytes = env["FLEET_SHM_SLOT_BYTES"].flatMap(Int.init), bytes >= 64 { geometry.slotBytes = bytes / 64 * 64 }
+            if let stores = env["FLEET_SHM_STORES"].flatMap({ Stores(rawValue: $0.lowercased()) }) { geometry.stores = stores }
             return geometry
         }
     }
 
     /// Whether shared-memory lanes are wanted (`FLEET_SHM` is not off).
-    static var enabled: Bool {
+    public static var enabled: Bool {
         !["off", "0", "no", "false"].contains(ProcessInfo.processInfo.environment["FLEET_SHM"]?.lowercased() ?? "")
     }
 
     private static let counterBytes = 128
     private static let slotHeaderBytes = 64
+    /// Each segment starts with its owner's doorbell (offset 0) and sleeping flag (offset 64).
+    private static let controlBytes = 128
+    /// How long a rank spins before it sleeps: with a core to itself, and yielding the core
+    /// between looks when ranks outnumber cores.
+    static let spinNanoseconds: UInt64 = 50_000
+    static let yieldingNanoseconds: UInt64 = UInt64(ProcessInfo.processInfo.environment["FLEET_SHM_YIELD_NS"].flatMap(Int.init) ?? 5_000_000)
+    /// Copies into plain slots slower than this mean the reader's cache is not shared.
+    static let farBytesPerSecond = 5e9
+    /// Slow plain slots in a row before the sender streams (one slow copy can be a page
+    /// touched for the first time).
+    static let slowSlotsToStream = 4
+    /// Slots smaller than this are not timed (their copy is mostly overhead).
+    static let timedSlotBytes = 64 << 10
+    /// Streamed slots between two probes of plain ones.
+    static let probeInterval = 128
     /// The handshake's tag, outside both collective tags (bits 8–29) and user tags' usual range.
     private static let setupTag = Int32.max
 
@@ -43,6 +80,8 @@ final class SharedMemoryLanes {
     let geometry: Geometry
     /// World ranks on this host (this one included), in rank order; lanes are indexed by position here.
     let localRanks: [Int]
+    /// More ranks on this host than cores: a waiting rank yields its core.
+    let oversubscribed: Bool
     private let laneBytes: Int
     private let slotStride: Int
     private let own: UnsafeMutableRawPointer
@@ -52,6 +91,11 @@ final class SharedMemoryLanes {
     private(set) var served: Set<Int> = []
     let matcher: MessageMatcher
     private var queues: [Int: [OutgoingSend]] = [:]
+    /// Sender side, per peer: plain slots in a row that copied slowly, and streamed slots since the last probe.
+    private var slowPlainSlots: [Int: Int] = [:]
+    private var streamedSinceProbe: [Int: Int] = [:]
+    /// Slots each way through plain and streaming stores (for reports and tests).
+    private(set) var plainSlots = 0, streamedSlots = 0
 
     private final class OutgoingSend {
         let request: Request
@@ -66,6 +110,7 @@ final class SharedMemoryLanes {
     private init(rank: Int, localRanks: [Int], geometry: Geometry, segment: UnsafeMutableRawPointer, segmentBytes: Int) {
         self.rank = rank
         self.localRanks = localRanks
+        oversubscribed = localRanks.count > ProcessInfo.processInfo.activeProcessorCount
         self.geometry = geometry
         slotStride = Self.slotHeaderBytes + geometry.slotBytes
         laneBytes = Self.counterBytes + geometry.slots * slotStride
@@ -75,6 +120,9 @@ final class SharedMemoryLanes {
     }
 
     static func laneBytes(_ geometry: Geometry) -> Int { counterBytes + geometry.slots * (slotHeaderBytes + geometry.slotBytes) }
+
+    /// When this rank last found nothing to do (0 while busy).
+    private var idleSince: UInt64 = 0
 
     /// Sets up lanes to every rank whose `hosts` entry equals this rank's, talking through
     /// `transport` (every rank of the world must call this at the same point). `job` must be
@@ -86,7 +134,7 @@ final class SharedMemoryLanes {
         let local = hosts.indices.filter { hosts[$0] == hosts[rank] }
         let peers = local.filter { $0 != rank }
         guard !peers.isEmpty else { return nil }
-        let size = local.count * laneBytes(geometry)
+        let size = controlBytes + local.count * laneBytes(geometry)
         func name(_ owner: Int) -> String { "/fleet-\(job)-\(owner)" }
 
         // Round 1: each rank creates its segment and tells its local peers whether it could.
@@ -134,7 +182,8 @@ final class SharedMemoryLanes {
     }
 
     private static func map(_ fd: Int32, bytes: Int) -> UnsafeMutableRawPointer? {
-        let address = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        // Populated up front: a page mapped on first touch makes that slot's copy look slow.
+        let address = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)
         return address == MAP_FAILED ? nil : address
     }
 
@@ -170,8 +219,8 @@ final class SharedMemoryLanes {
         if queues[peer]!.count == 1 { push(peer) }
     }
 
-    func irecv(into buffer: UnsafeMutableRawBufferPointer, request: Request) throws {
-        try matcher.post(request, buffer: buffer)
+    func irecv(into buffer: UnsafeMutableRawBufferPointer, request: Request, reduce: ReduceOp? = nil) throws {
+        try matcher.post(request, buffer: buffer, reduce: reduce)
     }
 
     /// Whether anything waits on these lanes (a queued send or a posted receive).
@@ -191,7 +240,35 @@ final class SharedMemoryLanes {
         return moved
     }
 
-    private func lane(_ base: UnsafeMutableRawPointer, _ index: Int) -> UnsafeMutableRawPointer { base + index * laneBytes }
+    private func lane(_ base: UnsafeMutableRawPointer, _ index: Int) -> UnsafeMutableRawPointer { base + Self.controlBytes + index * laneBytes }
+    private func doorbell(_ base: UnsafeMutableRawPointer) -> UnsafeMutablePointer<UInt32> { base.assumingMemoryBound(to: UInt32.self) }
+    private func sleeping(_ base: UnsafeMutableRawPointer) -> UnsafeMutablePointer<UInt32> { (base + 64).assumingMemoryBound(to: UInt32.self) }
+
+    /// Wakes `peer` if it sleeps: a slot for it was filled, or one of its was freed.
+    private func ring(_ peer: Int) {
+        guard let segment = peerSegments[peer] else { return }
+        fleet_doorbell_ring(doorbell(segment), sleeping(segment))
+    }
+
+    /// Waits for something to move on these lanes: spins while this rank has a core to
+    /// itself and has been idle less than `spinNanoseconds`, then sleeps on its doorbell for
+    /// at most `maxWait` (rung by any peer that fills or frees a slot).
+    func idle(maxWait: Duration) throws {
+        if try progress() { idleSince = 0; return }
+        let now = fleet_now_ns()
+        if idleSince == 0 { idleSince = now }
+        if now - idleSince < (oversubscribed ? Self.yieldingNanoseconds : Self.spinNanoseconds) {
+            if oversubscribed { sched_yield() } else { fleet_cpu_relax() }
+            return
+        }
+        let seen = fleet_doorbell_read(doorbell(own))
+        fleet_flag_store(sleeping(own), 1)
+        defer { fleet_flag_store(sleeping(own), 0) }
+        // A peer that rang before the flag was up is seen here; one that rings after wakes the futex.
+        if try progress() { idleSince = 0; return }
+        let nanoseconds = UInt64(max(0, maxWait.seconds) * 1e9)
+        fleet_doorbell_sleep(doorbell(own), seen, max(1_000, nanoseconds))
+    }
     private func head(_ lane: UnsafeMutableRawPointer) -> UnsafeMutablePointer<UInt64> { lane.assumingMemoryBound(to: UInt64.self) }
     private func tail(_ lane: UnsafeMutableRawPointer) -> UnsafeMutablePointer<UInt64> { (lane + 64).assumingMemoryBound(to: UInt64.self) }
     private func slot(_ lane: UnsafeMutableRawPointer, _ sequence: UInt64) -> UnsafeMutableRawPointer {
@@ -214,7 +291,7 @@ final class SharedMemoryLanes {
             var header = WireHeader(source: Int32(rank), tag: send.request.tag, total: UInt64(send.data.count), offset: UInt64(send.offset))
             withUnsafeBytes(of: &header) { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             (slot + 48).storeBytes(of: UInt64(length), as: UInt64.self)
-            if length > 0 { (slot + Self.slotHeaderBytes).copyMemory(from: send.data.baseAddress! + send.offset, byteCount: length) }
+            if length > 0 { copy(send.data.baseAddress! + send.offset, into: slot + Self.slotHeaderBytes, bytes: length, peer: peer) }
             next += 1
             free -= 1
             fleet_store_release(head(lane), next)
@@ -225,6 +302,7 @@ final class SharedMemoryLanes {
                 queues[peer]!.removeFirst()
             }
         }
+        if moved { ring(peer) }
         return moved
     }
 
@@ -247,10 +325,36 @@ final class SharedMemoryLanes {
             next += 1
             fleet_store_release(tail(lane), next)
         }
+        ring(peer)
         return true
     }
 
+    /// Copies a chunk into a slot: streamed after `slowSlotsToStream` slow plain copies in a
+    /// row, plain again (timed) every `probeInterval` streamed ones.
+    private func copy(_ source: UnsafeRawPointer, into slot: UnsafeMutableRawPointer, bytes: Int, peer: Int) {
+        if geometry.stores == .stream || (geometry.stores == .auto && slowPlainSlots[peer, default: 0] >= Self.slowSlotsToStream) {
+            fleet_stream_copy(slot, source, bytes)
+            streamedSlots += 1
+            let count = streamedSinceProbe[peer, default: 0] + 1
+            streamedSinceProbe[peer] = count
+            if count >= Self.probeInterval {
+                streamedSinceProbe[peer] = 0
+                slowPlainSlots[peer] = Self.slowSlotsToStream - 1
+            }
+            return
+        }
+        let start = geometry.stores == .auto && bytes >= Self.timedSlotBytes ? fleet_now_ns() : 0
+        slot.copyMemory(from: source, byteCount: bytes)
+        plainSlots += 1
+        guard start != 0 else { return }
+        let slow = Double(bytes) / max(1, Double(fleet_now_ns() - start)) * 1e9 < Self.farBytesPerSecond
+        slowPlainSlots[peer] = slow ? slowPlainSlots[peer, default: 0] + 1 : 0
+    }
+
     deinit {
+        if ProcessInfo.processInfo.environment["FLEET_SHM_REPORT"] != nil {
+            FileHandle.standardError.write("rank \(rank): shared-memory slots sent plain \(plainSlots), streamed \(streamedSlots)\n".data(using: .utf8)!)
+        }
         for (_, address) in peerSegments { munmap(address, segmentBytes) }
         munmap(own, segmentBytes)
         matcher.releaseAll()

@@ -24,6 +24,10 @@ public protocol Transport: AnyObject {
     func shutdown()
     /// How many peers this rank reaches through shared memory instead of the backend itself.
     var sharedMemoryPeers: Int { get }
+    /// Starts a receive that combines the arriving floats into `buffer` (`buffer ⊕ message`)
+    /// as they come, saving a staging copy; nil where the backend cannot (then receive and
+    /// combine separately).
+    func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request?
 }
 
 /// A pending send or receive; completion is observed through `Transport.test` or `wait`.
@@ -58,6 +62,7 @@ public final class Request {
 
 extension Transport {
     public var sharedMemoryPeers: Int { 0 }
+    public func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request? { nil }
 
     /// Waits for every request, failing with `peerTimedOut` naming the first peer that
     /// has not answered once `timeout` has passed.

@@ -23,6 +23,8 @@ public final class ZMQTransport: Transport {
         /// Address this rank's inbox binds: `tcp://127.0.0.1:*` picks a free port.
         public var bind: String
         public var rendezvousTimeout: Duration = .seconds(60)
+        /// Whether ranks on one host talk through shared-memory lanes (`FLEET_SHM=off` says no).
+        public var sharedMemory = SharedMemoryLanes.enabled
 
         public init(rank: Int, worldSize: Int, coordinator: String, bind: String = "tcp://127.0.0.1:*") {
             self.rank = rank
@@ -99,13 +101,20 @@ public final class ZMQTransport: Transport {
         let table = try Rendezvous.exchange(context: context, configuration: configuration, entry: entry)
         try connect(to: table.map(\.endpoint))
         enableSingleCopy(hosts: table.map(\.host))
-        if SharedMemoryLanes.enabled {
+        if configuration.sharedMemory {
             let job = table.map(\.line).joined(separator: "\n").utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }
             lanes = try SharedMemoryLanes.connect(self, hosts: table.map(\.host), job: String(job, radix: 16))
         }
     }
 
     public var sharedMemoryPeers: Int { lanes?.served.count ?? 0 }
+
+    public func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request? {
+        guard let lanes, lanes.serves(peer) else { return nil }
+        let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count * MemoryLayout<Float>.stride)
+        try lanes.irecv(into: UnsafeMutableRawBufferPointer(buffer), request: request, reduce: op)
+        return request
+    }
 
     private func connect(to endpoints: [String]) throws {
         outboxes = Array(repeating: nil, count: worldSize)
@@ -223,11 +232,12 @@ public final class ZMQTransport: Transport {
 
     public func progress(maxWait: Duration) throws {
         if let lanes, lanes.hasPendingWork {
-            // Shared memory wakes no one: spin, looking at the sockets now and then.
-            if try !lanes.progress() { fleet_cpu_relax() }
+            // Shared memory wakes no socket: wait on the lanes, looking at the sockets now and
+            // then (and often where some peers are reached only through them).
+            let allLocal = lanes.served.count == worldSize - 1
+            try lanes.idle(maxWait: allLocal ? min(maxWait, .milliseconds(20)) : .microseconds(200))
             spins &+= 1
-            if spins % 64 == 0 { try poll(milliseconds: 0) }
-            if lanes.localRanks.count > ProcessInfo.processInfo.activeProcessorCount { sched_yield() }
+            if !allLocal || spins % 64 == 0 { try poll(milliseconds: 0) }
             return
         }
         try poll(milliseconds: max(1, Int(maxWait.seconds * 1000)))

@@ -95,7 +95,8 @@ struct BenchCollectives: ParsableCommand {
                                     ("busbw(GB/s)", 11), ("verified", 8), ("max_err", 8), ("vs native", 9)])
         if leader && !json {
             let baseline = mpi.map { $0 !== transport && algorithms.contains(.native) ? " (native: MPI_Allreduce over \($0.backendName))" : "" } ?? ""
-            Console.out("# fleet bench collectives: \(operation.rawValue) over \(transport.backendName)\(baseline), \(transport.worldSize) ranks")
+            let lanes = transport.sharedMemoryPeers > 0 ? "; ranks on this host talk through shared memory (FLEET_SHM=off: through \(transport.backendName) itself)" : ""
+            Console.out("# fleet bench collectives: \(operation.rawValue) over \(transport.backendName)\(baseline), \(transport.worldSize) ranks\(lanes)")
             Console.out(table.header())
         }
         var failures = 0

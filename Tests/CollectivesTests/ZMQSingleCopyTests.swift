@@ -2,8 +2,9 @@ import Foundation
 import XCTest
 import Collectives
 
-/// The single-copy path of the ZeroMQ transport, with two ranks as threads of this process
-/// (one process id, so the kernel lets each read the other's memory).
+/// The single-copy path of the ZeroMQ transport (ranks on one host without shared-memory
+/// lanes), with two ranks as threads of this process (one process id, so the kernel lets
+/// each read the other's memory).
 final class ZMQSingleCopyTests: XCTestCase {
     /// Runs `body` on two ZeroMQ ranks, each configured by `configure` first.
     private func twoRanks<T>(_ configure: @escaping (ZMQTransport) -> Void,
@@ -19,6 +20,7 @@ final class ZMQSingleCopyTests: XCTestCase {
                     var configuration = ZMQTransport.Configuration(rank: rank, worldSize: 2, coordinator: coordinator,
                                                                    bind: "tcp://127.0.0.1:*")
                     configuration.rendezvousTimeout = .seconds(20)
+                    configuration.sharedMemory = false
                     let transport = try ZMQTransport(configuration)
                     defer { transport.shutdown() }
                     transport.timeout = .seconds(20)

@@ -31,8 +31,9 @@ enum FleetProcess {
         try run(binary, arguments, environment: environment, timeout: timeout)
     }
 
-    static func mpirun(_ ranks: Int, _ arguments: [String], timeout: Double = 120) throws -> Outcome {
-        try run("/usr/bin/mpirun", ["-n", "\(ranks)", binary] + arguments, environment: mpiEnvironment, timeout: timeout)
+    static func mpirun(_ ranks: Int, _ arguments: [String], environment: [String: String] = [:], timeout: Double = 120) throws -> Outcome {
+        try run("/usr/bin/mpirun", ["-n", "\(ranks)", binary] + arguments,
+                environment: mpiEnvironment.merging(environment) { _, new in new }, timeout: timeout)
     }
 
     static func run(_ executable: String, _ arguments: [String], environment: [String: String], timeout: Double) throws -> Outcome {

@@ -5,9 +5,9 @@ import XCTest
 final class MultiProcessCollectivesTests: FleetProcessTestCase {
     func testConformanceOverZeroMQForOneToFourRanks() throws {
         for ranks in 1...4 {
-            for endpoints in ranks == 3 ? ["ipc", "tcp"] : ["ipc"] {
+            for (endpoints, shm) in ranks == 3 ? [("ipc", "on"), ("tcp", "off")] : [("ipc", "on")] {
                 let outcome = try FleetProcess.fleet(["selftest", "--transport", "zmq", "--ranks", "\(ranks)",
-                                                      "--endpoints", endpoints, "--timeout", "20"])
+                                                      "--endpoints", endpoints, "--timeout", "20"], environment: ["FLEET_SHM": shm])
                 XCTAssertEqual(outcome.status, 0, outcome.output)
                 XCTAssertEqual(outcome.stdout.components(separatedBy: "collective checks passed over").count - 1,
                                ranks, outcome.output)
@@ -15,28 +15,54 @@ final class MultiProcessCollectivesTests: FleetProcessTestCase {
         }
     }
 
-    /// `FLEET_ZMQ_SINGLE_COPY=1`: every message with bytes travels as a descriptor that the
-    /// receiving process copies out of the sender's memory.
+    /// Without shared-memory lanes and with `FLEET_ZMQ_SINGLE_COPY=1`, every message with bytes
+    /// travels as a descriptor that the receiving process copies out of the sender's memory.
     func testConformanceOverZeroMQSingleCopyForTwoToFourRanks() throws {
         for ranks in 2...4 {
             let outcome = try FleetProcess.fleet(["selftest", "--transport", "zmq", "--ranks", "\(ranks)", "--timeout", "20"],
-                                                 environment: ["FLEET_ZMQ_SINGLE_COPY": "1"])
+                                                 environment: ["FLEET_ZMQ_SINGLE_COPY": "1", "FLEET_SHM": "off"])
             XCTAssertEqual(outcome.status, 0, outcome.output)
             XCTAssertEqual(outcome.stdout.components(separatedBy: "collective checks passed over").count - 1,
                            ranks, outcome.output)
         }
         let mismatch = try FleetProcess.fleet(["selftest", "--ranks", "2", "--fault", "mismatch", "--timeout", "5"],
-                                              environment: ["FLEET_ZMQ_SINGLE_COPY": "1"])
+                                              environment: ["FLEET_ZMQ_SINGLE_COPY": "1", "FLEET_SHM": "off"])
         XCTAssertNotEqual(mismatch.status, 0)
         XCTAssertTrue(mismatch.stderr.contains("rank 0 expected 4000 bytes but rank 1 sent 4004 bytes"), mismatch.output)
     }
 
+    /// Lanes of two 64-byte slots: every message spans many slots, senders wait for room,
+    /// chunks arrive before their receive is posted; with plain and with streaming stores.
+    func testSharedMemoryLanesWithTinySlots() throws {
+        for stores in ["plain", "stream"] {
+            let environment = ["FLEET_SHM_SLOTS": "2", "FLEET_SHM_SLOT_BYTES": "64", "FLEET_SHM_STORES": stores, "FLEET_SHM_REPORT": "1"]
+            let mpi = try FleetProcess.mpirun(3, ["selftest", "--timeout", "20"], environment: environment)
+            XCTAssertEqual(mpi.status, 0, mpi.output)
+            XCTAssertEqual(mpi.stdout.components(separatedBy: "collective checks passed over mpi").count - 1, 3, mpi.output)
+            let zmq = try FleetProcess.fleet(["selftest", "--transport", "zmq", "--ranks", "4", "--timeout", "20"], environment: environment)
+            XCTAssertEqual(zmq.status, 0, zmq.output)
+            XCTAssertEqual(zmq.stdout.components(separatedBy: "collective checks passed over zmq").count - 1, 4, zmq.output)
+            for (outcome, ranks) in [(mpi, 3), (zmq, 4)] {
+                let used = outcome.stderr.split(separator: "\n").filter { $0.contains("shared-memory slots sent") }
+                XCTAssertEqual(used.count, ranks, outcome.output)
+                let key = stores == "plain" ? "plain " : "streamed "
+                XCTAssertTrue(used.allSatisfy { line in
+                    let count = line.components(separatedBy: key).last.flatMap { Int($0.prefix { $0.isNumber }) } ?? 0
+                    return count > 1000
+                }, "\(stores): " + outcome.output)
+            }
+        }
+    }
+
     func testConformanceOverMPIForOneToFourRanks() throws {
         for ranks in 1...4 {
-            let outcome = try FleetProcess.mpirun(ranks, ["selftest", "--timeout", "20"])
-            XCTAssertEqual(outcome.status, 0, outcome.output)
-            XCTAssertEqual(outcome.stdout.components(separatedBy: "collective checks passed over mpi").count - 1,
-                           ranks, outcome.output)
+            // Shared-memory lanes (the default on one host) and MPI's own path.
+            for shm in ranks == 3 ? ["on", "off"] : ["on"] {
+                let outcome = try FleetProcess.mpirun(ranks, ["selftest", "--timeout", "20"], environment: ["FLEET_SHM": shm])
+                XCTAssertEqual(outcome.status, 0, outcome.output)
+                XCTAssertEqual(outcome.stdout.components(separatedBy: "collective checks passed over mpi").count - 1,
+                               ranks, "FLEET_SHM=\(shm): " + outcome.output)
+            }
         }
     }
 
@@ -66,19 +92,20 @@ final class MultiProcessCollectivesTests: FleetProcessTestCase {
     /// Without fleet's launcher (ranks started by hand against a coordinator address),
     /// a rank still learns that its peer died instead of waiting out the deadline.
     func testZeroMQRankDetectsDeadPeerWithoutLauncher() throws {
-        try deadPeerWithoutLauncher(singleCopy: "off")
-        try deadPeerWithoutLauncher(singleCopy: "1")
+        try deadPeerWithoutLauncher(sharedMemory: "on", singleCopy: "off")
+        try deadPeerWithoutLauncher(sharedMemory: "off", singleCopy: "off")
+        try deadPeerWithoutLauncher(sharedMemory: "off", singleCopy: "1")
     }
 
-    private func deadPeerWithoutLauncher(singleCopy: String) throws {
-        let coordinator = "ipc:///tmp/fleet-test-\(getpid())-coordinator-\(singleCopy)"
+    private func deadPeerWithoutLauncher(sharedMemory: String, singleCopy: String) throws {
+        let coordinator = "ipc:///tmp/fleet-test-\(getpid())-coordinator-\(sharedMemory)-\(singleCopy)"
         let outcomes = ResultBox()
         let group = DispatchGroup()
         for rank in 0..<2 {
             group.enter()
             DispatchQueue.global().async {
                 let env = ["FLEET_RANK": "\(rank)", "FLEET_WORLD_SIZE": "2", "FLEET_ZMQ_COORDINATOR": coordinator,
-                           "FLEET_ZMQ_SINGLE_COPY": singleCopy]
+                           "FLEET_ZMQ_SINGLE_COPY": singleCopy, "FLEET_SHM": sharedMemory]
                 let outcome = try? FleetProcess.fleet(["selftest", "--fault", "crash", "--faulty-rank", "1", "--timeout", "60"],
                                                       environment: env, timeout: 40)
                 outcomes.set(rank, outcome)
@@ -88,17 +115,21 @@ final class MultiProcessCollectivesTests: FleetProcessTestCase {
         group.wait()
         let survivor = try XCTUnwrap(outcomes.get(0))
         XCTAssertEqual(survivor.status, 1)
-        XCTAssertTrue(survivor.stderr.contains("rank 1 exited during"), "single copy \(singleCopy): " + survivor.output)
-        XCTAssertLessThan(survivor.seconds, 20, "the survivor should not wait out its 60 s deadline (single copy \(singleCopy))")
+        XCTAssertTrue(survivor.stderr.contains("rank 1 exited during"), "shm \(sharedMemory), single copy \(singleCopy): " + survivor.output)
+        XCTAssertLessThan(survivor.seconds, 20, "the survivor should not wait out its 60 s deadline (shm \(sharedMemory), single copy \(singleCopy))")
     }
 
     func testMismatchedSizesAreNamedOnBothSides() throws {
         let zmq = try FleetProcess.fleet(["selftest", "--ranks", "2", "--fault", "mismatch", "--timeout", "5"])
         XCTAssertNotEqual(zmq.status, 0)
         XCTAssertTrue(zmq.stderr.contains("rank 0 expected 4000 bytes but rank 1 sent 4004 bytes"), zmq.output)
+        // Through shared-memory lanes the receiver sees the sender's size; through MPI itself only that it was larger.
         let mpi = try FleetProcess.mpirun(2, ["selftest", "--fault", "mismatch", "--timeout", "5"])
         XCTAssertNotEqual(mpi.status, 0)
-        XCTAssertTrue(mpi.stderr.contains("rank 0 expected 4000 bytes but rank 1 sent a larger message"), mpi.output)
+        XCTAssertTrue(mpi.stderr.contains("rank 0 expected 4000 bytes but rank 1 sent 4004 bytes"), mpi.output)
+        let mpiOnly = try FleetProcess.mpirun(2, ["selftest", "--fault", "mismatch", "--timeout", "5"], environment: ["FLEET_SHM": "off"])
+        XCTAssertNotEqual(mpiOnly.status, 0)
+        XCTAssertTrue(mpiOnly.stderr.contains("rank 0 expected 4000 bytes but rank 1 sent a larger message"), mpiOnly.output)
     }
 
     func testBenchCollectivesPrintsVerifiedJSONForEveryAlgorithm() throws {
