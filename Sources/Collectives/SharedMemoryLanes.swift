@@ -82,6 +82,8 @@ public final class SharedMemoryLanes {
     let localRanks: [Int]
     /// More ranks on this host than cores: a waiting rank yields its core.
     let oversubscribed: Bool
+    /// Each local rank's position in `localRanks` (its lane's index in every segment).
+    private let laneIndex: [Int: Int]
     private let laneBytes: Int
     private let slotStride: Int
     private let own: UnsafeMutableRawPointer
@@ -111,6 +113,7 @@ public final class SharedMemoryLanes {
         self.rank = rank
         self.localRanks = localRanks
         oversubscribed = localRanks.count > ProcessInfo.processInfo.activeProcessorCount
+        laneIndex = Dictionary(uniqueKeysWithValues: localRanks.enumerated().map { ($1, $0) })
         self.geometry = geometry
         slotStride = Self.slotHeaderBytes + geometry.slotBytes
         laneBytes = Self.counterBytes + geometry.slots * slotStride
@@ -277,7 +280,7 @@ public final class SharedMemoryLanes {
 
     /// Copies queued chunks to `peer` into free slots of this rank's lane to it.
     private func push(_ peer: Int) -> Bool {
-        let lane = lane(own, localRanks.firstIndex(of: peer)!)
+        let lane = lane(own, laneIndex[peer]!)
         var next = head(lane).pointee
         var free = UInt64(geometry.slots) - (next - fleet_load_acquire(tail(lane)))
         var moved = false
@@ -309,7 +312,7 @@ public final class SharedMemoryLanes {
     /// Hands every chunk that arrived from `peer` to the matcher and frees its slot.
     private func pull(_ peer: Int) throws -> Bool {
         guard let segment = peerSegments[peer] else { return false }
-        let lane = lane(segment, localRanks.firstIndex(of: rank)!)
+        let lane = lane(segment, laneIndex[rank]!)
         var next = tail(lane).pointee
         let end = fleet_load_acquire(head(lane))
         guard next < end else { return false }
