@@ -155,6 +155,30 @@ final class MultiProcessCollectivesTests: FleetProcessTestCase {
         }
     }
 
+    /// Under mpirun, `--transport zmq` runs fleet's algorithms over ZeroMQ and native over MPI
+    /// in one run, and leaves no socket files behind.
+    func testBenchRunsZeroMQBesideMPIUnderMPIRun() throws {
+        let before = Set((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("fleet-mpi-") }
+        let outcome = try FleetProcess.mpirun(2, ["bench", "collectives", "--transport", "zmq", "--algo", "native,ring",
+                                                  "--sizes", "4KiB,300KiB", "--iters", "2", "--json"])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        let rows = try outcome.stdout.split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        XCTAssertEqual(rows.count, 4, outcome.output)
+        for row in rows {
+            XCTAssertEqual(row["verified"] as? Bool, true, "\(row)")
+            XCTAssertEqual(row["transport"] as? String, row["algo"] as? String == "native" ? "mpi" : "zmq", "\(row)")
+            XCTAssertNotNil(row["vs_native"] as? Double, "\(row)")
+        }
+        let after = Set((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("fleet-mpi-") }
+        XCTAssertEqual(after.subtracting(before), [], "ipc socket files left behind")
+        let table = try FleetProcess.mpirun(2, ["bench", "collectives", "--transport", "zmq", "--algo", "native,ring",
+                                                "--sizes", "64KiB", "--iters", "1"])
+        XCTAssertTrue(table.stdout.contains("over zmq (native: MPI_Allreduce over mpi), 2 ranks"), table.output)
+        XCTAssertTrue(table.stdout.contains("talk through shared memory"), table.output)
+    }
+
     func testBadArgumentsGiveClearErrors() throws {
         let native = try FleetProcess.fleet(["bench", "collectives", "--transport", "zmq", "--ranks", "2", "--algo", "native"])
         XCTAssertNotEqual(native.status, 0)
