@@ -45,9 +45,7 @@ public final class MPITransport: Transport {
 
     public func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request? {
         guard let lanes, lanes.serves(peer) else { return nil }
-        let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count * MemoryLayout<Float>.stride)
-        try lanes.irecv(into: UnsafeMutableRawBufferPointer(buffer), request: request, reduce: op)
-        return request
+        return try lanes.irecv(into: UnsafeMutableRawBufferPointer(buffer), from: peer, tag: tag, reduce: op)
     }
 
     /// Every rank's `text` (at most 255 bytes of UTF-8), in rank order.
@@ -71,11 +69,7 @@ public final class MPITransport: Transport {
 
     public func isend(_ data: UnsafeRawBufferPointer, to peer: Int, tag: Int32) throws -> Request {
         try checkPeer(peer)
-        if let lanes, lanes.serves(peer) {
-            let request = Request(kind: .send, peer: peer, tag: tag, byteCount: data.count)
-            try lanes.isend(data, to: peer, request: request)
-            return request
-        }
+        if let lanes, lanes.serves(peer) { return lanes.isend(data, to: peer, tag: tag) }
         var mpiRequest: MPI_Request? = nil
         let code = MPI_Isend(data.baseAddress, Int32(data.count), fleet_mpi_byte(), Int32(peer), tag,
                              fleet_mpi_comm_world(), &mpiRequest)
@@ -87,11 +81,7 @@ public final class MPITransport: Transport {
 
     public func irecv(into buffer: UnsafeMutableRawBufferPointer, from peer: Int, tag: Int32) throws -> Request {
         try checkPeer(peer)
-        if let lanes, lanes.serves(peer) {
-            let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count)
-            try lanes.irecv(into: buffer, request: request)
-            return request
-        }
+        if let lanes, lanes.serves(peer) { return try lanes.irecv(into: buffer, from: peer, tag: tag) }
         var mpiRequest: MPI_Request? = nil
         let code = MPI_Irecv(buffer.baseAddress, Int32(buffer.count), fleet_mpi_byte(), Int32(peer), tag,
                              fleet_mpi_comm_world(), &mpiRequest)
@@ -136,8 +126,8 @@ public final class MPITransport: Transport {
         // waiting rank yields, so the rank it waits for can run; otherwise a syscall per poll
         // only adds latency to every message.
         if let lanes, lanes.hasPendingWork {
-            // Ranks elsewhere need MPI_Test to progress: short naps only when some are remote.
-            try lanes.idle(maxWait: lanes.served.count == worldSize - 1 ? min(maxWait, .milliseconds(20)) : .microseconds(200))
+            // Lanes wake no MPI request: wait on them (naps stay short while ranks elsewhere need MPI_Test).
+            try lanes.idle(maxWait: maxWait)
             return
         }
         if Self.oversubscribed { sched_yield() }

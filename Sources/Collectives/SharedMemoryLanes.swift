@@ -77,6 +77,7 @@ public final class SharedMemoryLanes {
     private static let setupTag = Int32.max
 
     let rank: Int
+    let worldSize: Int
     let geometry: Geometry
     /// World ranks on this host (this one included), in rank order; lanes are indexed by position here.
     let localRanks: [Int]
@@ -109,8 +110,9 @@ public final class SharedMemoryLanes {
         }
     }
 
-    private init(rank: Int, localRanks: [Int], geometry: Geometry, segment: UnsafeMutableRawPointer, segmentBytes: Int) {
+    private init(rank: Int, worldSize: Int, localRanks: [Int], geometry: Geometry, segment: UnsafeMutableRawPointer, segmentBytes: Int) {
         self.rank = rank
+        self.worldSize = worldSize
         self.localRanks = localRanks
         oversubscribed = localRanks.count > ProcessInfo.processInfo.activeProcessorCount
         laneIndex = Dictionary(uniqueKeysWithValues: localRanks.enumerated().map { ($1, $0) })
@@ -152,7 +154,7 @@ public final class SharedMemoryLanes {
         // Everyone who will ever open this rank's segment has; the name can go.
         shm_unlink(name(rank))
         guard let segment else { return nil }
-        let lanes = SharedMemoryLanes(rank: rank, localRanks: local, geometry: geometry, segment: segment, segmentBytes: size)
+        let lanes = SharedMemoryLanes(rank: rank, worldSize: transport.worldSize, localRanks: local, geometry: geometry, segment: segment, segmentBytes: size)
         for (peer, address) in mapped {
             if theyMapped[peer] == true {
                 lanes.peerSegments[peer] = address
@@ -217,13 +219,18 @@ public final class SharedMemoryLanes {
 
     func serves(_ peer: Int) -> Bool { served.contains(peer) }
 
-    func isend(_ data: UnsafeRawBufferPointer, to peer: Int, request: Request) throws {
+    func isend(_ data: UnsafeRawBufferPointer, to peer: Int, tag: Int32) -> Request {
+        let request = Request(kind: .send, peer: peer, tag: tag, byteCount: data.count)
         queues[peer, default: []].append(OutgoingSend(request, data))
         if queues[peer]!.count == 1 { push(peer) }
+        return request
     }
 
-    func irecv(into buffer: UnsafeMutableRawBufferPointer, request: Request, reduce: ReduceOp? = nil) throws {
+    /// A receive through the lane from `peer`; with `reduce`, arriving floats are combined into `buffer`.
+    func irecv(into buffer: UnsafeMutableRawBufferPointer, from peer: Int, tag: Int32, reduce: ReduceOp? = nil) throws -> Request {
+        let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count)
         try matcher.post(request, buffer: buffer, reduce: reduce)
+        return request
     }
 
     /// Whether anything waits on these lanes (a queued send or a posted receive).
@@ -253,9 +260,14 @@ public final class SharedMemoryLanes {
         fleet_doorbell_ring(doorbell(segment), sleeping(segment))
     }
 
+    /// Whether every other rank of the world is on this host (else the transport's own
+    /// messages need looking at often, and a wait on the lanes naps only briefly).
+    var reachesEveryPeer: Bool { served.count == worldSize - 1 }
+
     /// Waits for something to move on these lanes: spins while this rank has a core to
-    /// itself and has been idle less than `spinNanoseconds`, then sleeps on its doorbell for
-    /// at most `maxWait` (rung by any peer that fills or frees a slot).
+    /// itself and has been idle less than `spinNanoseconds`, then sleeps on its doorbell (rung
+    /// by any peer that fills or frees a slot) for at most `maxWait`, and at most 20 ms, or
+    /// 200 µs while the transport also waits on ranks elsewhere.
     func idle(maxWait: Duration) throws {
         if try progress() { idleSince = 0; return }
         let now = fleet_now_ns()
@@ -269,8 +281,8 @@ public final class SharedMemoryLanes {
         defer { fleet_flag_store(sleeping(own), 0) }
         // A peer that rang before the flag was up is seen here; one that rings after wakes the futex.
         if try progress() { idleSince = 0; return }
-        let nanoseconds = UInt64(max(0, maxWait.seconds) * 1e9)
-        fleet_doorbell_sleep(doorbell(own), seen, max(1_000, nanoseconds))
+        let nap = reachesEveryPeer ? min(maxWait, .milliseconds(20)) : .microseconds(200)
+        fleet_doorbell_sleep(doorbell(own), seen, max(1_000, UInt64(max(0, nap.seconds) * 1e9)))
     }
     private func head(_ lane: UnsafeMutableRawPointer) -> UnsafeMutablePointer<UInt64> { lane.assumingMemoryBound(to: UInt64.self) }
     private func tail(_ lane: UnsafeMutableRawPointer) -> UnsafeMutablePointer<UInt64> { (lane + 64).assumingMemoryBound(to: UInt64.self) }

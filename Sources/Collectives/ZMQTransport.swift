@@ -111,9 +111,7 @@ public final class ZMQTransport: Transport {
 
     public func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request? {
         guard let lanes, lanes.serves(peer) else { return nil }
-        let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count * MemoryLayout<Float>.stride)
-        try lanes.irecv(into: UnsafeMutableRawBufferPointer(buffer), request: request, reduce: op)
-        return request
+        return try lanes.irecv(into: UnsafeMutableRawBufferPointer(buffer), from: peer, tag: tag, reduce: op)
     }
 
     private func connect(to endpoints: [String]) throws {
@@ -144,10 +142,7 @@ public final class ZMQTransport: Transport {
             request.isComplete = true
             return request
         }
-        if let lanes, lanes.serves(peer) {
-            try lanes.isend(data, to: peer, request: request)
-            return request
-        }
+        if let lanes, lanes.serves(peer) { return lanes.isend(data, to: peer, tag: tag) }
         if singleCopyPeers[peer] && data.count >= singleCopyBytes {
             try sendDescriptor(data, to: peer, request: request)
             return request
@@ -206,12 +201,9 @@ public final class ZMQTransport: Transport {
 
     public func irecv(into buffer: UnsafeMutableRawBufferPointer, from peer: Int, tag: Int32) throws -> Request {
         try checkPeer(peer)
+        if let lanes, lanes.serves(peer) { return try lanes.irecv(into: buffer, from: peer, tag: tag) }
         let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count)
-        if let lanes, lanes.serves(peer) {
-            try lanes.irecv(into: buffer, request: request)
-        } else {
-            try matcher.post(request, buffer: buffer)
-        }
+        try matcher.post(request, buffer: buffer)
         return request
     }
 
@@ -234,10 +226,9 @@ public final class ZMQTransport: Transport {
         if let lanes, lanes.hasPendingWork {
             // Shared memory wakes no socket: wait on the lanes, looking at the sockets now and
             // then (and often where some peers are reached only through them).
-            let allLocal = lanes.served.count == worldSize - 1
-            try lanes.idle(maxWait: allLocal ? min(maxWait, .milliseconds(20)) : .microseconds(200))
+            try lanes.idle(maxWait: maxWait)
             spins &+= 1
-            if !allLocal || spins % 64 == 0 { try poll(milliseconds: 0) }
+            if !lanes.reachesEveryPeer || spins % 64 == 0 { try poll(milliseconds: 0) }
             return
         }
         try poll(milliseconds: max(1, Int(maxWait.seconds * 1000)))
@@ -367,77 +358,4 @@ extension ZMQTransport {
     static func keepLargeAllocationsOnTheHeap() {
         fleet_keep_allocations_on_heap(256 << 20, 1 << 30)
     }
-}
-
-/// Counts the chunks of one zero-copy send that ZeroMQ has not released yet (released from
-/// its I/O thread), waking the owning transport's waits on each release.
-final class ZeroCopyCompletion: @unchecked Sendable {
-    private let lock = NSLock()
-    private var outstanding: Int
-    private let wakeup: WakeupPipe
-
-    init(chunks: Int, wakeup: WakeupPipe) {
-        outstanding = chunks
-        self.wakeup = wakeup
-    }
-
-    func chunkReleased() {
-        lock.lock(); outstanding -= 1; lock.unlock()
-        wakeup.signal()
-    }
-
-    var isDone: Bool { lock.lock(); defer { lock.unlock() }; return outstanding == 0 }
-}
-
-/// A non-blocking pipe that ZeroMQ's I/O thread writes to so that a waiting rank wakes up.
-final class WakeupPipe: @unchecked Sendable {
-    let readEnd: Int32
-    private let writeEnd: Int32
-
-    init() {
-        var fds: [Int32] = [-1, -1]
-        if pipe(&fds) == 0 {
-            for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-        }
-        readEnd = fds[0]
-        writeEnd = fds[1]
-    }
-
-    func signal() {
-        var byte: UInt8 = 1
-        _ = write(writeEnd, &byte, 1)
-    }
-
-    func drain() {
-        var buffer = [UInt8](repeating: 0, count: 256)
-        while read(readEnd, &buffer, buffer.count) > 0 {}
-    }
-
-    deinit {
-        close(readEnd)
-        close(writeEnd)
-    }
-}
-
-/// First frame of every ZeroMQ message: who sent it, for which tag, and what it is — a chunk
-/// of bytes (followed by a data frame: where it goes in the message), or a single-copy
-/// descriptor, acknowledgement or refusal (alone).
-struct WireHeader {
-    var source: Int32
-    var tag: Int32
-    var total: UInt64
-    var offset: UInt64 = 0
-    var kind: UInt32 = WireHeader.data
-    /// Single copy: the sender's process id and the address of its bytes.
-    var process: Int32 = 0
-    var address: UInt64 = 0
-    /// Single copy: the id of the send a descriptor, answer or fallback chunk belongs to.
-    var id: UInt64 = 0
-
-    static let data: UInt32 = 0
-    static let descriptor: UInt32 = 1
-    static let acknowledged: UInt32 = 2
-    static let refused: UInt32 = 3
-    /// The bytes of a refused descriptor, sent over the socket instead.
-    static let fallbackData: UInt32 = 4
 }
