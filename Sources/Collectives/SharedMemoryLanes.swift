@@ -11,7 +11,7 @@ import Foundation
 /// copies each chunk straight into the posted receive buffer. Both copies are plain memcpy
 /// through slots that stay in cache, with no system call per message: cross-memory attach
 /// (`process_vm_readv`, MPI's and fleet's single copy) pays the kernel for every page and
-/// measured 8–13 GB/s here against memcpy's 13–49.
+/// measured 5–13 GB/s here against memcpy's 13–49.
 ///
 /// Where the two cores share a cache, plain stores are fastest (the slot never leaves the
 /// cache). Where they do not (a VM whose virtual CPUs the host moves between core complexes,
