@@ -36,7 +36,7 @@ public final class MPITransport: Transport {
         worldSize = Int(n)
         if worldSize > 1 && SharedMemoryLanes.enabled {
             let hosts = try allGather(Rendezvous.localHost)
-            let job = try allGather(rank == 0 ? "\(getpid())-\(UInt32.random(in: 0...UInt32.max))" : "")[0]
+            let job = try broadcast(rank == 0 ? "\(getpid())-\(UInt32.random(in: 0...UInt32.max))" : "", root: 0)
             lanes = try SharedMemoryLanes.connect(self, hosts: hosts, job: job)
         }
     }
@@ -48,18 +48,34 @@ public final class MPITransport: Transport {
         return try lanes.irecv(into: UnsafeMutableRawBufferPointer(buffer), from: peer, tag: tag, reduce: op)
     }
 
+    /// Texts travel in fixed fields of this many bytes, NUL-padded.
+    private static let textField = 256
+
+    private static func field(_ text: String) throws -> [UInt8] {
+        let bytes = Array(text.utf8)
+        guard bytes.count < textField else { throw TransportError.backend("'\(text)' is too long to exchange (at most \(textField - 1) bytes)") }
+        return bytes + [UInt8](repeating: 0, count: textField - bytes.count)
+    }
+
+    private static func text(_ field: ArraySlice<UInt8>) -> String { String(decoding: field.prefix { $0 != 0 }, as: UTF8.self) }
+
     /// Every rank's `text` (at most 255 bytes of UTF-8), in rank order.
     func allGather(_ text: String) throws -> [String] {
-        let width = 256
-        var mine = [UInt8](repeating: 0, count: width)
-        let bytes = Array(text.utf8.prefix(width - 1))
-        mine.replaceSubrange(0..<bytes.count, with: bytes)
+        let width = Self.textField
+        let mine = try Self.field(text)
         var all = [UInt8](repeating: 0, count: width * worldSize)
         let code = all.withUnsafeMutableBytes { out in
             MPI_Allgather(mine, Int32(width), fleet_mpi_byte(), out.baseAddress, Int32(width), fleet_mpi_byte(), fleet_mpi_comm_world())
         }
         try check(code, "MPI_Allgather")
-        return (0..<worldSize).map { r in String(decoding: all[(r * width)..<((r + 1) * width)].prefix { $0 != 0 }, as: UTF8.self) }
+        return (0..<worldSize).map { Self.text(all[($0 * width)..<(($0 + 1) * width)]) }
+    }
+
+    /// `root`'s `text` (at most 255 bytes of UTF-8) on every rank.
+    public func broadcast(_ text: String, root: Int) throws -> String {
+        var bytes = try Self.field(rank == root ? text : "")
+        try broadcast(&bytes, root: root)
+        return Self.text(bytes[...])
     }
 
     private final class Handle {
@@ -153,7 +169,7 @@ public final class MPITransport: Transport {
     }
 
     /// `MPI_Bcast` of `bytes` from `root` to every rank (all must pass the same count).
-    public func broadcast(_ bytes: inout [UInt8], root: Int) throws {
+    private func broadcast(_ bytes: inout [UInt8], root: Int) throws {
         let count = Int32(bytes.count)
         let code = bytes.withUnsafeMutableBytes { MPI_Bcast($0.baseAddress, count, fleet_mpi_byte(), Int32(root), fleet_mpi_comm_world()) }
         try check(code, "MPI_Bcast")

@@ -44,15 +44,7 @@ public enum WorldSetup {
     /// an ipc path unless `FLEET_ZMQ_COORDINATOR` names one (`FLEET_ZMQ_BIND` for the inboxes).
     public static func zeroMQ(alongside mpi: MPITransport) throws -> ZMQTransport {
         let env = ProcessInfo.processInfo.environment
-        var address = [UInt8](repeating: 0, count: 256)
-        if mpi.rank == 0 {
-            let base = env["FLEET_ZMQ_COORDINATOR"] ?? "ipc:///tmp/fleet-mpi-\(getpid())"
-            let bytes = Array(base.utf8)
-            guard bytes.count < address.count else { throw TransportError.rendezvousFailed("coordinator address \(base) is too long") }
-            address.replaceSubrange(0..<bytes.count, with: bytes)
-        }
-        try mpi.broadcast(&address, root: 0)
-        let base = String(decoding: address.prefix { $0 != 0 }, as: UTF8.self)
+        let base = try mpi.broadcast(env["FLEET_ZMQ_COORDINATOR"] ?? "ipc:///tmp/fleet-mpi-\(getpid())", root: 0)
         let ipc = base.hasPrefix("ipc://") && env["FLEET_ZMQ_COORDINATOR"] == nil
         let configuration = ZMQTransport.Configuration(
             rank: mpi.rank, worldSize: mpi.worldSize, coordinator: ipc ? base + "-coordinator" : base,
