@@ -93,6 +93,13 @@ public final class Communicator {
         try transport.irecvReducing(into: buffer, op: op, from: members[groupRank], tag: tag)
     }
 
+    /// A receive relayed on to `next` as it arrives, where the transport can do that.
+    func irecvForwarding(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp?, from groupRank: Int, tag: Int32,
+                         to next: Int, forwardTag: Int32, keep: Bool) throws -> (receive: Request, forward: Request)? {
+        try transport.irecvForwarding(into: buffer, op: op, from: members[groupRank], tag: tag,
+                                      to: members[next], forwardTag: forwardTag, keep: keep)
+    }
+
     func wait(_ requests: [Request], _ operation: @autoclosure () -> String) throws {
         try transport.wait(requests, operation: "\(operation()) [group \(groupID) of \(size) ranks, collective #\(sequence)]")
     }

@@ -1,5 +1,11 @@
 import CZMQ
 
+/// Takes over how a receive's chunks land: a receive relayed on to another rank as it arrives.
+protocol ChunkRelay: AnyObject {
+    /// Lands `bytes` (the message's bytes at `offset`) in `buffer` and/or sends them on.
+    func land(_ bytes: UnsafeRawBufferPointer, at offset: Int, in buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp?)
+}
+
 /// Matches arriving ZeroMQ chunks and single-copy descriptors to posted receives with MPI's
 /// rules: per (source, tag) in order; a message nobody waits for yet is kept (without
 /// copying) until a receive is posted.
@@ -24,23 +30,25 @@ final class MessageMatcher {
         let buffer: UnsafeMutableRawBufferPointer
         /// Set for a receive that combines the arriving floats into `buffer` instead of overwriting it.
         let reduce: ReduceOp?
+        let relay: ChunkRelay?
         var received = 0
-        init(_ request: Request, _ buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp? = nil) {
+        init(_ request: Request, _ buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp? = nil, relay: ChunkRelay? = nil) {
             self.request = request
             self.buffer = buffer
             self.reduce = reduce
+            self.relay = relay
         }
 
-        /// Lands `bytes` at `offset`: copied, or combined (`buffer ⊕ bytes`, in that operand order).
+        /// Lands `bytes` at `offset`: copied, or combined (`buffer ⊕ bytes`, in that operand order),
+        /// or handed to the relay.
         func land(_ bytes: UnsafeRawBufferPointer, at offset: Int) {
+            if let relay { return relay.land(bytes, at: offset, in: buffer, reduce: reduce) }
             guard bytes.count > 0 else { return }
             guard let reduce else {
                 (buffer.baseAddress! + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
                 return
             }
-            let count = bytes.count / MemoryLayout<Float>.stride
-            let target = UnsafeMutableBufferPointer(start: (buffer.baseAddress! + offset).assumingMemoryBound(to: Float.self), count: count)
-            reduce.combine(into: target, from: UnsafeBufferPointer(start: bytes.baseAddress!.assumingMemoryBound(to: Float.self), count: count))
+            reduce.combine(into: buffer.baseAddress! + offset, from: bytes.baseAddress!, bytes: bytes.count)
         }
     }
 
@@ -78,11 +86,12 @@ final class MessageMatcher {
         case stashed(StashedMessage)
     }
 
-    /// Posts a receive; with `reduce`, arriving floats are combined into `buffer` (only for
-    /// sources whose bytes are copied, not received by ZeroMQ straight into the buffer).
-    func post(_ request: Request, buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp? = nil) throws {
+    /// Posts a receive; with `reduce`, arriving floats are combined into `buffer`, with `relay`
+    /// the relay lands them (both only for sources whose bytes are copied, not received by
+    /// ZeroMQ straight into the buffer).
+    func post(_ request: Request, buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp? = nil, relay: ChunkRelay? = nil) throws {
         let source = request.peer
-        let receive = PostedReceive(request, buffer, reduce: reduce)
+        let receive = PostedReceive(request, buffer, reduce: reduce, relay: relay)
         guard let index = unexpected[source]?.firstIndex(where: { $0.tag == request.tag }) else {
             posted[source, default: []].append(receive)
             return

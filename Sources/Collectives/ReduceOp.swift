@@ -16,6 +16,14 @@ public enum ReduceOp: String, Sendable, CaseIterable {
         }
     }
 
+    /// The same over raw memory: `bytes` bytes of floats at `target` and `source`.
+    @inline(__always)
+    func combine(into target: UnsafeMutableRawPointer, from source: UnsafeRawPointer, bytes: Int) {
+        let count = bytes / MemoryLayout<Float>.stride
+        combine(into: UnsafeMutableBufferPointer(start: target.assumingMemoryBound(to: Float.self), count: count),
+                from: UnsafeBufferPointer(start: source.assumingMemoryBound(to: Float.self), count: count))
+    }
+
     /// Applied once after the reduction: divides by the group size for `average`.
     func finish(_ buffer: UnsafeMutableBufferPointer<Float>, groupSize: Int) {
         guard self == .average, groupSize > 1 else { return }

@@ -25,12 +25,20 @@ public final class RingOperation {
     private let reduceSteps: Int
     private let lastStep: Int
     private let chunk: Int
+    private let firstStep: Int
+    /// Whether each step has its own tag (then items go loop by loop, see `init`).
+    private let perStepTags: Bool
+    /// This rank's own chunks that start the ring, by the index of the item before which each goes.
+    private let firstSends: [(item: Int, range: Range<Int>)]
+    private var nextFirstSend = 0
     private static let slots = 4
     private let items: [Item]
     private let staging: UnsafeMutableBufferPointer<Float>
     private var receives: [Request?]
     /// Receives that combine on arrival (nothing left to combine when they complete).
     private var combinedOnArrival: [Bool]
+    /// For receives the transport relays on to the right as they arrive: that send.
+    private var relays: [Request?]
     /// Sends still in flight, by the first element of the chunk they read.
     private var pendingSends: [Int: [Request]] = [:]
     private var posted = 0
@@ -52,6 +60,7 @@ public final class RingOperation {
         left = (rank + n - 1) % n
         reduceSteps = n - 1
         lastStep = steps.upperBound
+        firstStep = steps.lowerBound
         let chunk = max(1, communicator.chunkBytes / MemoryLayout<Float>.stride)
         self.chunk = chunk
         func segment(_ offset: Int) -> Int { ((rank + shift + offset) % n + n) % n }
@@ -59,22 +68,58 @@ public final class RingOperation {
             let r = partition.range(seg)
             return stride(from: r.lowerBound, to: r.upperBound, by: chunk).map { $0..<min($0 + chunk, r.upperBound) }
         }
+        // Every step has a tag of its own where the collective's tag leaves room (8 bits).
+        perStepTags = steps.upperBound <= 256
         var items: [Item] = []
-        if n > 1 { for g in steps { items += chunks(segment(-2 - g)).map { Item(step: g, range: $0) } } }
+        var firstSends: [(item: Int, range: Range<Int>)] = []
+        if n > 1 && perStepTags {
+            // Loop by loop (NCCL's order): every segment is cut into as many parts as the largest
+            // needs chunks, and loop c takes part c of each through all the steps. A loop's first
+            // send goes out when its first receive is posted, so a rank's sends are never stuck
+            // behind a whole segment of its own, and relayed chunks find the lane to the right free.
+            let loops = max(1, (partition.largest + chunk - 1) / chunk)
+            func part(_ seg: Int, _ c: Int) -> Range<Int> {
+                let r = partition.range(seg), p = BlockPartition(count: r.count, parts: loops).range(c)
+                return (r.lowerBound + p.lowerBound)..<(r.lowerBound + p.upperBound)
+            }
+            for c in 0..<loops {
+                let first = part(segment(-1 - steps.lowerBound), c)
+                if !first.isEmpty { firstSends.append((items.count, first)) }
+                for g in steps where !part(segment(-2 - g), c).isEmpty { items.append(Item(step: g, range: part(segment(-2 - g), c))) }
+            }
+        } else if n > 1 {
+            // Step by step, all first sends at once: messages of one phase share a tag, so they
+            // must leave in the order they are received.
+            firstSends = chunks(segment(-1 - steps.lowerBound)).map { (0, $0) }
+            for g in steps { items += chunks(segment(-2 - g)).map { Item(step: g, range: $0) } }
+        }
         self.items = items
+        self.firstSends = firstSends
         receives = Array(repeating: nil, count: items.count)
         combinedOnArrival = Array(repeating: false, count: items.count)
+        relays = Array(repeating: nil, count: items.count)
         staging = communicator.scratch.borrow(Self.slots * min(chunk, max(1, partition.largest)))
         guard n > 1, !steps.isEmpty else { return }
-        for range in chunks(segment(-1 - steps.lowerBound)) {
-            pendingSends[range.lowerBound] = [try communicator.isend(data.slice(range).readOnly, to: right, tag: phaseTag(steps.lowerBound))]
-        }
+        try sendFirst(upTo: 0)
         try postAhead(blocking: false)
     }
 
-    /// Reduce-scatter and all-gather messages carry different tags, so a window of posted
-    /// receives can never match a message of the other phase.
-    private func phaseTag(_ g: Int) -> Int32 { g < reduceSteps ? tag : tag | 1 }
+    /// Messages of different steps (or at least phases) carry different tags, so a window of
+    /// posted receives can never match a message of another step.
+    private func phaseTag(_ g: Int) -> Int32 {
+        perStepTags ? tag | Int32(g) : (g < reduceSteps ? tag : tag | 1)
+    }
+
+    /// Starts the first sends (this rank's own segment) of the loops whose first receive is
+    /// about to be posted (item index up to `item`), and of loops with no receives at all.
+    private func sendFirst(upTo item: Int) throws {
+        while nextFirstSend < firstSends.count && (firstSends[nextFirstSend].item <= item || firstSends[nextFirstSend].item >= items.count) {
+            let range = firstSends[nextFirstSend].range
+            pendingSends[range.lowerBound, default: []].append(
+                try communicator.isend(data.slice(range).readOnly, to: right, tag: phaseTag(firstStep)))
+            nextFirstSend += 1
+        }
+    }
 
     private func stagingSlot(_ index: Int, count: Int) -> UnsafeMutableBufferPointer<Float> {
         let slot = index % Self.slots, width = staging.count / Self.slots
@@ -89,8 +134,33 @@ public final class RingOperation {
     @discardableResult
     private func postAhead(blocking: Bool) throws -> Bool {
         while posted < items.count && posted - consumed < (items[posted].step < reduceSteps ? Self.slots : 2 * Self.slots) {
+            try sendFirst(upTo: posted)
             let item = items[posted]
             let target: UnsafeMutableBufferPointer<Float>
+            if item.step >= reduceSteps, let sends = pendingSends[item.range.lowerBound] {
+                // An all-gather chunk overwrites its segment: earlier sends from it must be done.
+                if blocking && posted == consumed {
+                    try communicator.wait(sends, "\(name) step \(item.step): send to group rank \(right)")
+                } else if try !sends.allSatisfy({ try communicator.transport.test($0) }) {
+                    return false
+                }
+                pendingSends[item.range.lowerBound] = nil
+            }
+            if item.step + 1 < lastStep {
+                // Relayed where the transport can: combined (reduce-scatter) or copied (all-gather)
+                // straight into the send to the right. Only the last reduce-scatter step's sums
+                // must stay in the buffer: they are this rank's block.
+                let reducing = item.step < reduceSteps
+                if let (receive, relay) = try communicator.irecvForwarding(
+                    data.slice(item.range), op: reducing ? op : nil, from: left, tag: phaseTag(item.step),
+                    to: right, forwardTag: phaseTag(item.step + 1), keep: !reducing || item.step == reduceSteps - 1) {
+                    receives[posted] = receive
+                    relays[posted] = relay
+                    combinedOnArrival[posted] = true
+                    posted += 1
+                    continue
+                }
+            }
             if item.step < reduceSteps {
                 // No send reads this chunk until it is complete: it is the one forwarded next step.
                 if let receive = try communicator.irecvReducing(data.slice(item.range), op: op, from: left, tag: phaseTag(item.step)) {
@@ -101,14 +171,6 @@ public final class RingOperation {
                 }
                 target = stagingSlot(posted, count: item.range.count)
             } else {
-                if let sends = pendingSends[item.range.lowerBound] {
-                    if blocking && posted == consumed {
-                        try communicator.wait(sends, "\(name) step \(item.step): send to group rank \(right)")
-                    } else if try !sends.allSatisfy({ try communicator.transport.test($0) }) {
-                        return false
-                    }
-                    pendingSends[item.range.lowerBound] = nil
-                }
                 target = data.slice(item.range)
             }
             receives[posted] = try communicator.irecv(target, from: left, tag: phaseTag(item.step))
@@ -152,7 +214,10 @@ public final class RingOperation {
             }
             consumed += 1
             try postAhead(blocking: false)
-            if item.step + 1 < lastStep {
+            if let relay = relays[index] {
+                relays[index] = nil
+                pendingSends[item.range.lowerBound, default: []].append(relay)
+            } else if item.step + 1 < lastStep {
                 pendingSends[item.range.lowerBound, default: []].append(
                     try communicator.isend(data.slice(item.range).readOnly, to: right, tag: phaseTag(item.step + 1)))
             }

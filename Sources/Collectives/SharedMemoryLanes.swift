@@ -73,6 +73,9 @@ public final class SharedMemoryLanes {
     static let timedSlotBytes = 64 << 10
     /// Streamed slots between two probes of plain ones.
     static let probeInterval = 128
+    /// Relayed chunks are combined and copied on in pieces this large, so the piece just
+    /// written is still in L1 when it is copied on.
+    static let relayTileBytes = 16 << 10
     /// The handshake's tag, outside both collective tags (bits 8–29) and user tags' usual range.
     private static let setupTag = Int32.max
 
@@ -94,19 +97,64 @@ public final class SharedMemoryLanes {
     private(set) var served: Set<Int> = []
     let matcher: MessageMatcher
     private var queues: [Int: [OutgoingSend]] = [:]
+    /// A small buffer (in L1) where relayed chunks are combined when the buffer must not change.
+    private let relayTile = UnsafeMutableRawBufferPointer.allocate(byteCount: SharedMemoryLanes.relayTileBytes, alignment: 64)
     /// Sender side, per peer: plain slots in a row that copied slowly, and streamed slots since the last probe.
     private var slowPlainSlots: [Int: Int] = [:]
     private var streamedSinceProbe: [Int: Int] = [:]
     /// Slots each way through plain and streaming stores (for reports and tests).
     private(set) var plainSlots = 0, streamedSlots = 0
+    /// Slots that relayed chunks were written into straight from the slot they arrived in.
+    private(set) var relayedSlots = 0
 
     private final class OutgoingSend {
         let request: Request
         let data: UnsafeRawBufferPointer
         var offset = 0
-        init(_ request: Request, _ data: UnsafeRawBufferPointer) {
+        /// Bytes of `data` ready to go (a relayed message's bytes that have landed so far).
+        var available: Int
+        init(_ request: Request, _ data: UnsafeRawBufferPointer, available: Int? = nil) {
             self.request = request
             self.data = data
+            self.available = available ?? data.count
+        }
+    }
+
+    /// A receive relayed on to another rank: each arriving chunk is written (combined with the
+    /// buffer first when reducing) straight into a free slot to that rank, while nothing else
+    /// queues to it; otherwise it lands in the buffer and a send from there queues behind
+    /// the others. The send joins the queue only once its first bytes arrived, so it never
+    /// holds up other sends while it waits for bytes that come only when its receive's owner
+    /// gets to it.
+    private final class Relay: ChunkRelay {
+        unowned let lanes: SharedMemoryLanes
+        let peer: Int
+        let keep: Bool
+        let send: OutgoingSend
+        var queued = false
+        init(_ lanes: SharedMemoryLanes, to peer: Int, send: OutgoingSend, keep: Bool) {
+            self.lanes = lanes
+            self.peer = peer
+            self.send = send
+            self.keep = keep
+        }
+
+        func land(_ bytes: UnsafeRawBufferPointer, at offset: Int, in buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp?) {
+            if lanes.relayDirectly(self, bytes, at: offset, from: buffer, reduce: reduce) { return }
+            if bytes.count > 0 {
+                let target = buffer.baseAddress! + offset
+                if let reduce {
+                    reduce.combine(into: target, from: UnsafeRawPointer(bytes.baseAddress!), bytes: bytes.count)
+                } else {
+                    target.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                }
+            }
+            send.available = offset + bytes.count
+            if !queued {
+                queued = true
+                lanes.queues[peer, default: []].append(send)
+            }
+            if lanes.queues[peer]!.first === send { lanes.push(peer) }
         }
     }
 
@@ -233,6 +281,79 @@ public final class SharedMemoryLanes {
         return request
     }
 
+    /// A receive from `peer` relayed on to `next` as its chunks arrive (see `Relay`).
+    func irecvForwarding(into buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp?, from peer: Int, tag: Int32,
+                         to next: Int, forwardTag: Int32, keep: Bool) throws -> (receive: Request, forward: Request) {
+        let receive = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count)
+        let forward = Request(kind: .send, peer: next, tag: forwardTag, byteCount: buffer.count)
+        let relay = Relay(self, to: next, send: OutgoingSend(forward, UnsafeRawBufferPointer(buffer), available: 0), keep: keep)
+        try matcher.post(receive, buffer: buffer, reduce: reduce, relay: relay)
+        return (receive, forward)
+    }
+
+    /// Writes a relayed chunk into the next slot to the relay's peer, straight from the slot
+    /// it arrived in; false (nothing written) when other sends queue to that peer before it,
+    /// part of it still waits in the buffer, or no slot is free.
+    private func relayDirectly(_ relay: Relay, _ bytes: UnsafeRawBufferPointer, at offset: Int,
+                               from buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp?) -> Bool {
+        let peer = relay.peer, send = relay.send
+        let atHead = queues[peer]?.first === send
+        guard atHead ? send.offset == send.available : queues[peer]?.isEmpty ?? true,
+              send.offset == offset, bytes.count <= geometry.slotBytes, bytes.count > 0 else { return false }
+        let lane = lane(own, laneIndex[peer]!)
+        let next = head(lane).pointee
+        guard next - fleet_load_acquire(tail(lane)) < UInt64(geometry.slots) else { return false }
+        let slot = slot(lane, next)
+        var header = WireHeader(source: Int32(rank), tag: send.request.tag, total: UInt64(send.data.count), offset: UInt64(offset))
+        withUnsafeBytes(of: &header) { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        (slot + 48).storeBytes(of: UInt64(bytes.count), as: UInt64.self)
+        let stream = streams(to: peer)
+        var storeNanoseconds: UInt64 = 0
+        var done = 0
+        while done < bytes.count {
+            let length = min(Self.relayTileBytes, bytes.count - done)
+            let incoming = UnsafeRawPointer(bytes.baseAddress! + done), mine = buffer.baseAddress! + offset + done
+            // The piece to copy on: the buffer itself when it keeps the result, else the tile.
+            let piece: UnsafeRawPointer
+            if let reduce {
+                // Combined in place (the in-place loop vectorizes); into a copy in L1 when the
+                // buffer must keep its values.
+                let target = relay.keep ? mine : relayTile.baseAddress!
+                if !relay.keep { target.copyMemory(from: mine, byteCount: length) }
+                reduce.combine(into: target, from: incoming, bytes: length)
+                piece = UnsafeRawPointer(target)
+            } else if relay.keep {
+                mine.copyMemory(from: incoming, byteCount: length)
+                piece = UnsafeRawPointer(mine)
+            } else {
+                piece = incoming
+            }
+            let start = stream ? 0 : fleet_now_ns()
+            store(piece, into: slot + Self.slotHeaderBytes + done, bytes: length, streaming: stream)
+            if !stream { storeNanoseconds += fleet_now_ns() - start }
+            done += length
+        }
+        if stream { countStreamed(to: peer) } else { countPlain(to: peer, bytes: bytes.count, nanoseconds: storeNanoseconds) }
+        relayedSlots += 1
+        fleet_store_release(head(lane), next + 1)
+        send.offset += bytes.count
+        send.available = max(send.available, send.offset)
+        if send.offset == send.data.count {
+            send.request.markComplete()
+            if atHead {
+                queues[peer]!.removeFirst()
+                push(peer)
+            }
+        } else if !atHead {
+            // The receiver assembles one message at a time from this lane: the rest of this
+            // one goes before anything else, so it holds the head of the queue from now on.
+            relay.queued = true
+            queues[peer, default: []].append(send)
+        }
+        ring(peer)
+        return true
+    }
+
     /// Whether anything waits on these lanes (a queued send or a posted receive).
     var hasPendingWork: Bool { queues.values.contains { !$0.isEmpty } || matcher.isWaiting }
 
@@ -291,17 +412,20 @@ public final class SharedMemoryLanes {
     }
 
     /// Copies queued chunks to `peer` into free slots of this rank's lane to it.
+    @discardableResult
     private func push(_ peer: Int) -> Bool {
         let lane = lane(own, laneIndex[peer]!)
         var next = head(lane).pointee
         var free = UInt64(geometry.slots) - (next - fleet_load_acquire(tail(lane)))
         var moved = false
         while let send = queues[peer]?.first {
+            // A relayed message waits here for its next bytes (an empty message goes at once).
+            if send.offset == send.available && send.data.count > 0 { break }
             if free == 0 {
                 free = UInt64(geometry.slots) - (next - fleet_load_acquire(tail(lane)))
                 if free == 0 { break }
             }
-            let length = min(geometry.slotBytes, send.data.count - send.offset)
+            let length = min(geometry.slotBytes, send.available - send.offset)
             let slot = slot(lane, next)
             var header = WireHeader(source: Int32(rank), tag: send.request.tag, total: UInt64(send.data.count), offset: UInt64(send.offset))
             withUnsafeBytes(of: &header) { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
@@ -344,34 +468,52 @@ public final class SharedMemoryLanes {
         return true
     }
 
-    /// Copies a chunk into a slot: streamed after `slowSlotsToStream` slow plain copies in a
-    /// row, plain again (timed) every `probeInterval` streamed ones.
+    /// Copies a chunk into a slot, streamed or plain as `streams(to:)` says; plain copies are timed.
     private func copy(_ source: UnsafeRawPointer, into slot: UnsafeMutableRawPointer, bytes: Int, peer: Int) {
-        if geometry.stores == .stream || (geometry.stores == .auto && slowPlainSlots[peer, default: 0] >= Self.slowSlotsToStream) {
-            fleet_stream_copy(slot, source, bytes)
-            streamedSlots += 1
-            let count = streamedSinceProbe[peer, default: 0] + 1
-            streamedSinceProbe[peer] = count
-            if count >= Self.probeInterval {
-                streamedSinceProbe[peer] = 0
-                slowPlainSlots[peer] = Self.slowSlotsToStream - 1
-            }
+        if streams(to: peer) {
+            store(source, into: slot, bytes: bytes, streaming: true)
+            countStreamed(to: peer)
             return
         }
-        let start = geometry.stores == .auto && bytes >= Self.timedSlotBytes ? fleet_now_ns() : 0
-        slot.copyMemory(from: source, byteCount: bytes)
+        let start = fleet_now_ns()
+        store(source, into: slot, bytes: bytes, streaming: false)
+        countPlain(to: peer, bytes: bytes, nanoseconds: fleet_now_ns() - start)
+    }
+
+    private func store(_ source: UnsafeRawPointer, into slot: UnsafeMutableRawPointer, bytes: Int, streaming: Bool) {
+        if streaming { fleet_stream_copy(slot, source, bytes) } else { slot.copyMemory(from: source, byteCount: bytes) }
+    }
+
+    /// Whether slots to `peer` are written with streaming stores: after `slowSlotsToStream`
+    /// slow plain ones in a row, plain again (timed) every `probeInterval` streamed ones.
+    private func streams(to peer: Int) -> Bool {
+        geometry.stores == .stream || (geometry.stores == .auto && slowPlainSlots[peer, default: 0] >= Self.slowSlotsToStream)
+    }
+
+    private func countStreamed(to peer: Int) {
+        streamedSlots += 1
+        let count = streamedSinceProbe[peer, default: 0] + 1
+        streamedSinceProbe[peer] = count
+        if count >= Self.probeInterval {
+            streamedSinceProbe[peer] = 0
+            slowPlainSlots[peer] = Self.slowSlotsToStream - 1
+        }
+    }
+
+    private func countPlain(to peer: Int, bytes: Int, nanoseconds: UInt64) {
         plainSlots += 1
-        guard start != 0 else { return }
-        let slow = Double(bytes) / max(1, Double(fleet_now_ns() - start)) * 1e9 < Self.farBytesPerSecond
+        guard geometry.stores == .auto, bytes >= Self.timedSlotBytes else { return }
+        let slow = Double(bytes) / max(1, Double(nanoseconds)) * 1e9 < Self.farBytesPerSecond
         slowPlainSlots[peer] = slow ? slowPlainSlots[peer, default: 0] + 1 : 0
     }
 
     deinit {
         if ProcessInfo.processInfo.environment["FLEET_SHM_REPORT"] != nil {
-            FileHandle.standardError.write("rank \(rank): shared-memory slots sent plain \(plainSlots), streamed \(streamedSlots)\n".data(using: .utf8)!)
+            FileHandle.standardError.write("rank \(rank): shared-memory slots sent plain \(plainSlots), streamed \(streamedSlots), relayed \(relayedSlots)\n".data(using: .utf8)!)
         }
         for (_, address) in peerSegments { munmap(address, segmentBytes) }
         munmap(own, segmentBytes)
         matcher.releaseAll()
+        relayTile.deallocate()
     }
 }

@@ -28,6 +28,13 @@ public protocol Transport: AnyObject {
     /// as they come, saving a staging copy; nil where the backend cannot (then receive and
     /// combine separately).
     func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request?
+    /// Starts a receive whose bytes go on to `next` (tag `forwardTag`) as they arrive, combined
+    /// with `buffer` first when `op` is set (`buffer ⊕ message`): a ring's relay in one pass
+    /// instead of landing and later re-reading. With `keep` the result also lands in `buffer`;
+    /// without it `buffer` holds unspecified values afterwards. Returns the receive and the
+    /// forwarding send (done once every byte went on), or nil where the backend cannot.
+    func irecvForwarding(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp?, from peer: Int, tag: Int32,
+                         to next: Int, forwardTag: Int32, keep: Bool) throws -> (receive: Request, forward: Request)?
 }
 
 /// A pending send or receive; completion is observed through `Transport.test` or `wait`.
@@ -63,6 +70,8 @@ public final class Request {
 extension Transport {
     public var sharedMemoryPeers: Int { 0 }
     public func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request? { nil }
+    public func irecvForwarding(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp?, from peer: Int, tag: Int32,
+                                to next: Int, forwardTag: Int32, keep: Bool) throws -> (receive: Request, forward: Request)? { nil }
 
     /// Waits for every request, failing with `peerTimedOut` naming the first peer that
     /// has not answered once `timeout` has passed.

@@ -114,6 +114,13 @@ public final class ZMQTransport: Transport {
         return try lanes.irecv(into: UnsafeMutableRawBufferPointer(buffer), from: peer, tag: tag, reduce: op)
     }
 
+    public func irecvForwarding(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp?, from peer: Int, tag: Int32,
+                                to next: Int, forwardTag: Int32, keep: Bool) throws -> (receive: Request, forward: Request)? {
+        guard let lanes, lanes.serves(peer), lanes.serves(next) else { return nil }
+        return try lanes.irecvForwarding(into: UnsafeMutableRawBufferPointer(buffer), reduce: op, from: peer, tag: tag,
+                                         to: next, forwardTag: forwardTag, keep: keep)
+    }
+
     private func connect(to endpoints: [String]) throws {
         outboxes = Array(repeating: nil, count: worldSize)
         monitors = Array(repeating: nil, count: worldSize)
