@@ -1,7 +1,8 @@
 extension Communicator {
     /// Reduces `buffer` across the group and leaves this rank's block of it (by
     /// `BlockPartition(count:parts:)`) complete in place; returns that block's range.
-    /// The rest of `buffer` holds partial sums afterwards.
+    /// The rest of `buffer` holds unspecified values afterwards (partial sums, or the input
+    /// where chunks were relayed onward without landing).
     @discardableResult
     public func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp = .sum) throws -> Range<Int> {
         let tag = nextCollectiveTag()

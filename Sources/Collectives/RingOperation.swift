@@ -8,9 +8,12 @@
 /// `n - 1` combine what arrives (reduce-scatter), later ones store it (all-gather). After
 /// the reduce-scatter steps, segment `(rank + shift) mod n` is complete here.
 ///
-/// Segments travel in chunks and a chunk is forwarded as soon as it has arrived and been
-/// combined, so consecutive steps overlap (pipelining). Reduce-scatter chunks are combined
-/// as they arrive where the transport can (shared-memory lanes: no staging copy at all),
+/// Segments travel in chunks, loop by loop (loop c carries part c of every segment through
+/// all the steps), and a chunk is forwarded as soon as it has arrived and been combined, so
+/// consecutive steps overlap (pipelining). Where the transport can relay (shared-memory
+/// lanes), an arriving chunk is combined or copied straight into the slot to the right,
+/// landing in the buffer only where it must stay: one pass over each relayed byte instead of
+/// three. Elsewhere reduce-scatter chunks are combined as they arrive where the transport can,
 /// else they land in a few reused staging slots that stay in cache, instead of a staging
 /// copy of the whole segment: above L3 size that halves the memory traffic of a step.
 public final class RingOperation {

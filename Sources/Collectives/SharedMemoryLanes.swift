@@ -21,6 +21,11 @@ import Foundation
 /// at 8–14 GB/s. The sender times its plain copies and streams while they are slow, trying
 /// plain ones again every `probeInterval` slots, since the placement changes while a job runs.
 ///
+/// A ring passes most of what it receives on to the next rank: such a receive is relayed
+/// (`irecvForwarding`), each arriving chunk written (combined with the receiver's buffer
+/// first when reducing) straight from its slot into a slot onward, instead of landing in the
+/// buffer and being copied out of it again later.
+///
 /// A rank with nothing to do spins a while, then sleeps on a futex doorbell in its own
 /// segment that peers ring when they fill a slot for it or free one of its. With a core to
 /// itself it spins 50 µs; with more ranks than cores it yields its core between looks for
@@ -104,8 +109,9 @@ public final class SharedMemoryLanes {
     private var streamedSinceProbe: [Int: Int] = [:]
     /// Slots each way through plain and streaming stores (for reports and tests).
     private(set) var plainSlots = 0, streamedSlots = 0
-    /// Slots that relayed chunks were written into straight from the slot they arrived in.
-    private(set) var relayedSlots = 0
+    /// Relayed chunks written into a slot straight from the slot they arrived in, and those
+    /// that landed in the buffer first (other sends queued, or the lane was full).
+    private(set) var relayedSlots = 0, bufferedRelays = 0
 
     private final class OutgoingSend {
         let request: Request
@@ -150,6 +156,7 @@ public final class SharedMemoryLanes {
                 }
             }
             send.available = offset + bytes.count
+            lanes.bufferedRelays += 1
             if !queued {
                 queued = true
                 lanes.queues[peer, default: []].append(send)
@@ -509,7 +516,7 @@ public final class SharedMemoryLanes {
 
     deinit {
         if ProcessInfo.processInfo.environment["FLEET_SHM_REPORT"] != nil {
-            FileHandle.standardError.write("rank \(rank): shared-memory slots sent plain \(plainSlots), streamed \(streamedSlots), relayed \(relayedSlots)\n".data(using: .utf8)!)
+            FileHandle.standardError.write("rank \(rank): shared-memory slots sent plain \(plainSlots), streamed \(streamedSlots); relayed \(relayedSlots) directly, \(bufferedRelays) through the buffer\n".data(using: .utf8)!)
         }
         for (_, address) in peerSegments { munmap(address, segmentBytes) }
         munmap(own, segmentBytes)

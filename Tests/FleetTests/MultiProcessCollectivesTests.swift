@@ -46,10 +46,14 @@ final class MultiProcessCollectivesTests: FleetProcessTestCase {
                 let used = outcome.stderr.split(separator: "\n").filter { $0.contains("shared-memory slots sent") }
                 XCTAssertEqual(used.count, ranks, outcome.output)
                 let key = stores == "plain" ? "plain " : "streamed "
-                XCTAssertTrue(used.allSatisfy { line in
-                    let count = line.components(separatedBy: key).last.flatMap { Int($0.prefix { $0.isNumber }) } ?? 0
-                    return count > 1000
-                }, "\(stores): " + outcome.output)
+                func count(_ key: String, _ line: Substring) -> Int {
+                    line.components(separatedBy: key).last.flatMap { Int($0.prefix { $0.isNumber }) } ?? 0
+                }
+                XCTAssertTrue(used.allSatisfy { count(key, $0) > 1000 }, "\(stores): " + outcome.output)
+                // Ring relays went both ways: straight from slot to slot, and through the buffer
+                // when the lane onward was full.
+                XCTAssertGreaterThan(used.map { count("relayed ", $0) }.reduce(0, +), 1000, outcome.output)
+                XCTAssertGreaterThan(used.map { line in Int(line.split(separator: ",").last!.split(separator: " ").first!)! }.reduce(0, +), 100, outcome.output)
             }
         }
     }
