@@ -26,8 +26,12 @@ struct BenchCollectives: ParsableCommand {
     @Option(help: "Sizes: 64MiB, 4KiB:256MiB (doubling) or a comma-separated list.")
     var sizes: SizeList = SizeList(argument: "4KiB:64MiB")!
 
-    @Option(help: "Timed repetitions per size (the median is reported).")
+    @Option(help: "Timed repetitions per size, at least (the median is reported).")
     var iters: Int = 10
+
+    @Option(name: .customLong("seconds-per-size"),
+            help: "Short sizes repeat beyond --iters until their timed rounds take about this long (0: exactly --iters).")
+    var secondsPerSize: Double = 0.2
 
     @Option(help: "Untimed repetitions before timing.")
     var warmup: Int = 2
@@ -48,7 +52,9 @@ struct BenchCollectives: ParsableCommand {
         if algo.split(separator: ",").contains("native") && !MPITransport.isUnderMPIRun && workers.transport != .mpi {
             throw ValidationError("--algo native is MPI_Allreduce: run under mpirun (or drop native)")
         }
-        guard iters >= 1, warmup >= 0 else { throw ValidationError("--iters must be ≥ 1 and --warmup ≥ 0") }
+        guard iters >= 1, warmup >= 0, secondsPerSize >= 0 else {
+            throw ValidationError("--iters must be ≥ 1, --warmup and --seconds-per-size ≥ 0")
+        }
         guard chunk.bytes >= 4 else { throw ValidationError("--chunk must be at least 4 bytes") }
     }
 
@@ -108,7 +114,8 @@ struct BenchCollectives: ParsableCommand {
             let trials = ordered.map { algorithm in
                 (algorithm == .native ? nativeBenchmark! : fleetBenchmark).trial(operation, algorithm: algorithm, bytes: size.bytes)
             }
-            let results = try CollectiveBenchmark.interleaved(trials, warmup: warmup, repetitions: repetitions)
+            let results = try CollectiveBenchmark.interleaved(trials, warmup: max(warmup, secondsPerSize > 0 ? 1 : 0),
+                                                              repetitions: repetitions, minimumSeconds: secondsPerSize)
             let native = zip(ordered, results).first { $0.0 == .native }?.1.busBandwidth
             for result in results {
                 if !result.verified { failures += 1 }
