@@ -48,7 +48,8 @@ public final class Communicator {
         return group
     }
 
-    /// The tag base of the next collective: group id in bits 20…29, sequence in bits 8…19.
+    /// The tag base of the next collective: group id in bits 20…29, sequence in bits 8…19;
+    /// bits 0…7 are the collective's own (the ring tags each step).
     func nextCollectiveTag() -> Int32 {
         sequence = (sequence + 1) & 0xFFF
         return groupID << 20 | sequence << 8

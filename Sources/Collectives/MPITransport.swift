@@ -44,15 +44,12 @@ public final class MPITransport: Transport {
     public var sharedMemoryPeers: Int { lanes?.served.count ?? 0 }
 
     public func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request? {
-        guard let lanes, lanes.serves(peer) else { return nil }
-        return try lanes.irecv(into: UnsafeMutableRawBufferPointer(buffer), from: peer, tag: tag, reduce: op)
+        try lanes?.irecvReducing(into: buffer, op: op, from: peer, tag: tag)
     }
 
     public func irecvForwarding(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp?, from peer: Int, tag: Int32,
                                 to next: Int, forwardTag: Int32, keep: Bool) throws -> (receive: Request, forward: Request)? {
-        guard let lanes, lanes.serves(peer), lanes.serves(next) else { return nil }
-        return try lanes.irecvForwarding(into: UnsafeMutableRawBufferPointer(buffer), reduce: op, from: peer, tag: tag,
-                                         to: next, forwardTag: forwardTag, keep: keep)
+        try lanes?.irecvForwarding(into: buffer, op: op, from: peer, tag: tag, to: next, forwardTag: forwardTag, keep: keep)
     }
 
     /// Texts travel in fixed fields of this many bytes, NUL-padded.
