@@ -23,6 +23,8 @@ public struct CollectiveBenchmark {
         public var bytes: Int
         public var timeSeconds: Double
         public var maxAbsError: Double
+        /// Timed runs the median is taken over.
+        public var repetitions: Int
         public var verified: Bool { maxAbsError == 0 }
         public var algorithmBandwidth: Double { timeSeconds > 0 ? Double(bytes) / timeSeconds / 1e9 : 0 }
         public var busBandwidth: Double { algorithmBandwidth * operation.busFactor(ranks: ranks) }
@@ -172,7 +174,7 @@ public struct CollectiveBenchmark {
             case .alltoall: name = "pairwise"
             }
             return Result(operation: operation, algorithm: name, transport: comm.transport.backendName, ranks: n, bytes: count * 4,
-                          timeSeconds: slowest[slowest.count / 2], maxAbsError: Double(agreed.last!))
+                          timeSeconds: slowest[slowest.count / 2], maxAbsError: Double(agreed.last!), repetitions: times.count)
         }
     }
 }

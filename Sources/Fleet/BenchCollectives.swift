@@ -1,5 +1,6 @@
 import ArgumentParser
 import Collectives
+import Foundation
 
 struct BenchCollectives: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -103,6 +104,10 @@ struct BenchCollectives: ParsableCommand {
             let baseline = mpi.map { $0 !== transport && algorithms.contains(.native) ? " (native: MPI_Allreduce over \($0.backendName))" : "" } ?? ""
             let lanes = transport.sharedMemoryPeers > 0 ? "; ranks on this host talk through shared memory (FLEET_SHM=off: through \(transport.backendName) itself)" : ""
             Console.out("# fleet bench collectives: \(operation.rawValue) over \(transport.backendName)\(baseline), \(transport.worldSize) ranks\(lanes)")
+            let cores = ProcessInfo.processInfo.activeProcessorCount, onHost = transport.sharedMemoryPeers + 1
+            if onHost > cores {
+                Console.out("# \(onHost) ranks share \(cores) cores here: small sizes measure the scheduler as much as the algorithm; repeat runs and compare ranges")
+            }
             Console.out(table.header())
         }
         var failures = 0
@@ -124,7 +129,7 @@ struct BenchCollectives: ParsableCommand {
                     Console.json(["op": result.operation.rawValue, "algo": result.algorithm, "transport": result.transport,
                                   "ranks": result.ranks, "bytes": result.bytes, "time_s": result.timeSeconds,
                                   "algbw_GBps": result.algorithmBandwidth, "busbw_GBps": result.busBandwidth,
-                                  "verified": result.verified, "max_abs_error": result.maxAbsError,
+                                  "verified": result.verified, "max_abs_error": result.maxAbsError, "repetitions": result.repetitions,
                                   "vs_native": native.map { $0 > 0 ? result.busBandwidth / $0 : 0 } ?? Double.nan])
                 } else {
                     let ratio = native.map { String(format: "%.2fx", $0 > 0 ? result.busBandwidth / $0 : 0) } ?? "-"

@@ -150,7 +150,13 @@ final class MultiProcessCollectivesTests: FleetProcessTestCase {
             }
             XCTAssertEqual(row["verified"] as? Bool, true)
             XCTAssertEqual(row["transport"] as? String, "mpi")
+            // A few-µs all-reduce repeats until its rounds fill --seconds-per-size (0.2 s), not just --iters.
+            XCTAssertGreaterThan(row["repetitions"] as? Int ?? 0, 2, "\(row)")
         }
+        let exact = try FleetProcess.mpirun(2, ["bench", "collectives", "--algo", "ring", "--sizes", "4KiB", "--iters", "3",
+                                                "--seconds-per-size", "0", "--json"])
+        XCTAssertEqual(exact.status, 0, exact.output)
+        XCTAssertTrue(exact.stdout.contains("\"repetitions\":3"), exact.output)
         for op in ["allgather", "reducescatter", "broadcast", "alltoall", "reduce"] {
             let zmq = try FleetProcess.fleet(["bench", "collectives", "--transport", "zmq", "--ranks", "3", "--op", op,
                                               "--sizes", "12KiB", "--iters", "1"])
