@@ -43,13 +43,19 @@ final class MessageMatcher {
         /// or handed to the relay.
         func land(_ bytes: UnsafeRawBufferPointer, at offset: Int) {
             if let relay { return relay.land(bytes, at: offset, in: buffer, reduce: reduce) }
-            guard bytes.count > 0 else { return }
-            guard let reduce else {
-                (buffer.baseAddress! + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-                return
-            }
-            reduce.combine(into: buffer.baseAddress! + offset, from: bytes.baseAddress!, bytes: bytes.count)
+            MessageMatcher.land(bytes, at: offset, in: buffer, reduce: reduce)
         }
+    }
+
+    /// Writes a message's `bytes` at `offset` of `buffer`: copied, or combined with `reduce`
+    /// (`buffer ⊕ bytes`, in that operand order: it fixes rounding).
+    static func land(_ bytes: UnsafeRawBufferPointer, at offset: Int, in buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp?) {
+        guard bytes.count > 0 else { return }
+        guard let reduce else {
+            (buffer.baseAddress! + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            return
+        }
+        reduce.combine(into: buffer.baseAddress! + offset, from: bytes.baseAddress!, bytes: bytes.count)
     }
 
     private struct Chunk {

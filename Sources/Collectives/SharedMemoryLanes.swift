@@ -128,14 +128,7 @@ public final class SharedMemoryLanes {
 
         func land(_ bytes: UnsafeRawBufferPointer, at offset: Int, in buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp?) {
             if lanes.relayDirectly(self, bytes, at: offset, from: buffer, reduce: reduce) { return }
-            if bytes.count > 0 {
-                let target = buffer.baseAddress! + offset
-                if let reduce {
-                    reduce.combine(into: target, from: UnsafeRawPointer(bytes.baseAddress!), bytes: bytes.count)
-                } else {
-                    target.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-                }
-            }
+            MessageMatcher.land(bytes, at: offset, in: buffer, reduce: reduce)
             send.available = offset + bytes.count
             lanes.bufferedRelays += 1
             if !queued {
