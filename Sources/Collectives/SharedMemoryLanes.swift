@@ -73,21 +73,24 @@ public final class SharedMemoryLanes {
     /// More ranks on this host than cores: a waiting rank yields its core.
     let oversubscribed: Bool
     /// Each local rank's position in `localRanks` (its lane's index in every segment).
-    private let laneIndex: [Int: Int]
+    private let laneIndex: [Int]
     private let laneBytes: Int
     private let slotStride: Int
     private let own: UnsafeMutableRawPointer
     private let segmentBytes: Int
-    private var peerSegments: [Int: UnsafeMutableRawPointer] = [:]
+    private var peerSegments: [UnsafeMutableRawPointer?]
     /// Peers whose lanes both sides set up.
     private(set) var served: Set<Int> = []
+    /// The same peers in rank order (for the loops that look at every lane), and by rank.
+    private var servedInOrder: [Int] = []
+    private var servesRank: [Bool]
     let matcher: MessageMatcher
-    private var queues: [Int: [OutgoingSend]] = [:]
+    private var queues: [[OutgoingSend]]
     /// A small buffer (in L1) where relayed chunks are combined when the buffer must not change.
     private let relayTile = UnsafeMutableRawBufferPointer.allocate(byteCount: SharedMemoryLanes.relayTileBytes, alignment: 64)
     /// Sender side, per peer: plain slots in a row that copied slowly, and streamed slots since the last probe.
-    private var slowPlainSlots: [Int: Int] = [:]
-    private var streamedSinceProbe: [Int: Int] = [:]
+    private var slowPlainSlots: [Int]
+    private var streamedSinceProbe: [Int]
     /// Slots each way through plain and streaming stores (for reports and tests).
     private(set) var plainSlots = 0, streamedSlots = 0
     /// Relayed chunks written into a slot straight from the slot they arrived in, and those
@@ -133,9 +136,9 @@ public final class SharedMemoryLanes {
             lanes.bufferedRelays += 1
             if !queued {
                 queued = true
-                lanes.queues[peer, default: []].append(send)
+                lanes.queues[peer].append(send)
             }
-            if lanes.queues[peer]!.first === send { lanes.push(peer) }
+            if lanes.queues[peer].first === send { lanes.push(peer) }
         }
     }
 
@@ -144,7 +147,15 @@ public final class SharedMemoryLanes {
         self.worldSize = worldSize
         self.localRanks = localRanks
         oversubscribed = localRanks.count > ProcessInfo.processInfo.activeProcessorCount
-        laneIndex = Dictionary(uniqueKeysWithValues: localRanks.enumerated().map { ($1, $0) })
+        // Per-rank tables are arrays indexed by world rank: they are read for every slot.
+        var laneIndex = [Int](repeating: -1, count: worldSize)
+        for (index, local) in localRanks.enumerated() { laneIndex[local] = index }
+        self.laneIndex = laneIndex
+        peerSegments = Array(repeating: nil, count: worldSize)
+        queues = Array(repeating: [], count: worldSize)
+        slowPlainSlots = Array(repeating: 0, count: worldSize)
+        streamedSinceProbe = Array(repeating: 0, count: worldSize)
+        servesRank = Array(repeating: false, count: worldSize)
         self.geometry = geometry
         slotStride = Self.slotHeaderBytes + geometry.slotBytes
         laneBytes = Self.counterBytes + geometry.slots * slotStride
@@ -162,16 +173,18 @@ public final class SharedMemoryLanes {
     func adopt(_ peer: Int, segment: UnsafeMutableRawPointer) {
         peerSegments[peer] = segment
         served.insert(peer)
+        servedInOrder = served.sorted()
+        servesRank[peer] = true
     }
 
     // MARK: messages
 
-    func serves(_ peer: Int) -> Bool { served.contains(peer) }
+    func serves(_ peer: Int) -> Bool { peer >= 0 && peer < worldSize && servesRank[peer] }
 
     func isend(_ data: UnsafeRawBufferPointer, to peer: Int, tag: Int32) -> Request {
         let request = Request(kind: .send, peer: peer, tag: tag, byteCount: data.count)
-        queues[peer, default: []].append(OutgoingSend(request, data))
-        if queues[peer]!.count == 1 { push(peer) }
+        queues[peer].append(OutgoingSend(request, data))
+        if queues[peer].count == 1 { push(peer) }
         return request
     }
 
@@ -207,10 +220,10 @@ public final class SharedMemoryLanes {
     private func relayDirectly(_ relay: Relay, _ bytes: UnsafeRawBufferPointer, at offset: Int,
                                from buffer: UnsafeMutableRawBufferPointer, reduce: ReduceOp?) -> Bool {
         let peer = relay.peer, send = relay.send
-        let atHead = queues[peer]?.first === send
-        guard atHead ? send.offset == send.available : queues[peer]?.isEmpty ?? true,
+        let atHead = queues[peer].first === send
+        guard atHead ? send.offset == send.available : queues[peer].isEmpty,
               send.offset == offset, bytes.count <= geometry.slotBytes, bytes.count > 0 else { return false }
-        let lane = lane(own, laneIndex[peer]!)
+        let lane = lane(own, laneIndex[peer])
         let next = head(lane).pointee
         guard next - fleet_load_acquire(tail(lane)) < UInt64(geometry.slots) else { return false }
         let slot = slot(lane, next)
@@ -251,33 +264,33 @@ public final class SharedMemoryLanes {
         if send.offset == send.data.count {
             send.request.markComplete()
             if atHead {
-                queues[peer]!.removeFirst()
+                queues[peer].removeFirst()
                 push(peer)
             }
         } else if !atHead {
             // The receiver assembles one message at a time from this lane: the rest of this
             // one goes before anything else, so it holds the head of the queue from now on.
             relay.queued = true
-            queues[peer, default: []].append(send)
+            queues[peer].append(send)
         }
         ring(peer)
         return true
     }
 
     /// Whether anything waits on these lanes (a queued send or a posted receive).
-    var hasPendingWork: Bool { queues.values.contains { !$0.isEmpty } || matcher.isWaiting }
+    var hasPendingWork: Bool { queues.contains { !$0.isEmpty } || matcher.isWaiting }
 
     /// A send still queued to `peer`, if any.
-    func pendingSend(to peer: Int) -> Request? { queues[peer]?.first?.request }
+    func pendingSend(to peer: Int) -> Request? { queues[peer].first?.request }
 
     /// Moves whatever can move: queued sends into free slots, arrived chunks into receives.
     @discardableResult
     func progress() throws -> Bool {
         var moved = false
-        for peer in served {
-            if queues[peer]?.isEmpty == false { moved = push(peer) || moved }
-            moved = try pull(peer) || moved
-        }
+        // Arrivals first: what they relay or free is pushed in the same pass, whatever the
+        // order of the peers.
+        for peer in servedInOrder { moved = try pull(peer) || moved }
+        for peer in servedInOrder where !queues[peer].isEmpty { moved = push(peer) || moved }
         return moved
     }
 
@@ -324,11 +337,11 @@ public final class SharedMemoryLanes {
     /// Copies queued chunks to `peer` into free slots of this rank's lane to it.
     @discardableResult
     private func push(_ peer: Int) -> Bool {
-        let lane = lane(own, laneIndex[peer]!)
+        let lane = lane(own, laneIndex[peer])
         var next = head(lane).pointee
         var free = UInt64(geometry.slots) - (next - fleet_load_acquire(tail(lane)))
         var moved = false
-        while let send = queues[peer]?.first {
+        while let send = queues[peer].first {
             // A relayed message waits here for its next bytes (an empty message goes at once).
             if send.offset == send.available && send.data.count > 0 { break }
             if free == 0 {
@@ -348,7 +361,7 @@ public final class SharedMemoryLanes {
             moved = true
             if send.offset == send.data.count {
                 send.request.markComplete()
-                queues[peer]!.removeFirst()
+                queues[peer].removeFirst()
             }
         }
         if moved { ring(peer) }
@@ -358,7 +371,7 @@ public final class SharedMemoryLanes {
     /// Hands every chunk that arrived from `peer` to the matcher and frees its slot.
     private func pull(_ peer: Int) throws -> Bool {
         guard let segment = peerSegments[peer] else { return false }
-        let lane = lane(segment, laneIndex[rank]!)
+        let lane = lane(segment, laneIndex[rank])
         var next = tail(lane).pointee
         let end = fleet_load_acquire(head(lane))
         guard next < end else { return false }
@@ -397,12 +410,12 @@ public final class SharedMemoryLanes {
     /// Whether slots to `peer` are written with streaming stores: after `slowSlotsToStream`
     /// slow plain ones in a row, plain again (timed) every `probeInterval` streamed ones.
     private func streams(to peer: Int) -> Bool {
-        geometry.stores == .stream || (geometry.stores == .auto && slowPlainSlots[peer, default: 0] >= Self.slowSlotsToStream)
+        geometry.stores == .stream || (geometry.stores == .auto && slowPlainSlots[peer] >= Self.slowSlotsToStream)
     }
 
     private func countStreamed(to peer: Int) {
         streamedSlots += 1
-        let count = streamedSinceProbe[peer, default: 0] + 1
+        let count = streamedSinceProbe[peer] + 1
         streamedSinceProbe[peer] = count
         if count >= Self.probeInterval {
             streamedSinceProbe[peer] = 0
@@ -414,14 +427,14 @@ public final class SharedMemoryLanes {
         plainSlots += 1
         guard geometry.stores == .auto, bytes >= Self.timedSlotBytes else { return }
         let slow = Double(bytes) / max(1, Double(nanoseconds)) * 1e9 < Self.farBytesPerSecond
-        slowPlainSlots[peer] = slow ? slowPlainSlots[peer, default: 0] + 1 : 0
+        slowPlainSlots[peer] = slow ? slowPlainSlots[peer] + 1 : 0
     }
 
     deinit {
         if ProcessInfo.processInfo.environment["FLEET_SHM_REPORT"] != nil {
             FileHandle.standardError.write("rank \(rank): shared-memory slots sent plain \(plainSlots), streamed \(streamedSlots); relayed \(relayedSlots) directly, \(bufferedRelays) through the buffer\n".data(using: .utf8)!)
         }
-        for (_, address) in peerSegments { munmap(address, segmentBytes) }
+        for address in peerSegments.compactMap({ $0 }) { munmap(address, segmentBytes) }
         munmap(own, segmentBytes)
         matcher.releaseAll()
         relayTile.deallocate()
