@@ -79,10 +79,8 @@ public final class SharedMemoryLanes {
     private let own: UnsafeMutableRawPointer
     private let segmentBytes: Int
     private var peerSegments: [UnsafeMutableRawPointer?]
-    /// Peers whose lanes both sides set up.
-    private(set) var served: Set<Int> = []
-    /// The same peers in rank order (for the loops that look at every lane), and by rank.
-    private var servedInOrder: [Int] = []
+    /// Peers whose lanes both sides set up, in rank order, and the same as a flag per rank.
+    private(set) var served: [Int] = []
     private var servesRank: [Bool]
     let matcher: MessageMatcher
     private var queues: [[OutgoingSend]]
@@ -172,8 +170,7 @@ public final class SharedMemoryLanes {
     /// Starts using the lane to `peer`, whose segment is mapped at `segment`.
     func adopt(_ peer: Int, segment: UnsafeMutableRawPointer) {
         peerSegments[peer] = segment
-        served.insert(peer)
-        servedInOrder = served.sorted()
+        served = (served + [peer]).sorted()
         servesRank[peer] = true
     }
 
@@ -227,9 +224,7 @@ public final class SharedMemoryLanes {
         let next = head(lane).pointee
         guard next - fleet_load_acquire(tail(lane)) < UInt64(geometry.slots) else { return false }
         let slot = slot(lane, next)
-        var header = WireHeader(source: Int32(rank), tag: send.request.tag, total: UInt64(send.data.count), offset: UInt64(offset))
-        withUnsafeBytes(of: &header) { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        (slot + 48).storeBytes(of: UInt64(bytes.count), as: UInt64.self)
+        stamp(slot, send, offset: offset, length: bytes.count)
         let stream = streams(to: peer)
         var storeNanoseconds: UInt64 = 0
         var done = 0
@@ -289,8 +284,8 @@ public final class SharedMemoryLanes {
         var moved = false
         // Arrivals first: what they relay or free is pushed in the same pass, whatever the
         // order of the peers.
-        for peer in servedInOrder { moved = try pull(peer) || moved }
-        for peer in servedInOrder where !queues[peer].isEmpty { moved = push(peer) || moved }
+        for peer in served { moved = try pull(peer) || moved }
+        for peer in served where !queues[peer].isEmpty { moved = push(peer) || moved }
         return moved
     }
 
@@ -350,9 +345,7 @@ public final class SharedMemoryLanes {
             }
             let length = min(geometry.slotBytes, send.available - send.offset)
             let slot = slot(lane, next)
-            var header = WireHeader(source: Int32(rank), tag: send.request.tag, total: UInt64(send.data.count), offset: UInt64(send.offset))
-            withUnsafeBytes(of: &header) { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            (slot + 48).storeBytes(of: UInt64(length), as: UInt64.self)
+            stamp(slot, send, offset: send.offset, length: length)
             if length > 0 { copy(send.data.baseAddress! + send.offset, into: slot + Self.slotHeaderBytes, bytes: length, peer: peer) }
             next += 1
             free -= 1
@@ -366,6 +359,13 @@ public final class SharedMemoryLanes {
         }
         if moved { ring(peer) }
         return moved
+    }
+
+    /// Writes a slot's header: which message (source, tag, size) and which of its bytes it holds.
+    private func stamp(_ slot: UnsafeMutableRawPointer, _ send: OutgoingSend, offset: Int, length: Int) {
+        var header = WireHeader(source: Int32(rank), tag: send.request.tag, total: UInt64(send.data.count), offset: UInt64(offset))
+        withUnsafeBytes(of: &header) { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        (slot + 48).storeBytes(of: UInt64(length), as: UInt64.self)
     }
 
     /// Hands every chunk that arrived from `peer` to the matcher and frees its slot.
