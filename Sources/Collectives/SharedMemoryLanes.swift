@@ -164,7 +164,9 @@ public final class SharedMemoryLanes {
 
     static func laneBytes(_ geometry: Geometry) -> Int { counterBytes + geometry.slots * (slotHeaderBytes + geometry.slotBytes) }
 
-    /// When this rank last found nothing to do (0 while busy).
+    /// When this rank began finding nothing to do (0 while busy). Any pass that moves bytes
+    /// clears it, not only those inside `idle`: requests usually complete in the transport's
+    /// `test`, and a stale start would send the next wait straight to sleep.
     private var idleSince: UInt64 = 0
 
     /// Starts using the lane to `peer`, whose segment is mapped at `segment`.
@@ -286,6 +288,7 @@ public final class SharedMemoryLanes {
         // order of the peers.
         for peer in served { moved = try pull(peer) || moved }
         for peer in served where !queues[peer].isEmpty { moved = push(peer) || moved }
+        if moved { idleSince = 0 }
         return moved
     }
 
@@ -308,7 +311,7 @@ public final class SharedMemoryLanes {
     /// by any peer that fills or frees a slot) for at most `maxWait`, and at most 20 ms, or
     /// 200 µs while the transport also waits on ranks elsewhere.
     func idle(maxWait: Duration) throws {
-        if try progress() { idleSince = 0; return }
+        if try progress() { return }
         let now = fleet_now_ns()
         if idleSince == 0 { idleSince = now }
         if now - idleSince < (oversubscribed ? Self.yieldingNanoseconds : Self.spinNanoseconds) {
@@ -319,7 +322,7 @@ public final class SharedMemoryLanes {
         fleet_flag_store(sleeping(own), 1)
         defer { fleet_flag_store(sleeping(own), 0) }
         // A peer that rang before the flag was up is seen here; one that rings after wakes the futex.
-        if try progress() { idleSince = 0; return }
+        if try progress() { return }
         let nap = reachesEveryPeer ? min(maxWait, .milliseconds(20)) : .microseconds(200)
         fleet_doorbell_sleep(doorbell(own), seen, max(1_000, UInt64(max(0, nap.seconds) * 1e9)))
     }
