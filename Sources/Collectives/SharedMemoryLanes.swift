@@ -29,11 +29,13 @@ import Foundation
 /// A rank with nothing to do spins a while, then sleeps on a futex doorbell in its own
 /// segment that peers ring when they fill a slot for it or free one of its. With a core to
 /// itself it spins 50 µs; with more ranks than cores it yields its core between looks for
-/// up to 5 ms (`FLEET_SHM_YIELD_NS`): waits inside a collective are shorter and waking a
-/// sleeper costs more than a yield (4 ranks on 2 cores, 64–256 KiB all-reduce: 0.6–0.9× of
-/// MPI_Allreduce sleeping after 20 µs, 0.8–1.5× after 5 ms), while ranks that yield forever
-/// keep taking turns on the cores the busy ranks need (the 4-rank conformance run: 21 s
-/// yielding, 2 s sleeping after 5 ms).
+/// up to 5 ms after it last moved anything (`FLEET_SHM_YIELD_NS`): waits inside a collective
+/// are shorter, and waking a sleeper costs more than a yield (4 ranks on 2 cores, 64–512 KiB
+/// all-reduce: 1.5–1.9× MPI_Allreduce yielding, 0.65–0.9× sleeping at once; gpt-tiny dp2·pp2
+/// trains at the same rate either way). Streams of tiny messages pay for it: yields hand the
+/// core over a slot at a time, and the conformance suite's 12-byte chunks take 7.8 s on 4
+/// ranks against 2.5 s sleeping at once. Ranks that yield forever would keep taking turns on
+/// the cores the busy ranks need (the 4-rank conformance run: 21 s, against 2 s).
 ///
 /// Segments are unlinked as soon as every peer has mapped them, so a crash leaves nothing
 /// in /dev/shm. Set `FLEET_SHM=off` to send through the transport itself; `FLEET_SHM_REPORT=1`
