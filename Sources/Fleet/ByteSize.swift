@@ -46,6 +46,12 @@ struct SizeList: ExpressibleByArgument {
         guard !sizes.isEmpty else { return nil }
         self.sizes = sizes
     }
+
+    /// As a user would write it: `4KiB:64MiB` for a doubling range, else a comma list.
+    var defaultValueDescription: String {
+        let doubling = sizes.count > 2 && zip(sizes, sizes.dropFirst()).allSatisfy { $1.bytes == 2 * $0.bytes }
+        return doubling ? "\(sizes[0]):\(sizes[sizes.count - 1])" : sizes.map(\.description).joined(separator: ",")
+    }
 }
 
 extension String {

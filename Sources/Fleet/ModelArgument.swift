@@ -8,5 +8,7 @@ extension ModelSpec: ExpressibleByArgument {
         self = spec
     }
 
+    public var defaultValueDescription: String { name }
+
     public static var allValueStrings: [String] { ModelCatalog.trainable.map(\.name) }
 }

@@ -140,22 +140,29 @@ struct Supervise: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a command (e.g. mpirun … fleet train … --checkpoint-dir DIR) and restart it with --resume after a failure.",
         discussion: """
-        OpenMPI aborts every rank about a second after one dies; the supervisor then starts the job again, adding
+        OpenMPI aborts every rank about a second after one dies; the supervisor then starts the job again, adding \
         --resume so it continues from the newest valid checkpoint. Faults injected with --inject act in the first attempt only.
+
           fleet supervise --max-restarts 3 -- mpirun -n 4 fleet train gpt-tiny --dp 2 --pp 2 --checkpoint-dir runs/ck --checkpoint-every 10
         """)
 
     @Option(help: "Restarts before giving up.")
     var maxRestarts: Int = 3
 
-    @Argument(parsing: .captureForPassthrough, help: "The command to run (after --).")
+    // Only what follows `--` is the command, so `--help` and fleet's own options before it stay fleet's.
+    @Argument(parsing: .postTerminator, help: "The command to run (after --).")
     var command: [String] = []
+
+    func validate() throws {
+        guard !command.isEmpty else {
+            throw ValidationError("fleet supervise needs a command after --, e.g. fleet supervise -- mpirun -n 4 fleet train gpt-tiny --checkpoint-dir runs/ck")
+        }
+    }
 
     func run() throws {
         try Console.reportingErrors {
-            var command = self.command
-            if command.first == "--" { command.removeFirst() }
-            guard let executable = command.first else { throw FleetError("fleet supervise needs a command after --") }
+            let command = self.command
+            let executable = command[0]
             var log = RestartLog()
             try log.run(maxRestarts: maxRestarts, runDir: nil) { attempt in
                 let process = Process()
