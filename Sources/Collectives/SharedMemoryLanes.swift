@@ -146,7 +146,7 @@ public final class SharedMemoryLanes {
         self.rank = rank
         self.worldSize = worldSize
         self.localRanks = localRanks
-        oversubscribed = localRanks.count > ProcessInfo.processInfo.activeProcessorCount
+        oversubscribed = Self.oversubscribed(ranksOnHost: localRanks.count)
         // Per-rank tables are arrays indexed by world rank: they are read for every slot.
         var laneIndex = [Int](repeating: -1, count: worldSize)
         for (index, local) in localRanks.enumerated() { laneIndex[local] = index }
