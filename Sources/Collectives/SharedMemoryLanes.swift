@@ -59,8 +59,13 @@ public final class SharedMemoryLanes {
     /// Slow plain slots in a row before the sender streams (one slow copy can be a page
     /// touched for the first time).
     static let slowSlotsToStream = 4
-    /// Slots smaller than this are not timed (their copy is mostly overhead).
-    static let timedSlotBytes = 64 << 10
+    /// Slots smaller than this are not timed (their copy is mostly overhead). Low enough that
+    /// a job of small messages alone still finds out: timing only from 64 KiB, 2-rank
+    /// all-reduces of 64 KiB (32 KiB messages) ran 36 µs while the vCPUs sat apart (0.87–0.89×
+    /// MPI_Allreduce), where 128 KiB ones, whose messages were timed and streamed, ran 16;
+    /// timed from 16 KiB they stream too and run 10 µs (3.3×), and nothing streams while the
+    /// vCPUs share a cache.
+    static let timedSlotBytes = 16 << 10
     /// Streamed slots between two probes of plain ones.
     static let probeInterval = 128
     /// Relayed chunks are combined and copied on in pieces this large, so the piece just
