@@ -19,7 +19,7 @@ import Foundation
 /// writes must first be taken back from the reader's cache and plain slots crawl at 2–4 GB/s
 /// (the reader's copies stay at 10–23); non-temporal stores skip that and go through memory
 /// at 8–14 GB/s. The sender times its plain copies and streams while they are slow, trying
-/// plain ones again every `probeInterval` slots, since the placement changes while a job runs.
+/// plain ones again now and then, since the placement changes while a job runs (`SlotStores`).
 ///
 /// A ring passes most of what it receives on to the next rank: such a receive is relayed
 /// (`irecvForwarding`), each arriving chunk written (combined with the receiver's buffer
@@ -54,20 +54,6 @@ public final class SharedMemoryLanes {
     /// between looks when ranks outnumber cores.
     static let spinNanoseconds: UInt64 = 50_000
     static let yieldingNanoseconds: UInt64 = UInt64(ProcessInfo.processInfo.environment["FLEET_SHM_YIELD_NS"].flatMap(Int.init) ?? 5_000_000)
-    /// Copies into plain slots slower than this mean the reader's cache is not shared.
-    static let farBytesPerSecond = 5e9
-    /// Slow plain slots in a row before the sender streams (one slow copy can be a page
-    /// touched for the first time).
-    static let slowSlotsToStream = 4
-    /// Slots smaller than this are not timed (their copy is mostly overhead). Low enough that
-    /// a job of small messages alone still finds out: timing only from 64 KiB, 2-rank
-    /// all-reduces of 64 KiB (32 KiB messages) ran 36 µs while the vCPUs sat apart (0.87–0.89×
-    /// MPI_Allreduce), where 128 KiB ones, whose messages were timed and streamed, ran 16;
-    /// timed from 16 KiB they stream too and run 10 µs (3.3×), and nothing streams while the
-    /// vCPUs share a cache.
-    static let timedSlotBytes = 16 << 10
-    /// Streamed slots between two probes of plain ones.
-    static let probeInterval = 128
     /// Relayed chunks are combined and copied on in pieces this large, so the piece just
     /// written is still in L1 when it is copied on.
     static let relayTileBytes = 16 << 10
@@ -93,11 +79,8 @@ public final class SharedMemoryLanes {
     private var queues: [[OutgoingSend]]
     /// A small buffer (in L1) where relayed chunks are combined when the buffer must not change.
     private let relayTile = UnsafeMutableRawBufferPointer.allocate(byteCount: SharedMemoryLanes.relayTileBytes, alignment: 64)
-    /// Sender side, per peer: plain slots in a row that copied slowly, and streamed slots since the last probe.
-    private var slowPlainSlots: [Int]
-    private var streamedSinceProbe: [Int]
-    /// Slots each way through plain and streaming stores (for reports and tests).
-    private(set) var plainSlots = 0, streamedSlots = 0
+    /// How slots to each peer are written (plain or streaming stores), and how many were.
+    private var stores: SlotStores
     /// Relayed chunks written into a slot straight from the slot they arrived in, and those
     /// that landed in the buffer first (other sends queued, or the lane was full).
     private(set) var relayedSlots = 0, bufferedRelays = 0
@@ -158,8 +141,7 @@ public final class SharedMemoryLanes {
         self.laneIndex = laneIndex
         peerSegments = Array(repeating: nil, count: worldSize)
         queues = Array(repeating: [], count: worldSize)
-        slowPlainSlots = Array(repeating: 0, count: worldSize)
-        streamedSinceProbe = Array(repeating: 0, count: worldSize)
+        stores = SlotStores(mode: geometry.stores, worldSize: worldSize)
         servesRank = Array(repeating: false, count: worldSize)
         self.geometry = geometry
         slotStride = Self.slotHeaderBytes + geometry.slotBytes
@@ -234,7 +216,7 @@ public final class SharedMemoryLanes {
         guard next - fleet_load_acquire(tail(lane)) < UInt64(geometry.slots) else { return false }
         let slot = slot(lane, next)
         stamp(slot, send, offset: offset, length: bytes.count)
-        let stream = streams(to: peer)
+        let stream = stores.streams(to: peer)
         var storeNanoseconds: UInt64 = 0
         var done = 0
         while done < bytes.count {
@@ -256,11 +238,11 @@ public final class SharedMemoryLanes {
                 piece = incoming
             }
             let start = stream ? 0 : fleet_now_ns()
-            store(piece, into: slot + Self.slotHeaderBytes + done, bytes: length, streaming: stream)
+            SlotStores.store(piece, into: slot + Self.slotHeaderBytes + done, bytes: length, streaming: stream)
             if !stream { storeNanoseconds += fleet_now_ns() - start }
             done += length
         }
-        if stream { countStreamed(to: peer) } else { countPlain(to: peer, bytes: bytes.count, nanoseconds: storeNanoseconds) }
+        if stream { stores.countStreamed(to: peer) } else { stores.countPlain(to: peer, bytes: bytes.count, nanoseconds: storeNanoseconds) }
         relayedSlots += 1
         fleet_store_release(head(lane), next + 1)
         send.offset += bytes.count
@@ -356,7 +338,7 @@ public final class SharedMemoryLanes {
             let length = min(geometry.slotBytes, send.available - send.offset)
             let slot = slot(lane, next)
             stamp(slot, send, offset: send.offset, length: length)
-            if length > 0 { copy(send.data.baseAddress! + send.offset, into: slot + Self.slotHeaderBytes, bytes: length, peer: peer) }
+            if length > 0 { stores.copy(send.data.baseAddress! + send.offset, into: slot + Self.slotHeaderBytes, bytes: length, peer: peer) }
             next += 1
             free -= 1
             fleet_store_release(head(lane), next)
@@ -401,48 +383,9 @@ public final class SharedMemoryLanes {
         return true
     }
 
-    /// Copies a chunk into a slot, streamed or plain as `streams(to:)` says; plain copies are timed.
-    private func copy(_ source: UnsafeRawPointer, into slot: UnsafeMutableRawPointer, bytes: Int, peer: Int) {
-        if streams(to: peer) {
-            store(source, into: slot, bytes: bytes, streaming: true)
-            countStreamed(to: peer)
-            return
-        }
-        let start = fleet_now_ns()
-        store(source, into: slot, bytes: bytes, streaming: false)
-        countPlain(to: peer, bytes: bytes, nanoseconds: fleet_now_ns() - start)
-    }
-
-    private func store(_ source: UnsafeRawPointer, into slot: UnsafeMutableRawPointer, bytes: Int, streaming: Bool) {
-        if streaming { fleet_stream_copy(slot, source, bytes) } else { slot.copyMemory(from: source, byteCount: bytes) }
-    }
-
-    /// Whether slots to `peer` are written with streaming stores: after `slowSlotsToStream`
-    /// slow plain ones in a row, plain again (timed) every `probeInterval` streamed ones.
-    private func streams(to peer: Int) -> Bool {
-        geometry.stores == .stream || (geometry.stores == .auto && slowPlainSlots[peer] >= Self.slowSlotsToStream)
-    }
-
-    private func countStreamed(to peer: Int) {
-        streamedSlots += 1
-        let count = streamedSinceProbe[peer] + 1
-        streamedSinceProbe[peer] = count
-        if count >= Self.probeInterval {
-            streamedSinceProbe[peer] = 0
-            slowPlainSlots[peer] = Self.slowSlotsToStream - 1
-        }
-    }
-
-    private func countPlain(to peer: Int, bytes: Int, nanoseconds: UInt64) {
-        plainSlots += 1
-        guard geometry.stores == .auto, bytes >= Self.timedSlotBytes else { return }
-        let slow = Double(bytes) / max(1, Double(nanoseconds)) * 1e9 < Self.farBytesPerSecond
-        slowPlainSlots[peer] = slow ? slowPlainSlots[peer] + 1 : 0
-    }
-
     deinit {
         if ProcessInfo.processInfo.environment["FLEET_SHM_REPORT"] != nil {
-            FileHandle.standardError.write("rank \(rank): shared-memory slots sent plain \(plainSlots), streamed \(streamedSlots); relayed \(relayedSlots) directly, \(bufferedRelays) through the buffer\n".data(using: .utf8)!)
+            FileHandle.standardError.write("rank \(rank): shared-memory slots sent plain \(stores.plainSlots), streamed \(stores.streamedSlots); relayed \(relayedSlots) directly, \(bufferedRelays) through the buffer\n".data(using: .utf8)!)
         }
         for address in peerSegments.compactMap({ $0 }) { munmap(address, segmentBytes) }
         munmap(own, segmentBytes)

@@ -97,13 +97,13 @@ extension DistributedTrainer {
         try CheckpointIO.makeDirectory(path)
         let slices = checkpointSlices()
         let header = ShardHeader(step: step, rank: transport.rank, slices: slices.map(\.slice))
-        var stopHalfway = policy.killDuringSave == step && transport.rank == 0
-        if let fault = injector?.checkpointFault(step: step) {
-            if fault.gentle { stopHalfway = true } else {
-                throw CheckpointError.writeFailed(path: path + "/" + CheckpointFormat.shardName(transport.rank),
-                                                  reason: "no space left on device (injected: \(fault))")
-            }
+        let fault = injector?.checkpointFault(step: step)
+        if let fault, !fault.gentle {
+            throw CheckpointError.writeFailed(path: path + "/" + CheckpointFormat.shardName(transport.rank),
+                                              reason: "no space left on device (injected: \(fault))")
         }
+        // A constant: the asynchronous save's thread reads it.
+        let stopHalfway = (policy.killDuringSave == step && transport.rank == 0) || fault?.gentle == true
         let pending = PendingCheckpoint(step: step, path: path)
         let file = path + "/" + CheckpointFormat.shardName(transport.rank)
         if policy.async {
