@@ -161,7 +161,6 @@ struct Supervise: ParsableCommand {
 
     func run() throws {
         try Console.reportingErrors {
-            let command = self.command
             let executable = command[0]
             var log = RestartLog()
             try log.run(maxRestarts: maxRestarts, runDir: nil) { attempt in
