@@ -156,7 +156,7 @@ public final class MPITransport: Transport {
     /// Whether this node runs more ranks than it has cores (OpenMPI says how many it runs).
     static let oversubscribed: Bool = {
         let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? Int.max
-        return local > ProcessInfo.processInfo.activeProcessorCount
+        return SharedMemoryLanes.oversubscribed(ranksOnHost: local)
     }()
 
     /// `MPI_Allreduce` over `members` (world ranks), the baseline that fleet's own algorithms are measured against.

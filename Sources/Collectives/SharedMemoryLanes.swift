@@ -237,12 +237,10 @@ public final class SharedMemoryLanes {
             } else {
                 piece = incoming
             }
-            let start = stream ? 0 : fleet_now_ns()
-            SlotStores.store(piece, into: slot + Self.slotHeaderBytes + done, bytes: length, streaming: stream)
-            if !stream { storeNanoseconds += fleet_now_ns() - start }
+            storeNanoseconds += SlotStores.store(piece, into: slot + Self.slotHeaderBytes + done, bytes: length, streaming: stream)
             done += length
         }
-        if stream { stores.countStreamed(to: peer) } else { stores.countPlain(to: peer, bytes: bytes.count, nanoseconds: storeNanoseconds) }
+        stores.count(to: peer, bytes: bytes.count, streamed: stream, nanoseconds: storeNanoseconds)
         relayedSlots += 1
         fleet_store_release(head(lane), next + 1)
         send.offset += bytes.count

@@ -42,32 +42,34 @@ struct SlotStores {
 
     /// Copies a chunk into a slot to `peer`, streamed or plain as `streams(to:)` says, and counts it.
     mutating func copy(_ source: UnsafeRawPointer, into slot: UnsafeMutableRawPointer, bytes: Int, peer: Int) {
-        if streams(to: peer) {
-            Self.store(source, into: slot, bytes: bytes, streaming: true)
-            countStreamed(to: peer)
-            return
+        let streaming = streams(to: peer)
+        count(to: peer, bytes: bytes, streamed: streaming, nanoseconds: Self.store(source, into: slot, bytes: bytes, streaming: streaming))
+    }
+
+    /// Writes `bytes` into a slot; returns how long a plain write took (0 for a streamed one).
+    static func store(_ source: UnsafeRawPointer, into slot: UnsafeMutableRawPointer, bytes: Int, streaming: Bool) -> UInt64 {
+        if streaming {
+            fleet_stream_copy(slot, source, bytes)
+            return 0
         }
         let start = fleet_now_ns()
-        Self.store(source, into: slot, bytes: bytes, streaming: false)
-        countPlain(to: peer, bytes: bytes, nanoseconds: fleet_now_ns() - start)
+        slot.copyMemory(from: source, byteCount: bytes)
+        return fleet_now_ns() - start
     }
 
-    static func store(_ source: UnsafeRawPointer, into slot: UnsafeMutableRawPointer, bytes: Int, streaming: Bool) {
-        if streaming { fleet_stream_copy(slot, source, bytes) } else { slot.copyMemory(from: source, byteCount: bytes) }
-    }
-
-    mutating func countStreamed(to peer: Int) {
-        streamedSlots += 1
-        let count = streamedSinceProbe[peer] + 1
-        streamedSinceProbe[peer] = count
-        if count >= Self.probeInterval {
-            streamedSinceProbe[peer] = 0
-            slowPlainSlots[peer] = Self.slowSlotsToStream - 1
+    /// Counts a slot of `bytes` written to `peer`; a plain one that took `nanoseconds` may turn
+    /// its slots to streaming, and every `probeInterval` streamed ones turn them back for a try.
+    mutating func count(to peer: Int, bytes: Int, streamed: Bool, nanoseconds: UInt64) {
+        if streamed {
+            streamedSlots += 1
+            let count = streamedSinceProbe[peer] + 1
+            streamedSinceProbe[peer] = count
+            if count >= Self.probeInterval {
+                streamedSinceProbe[peer] = 0
+                slowPlainSlots[peer] = Self.slowSlotsToStream - 1
+            }
+            return
         }
-    }
-
-    /// Counts a plain slot of `bytes` that took `nanoseconds` to write.
-    mutating func countPlain(to peer: Int, bytes: Int, nanoseconds: UInt64) {
         plainSlots += 1
         guard mode == .auto, bytes >= Self.timedSlotBytes else { return }
         let slow = Double(bytes) / max(1, Double(nanoseconds)) * 1e9 < Self.farBytesPerSecond
