@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys", "Parallelism"], swiftSettings: optimize),
         // Faults as data, a Transport decorator, and the process, numeric and storage faults the trainer injects.
         .target(name: "FaultInjection", dependencies: ["Collectives"]),
-        .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: optimize),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CFleetSys"], swiftSettings: optimize),
         .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload", "FaultInjection", "CFleetSys"], swiftSettings: optimize),
         .executableTarget(
             name: "Fleet",

@@ -179,3 +179,31 @@ static inline void fleet_doorbell_sleep(volatile uint32_t *bell, uint32_t seen, 
     struct timespec t = { (time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull) };
     syscall(SYS_futex, bell, FUTEX_WAIT, seen, &t, NULL, 0);
 }
+
+/// cpuid `leaf`/`subleaf` into out[0..3] = eax, ebx, ecx, edx; 0 when the leaf is beyond the
+/// CPU's highest (or on other architectures). Reading it is how fleet learns what the CPU can
+/// run whatever OpenBLAS concluded.
+static inline int fleet_cpuid(unsigned leaf, unsigned subleaf, unsigned out[4]) {
+#if defined(__x86_64__)
+    unsigned highest = __get_cpuid_max(leaf & 0x80000000u, 0);
+    if (highest == 0 || leaf > highest) { out[0] = out[1] = out[2] = out[3] = 0; return 0; }
+    __cpuid_count(leaf, subleaf, out[0], out[1], out[2], out[3]);
+    return 1;
+#else
+    (void)leaf; (void)subleaf; out[0] = out[1] = out[2] = out[3] = 0; return 0;
+#endif
+}
+
+/// XCR0: which register states the operating system saves (bits 1–2: SSE/AVX, 5–7: AVX-512).
+/// A CPU may have AVX-512 that the OS (or hypervisor) does not enable; then it must not be used.
+static inline unsigned long long fleet_xgetbv0(void) {
+#if defined(__x86_64__)
+    unsigned r[4];
+    if (!fleet_cpuid(1, 0, r) || !(r[2] & (1u << 27))) return 0;   /* no OSXSAVE */
+    unsigned lo, hi;
+    __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+#else
+    return 0;
+#endif
+}

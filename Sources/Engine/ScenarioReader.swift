@@ -77,7 +77,7 @@ public struct ScenarioReader {
             guard let device = DeviceCatalog.named(name) else { throw fail(node, "unknown device '\(name)'; expected one of \(known)") }
             return device
         }
-        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels"])
+        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel"])
         let nameNode = try required(map, "name", "cluster.device")
         guard var device = nameNode.string.flatMap(DeviceCatalog.named) else {
             throw fail(nameNode, "cluster.device.name must name the device the measurements refine; expected one of \(known)")
@@ -126,6 +126,10 @@ public struct ScenarioReader {
         if let n = map["waiting"] {
             guard let value = n.string, ["spin", "sleep"].contains(value) else { throw fail(n, "cluster.device.waiting must be spin (MPI polls) or sleep (ZeroMQ blocks)") }
             calibration.waitingSpins = value == "spin"
+        }
+        if let n = map["blas_kernel"] {
+            guard let value = n.string, !value.isEmpty else { throw fail(n, "cluster.device.blas_kernel must be a kernel name such as Haswell") }
+            calibration.blasKernel = value
         }
         device.calibration = calibration
         return device

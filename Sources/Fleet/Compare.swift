@@ -2,6 +2,7 @@ import ArgumentParser
 import Collectives
 import Engine
 import Foundation
+import Tensor
 import Parallelism
 import Workload
 
@@ -85,6 +86,11 @@ struct Compare: ParsableCommand {
     func run() throws {
         try Console.reportingErrors {
             let base = try ScenarioReader(path: scenario).read().base
+            let blas = BLASKernelReport.current(environment: ProcessInfo.processInfo.environment)
+            if let calibrated = base.device.calibration?.blasKernel, calibrated.lowercased() != blas.kernel.lowercased() {
+                Console.err("warning: \(scenario) was calibrated with BLAS kernel \(calibrated), but this run uses \(blas.kernel) (\(blas.headerLine)); "
+                            + "its kernel rates may not hold: run fleet calibrate again")
+            }
             let directory = runDir ?? "runs/compare-" + Train.timestamp()
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             var rows = try layouts.split(separator: ",").map { name -> Row in

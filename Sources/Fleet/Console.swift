@@ -46,6 +46,7 @@ enum Console {
         case let d as Double: return d.isFinite ? "\(d)" : "null"
         case let f as Float: return f.isFinite ? "\(f)" : "null"
         case let a as [Double]: return "[" + a.map { encode($0) }.joined(separator: ",") + "]"
+        case let a as [String]: return "[" + a.map { encode($0) }.joined(separator: ",") + "]"
         default: return "\"\(value)\""
         }
     }

@@ -3,6 +3,7 @@ import Collectives
 import FaultInjection
 import Foundation
 import Parallelism
+import Tensor
 import Training
 
 struct Train: ParsableCommand {
@@ -51,7 +52,10 @@ struct Train: ParsableCommand {
             // Every rank (and the launcher) checks the layout before any work starts.
             try layout.validate(model: configuration.model, batch: configuration.batch,
                                 worldSize: MPITransport.isUnderMPIRun || WorldSetup.isWorker ? nil : layout.worldSize)
-            if configuration.deterministic { try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch) }
+            if configuration.deterministic {
+                try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch)
+                try DeterministicMode.checkKernel()
+            }
             // Test-only: a perturbed summation order, to prove that fleet diff catches one.
             if ProcessInfo.processInfo.environment["FLEET_TEST_PERTURB_REDUCTION"] != nil { ReductionTree.perturbedForTesting = true }
             var workers = self.workers
@@ -108,6 +112,7 @@ struct Train: ParsableCommand {
         if trainer.isReporter && !json {
             Console.out(header(configuration, layout: layout, train: trainer.data.train.count, validation: trainer.data.validation.count)
                 + (layout.worldSize > 1 ? ", \(transport.backendName)" : ""))
+            Console.out(BLASKernelReport.current(environment: ProcessInfo.processInfo.environment).headerLine)
         }
         let (resumed, skipped) = try checkpoints.checkpointToResume()
         if let resumed { try trainer.restore(from: resumed) }
@@ -229,16 +234,26 @@ struct StepPrinter {
     }
 
     func summary(_ s: TrainingSummary, saved: String?) {
+        let blas = BLASKernelReport.current(environment: ProcessInfo.processInfo.environment)
+        let mixed = Set(s.blasKernels).count > 1
+            ? "ranks run different BLAS kernels (\(s.blasKernels.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: ", "))): their results differ in the last bits"
+            : nil
         if json {
             Console.json([("final_loss", Double(s.finalLoss)), ("val_loss", Double(s.validationLoss)), ("tokens_per_s", s.tokensPerSecond),
                           ("achieved_gflops", s.achievedFLOPs / 1e9), ("sgemm_gflops", s.gemmFLOPs / 1e9), ("mfu", s.mfu),
+                          ("cpu_peak_gflops", s.cpuPeakFLOPs.map { $0 / 1e9 } ?? Double.nan), ("mfu_cpu_peak", s.cpuPeakMFU ?? Double.nan),
+                          ("blas_kernel", blas.kernel), ("blas_kernel_source", blas.source.rawValue), ("blas_kernels", s.blasKernels),
+                          ("blas_kernel_detected", blas.detected ?? ""), ("blas_kernel_note", blas.note ?? ""),
                           ("straggler_ranks", s.stragglers.map { "\($0.rank)" }.joined(separator: ","))])
             for straggler in s.stragglers { Console.err("straggler: \(straggler)") }
+            if let mixed { Console.err("warning: \(mixed)") }
             return
         }
         for straggler in s.stragglers { Console.out("straggler: \(straggler)") }
+        if let mixed { Console.out("warning: \(mixed)") }
+        let cpuPeak = s.cpuPeakFLOPs.map { String(format: " (%.1f%% of the CPU's peak %.1f GFLOP/s)", (s.cpuPeakMFU ?? 0) * 100, $0 / 1e9) } ?? ""
         Console.out(String(format: "done: final loss %.4f, validation loss %.4f, %.0f tokens/s, %.1f GFLOP/s achieved, sgemm %.1f GFLOP/s, MFU %.1f%%",
-                           s.finalLoss, s.validationLoss, s.tokensPerSecond, s.achievedFLOPs / 1e9, s.gemmFLOPs / 1e9, s.mfu * 100))
+                           s.finalLoss, s.validationLoss, s.tokensPerSecond, s.achievedFLOPs / 1e9, s.gemmFLOPs / 1e9, s.mfu * 100) + cpuPeak)
         if let saved { Console.out("weights saved to \(saved) (try: fleet generate --weights \(saved))") }
     }
 }

@@ -5,6 +5,25 @@ public enum BLAS {
     /// Sets OpenBLAS's own thread count. fleet's kernels split work themselves and keep it at 1.
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 
+    /// The kernel OpenBLAS runs ("Haswell", "SkylakeX", … as `openblas_get_corename` names it).
+    public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+
+    /// How the library was built ("OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64").
+    public static var configuration: String { openblas_get_config().map { String(cString: $0) } ?? "OpenBLAS" }
+
+    /// The version from the build configuration ("0.3.21"), when it names one.
+    public static var version: String? {
+        let words = configuration.split(separator: " ")
+        guard words.count > 1, words[0] == "OpenBLAS", words[1].first?.isNumber == true else { return nil }
+        return String(words[1])
+    }
+
+    /// `gemm` with positional arguments, as a value (`BLASKernelCheck.GEMM`).
+    public static func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+                            _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+
     /// `C[M,N] = alpha · op(A) · op(B) + beta · C`, row-major, with explicit leading dimensions.
     @inline(__always)
     public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,

@@ -1,4 +1,5 @@
 import Parallelism
+import Tensor
 import Workload
 
 /// `--deterministic`: every layout reproduces the single-process run bit for bit.
@@ -15,6 +16,15 @@ public enum DeterministicMode {
     public enum Unsupported: Error, CustomStringConvertible {
         case layout(String)
         public var description: String { switch self { case .layout(let text): return text } }
+    }
+
+    /// Rejects a BLAS kernel whose products change when split into pieces (over threads, ranks or
+    /// shards): with it no layout can give the single-process bits. fleet chooses a kernel that
+    /// passes unless the user pinned one (OPENBLAS_CORETYPE, FLEET_BLAS_KERNEL).
+    public static func checkKernel() throws {
+        guard let failure = BLASKernelCheck.splitInvariance() else { return }
+        throw Unsupported.layout("--deterministic needs a BLAS kernel whose products do not depend on how they are split, and OpenBLAS's \(BLAS.coreName) "
+            + "computes other bits in pieces (\(failure)); unset OPENBLAS_CORETYPE and FLEET_BLAS_KERNEL so fleet chooses a kernel that passes (fleet blas shows it), or drop --deterministic")
     }
 
     /// Rejects layouts whose partial sums are not nodes of the canonical trees, with what to change.

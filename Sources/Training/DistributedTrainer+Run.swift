@@ -14,9 +14,11 @@ extension DistributedTrainer {
         // One rank measures the sgemm rate while the others wait, so the measurement is not
         // shared with them; the machine's peak is that rate per thread times the cores in use.
         if isReporter { gemmFLOPs = BLAS.measureGEMMRate(threads: c.threads) }
-        try groups.world.barrier()
+        let blasKernels = try gatherBLASKernels()
         let coresInUse = min(transport.worldSize * c.threads, ProcessInfo.processInfo.activeProcessorCount)
         let peak = gemmFLOPs / Double(c.threads) * Double(max(coresInUse, c.threads))
+        // The CPU's own peak does not depend on the kernel, so a slow fallback cannot look efficient against it.
+        let cpuPeak = CPUFeatures.current.peakFLOPs(threads: max(coresInUse, c.threads))
         let flopsPerToken = c.model.trainingFLOPsPerToken(sequence: c.sequence)
         var losses: [Float] = []
         var seconds = 0.0, tokens = 0, computeTotal = 0.0, computeSteps = 0
@@ -48,7 +50,10 @@ extension DistributedTrainer {
             var metrics = StepMetrics(step: step, loss: result.loss, learningRate: result.learningRate, gradientNorm: result.gradientNorm,
                                       seconds: result.seconds + stall, tokens: c.batch * c.sequence, validationLoss: validation)
             metrics.checkpointSeconds = stall
-            if isReporter { metrics.mfu = metrics.tokensPerSecond * flopsPerToken / peak }
+            if isReporter {
+                metrics.mfu = metrics.tokensPerSecond * flopsPerToken / peak
+                metrics.cpuPeakMFU = cpuPeak.map { metrics.tokensPerSecond * flopsPerToken / $0 }
+            }
             if checksums { metrics.checksums = try parameterChecksums() }
             everyRank(metrics, result)
             if isReporter { report(metrics, result) }
@@ -67,8 +72,8 @@ extension DistributedTrainer {
         guard isReporter else { return nil }
         let tokensPerSecond = seconds > 0 ? Double(tokens) / seconds : 0
         return TrainingSummary(finalLoss: losses.last ?? .nan, validationLoss: validation, tokensPerSecond: tokensPerSecond,
-                               achievedFLOPs: tokensPerSecond * flopsPerToken, gemmFLOPs: peak,
-                               losses: losses, stragglers: stragglers)
+                               achievedFLOPs: tokensPerSecond * flopsPerToken, gemmFLOPs: peak, cpuPeakFLOPs: cpuPeak,
+                               losses: losses, stragglers: stragglers, blasKernels: blasKernels)
     }
 
     /// Every rank's compute per step, gathered: ranks slower than 1.5× the median of their

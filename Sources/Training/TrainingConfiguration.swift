@@ -63,6 +63,8 @@ public struct StepMetrics: Sendable {
     public var validationLoss: Float?
     /// Model FLOP utilisation of this step against the run's measured sgemm peak (set by the trainer).
     public var mfu: Double?
+    /// The same against the CPU's kernel-independent peak (`CPUFeatures.peakFLOPs`), when its clock is known.
+    public var cpuPeakMFU: Double?
     /// Time this rank spent on checkpoint saves after the step (the stall; async saves only copy).
     public var checkpointSeconds: Double = 0
     /// Checksums of the parameter tensors after the step, in layout order (when recorded).
@@ -75,11 +77,17 @@ public struct TrainingSummary: Sendable {
     public let validationLoss: Float
     public let tokensPerSecond: Double
     public let achievedFLOPs: Double
+    /// The sgemm rate measured in this run, per thread × the cores in use: MFU's denominator.
     public let gemmFLOPs: Double
     public var mfu: Double { gemmFLOPs > 0 ? achievedFLOPs / gemmFLOPs : 0 }
+    /// The CPU's peak for the same cores (vector width × FMA units × clock), whatever the kernel; nil when the clock is unknown.
+    public var cpuPeakFLOPs: Double?
+    public var cpuPeakMFU: Double? { cpuPeakFLOPs.map { achievedFLOPs / $0 } }
     public let losses: [Float]
     /// Ranks whose compute per step exceeds 1.5× the median of their pipeline stage's peers.
     public var stragglers: [Straggler] = []
+    /// Each rank's BLAS kernel, by rank.
+    public var blasKernels: [String] = []
 }
 
 /// A rank slower than the peers doing the same work.

@@ -69,7 +69,7 @@ final class TrainCommandTests: FleetProcessTestCase {
         let outcome = try FleetProcess.fleet(["bench", "train", "gpt-tiny", "--steps", "3", "--json"])
         XCTAssertEqual(outcome.status, 0, outcome.output)
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any])
-        for key in ["tokens_per_s", "achieved_gflops", "sgemm_gflops", "mfu", "vs_pytorch"] { XCTAssertNotNil(object[key], key) }
+        for key in ["tokens_per_s", "achieved_gflops", "sgemm_gflops", "mfu", "mfu_cpu_peak", "blas_kernel", "blas_kernel_source", "vs_pytorch"] { XCTAssertNotNil(object[key], key) }
         XCTAssertGreaterThan(object["mfu"] as? Double ?? 0, 0)
     }
 }

@@ -36,6 +36,12 @@ final class TrainerTests: XCTestCase {
 
     /// Kernels split work over outputs, never over a reduction, so the thread count cannot change a result.
     func testTwoThreadsGiveBitwiseTheSameRunAsOne() throws {
+        // That holds only for a BLAS kernel whose products do not depend on how rows are split.
+        // fleet's processes choose one (FleetTests.BLASKernelTests checks the same through them);
+        // this test process runs whatever OpenBLAS loaded.
+        if let failure = BLASKernelCheck.splitInvariance() {
+            throw XCTSkip("OpenBLAS kernel \(BLAS.coreName) in this test process computes other bits in pieces (\(failure))")
+        }
         func run(threads: Int) throws -> [UInt32] {
             var c = configuration(steps: 4)
             c.threads = threads

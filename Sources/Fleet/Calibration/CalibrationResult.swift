@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Tensor
 import Workload
 
 /// Everything `fleet calibrate` measured, and the scenario it makes of it: a `local` device
@@ -21,6 +22,8 @@ struct CalibrationResult {
     var storageBandwidth = Measurement([])
     var storageLatency = Measurement([])
     var storageDirectory = "."
+    /// Which BLAS kernel measured the rates, and who chose it.
+    var blas = BLASKernelReport.current(environment: ProcessInfo.processInfo.environment)
 
     /// The measured kernels as the simulator uses them.
     var calibration: KernelCalibration {
@@ -30,6 +33,7 @@ struct CalibrationResult {
         c.meetingWait = fabric?.meetingWait ?? 0
         c.oversubscribedMeetingWait = loaded?.meetingWait ?? 0
         c.handoffWait = loaded?.handoff?.median ?? 0
+        c.blasKernel = blas.kernel
         return c
     }
 
@@ -57,6 +61,7 @@ struct CalibrationResult {
             in_step: \(String(format: "%.4f", inStep.median))   # one-process steps at batch \(batch): forward+backward time / the sum of its kernels measured alone; \(inStep.spreadText) steps
             pinned: true   # fleet compare pins rank r to core r mod \(cores) (mpirun --bind-to core --map-by core; FLEET_PIN_CORES for its own workers): only ranks on one core share it
             waiting: sleep   # a waiting rank leaves its core to the rank it shares it with (ZeroMQ sleeps in zmq_poll; MPI yields while oversubscribed)
+            blas_kernel: \(blas.kernel)   # \(blas.headerLine.replacingOccurrences(of: "blas: ", with: "")); fleet compare warns when it runs another
             peak_fp32: \(String(format: "%.2f", peak / 1e9)) GFLOP/s   # best one-thread sgemm below
             memory_bandwidth: \(String(format: "%.2f", memoryBandwidth.median / 1e9)) GB/s   # one-thread memcpy of 64 MiB, read + write; \(memoryBandwidth.spreadText)
         \(meetingLines)    gemm:   # one-thread OpenBLAS sgemm of each product shape \(model.name) issues at batch \(batch) (C[m,n] = op(A)[m,k]·op(B)[k,n])
