@@ -41,6 +41,28 @@ public struct CollectiveModel: Sendable {
         return network.time(messages) * (2 * (n - 1))
     }
 
+    /// Reduce-scatter by `algorithm` (ZeRO's gradient step): the first half of its all-reduce.
+    /// A binomial tree has no reduce-scatter; asking for one is a scenario error caught when it
+    /// is read, so here it is priced as the ring's.
+    public func reduceScatter(_ group: [Int], bytes: Double, algorithm: Algorithm) -> SimTime {
+        guard group.count > 1, bytes > 0 else { return .zero }
+        switch algorithm {
+        case .ring, .tree: return reduceScatter(group, bytes: bytes)
+        case .halvingDoubling: return halvingDoubling(group, bytes: bytes, half: true)
+        case .hierarchical: return hierarchical(group, bytes: bytes, part: .reduceScatter)
+        }
+    }
+
+    /// All-gather by `algorithm` (ZeRO's parameter step): the second half of its all-reduce.
+    public func allGather(_ group: [Int], bytes: Double, algorithm: Algorithm) -> SimTime {
+        guard group.count > 1, bytes > 0 else { return .zero }
+        switch algorithm {
+        case .ring, .tree: return allGather(group, bytes: bytes)
+        case .halvingDoubling: return halvingDoubling(group, bytes: bytes, half: true)
+        case .hierarchical: return hierarchical(group, bytes: bytes, part: .allGather)
+        }
+    }
+
     /// Ring all-gather: the same n − 1 steps as a reduce-scatter.
     public func allGather(_ group: [Int], bytes: Double) -> SimTime {
         ringSteps(group, block: bytes / Double(group.count)) * (group.count - 1)
@@ -67,38 +89,52 @@ public struct CollectiveModel: Sendable {
 
     /// Recursive halving reduce-scatter then recursive doubling all-gather; members beyond the
     /// largest power of two first fold their data into a partner and get the result back.
-    func halvingDoubling(_ group: [Int], bytes: Double) -> SimTime {
+    /// With `half`, one of the two mirrored halves: the recursive-halving reduce-scatter (and
+    /// the fold in) or the recursive-doubling all-gather (and the result back out).
+    func halvingDoubling(_ group: [Int], bytes: Double, half: Bool = false) -> SimTime {
+        let phases = half ? 1 : 2
         var power = 1
         while power * 2 <= group.count { power *= 2 }
         let extra = group.count - power
         var total = SimTime.zero
         if extra > 0 {
             let fold = (0..<extra).map { Message(from: group[power + $0], to: group[$0], bytes: bytes, flow: UInt64($0)) }
-            total += network.time(fold) * 2   // fold in, and the result back out
+            total += network.time(fold) * phases   // fold in, and the result back out
         }
         var size = bytes / 2, distance = power / 2
         while distance >= 1 {
             let round = (0..<power).map { Message(from: group[$0], to: group[$0 ^ distance], bytes: size, flow: UInt64($0)) }
-            total += network.time(round) * 2   // the halving step and its mirror in the doubling
+            total += network.time(round) * phases   // the halving step and its mirror in the doubling
             size /= 2
             distance /= 2
         }
         return total
     }
 
+    enum Part { case all, reduceScatter, allGather }
+
     /// Reduce-scatter inside each node, ring all-reduce of 1/g across nodes (all g local
-    /// ranks at once), all-gather inside each node.
-    func hierarchical(_ group: [Int], bytes: Double) -> SimTime {
+    /// ranks at once), all-gather inside each node; `part` takes the reduce-scatter half (inside,
+    /// then a ring reduce-scatter across) or the all-gather half (a ring all-gather across, then inside).
+    func hierarchical(_ group: [Int], bytes: Double, part: Part = .all) -> SimTime {
         let fabric = network.fabric
         let byNode = Dictionary(grouping: group, by: fabric.node(of:)).values.map { $0.sorted() }.sorted { $0[0] < $1[0] }
         let local = byNode.map(\.count).min() ?? 1
         guard byNode.count > 1, local > 1, byNode.allSatisfy({ $0.count == local }) else {
-            return allReduce(group, bytes: bytes, algorithm: .ring)
+            switch part {
+            case .all: return allReduce(group, bytes: bytes, algorithm: .ring)
+            case .reduceScatter: return reduceScatter(group, bytes: bytes)
+            case .allGather: return allGather(group, bytes: bytes)
+            }
         }
+        let across = { (half: (([Int], Double) -> SimTime)) in (0..<local).map { i in half(byNode.map { $0[i] }, bytes / Double(local)) }.max() ?? .zero }
         let inside = byNode.map { reduceScatter($0, bytes: bytes) }.max() ?? .zero
-        let across = (0..<local).map { i in allReduce(byNode.map { $0[i] }, bytes: bytes / Double(local), algorithm: .ring) }.max() ?? .zero
         let gather = byNode.map { allGather($0, bytes: bytes) }.max() ?? .zero
-        return inside + across + gather
+        switch part {
+        case .all: return inside + across { allReduce($0, bytes: $1, algorithm: .ring) } + gather
+        case .reduceScatter: return inside + across { reduceScatter($0, bytes: $1) }
+        case .allGather: return across { allGather($0, bytes: $1) } + gather
+        }
     }
 
     /// Personalised exchange: n − 1 rounds, in round r member i sends its 1/n block to member i + r.

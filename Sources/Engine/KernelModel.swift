@@ -96,17 +96,4 @@ public enum KernelModel {
         }
         return (f, g)
     }
-
-    /// Parameters a rank of this stage updates: its shard of the split matrices and biases,
-    /// all of the replicated ones (LayerNorms, embeddings and the tied head).
-    public static func parametersUpdated(model: ModelSpec, layers: Int, embed: Bool, head: Bool, tp: Int) -> Double {
-        let c = model.dModel, h = model.mlpHidden, kv = model.kvHeads * model.headSize
-        let split = c * (c + 2 * kv) + c * c + (model.gatedMLP ? 3 : 2) * c * h + (model.biases ? c + 2 * kv + h : 0)
-        let replicated = (model.biases ? 2 * c + 4 * c : 2 * c)
-        var total = Double(layers) * (Double(split) / Double(tp) + Double(replicated))
-        let embeddings = Double(model.vocabulary * c + (model.learnedPositions ? model.context * c : 0))
-        if embed { total += embeddings }
-        if head { total += Double(model.biases ? 2 * c : c) + (embed ? 0 : Double(model.vocabulary * c)) }
-        return total
-    }
 }

@@ -37,13 +37,10 @@ public enum MemoryModel {
                                 precision: Device.Precision, recompute: Recompute, flashAttention: Bool = true, inFlight: [Int]) -> MemoryEstimate {
         let stages = layout.stageLayers(model: model)
         let bytes = Double(precision.bytes), dp = Double(layout.dp), tp = Double(layout.tp)
-        let embedding = Double(model.vocabulary * model.dModel + (model.learnedPositions ? model.context * model.dModel : 0))
+        let plan = ShardPlan(model: model, layout: layout, zero: zero)
         var worst = MemoryEstimate(weights: 0, gradients: 0, optimizer: 0, activations: 0, stage: 0)
         for (s, layers) in stages.enumerated() {
-            var parameters = Double(layers.count * model.parametersPerLayer)
-            if s == 0 { parameters += embedding }
-            if s == stages.count - 1 && (!model.tiedEmbeddings || stages.count > 1) { parameters += Double(model.vocabulary * model.dModel) }
-            let local = parameters / tp
+            let local = Double(plan.heldElements(stage: s))
             let optimizerBytes = (precision == .fp32 ? 8.0 : 12.0) * local
             let (sq, b, h, a) = (Double(sequence), Double(microbatchSequences), Double(model.dModel), Double(model.heads))
             let perLayer = recompute == .full ? 2 * sq * b * h

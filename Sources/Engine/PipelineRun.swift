@@ -70,10 +70,6 @@ struct PipelineRun {
         }
     }
 
-    /// A message's identity: (gradient?, micro-batch, sending stage, receiving stage).
-    private func key(gradient: Bool, microbatch: Int, from: Int, to: Int) -> Int {
-        ((microbatch * programs.count + from) * programs.count + to) * 2 + (gradient ? 1 : 0)
-    }
 
     mutating func run() {
         for stage in programs.indices { queue.schedule(at: .zero, kind: Kind.wake.rawValue, subject: stage) }
@@ -185,20 +181,17 @@ struct PipelineRun {
                     startBuckets(stage, backwardStart: now, backward: expected)
                 }
                 return compute(stage, "backward \(i)", work: cost.backward, tail: cost.tensorBackward, meetings: cost.tensorSyncs.backward)
-            case let .sendActivation(i, to), let .sendGradient(i, to):
+            case let .sendActivation(_, to), let .sendGradient(_, to):
                 position[stage] += 1
-                let gradient: Bool
-                if case .sendGradient = action { gradient = true } else { gradient = false }
+                let message = action.message(stage: stage)!
                 // A receiver on the sender's core gets it only once the sender passes the turn;
                 // elsewhere it may be waiting off its core behind a rank that computes there.
                 let sameCore = (sharing?.peers[to][stage] ?? 0) > 0 && sharing?.cores == 1
                 let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)])
                     + (sameCore ? SimTime(seconds: sharing?.calibration.handoffWait ?? 0) : meetingDelay(to, meetings: 1))
-                queue.schedule(at: now + transfer, kind: Kind.arrival.rawValue, subject: key(gradient: gradient, microbatch: i, from: stage, to: to))
-            case let .receiveActivation(i, from), let .receiveGradient(i, from):
-                let gradient: Bool
-                if case .receiveGradient = action { gradient = true } else { gradient = false }
-                let wanted = key(gradient: gradient, microbatch: i, from: from, to: stage)
+                queue.schedule(at: now + transfer, kind: Kind.arrival.rawValue, subject: message.tag(stages: programs.count))
+            case .receiveActivation, .receiveGradient:
+                let wanted = action.message(stage: stage)!.tag(stages: programs.count)
                 guard arrivals[wanted] != nil else {
                     waitingFor[stage] = wanted
                     waitingSince[stage] = now

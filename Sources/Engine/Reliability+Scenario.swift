@@ -28,6 +28,18 @@ extension Scenario {
     /// copy and two fp32 Adam moments.
     public var checkpointBytes: Double { Double(model.parameterCount) * Double(precision.bytes + (precision == .fp32 ? 8 : 12)) }
 
+    /// Ranks that write a checkpoint: one data-parallel replica (every tensor and pipeline rank).
+    public var checkpointWriters: Double { Double(layout.tp * layout.pp) }
+
+    /// One save written through `storage`: its latency, then the state at the writers' combined
+    /// rate — each writer at its client link (and its NIC, when storage shares the fabric), all
+    /// of them together at most the storage's aggregate.
+    public func checkpointWriteTime(_ storage: StorageSystem) -> SimTime {
+        let client = storage.sharedFabric ? min(storage.perClient.bytesPerSecond, scaleOut.bandwidth.bytesPerSecond) : storage.perClient.bytesPerSecond
+        let rate = min(storage.aggregate.bytesPerSecond, checkpointWriters * client)
+        return storage.latency + SimTime(seconds: checkpointBytes / rate)
+    }
+
     /// The reliability model of this cluster and job: component counts from its sizes,
     /// checkpoint write, stall and reload times from its storage and fabric.
     /// With the step's report, an asynchronous save also costs the training traffic its
@@ -37,11 +49,9 @@ extension Scenario {
             let count = spec.scope == .gpu ? spec.count * gpus : spec.scope == .node ? spec.count * nodes : spec.count
             return ReliabilityModel.Component(name: spec.name, count: count, mttf: spec.mttf, distribution: spec.distribution)
         }
-        let writers = Double(layout.tp * layout.pp), perGPU = checkpointBytes / writers
+        let perGPU = checkpointBytes / checkpointWriters
         let storage = self.storage ?? StorageSystem(aggregate: .gigabytesPerSecond(100), perClient: .gigabytesPerSecond(2), latency: SimTime(seconds: 0.01))
-        let client = storage.sharedFabric ? min(storage.perClient.bytesPerSecond, scaleOut.bandwidth.bytesPerSecond) : storage.perClient.bytesPerSecond
-        let rate = min(storage.aggregate.bytesPerSecond, writers * client)
-        let write = storage.latency.seconds + checkpointBytes / rate
+        let write = checkpointWriteTime(storage).seconds
         var model = ReliabilityModel(components: components, duration: settings.duration, checkpointInterval: 3600,
                                      checkpointWrite: write, reload: write)
         switch settings.checkpointing {

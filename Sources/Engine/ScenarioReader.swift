@@ -175,6 +175,7 @@ public struct ScenarioReader {
             if let n = collectives["data_parallel"] { scenario.dataParallelAlgorithm = try choice(n, "collectives.data_parallel", CollectiveModel.Algorithm.allCases) }
             if let n = collectives["tensor_parallel"] { scenario.tensorParallelAlgorithm = try choice(n, "collectives.tensor_parallel", CollectiveModel.Algorithm.allCases) }
             if let n = collectives["bucket"] { scenario.bucketBytes = try quantity(n, "collectives.bucket", Units.bytes) }
+            if let n = collectives["data_parallel"], let problem = Self.zeroProblem(scenario) { throw fail(n, problem) }
         }
         if let node = top["storage"] {
             let storage = try mapping(node, "storage", allowed: ["aggregate", "per_client", "latency", "snapshot", "shared_fabric"])
@@ -279,6 +280,14 @@ public struct ScenarioReader {
         }
     }
 
+    /// ZeRO reduce-scatters gradients and all-gathers parameters over the data-parallel group:
+    /// the chosen algorithm must have those halves (a binomial tree has not).
+    static func zeroProblem(_ s: Scenario) -> String? {
+        guard s.zero >= 1, s.dataParallelAlgorithm == .tree else { return nil }
+        return "zero: \(s.zero) reduce-scatters gradients and all-gathers parameters, which collectives.data_parallel: tree cannot do; "
+            + "use ring, halving-doubling or hierarchical, or zero: 0"
+    }
+
     static let sweepable = ["dp", "tp", "pp", "microbatches", "schedule", "zero", "recompute", "batch", "nodes", "device"]
 
     /// Sets one layout (or sweepable) value.
@@ -291,7 +300,9 @@ public struct ScenarioReader {
         case "pp": scenario.layout.pp = try int(value, key, minimum: 1)
         case "microbatches": scenario.layout.microbatches = try int(value, key, minimum: 1)
         case "schedule": scenario.layout.schedule = try choice(value, key, PipelineSchedule.Kind.allCases)
-        case "zero": scenario.zero = try int(value, key, minimum: 0)
+        case "zero":
+            scenario.zero = try int(value, key, minimum: 0)
+            if let problem = Self.zeroProblem(scenario) { throw fail(value, problem) }
         case "recompute": scenario.recompute = try choice(value, key, [MemoryModel.Recompute.none, .full])
         case "batch": scenario.batch = try int(value, key, minimum: 1)
         case "nodes": scenario.nodes = try int(value, key, minimum: 1)

@@ -42,6 +42,17 @@ public struct StepReport: Sendable {
     public let fidelity: String
     /// How the numbers were obtained (which symmetries were used).
     public let reductions: String
+    /// Per pipeline stage, what one of its ranks holds and sends in a step (from the shard plan).
+    public var stages: [StageTraffic] = []
+
+    /// One rank of a stage in one step: parameters held, and bytes it contributes to the
+    /// data-parallel gradient sum, the tensor-parallel all-reduces and pipeline messages.
+    public struct StageTraffic: Sendable, Hashable {
+        public let parameters: Int
+        public let dataParallelBytes: Double
+        public let tensorParallelBytes: Double
+        public let pipelineBytes: Double
+    }
 }
 
 /// Simulates one step of a scenario: each pipeline stage executes its program from the same
@@ -91,23 +102,22 @@ public struct StepSimulator {
         let stages = layout.stageLayers(model: model)
         let microSequences = s.batch / layout.dp / layout.microbatches
         let tokens = Double(microSequences * s.sequence), bytes = Double(s.precision.bytes)
-        let c = Double(model.dModel), kv = Double(model.kvHeads * model.headSize), h = Double(model.mlpHidden)
-        let linearPerToken = 2 * (c * (c + 2 * kv) + c * c + (model.gatedMLP ? 3 : 2) * c * h)
-        let attentionPerToken = 4 * Double(s.sequence) * c
+        let c = Double(model.dModel)
+        let layerFLOPsPerToken = model.layerForwardFLOPsPerToken(sequence: s.sequence)
         let representative = (0..<layout.pp).map { mesh.rank(dp: which.dp, tp: which.tp, pp: $0) }
         var ledger = LinkLedger(fabric: network.fabric)
+        let plan = ShardPlan(model: model, layout: layout, zero: s.zero)
 
         var costs: [StageCost] = []
         for (index, layers) in stages.enumerated() {
             var cost = StageCost()
             let isLast = index == layout.pp - 1
-            var flops = tokens * Double(layers.count) * (linearPerToken + attentionPerToken)
-            if isLast { flops += tokens * 2 * c * Double(model.vocabulary) }
+            var flops = tokens * Double(layers.count) * layerFLOPsPerToken
+            if isLast { flops += tokens * model.headForwardFLOPsPerToken }
             flops /= Double(layout.tp)
-            var parameters = Double(layers.count * model.parametersPerLayer)
-            if index == 0 { parameters += Double(model.vocabulary * model.dModel) }
-            if isLast && layout.pp > 1 { parameters += Double(model.vocabulary * model.dModel) }
-            let local = parameters / Double(layout.tp)
+            // What one rank of this stage holds, from the shard plan (its share of split
+            // parameters, all replicated ones, the embeddings, final norm and head where they live).
+            let local = Double(plan.heldElements(stage: index))
             let recompute = s.recompute == .full ? 1.0 : 0.0
             if let calibration = s.device.calibration {
                 // A measured CPU: the trainer's own kernels, each at its measured rate.
@@ -140,7 +150,7 @@ public struct StepSimulator {
                 while left > 0 {
                     let bucket = min(left, s.bucketBytes)
                     let time = timed[bucket] ?? (concurrent ? collectives.concurrentRingAllReduce(peers, bytes: bucket)
-                        : s.zero >= 1 ? collectives.reduceScatter(dpGroup, bytes: bucket)
+                        : s.zero >= 1 ? collectives.reduceScatter(dpGroup, bytes: bucket, algorithm: s.dataParallelAlgorithm)
                         : collectives.allReduce(dpGroup, bytes: bucket, algorithm: s.dataParallelAlgorithm))
                     timed[bucket] = time
                     cost.dataParallel.append(time + bucketSynchronization(group: layout.dp))
@@ -149,20 +159,27 @@ public struct StepSimulator {
                 ledger.ring(dpGroup, bytes: cost.gradientBytes, times: s.zero >= 1 ? 1 : 2, halfRing: s.zero >= 1)
             }
             // AdamW: read and write weights, master copy, moments and gradients (memory-bound).
-            let updated = local / Double(s.zero >= 1 ? layout.dp : 1)
+            let updated = plan.optimizerElements(stage: index)
             if let calibration = s.device.calibration {
-                let owned = KernelModel.parametersUpdated(model: model, layers: layers.count, embed: index == 0, head: isLast, tp: layout.tp)
-                cost.optimizer = SimTime(seconds: owned / Double(s.zero >= 1 ? layout.dp : 1) * (calibration.perElement[.optimizer] ?? 0))
+                cost.optimizer = SimTime(seconds: updated * (calibration.perElement[.optimizer] ?? 0))
             } else {
                 cost.optimizer = s.device.time(flops: 0, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
             }
             if s.zero >= 1 && layout.dp > 1 {
-                cost.optimizer += collectives.allGather(dpGroup, bytes: cost.gradientBytes)
+                cost.optimizer += collectives.allGather(dpGroup, bytes: cost.gradientBytes, algorithm: s.dataParallelAlgorithm)
             }
             costs.append(cost)
         }
 
         let activationBytes = tokens * c * bytes
+        let stageTraffic = costs.indices.map { index -> StepReport.StageTraffic in
+            let m = Double(layout.microbatches), syncs = Double(costs[index].tensorSyncs.forward + costs[index].tensorSyncs.backward)
+            let sends = (index < layout.pp - 1 ? 1.0 : 0) + (index > 0 ? 1.0 : 0)
+            return StepReport.StageTraffic(parameters: plan.heldElements(stage: index),
+                                           dataParallelBytes: layout.dp > 1 ? costs[index].gradientBytes : 0,
+                                           tensorParallelBytes: layout.tp > 1 ? syncs * m * tokens * c * bytes : 0,
+                                           pipelineBytes: sends * m * activationBytes)
+        }
         var pipeline = PipelineRun(programs: layout.pipeline.actions, costs: costs, network: network,
                                    gpus: representative, messageBytes: activationBytes, sharing: sharing(representative))
         pipeline.run()
@@ -176,11 +193,8 @@ public struct StepSimulator {
         // Saves of the step's own schedule, or of the reliability simulation's asynchronous checkpoints.
         let asyncSaves = s.checkpointAsync || s.reliability?.checkpointing == .async
         if s.checkpointEvery > 0 || asyncSaves, let storage = s.storage {
-            let state = s.checkpointBytes
-            let writers = Double(layout.tp * layout.pp)
-            let client = storage.sharedFabric ? min(storage.perClient.bytesPerSecond, s.scaleOut.bandwidth.bytesPerSecond) : storage.perClient.bytesPerSecond
-            let rate = min(storage.aggregate.bytesPerSecond, writers * client)
-            checkpointWrite = storage.latency + SimTime(seconds: state / rate)
+            let state = s.checkpointBytes, writers = s.checkpointWriters
+            checkpointWrite = s.checkpointWriteTime(storage)
             var stall = asyncSaves ? storage.snapshot.time(state / writers) : checkpointWrite
             if asyncSaves, s.fidelity == "flow", storage.sharedFabric, layout.dp > 1 {
                 // The background write leaves through the writers' NICs while training goes on:
@@ -232,12 +246,14 @@ public struct StepSimulator {
             reductions += "; data-parallel buckets share links with the stage's other tensor shards' groups, "
                 + "one ring step timed per distinct bucket size (every step of a ring is identical)"
         }
-        return StepReport(stepTime: step, tokensPerSecond: globalTokens / step.seconds,
+        var report = StepReport(stepTime: step, tokensPerSecond: globalTokens / step.seconds,
                           mfu: modelFLOPs / (Double(s.gpus) * s.device.peak(s.precision) * step.seconds),
                           breakdown: breakdown, bubbleFraction: totalIdle / (Double(layout.pp) * step.seconds), memory: memory,
                           busiestLinks: ledger.busiest(5, over: step), spans: pipeline.spans, events: pipeline.events,
                           fidelity: network.fidelity,
                           reductions: reductions)
+        report.stages = stageTraffic
+        return report
     }
 }
 

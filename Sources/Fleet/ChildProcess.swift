@@ -9,15 +9,18 @@ enum ChildProcess {
         try run(LocalLauncher.currentExecutable, arguments, environment: environment)
     }
 
-    static func run(_ executable: String, _ arguments: [String],
-                    environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+    /// `unset` names variables of this process's environment the child must not see.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+                    unset: [String] = []) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
+        if !environment.isEmpty || !unset.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }.filter { !unset.contains($0.key) }
+        }
         let base = NSTemporaryDirectory() + "fleet-child-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        FileManager.default.createFile(atPath: base + ".out", contents: nil)
-        FileManager.default.createFile(atPath: base + ".err", contents: nil)
+        _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+        _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
         defer {
             try? FileManager.default.removeItem(atPath: base + ".out")
             try? FileManager.default.removeItem(atPath: base + ".err")

@@ -47,6 +47,7 @@ enum Console {
         case let f as Float: return f.isFinite ? "\(f)" : "null"
         case let a as [Double]: return "[" + a.map { encode($0) }.joined(separator: ",") + "]"
         case let a as [String]: return "[" + a.map { encode($0) }.joined(separator: ",") + "]"
+        case let objects as [[(String, Any)]]: return "[" + objects.map { jsonLine($0) }.joined(separator: ",") + "]"
         default: return "\"\(value)\""
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 import Workload
 
 /// PyTorch on the CPU training the same model as fleet, for `fleet bench train --vs-pytorch`:
@@ -22,7 +23,9 @@ enum PyTorchReference {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw FleetError("--python \(python) is not an executable; pass the Python that has PyTorch (pip install torch numpy threadpoolctl)")
         }
-        let outcome = try ChildProcess.run(executable, arguments, environment: environment)
+        // fleet's kernel choice is for fleet: numpy's newer OpenBLAS must pick its own.
+        let outcome = try ChildProcess.run(executable, arguments, environment: environment,
+                                           unset: ["OPENBLAS_CORETYPE", BLASKernelReport.markerVariable])
         guard outcome.status == 0 else {
             let last = outcome.stderr.split(separator: "\n").last.map(String.init) ?? "exit status \(outcome.status)"
             throw FleetError("the PyTorch reference failed in \(python): \(last); install it with pip install torch numpy threadpoolctl, or pass --python PATH")

@@ -243,7 +243,11 @@ struct Simulate: ParsableCommand {
                        ("dp_exposed_s", b.dataParallelExposed.seconds), ("optimizer_s", b.optimizer.seconds),
                        ("checkpoint_stall_s", b.checkpoint.seconds), ("memory_per_gpu_bytes", r.memory.total),
                        ("memory_capacity_bytes", s.device.memoryBytes), ("fits", problem == nil), ("fidelity", r.fidelity),
-                       ("energy_per_step_j", Double(s.gpus) * s.device.watts * r.stepTime.seconds), ("events", r.events)]
+                       ("energy_per_step_j", Double(s.gpus) * s.device.watts * r.stepTime.seconds), ("events", r.events),
+                       ("parameters", s.model.parameterCount),
+                       ("stages", r.stages.map { t -> [(String, Any)] in
+                           [("parameters", t.parameters), ("dp_bytes", t.dataParallelBytes), ("tp_bytes", t.tensorParallelBytes), ("pp_bytes", t.pipelineBytes)]
+                       })]
         }
         if let problem { fields.append(("problem", problem)) }
         return Console.jsonLine(fields)

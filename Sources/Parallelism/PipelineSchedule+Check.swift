@@ -47,17 +47,13 @@ extension PipelineSchedule {
                 }
             }
         }
-        // Channels: (from, to, is-gradient) → sequence of micro-batches, which must agree in order.
-        var sent: [String: [Int]] = [:], received: [String: [Int]] = [:]
+        // Per channel, the micro-batches sent and received, which must agree in order.
+        var sent: [PipelineMessage.Channel: [Int]] = [:], received: [PipelineMessage.Channel: [Int]] = [:]
         for (s, program) in actions.enumerated() {
             for action in program {
-                switch action {
-                case let .sendActivation(m, to): sent["A \(s)→\(to)", default: []].append(m)
-                case let .sendGradient(m, to): sent["G \(s)→\(to)", default: []].append(m)
-                case let .receiveActivation(m, from): received["A \(from)→\(s)", default: []].append(m)
-                case let .receiveGradient(m, from): received["G \(from)→\(s)", default: []].append(m)
-                default: break
-                }
+                guard let message = action.message(stage: s) else { continue }
+                if action.isSend { sent[message.channel, default: []].append(message.microbatch) }
+                else { received[message.channel, default: []].append(message.microbatch) }
             }
         }
         for channel in Set(sent.keys).union(received.keys) where sent[channel] != received[channel] {
@@ -69,7 +65,7 @@ extension PipelineSchedule {
     private func simulate(forwardCost: Double, backwardCost: Double) throws -> ScheduleReport {
         var next = Array(repeating: 0, count: stages)
         var clock = Array(repeating: 0.0, count: stages)
-        var delivered: [String: Double] = [:]
+        var delivered: [PipelineMessage: Double] = [:]
         var inFlight = Array(repeating: 0, count: stages), peak = Array(repeating: 0, count: stages)
         var timeline: [ScheduleReport.Span] = []
         var progressed = true
@@ -78,26 +74,22 @@ extension PipelineSchedule {
             for s in 0..<stages {
                 while next[s] < actions[s].count {
                     let action = actions[s][next[s]]
-                    switch action {
-                    case let .receiveActivation(m, from):
-                        guard let at = delivered["A\(m) \(from)→\(s)"] else { break }
-                        clock[s] = max(clock[s], at)
-                    case let .receiveGradient(m, from):
-                        guard let at = delivered["G\(m) \(from)→\(s)"] else { break }
-                        clock[s] = max(clock[s], at)
-                    case let .sendActivation(m, to): delivered["A\(m) \(s)→\(to)"] = clock[s]
-                    case let .sendGradient(m, to): delivered["G\(m) \(s)→\(to)"] = clock[s]
-                    case .forward, .backward:
+                    if let message = action.message(stage: s) {
+                        if action.isSend {
+                            delivered[message] = clock[s]
+                        } else {
+                            // A receive whose message has not been sent yet leaves `next` where it is.
+                            guard let at = delivered[message] else { break }
+                            clock[s] = max(clock[s], at)
+                        }
+                    } else if case .optimizerStep = action {
+                    } else {
                         let cost = action == .forward(microbatch: action.microbatch!) ? forwardCost : backwardCost
                         timeline.append(.init(stage: s, action: action.description, start: clock[s], end: clock[s] + cost))
                         clock[s] += cost
                         if case .forward = action { inFlight[s] += 1 } else { inFlight[s] -= 1 }
                         peak[s] = max(peak[s], inFlight[s])
-                    case .optimizerStep: break
                     }
-                    // A receive whose message has not been sent yet leaves `next` where it is.
-                    if case .receiveActivation(let m, let from) = action, delivered["A\(m) \(from)→\(s)"] == nil { break }
-                    if case .receiveGradient(let m, let from) = action, delivered["G\(m) \(from)→\(s)"] == nil { break }
                     next[s] += 1
                     progressed = true
                 }

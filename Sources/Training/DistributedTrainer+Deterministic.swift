@@ -41,7 +41,7 @@ extension DistributedTrainer {
             perEntry.append(blocks)
             for block in 0..<blocks {
                 let parts = blocks == 1 ? [entry.offset..<(entry.offset + entry.count)]
-                    : TensorShard.ownedRanges(of: entry, spec: spec, size: heads, index: block)
+                    : TensorShard.ownedRanges(of: entry, size: heads, index: block)
                 if counted.contains(where: { $0.contains(parts[0].lowerBound) }) { mine.append((slot + block, parts)) }
             }
             slot += blocks

@@ -74,14 +74,14 @@ extension DistributedTrainer {
             case let .receiveActivation(i, from):
                 let a = microActivations[i]
                 let request = try pp.irecv(into: boundary(a.residual[stage.layers.lowerBound], floats: width),
-                                           from: from, tag: tag(microbatch: i, fromStage: from, gradient: false))
+                                           from: from, tag: tag(action))
                 try trace("recv A\(i)", lane: "pipeline") {
                     try transport.wait(request, operation: "pipeline receive of activations for micro-batch \(i) from stage \(from)")
                 }
             case let .receiveGradient(i, from):
                 let a = microActivations[i]
                 let request = try pp.irecv(into: boundary(a.dResidual, floats: width),
-                                           from: from, tag: tag(microbatch: i, fromStage: from, gradient: true))
+                                           from: from, tag: tag(action))
                 try trace("recv G\(i)", lane: "pipeline") {
                     try transport.wait(request, operation: "pipeline receive of gradients for micro-batch \(i) from stage \(from)")
                 }
@@ -130,13 +130,13 @@ extension DistributedTrainer {
             case let .sendActivation(i, to):
                 let a = microActivations[i]
                 sends.append(try pp.isend(UnsafeRawBufferPointer(boundary(a.residual[stage.layers.upperBound], floats: width)),
-                                          to: to, tag: tag(microbatch: i, fromStage: stage.index, gradient: false)))
+                                          to: to, tag: tag(action)))
                 traffic.pipelineMessages += 1
                 traffic.pipelineFloats += width
             case let .sendGradient(i, to):
                 let a = microActivations[i]
                 sends.append(try pp.isend(UnsafeRawBufferPointer(boundary(a.dResidual, floats: width)),
-                                          to: to, tag: tag(microbatch: i, fromStage: stage.index, gradient: true)))
+                                          to: to, tag: tag(action)))
                 traffic.pipelineMessages += 1
                 traffic.pipelineFloats += width
             case .optimizerStep:

@@ -163,7 +163,7 @@ public final class DistributedTrainer {
         var result: [Range<Int>] = []
         for entry in model.layout.entries where spans.contains(where: { $0.contains(entry.offset) }) {
             if TensorShard.isSplit(entry, size: layout.tp) {
-                result += TensorShard.ownedRanges(of: entry, spec: configuration.model, size: layout.tp, index: shard)
+                result += TensorShard.ownedRanges(of: entry, size: layout.tp, index: shard)
             } else if !counted || shard == 0 {
                 result.append(entry.offset..<(entry.offset + entry.count))
             }
@@ -183,8 +183,9 @@ public final class DistributedTrainer {
         return start..<(start + samplesPerMicrobatch)
     }
 
-    /// Tags name (micro-batch, sending stage, direction), so no two messages of a step can pair up wrongly.
-    func tag(microbatch: Int, fromStage: Int, gradient: Bool) -> Int32 {
-        Int32((microbatch * layout.pp + fromStage) * 2 + (gradient ? 1 : 0))
+    /// The transport tag of a send or receive of this stage: its message's identity, so no two
+    /// messages of a step can pair up wrongly.
+    func tag(_ action: PipelineSchedule.Action) -> Int32 {
+        Int32(action.message(stage: stage.index)!.tag(stages: layout.pp))
     }
 }

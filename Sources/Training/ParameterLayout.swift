@@ -7,10 +7,12 @@ import Workload
 /// simple: each is a buffer of the same length with the same offsets.
 public struct ParameterLayout: Sendable {
     public struct Entry: Sendable {
-        public let name: String
-        public let shape: [Int]
+        /// Name, shape and role, from the model's one parameter list (`ModelSpec.parameters`).
+        public let parameter: ModelSpec.Parameter
+        public var name: String { parameter.name }
+        public var shape: [Int] { parameter.shape }
         public let offset: Int
-        public var count: Int { shape.reduce(1, *) }
+        public var count: Int { parameter.count }
         /// Standard deviation of the normal initialisation; nil means constant `fill`.
         public let initStd: Float?
         public let fill: Float
@@ -25,34 +27,23 @@ public struct ParameterLayout: Sendable {
 
     public init(spec: ModelSpec) {
         self.spec = spec
-        let c = spec.dModel, h = spec.mlpHidden
-        // GPT-2: residual projections scaled by 1/√(2·layers).
+        // GPT-2: embeddings N(0, 0.02) (positions 0.01), residual projections scaled by
+        // 1/√(2·layers), LayerNorm weights 1, biases 0.
         let projectionStd = 0.02 / Float(2 * spec.layers).squareRoot()
-        add("wte", [spec.vocabulary, c], std: 0.02)
-        add("wpe", [spec.context, c], std: 0.01)
-        for l in 0..<spec.layers {
-            add("h\(l).ln1.w", [c], fill: 1)
-            add("h\(l).ln1.b", [c], fill: 0)
-            add("h\(l).attn.qkv.w", [3 * c, c], std: 0.02)
-            add("h\(l).attn.qkv.b", [3 * c], fill: 0)
-            add("h\(l).attn.proj.w", [c, c], std: projectionStd)
-            add("h\(l).attn.proj.b", [c], fill: 0)
-            add("h\(l).ln2.w", [c], fill: 1)
-            add("h\(l).ln2.b", [c], fill: 0)
-            add("h\(l).mlp.fc.w", [h, c], std: 0.02)
-            add("h\(l).mlp.fc.b", [h], fill: 0)
-            add("h\(l).mlp.proj.w", [c, h], std: projectionStd)
-            add("h\(l).mlp.proj.b", [c], fill: 0)
+        for p in spec.parameters {
+            let std: Float?, fill: Float
+            switch p.role {
+            case .tokenEmbedding, .qkvWeight, .mlpInputWeight, .outputHead: (std, fill) = (0.02, 0)
+            case .positionEmbedding: (std, fill) = (0.01, 0)
+            case .attentionOutputWeight, .mlpOutputWeight: (std, fill) = (projectionStd, 0)
+            case .norm: (std, fill) = (nil, p.name.hasSuffix(".w") ? 1 : 0)
+            case .qkvBias, .attentionOutputBias, .mlpInputBias, .mlpOutputBias: (std, fill) = (nil, 0)
+            }
+            let entry = Entry(parameter: p, offset: count, initStd: std, fill: fill, decay: p.shape.count == 2)
+            index[p.name] = entries.count
+            entries.append(entry)
+            count += entry.count
         }
-        add("lnf.w", [c], fill: 1)
-        add("lnf.b", [c], fill: 0)
-    }
-
-    private mutating func add(_ name: String, _ shape: [Int], std: Float? = nil, fill: Float = 0) {
-        let entry = Entry(name: name, shape: shape, offset: count, initStd: std, fill: fill, decay: shape.count == 2)
-        index[name] = entries.count
-        entries.append(entry)
-        count += entry.count
     }
 
     public func entry(_ name: String) -> Entry {

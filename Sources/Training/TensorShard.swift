@@ -60,32 +60,13 @@ public final class TensorShard {
         Dimensions(channels: spec.dModel / size, heads: spec.heads / size, hidden: spec.mlpHidden / size)
     }
 
-    /// The ranges of `entry` that shard `index` of `size` owns.
-    static func ownedRanges(of entry: ParameterLayout.Entry, spec: ModelSpec, size: Int, index: Int) -> [Range<Int>] {
-        let whole = [entry.offset..<(entry.offset + entry.count)]
-        guard size > 1 else { return whole }
-        let c = spec.dModel, local = c / size, hidden = spec.mlpHidden / size
-        let base = entry.offset
-        if entry.name.hasSuffix("attn.qkv.w") {
-            return (0..<3).map { s in let row = s * c + index * local; return (base + row * c)..<(base + (row + local) * c) }
-        }
-        if entry.name.hasSuffix("attn.qkv.b") {
-            return (0..<3).map { s in let row = s * c + index * local; return (base + row)..<(base + row + local) }
-        }
-        if entry.name.hasSuffix("attn.proj.w") {
-            return (0..<c).map { r in (base + r * c + index * local)..<(base + r * c + (index + 1) * local) }
-        }
-        if entry.name.hasSuffix("mlp.fc.w") { return [(base + index * hidden * c)..<(base + (index + 1) * hidden * c)] }
-        if entry.name.hasSuffix("mlp.fc.b") { return [(base + index * hidden)..<(base + (index + 1) * hidden)] }
-        if entry.name.hasSuffix("mlp.proj.w") {
-            let width = spec.mlpHidden
-            return (0..<c).map { r in (base + r * width + index * hidden)..<(base + r * width + (index + 1) * hidden) }
-        }
-        return whole
+    /// The flat ranges of `entry` that shard `index` of `size` holds (`ShardPlan` decides the split).
+    static func ownedRanges(of entry: ParameterLayout.Entry, size: Int, index: Int) -> [Range<Int>] {
+        ShardPlan.ranges(of: entry.parameter, tensorParallel: size, rank: index).map { ($0.lowerBound + entry.offset)..<($0.upperBound + entry.offset) }
     }
 
     /// Whether `entry` is split across a group of `size` (otherwise every shard holds the same copy).
     static func isSplit(_ entry: ParameterLayout.Entry, size: Int) -> Bool {
-        size > 1 && ["attn.qkv.w", "attn.qkv.b", "attn.proj.w", "mlp.fc.w", "mlp.fc.b", "mlp.proj.w"].contains { entry.name.hasSuffix($0) }
+        size > 1 && ShardPlan.split(of: entry.parameter.role) != .replicated
     }
 }

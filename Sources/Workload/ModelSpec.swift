@@ -51,14 +51,21 @@ public struct ModelSpec: Sendable, Hashable, Codable {
         return embeddings + layers * parametersPerLayer + (biases ? 2 * dModel : dModel)
     }
 
-    /// Matmul FLOPs of one token's forward pass at full context: 2 per weight of every
-    /// linear layer (including the output projection), plus attention scores and mixing
-    /// (2·2·T·C per layer, the whole T×T square as the trainer computes it).
-    public var forwardFLOPsPerToken: Double {
+    /// Matmul FLOPs of one token's forward pass through one block at sequence length `seq`: 2
+    /// per weight of its linear layers, plus attention scores and mixing (2·2·T·C, the whole
+    /// T×T square as the trainer computes it).
+    public func layerForwardFLOPsPerToken(sequence seq: Int) -> Double {
         let c = Double(dModel), kv = Double(kvHeads * headSize), h = Double(mlpHidden)
         let linear = c * (c + 2 * kv) + c * c + (gatedMLP ? 3 : 2) * c * h
-        let attention = 2 * Double(context) * c
-        return Double(layers) * 2 * (linear + attention) + 2 * c * Double(vocabulary)
+        return 2 * linear + 2 * 2 * Double(seq) * c
+    }
+
+    /// Matmul FLOPs of one token through the output projection.
+    public var headForwardFLOPsPerToken: Double { 2 * Double(dModel) * Double(vocabulary) }
+
+    /// Matmul FLOPs of one token's forward pass at full context: every block and the head.
+    public var forwardFLOPsPerToken: Double {
+        Double(layers) * layerForwardFLOPsPerToken(sequence: context) + headForwardFLOPsPerToken
     }
 
     /// Forward + backward: three times the forward matmul work.

@@ -195,6 +195,59 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(reduced.stepTime.seconds, full.stepTime.seconds, accuracy: reduced.stepTime.seconds * 1e-6)
     }
 
+    /// Per-stage parameters and bytes come from the shard plan: an untied head is synced over
+    /// dp and updated at every pipeline depth; tp and pp bytes are what the step sends.
+    func testStageTrafficComesFromTheShardPlan() throws {
+        let link = Link(bandwidth: .gigabitsPerSecond(400), latency: SimTime(seconds: 1e-6))
+        let llama = ModelCatalog.llama8B
+        func run(_ layout: ParallelLayout) -> StepReport {
+            var s = Scenario(name: "llama", device: DeviceCatalog.h100, nodes: layout.worldSize, gpusPerNode: 1, topology: .singleSwitch,
+                             scaleUp: link, scaleOut: link, model: llama, batch: 8 * layout.dp, sequence: 2048, layout: layout)
+            s.zero = 1
+            return StepSimulator(scenario: s).run()
+        }
+        let dp = run(ParallelLayout(dp: 8, microbatches: 8))
+        XCTAssertEqual(dp.stages.count, 1)
+        XCTAssertEqual(dp.stages[0].parameters, llama.parameterCount, "one stage holds all 8.03 B, the head included")
+        XCTAssertEqual(dp.stages[0].dataParallelBytes, Double(llama.parameterCount * 2), "bf16 gradients of every parameter")
+        XCTAssertEqual(dp.stages[0].tensorParallelBytes, 0)
+        XCTAssertEqual(dp.stages[0].pipelineBytes, 0)
+        let pp = run(ParallelLayout(tp: 2, pp: 2, microbatches: 4))
+        XCTAssertEqual(pp.stages.count, 2)
+        let plan = ShardPlan(model: llama, layout: ParallelLayout(tp: 2, pp: 2))
+        XCTAssertEqual(pp.stages.map(\.parameters), [plan.heldElements(stage: 0), plan.heldElements(stage: 1)])
+        XCTAssertEqual(pp.stages.map(\.dataParallelBytes), [0, 0], "no data parallelism")
+        // Each stage sends one activation (or its gradient) per micro-batch: 8 sequences / 4 × 2048 × 4096 × 2 bytes.
+        let message = 2.0 * 2048 * 4096 * 2
+        XCTAssertEqual(pp.stages.map(\.pipelineBytes), [4 * message, 4 * message])
+        // Two all-reduces per layer forward and two backward, per micro-batch, of one activation.
+        XCTAssertEqual(pp.stages[0].tensorParallelBytes, 16 * 4 * 4 * message)
+    }
+
+    /// Under ZeRO the data-parallel algorithm prices the reduce-scatter and all-gather halves:
+    /// each half is half of its all-reduce; tree, which has no halves, is refused where it is set.
+    func testZeROHonoursTheDataParallelAlgorithm() throws {
+        let model = star(16), group = Array(0..<16)
+        for algorithm in [CollectiveModel.Algorithm.ring, .halvingDoubling, .hierarchical] {
+            let half = model.reduceScatter(group, bytes: 64e6, algorithm: algorithm), other = model.allGather(group, bytes: 64e6, algorithm: algorithm)
+            assertClose(half + other, model.allReduce(group, bytes: 64e6, algorithm: algorithm).seconds, 1e-9, "\(algorithm)")
+        }
+        XCTAssertNotEqual(model.reduceScatter(group, bytes: 1e3, algorithm: .halvingDoubling), model.reduceScatter(group, bytes: 1e3, algorithm: .ring),
+                          "log n latency terms, not n − 1")
+        let good = try String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)
+        var steps: [String: SimTime] = [:]
+        for algorithm in ["ring", "halving-doubling", "hierarchical"] {
+            let text = good.replacingOccurrences(of: "data_parallel: ring", with: "data_parallel: \(algorithm)")
+            XCTAssertTrue(text.contains("data_parallel: \(algorithm)"), "the scenario names its data-parallel algorithm")
+            steps[algorithm] = StepSimulator(scenario: try ScenarioReader(path: "s.yaml", text: text).read().base).run().stepTime
+        }
+        // Its dp groups take one GPU per node, so hierarchical has nothing to do inside a node and equals the ring.
+        XCTAssertNotEqual(steps["halving-doubling"], steps["ring"], "the algorithm prices ZeRO's collectives: \(steps)")
+        XCTAssertEqual(steps["hierarchical"], steps["ring"])
+        let tree = good.replacingOccurrences(of: "data_parallel: ring", with: "data_parallel: tree")
+        XCTAssertTrue(error(tree).contains("cannot do; use ring, halving-doubling or hierarchical, or zero: 0"), error(tree))
+    }
+
     func testALayoutThatDoesNotFitSaysWhatToChange() throws {
         var scenario = try ScenarioReader(path: "s", text: String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)).read().base
         scenario.layout = ParallelLayout(dp: 1024, tp: 1, pp: 1, microbatches: 1)
