@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "ParallelismTests", dependencies: ["Parallelism", "Workload"]),
         .testTarget(name: "FaultInjectionTests", dependencies: ["FaultInjection", "Collectives"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Parallelism", "Workload"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload", "Collectives"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload", "Collectives", "Engine"]),
         // Runs the real `fleet` binary (self-launched ZeroMQ workers and mpirun).
         .testTarget(name: "FleetTests", dependencies: ["Fleet"]),
     ],
