@@ -82,9 +82,9 @@ public struct ScenarioReader {
         guard var device = nameNode.string.flatMap(DeviceCatalog.named) else {
             throw fail(nameNode, "cluster.device.name must name the device the measurements refine; expected one of \(known)")
         }
-        if let n = map["peak_fp32"] { device.peakFLOPs = [.fp32: try quantity(n, "cluster.device.peak_fp32", Units.flops)] }
-        if let n = map["memory_bandwidth"] { device.memoryBandwidth = Bandwidth(bytesPerSecond: try quantity(n, "cluster.device.memory_bandwidth", Units.bandwidth)) }
-        if let n = map["memory"] { device.memoryBytes = try quantity(n, "cluster.device.memory", Units.bytes) }
+        if let n = map["peak_fp32"] { device.peakFLOPs = [.fp32: try quantity(n, "cluster.device.peak_fp32", Units.flops, positive: true)] }
+        if let n = map["memory_bandwidth"] { device.memoryBandwidth = Bandwidth(bytesPerSecond: try quantity(n, "cluster.device.memory_bandwidth", Units.bandwidth, positive: true)) }
+        if let n = map["memory"] { device.memoryBytes = try quantity(n, "cluster.device.memory", Units.bytes, positive: true) }
         if let n = map["watts"] { device.watts = try number(n, "cluster.device.watts") }
         guard map["gemm"] != nil || map["kernels"] != nil || map["cores"] != nil else { return device }
         let cores = try int(required(map, "cores", "cluster.device"), "cluster.device.cores", minimum: 1)
@@ -161,7 +161,10 @@ public struct ScenarioReader {
         if let node = fabric["switch_link"] { scenario.switchLink = try link(node, "fabric.switch_link") }
         if let node = top["seed"] { scenario.seed = UInt64(try int(node, "seed", minimum: 0)) }
         if let node = workload["precision"] { scenario.precision = try choice(node, "workload.precision", Device.Precision.allCases) }
-        if let node = workload["efficiency"] { scenario.efficiency = try number(node, "workload.efficiency") }
+        if let node = workload["efficiency"] {
+            scenario.efficiency = try number(node, "workload.efficiency")
+            guard scenario.efficiency <= 1 else { throw fail(node, "workload.efficiency is the share of peak compute achieved, above 0 and at most 1 (got '\(node.string ?? "?")')") }
+        }
         if let node = workload["flash_attention"] {
             guard let value = node.bool else { throw fail(node, "workload.flash_attention must be true or false") }
             scenario.flashAttention = value
@@ -174,16 +177,16 @@ public struct ScenarioReader {
             let collectives = try mapping(node, "collectives", allowed: ["data_parallel", "tensor_parallel", "bucket"])
             if let n = collectives["data_parallel"] { scenario.dataParallelAlgorithm = try choice(n, "collectives.data_parallel", CollectiveModel.Algorithm.allCases) }
             if let n = collectives["tensor_parallel"] { scenario.tensorParallelAlgorithm = try choice(n, "collectives.tensor_parallel", CollectiveModel.Algorithm.allCases) }
-            if let n = collectives["bucket"] { scenario.bucketBytes = try quantity(n, "collectives.bucket", Units.bytes) }
+            if let n = collectives["bucket"] { scenario.bucketBytes = try quantity(n, "collectives.bucket", Units.bytes, positive: true) }
             if let n = collectives["data_parallel"], let problem = Self.zeroProblem(scenario) { throw fail(n, problem) }
         }
         if let node = top["storage"] {
             let storage = try mapping(node, "storage", allowed: ["aggregate", "per_client", "latency", "snapshot", "shared_fabric"])
             scenario.storage = StorageSystem(
-                aggregate: Bandwidth(bytesPerSecond: try quantity(required(storage, "aggregate", "storage"), "storage.aggregate", Units.bandwidth)),
-                perClient: Bandwidth(bytesPerSecond: try quantity(required(storage, "per_client", "storage"), "storage.per_client", Units.bandwidth)),
+                aggregate: Bandwidth(bytesPerSecond: try quantity(required(storage, "aggregate", "storage"), "storage.aggregate", Units.bandwidth, positive: true)),
+                perClient: Bandwidth(bytesPerSecond: try quantity(required(storage, "per_client", "storage"), "storage.per_client", Units.bandwidth, positive: true)),
                 latency: SimTime(seconds: try quantity(required(storage, "latency", "storage"), "storage.latency", Units.time)),
-                snapshot: Bandwidth(bytesPerSecond: try storage["snapshot"].map { try quantity($0, "storage.snapshot", Units.bandwidth) } ?? 25e9))
+                snapshot: Bandwidth(bytesPerSecond: try storage["snapshot"].map { try quantity($0, "storage.snapshot", Units.bandwidth, positive: true) } ?? 25e9))
             if let shared = storage["shared_fabric"] {
                 guard let value = shared.bool else { throw fail(shared, "storage.shared_fabric must be true or false") }
                 scenario.storage?.sharedFabric = value
@@ -211,8 +214,8 @@ public struct ScenarioReader {
     private func reliability(_ node: Node) throws -> ReliabilitySettings {
         let map = try mapping(node, "reliability", allowed: ["duration", "checkpoint_interval", "checkpointing", "detection", "rescheduling",
                                                               "repair", "spares", "stragglers", "seed", "components", "intervals"])
-        var settings = ReliabilitySettings(duration: try quantity(required(map, "duration", "reliability"), "reliability.duration", Units.time))
-        if let n = map["checkpoint_interval"], n.string != "auto" { settings.checkpointInterval = try quantity(n, "reliability.checkpoint_interval", Units.time) }
+        var settings = ReliabilitySettings(duration: try quantity(required(map, "duration", "reliability"), "reliability.duration", Units.time, positive: true))
+        if let n = map["checkpoint_interval"], n.string != "auto" { settings.checkpointInterval = try quantity(n, "reliability.checkpoint_interval", Units.time, positive: true) }
         if let n = map["checkpointing"] { settings.checkpointing = try choice(n, "reliability.checkpointing", ReliabilityModel.Checkpointing.allCases) }
         if let n = map["detection"] { settings.detection = try quantity(n, "reliability.detection", Units.time) }
         if let n = map["rescheduling"] { settings.rescheduling = try quantity(n, "reliability.rescheduling", Units.time) }
@@ -221,12 +224,20 @@ public struct ScenarioReader {
         if let n = map["seed"] { settings.seed = UInt64(try int(n, "reliability.seed", minimum: 0)) }
         if let n = map["stragglers"] {
             let stragglers = try mapping(n, "reliability.stragglers", allowed: ["fraction", "factor"])
-            settings.stragglerFraction = try number(required(stragglers, "fraction", "reliability.stragglers"), "reliability.stragglers.fraction")
-            settings.stragglerFactor = try number(required(stragglers, "factor", "reliability.stragglers"), "reliability.stragglers.factor")
+            let fraction = try required(stragglers, "fraction", "reliability.stragglers")
+            settings.stragglerFraction = try number(fraction, "reliability.stragglers.fraction")
+            guard settings.stragglerFraction <= 1 else {
+                throw fail(fraction, "reliability.stragglers.fraction is a share of the devices, from 0 to 1 (got '\(fraction.string ?? "?")')")
+            }
+            let factor = try required(stragglers, "factor", "reliability.stragglers")
+            settings.stragglerFactor = try number(factor, "reliability.stragglers.factor")
+            guard settings.stragglerFactor >= 1 else {
+                throw fail(factor, "reliability.stragglers.factor is how many times slower a straggler runs, at least 1 (got '\(factor.string ?? "?")')")
+            }
         }
         if let n = map["intervals"] {
             guard let list = n.sequence, !list.isEmpty else { throw fail(n, "reliability.intervals must be a list of times, e.g. [10 min, 30 min, 1 h]") }
-            settings.intervals = try list.map { try quantity($0, "reliability.intervals", Units.time) }
+            settings.intervals = try list.map { try quantity($0, "reliability.intervals", Units.time, positive: true) }
         }
         let list = try required(map, "components", "reliability")
         guard let entries = list.sequence, !entries.isEmpty else {
@@ -359,19 +370,23 @@ public struct ScenarioReader {
 
     private func link(_ node: Node, _ name: String) throws -> Link {
         let map = try mapping(node, name, allowed: ["bandwidth", "latency"])
-        return Link(bandwidth: Bandwidth(bytesPerSecond: try quantity(required(map, "bandwidth", name), name + ".bandwidth", Units.bandwidth)),
+        return Link(bandwidth: Bandwidth(bytesPerSecond: try quantity(required(map, "bandwidth", name), name + ".bandwidth", Units.bandwidth, positive: true)),
                     latency: SimTime(seconds: try quantity(required(map, "latency", name), name + ".latency", Units.time)))
     }
 
     /// A number with a unit, such as `400 Gb/s`, `1.5 us` or `25 MiB`.
-    private func quantity(_ node: Node, _ name: String, _ units: [String: Double]) throws -> Double {
+    /// With `positive`, zero is refused too: a rate, size or duration of zero would divide by
+    /// zero downstream (a free link, a bucket loop that never ends), never mean anything.
+    private func quantity(_ node: Node, _ name: String, _ units: [String: Double], positive: Bool = false) throws -> Double {
         let text = (node.string ?? "").trimmingCharacters(in: .whitespaces)
         let digits = text.prefix { "0123456789.eE+-".contains($0) }
         let unit = text.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
-        guard let value = Double(digits), value.isFinite, value >= 0, let scale = units[unit] else {
+        guard let value = Double(digits), value.isFinite, let scale = units[unit] else {
             let examples = units.keys.sorted().prefix(6).joined(separator: ", ")
             throw fail(node, "\(name) must be a number with a unit (\(examples), …), got '\(text)'")
         }
+        guard value >= 0 else { throw fail(node, "\(name) must not be negative (got '\(text)')") }
+        if positive && value == 0 { throw fail(node, "\(name) must be greater than zero (got '\(text)')") }
         return value * scale
     }
 

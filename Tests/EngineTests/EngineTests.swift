@@ -160,6 +160,33 @@ final class EngineTests: XCTestCase {
         XCTAssertTrue(error(missing).contains("workload is missing 'batch'"), error(missing))
     }
 
+    /// Values that used to pass silently — a zero bandwidth read as an infinitely fast link, a
+    /// zero bucket that never finished, a straggler share above 1 — are refused where they stand.
+    func testValuesOutsideTheirDomainAreRefusedWhereTheyStand() throws {
+        let good = try String(contentsOfFile: Self.scenarios + "/gpt-tiny-local.yaml", encoding: .utf8)
+        let cases: [(String, String, String)] = [
+            ("scale_up: {bandwidth: 2 GB/s", "scale_up: {bandwidth: 0 GB/s", ":8:25: cluster.scale_up.bandwidth must be greater than zero (got '0 GB/s')"),
+            ("link: {bandwidth: 2 GB/s", "link: {bandwidth: -400 Gb/s", ":11:21: fabric.link.bandwidth must not be negative (got '-400 Gb/s')"),
+            ("efficiency: 0.7", "efficiency: 5.5", ":17:15: workload.efficiency is the share of peak compute achieved, above 0 and at most 1"),
+            ("layout: {dp: 2, pp: 2, microbatches: 2, schedule: 1f1b}", "layout: {dp: 2, pp: 2, microbatches: 2, schedule: 1f1b}\ncollectives: {bucket: 0 MB}",
+             ":19:23: collectives.bucket must be greater than zero (got '0 MB')"),
+        ]
+        for (from, to, expected) in cases {
+            let text = good.replacingOccurrences(of: from, with: to)
+            XCTAssertNotEqual(text, good, from)
+            XCTAssertTrue(error(text).contains(expected), "\(to): \(error(text))")
+        }
+        let reliability = try String(contentsOfFile: Self.scenarios + "/llama-405b-16k-reliability.yaml", encoding: .utf8)
+        for (from, to, expected) in [("fraction: 0.00002", "fraction: 2", "stragglers.fraction is a share of the devices, from 0 to 1"),
+                                     ("factor: 1.3", "factor: 0.5", "stragglers.factor is how many times slower a straggler runs, at least 1"),
+                                     ("duration: 7 d", "duration: 0 d", "reliability.duration must be greater than zero"),
+                                     ("checkpoint_interval: auto          # Young–Daly", "checkpoint_interval: 0 s", "reliability.checkpoint_interval must be greater than zero")] {
+            let text = reliability.replacingOccurrences(of: from, with: to)
+            XCTAssertNotEqual(text, reliability, from)
+            XCTAssertTrue(error(text).contains(expected), "\(to): \(error(text))")
+        }
+    }
+
     func testAsyncCheckpointWritesSlowTrainingTrafficOnlyOnASharedFabricUnderFlowFidelity() throws {
         var scenario = try ScenarioReader(path: "s", text: String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)).read().base
         scenario.storage?.perClient = .gigabytesPerSecond(40)
