@@ -42,6 +42,11 @@ struct FaultOptions: ParsableArguments {
         var specs = inject
         if let faults { specs += try Self.specs(fromYAML: faults) }
         var plan = try FaultPlan.parse(specs, worldSize: worldSize)
+        // A fault planned past the last step would never fire, and the run would say nothing.
+        if let late = plan.faults.first(where: { $0.steps.lowerBound > steps }) {
+            throw FleetError("the fault \(late) is planned for step \(late.steps.lowerBound), but the run has --steps \(steps): it would never happen; "
+                             + "plan it for a step from 1 to \(steps)")
+        }
         plan.faults += FaultPlan.random(rate: faultRate, seed: faultSeed, ranks: worldSize, steps: steps).faults
         return plan
     }

@@ -115,7 +115,16 @@ struct Train: ParsableCommand {
             Console.out(BLASKernelReport.current(environment: ProcessInfo.processInfo.environment).headerLine)
         }
         let (resumed, skipped) = try checkpoints.checkpointToResume()
-        if let resumed { try trainer.restore(from: resumed) }
+        if let resumed {
+            try trainer.restore(from: resumed)
+            // A run asked to continue where it already ended has nothing to train: say so rather than
+            // print a summary of zero steps. (A supervised restart after the last save is fine.)
+            let restart = (ProcessInfo.processInfo.environment["FLEET_ATTEMPT"].flatMap(Int.init) ?? 0) > 0
+            if trainer.startStep >= configuration.steps && !restart {
+                throw FleetError("\(resumed.path) is at step \(trainer.startStep) and --steps is \(configuration.steps): nothing is left to train; "
+                                 + "pass a larger --steps to continue it")
+            }
+        }
         if trainer.isReporter {
             // In JSON mode stdout holds only JSON objects: notes go to stderr.
             let note: (String) -> Void = json ? Console.err : Console.out

@@ -39,6 +39,10 @@ public struct TrainingConfiguration: Sendable {
         try positive(sequence, "--seq")
         try positive(threads, "--threads")
         try positive(evalBatches, "--eval-batches")
+        // Step counts become Float learning-rate positions and Int32 message tags' bounds; a
+        // hundred million steps of even gpt-tiny is years on a laptop.
+        guard steps <= 100_000_000 else { throw Invalid.value("--steps \(steps) is more than fleet runs (at most 100,000,000)") }
+        guard threads <= 1024 else { throw Invalid.value("--threads \(threads) is more than fleet runs (at most 1,024)") }
         guard sequence <= model.context else {
             throw Invalid.value("--seq \(sequence) is longer than \(model.name)'s context of \(model.context) tokens")
         }

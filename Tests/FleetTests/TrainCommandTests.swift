@@ -72,4 +72,22 @@ final class TrainCommandTests: FleetProcessTestCase {
         for key in ["tokens_per_s", "achieved_gflops", "sgemm_gflops", "mfu", "mfu_cpu_peak", "blas_kernel", "blas_kernel_source", "vs_pytorch"] { XCTAssertNotNil(object[key], key) }
         XCTAssertGreaterThan(object["mfu"] as? Double ?? 0, 0)
     }
+
+    /// Runs that could only end silently wrong are refused before any work.
+    func testImpossibleRequestsAreRefusedUpFront() throws {
+        let huge = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "9223372036854775807"])
+        XCTAssertNotEqual(huge.status, 0)
+        XCTAssertTrue(huge.stderr.contains("more than fleet runs"), huge.output)
+        let late = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "5", "--inject", "crash:rank=0,step=50"])
+        XCTAssertNotEqual(late.status, 0)
+        XCTAssertTrue(late.stderr.contains("planned for step 50, but the run has --steps 5"), late.output)
+        // Resuming a checkpoint that already holds every step has nothing to train.
+        let ck = directory + "/ck"
+        let first = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "2", "--checkpoint-dir", ck])
+        XCTAssertEqual(first.status, 0, first.output)
+        let again = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "2", "--checkpoint-dir", ck, "--resume"])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.stderr.contains("nothing is left to train"), again.output)
+        XCTAssertFalse(again.stdout.contains("final loss nan"), again.output)
+    }
 }
