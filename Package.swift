@@ -1,8 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Module layout follows ../shared/design/ARCHITECTURE.md: pure planning/simulation
-// modules never depend on the C targets; only `Fleet` parses arguments and prints.
+// fleet runs on Linux (its C shims use Linux system calls: prctl, futexes, process_vm_readv),
+// so no Apple platform is declared. Pure planning/simulation modules never depend on the C
+// targets; only `Fleet` parses arguments and prints.
 // Kernels are plain Swift loops: release builds drop bounds checks and, on x86-64, may use
 // AVX2/FMA-era instructions (Haswell, 2013, and later), which doubles their vector width.
 #if arch(x86_64)
@@ -13,7 +14,6 @@ let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuratio
 
 let package = Package(
     name: "fleet",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "fleet", targets: ["Fleet"]),
     ],

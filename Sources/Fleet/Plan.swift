@@ -99,13 +99,15 @@ struct Plan: ParsableCommand {
 
     private func printJSON(spec: ModelSpec, layout: ParallelLayout, mesh: DeviceMesh, stages: [Range<Int>],
                            schedule: PipelineSchedule, report: ScheduleReport) {
+        let plan = ShardPlan(model: spec, layout: layout)
         let ranks = (0..<mesh.worldSize).map { rank -> String in
             let c = mesh.coordinates(of: rank), layers = stages[c.pp]
             return "{\"rank\":\(rank),\"dp\":\(c.dp),\"tp\":\(c.tp),\"pp\":\(c.pp),\"layers\":[\(layers.lowerBound),\(layers.upperBound)],"
+                + "\"parameters_held\":\(plan.heldElements(stage: c.pp)),\"optimizer_parameters\":\(Int(plan.optimizerElements(stage: c.pp))),"
                 + "\"dp_group\":\(mesh.dpGroup(of: rank)),\"tp_group\":\(mesh.tpGroup(of: rank)),\"pp_group\":\(mesh.ppGroup(of: rank))}"
         }
         let programs = schedule.actions.map { "[" + $0.map { "\"\($0)\"" }.joined(separator: ",") + "]" }
-        Console.out("{\"model\":\"\(spec.name)\",\"dp\":\(layout.dp),\"tp\":\(layout.tp),\"pp\":\(layout.pp),"
+        Console.out("{\"model\":\"\(spec.name)\",\"parameters\":\(spec.parameterCount),\"dp\":\(layout.dp),\"tp\":\(layout.tp),\"pp\":\(layout.pp),"
             + "\"microbatches\":\(layout.microbatches),\"schedule\":\"\(schedule.kind.rawValue)\",\"world_size\":\(layout.worldSize),"
             + "\"bubble_fraction\":\(report.bubbleFraction),\"ideal_bubble_fraction\":\(report.idealBubbleFraction),"
             + "\"peak_in_flight_activations\":\(report.peakInFlightActivations),\"ranks\":[\(ranks.joined(separator: ","))],"

@@ -12,7 +12,7 @@ struct Train: ParsableCommand {
         discussion: """
         Examples:
           fleet train gpt-tiny
-          fleet train gpt-tiny --steps 500 --data ../shared/data/tinyshakespeare.txt --save tiny.weights
+          fleet train gpt-tiny --steps 500 --data my-text.txt --save tiny.weights
           fleet train gpt-tiny --dp 2 --pp 2                 # starts 4 local workers over ZeroMQ
           mpirun -n 4 fleet train gpt-tiny --dp 2 --pp 2     # the same over MPI
         """)
@@ -120,9 +120,12 @@ struct Train: ParsableCommand {
             // A run asked to continue where it already ended has nothing to train: say so rather than
             // print a summary of zero steps. (A supervised restart after the last save is fine.)
             let restart = (ProcessInfo.processInfo.environment["FLEET_ATTEMPT"].flatMap(Int.init) ?? 0) > 0
-            if trainer.startStep >= configuration.steps && !restart {
+            // Re-saving it in this layout (another --checkpoint-dir) or exporting it (--save) is work.
+            let source = URL(fileURLWithPath: resumed.path).deletingLastPathComponent().standardizedFileURL.path
+            let rewrites = checkpoints.policy.map { URL(fileURLWithPath: $0.directory).standardizedFileURL.path != source } ?? false
+            if trainer.startStep >= configuration.steps && !restart && !rewrites && save == nil {
                 throw FleetError("\(resumed.path) is at step \(trainer.startStep) and --steps is \(configuration.steps): nothing is left to train; "
-                                 + "pass a larger --steps to continue it")
+                                 + "pass a larger --steps to continue it (or --checkpoint-dir DIR to save it again in this layout)")
             }
         }
         if trainer.isReporter {
@@ -261,6 +264,11 @@ struct StepPrinter {
         for straggler in s.stragglers { Console.out("straggler: \(straggler)") }
         if let mixed { Console.out("warning: \(mixed)") }
         let cpuPeak = s.cpuPeakFLOPs.map { String(format: " (%.1f%% of the CPU's peak %.1f GFLOP/s)", (s.cpuPeakMFU ?? 0) * 100, $0 / 1e9) } ?? ""
+        guard !s.losses.isEmpty else {
+            Console.out(String(format: "done: no step left to train (resumed at the last one); validation loss %.4f", s.validationLoss))
+            if let saved { Console.out("weights saved to \(saved)") }
+            return
+        }
         Console.out(String(format: "done: final loss %.4f, validation loss %.4f, %.0f tokens/s, %.1f GFLOP/s achieved, sgemm %.1f GFLOP/s, MFU %.1f%%",
                            s.finalLoss, s.validationLoss, s.tokensPerSecond, s.achievedFLOPs / 1e9, s.gemmFLOPs / 1e9, s.mfu * 100) + cpuPeak)
         if let saved { Console.out("weights saved to \(saved) (try: fleet generate --weights \(saved))") }

@@ -15,7 +15,7 @@ final class CalibrateCompareTests: FleetProcessTestCase {
     func testCalibrateWritesAnAnnotatedScenarioTheSimulatorReads() throws {
         let out = try calibrate()
         let yaml = try String(contentsOfFile: out, encoding: .utf8)
-        for expected in ["name: local", "cores: 2", "in_step:", "pinned: true", "waiting: sleep", "meeting_wait:", "handoff_wait:", "oversubscribed_meeting_wait:", "gemm:", "trans: B",
+        for expected in ["name: local", "cores: \(ProcessInfo.processInfo.activeProcessorCount)", "in_step:", "pinned: true", "waiting: sleep", "meeting_wait:", "handoff_wait:", "oversubscribed_meeting_wait:", "gemm:", "trans: B",
                          "layernorm_backward:", "optimizer:", "storage:", "per_client:", "# zmq, 2 ranks", "# mpi, 4 ranks", "all-reduce (native"] {
             XCTAssertTrue(yaml.contains(expected), "calibration lacks \(expected):\n\(yaml)")
         }

@@ -30,6 +30,15 @@ final class SimulateCommandTests: FleetProcessTestCase {
                     let value = try XCTUnwrap(object[key] as? Double, "\(file): \(key)")
                     XCTAssertTrue(value.isFinite && value >= 0, "\(file): \(key) = \(value)")
                 }
+                // Per stage, from the shard plan: what one rank holds, counted once over the stages.
+                let stages = try XCTUnwrap(object["stages"] as? [[String: Any]], "\(file): stages")
+                XCTAssertFalse(stages.isEmpty, file)
+                for stage in stages {
+                    for key in ["parameters", "dp_bytes", "tp_bytes", "pp_bytes"] {
+                        XCTAssertGreaterThanOrEqual(try XCTUnwrap((stage[key] as? NSNumber)?.doubleValue, "\(file): stages.\(key)"), 0)
+                    }
+                }
+                XCTAssertGreaterThan(try XCTUnwrap((object["parameters"] as? NSNumber)?.doubleValue, file), 0)
             }
             let human = try FleetProcess.fleet(["simulate", path])
             XCTAssertEqual(human.status, 0, human.output)
@@ -111,5 +120,17 @@ final class SimulateCommandTests: FleetProcessTestCase {
         let big = try FleetProcess.fleet(["simulate", path])
         XCTAssertEqual(big.status, 1, big.output)
         XCTAssertTrue(big.stderr.contains("more than H100's 80.0 GiB"), big.output)
+    }
+
+    /// `fleet plan --json` names the model's parameters and, per rank, what the shard plan gives it.
+    func testPlanReportsParametersFromTheShardPlan() throws {
+        let outcome = try FleetProcess.fleet(["plan", "llama-8b", "--dp", "4", "--zero", "1", "--batch", "8", "--json"])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(object["parameters"] as? Int, 8_030_261_248)
+        let ranks = try XCTUnwrap(object["ranks"] as? [[String: Any]])
+        XCTAssertEqual(ranks.count, 4)
+        XCTAssertEqual(ranks[0]["parameters_held"] as? Int, 8_030_261_248, "one stage holds every parameter, the untied head too")
+        XCTAssertEqual(ranks[0]["optimizer_parameters"] as? Int, 8_030_261_248 / 4, "ZeRO-1 shards the optimizer over dp 4")
     }
 }
