@@ -17,9 +17,11 @@ public enum WeightsFile {
         case notAWeightsFile(String)
         case corrupt(String, reason: String)
         case modelMismatch(String, found: String, expected: String)
+        case cannotWrite(String, reason: String)
 
         public var description: String {
             switch self {
+            case let .cannotWrite(path, reason): return "cannot write weights to \(path): \(reason)"
             case .notAWeightsFile(let path): return "\(path) is not a fleet weights file (bad magic number); pass a file written by fleet train --save"
             case let .corrupt(path, reason): return "\(path) is damaged: \(reason); save it again with fleet train --save"
             case let .modelMismatch(path, found, expected): return "\(path) holds \(found) weights, not \(expected)"
@@ -35,16 +37,31 @@ public enum WeightsFile {
         data.append(Data(bytes: &length, count: 4))
         data.append(header)
         data.append(Data(bytes: model.parameters.pointer, count: model.layout.count * 4))
+        if let problem = problem(writing: path) { throw Failure.cannotWrite(path, reason: problem) }
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         let temporary = path + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-            throw Failure.corrupt(path, reason: "cannot write \(temporary)")
+            throw Failure.cannotWrite(path, reason: "cannot create \(temporary) (\(String(cString: strerror(errno))))")
         }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
         try handle.synchronize()
         try handle.close()
-        _ = rename(temporary, path)
+        // Only a completed rename makes the weights visible under their name; say so when it fails.
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw Failure.cannotWrite(path, reason: reason)
+        }
+    }
+
+    /// Why `path` cannot take a weights file, checked before a run spends its time: nil when it can.
+    public static func problem(writing path: String) -> String? {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            return "it is a directory; name a file, such as \(path)/model.weights"
+        }
+        return nil
     }
 
     /// Reads a model saved by `save`.

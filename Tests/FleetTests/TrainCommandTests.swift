@@ -89,5 +89,10 @@ final class TrainCommandTests: FleetProcessTestCase {
         XCTAssertNotEqual(again.status, 0)
         XCTAssertTrue(again.stderr.contains("nothing is left to train"), again.output)
         XCTAssertFalse(again.stdout.contains("final loss nan"), again.output)
+        // Weights saved onto a directory never claim to be saved.
+        let onto = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "1", "--save", directory])
+        XCTAssertNotEqual(onto.status, 0)
+        XCTAssertTrue(onto.stderr.contains("it is a directory; name a file"), onto.output)
+        XCTAssertFalse(onto.stdout.contains("weights saved"), onto.output)
     }
 }
