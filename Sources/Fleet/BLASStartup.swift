@@ -111,39 +111,22 @@ enum BLASStartup {
 
     /// Runs `fleet blas --probe` with OPENBLAS_CORETYPE=`kernel` and reads its verdict.
     static func probe(_ kernel: String, timeout: Double = 60) -> ProbeOutcome {
-        var environment = ProcessInfo.processInfo.environment
-        environment["OPENBLAS_CORETYPE"] = kernel
-        environment["OPENBLAS_NUM_THREADS"] = "1"
-        environment["FLEET_BLAS_KERNEL"] = "keep"
-        environment.removeValue(forKey: BLASKernelReport.markerVariable)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        process.arguments = ["blas", "--probe"]
-        process.environment = environment
-        // The verdict goes through a file: a pipe would need a reader thread while we wait.
-        let outputPath = NSTemporaryDirectory() + "fleet-blas-probe-\(getpid())-\(kernel)"
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        defer { unlink(outputPath) }
-        process.standardOutput = FileHandle(forWritingAtPath: outputPath)
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return .failure("could not be checked (\(error.localizedDescription))") }
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(2_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            return .failure("did not finish its check within \(Int(timeout)) s")
-        }
-        process.waitUntilExit()
-        let data = FileManager.default.contents(atPath: outputPath) ?? Data()
-        if process.terminationReason == .uncaughtSignal {
-            let signal = process.terminationStatus
+        let child: ChildProcess.Outcome
+        do {
+            child = try ChildProcess.bounded("/proc/self/exe", ["blas", "--probe"],
+                                             environment: ["OPENBLAS_CORETYPE": kernel, "OPENBLAS_NUM_THREADS": "1", "FLEET_BLAS_KERNEL": "keep"],
+                                             unset: [BLASKernelReport.markerVariable], timeout: timeout)
+        } catch { return .failure("could not be checked (\(error.localizedDescription))") }
+        if child.timedOut { return .failure("did not finish its check within \(Int(timeout)) s") }
+        if child.signaled {
+            let signal = child.status
             let name = signal == SIGILL ? " (illegal instruction: this CPU lacks instructions it uses)" : signal == SIGSEGV ? " (segmentation fault)" : ""
             return .failure("crashed in its check with signal \(signal)\(name)")
         }
-        guard process.terminationStatus == 0,
-              let result = try? JSONDecoder().decode(BLASKernelCheck.Result.self, from: data) else {
-            return .failure("check exited with status \(process.terminationStatus) and no verdict")
+        guard child.status == 0,
+              let line = child.stdout.split(separator: "\n").last,
+              let result = try? JSONDecoder().decode(BLASKernelCheck.Result.self, from: Data(line.utf8)) else {
+            return .failure("check exited with status \(child.status) and no verdict")
         }
         guard result.kernel.lowercased() == kernel.lowercased() else {
             return .failure("is not in this OpenBLAS build (it ran \(result.kernel) instead)")

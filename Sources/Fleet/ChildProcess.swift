@@ -12,6 +12,23 @@ enum ChildProcess {
     /// `unset` names variables of this process's environment the child must not see.
     static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
                     unset: [String] = []) throws -> (status: Int32, stdout: String, stderr: String) {
+        let outcome = try bounded(executable, arguments, environment: environment, unset: unset)
+        return (outcome.status, outcome.stdout, outcome.stderr)
+    }
+
+    /// How a child ended: its exit status (or the signal that killed it), and its output.
+    struct Outcome {
+        var status: Int32
+        var signaled: Bool
+        /// Killed by us after `timeout`.
+        var timedOut: Bool
+        var stdout: String
+        var stderr: String
+    }
+
+    /// `run`, and with a `timeout` the child is killed (SIGKILL) once it has run that long.
+    static func bounded(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+                        unset: [String] = [], timeout: Double? = nil) throws -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -28,9 +45,19 @@ enum ChildProcess {
         process.standardOutput = FileHandle(forWritingAtPath: base + ".out")
         process.standardError = FileHandle(forWritingAtPath: base + ".err")
         try process.run()
+        var timedOut = false
+        if let timeout {
+            let deadline = Date().addingTimeInterval(timeout)
+            while process.isRunning && Date() < deadline { usleep(2_000) }
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                timedOut = true
+            }
+        }
         process.waitUntilExit()
         let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
-        return (process.terminationStatus, read(base + ".out"), read(base + ".err"))
+        return Outcome(status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal, timedOut: timedOut,
+                       stdout: read(base + ".out"), stderr: read(base + ".err"))
     }
 
     /// The first executable called `name` on PATH.
