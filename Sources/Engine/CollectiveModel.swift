@@ -45,21 +45,20 @@ public struct CollectiveModel: Sendable {
     /// A binomial tree has no reduce-scatter; asking for one is a scenario error caught when it
     /// is read, so here it is priced as the ring's.
     public func reduceScatter(_ group: [Int], bytes: Double, algorithm: Algorithm) -> SimTime {
-        guard group.count > 1, bytes > 0 else { return .zero }
-        switch algorithm {
-        case .ring, .tree: return reduceScatter(group, bytes: bytes)
-        case .halvingDoubling: return halvingDoubling(group, bytes: bytes, half: true)
-        case .hierarchical: return hierarchical(group, bytes: bytes, part: .reduceScatter)
-        }
+        half(.reduceScatter, group, bytes: bytes, algorithm: algorithm)
     }
 
     /// All-gather by `algorithm` (ZeRO's parameter step): the second half of its all-reduce.
     public func allGather(_ group: [Int], bytes: Double, algorithm: Algorithm) -> SimTime {
+        half(.allGather, group, bytes: bytes, algorithm: algorithm)
+    }
+
+    private func half(_ part: Part, _ group: [Int], bytes: Double, algorithm: Algorithm) -> SimTime {
         guard group.count > 1, bytes > 0 else { return .zero }
         switch algorithm {
-        case .ring, .tree: return allGather(group, bytes: bytes)
+        case .ring, .tree: return part == .allGather ? allGather(group, bytes: bytes) : reduceScatter(group, bytes: bytes)
         case .halvingDoubling: return halvingDoubling(group, bytes: bytes, half: true)
-        case .hierarchical: return hierarchical(group, bytes: bytes, part: .allGather)
+        case .hierarchical: return hierarchical(group, bytes: bytes, part: part)
         }
     }
 
@@ -121,11 +120,7 @@ public struct CollectiveModel: Sendable {
         let byNode = Dictionary(grouping: group, by: fabric.node(of:)).values.map { $0.sorted() }.sorted { $0[0] < $1[0] }
         let local = byNode.map(\.count).min() ?? 1
         guard byNode.count > 1, local > 1, byNode.allSatisfy({ $0.count == local }) else {
-            switch part {
-            case .all: return allReduce(group, bytes: bytes, algorithm: .ring)
-            case .reduceScatter: return reduceScatter(group, bytes: bytes)
-            case .allGather: return allGather(group, bytes: bytes)
-            }
+            return part == .all ? allReduce(group, bytes: bytes, algorithm: .ring) : half(part, group, bytes: bytes, algorithm: .ring)
         }
         let across = { (half: (([Int], Double) -> SimTime)) in (0..<local).map { i in half(byNode.map { $0[i] }, bytes / Double(local)) }.max() ?? .zero }
         let inside = byNode.map { reduceScatter($0, bytes: bytes) }.max() ?? .zero
