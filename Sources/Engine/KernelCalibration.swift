@@ -1,4 +1,5 @@
 import Foundation
+import Parallelism
 
 /// A CPU device measured by `fleet calibrate`: the sgemm rate of each product shape the
 /// model issues, seconds per element of every other kernel, and how many cores the ranks of

@@ -108,37 +108,44 @@ public struct StepSimulator {
         var ledger = LinkLedger(fabric: network.fabric)
         let plan = ShardPlan(model: model, layout: layout, zero: s.zero)
 
+        // Each representative rank's step, from the one plan the trainer runs.
+        let options = StepOptions(batch: s.batch, sequence: s.sequence, bytesPerElement: s.precision.bytes,
+                                  bucketBytes: max(1, Int(s.bucketBytes)), recompute: s.recompute == .full)
+        let programs = representative.map { StepProgram(plan: plan, rank: $0, options: options) }
         var costs: [StageCost] = []
-        for (index, layers) in stages.enumerated() {
+        for (index, program) in programs.enumerated() {
             var cost = StageCost()
-            let isLast = index == layout.pp - 1
-            var flops = tokens * Double(layers.count) * layerFLOPsPerToken
-            if isLast { flops += tokens * model.headForwardFLOPsPerToken }
-            flops /= Double(layout.tp)
+            let layers = program.layers
+            let work = program.microbatchWork
             // What one rank of this stage holds, from the shard plan (its share of split
             // parameters, all replicated ones, the embeddings, final norm and head where they live).
             let local = Double(plan.heldElements(stage: index))
             let recompute = s.recompute == .full ? 1.0 : 0.0
             if let calibration = s.device.calibration {
                 // A measured CPU: the trainer's own kernels, each at its measured rate.
-                let work = KernelModel.stage(model: model, sequences: microSequences, sequence: s.sequence, layers: layers.count,
-                                             embed: index == 0, head: isLast, tp: layout.tp)
-                cost.forward = SimTime(seconds: calibration.stepSeconds(work.forward))
-                cost.backward = SimTime(seconds: calibration.stepSeconds(work.backward) + recompute * cost.forward.seconds)
+                cost.forward = SimTime(seconds: calibration.stepSeconds(KernelWork(work.forward)))
+                cost.backward = SimTime(seconds: calibration.stepSeconds(KernelWork(work.backward)))
             } else {
+                let flops = (forward: work.forward.reduce(0) { $0 + $1.flops }, backward: work.backward.reduce(0) { $0 + $1.flops })
                 let traffic = local * bytes + tokens * c * Double(layers.count) * 16 * bytes / Double(layout.tp)
-                cost.forward = s.device.time(flops: flops, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
-                cost.backward = s.device.time(flops: (2 + recompute) * flops, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
+                cost.forward = s.device.time(flops: flops.forward, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
+                cost.backward = s.device.time(flops: flops.backward, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
             }
+            // Tensor-parallel all-reduces inside the passes, as the plan places them.
+            func tensorBytes(_ ops: [StepOp]) -> [Int] {
+                ops.compactMap { if case let .collective(_, .tensor, bytes) = $0 { return bytes } else { return nil } }
+            }
+            let tensor = (forward: tensorBytes(work.forward), backward: tensorBytes(work.backward))
             let tpGroup = mesh.tpGroup(of: representative[index])
-            let tpBytes = tokens * c * bytes
+            let tpBytes = Double(tensor.forward.first ?? tensor.backward.first ?? 0)
             let oneTP = collectives.allReduce(tpGroup, bytes: tpBytes, algorithm: s.tensorParallelAlgorithm)
-            if layout.tp > 1 { cost.tensorSyncs = (2 * layers.count, (2 + 2 * Int(recompute)) * layers.count) }
-            cost.tensorForward = oneTP * (2 * layers.count)
-            cost.tensorBackward = oneTP * ((2 + 2 * Int(recompute)) * layers.count)
-            if layout.tp > 1 { ledger.ring(tpGroup, bytes: tpBytes, times: (4 + 2 * Int(recompute)) * layers.count * layout.microbatches) }
-            // Data parallelism: this stage's gradients in buckets, in the order the backward pass finishes them.
-            cost.gradientBytes = local * bytes
+            cost.tensorSyncs = (tensor.forward.count, tensor.backward.count)
+            cost.tensorForward = oneTP * tensor.forward.count
+            cost.tensorBackward = oneTP * tensor.backward.count
+            if layout.tp > 1 { ledger.ring(tpGroup, bytes: tpBytes, times: (tensor.forward.count + tensor.backward.count) * layout.microbatches) }
+            // Data parallelism: this stage's buckets, in the order the backward pass finishes them.
+            let sync = program.sync
+            cost.gradientBytes = Double(sync.heldElements) * bytes
             let dpGroup = mesh.dpGroup(of: representative[index])
             if layout.dp > 1 {
                 // Under flow-level fidelity every tensor shard's dp group of this stage syncs at
@@ -146,39 +153,51 @@ public struct StepSimulator {
                 let concurrent = s.fidelity == "flow" && s.zero == 0 && s.dataParallelAlgorithm == .ring
                 let peers = (0..<layout.tp).map { mesh.dpGroup(of: mesh.rank(dp: 0, tp: $0, pp: index)) }
                 var timed: [Double: SimTime] = [:]
-                var left = cost.gradientBytes
-                while left > 0 {
-                    let bucket = min(left, s.bucketBytes)
-                    let time = timed[bucket] ?? (concurrent ? collectives.concurrentRingAllReduce(peers, bytes: bucket)
-                        : s.zero >= 1 ? collectives.reduceScatter(dpGroup, bytes: bucket, algorithm: s.dataParallelAlgorithm)
-                        : collectives.allReduce(dpGroup, bytes: bucket, algorithm: s.dataParallelAlgorithm))
-                    timed[bucket] = time
+                for bucket in sync.buckets {
+                    let size = Double(bucket.held.count) * bytes
+                    let time = timed[size] ?? (concurrent ? collectives.concurrentRingAllReduce(peers, bytes: size)
+                        : sync.kind == .reduceScatter ? collectives.reduceScatter(dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm)
+                        : collectives.allReduce(dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm))
+                    timed[size] = time
                     cost.dataParallel.append(time + bucketSynchronization(group: layout.dp))
-                    left -= bucket
                 }
                 ledger.ring(dpGroup, bytes: cost.gradientBytes, times: s.zero >= 1 ? 1 : 2, halfRing: s.zero >= 1)
             }
             // AdamW: read and write weights, master copy, moments and gradients (memory-bound).
-            let updated = plan.optimizerElements(stage: index)
+            var updated = 0.0
+            var gathers: [Double] = []
+            for op in program.blocks.last(where: { $0.phase == .optimizer })?.ops ?? [] {
+                if case let .optimizer(parameters) = op { updated += Double(parameters) }
+                if case let .collective(.allGather, .data, bytes) = op { gathers.append(Double(bytes * layout.dp)) }
+            }
             if let calibration = s.device.calibration {
                 cost.optimizer = SimTime(seconds: updated * (calibration.perElement[.optimizer] ?? 0))
             } else {
                 cost.optimizer = s.device.time(flops: 0, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
             }
-            if s.zero >= 1 && layout.dp > 1 {
-                cost.optimizer += collectives.allGather(dpGroup, bytes: cost.gradientBytes, algorithm: s.dataParallelAlgorithm)
+            // ZeRO: the updated parameters are all-gathered, bucket by bucket.
+            var timed: [Double: SimTime] = [:]
+            for size in gathers {
+                let time = timed[size] ?? collectives.allGather(dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm)
+                timed[size] = time
+                cost.optimizer += time
             }
             costs.append(cost)
         }
 
         let activationBytes = tokens * c * bytes
-        let stageTraffic = costs.indices.map { index -> StepReport.StageTraffic in
-            let m = Double(layout.microbatches), syncs = Double(costs[index].tensorSyncs.forward + costs[index].tensorSyncs.backward)
-            let sends = (index < layout.pp - 1 ? 1.0 : 0) + (index > 0 ? 1.0 : 0)
-            return StepReport.StageTraffic(parameters: plan.heldElements(stage: index),
-                                           dataParallelBytes: layout.dp > 1 ? costs[index].gradientBytes : 0,
-                                           tensorParallelBytes: layout.tp > 1 ? syncs * m * tokens * c * bytes : 0,
-                                           pipelineBytes: sends * m * activationBytes)
+        let stageTraffic = programs.map { program -> StepReport.StageTraffic in
+            var tensor = 0, pipeline = 0
+            for op in program.ops {
+                switch op {
+                case let .collective(_, .tensor, bytes): tensor += bytes
+                case let .send(_, bytes): pipeline += bytes
+                default: break
+                }
+            }
+            return StepReport.StageTraffic(parameters: plan.heldElements(stage: program.stage),
+                                           dataParallelBytes: layout.dp > 1 ? Double(program.sync.heldElements) * bytes : 0,
+                                           tensorParallelBytes: Double(tensor), pipelineBytes: Double(pipeline))
         }
         var pipeline = PipelineRun(programs: layout.pipeline.actions, costs: costs, network: network,
                                    gpus: representative, messageBytes: activationBytes, sharing: sharing(representative))

@@ -82,10 +82,7 @@ struct Calibrate: ParsableCommand {
         for name in layouts.split(separator: ",") {
             let layout = try LayoutName.parse(String(name))
             try layout.validate(model: model, batch: batch)
-            let sequences = batch / layout.dp / layout.microbatches
-            for (index, layers) in layout.stageLayers(model: model).enumerated() {
-                let work = KernelModel.stage(model: model, sequences: sequences, sequence: model.context, layers: layers.count,
-                                             embed: index == 0, head: index == layout.pp - 1, tp: layout.tp)
+            for work in KernelWork.stages(model: model, layout: layout, batch: batch, sequence: model.context) {
                 found.formUnion(work.forward.gemms.keys)
                 found.formUnion(work.backward.gemms.keys)
             }
@@ -136,7 +133,7 @@ struct Calibrate: ParsableCommand {
             compute.append(r.computeSeconds)
             rest.append(r.seconds - r.computeSeconds)
         })
-        let work = KernelModel.stage(model: model, sequences: batch, sequence: model.context, layers: model.layers, embed: true, head: true, tp: 1)
+        let work = KernelWork.stages(model: model, layout: ParallelLayout(), batch: batch, sequence: model.context)[0]
         let alone = result.calibration.seconds(work.forward + work.backward)
         result.inStep = Measurement(compute.map { $0 / alone })
         result.isolatedOptimizer = result.kernels[.optimizer]

@@ -34,6 +34,8 @@ public struct ShardPlan: Sendable {
     public let zero: Int
     /// In buffer order.
     public let entries: [Entry]
+    /// Where each entry starts in the flat parameter buffer.
+    public let offsets: [Int]
     public let stageLayers: [Range<Int>]
 
     public init(model: ModelSpec, layout: ParallelLayout, zero: Int? = nil) {
@@ -55,6 +57,8 @@ public struct ShardPlan: Sendable {
             }
             return Entry(parameter: p, split: split, stages: stages, elementsPerRank: split == .replicated ? p.count : p.count / layout.tp)
         }
+        var offset = 0
+        offsets = entries.map { entry in defer { offset += entry.parameter.count }; return offset }
     }
 
     /// Megatron's split of each kind of parameter: QKV and the first MLP matrix by output
@@ -69,6 +73,9 @@ public struct ShardPlan: Sendable {
     }
 
     public func entry(_ name: String) -> Entry? { entries.first { $0.name == name } }
+
+    /// The index of parameter `name` in buffer order.
+    public func index(of name: String) -> Int? { entries.firstIndex { $0.name == name } }
 
     /// The element ranges (row-major, within the parameter) that tensor-parallel rank `rank` holds.
     public func ranges(of entry: Entry, tensorRank rank: Int) -> [Range<Int>] {

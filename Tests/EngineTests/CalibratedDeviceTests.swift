@@ -29,11 +29,20 @@ final class CalibratedDeviceTests: XCTestCase {
         return s
     }
 
-    /// Forward + backward of the whole model on one rank: every product at `rate`, every element at the per-element time.
+    /// Forward + backward of the whole model on one rank, counted by hand (not from the plan):
+    /// the layers' matrix FLOPs three times the forward's (the head replicated over tp), and per block the
+    /// norms, attention scores, GELU, residuals (and, split, the bias adds after the g
+    /// operator) and bias gradients; the embedding, final norm and loss once.
     func compute(sequences: Int, tp: Int) -> Double {
-        let w = KernelModel.stage(model: model, sequences: sequences, sequence: 128, layers: model.layers, embed: true, head: true, tp: tp)
-        let all = w.forward + w.backward
-        return inStep * (all.flops / rate + all.elements.values.reduce(0, +) * nsPerElement)
+        let t = 128, r = Double(sequences * t), c = Double(model.dModel), h = Double(model.mlpHidden) / Double(tp)
+        let v = Double(model.vocabulary), scores = Double(sequences * model.heads / tp * t * t), T = Double(tp)
+        // Attention's own small products are priced per score element, not at the gemm rate.
+        let linear = model.layerForwardFLOPsPerToken(sequence: t) - 4 * Double(t) * c
+        let flops = 3 * r * (Double(model.layers) * linear / T + model.headForwardFLOPsPerToken)
+        let forward = 2 * r * c + scores + r * h + 2 * r * c + (tp > 1 ? 2 * r * c : 0)
+        let backward = 2 * r * c + scores + r * h + r * (3 * c / T + c + h + c)
+        let elements = Double(model.layers) * (forward + backward) + 2 * r * c + 2 * r * c + r * v
+        return inStep * (flops / rate + elements * nsPerElement)
     }
 
     /// Parameters one rank updates, counted by hand: per block the split matrices and column

@@ -1,3 +1,4 @@
+import Parallelism
 import Engine
 import Foundation
 import Tensor

@@ -1,0 +1,100 @@
+/// How one rank's gradients are summed over its data-parallel group: the elements it holds
+/// (its tensor-parallel share of the stage's parameters), cut into buckets from the top of
+/// the buffer down — the order the backward pass finishes them — each bucket started as soon
+/// as the backward pass has finished its parameters. Without ZeRO each bucket is all-reduced;
+/// under ZeRO-1 reduce-scattered (each rank keeps and updates its block, then all-gathers
+/// the parameters). The trainer moves exactly these buckets; the simulator prices them.
+public struct GradientSync: Sendable {
+    /// A run of consecutive parameters (entry indices of the shard plan) one rank of the stage holds.
+    public struct Segment: Sendable, Hashable {
+        public let entries: Range<Int>
+        /// Elements of those parameters this rank holds, packed in buffer order.
+        public let held: Int
+    }
+
+    public struct Bucket: Sendable, Hashable {
+        public let segment: Int
+        /// Indices into the segment's packed held elements.
+        public let held: Range<Int>
+        /// The parameter holding its lowest element: once the backward pass has finished that
+        /// parameter (and so everything above it), the bucket may start.
+        public let firstEntry: Int
+        /// It holds the tied embedding, whose two gradients (first and last stage) are summed
+        /// first: it starts after that all-reduce.
+        public let afterEmbedding: Bool
+    }
+
+    public let kind: CollectiveKind
+    /// In buffer order.
+    public let segments: [Segment]
+    /// Top-down: the order they start in.
+    public let buckets: [Bucket]
+    let plan: ShardPlan
+
+    /// The buckets of pipeline stage `stage`, at most `bucketElements` elements each.
+    public init(plan: ShardPlan, stage: Int, bucketElements: Int) {
+        self.plan = plan
+        kind = plan.zero >= 1 ? .reduceScatter : .allReduce
+        var segments: [Segment] = []
+        var start: Int?
+        for index in 0...plan.entries.count {
+            let holds = index < plan.entries.count && plan.entries[index].stages.contains(stage)
+            if holds, start == nil { start = index }
+            if !holds, let first = start {
+                segments.append(Segment(entries: first..<index,
+                                        held: plan.entries[first..<index].reduce(0) { $0 + $1.elementsPerRank }))
+                start = nil
+            }
+        }
+        self.segments = segments
+        let tied = plan.model.tiedEmbeddings && plan.layout.pp > 1
+        var buckets: [Bucket] = []
+        for (s, segment) in segments.enumerated().reversed() {
+            var top = segment.held
+            while top > 0 {
+                let bottom = max(0, top - max(1, bucketElements))
+                let first = Self.entry(holding: bottom, of: segment, plan: plan)
+                let embedding = tied && plan.entries[first].parameter.role == .tokenEmbedding
+                buckets.append(Bucket(segment: s, held: bottom..<top, firstEntry: first, afterEmbedding: embedding))
+                top = bottom
+            }
+        }
+        self.buckets = buckets
+    }
+
+    static func entry(holding packed: Int, of segment: Segment, plan: ShardPlan) -> Int {
+        var seen = 0
+        for index in segment.entries {
+            seen += plan.entries[index].elementsPerRank
+            if packed < seen { return index }
+        }
+        return segment.entries.upperBound - 1
+    }
+
+    /// Elements this rank sums over its data-parallel group.
+    public var heldElements: Int { segments.reduce(0) { $0 + $1.held } }
+
+    /// The buffer ranges (flat offsets) holding packed elements `packed` of `segment` on
+    /// tensor-parallel rank `tensorRank`, in buffer order, adjacent pieces joined.
+    public func bufferRanges(segment: Int, packed: Range<Int>, tensorRank: Int) -> [Range<Int>] {
+        var pieces: [Range<Int>] = [], seen = 0
+        for index in segments[segment].entries where seen < packed.upperBound {
+            let entry = plan.entries[index]
+            guard seen + entry.elementsPerRank > packed.lowerBound else { seen += entry.elementsPerRank; continue }
+            for range in plan.ranges(of: entry, tensorRank: tensorRank) {
+                let low = max(packed.lowerBound, seen), high = min(packed.upperBound, seen + range.count)
+                if low < high {
+                    let overlap = low..<high
+                    let from = plan.offsets[index] + range.lowerBound + overlap.lowerBound - seen
+                    if let last = pieces.last, last.upperBound == from {
+                        pieces[pieces.count - 1] = last.lowerBound..<(from + overlap.count)
+                    } else {
+                        pieces.append(from..<(from + overlap.count))
+                    }
+                }
+                seen += range.count
+            }
+        }
+        return pieces
+    }
+}

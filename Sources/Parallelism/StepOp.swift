@@ -1,0 +1,104 @@
+/// One matrix product `C[m,n] = op(A)[m,k] · op(B)[k,n]` as the trainer issues it (row-major).
+public struct GEMMShape: Sendable, Hashable, Codable, Comparable, CustomStringConvertible {
+    public var m: Int, n: Int, k: Int
+    public var transA = false, transB = false
+
+    public init(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false) {
+        self.m = m; self.n = n; self.k = k; self.transA = transA; self.transB = transB
+    }
+
+    public var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+    public var description: String { "\(m)×\(n)×\(k)\(transA ? " Aᵀ" : "")\(transB ? " Bᵀ" : "")" }
+    public static func < (a: GEMMShape, b: GEMMShape) -> Bool {
+        (a.m, a.n, a.k, a.transA ? 1 : 0, a.transB ? 1 : 0) < (b.m, b.n, b.k, b.transA ? 1 : 0, b.transB ? 1 : 0)
+    }
+}
+
+/// The kernels other than the layers' matrix products, each costed per element of the tensor it walks.
+public enum ElementKernel: String, Sendable, Hashable, Codable, CaseIterable {
+    case embeddingForward = "embedding_forward", embeddingBackward = "embedding_backward"
+    case layerNormForward = "layernorm_forward", layerNormBackward = "layernorm_backward"
+    /// Per score element (batch · heads · t · t), the masked half included; its own small
+    /// per-head products belong to it.
+    case attentionForward = "attention_forward", attentionBackward = "attention_backward"
+    case geluForward = "gelu_forward", geluBackward = "gelu_backward"
+    /// Residual additions and bias gradients (one read-modify-write per element).
+    case residual
+    /// Softmax, loss and logit gradient together, per logit.
+    case crossEntropy = "cross_entropy"
+    /// Per parameter a rank updates: gradient zeroing, norm, clipping and AdamW.
+    case optimizer
+}
+
+/// The communicator a collective runs over.
+public enum StepGroup: String, Sendable, Hashable, Codable, CaseIterable {
+    /// The tensor-parallel group (the f and g operators' all-reduces).
+    case tensor
+    /// The data-parallel group (gradient buckets, ZeRO, the loss).
+    case data
+    /// The first and last stage of a pipeline (the tied embedding's two gradients).
+    case embedding
+    /// Every rank of one model replica (the global gradient norm).
+    case replica
+}
+
+/// A collective operation's kind, by the names plans, traces and recordings share.
+public enum CollectiveKind: String, Sendable, Hashable, Codable {
+    case allReduce = "allreduce", reduceScatter = "reduce_scatter", allGather = "all_gather", allToAll = "alltoall"
+}
+
+/// One operation of a training step on one rank: what the trainer runs, the simulator
+/// prices, `fleet plan --json` prints and `--trace` records, all under the same names.
+public enum StepOp: Sendable, Hashable, CustomStringConvertible {
+    case matmul(GEMMShape)
+    /// A kernel over `elements` (its matrix-product FLOPs, if any, in `flops`).
+    case kernel(ElementKernel, elements: Int, flops: Double)
+    /// `bytes`: the buffer this rank hands in (for an all-gather, its own block).
+    case collective(CollectiveKind, group: StepGroup, bytes: Int)
+    case send(PipelineMessage, bytes: Int)
+    case receive(PipelineMessage, bytes: Int)
+    /// The update of `parameters` elements (AdamW; this rank's share).
+    case optimizer(parameters: Int)
+
+    /// `matmul`, a kernel's name, a collective's kind, `send`, `recv` or `optimizer`.
+    public var kind: String {
+        switch self {
+        case .matmul: return "matmul"
+        case let .kernel(kernel, _, _): return kernel.rawValue
+        case let .collective(kind, _, _): return kind.rawValue
+        case .send: return "send"
+        case .receive: return "recv"
+        case .optimizer: return "optimizer"
+        }
+    }
+
+    /// Floating-point operations of its matrix products (0 for communication).
+    public var flops: Double {
+        switch self {
+        case let .matmul(shape): return shape.flops
+        case let .kernel(_, _, flops): return flops
+        default: return 0
+        }
+    }
+
+    /// Bytes it moves (0 for compute).
+    public var bytes: Int {
+        switch self {
+        case let .collective(_, _, bytes), let .send(_, bytes), let .receive(_, bytes): return bytes
+        default: return 0
+        }
+    }
+
+    public var isCommunication: Bool { bytes > 0 || { if case .collective = self { return true } else { return false } }() }
+
+    public var description: String {
+        switch self {
+        case let .matmul(shape): return "matmul \(shape)"
+        case let .kernel(kernel, elements, _): return "\(kernel.rawValue) ×\(elements)"
+        case let .collective(kind, group, bytes): return "\(kind.rawValue) \(group.rawValue) \(bytes) B"
+        case let .send(message, bytes): return "send \(message) \(bytes) B"
+        case let .receive(message, bytes): return "recv \(message) \(bytes) B"
+        case let .optimizer(parameters): return "optimizer \(parameters)"
+        }
+    }
+}

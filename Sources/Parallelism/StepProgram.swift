@@ -1,0 +1,145 @@
+import Workload
+
+/// What a step's program depends on besides the model and the layout.
+public struct StepOptions: Sendable, Hashable {
+    /// Sequences in the global batch, and tokens per sequence.
+    public var batch: Int
+    public var sequence: Int
+    /// Bytes per element of activations, their gradients and parameter gradients on the wire.
+    public var bytesPerElement = 4
+    /// Data-parallel bucket size.
+    public var bucketBytes = 1 << 20
+    /// Full activation recomputation: each backward pass first runs its layers' forward again.
+    public var recompute = false
+
+    public init(batch: Int, sequence: Int, bytesPerElement: Int = 4, bucketBytes: Int = 1 << 20, recompute: Bool = false) {
+        self.batch = batch
+        self.sequence = sequence
+        self.bytesPerElement = bytesPerElement
+        self.bucketBytes = bucketBytes
+        self.recompute = recompute
+    }
+}
+
+/// The ordered operations of one training step on one rank — one function of (model, layout,
+/// schedule, options). The trainer runs it (and `--trace` records it op by op); the simulator
+/// prices it; `fleet plan --json` prints it. Describes fleet's default mode (deterministic
+/// mode forms the same products per sample and per head, in tree order).
+public struct StepProgram: Sendable {
+    /// Where a block of operations sits in the step.
+    public enum Phase: Sendable, Hashable {
+        /// One action of the pipeline schedule (its forward, backward, send or receive).
+        case schedule(PipelineSchedule.Action)
+        /// After the schedule: what is left of the gradient sum.
+        case gradientSync
+        /// The global gradient norm, the update, and (ZeRO) the parameters' all-gather.
+        case optimizer
+        /// The step's loss summed over the data-parallel group (last stage).
+        case loss
+    }
+
+    public struct Block: Sendable, Hashable {
+        public let phase: Phase
+        public internal(set) var ops: [StepOp]
+    }
+
+    public let rank: Int
+    public let coordinates: DeviceMesh.Coordinates
+    public let stage: Int
+    public let layers: Range<Int>
+    public let blocks: [Block]
+    /// This rank's data-parallel buckets (those in `blocks` refer to them in order).
+    public let sync: GradientSync
+    public let plan: ShardPlan
+    public let options: StepOptions
+
+    public var ops: [StepOp] { blocks.flatMap(\.ops) }
+
+    /// Sequences in one micro-batch on one rank.
+    public var microbatchSequences: Int { options.batch / plan.layout.dp / plan.layout.microbatches }
+
+    public init(plan: ShardPlan, rank: Int, options: StepOptions) {
+        let layout = plan.layout, model = plan.model
+        self.plan = plan
+        self.rank = rank
+        self.options = options
+        let coordinates = layout.mesh.coordinates(of: rank)
+        self.coordinates = coordinates
+        let stage = coordinates.pp, layers = plan.stageLayers[coordinates.pp]
+        self.stage = stage
+        self.layers = layers
+        let bytes = options.bytesPerElement
+        let sync = GradientSync(plan: plan, stage: stage, bucketElements: max(1, options.bucketBytes / bytes))
+        self.sync = sync
+        let isFirst = stage == 0, isLast = stage == layout.pp - 1
+        let compute = StageCompute(model: model, tp: layout.tp, sequences: options.batch / layout.dp / layout.microbatches,
+                                   sequence: options.sequence, bytesPerElement: bytes)
+        let messageBytes = compute.rows * model.dModel * bytes
+        let dataParallel = layout.dp > 1
+        let tiedEnds = model.tiedEmbeddings && layout.pp > 1 && (isFirst || isLast)
+        let actions = layout.pipeline.actions[stage]
+        let lastBackward = actions.lastIndex { if case .backward = $0 { return true } else { return false } }
+        var started = 0
+        func bucketOp(_ bucket: GradientSync.Bucket) -> StepOp {
+            .collective(sync.kind, group: .data, bytes: bucket.held.count * bytes)
+        }
+        var blocks: [Block] = []
+        for (position, action) in actions.enumerated() {
+            var ops: [StepOp] = []
+            switch action {
+            case .forward:
+                ops = compute.forward(layers: layers, embed: isFirst, head: isLast)
+            case .backward:
+                if options.recompute { ops = compute.forward(layers: layers, embed: false, head: false, loss: false) }
+                ops += compute.backward(layers: layers, embed: isFirst, head: isLast, plan: plan) { entry in
+                    // The step's last backward pass starts every bucket it has finished.
+                    guard dataParallel, position == lastBackward else { return [] }
+                    var started_: [StepOp] = []
+                    while started < sync.buckets.count, sync.buckets[started].firstEntry >= entry, !sync.buckets[started].afterEmbedding {
+                        started_.append(bucketOp(sync.buckets[started]))
+                        started += 1
+                    }
+                    return started_
+                }
+            case .sendActivation, .sendGradient:
+                ops = [.send(action.message(stage: stage)!, bytes: messageBytes)]
+            case .receiveActivation, .receiveGradient:
+                ops = [.receive(action.message(stage: stage)!, bytes: messageBytes)]
+            case .optimizerStep:
+                continue
+            }
+            blocks.append(Block(phase: .schedule(action), ops: ops))
+        }
+        var rest: [StepOp] = []
+        if tiedEnds, let wte = plan.index(of: "wte") {
+            rest.append(.collective(.allReduce, group: .embedding, bytes: plan.entries[wte].elementsPerRank * bytes))
+        }
+        if dataParallel { rest += sync.buckets[started...].map(bucketOp) }
+        blocks.append(Block(phase: .gradientSync, ops: rest))
+        // The norm: partial sums of squares over the replica (under ZeRO over the dp group first).
+        var update: [StepOp] = []
+        let zero = plan.zero >= 1 && dataParallel
+        if zero { update.append(.collective(.allReduce, group: .data, bytes: 4)) }
+        if layout.tp * layout.pp > 1 { update.append(.collective(.allReduce, group: .replica, bytes: 4)) }
+        let owned = zero ? sync.buckets.reduce(0) { $0 + BlockPartition(count: $1.held.count, parts: layout.dp).range(coordinates.dp).count }
+            : sync.heldElements
+        update.append(.optimizer(parameters: owned))
+        if zero {
+            update += sync.buckets.map { .collective(.allGather, group: .data, bytes: BlockPartition(count: $0.held.count, parts: layout.dp).range(coordinates.dp).count * bytes) }
+        }
+        blocks.append(Block(phase: .optimizer, ops: update))
+        blocks.append(Block(phase: .loss, ops: isLast && dataParallel ? [.collective(.allReduce, group: .data, bytes: 4)] : []))
+        self.blocks = blocks
+    }
+
+    /// The operations of the first forward and the first backward block (every micro-batch's
+    /// are the same): what the simulator prices per micro-batch.
+    public var microbatchWork: (forward: [StepOp], backward: [StepOp]) {
+        var forward: [StepOp]?, backward: [StepOp]?
+        for block in blocks {
+            if case .schedule(.forward) = block.phase, forward == nil { forward = block.ops }
+            if case .schedule(.backward) = block.phase, backward == nil { backward = block.ops }
+        }
+        return (forward ?? [], backward ?? [])
+    }
+}
