@@ -54,17 +54,18 @@ extension DistributedTrainer {
                                                 headCount: stage.isLast ? model.layout.entry("wte").count : 0)
         }
         var sampleLosses = [Float](repeating: 0, count: deterministic ? c.batch : 0)
-        if layout.dp > 1 && !sharded && !deterministic && buckets == nil {
-            buckets = GradientBuckets(owned: stage.owned, bucketFloats: max(1, bucketBytes / 4), group: groups.dp,
-                                      gradients: model.gradients.pointer)
+        // The plan's schedule blocks, in order; its gradient sum and update follow the loop.
+        let schedule = program.blocks.compactMap { block -> (PipelineSchedule.Action, [StepOp])? in
+            if case let .schedule(action) = block.phase { return (action, block.ops) } else { return nil }
         }
-        let program = layout.pipeline.actions[stage.index]
-        let lastBackward = program.lastIndex { if case .backward = $0 { return true } else { return false } }
+        let lastBackward = schedule.lastIndex { if case .backward = $0.0 { return true } else { return false } }
         var traffic = Traffic()
         var lossSum: Float = 0
         var sends: [Request] = []
-        let pp = groups.pp, width = rows * c.model.dModel
-        for (position, action) in program.enumerated() {
+        let pp = groups.pp
+        for (position, (action, ops)) in schedule.enumerated() {
+            // A message's size is the plan's.
+            let width = (ops.first?.bytes ?? 0) / MemoryLayout<Float>.stride
             let waitStart = ContinuousClock.now
             defer {
                 if case .receiveActivation = action { pipelineWait += ContinuousClock.now - waitStart }
@@ -161,7 +162,7 @@ extension DistributedTrainer {
         let norm: Float
         var exposedData: Duration
         if sharded {
-            // Reduce-scatter, the sharded update and the all-gather are all exposed here.
+            // What is left of the reduce-scatters, the sharded update and the all-gather are exposed here.
             (norm, traffic.dataAllReduces, traffic.dataFloats) = try trace("ZeRO-1 update", lane: "data-parallel") {
                 try shardedUpdate(learningRate: rate)
             }
@@ -212,16 +213,15 @@ extension DistributedTrainer {
         return try tracer.span(name, lane: lane, body)
     }
 
-    /// Completes the data-parallel bucket all-reduces (most started during the backward
-    /// pass), then sums the tied embedding's gradient over the first and last stage.
-    /// Returns the dp all-reduces and floats of the step.
+    /// Sums the tied embedding's gradient over the first and last stage, then completes the
+    /// data-parallel bucket all-reduces (most started during the backward pass). Returns the
+    /// dp all-reduces and floats of the step.
     func synchronizeGradients() throws -> (Int, Int) {
-        let data = try buckets?.finish() ?? (0, 0)
         if let embedding = groups.embedding {
             let wte = model.layout.entry("wte")
             try embedding.allReduce(UnsafeMutableBufferPointer(start: model.gradients.pointer + wte.offset, count: wte.count))
         }
-        return data
+        return try buckets?.finish() ?? (0, 0)
     }
 
     /// √(Σ g²) over every parameter of the model, each counted once across the pipeline and

@@ -29,20 +29,14 @@ extension DistributedTrainer {
             let wte = model.layout.entry("wte")
             try embedding.allReduce(UnsafeMutableBufferPointer(start: model.gradients.pointer + wte.offset, count: wte.count))
         }
-        var blocks: [Range<Int>] = []
-        for range in stage.owned {
-            let mine = try groups.dp.reduceScatter(UnsafeMutableBufferPointer(start: model.gradients.pointer + range.lowerBound, count: range.count))
-            blocks.append((range.lowerBound + mine.lowerBound)..<(range.lowerBound + mine.upperBound))
-        }
-        let state = shardedState!
-        precondition(state.blocks.map(\.range) == blocks, "ZeRO-1 blocks must be the reduce-scatter's")
+        let buckets = buckets!, state = shardedState!
+        // The reduce-scatters the backward pass has not started yet.
+        let (scatters, floats) = try buckets.finish()
 
         // Norm over this rank's blocks (each parameter counted once per replica), summed over dp, then over the replica.
         var local: Double = 0
-        for counted in ranges(stage: stage, shard: coordinates.tp, counted: true) {
-            for block in blocks where block.overlaps(counted) {
-                for i in block.clamped(to: counted) { let g = Double(model.gradients.pointer[i]); local += g * g }
-            }
+        Self.intersect(state.blocks.map(\.range), ranges(stage: stage, shard: coordinates.tp, counted: true)) { part in
+            for i in part { let g = Double(model.gradients.pointer[i]); local += g * g }
         }
         var total = [Float(local)]
         try groups.dp.allReduce(&total)
@@ -52,21 +46,31 @@ extension DistributedTrainer {
         let scale: Float = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1
 
         optimizer.begin()
-        for update in ranges(stage: stage, shard: coordinates.tp, counted: false) {
-            let entry = model.layout.entry(containing: update.lowerBound)
-            for (block, moment) in state.blocks where block.overlaps(update) {
-                let part = block.clamped(to: update)
+        for (block, moment) in state.blocks {
+            // A block may span parameters: each piece takes its own parameter's weight decay.
+            var low = block.lowerBound
+            while low < block.upperBound {
+                let entry = model.layout.entry(containing: low)
+                let part = low..<min(block.upperBound, entry.offset + entry.count)
                 if scale != 1 { for i in part { model.gradients.pointer[i] *= scale } }
                 let m = moment + part.lowerBound - block.lowerBound
                 optimizer.update(params: model.parameters.pointer + part.lowerBound, grads: model.gradients.pointer + part.lowerBound,
                                  m: state.firstMoment.pointer + m, v: state.secondMoment.pointer + m,
                                  count: part.count, learningRate: learningRate, decay: entry.decay)
+                low = part.upperBound
             }
         }
-        for range in stage.owned {
-            try groups.dp.allGather(inPlace: UnsafeMutableBufferPointer(start: model.parameters.pointer + range.lowerBound, count: range.count))
+        try buckets.allGather(model.parameters.pointer)
+        return (norm, scatters + buckets.buckets.count, floats)
+    }
+
+    /// Calls `body` with each non-empty intersection of two sorted lists of disjoint ranges.
+    static func intersect(_ a: [Range<Int>], _ b: [Range<Int>], _ body: (Range<Int>) -> Void) {
+        var i = 0, j = 0
+        while i < a.count && j < b.count {
+            let low = max(a[i].lowerBound, b[j].lowerBound), high = min(a[i].upperBound, b[j].upperBound)
+            if low < high { body(low..<high) }
+            if a[i].upperBound < b[j].upperBound { i += 1 } else { j += 1 }
         }
-        let floats = stage.owned.reduce(0) { $0 + $1.count }
-        return (norm, 2 * stage.owned.count, floats)
     }
 }

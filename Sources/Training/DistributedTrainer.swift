@@ -26,7 +26,10 @@ public final class DistributedTrainer {
     let firstMoment: FloatBuffer
     let secondMoment: FloatBuffer
     var microActivations: [Activations] = []
-    /// Overlapped data-parallel gradient buckets (created on the first step, when dp > 1 without ZeRO).
+    /// This rank's step, from the plan the simulator prices (`fleet plan` prints it).
+    public private(set) var program: StepProgram
+    /// The plan's data-parallel buckets (dp > 1, outside deterministic mode): all-reduced, or
+    /// reduce-scattered under ZeRO-1.
     var buckets: GradientBuckets?
     /// Deterministic mode's per-micro-batch gradients, joined in tree order.
     var orderedGradients: OrderedGradients?
@@ -52,8 +55,10 @@ public final class DistributedTrainer {
     public var stopAfter: Int?
     /// The first step `run` trains (after `restore`, the checkpoint's step).
     public internal(set) var startStep = 0
-    /// Bytes per all-reduce bucket of the data-parallel gradient average.
-    public var bucketBytes = 1 << 20
+    /// Bytes per all-reduce bucket of the data-parallel gradient average (set before the first step).
+    public var bucketBytes = 1 << 20 {
+        didSet { planStep() }
+    }
     public internal(set) var gemmFLOPs: Double = 0
 
     /// Communicators of this rank, created in the same order on every rank.
@@ -121,13 +126,23 @@ public final class DistributedTrainer {
         groups = Groups(world: world, dp: dp, pp: pp, embedding: embedding, replica: replica)
 
         stage = Self.stage(coordinates.pp, layout: layout, parameters: model.layout)
-        if sharded {
-            // This rank's block of each owned range: the one its reduce-scatter leaves complete.
-            shardedState = ShardedOptimizerState(blocks: stage.owned.map { range in
-                let block = BlockPartition(count: range.count, parts: layout.dp).range(dp.rank)
-                return (range.lowerBound + block.lowerBound)..<(range.lowerBound + block.upperBound)
-            })
-        }
+        program = Self.program(configuration: configuration, layout: layout, rank: rank, bucketBytes: bucketBytes)
+        planStep()
+    }
+
+    static func program(configuration c: TrainingConfiguration, layout: ParallelLayout, rank: Int, bucketBytes: Int) -> StepProgram {
+        StepProgram(plan: ShardPlan(model: c.model, layout: layout), rank: rank,
+                    options: StepOptions(batch: c.batch, sequence: c.sequence, bucketBytes: bucketBytes))
+    }
+
+    /// Builds this rank's program and what executes its gradient sum: the buckets and, under
+    /// ZeRO-1, the optimizer state of the blocks their reduce-scatters leave here.
+    func planStep() {
+        program = Self.program(configuration: configuration, layout: layout, rank: transport.rank, bucketBytes: bucketBytes)
+        let sharded = layout.zeroStage == 1 && layout.dp > 1
+        buckets = layout.dp > 1 && !configuration.deterministic
+            ? GradientBuckets(program: program, group: groups.dp, gradients: model.gradients.pointer) : nil
+        shardedState = sharded ? ShardedOptimizerState(blocks: buckets!.blocks) : nil
     }
 
     /// The layers and parameter ranges of pipeline stage `index`.

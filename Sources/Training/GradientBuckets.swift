@@ -1,53 +1,122 @@
 import Collectives
+import Parallelism
 import Tensor
 
-/// Data-parallel gradient averaging in buckets that start as soon as their gradients are
-/// final, so the all-reduces overlap the rest of the backward pass.
+/// The data-parallel gradient sum of the step plan (`GradientSync`): buckets of the elements
+/// this rank holds, from the top of the buffer down, each started as soon as the backward pass
+/// has finished its parameters. All-reduces run in the background and overlap the rest of the
+/// backward pass; ZeRO-1's reduce-scatters run where they start and leave this rank its block.
 ///
-/// Buckets cover this rank's owned ranges from the top of the flat buffer down, the order
-/// in which the backward pass finalises them (head, last layer, …, first layer,
-/// embeddings). Every rank of the dp group owns the same ranges, so all start the same
-/// buckets in the same order.
+/// A bucket whose elements are one contiguous run of the buffer (always, without tensor
+/// parallelism) is summed in place; a tensor-parallel shard's scattered pieces are packed into
+/// a bucket of their own first and unpacked when the sum is done.
 final class GradientBuckets {
-    let buckets: [Range<Int>]
+    struct Bucket {
+        /// The buffer ranges it holds, in buffer order.
+        let pieces: [Range<Int>]
+        let count: Int
+        /// Its lowest element's parameter starts here: it may start once the backward pass has
+        /// finished everything at or above this offset.
+        let startOffset: Int
+        let afterEmbedding: Bool
+        /// Packed copy of scattered pieces (nil when `pieces` is one run).
+        let staging: FloatBuffer?
+        /// Under ZeRO: this rank's block of the bucket (packed indices) and its buffer ranges.
+        let block: Range<Int>
+        let blockPieces: [Range<Int>]
+    }
+
+    let buckets: [Bucket]
+    let kind: CollectiveKind
     private let group: Communicator
     private let gradients: UnsafeMutablePointer<Float>
     private var started = 0
-    private var active: [RingOperation] = []
+    private var active: [(RingOperation, Int)] = []
     private(set) var floats = 0
 
-    init(owned: [Range<Int>], bucketFloats: Int, group: Communicator, gradients: UnsafeMutablePointer<Float>) {
-        var buckets: [Range<Int>] = []
-        for range in owned.sorted(by: { $0.lowerBound > $1.lowerBound }) {
-            var top = range.upperBound
-            while top > range.lowerBound {
-                let bottom = max(range.lowerBound, top - bucketFloats)
-                buckets.append(bottom..<top)
-                top = bottom
-            }
+    init(program: StepProgram, group: Communicator, gradients: UnsafeMutablePointer<Float>) {
+        let sync = program.sync, tp = program.coordinates.tp
+        kind = sync.kind
+        buckets = sync.buckets.map { bucket in
+            let pieces = sync.bufferRanges(segment: bucket.segment, packed: bucket.held, tensorRank: tp)
+            let block = BlockPartition(count: bucket.held.count, parts: group.size).range(group.rank)
+            let blockPieces = sync.bufferRanges(segment: bucket.segment,
+                                                packed: (bucket.held.lowerBound + block.lowerBound)..<(bucket.held.lowerBound + block.upperBound),
+                                                tensorRank: tp)
+            return Bucket(pieces: pieces, count: bucket.held.count, startOffset: program.plan.offsets[bucket.firstEntry],
+                          afterEmbedding: bucket.afterEmbedding, staging: pieces.count > 1 ? FloatBuffer(count: bucket.held.count) : nil,
+                          block: block, blockPieces: blockPieces)
         }
-        self.buckets = buckets
         self.group = group
         self.gradients = gradients
     }
 
-    /// Starts every bucket lying wholly at or above `offset`, then advances those in flight.
-    func finalized(from offset: Int) throws {
-        while started < buckets.count && buckets[started].lowerBound >= offset {
-            let bucket = buckets[started]
-            active.append(try group.startAllReduce(UnsafeMutableBufferPointer(start: gradients + bucket.lowerBound, count: bucket.count)))
-            floats += bucket.count
-            started += 1
+    /// This rank's blocks under ZeRO-1, in buffer order: the elements whose update it owns.
+    var blocks: [Range<Int>] { buckets.flatMap(\.blockPieces).sorted { $0.lowerBound < $1.lowerBound } }
+
+    /// The bucket's elements of `buffer` as one run: in place, or packed into its staging copy.
+    private func packed(_ bucket: Bucket, of buffer: UnsafeMutablePointer<Float>) -> UnsafeMutableBufferPointer<Float> {
+        guard let staging = bucket.staging else {
+            return UnsafeMutableBufferPointer(start: buffer + bucket.pieces[0].lowerBound, count: bucket.count)
         }
-        for operation in active { try operation.advance() }
+        var at = 0
+        for piece in bucket.pieces {
+            (staging.pointer + at).update(from: buffer + piece.lowerBound, count: piece.count)
+            at += piece.count
+        }
+        return staging.buffer
     }
 
-    /// Starts what is left and waits for all; returns the all-reduces and floats of the step.
-    func finish() throws -> (allReduces: Int, floats: Int) {
-        try finalized(from: Int.min)
-        for operation in active { try operation.finish() }
+    private func unpack(_ bucket: Bucket, into buffer: UnsafeMutablePointer<Float>) {
+        guard let staging = bucket.staging else { return }
+        var at = 0
+        for piece in bucket.pieces {
+            (buffer + piece.lowerBound).update(from: staging.pointer + at, count: piece.count)
+            at += piece.count
+        }
+    }
+
+    /// Starts every bucket lying wholly at or above `offset` (those after the tied embedding's
+    /// sum wait for `finish`), then advances those in flight.
+    func finalized(from offset: Int) throws {
+        while started < buckets.count && buckets[started].startOffset >= offset && !buckets[started].afterEmbedding {
+            try start(started)
+        }
+        for (operation, _) in active { _ = try operation.advance() }
+    }
+
+    private func start(_ index: Int) throws {
+        let bucket = buckets[index]
+        let data = packed(bucket, of: gradients)
+        switch kind {
+        case .reduceScatter:
+            let mine = try group.reduceScatter(data)
+            precondition(mine == bucket.block, "a reduce-scatter leaves this rank the block the plan gives it")
+            unpack(bucket, into: gradients)
+        default:
+            active.append((try group.startAllReduce(data), index))
+        }
+        floats += bucket.count
+        started += 1
+    }
+
+    /// Starts what is left and waits for all; returns the collectives and floats of the step.
+    func finish() throws -> (collectives: Int, floats: Int) {
+        while started < buckets.count { try start(started) }
+        for (operation, index) in active {
+            try operation.finish()
+            unpack(buckets[index], into: gradients)
+        }
         active.removeAll()
         defer { started = 0; floats = 0 }
         return (started, floats)
+    }
+
+    /// ZeRO-1: all-gathers every bucket's updated `parameters` from the ranks that own each block.
+    func allGather(_ parameters: UnsafeMutablePointer<Float>) throws {
+        for bucket in buckets {
+            try group.allGather(inPlace: packed(bucket, of: parameters))
+            unpack(bucket, into: parameters)
+        }
     }
 }
