@@ -30,16 +30,18 @@ let package = Package(
         .systemLibrary(name: "CFleetSys"),
 
         .target(name: "Workload"),
+        // What a rank actually ran, op by op, per thread: for plan-vs-reality tests and traces.
+        .target(name: "OpLog"),
         // Pure plans shared by the trainer and the simulator: no transports, tensors or C.
         .target(name: "Parallelism", dependencies: ["Workload"]),
         // The discrete-event simulator: pure Swift (no transports, tensors or C).
         .target(name: "Engine", dependencies: ["Parallelism", "Workload", .product(name: "HeapModule", package: "swift-collections"),
                                                .product(name: "Yams", package: "Yams")], swiftSettings: optimize),
-        .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys", "Parallelism"], swiftSettings: optimize),
+        .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys", "Parallelism", "OpLog"], swiftSettings: optimize),
         // Faults as data, a Transport decorator, and the process, numeric and storage faults the trainer injects.
         .target(name: "FaultInjection", dependencies: ["Collectives"]),
-        .target(name: "Tensor", dependencies: ["COpenBLAS", "CFleetSys"], swiftSettings: optimize),
-        .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload", "FaultInjection", "CFleetSys"], swiftSettings: optimize),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CFleetSys", "OpLog"], swiftSettings: optimize),
+        .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload", "FaultInjection", "CFleetSys", "OpLog"], swiftSettings: optimize),
         .executableTarget(
             name: "Fleet",
             dependencies: [
@@ -53,7 +55,7 @@ let package = Package(
         .testTarget(name: "ParallelismTests", dependencies: ["Parallelism", "Workload"]),
         .testTarget(name: "FaultInjectionTests", dependencies: ["FaultInjection", "Collectives"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Parallelism", "Workload"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload", "Collectives", "Engine"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload", "Collectives", "Engine", "OpLog"]),
         // Runs the real `fleet` binary (self-launched ZeroMQ workers and mpirun).
         .testTarget(name: "FleetTests", dependencies: ["Fleet"]),
     ],

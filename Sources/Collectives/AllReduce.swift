@@ -24,22 +24,24 @@ extension Communicator {
     /// Reduces `buffer` element-wise across the group, in place, on every member.
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp = .sum,
                           algorithm: AllReduceAlgorithm = .ring) throws {
-        let tag = nextCollectiveTag()
-        guard size > 1 else { return }
-        switch algorithm {
-        case .naive: try naiveAllReduce(buffer, op: op, tag: tag)
-        case .ring:
-            try ringSteps(buffer, partition: BlockPartition(count: buffer.count, parts: size), shift: 1,
-                          steps: 0..<(2 * (size - 1)), op: op, tag: tag, name: "all-reduce (ring)")
-        case .halvingDoubling: try halvingDoublingAllReduce(buffer, op: op, tag: tag)
-        case .tree: try treeAllReduce(buffer, op: op, tag: tag)
-        case .native:
-            guard let mpi = transport as? MPITransport else {
-                throw TransportError.unsupported("the native all-reduce is MPI_Allreduce and needs the MPI transport (run under mpirun)")
+        try logged("allreduce", floats: buffer.count) {
+            let tag = nextCollectiveTag()
+            guard size > 1 else { return }
+            switch algorithm {
+            case .naive: try naiveAllReduce(buffer, op: op, tag: tag)
+            case .ring:
+                try ringSteps(buffer, partition: BlockPartition(count: buffer.count, parts: size), shift: 1,
+                              steps: 0..<(2 * (size - 1)), op: op, tag: tag, name: "all-reduce (ring)")
+            case .halvingDoubling: try halvingDoublingAllReduce(buffer, op: op, tag: tag)
+            case .tree: try treeAllReduce(buffer, op: op, tag: tag)
+            case .native:
+                guard let mpi = transport as? MPITransport else {
+                    throw TransportError.unsupported("the native all-reduce is MPI_Allreduce and needs the MPI transport (run under mpirun)")
+                }
+                try mpi.nativeAllReduce(buffer, op: op, members: members)
             }
-            try mpi.nativeAllReduce(buffer, op: op, members: members)
+            op.finish(buffer, groupSize: size)
         }
-        op.finish(buffer, groupSize: size)
     }
 
     /// Array convenience for `allReduce(_:op:algorithm:)`.

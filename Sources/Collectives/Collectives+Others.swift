@@ -51,22 +51,24 @@ extension Communicator {
     /// Personalised exchange: block r of `input` goes to rank r, and block r of `output`
     /// comes from rank r; both hold `size` equal blocks.
     public func allToAll(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws {
-        let tag = nextCollectiveTag()
-        guard input.count == output.count, input.count % size == 0 else {
-            throw TransportError.invalidGroup("all-to-all needs equal input and output sizes divisible by \(size); got \(input.count) and \(output.count)")
+        try logged("alltoall", floats: input.count) {
+            let tag = nextCollectiveTag()
+            guard input.count == output.count, input.count % size == 0 else {
+                throw TransportError.invalidGroup("all-to-all needs equal input and output sizes divisible by \(size); got \(input.count) and \(output.count)")
+            }
+            let block = input.count / size
+            func range(_ r: Int) -> Range<Int> { (r * block)..<((r + 1) * block) }
+            if block > 0 {
+                output.baseAddress!.advanced(by: rank * block).update(from: input.baseAddress!.advanced(by: rank * block), count: block)
+            }
+            var requests: [Request] = []
+            for step in 1..<size {
+                let to = (rank + step) % size, from = (rank - step + size) % size
+                requests.append(try irecv(output.slice(range(from)), from: from, tag: tag))
+                requests.append(try isend(UnsafeBufferPointer(rebasing: input[range(to)]), to: to, tag: tag))
+            }
+            try wait(requests, "all-to-all")
         }
-        let block = input.count / size
-        func range(_ r: Int) -> Range<Int> { (r * block)..<((r + 1) * block) }
-        if block > 0 {
-            output.baseAddress!.advanced(by: rank * block).update(from: input.baseAddress!.advanced(by: rank * block), count: block)
-        }
-        var requests: [Request] = []
-        for step in 1..<size {
-            let to = (rank + step) % size, from = (rank - step + size) % size
-            requests.append(try irecv(output.slice(range(from)), from: from, tag: tag))
-            requests.append(try isend(UnsafeBufferPointer(rebasing: input[range(to)]), to: to, tag: tag))
-        }
-        try wait(requests, "all-to-all")
     }
 
     /// Returns once every member has entered the barrier (dissemination algorithm).

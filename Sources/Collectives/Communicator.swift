@@ -1,3 +1,5 @@
+import OpLog
+
 /// A group of ranks over one transport: the world or any sub-group of it.
 ///
 /// Collectives run on a communicator; every member must call the same collectives in
@@ -17,6 +19,9 @@ public final class Communicator {
     let scratch = ScratchBuffers()
     /// Tuning of the chunked algorithms.
     public var chunkBytes = 1 << 20
+    /// What the group is for in a training step (`tensor`, `data`, `pipeline`, …): how its
+    /// collectives and messages are named in an `OpLog`.
+    public var role = ""
 
     /// The communicator of all ranks of `transport`.
     public convenience init(world transport: Transport) {
@@ -67,11 +72,21 @@ public final class Communicator {
     }
 
     public func isend(_ data: UnsafeRawBufferPointer, to groupRank: Int, tag: Int32) throws -> Request {
-        try transport.isend(data, to: try worldRank(groupRank), tag: Self.userTag(tag, group: groupID))
+        try OpLog.communication("send", group: role, bytes: data.count, tag: Int(tag)) {
+            try transport.isend(data, to: try worldRank(groupRank), tag: Self.userTag(tag, group: groupID))
+        }
     }
 
     public func irecv(into buffer: UnsafeMutableRawBufferPointer, from groupRank: Int, tag: Int32) throws -> Request {
-        try transport.irecv(into: buffer, from: try worldRank(groupRank), tag: Self.userTag(tag, group: groupID))
+        try OpLog.communication("recv", group: role, bytes: buffer.count, tag: Int(tag)) {
+            try transport.irecv(into: buffer, from: try worldRank(groupRank), tag: Self.userTag(tag, group: groupID))
+        }
+    }
+
+    /// Runs a collective over `floats` of this rank's, logged as `kind` when the group has peers.
+    func logged<T>(_ kind: String, floats: Int, _ body: () throws -> T) rethrows -> T {
+        guard size > 1 else { return try body() }
+        return try OpLog.communication(kind, group: role, bytes: floats * MemoryLayout<Float>.stride, body)
     }
 
     public func worldRank(_ groupRank: Int) throws -> Int {

@@ -5,20 +5,24 @@ extension Communicator {
     /// where chunks were relayed onward without landing).
     @discardableResult
     public func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp = .sum) throws -> Range<Int> {
-        let tag = nextCollectiveTag()
-        let partition = BlockPartition(count: buffer.count, parts: size)
-        try ringSteps(buffer, partition: partition, shift: 0, steps: 0..<(size - 1), op: op, tag: tag, name: "reduce-scatter (ring)")
-        let mine = partition.range(rank)
-        op.finish(buffer.slice(mine), groupSize: size)
-        return mine
+        try logged("reduce_scatter", floats: buffer.count) {
+            let tag = nextCollectiveTag()
+            let partition = BlockPartition(count: buffer.count, parts: size)
+            try ringSteps(buffer, partition: partition, shift: 0, steps: 0..<(size - 1), op: op, tag: tag, name: "reduce-scatter (ring)")
+            let mine = partition.range(rank)
+            op.finish(buffer.slice(mine), groupSize: size)
+            return mine
+        }
     }
 
     /// Gathers every member's block into `buffer`: this rank's block must already be in
     /// place at `BlockPartition(count: buffer.count, parts: size).range(rank)`.
     public func allGather(inPlace buffer: UnsafeMutableBufferPointer<Float>) throws {
-        let tag = nextCollectiveTag()
-        try ringSteps(buffer, partition: BlockPartition(count: buffer.count, parts: size), shift: 0,
-                      steps: (size - 1)..<(2 * (size - 1)), op: .sum, tag: tag, name: "all-gather (ring)")
+        try logged("all_gather", floats: BlockPartition(count: buffer.count, parts: size).range(rank).count) {
+            let tag = nextCollectiveTag()
+            try ringSteps(buffer, partition: BlockPartition(count: buffer.count, parts: size), shift: 0,
+                          steps: (size - 1)..<(2 * (size - 1)), op: .sum, tag: tag, name: "all-gather (ring)")
+        }
     }
 
     /// Gathers equal-sized contributions: `output[r * input.count ..< (r + 1) * input.count]` is rank r's input.

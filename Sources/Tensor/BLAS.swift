@@ -1,5 +1,6 @@
 import Foundation
 import COpenBLAS
+import OpLog
 
 /// OpenBLAS entry points fleet uses, with row-major conventions spelled out.
 public enum BLAS {
@@ -32,8 +33,10 @@ public enum BLAS {
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard m > 0 && n > 0 else { return }
         if let log = recording { log.append(GEMMCall(transA: transA, transB: transB, m: m, n: n, k: k)) }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        OpLog.run({ var op = LoggedOp(kind: "matmul"); (op.m, op.n, op.k, op.transA, op.transB) = (m, n, k, transA, transB); return op }()) {
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        }
     }
 
     /// One product as issued: `C[m,n] = op(A)[m,k] · op(B)[k,n]`.

@@ -1,4 +1,5 @@
 import Collectives
+import OpLog
 import FaultInjection
 import Parallelism
 import Tensor
@@ -99,9 +100,10 @@ extension DistributedTrainer {
                 }
                 if stage.isLast {
                     targets.withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: targets.count) }
-                    let microLoss = CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
-                                                                 rows: rows, vocabulary: c.model.vocabulary, gradient: true,
-                                                                 gradientRows: globalRows)
+                    let microLoss = model.kernel(.crossEntropy, rows * c.model.vocabulary) {
+                        CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
+                                                     rows: rows, vocabulary: c.model.vocabulary, gradient: true, gradientRows: globalRows)
+                    }
                     lossSum += microLoss * Float(rows) / Float(globalRows)
                     if deterministic {
                         for (j, sample) in samples(microbatch: i).enumerated() {
@@ -182,12 +184,15 @@ extension DistributedTrainer {
             let began = Tracer.now()
             defer { tracer?.record("optimizer", lane: "optimizer", start: began) }
             optimizer.begin()
-            for range in ranges(stage: stage, shard: coordinates.tp, counted: false) {
-                // Weight decay applies to matrices only, as in the single-process trainer.
-                let entry = model.layout.entry(containing: range.lowerBound)
-                optimizer.update(params: model.parameters.pointer + range.lowerBound, grads: model.gradients.pointer + range.lowerBound,
-                                 m: firstMoment.pointer + range.lowerBound, v: secondMoment.pointer + range.lowerBound,
-                                 count: range.count, learningRate: rate, decay: entry.decay)
+            let updated = ranges(stage: stage, shard: coordinates.tp, counted: false)
+            OpLog.kernel("optimizer", elements: updated.reduce(0) { $0 + $1.count }) {
+                for range in updated {
+                    // Weight decay applies to matrices only, as in the single-process trainer.
+                    let entry = model.layout.entry(containing: range.lowerBound)
+                    optimizer.update(params: model.parameters.pointer + range.lowerBound, grads: model.gradients.pointer + range.lowerBound,
+                                     m: firstMoment.pointer + range.lowerBound, v: secondMoment.pointer + range.lowerBound,
+                                     count: range.count, learningRate: rate, decay: entry.decay)
+                }
             }
         }
         if sharded { try checkFinite(norm, step: step) }

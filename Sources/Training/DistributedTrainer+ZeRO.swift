@@ -1,4 +1,5 @@
 import Collectives
+import OpLog
 import Tensor
 
 /// ZeRO stage 1 (Rajbhandari et al. 2020): the optimizer state is sharded over the dp group.
@@ -46,18 +47,20 @@ extension DistributedTrainer {
         let scale: Float = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1
 
         optimizer.begin()
-        for (block, moment) in state.blocks {
-            // A block may span parameters: each piece takes its own parameter's weight decay.
-            var low = block.lowerBound
-            while low < block.upperBound {
-                let entry = model.layout.entry(containing: low)
-                let part = low..<min(block.upperBound, entry.offset + entry.count)
-                if scale != 1 { for i in part { model.gradients.pointer[i] *= scale } }
-                let m = moment + part.lowerBound - block.lowerBound
-                optimizer.update(params: model.parameters.pointer + part.lowerBound, grads: model.gradients.pointer + part.lowerBound,
-                                 m: state.firstMoment.pointer + m, v: state.secondMoment.pointer + m,
-                                 count: part.count, learningRate: learningRate, decay: entry.decay)
-                low = part.upperBound
+        OpLog.kernel("optimizer", elements: state.blocks.reduce(0) { $0 + $1.range.count }) {
+            for (block, moment) in state.blocks {
+                // A block may span parameters: each piece takes its own parameter's weight decay.
+                var low = block.lowerBound
+                while low < block.upperBound {
+                    let entry = model.layout.entry(containing: low)
+                    let part = low..<min(block.upperBound, entry.offset + entry.count)
+                    if scale != 1 { for i in part { model.gradients.pointer[i] *= scale } }
+                    let m = moment + part.lowerBound - block.lowerBound
+                    optimizer.update(params: model.parameters.pointer + part.lowerBound, grads: model.gradients.pointer + part.lowerBound,
+                                     m: state.firstMoment.pointer + m, v: state.secondMoment.pointer + m,
+                                     count: part.count, learningRate: learningRate, decay: entry.decay)
+                    low = part.upperBound
+                }
             }
         }
         try buckets.allGather(model.parameters.pointer)

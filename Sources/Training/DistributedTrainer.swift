@@ -124,6 +124,9 @@ public final class DistributedTrainer {
         let replicas = (0..<layout.dp).map { d in (0..<mesh.worldSize).filter { r in mesh.coordinates(of: r).dp == d } }
         let replica = try group(replicas, replicas[coordinates.dp], base: 800)
         groups = Groups(world: world, dp: dp, pp: pp, embedding: embedding, replica: replica)
+        // How the plan and an OpLog name each group's collectives.
+        (tensor.role, dp.role, pp.role, replica.role) = ("tensor", "data", "pipeline", "replica")
+        embedding?.role = "embedding"
 
         stage = Self.stage(coordinates.pp, layout: layout, parameters: model.layout)
         program = Self.program(configuration: configuration, layout: layout, rank: rank, bucketBytes: bucketBytes)

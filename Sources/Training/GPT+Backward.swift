@@ -39,7 +39,7 @@ extension GPT {
                                      batch: b, sequence: t, k: hl, n: c, ldWeight: spec.mlpHidden)
             // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
             let dPreActivation = a.gelu[l].pointer
-            GELU.backward(dPreActivation, a.fc[l].pointer, tanh: a.geluTanh[l].pointer, dHidden, count: rows * hl)
+            kernel(.geluBackward, rows * hl) { GELU.backward(dPreActivation, a.fc[l].pointer, tanh: a.geluTanh[l].pointer, dHidden, count: rows * hl) }
             try columnParallelInputGradient(dinp: dNormed, dout: dPreActivation, weight: p + "mlp.fc.w", rows: rows,
                                             sections: 1, sectionSize: spec.mlpHidden, width: hl, ldOut: hl)
             linearParameterGradients(p + "mlp.fc", weightOffset: r * hl * c, biasOffset: r * hl, dout: dPreActivation,
@@ -51,8 +51,10 @@ extension GPT {
                                  m: rows, k: cl, n: c, accumulate: false, ldWeight: c)
             linearParameterGradients(p + "attn.proj", weightOffset: r * cl, dout: dResidual, inp: a.attention[l].pointer,
                                      batch: b, sequence: t, k: cl, n: c, ldWeight: c)
-            Attention.backward(dqkv: a.dQKV.pointer, dout: a.dAttention.pointer, qkv: a.qkv[l].pointer,
-                               probabilities: a.probabilities[l].pointer, scratch: a.attentionScratch.pointer, shape: shape)
+            kernel(.attentionBackward, b * local.heads * t * t) {
+                Attention.backward(dqkv: a.dQKV.pointer, dout: a.dAttention.pointer, qkv: a.qkv[l].pointer,
+                                   probabilities: a.probabilities[l].pointer, scratch: a.attentionScratch.pointer, shape: shape)
+            }
             try columnParallelInputGradient(dinp: dNormed, dout: a.dQKV.pointer, weight: p + "attn.qkv.w", rows: rows,
                                             sections: 3, sectionSize: c, width: cl, ldOut: 3 * cl)
             if split {
@@ -69,7 +71,7 @@ extension GPT {
             try finalized?(layout.entry(p + "ln1.w").offset)
         }
         guard embed else { return }
-        embeddingGradients(dout: dResidual, tokens: a.tokens, batch: b, sequence: t)
+        kernel(.embeddingBackward, rows * c) { embeddingGradients(dout: dResidual, tokens: a.tokens, batch: b, sequence: t) }
         try finalized?(0)
     }
 
@@ -77,8 +79,10 @@ extension GPT {
     private func layerNorm(backward name: String, dResidual: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                            inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, mean: UnsafePointer<Float>,
                            rstd: UnsafePointer<Float>, batch: Int, sequence: Int) {
-        LayerNorm.inputGradient(dinp: dResidual, dout: dout, inp: inp, weight: weight, mean: mean, rstd: rstd,
-                                rows: batch * sequence, columns: spec.dModel)
-        layerNormGradients(name, dout: dout, inp: inp, mean: mean, rstd: rstd, batch: batch, sequence: sequence)
+        kernel(.layerNormBackward, batch * sequence * spec.dModel) {
+            LayerNorm.inputGradient(dinp: dResidual, dout: dout, inp: inp, weight: weight, mean: mean, rstd: rstd,
+                                    rows: batch * sequence, columns: spec.dModel)
+            layerNormGradients(name, dout: dout, inp: inp, mean: mean, rstd: rstd, batch: batch, sequence: sequence)
+        }
     }
 }

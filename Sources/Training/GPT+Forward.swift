@@ -1,3 +1,5 @@
+import OpLog
+import Parallelism
 import Tensor
 
 extension GPT {
@@ -15,13 +17,17 @@ extension GPT {
         let r = shard.index, split = shard.size > 1
         let shape = Attention.Shape(batch: b, sequence: t, channels: cl, heads: local.heads)
         if embed {
-            Embedding.forward(out: a.residual[0].pointer, tokens: a.tokens, wte: pointer("wte"), wpe: pointer("wpe"),
-                              batch: b, sequence: t, channels: c)
+            kernel(.embeddingForward, rows * c) {
+                Embedding.forward(out: a.residual[0].pointer, tokens: a.tokens, wte: pointer("wte"), wpe: pointer("wpe"),
+                                  batch: b, sequence: t, channels: c)
+            }
         }
         for l in layers {
             let x = a.residual[l].pointer, p = "h\(l)."
-            LayerNorm.forward(out: a.ln1[l].pointer, mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, inp: x,
-                              weight: pointer(p + "ln1.w"), bias: pointer(p + "ln1.b"), rows: rows, columns: c)
+            kernel(.layerNormForward, rows * c) {
+                LayerNorm.forward(out: a.ln1[l].pointer, mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, inp: x,
+                                  weight: pointer(p + "ln1.w"), bias: pointer(p + "ln1.b"), rows: rows, columns: c)
+            }
             if split {
                 // Column-parallel QKV: this shard's rows of each of the Q, K and V sections.
                 for s in 0..<3 {
@@ -33,25 +39,39 @@ extension GPT {
                 Linear.forward(out: a.qkv[l].pointer, inp: a.ln1[l].pointer, weight: pointer(p + "attn.qkv.w"),
                                bias: pointer(p + "attn.qkv.b"), m: rows, k: c, n: 3 * c)
             }
-            Attention.forward(out: a.attention[l].pointer, probabilities: a.probabilities[l].pointer, qkv: a.qkv[l].pointer, shape: shape)
+            kernel(.attentionForward, b * local.heads * t * t) {
+                Attention.forward(out: a.attention[l].pointer, probabilities: a.probabilities[l].pointer, qkv: a.qkv[l].pointer, shape: shape)
+            }
             let mid = a.afterAttention[l].pointer
             try rowParallel(out: mid, inp: a.attention[l].pointer, weight: p + "attn.proj.w", bias: p + "attn.proj.b",
                             rows: rows, local: cl, full: c)
-            Elementwise.accumulate(mid, x, count: rows * c)
-            LayerNorm.forward(out: a.ln2[l].pointer, mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer, inp: mid,
-                              weight: pointer(p + "ln2.w"), bias: pointer(p + "ln2.b"), rows: rows, columns: c)
+            kernel(.residual, rows * c) { Elementwise.accumulate(mid, x, count: rows * c) }
+            kernel(.layerNormForward, rows * c) {
+                LayerNorm.forward(out: a.ln2[l].pointer, mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer, inp: mid,
+                                  weight: pointer(p + "ln2.w"), bias: pointer(p + "ln2.b"), rows: rows, columns: c)
+            }
             Linear.forward(out: a.fc[l].pointer, inp: a.ln2[l].pointer, weight: pointer(p + "mlp.fc.w") + r * hl * c,
                            bias: pointer(p + "mlp.fc.b") + r * hl, m: rows, k: c, n: hl)
-            GELU.forward(a.gelu[l].pointer, a.fc[l].pointer, count: rows * hl, tanhOut: a.geluTanh[l].pointer)
+            kernel(.geluForward, rows * hl) { GELU.forward(a.gelu[l].pointer, a.fc[l].pointer, count: rows * hl, tanhOut: a.geluTanh[l].pointer) }
             let out = a.residual[l + 1].pointer
             try rowParallel(out: out, inp: a.gelu[l].pointer, weight: p + "mlp.proj.w", bias: p + "mlp.proj.b",
                             rows: rows, local: hl, full: spec.mlpHidden)
-            Elementwise.accumulate(out, mid, count: rows * c)
+            kernel(.residual, rows * c) { Elementwise.accumulate(out, mid, count: rows * c) }
         }
         guard head else { return }
-        LayerNorm.forward(out: a.lnf.pointer, mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer, inp: a.residual[spec.layers].pointer,
-                          weight: pointer("lnf.w"), bias: pointer("lnf.b"), rows: rows, columns: c)
+        kernel(.layerNormForward, rows * c) {
+            LayerNorm.forward(out: a.lnf.pointer, mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer, inp: a.residual[spec.layers].pointer,
+                              weight: pointer("lnf.w"), bias: pointer("lnf.b"), rows: rows, columns: c)
+        }
         // Tied output projection: logits = lnf · wteᵀ.
         Linear.forward(out: a.logits.pointer, inp: a.lnf.pointer, weight: pointer("wte"), bias: nil, m: rows, k: c, n: spec.vocabulary)
+    }
+}
+
+extension GPT {
+    /// Runs one of the plan's kernels over `elements`, logged as such when an `OpLog` is installed.
+    @inline(__always)
+    func kernel<T>(_ kind: ElementKernel, _ elements: Int, _ body: () throws -> T) rethrows -> T {
+        try OpLog.kernel(kind.rawValue, elements: elements, body)
     }
 }

@@ -77,7 +77,9 @@ extension GPT {
                                   ldOut: Int? = nil, ldWeight: Int? = nil) {
         weightGradient(gradient(name + ".w") + weightOffset, dout: dout, inp: inp, batch: batch, sequence: sequence, k: k, n: n,
                        ldOut: ldOut, ldWeight: ldWeight)
-        biasGradient(gradient(name + ".b") + biasOffset, dout: dout, batch: batch, sequence: sequence, n: n, ldOut: ldOut)
+        kernel(.residual, batch * sequence * n) {
+            biasGradient(gradient(name + ".b") + biasOffset, dout: dout, batch: batch, sequence: sequence, n: n, ldOut: ldOut)
+        }
     }
 
     /// LayerNorm `name`'s weight and bias gradients.
@@ -143,8 +145,10 @@ extension GPT {
             try shard.reduce(out, count: rows * c)
         }
         let b = pointer(bias)
-        Parallel.forEach(rows, minimumPerThread: 64) { range in
-            for row in range { Elementwise.accumulate(out + row * c, b, count: c) }
+        kernel(.residual, rows * c) {
+            Parallel.forEach(rows, minimumPerThread: 64) { range in
+                for row in range { Elementwise.accumulate(out + row * c, b, count: c) }
+            }
         }
     }
 

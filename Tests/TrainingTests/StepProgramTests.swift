@@ -1,4 +1,6 @@
+import Collectives
 import Engine
+import OpLog
 import Parallelism
 import Tensor
 import Training
@@ -27,5 +29,79 @@ final class StepProgramTests: XCTestCase {
         XCTAssertEqual(issued, planned, "the trainer's products, in order, are the plan's")
         XCTAssertGreaterThan(calls.count, issued.count, "attention's own products were recorded too")
         XCTAssertEqual(BLAS.record {}, [], "nothing is recorded outside record")
+    }
+
+    /// Each rank's plan and what it ran in one step of `layout`, every rank a thread of this
+    /// process over the in-process transport, with small buckets (several per stage).
+    func recordedStep(_ layout: ParallelLayout, batch: Int = 8) throws -> [(plan: StepProgram, ran: [LoggedOp])] {
+        var configuration = TrainingConfiguration(model: ModelCatalog.gptTiny)
+        configuration.batch = batch
+        configuration.steps = 1
+        configuration.threads = 1
+        let results = LocalFabric.run(worldSize: layout.worldSize, timeout: .seconds(120)) { transport -> (StepProgram, [LoggedOp]) in
+            let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: .builtIn())
+            trainer.bucketBytes = 64 << 10
+            let log = OpLog()
+            _ = try OpLog.with(log) { try trainer.trainStep(0) }
+            return (trainer.program, log.ops)
+        }
+        return try results.map { try $0.get() }
+    }
+
+    /// An operation as a line both sides can print: kind and sizes, group, message tag.
+    func line(_ op: StepOp, stages: Int) -> String {
+        switch op {
+        case let .matmul(g): return "matmul \(g.m)x\(g.n)x\(g.k)\(g.transA ? " At" : "")\(g.transB ? " Bt" : "")"
+        case let .kernel(kind, elements, _): return "\(kind.rawValue) \(elements)"
+        case let .collective(kind, group, bytes): return "\(kind.rawValue) \(group.rawValue) \(bytes)"
+        case let .send(message, bytes): return "send pipeline \(bytes) #\(message.tag(stages: stages))"
+        case let .receive(message, bytes): return "recv pipeline \(bytes) #\(message.tag(stages: stages))"
+        case let .optimizer(parameters): return "optimizer \(parameters)"
+        }
+    }
+
+    func line(_ op: LoggedOp) -> String {
+        switch op.kind {
+        case "matmul": return "matmul \(op.m)x\(op.n)x\(op.k)\(op.transA ? " At" : "")\(op.transB ? " Bt" : "")"
+        case "send", "recv": return "\(op.kind) \(op.group) \(op.bytes) #\(op.tag)"
+        case "allreduce", "reduce_scatter", "all_gather", "alltoall": return "\(op.kind) \(op.group) \(op.bytes)"
+        default: return "\(op.kind) \(op.elements)"
+        }
+    }
+
+    func assertRanThePlan(_ layout: ParallelLayout, file: StaticString = #filePath, line number: UInt = #line) throws {
+        for (rank, step) in try recordedStep(layout).enumerated() {
+            let planned = step.plan.ops.map { line($0, stages: layout.pp) }, ran = step.ran.map(line)
+            if planned != ran {
+                let first = zip(planned, ran).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(planned.count, ran.count)
+                XCTFail("\(layout) rank \(rank): op \(first) of \(planned.count) planned / \(ran.count) ran differs: "
+                        + "plan \(first < planned.count ? planned[first] : "—"), ran \(first < ran.count ? ran[first] : "—")",
+                        file: file, line: number)
+            }
+            XCTAssertTrue(ran.contains { $0.hasPrefix("optimizer") } && ran.contains { $0.hasPrefix("matmul") }, "a whole step was recorded", file: file, line: number)
+        }
+    }
+
+    func testDataParallelRunsThePlanOpForOp() throws { try assertRanThePlan(ParallelLayout(dp: 2)) }
+    func testTensorParallelRunsThePlanOpForOp() throws { try assertRanThePlan(ParallelLayout(tp: 2)) }
+    func testPipelineRunsThePlanOpForOp() throws {
+        try assertRanThePlan(ParallelLayout(pp: 2, microbatches: 4))
+        try assertRanThePlan(ParallelLayout(pp: 2, microbatches: 4, schedule: .gpipe))
+    }
+    func testAllThreeRunThePlanOpForOp() throws {
+        try assertRanThePlan(ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2))
+        try assertRanThePlan(ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2, schedule: .gpipe))
+    }
+    func testZeROOneRunsThePlanOpForOp() throws {
+        try assertRanThePlan(ParallelLayout(dp: 2, zeroStage: 1))
+        try assertRanThePlan(ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2, zeroStage: 1))
+    }
+
+    /// A plan that differs from what runs is caught: the same step against another layout's plan.
+    func testADifferentPlanIsCaught() throws {
+        let ran = try recordedStep(ParallelLayout(dp: 2))[0].ran.map(line)
+        let other = StepProgram(plan: ShardPlan(model: ModelCatalog.gptTiny, layout: ParallelLayout(dp: 2)), rank: 0,
+                                options: StepOptions(batch: 8, sequence: 128, bucketBytes: 1 << 20)).ops.map { line($0, stages: 1) }
+        XCTAssertNotEqual(ran, other, "1 MiB buckets are not the 64 KiB buckets that ran")
     }
 }

@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// One operation a rank ran, as the code that ran it saw it: a matrix product at the BLAS
+/// call, a kernel, a collective or a message at the communicator. Kinds and sizes use the
+/// step plan's names (`matmul`, `allreduce`, `send`, `layernorm_forward`, …).
+public struct LoggedOp: Sendable, Hashable {
+    public var kind: String
+    public var m = 0, n = 0, k = 0
+    public var transA = false, transB = false
+    /// Elements of a kernel, or parameters an optimizer updated.
+    public var elements = 0
+    /// Bytes of a collective (the buffer handed in) or a message.
+    public var bytes = 0
+    /// The communicator's role (`tensor`, `data`, …) for collectives and messages.
+    public var group = ""
+    /// A message's tag.
+    public var tag = 0
+    /// CLOCK_MONOTONIC nanoseconds, when the log is timed.
+    public var start: UInt64 = 0, end: UInt64 = 0
+
+    public init(kind: String) { self.kind = kind }
+}
+
+/// The operations one thread runs while the log is installed on it (`OpLog.with`): what tests
+/// hold against the plan and what `--trace` writes, one event per operation. An operation's own
+/// inner work (attention's per-head products, a collective's messages) is not logged apart.
+/// Uninstalled, every hook costs one atomic load.
+public final class OpLog: @unchecked Sendable {   // used by the one thread it is installed on
+    public private(set) var ops: [LoggedOp] = []
+    /// Whether each op carries its start and end times.
+    public let timed: Bool
+    private var depth = 0
+
+    public init(timed: Bool = false) { self.timed = timed }
+
+    public func removeAll() { ops.removeAll(keepingCapacity: true) }
+
+    private static let installed = Atomic<Int>(0)
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// The log installed on this thread, if any.
+    @inline(__always)
+    public static var current: OpLog? {
+        guard installed.load(ordering: .relaxed) > 0, let raw = pthread_getspecific(key) else { return nil }
+        return Unmanaged<OpLog>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    /// Runs `body` with `log` installed on this thread.
+    public static func with<T>(_ log: OpLog, _ body: () throws -> T) rethrows -> T {
+        let previous = pthread_getspecific(key)
+        pthread_setspecific(key, Unmanaged.passUnretained(log).toOpaque())
+        installed.add(1, ordering: .relaxed)
+        defer {
+            installed.subtract(1, ordering: .relaxed)
+            pthread_setspecific(key, previous)
+        }
+        return try withExtendedLifetime(log) { try body() }
+    }
+
+    static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+
+    /// Logs `op` around `body`; operations inside `body` are part of it.
+    @inline(__always)
+    public static func run<T>(_ op: @autoclosure () -> LoggedOp, _ body: () throws -> T) rethrows -> T {
+        guard let log = current, log.depth == 0 else { return try body() }
+        var entry = op()
+        if log.timed { entry.start = now() }
+        log.depth += 1
+        defer {
+            log.depth -= 1
+            if log.timed { entry.end = now() }
+            log.ops.append(entry)
+        }
+        return try body()
+    }
+
+    /// A kernel over `elements` (its name is the plan's).
+    public static func kernel<T>(_ kind: String, elements: Int, _ body: () throws -> T) rethrows -> T {
+        try run({ var op = LoggedOp(kind: kind); op.elements = elements; return op }(), body)
+    }
+
+    /// A collective or message of `bytes` over the communicator playing `group`.
+    public static func communication<T>(_ kind: String, group: String, bytes: Int, tag: Int = 0, _ body: () throws -> T) rethrows -> T {
+        try run({ var op = LoggedOp(kind: kind); op.group = group; op.bytes = bytes; op.tag = tag; return op }(), body)
+    }
+}
