@@ -32,38 +32,10 @@ public enum BLAS {
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard m > 0 && n > 0 else { return }
-        if let log = recording { log.append(GEMMCall(transA: transA, transB: transB, m: m, n: n, k: k)) }
         OpLog.run({ var op = LoggedOp(kind: "matmul"); (op.m, op.n, op.k, op.transA, op.transB) = (m, n, k, transA, transB); return op }()) {
             cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         }
-    }
-
-    /// One product as issued: `C[m,n] = op(A)[m,k] · op(B)[k,n]`.
-    public struct GEMMCall: Sendable, Hashable {
-        public let transA: Bool, transB: Bool
-        public let m: Int, n: Int, k: Int
-    }
-
-    /// The calls issued while `record` runs, from any thread.
-    public final class GEMMLog: @unchecked Sendable {   // a lock guards `calls`
-        private let lock = NSLock()
-        private var calls: [GEMMCall] = []
-        func append(_ call: GEMMCall) { lock.lock(); calls.append(call); lock.unlock() }
-        var all: [GEMMCall] { lock.lock(); defer { lock.unlock() }; return calls }
-    }
-
-    // Set only inside `record` (tests): a nil check is all the hot path pays.
-    nonisolated(unsafe) private static var recording: GEMMLog?
-
-    /// Every sgemm `body` issues, in order — so tests can hold the products the trainer really
-    /// runs against the ones the simulator prices. Not for concurrent use of `record` itself.
-    public static func record(_ body: () throws -> Void) rethrows -> [GEMMCall] {
-        let log = GEMMLog()
-        recording = log
-        defer { recording = nil }
-        try body()
-        return log.all
     }
 
     /// Measures this machine's sgemm rate (FLOP/s) with `threads` OpenBLAS threads on an
