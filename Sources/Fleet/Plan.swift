@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Parallelism
 import Workload
 
@@ -42,6 +43,12 @@ struct Plan: ParsableCommand {
     @Option(help: "Global batch (sequences per step).")
     var batch: Int = 8
 
+    @Option(help: "Tokens per sequence (default: the model's context).")
+    var seq: Int?
+
+    @Option(help: "Bucket size of the data-parallel gradient sum (as fleet train --bucket).")
+    var bucket: ByteSize = ByteSize(bytes: 1 << 20)
+
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -56,8 +63,16 @@ struct Plan: ParsableCommand {
             let report = try schedule.check()
             let mesh = layout.mesh
             let stages = layout.stageLayers(model: spec)
+            let sequence = seq ?? spec.context
+            guard (1...spec.context).contains(sequence) else {
+                throw ValidationError("--seq \(sequence) must be between 1 and \(spec.name)'s context of \(spec.context) tokens")
+            }
+            guard bucket.bytes >= 4 else { throw ValidationError("--bucket must hold at least one float (4 bytes)") }
+            let shards = ShardPlan(model: spec, layout: layout)
+            let options = StepOptions(batch: batch, sequence: sequence, bucketBytes: bucket.bytes)
+            let programs = (0..<mesh.worldSize).map { StepProgram(plan: shards, rank: $0, options: options) }
             if json {
-                printJSON(spec: spec, layout: layout, mesh: mesh, stages: stages, schedule: schedule, report: report)
+                try printJSON(spec: spec, layout: layout, stages: stages, schedule: schedule, report: report, programs: programs)
                 return
             }
             Console.out("plan: \(spec.name) on \(layout) = \(layout.worldSize) ranks, global batch \(batch), "
@@ -83,7 +98,30 @@ struct Plan: ParsableCommand {
             Console.out("peak in-flight activations per stage: \(report.peakInFlightActivations.map(String.init).joined(separator: ", ")) micro-batch(es)")
             Console.out("")
             Console.out(timeline(report, stages: schedule.stages))
+            Console.out("")
+            Console.out(summary(programs))
         }
+    }
+
+    /// One line per rank: what its step program runs and moves (the ops are in --json).
+    private func summary(_ programs: [StepProgram]) -> String {
+        let table = Table(columns: [("rank", 4), ("ops", 6), ("GFLOP", 9), ("tp MiB", 8), ("dp MiB", 8), ("pp MiB", 8), ("buckets", 7), ("updates", 11)])
+        var lines = ["step program per rank (fleet plan --json lists every op):", table.header()]
+        for p in programs {
+            var bytes: [String: Int] = [:], updates = 0
+            for op in p.ops {
+                switch op {
+                case let .collective(_, group, b): bytes[group.rawValue, default: 0] += b
+                case let .send(_, b): bytes["pipeline", default: 0] += b
+                case let .optimizer(n): updates += n
+                default: break
+                }
+            }
+            let mib = { (key: String) in String(format: "%.2f", Double(bytes[key] ?? 0) / 1_048_576) }
+            lines.append(table.row(["\(p.rank)", "\(p.ops.count)", String(format: "%.3f", p.ops.reduce(0) { $0 + $1.flops } / 1e9),
+                                    mib("tensor"), mib("data"), mib("pipeline"), "\(p.sync.buckets.count)", "\(updates)"]))
+        }
+        return lines.joined(separator: "\n")
     }
 
     /// One character per time unit: F/B with the micro-batch's last digit, '.' when idle.
@@ -97,20 +135,33 @@ struct Plan: ParsableCommand {
         return (0..<stages).map { "  stage \($0) |" + String(rows[$0]) + "|" }.joined(separator: "\n")
     }
 
-    private func printJSON(spec: ModelSpec, layout: ParallelLayout, mesh: DeviceMesh, stages: [Range<Int>],
-                           schedule: PipelineSchedule, report: ScheduleReport) {
-        let plan = ShardPlan(model: spec, layout: layout)
-        let ranks = (0..<mesh.worldSize).map { rank -> String in
-            let c = mesh.coordinates(of: rank), layers = stages[c.pp]
-            return "{\"rank\":\(rank),\"dp\":\(c.dp),\"tp\":\(c.tp),\"pp\":\(c.pp),\"layers\":[\(layers.lowerBound),\(layers.upperBound)],"
-                + "\"parameters_held\":\(plan.heldElements(stage: c.pp)),\"optimizer_parameters\":\(Int(plan.optimizerElements(stage: c.pp))),"
-                + "\"dp_group\":\(mesh.dpGroup(of: rank)),\"tp_group\":\(mesh.tpGroup(of: rank)),\"pp_group\":\(mesh.ppGroup(of: rank))}"
+    private func printJSON(spec: ModelSpec, layout: ParallelLayout, stages: [Range<Int>], schedule: PipelineSchedule,
+                           report: ScheduleReport, programs: [StepProgram]) throws {
+        let mesh = layout.mesh, plan = programs.first!.plan
+        let ranks = programs.map { program -> [String: Any] in
+            let rank = program.rank, c = program.coordinates, layers = stages[c.pp]
+            let ops = program.blocks.flatMap { block in
+                block.ops.map { op -> [String: Any] in
+                    var fields = op.fields
+                    fields["phase"] = block.phase.description
+                    return fields
+                }
+            }
+            return ["rank": rank, "dp": c.dp, "tp": c.tp, "pp": c.pp, "layers": [layers.lowerBound, layers.upperBound],
+                    "parameters_held": plan.heldElements(stage: c.pp), "optimizer_parameters": Int(plan.optimizerElements(stage: c.pp)),
+                    "dp_group": mesh.dpGroup(of: rank), "tp_group": mesh.tpGroup(of: rank), "pp_group": mesh.ppGroup(of: rank),
+                    "ops": ops]
         }
-        let programs = schedule.actions.map { "[" + $0.map { "\"\($0)\"" }.joined(separator: ",") + "]" }
-        Console.out("{\"model\":\"\(spec.name)\",\"parameters\":\(spec.parameterCount),\"dp\":\(layout.dp),\"tp\":\(layout.tp),\"pp\":\(layout.pp),"
-            + "\"microbatches\":\(layout.microbatches),\"schedule\":\"\(schedule.kind.rawValue)\",\"world_size\":\(layout.worldSize),"
-            + "\"bubble_fraction\":\(report.bubbleFraction),\"ideal_bubble_fraction\":\(report.idealBubbleFraction),"
-            + "\"peak_in_flight_activations\":\(report.peakInFlightActivations),\"ranks\":[\(ranks.joined(separator: ","))],"
-            + "\"actions\":[\(programs.joined(separator: ","))]}")
+        let object: [String: Any] = [
+            "model": spec.name, "parameters": spec.parameterCount, "dp": layout.dp, "tp": layout.tp, "pp": layout.pp,
+            "microbatches": layout.microbatches, "schedule": schedule.kind.rawValue, "world_size": layout.worldSize,
+            "batch": programs.first!.options.batch, "sequence": programs.first!.options.sequence,
+            "bucket_bytes": programs.first!.options.bucketBytes, "zero": layout.zeroStage,
+            "bubble_fraction": report.bubbleFraction, "ideal_bubble_fraction": report.idealBubbleFraction,
+            "peak_in_flight_activations": report.peakInFlightActivations, "ranks": ranks,
+            "actions": schedule.actions.map { $0.map { "\($0)" } },
+        ]
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        Console.out(String(decoding: data, as: UTF8.self))
     }
 }

@@ -12,6 +12,8 @@ public struct LoggedOp: Sendable, Hashable {
     public var transA = false, transB = false
     /// Elements of a kernel, or parameters an optimizer updated.
     public var elements = 0
+    /// A kernel's own matrix-product FLOPs (attention's per-head products).
+    public var flops = 0.0
     /// Bytes of a collective (the buffer handed in) or a message.
     public var bytes = 0
     /// The communicator's role (`tensor`, `data`, …) for collectives and messages.
@@ -22,6 +24,24 @@ public struct LoggedOp: Sendable, Hashable {
     public var start: UInt64 = 0, end: UInt64 = 0
 
     public init(kind: String) { self.kind = kind }
+
+    /// Its fields as JSON values, named as in the step plan (`StepOp.fields`).
+    public var fields: [String: Any] {
+        var fields: [String: Any] = ["kind": kind]
+        switch kind {
+        case "matmul":
+            fields.merge(["m": m, "n": n, "k": k, "trans_a": transA, "trans_b": transB, "flops": 2 * Double(m) * Double(n) * Double(k)]) { $1 }
+        case "send", "recv", "allreduce", "reduce_scatter", "all_gather", "alltoall":
+            fields.merge(["group": group, "bytes": bytes]) { $1 }
+            if kind == "send" || kind == "recv" { fields["tag"] = tag }
+        case "optimizer":
+            fields["parameters"] = elements
+        default:
+            fields["elements"] = elements
+            if flops > 0 { fields["flops"] = flops }
+        }
+        return fields
+    }
 }
 
 /// The operations one thread runs while the log is installed on it (`OpLog.with`): what tests
@@ -85,9 +105,9 @@ public final class OpLog: @unchecked Sendable {   // used by the one thread it i
         return try body()
     }
 
-    /// A kernel over `elements` (its name is the plan's).
-    public static func kernel<T>(_ kind: String, elements: Int, _ body: () throws -> T) rethrows -> T {
-        try run({ var op = LoggedOp(kind: kind); op.elements = elements; return op }(), body)
+    /// A kernel over `elements` (its name is the plan's), with its own products' `flops`.
+    public static func kernel<T>(_ kind: String, elements: Int, flops: Double = 0, _ body: () throws -> T) rethrows -> T {
+        try run({ var op = LoggedOp(kind: kind); op.elements = elements; op.flops = flops; return op }(), body)
     }
 
     /// A collective or message of `bytes` over the communicator playing `group`.

@@ -50,25 +50,25 @@ public struct GradientSync: Sendable {
         let tied = plan.model.tiedEmbeddings && plan.layout.pp > 1
         var buckets: [Bucket] = []
         for (s, segment) in segments.enumerated().reversed() {
+            // Packed index where each of the segment's parameters starts, to find a bucket's lowest.
+            var starts: [Int] = [], seen = 0
+            for index in segment.entries { starts.append(seen); seen += plan.entries[index].elementsPerRank }
             var top = segment.held
             while top > 0 {
                 let bottom = max(0, top - max(1, bucketElements))
-                let first = Self.entry(holding: bottom, of: segment, plan: plan)
+                var low = 0, high = starts.count - 1
+                while low < high {   // the last parameter starting at or below `bottom` (skipping empty ones)
+                    let mid = (low + high + 1) / 2
+                    if starts[mid] <= bottom { low = mid } else { high = mid - 1 }
+                }
+                while plan.entries[segment.entries.lowerBound + low].elementsPerRank == 0 && low > 0 { low -= 1 }
+                let first = segment.entries.lowerBound + low
                 let embedding = tied && plan.entries[first].parameter.role == .tokenEmbedding
                 buckets.append(Bucket(segment: s, held: bottom..<top, firstEntry: first, afterEmbedding: embedding))
                 top = bottom
             }
         }
         self.buckets = buckets
-    }
-
-    static func entry(holding packed: Int, of segment: Segment, plan: ShardPlan) -> Int {
-        var seen = 0
-        for index in segment.entries {
-            seen += plan.entries[index].elementsPerRank
-            if packed < seen { return index }
-        }
-        return segment.entries.upperBound - 1
     }
 
     /// Elements this rank sums over its data-parallel group.

@@ -102,3 +102,49 @@ public enum StepOp: Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+extension StepOp {
+    /// Its fields as JSON values, under the names `fleet plan --json` and `--trace` share:
+    /// `kind`; `m`, `n`, `k`, `trans_a`, `trans_b`, `flops` for a product; `elements` (and
+    /// `flops`) for a kernel; `group` and `bytes` for communication (a message also its `tag`,
+    /// `microbatch`, `from` and `to` stage); `parameters` for the optimizer.
+    public var fields: [String: Any] {
+        var fields: [String: Any] = ["kind": kind]
+        switch self {
+        case let .matmul(g):
+            fields.merge(["m": g.m, "n": g.n, "k": g.k, "trans_a": g.transA, "trans_b": g.transB, "flops": g.flops]) { $1 }
+        case let .kernel(_, elements, flops):
+            fields["elements"] = elements
+            if flops > 0 { fields["flops"] = flops }
+        case let .collective(_, group, bytes):
+            fields.merge(["group": group.rawValue, "bytes": bytes]) { $1 }
+        case let .send(message, bytes), let .receive(message, bytes):
+            fields.merge(["group": "pipeline", "bytes": bytes, "microbatch": message.microbatch, "from": message.from, "to": message.to,
+                          "payload": message.payload == .activation ? "activations" : "gradients"]) { $1 }
+        case let .optimizer(parameters):
+            fields["parameters"] = parameters
+        }
+        return fields
+    }
+}
+
+extension StepProgram.Phase: CustomStringConvertible {
+    /// `forward 0`, `backward 3`, `send activations 1`, `gradient sync`, `optimizer`, `loss`.
+    public var description: String {
+        switch self {
+        case let .schedule(action):
+            switch action {
+            case .forward(let m): return "forward \(m)"
+            case .backward(let m): return "backward \(m)"
+            case .sendActivation(let m, _): return "send activations \(m)"
+            case .receiveActivation(let m, _): return "receive activations \(m)"
+            case .sendGradient(let m, _): return "send gradients \(m)"
+            case .receiveGradient(let m, _): return "receive gradients \(m)"
+            case .optimizerStep: return "optimizer"
+            }
+        case .gradientSync: return "gradient sync"
+        case .optimizer: return "optimizer"
+        case .loss: return "loss"
+        }
+    }
+}

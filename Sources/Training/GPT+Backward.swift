@@ -51,7 +51,7 @@ extension GPT {
                                  m: rows, k: cl, n: c, accumulate: false, ldWeight: c)
             linearParameterGradients(p + "attn.proj", weightOffset: r * cl, dout: dResidual, inp: a.attention[l].pointer,
                                      batch: b, sequence: t, k: cl, n: c, ldWeight: c)
-            kernel(.attentionBackward, b * local.heads * t * t) {
+            kernel(.attentionBackward, b * local.heads * t * t, flops: 8 * Double(spec.headSize * b * local.heads * t * t)) {
                 Attention.backward(dqkv: a.dQKV.pointer, dout: a.dAttention.pointer, qkv: a.qkv[l].pointer,
                                    probabilities: a.probabilities[l].pointer, scratch: a.attentionScratch.pointer, shape: shape)
             }

@@ -39,7 +39,8 @@ extension GPT {
                 Linear.forward(out: a.qkv[l].pointer, inp: a.ln1[l].pointer, weight: pointer(p + "attn.qkv.w"),
                                bias: pointer(p + "attn.qkv.b"), m: rows, k: c, n: 3 * c)
             }
-            kernel(.attentionForward, b * local.heads * t * t) {
+            // Scores (q·kᵀ) and mixing (p·v): 2 · head size FLOPs each per score element.
+            kernel(.attentionForward, b * local.heads * t * t, flops: 4 * Double(spec.headSize * b * local.heads * t * t)) {
                 Attention.forward(out: a.attention[l].pointer, probabilities: a.probabilities[l].pointer, qkv: a.qkv[l].pointer, shape: shape)
             }
             let mid = a.afterAttention[l].pointer
@@ -71,7 +72,7 @@ extension GPT {
 extension GPT {
     /// Runs one of the plan's kernels over `elements`, logged as such when an `OpLog` is installed.
     @inline(__always)
-    func kernel<T>(_ kind: ElementKernel, _ elements: Int, _ body: () throws -> T) rethrows -> T {
-        try OpLog.kernel(kind.rawValue, elements: elements, body)
+    func kernel<T>(_ kind: ElementKernel, _ elements: Int, flops: Double = 0, _ body: () throws -> T) rethrows -> T {
+        try OpLog.kernel(kind.rawValue, elements: elements, flops: flops, body)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Workload
 import XCTest
 
 /// `fleet simulate` through the real binary, on the scenarios shipped in scenarios/.
@@ -124,7 +125,7 @@ final class SimulateCommandTests: FleetProcessTestCase {
 
     /// `fleet plan --json` names the model's parameters and, per rank, what the shard plan gives it.
     func testPlanReportsParametersFromTheShardPlan() throws {
-        let outcome = try FleetProcess.fleet(["plan", "llama-8b", "--dp", "4", "--zero", "1", "--batch", "8", "--json"])
+        let outcome = try FleetProcess.fleet(["plan", "llama-8b", "--dp", "4", "--zero", "1", "--batch", "8", "--seq", "2048", "--bucket", "256MiB", "--json"])
         XCTAssertEqual(outcome.status, 0, outcome.output)
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(object["parameters"] as? Int, 8_030_261_248)
@@ -132,5 +133,19 @@ final class SimulateCommandTests: FleetProcessTestCase {
         XCTAssertEqual(ranks.count, 4)
         XCTAssertEqual(ranks[0]["parameters_held"] as? Int, 8_030_261_248, "one stage holds every parameter, the untied head too")
         XCTAssertEqual(ranks[0]["optimizer_parameters"] as? Int, 8_030_261_248 / 4, "ZeRO-1 shards the optimizer over dp 4")
+        // Each rank's step program, op by op: ZeRO-1's buckets reduce-scattered (fp32, 256 MiB at most)
+        // and all-gathered, the update of a quarter of the model, every matrix product with its FLOPs.
+        let ops = try XCTUnwrap(ranks[1]["ops"] as? [[String: Any]])
+        let scatters = ops.filter { $0["kind"] as? String == "reduce_scatter" }
+        XCTAssertEqual(scatters.reduce(0) { $0 + ($1["bytes"] as? Int ?? 0) }, 8_030_261_248 * 4)
+        XCTAssertTrue(scatters.allSatisfy { ($0["bytes"] as? Int ?? .max) <= 256 << 20 && $0["group"] as? String == "data" })
+        XCTAssertEqual(ops.filter { $0["kind"] as? String == "all_gather" }.count, scatters.count)
+        let updated = ops.filter { $0["kind"] as? String == "optimizer" }.compactMap { $0["parameters"] as? Int }
+        XCTAssertEqual(updated.count, 1)
+        XCTAssertEqual(Double(updated[0]), 8_030_261_248 / 4, accuracy: Double(scatters.count))
+        let flops = ops.compactMap { ($0["flops"] as? NSNumber)?.doubleValue }.reduce(0, +)
+        XCTAssertEqual(flops, ModelCatalog.llama8B.trainingFLOPsPerToken(sequence: 2048) * 2 * 2048, accuracy: 1e-6 * flops,
+                       "2 sequences of 2048 tokens per rank, three times the forward")
+        XCTAssertEqual(Set(ops.compactMap { $0["phase"] as? String }), ["forward 0", "backward 0", "optimizer", "loss"], "every bucket starts inside the backward pass")
     }
 }

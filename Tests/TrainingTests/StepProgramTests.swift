@@ -50,7 +50,7 @@ final class StepProgramTests: XCTestCase {
     func line(_ op: StepOp, stages: Int) -> String {
         switch op {
         case let .matmul(g): return "matmul \(g.m)x\(g.n)x\(g.k)\(g.transA ? " At" : "")\(g.transB ? " Bt" : "")"
-        case let .kernel(kind, elements, _): return "\(kind.rawValue) \(elements)"
+        case let .kernel(kind, elements, flops): return "\(kind.rawValue) \(elements) \(Int(flops))"
         case let .collective(kind, group, bytes): return "\(kind.rawValue) \(group.rawValue) \(bytes)"
         case let .send(message, bytes): return "send pipeline \(bytes) #\(message.tag(stages: stages))"
         case let .receive(message, bytes): return "recv pipeline \(bytes) #\(message.tag(stages: stages))"
@@ -63,7 +63,8 @@ final class StepProgramTests: XCTestCase {
         case "matmul": return "matmul \(op.m)x\(op.n)x\(op.k)\(op.transA ? " At" : "")\(op.transB ? " Bt" : "")"
         case "send", "recv": return "\(op.kind) \(op.group) \(op.bytes) #\(op.tag)"
         case "allreduce", "reduce_scatter", "all_gather", "alltoall": return "\(op.kind) \(op.group) \(op.bytes)"
-        default: return "\(op.kind) \(op.elements)"
+        case "optimizer": return "optimizer \(op.elements)"
+        default: return "\(op.kind) \(op.elements) \(Int(op.flops))"
         }
     }
 
