@@ -35,11 +35,15 @@ struct Train: ParsableCommand {
     @Option(help: "Bucket size of the data-parallel gradient all-reduce.")
     var bucket: ByteSize = ByteSize(bytes: 1 << 20)
 
-    @Option(help: "Write a Chrome/Perfetto trace of every rank's compute and communication here.")
+    @Option(help: "Write a Chrome/Perfetto trace of every rank's compute and communication here: each phase of a step and every op inside it (args: rank, kind, bytes or FLOPs as fleet plan --json names them).")
     var trace: String?
+
+    @Option(help: "Steps the trace covers (from the first).")
+    var traceSteps: Int = 10
 
     func validate() throws {
         guard logEvery > 0 else { throw ValidationError("--log-every must be positive") }
+        guard traceSteps > 0 else { throw ValidationError("--trace-steps must be positive") }
         if let save, let problem = WeightsFile.problem(writing: save) { throw ValidationError("--save \(save): \(problem)") }
         if faultOptions.maxRestarts > 0 && checkpoints.checkpointDir == nil {
             throw ValidationError("--max-restarts needs --checkpoint-dir DIR: restarted workers resume from its newest valid checkpoint")
@@ -140,7 +144,10 @@ struct Train: ParsableCommand {
                 note("no checkpoint to resume in \(checkpoints.checkpointDir ?? "?"); starting from step 0")
             }
         }
-        if trace != nil { trainer.tracer = Tracer() }
+        if trace != nil {
+            trainer.tracer = Tracer()
+            trainer.traceSteps = traceSteps
+        }
         let printer = StepPrinter(json: json, logEvery: logEvery, steps: configuration.steps)
         // Each rank keeps its own steps (timing breakdown and traffic) in the run directory.
         let runDir = ProcessInfo.processInfo.environment["FLEET_RUN_DIR"] ?? workers.runDir

@@ -1,3 +1,5 @@
+import OpLog
+
 /// A fully connected layer `out[M,N] = inp[M,K] · Wᵀ + b` with `W` stored `[N,K]` (PyTorch's convention).
 ///
 /// Leading dimensions may exceed the logical sizes, so a tensor-parallel shard can work
@@ -12,14 +14,17 @@ public enum Linear {
                                bias: UnsafePointer<Float>?, m: Int, k: Int, n: Int,
                                ldOut: Int? = nil, ldInput: Int? = nil, ldWeight: Int? = nil) {
         let ldo = ldOut ?? n, ldi = ldInput ?? k, ldw = ldWeight ?? k
-        Parallel.forEach(m, minimumPerThread: 64) { rows in
-            let o = out + rows.lowerBound * ldo
-            if let bias {
-                // Start from the bias so the GEMM adds onto it (beta = 1) in one pass.
-                for r in 0..<rows.count { (o + r * ldo).update(from: bias, count: n) }
+        // Logged as one product, however many threads split it.
+        OpLog.run(Self.product(m: m, n: n, k: k, transB: true)) {
+            Parallel.forEach(m, minimumPerThread: 64) { rows in
+                let o = out + rows.lowerBound * ldo
+                if let bias {
+                    // Start from the bias so the GEMM adds onto it (beta = 1) in one pass.
+                    for r in 0..<rows.count { (o + r * ldo).update(from: bias, count: n) }
+                }
+                BLAS.gemm(transB: true, m: rows.count, n: n, k: k, a: inp + rows.lowerBound * ldi, lda: ldi, b: weight, ldb: ldw,
+                          beta: bias == nil ? 0 : 1, c: o, ldc: ldo)
             }
-            BLAS.gemm(transB: true, m: rows.count, n: n, k: k, a: inp + rows.lowerBound * ldi, lda: ldi, b: weight, ldb: ldw,
-                      beta: bias == nil ? 0 : 1, c: o, ldc: ldo)
         }
     }
 
@@ -42,9 +47,11 @@ public enum Linear {
                                      m: Int, k: Int, n: Int, accumulate: Bool,
                                      ldOut: Int? = nil, ldInput: Int? = nil, ldWeight: Int? = nil) {
         let ldo = ldOut ?? n, ldi = ldInput ?? k, ldw = ldWeight ?? k
-        Parallel.forEach(m, minimumPerThread: 64) { rows in
-            BLAS.gemm(m: rows.count, n: k, k: n, a: dout + rows.lowerBound * ldo, lda: ldo, b: weight, ldb: ldw,
-                      beta: accumulate ? 1 : 0, c: dinp + rows.lowerBound * ldi, ldc: ldi)
+        OpLog.run(Self.product(m: m, n: k, k: n)) {
+            Parallel.forEach(m, minimumPerThread: 64) { rows in
+                BLAS.gemm(m: rows.count, n: k, k: n, a: dout + rows.lowerBound * ldo, lda: ldo, b: weight, ldb: ldw,
+                          beta: accumulate ? 1 : 0, c: dinp + rows.lowerBound * ldi, ldc: ldi)
+            }
         }
     }
 
@@ -54,9 +61,18 @@ public enum Linear {
                                       ldOut: Int? = nil, ldInput: Int? = nil, ldWeight: Int? = nil) {
         let ldo = ldOut ?? n, ldi = ldInput ?? k, ldw = ldWeight ?? k
         // The weight gradient reduces over rows: split its own rows (output features) instead.
-        Parallel.forEach(n, minimumPerThread: 16) { features in
-            BLAS.gemm(transA: true, m: features.count, n: k, k: m, a: dout + features.lowerBound, lda: ldo, b: inp, ldb: ldi,
-                      beta: accumulate ? 1 : 0, c: dweight + features.lowerBound * ldw, ldc: ldw)
+        OpLog.run(Self.product(m: n, n: k, k: m, transA: true)) {
+            Parallel.forEach(n, minimumPerThread: 16) { features in
+                BLAS.gemm(transA: true, m: features.count, n: k, k: m, a: dout + features.lowerBound, lda: ldo, b: inp, ldb: ldi,
+                          beta: accumulate ? 1 : 0, c: dweight + features.lowerBound * ldw, ldc: ldw)
+            }
         }
+    }
+
+    /// A whole product as an `OpLog` entry.
+    static func product(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false) -> LoggedOp {
+        var op = LoggedOp(kind: "matmul")
+        (op.m, op.n, op.k, op.transA, op.transB) = (m, n, k, transA, transB)
+        return op
     }
 }

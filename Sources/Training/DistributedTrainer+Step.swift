@@ -33,8 +33,19 @@ extension DistributedTrainer {
         public var pipelineMessages = 0, pipelineFloats = 0
     }
 
-    /// One optimizer step on the global batch of `step`.
+    /// One optimizer step on the global batch of `step`; while tracing, every op it runs is
+    /// logged and becomes a trace event.
     public func trainStep(_ step: Int) throws -> StepResult {
+        guard let recording else { return try runStep(step) }
+        let log = OpLog(timed: true)
+        defer {
+            tracedSteps += 1
+            for op in log.ops { recording.record(op, rank: transport.rank, step: step) }
+        }
+        return try OpLog.with(log) { try runStep(step) }
+    }
+
+    func runStep(_ step: Int) throws -> StepResult {
         let c = configuration
         let start = ContinuousClock.now
         var compute: Duration = .zero
@@ -181,8 +192,6 @@ extension DistributedTrainer {
                 let scale = c.gradientClip / (norm + 1e-6)
                 for range in stage.owned { for i in range { model.gradients.pointer[i] *= scale } }
             }
-            let began = Tracer.now()
-            defer { tracer?.record("optimizer", lane: "optimizer", start: began) }
             optimizer.begin()
             let updated = ranges(stage: stage, shard: coordinates.tp, counted: false)
             OpLog.kernel("optimizer", elements: updated.reduce(0) { $0 + $1.count }) {
@@ -214,8 +223,8 @@ extension DistributedTrainer {
 
     /// Runs `body`, recording it as a span when tracing.
     func trace<T>(_ name: String, lane: String, _ body: () throws -> T) rethrows -> T {
-        guard let tracer else { return try body() }
-        return try tracer.span(name, lane: lane, body)
+        guard let recording else { return try body() }
+        return try recording.span(name, lane: lane, body)
     }
 
     /// Sums the tied embedding's gradient over the first and last stage, then completes the

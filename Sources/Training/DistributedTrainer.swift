@@ -33,10 +33,13 @@ public final class DistributedTrainer {
     var buckets: GradientBuckets?
     /// Deterministic mode's per-micro-batch gradients, joined in tree order.
     var orderedGradients: OrderedGradients?
-    /// Records spans for a Chrome/Perfetto trace when set (see `collectTrace`).
-    public var tracer: Tracer? {
-        didSet { model.shard.tracer = tracer }
-    }
+    /// Records the first `traceSteps` steps for a Chrome/Perfetto trace when set (see
+    /// `collectTrace`): each phase as a span and, inside it, every op the rank ran.
+    public var tracer: Tracer?
+    public var traceSteps = 10
+    var tracedSteps = 0
+    /// The tracer while this step is being traced.
+    var recording: Tracer? { tracedSteps < traceSteps ? tracer : nil }
     /// This rank's block of the optimizer state under ZeRO-1.
     var shardedState: ShardedOptimizerState?
     /// Checkpoint saves of `run`, when set.

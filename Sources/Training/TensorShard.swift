@@ -13,8 +13,6 @@ public final class TensorShard {
     /// All-reduces issued and floats reduced by this shard (for tests and reports).
     public private(set) var allReduces = 0
     public private(set) var reducedFloats = 0
-    /// Where to record each all-reduce as a span, when tracing.
-    public var tracer: Tracer?
     /// Time spent in those all-reduces (communication inside the forward and backward passes).
     public private(set) var reduceTime: Duration = .zero
 
@@ -33,10 +31,9 @@ public final class TensorShard {
         guard let group, size > 1 else { return }
         allReduces += 1
         reducedFloats += count
-        let start = ContinuousClock.now, began = Tracer.now()
+        let start = ContinuousClock.now
         try group.allReduce(UnsafeMutableBufferPointer(start: pointer, count: count))
         reduceTime += ContinuousClock.now - start
-        tracer?.record("all-reduce \(count * 4 / 1024) KiB", lane: "tensor-parallel", start: began)
     }
 
     /// Sums over the group in `tree`'s order (deterministic mode): this shard holds the partial
@@ -45,10 +42,9 @@ public final class TensorShard {
         guard let group, size > 1 else { return }
         allReduces += 1
         reducedFloats += count
-        let start = ContinuousClock.now, began = Tracer.now()
+        let start = ContinuousClock.now
         try group.orderedAllReduce(UnsafeMutableBufferPointer(start: pointer, count: count), tree: tree)
         reduceTime += ContinuousClock.now - start
-        tracer?.record("ordered all-reduce \(count * 4 / 1024) KiB", lane: "tensor-parallel", start: began)
     }
 
     /// Local sizes of a model under this split.

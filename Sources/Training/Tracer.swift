@@ -1,4 +1,5 @@
 import Foundation
+import OpLog
 
 /// Records what a rank spends its time on, as Chrome/Perfetto trace events ("X" spans).
 ///
@@ -11,6 +12,8 @@ public final class Tracer {
         public let lane: String
         public let start: UInt64
         public let end: UInt64
+        /// The event's `args` object, as JSON text.
+        public var args: String?
     }
 
     public private(set) var spans: [Span] = []
@@ -36,6 +39,29 @@ public final class Tracer {
         spans.append(Span(name: name, lane: lane, start: start, end: Self.now()))
     }
 
+    /// Records one op a rank ran: named and laned by its kind and group, its `args` the op's
+    /// fields (as `fleet plan --json` names them) with the rank and step.
+    public func record(_ op: LoggedOp, rank: Int, step: Int) {
+        let lane: String, name: String
+        switch op.kind {
+        case "matmul": (lane, name) = ("compute", "matmul \(op.m)×\(op.n)×\(op.k)")
+        case "optimizer": (lane, name) = ("optimizer", "optimizer")
+        case "send", "recv", "allreduce", "reduce_scatter", "all_gather", "alltoall":
+            lane = op.group == "tensor" ? "tensor-parallel" : op.group == "pipeline" ? "pipeline" : "data-parallel"
+            name = "\(op.kind) \(op.group) \(Self.size(op.bytes))"
+        default: (lane, name) = ("compute", op.kind)
+        }
+        var fields = op.fields
+        fields["rank"] = rank
+        fields["step"] = step
+        let args = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+        spans.append(Span(name: name, lane: lane, start: op.start, end: max(op.end, op.start), args: args))
+    }
+
+    static func size(_ bytes: Int) -> String {
+        bytes >= 1 << 20 ? String(format: "%.1f MiB", Double(bytes) / 1_048_576) : bytes >= 1 << 10 ? "\(bytes >> 10) KiB" : "\(bytes) B"
+    }
+
     /// This rank's spans as trace-event JSON objects (without the surrounding array).
     public func events(pid: Int, processName: String) -> [String] {
         let lanes = ["compute", "tensor-parallel", "pipeline", "data-parallel", "optimizer"]
@@ -46,8 +72,9 @@ public final class Tracer {
         }
         for span in spans {
             let tid = lanes.firstIndex(of: span.lane) ?? lanes.count
-            events.append(String(format: "{\"name\":\"%@\",\"cat\":\"%@\",\"ph\":\"X\",\"ts\":%.3f,\"dur\":%.3f,\"pid\":%d,\"tid\":%d}",
-                                 span.name, span.lane, Double(span.start) / 1000, Double(span.end - span.start) / 1000, pid, tid))
+            let args = span.args.map { ",\"args\":" + $0 } ?? ""
+            events.append(String(format: "{\"name\":\"%@\",\"cat\":\"%@\",\"ph\":\"X\",\"ts\":%.3f,\"dur\":%.3f,\"pid\":%d,\"tid\":%d",
+                                 span.name, span.lane, Double(span.start) / 1000, Double(span.end - span.start) / 1000, pid, tid) + args + "}")
         }
         return events
     }

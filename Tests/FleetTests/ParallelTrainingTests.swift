@@ -99,8 +99,8 @@ final class ParallelTrainingTests: FleetProcessTestCase {
 
     func testTraceHoldsEveryRanksComputeAndCommunicationOnOneClock() throws {
         let path = directory + "/trace.json"
-        let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "2", "--batch", "8", "--seq", "64", "--dp", "2", "--pp", "2",
-                                              "--tp", "1", "--microbatches", "2", "--trace", path])
+        let layout = ["--batch", "8", "--seq", "64", "--dp", "2", "--pp", "2", "--tp", "1", "--microbatches", "2"]
+        let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "3", "--trace-steps", "2", "--trace", path] + layout)
         XCTAssertEqual(outcome.status, 0, outcome.output)
         let trace = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
         let spans = try XCTUnwrap(trace["traceEvents"] as? [[String: Any]]).filter { $0["ph"] as? String == "X" }
@@ -116,6 +116,23 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         // One clock: the whole run spans seconds, not the distance between unrelated clocks.
         let starts = spans.compactMap { $0["ts"] as? Double }
         XCTAssertLessThan(starts.max()! - starts.min()!, 60e6)
+
+        // Every op each rank ran in each traced step is an event whose args are the plan's op.
+        let plan = try FleetProcess.fleet(["plan", "gpt-tiny", "--json"] + layout)
+        XCTAssertEqual(plan.status, 0, plan.output)
+        let ranks = try XCTUnwrap((JSONSerialization.jsonObject(with: Data(plan.stdout.utf8)) as? [String: Any])?["ranks"] as? [[String: Any]])
+        let keys = ["kind", "group", "bytes", "m", "n", "k", "trans_a", "trans_b", "elements", "parameters", "flops"]
+        func line(_ fields: [String: Any]) -> String { keys.compactMap { key in fields[key].map { "\(key)=\($0)" } }.joined(separator: " ") }
+        for rank in 0..<4 {
+            let planned = try XCTUnwrap(ranks[rank]["ops"] as? [[String: Any]]).map(line)
+            let ops = spans.filter { $0["pid"] as? Int == rank }.compactMap { $0["args"] as? [String: Any] }
+            XCTAssertEqual(Set(ops.compactMap { $0["step"] as? Int }), [0, 1], "rank \(rank): --trace-steps 2 traces two steps")
+            for step in 0..<2 {
+                let ran = ops.filter { $0["step"] as? Int == step }.map(line)
+                XCTAssertEqual(ran, planned, "rank \(rank) step \(step)")
+                XCTAssertTrue(ops.allSatisfy { $0["rank"] as? Int == rank })
+            }
+        }
     }
 
     func testSelfLaunchedRunKeepsPerRankLogsInTheRunDirectory() throws {
