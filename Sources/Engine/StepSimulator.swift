@@ -45,10 +45,12 @@ public struct StepReport: Sendable {
     /// Per pipeline stage, what one of its ranks holds and sends in a step (from the shard plan).
     public var stages: [StageTraffic] = []
 
-    /// One rank of a stage in one step: parameters held, and bytes it contributes to the
+    /// One rank of a stage in one step: parameters held, FLOPs, and bytes it contributes to the
     /// data-parallel gradient sum, the tensor-parallel all-reduces and pipeline messages.
     public struct StageTraffic: Sendable, Hashable {
         public let parameters: Int
+        /// Matrix-product FLOPs of the rank's whole step (every micro-batch, recomputation included).
+        public let flops: Double
         public let dataParallelBytes: Double
         public let tensorParallelBytes: Double
         public let pipelineBytes: Double
@@ -187,15 +189,16 @@ public struct StepSimulator {
 
         let activationBytes = tokens * c * bytes
         let stageTraffic = programs.map { program -> StepReport.StageTraffic in
-            var tensor = 0, pipeline = 0
+            var tensor = 0, pipeline = 0, flops = 0.0
             for op in program.ops {
+                flops += op.flops
                 switch op {
                 case let .collective(_, .tensor, bytes): tensor += bytes
                 case let .send(_, bytes): pipeline += bytes
                 default: break
                 }
             }
-            return StepReport.StageTraffic(parameters: plan.heldElements(stage: program.stage),
+            return StepReport.StageTraffic(parameters: plan.heldElements(stage: program.stage), flops: flops,
                                            dataParallelBytes: layout.dp > 1 ? Double(program.sync.heldElements) * bytes : 0,
                                            tensorParallelBytes: Double(tensor), pipelineBytes: Double(pipeline))
         }

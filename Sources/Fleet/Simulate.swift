@@ -246,7 +246,8 @@ struct Simulate: ParsableCommand {
                        ("energy_per_step_j", Double(s.gpus) * s.device.watts * r.stepTime.seconds), ("events", r.events),
                        ("parameters", s.model.parameterCount),
                        ("stages", r.stages.map { t -> [(String, Any)] in
-                           [("parameters", t.parameters), ("dp_bytes", t.dataParallelBytes), ("tp_bytes", t.tensorParallelBytes), ("pp_bytes", t.pipelineBytes)]
+                           [("parameters", t.parameters), ("flops", t.flops), ("dp_bytes", t.dataParallelBytes), ("tp_bytes", t.tensorParallelBytes),
+                            ("pp_bytes", t.pipelineBytes)]
                        })]
         }
         if let problem { fields.append(("problem", problem)) }

@@ -249,6 +249,17 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(pp.stages.map(\.pipelineBytes), [4 * message, 4 * message])
         // Two all-reduces per layer forward and two backward, per micro-batch, of one activation.
         XCTAssertEqual(pp.stages[0].tensorParallelBytes, 16 * 4 * 4 * message)
+        // FLOPs: three times the forward's per token, 8 sequences of 2048 on the one rank.
+        XCTAssertEqual(dp.stages[0].flops, llama.trainingFLOPsPerToken(sequence: 2048) * 8 * 2048, accuracy: 1e-9 * dp.stages[0].flops)
+        // Every figure is the plan's: summed over each stage's representative program.
+        for (stage, traffic) in pp.stages.enumerated() {
+            let program = StepProgram(plan: ShardPlan(model: llama, layout: ParallelLayout(tp: 2, pp: 2, microbatches: 4), zero: 1),
+                                      rank: ParallelLayout(tp: 2, pp: 2).mesh.rank(dp: 0, tp: 0, pp: stage),
+                                      options: StepOptions(batch: 8, sequence: 2048, bytesPerElement: 2, bucketBytes: 25_000_000))
+            XCTAssertEqual(traffic.flops, program.ops.reduce(0) { $0 + $1.flops }, "stage \(stage)")
+            let tensor = program.ops.reduce(0) { sum, op in if case let .collective(_, .tensor, bytes) = op { return sum + bytes } else { return sum } }
+            XCTAssertEqual(traffic.tensorParallelBytes, Double(tensor), "stage \(stage)")
+        }
     }
 
     /// Under ZeRO the data-parallel algorithm prices the reduce-scatter and all-gather halves:
