@@ -17,4 +17,24 @@ final class HelpTests: XCTestCase {
             XCTAssertNil(found, "\(command) --help shows a default as a Swift value: \(outcome.stdout)")
         }
     }
+
+    /// docs/cli.md is the binary's own help (regenerate with scripts/cli-reference.sh).
+    func testTheCLIReferenceIsCurrent() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let reference = try String(contentsOf: root.appendingPathComponent("docs/cli.md"), encoding: .utf8)
+        let sections = reference.components(separatedBy: "\n## fleet ").dropFirst()
+        XCTAssertGreaterThanOrEqual(sections.count, 16)
+        for section in sections {
+            let command = String(section.prefix { $0 != "\n" })
+            let parts = section.components(separatedBy: "```")
+            XCTAssertGreaterThanOrEqual(parts.count, 2, command)
+            let documented = parts[1].trimmingCharacters(in: .newlines)
+            let outcome = try FleetProcess.fleet(["help"] + command.split(separator: " ").map(String.init))
+            XCTAssertEqual(outcome.status, 0, "\(command): \(outcome.output)")
+            let help = outcome.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+                .map { $0.replacingOccurrences(of: #"\s+$"#, with: "", options: .regularExpression) }
+                .joined(separator: "\n").trimmingCharacters(in: .newlines)
+            XCTAssertEqual(documented, help, "docs/cli.md is stale for fleet \(command): run scripts/cli-reference.sh")
+        }
+    }
 }
