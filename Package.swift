@@ -29,19 +29,19 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CFleetSys"),
 
-        .target(name: "Workload"),
+        .target(name: "Workload", swiftSettings: [.swiftLanguageMode(.v6)]),
         // What a rank actually ran, op by op, per thread: for plan-vs-reality tests and traces.
-        .target(name: "OpLog"),
+        .target(name: "OpLog", swiftSettings: [.swiftLanguageMode(.v6)]),
         // Pure plans shared by the trainer and the simulator: no transports, tensors or C.
-        .target(name: "Parallelism", dependencies: ["Workload"]),
+        .target(name: "Parallelism", dependencies: ["Workload"], swiftSettings: [.swiftLanguageMode(.v6)]),
         // The discrete-event simulator: pure Swift (no transports, tensors or C).
         .target(name: "Engine", dependencies: ["Parallelism", "Workload", .product(name: "HeapModule", package: "swift-collections"),
-                                               .product(name: "Yams", package: "Yams")], swiftSettings: optimize),
-        .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys", "Parallelism", "OpLog"], swiftSettings: optimize),
+                                               .product(name: "Yams", package: "Yams")], swiftSettings: optimize + [.swiftLanguageMode(.v6)]),
+        .target(name: "Collectives", dependencies: ["CMPI", "CZMQ", "CFleetSys", "Parallelism", "OpLog"], swiftSettings: optimize + [.swiftLanguageMode(.v6)]),
         // Faults as data, a Transport decorator, and the process, numeric and storage faults the trainer injects.
-        .target(name: "FaultInjection", dependencies: ["Collectives"]),
-        .target(name: "Tensor", dependencies: ["COpenBLAS", "CFleetSys", "OpLog"], swiftSettings: optimize),
-        .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload", "FaultInjection", "CFleetSys", "OpLog"], swiftSettings: optimize),
+        .target(name: "FaultInjection", dependencies: ["Collectives"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CFleetSys", "OpLog"], swiftSettings: optimize + [.swiftLanguageMode(.v6)]),
+        .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload", "FaultInjection", "CFleetSys", "OpLog"], swiftSettings: optimize + [.swiftLanguageMode(.v6)]),
         .executableTarget(
             name: "Fleet",
             dependencies: [

@@ -161,7 +161,7 @@ public struct LocalLauncher {
 }
 
 /// Copies one worker's output to its log file and to the launcher's own stdout/stderr.
-final class RankLog: @unchecked Sendable {
+final class RankLog: @unchecked Sendable {   // a lock guards the writes to the file and the launcher's output
     let stdout = Pipe(), stderr = Pipe()
     private let file: FileHandle
     private let lock = NSLock()
@@ -194,7 +194,7 @@ final class RankLog: @unchecked Sendable {
 }
 
 /// Records the first of some signals without dying of it (the launcher needs to clean up first).
-final class SignalWatcher: @unchecked Sendable {
+final class SignalWatcher: @unchecked Sendable {   // a lock guards `first`; the sources are set once, in init
     private var sources: [DispatchSourceSignal] = []
     private let lock = NSLock()
     private var first: Int32?

@@ -3,7 +3,7 @@ import Foundation
 /// In-process backend: one `LocalTransport` per thread, all sharing a `LocalFabric`.
 /// Sends copy into the receiver's mailbox at once, so they complete immediately;
 /// a receive completes when a matching message has arrived.
-public final class LocalFabric: @unchecked Sendable {
+public final class LocalFabric: @unchecked Sendable {   // `condition` guards the mailboxes
     public let worldSize: Int
     fileprivate let condition = NSCondition()
     fileprivate var mailboxes: [[LocalMessage]]
@@ -22,7 +22,7 @@ public final class LocalFabric: @unchecked Sendable {
 
     /// Runs `body` on `worldSize` threads, one per rank, and returns their results in rank order.
     public static func run<T>(worldSize: Int, timeout: Duration = .seconds(30),
-                              _ body: @escaping (LocalTransport) throws -> T) -> [Result<T, Error>] {
+                              _ body: @escaping @Sendable (LocalTransport) throws -> T) -> [Result<T, Error>] {
         let fabric = LocalFabric(worldSize: worldSize)
         let results = ResultBox<T>(count: worldSize)
         let group = DispatchGroup()
@@ -44,7 +44,7 @@ public final class LocalFabric: @unchecked Sendable {
     }
 }
 
-private final class ResultBox<T>: @unchecked Sendable {
+private final class ResultBox<T>: @unchecked Sendable {   // a lock guards `values`
     private let lock = NSLock()
     private(set) var values: [Result<T, Error>?]
     init(count: Int) { values = Array(repeating: nil, count: count) }

@@ -16,7 +16,7 @@ final class SingleCopySend {
 extension ZMQTransport {
     /// Reads `into.count` bytes at `address` in process `process`; returns the bytes read, or
     /// minus the errno when the kernel refused.
-    public typealias MemoryReader = (_ process: Int32, _ into: UnsafeMutableRawBufferPointer, _ address: UInt64) -> Int
+    public typealias MemoryReader = @Sendable (_ process: Int32, _ into: UnsafeMutableRawBufferPointer, _ address: UInt64) -> Int
 
     /// The kernel's cross-memory attach (`process_vm_readv`).
     public static let crossMemoryAttach: MemoryReader = { process, buffer, address in

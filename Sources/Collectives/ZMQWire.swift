@@ -2,7 +2,7 @@ import Foundation
 
 /// Counts the chunks of one zero-copy send that ZeroMQ has not released yet (released from
 /// its I/O thread), waking the owning transport's waits on each release.
-final class ZeroCopyCompletion: @unchecked Sendable {
+final class ZeroCopyCompletion: @unchecked Sendable {   // a lock guards the count
     private let lock = NSLock()
     private var outstanding: Int
     private let wakeup: WakeupPipe
@@ -21,7 +21,7 @@ final class ZeroCopyCompletion: @unchecked Sendable {
 }
 
 /// A non-blocking pipe that ZeroMQ's I/O thread writes to so that a waiting rank wakes up.
-final class WakeupPipe: @unchecked Sendable {
+final class WakeupPipe: @unchecked Sendable {   // two file descriptors, set once; writes to a pipe are atomic
     let readEnd: Int32
     private let writeEnd: Int32
 

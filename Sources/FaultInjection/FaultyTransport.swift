@@ -190,7 +190,7 @@ public final class FaultyTransport: Transport {
 
 /// The last operations of one rank, kept in a ring: dumped on failure, so a hang report
 /// shows what each rank was doing when it stopped.
-public final class FlightRecorder: @unchecked Sendable {
+public final class FlightRecorder: @unchecked Sendable {   // a lock guards the ring
     private var entries: [String]
     private var next = 0, count = 0
     private let start = ContinuousClock.now

@@ -37,7 +37,11 @@ public enum Parallel {
         if let pool, workers <= threads {
             withoutActuallyEscaping(split) { pool.run($0) }
         } else {
-            DispatchQueue.concurrentPerform(iterations: workers, execute: split)
+            // The parts write disjoint ranges, which is what makes running `body` concurrently safe.
+            withoutActuallyEscaping(split) { escaping in
+                nonisolated(unsafe) let parts = escaping
+                DispatchQueue.concurrentPerform(iterations: workers) { parts($0) }
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ public struct CheckpointPolicy: Sendable {
 }
 
 /// A save whose shard is being written in the background.
-final class PendingCheckpoint: @unchecked Sendable {
+final class PendingCheckpoint: @unchecked Sendable {   // its result is written once, before `done` is signalled, and read after
     let step: Int
     let path: String
     private let done = DispatchSemaphore(value: 0)
@@ -112,13 +112,13 @@ extension DistributedTrainer {
             // (The previous save has finished writing: finishCheckpoint() above waited for it.)
             let snapshot = snapshotBuffer(floats: count)
             for (slice, source) in slices { (snapshot.pointer + slice.offset).update(from: source, count: slice.count) }
+            let handoff = Handoff(snapshot)
             let thread = Thread {
                 pending.finish(Result {
                     guard !header.slices.isEmpty else { return nil }
-                    return try Self.writeShard(header: header, payload: UnsafeRawBufferPointer(start: snapshot.pointer, count: count * 4),
+                    return try Self.writeShard(header: header, payload: UnsafeRawBufferPointer(start: handoff.buffer.pointer, count: count * 4),
                                                to: file, stopHalfway: stopHalfway)
                 })
-                _ = snapshot   // keeps the copy alive until the write is done
             }
             thread.start()
         } else {
@@ -219,4 +219,11 @@ extension DistributedTrainer {
         startStep = saved.training.step
         lastCheckpoint = ((checkpoint.path as NSString).deletingLastPathComponent, saved.training.step)
     }
+}
+
+/// The snapshot an asynchronous save writes, handed to its thread. Unchecked because the
+/// training thread does not touch the buffer again until `finishCheckpoint()` has waited for the write.
+private struct Handoff: @unchecked Sendable {
+    let buffer: FloatBuffer
+    init(_ buffer: FloatBuffer) { self.buffer = buffer }
 }
