@@ -30,7 +30,7 @@ struct BenchCheckpoint: ParsableCommand {
 
     func run() throws {
         try Console.reportingErrors {
-            let directory = dir ?? "runs/bench-checkpoint-" + Train.timestamp()
+            let directory = try dir ?? Train.newRunDirectory("bench-checkpoint")
             defer { try? FileManager.default.removeItem(atPath: directory) }
             var c = TrainingConfiguration(model: model)
             c.steps = steps

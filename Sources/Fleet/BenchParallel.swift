@@ -33,7 +33,7 @@ struct ParallelBenchmark {
         let single = try Trainer(configuration: baseline, corpus: try options.corpus()).run()
         var launcher = workers
         launcher.ranks = layout.worldSize
-        let runDir = workers.runDir ?? "runs/bench-" + Train.timestamp()
+        let runDir = try workers.runDir ?? Train.newRunDirectory("bench")
         launcher.runDir = runDir
         _ = try launcher.workerTransport()
         let result = try Self.readSummary("\(runDir)/summary.json")

@@ -42,7 +42,7 @@ struct Chaos: ParsableCommand {
                 return kind
             }
             guard runs > 0, steps >= 8 else { throw FleetError("--runs must be positive and --steps at least 8") }
-            let directory = dir ?? "runs/chaos-" + Train.timestamp()
+            let directory = try dir ?? Train.newRunDirectory("chaos")
             let base = ["train", model, "--deterministic", "--steps", "\(steps)", "--seq", "64", "--eval-batches", "1", "--log-every", "1000",
                         "--dp", "\(layout.dp)", "--tp", "\(layout.tp)", "--pp", "\(layout.pp)", "--microbatches", "\(layout.microbatches)",
                         "--schedule", layout.schedule.rawValue]

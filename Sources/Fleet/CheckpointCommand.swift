@@ -69,7 +69,7 @@ struct CheckpointCommand: ParsableCommand {
 
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check every shard's size and CRC32C; exit status 1 when a checkpoint is corrupt or incomplete.",
+            abstract: "Check every shard's size and CRC32C; exit status 1 when a checkpoint is corrupt, or incomplete when named on its own (in a directory, interrupted saves are listed as partial: --resume skips them).",
             discussion: "DIR is a step-N directory, or a directory of them (each is checked).")
 
         @Argument(help: "A checkpoint, or a checkpoint directory.")

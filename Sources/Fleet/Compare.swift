@@ -91,7 +91,7 @@ struct Compare: ParsableCommand {
                 Console.err("warning: \(scenario) was calibrated with BLAS kernel \(calibrated), but this run uses \(blas.kernel) (\(blas.headerLine)); "
                             + "its kernel rates may not hold: run fleet calibrate again")
             }
-            let directory = runDir ?? "runs/compare-" + Train.timestamp()
+            let directory = try runDir ?? Train.newRunDirectory("compare")
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             var rows = try layouts.split(separator: ",").map { name -> Row in
                 let layout = try LayoutName.parse(String(name))

@@ -1,4 +1,5 @@
 import Foundation
+import Training
 import ArgumentParser
 
 /// All of fleet's terminal output goes through here (libraries never print).
@@ -64,7 +65,8 @@ enum Console {
             throw error
         } catch {
             // In a worker, every message goes out as one write: ranks share the terminal.
-            err("fleet: error\(rank.map { " on rank \($0)" } ?? ""): \(error)")
+            // A file system error is one line (path and cause), never Foundation's dump.
+            err("fleet: error\(rank.map { " on rank \($0)" } ?? ""): \(FileProblem.describe(error) ?? "\(error)")")
             throw ExitCode(1)
         }
     }

@@ -67,11 +67,11 @@ struct Train: ParsableCommand {
             if !WorldSetup.isWorker {
                 workers.ranks = layout.worldSize
                 if workers.runDir == nil && layout.worldSize > 1 && !MPITransport.isUnderMPIRun {
-                    workers.runDir = "runs/train-" + Self.timestamp()
+                    workers.runDir = try Self.newRunDirectory()
                 }
             }
             if faultOptions.maxRestarts > 0 && !WorldSetup.isWorker && !MPITransport.isUnderMPIRun {
-                if workers.runDir == nil { workers.runDir = "runs/train-" + Self.timestamp() }
+                if workers.runDir == nil { workers.runDir = try Self.newRunDirectory() }
                 return try superviseWorkers(workers, steps: configuration.steps)
             }
             guard let opened = try workers.workerTransport() else {
@@ -101,6 +101,19 @@ struct Train: ParsableCommand {
     }
 
     /// Local time as yyyyMMdd-HHmmss, for run directory names.
+    /// A run directory of its own: `runs/<kind>-<time>`, or with `-2`, `-3`, … when another run
+    /// started in the same second (created here, so two runs can never share one).
+    static func newRunDirectory(_ kind: String = "train") throws -> String {
+        let base = "runs/\(kind)-" + timestamp()
+        try FileManager.default.createDirectory(atPath: "runs", withIntermediateDirectories: true)
+        for suffix in 1...1000 {
+            let path = suffix == 1 ? base : "\(base)-\(suffix)"
+            if mkdir(path, 0o755) == 0 { return path }
+            guard errno == EEXIST else { throw FleetError("cannot create the run directory \(path): \(String(cString: strerror(errno)))") }
+        }
+        throw FleetError("cannot create a run directory under runs/: \(base) and 999 more exist; remove old runs")
+    }
+
     static func timestamp() -> String {
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyyMMdd-HHmmss"
@@ -190,6 +203,9 @@ struct Train: ParsableCommand {
     private func header(_ c: TrainingConfiguration, layout: ParallelLayout?, train: Int, validation: Int) -> String {
         var text = "fleet train \(c.model.name): \(c.model.parameterCount.formatted()) parameters, batch \(c.batch) × \(c.sequence) tokens, "
             + "\(c.steps) steps, \(c.threads) thread(s), data: \(train.formatted()) train / \(validation.formatted()) validation bytes"
+        if c.warmupSteps >= c.steps {
+            text += "; the warm-up spans the whole run (\(c.steps) of its default 20 steps: the learning rate peaks at the last step; pass --warmup to choose)"
+        }
         if let layout, layout.worldSize > 1 {
             text += "; layout \(layout) on \(layout.worldSize) ranks, \(layout.microbatches) micro-batch(es), schedule \(layout.schedule.rawValue)"
         }

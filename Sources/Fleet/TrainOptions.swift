@@ -19,8 +19,8 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "Peak learning rate (linear warm-up, then cosine decay to a tenth of it).")
     var lr: Float = 3e-3
 
-    @Option(help: "Warm-up steps.")
-    var warmup: Int = 20
+    @Option(help: "Warm-up steps (default 20, at most the run's steps; given, it must be shorter than --steps).")
+    var warmup: Int?
 
     @Option(help: "Seed for initialisation and data order.")
     var seed: UInt64 = 1
@@ -46,7 +46,11 @@ struct TrainOptions: ParsableArguments {
         c.batch = batch
         c.sequence = seq ?? model.context
         c.learningRate = lr
-        c.warmupSteps = warmup
+        if let warmup, warmup >= steps, warmup > 0 {
+            throw ValidationError("--warmup \(warmup) is not shorter than --steps \(steps): the learning rate would never leave its warm-up; "
+                                  + "pass a smaller --warmup (such as \(steps / 10)) or more --steps")
+        }
+        c.warmupSteps = warmup ?? 20
         c.seed = seed
         c.threads = threads
         c.evalEvery = evalEvery

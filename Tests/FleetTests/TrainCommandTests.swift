@@ -95,4 +95,35 @@ final class TrainCommandTests: FleetProcessTestCase {
         XCTAssertTrue(onto.stderr.contains("it is a directory; name a file"), onto.output)
         XCTAssertFalse(onto.stdout.contains("weights saved"), onto.output)
     }
+
+    /// Two runs started together in one directory never share a run directory.
+    func testRunsStartedTogetherGetTheirOwnRunDirectories() throws {
+        let lock = NSLock()
+        var directories: [String] = []
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in
+            guard let outcome = try? FleetProcess.fleet(["train", "gpt-tiny", "--steps", "1", "--batch", "4", "--seq", "16", "--dp", "2"]) else { return }
+            let line = outcome.stdout.split(separator: "\n").first { $0.hasPrefix("per-rank logs: ") }
+            lock.lock()
+            if let line { directories.append(String(line.dropFirst("per-rank logs: ".count).dropLast("/rank-*.log".count))) }
+            lock.unlock()
+        }
+        defer { for directory in directories { try? FileManager.default.removeItem(atPath: directory) } }
+        XCTAssertEqual(directories.count, 2, "both runs finished and named their run directory")
+        XCTAssertEqual(Set(directories).count, 2, "\(directories)")
+    }
+
+    /// File system errors are one line with the path and the cause; impossible warm-ups are refused.
+    func testBadPathsAndWarmUpsSayWhatIsWrong() throws {
+        let missing = try FleetProcess.fleet(["generate", "--weights", "/nonexistent/tiny.weights"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("/nonexistent/tiny.weights: No such file or directory"), missing.output)
+        XCTAssertFalse(missing.stderr.contains("NSCocoaErrorDomain"), missing.output)
+        XCTAssertEqual(missing.stderr.split(separator: "\n").count, 1, missing.output)
+        let warmup = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "3", "--warmup", "5"])
+        XCTAssertNotEqual(warmup.status, 0)
+        XCTAssertTrue(warmup.stderr.contains("--warmup 5 is not shorter than --steps 3"), warmup.output)
+        let short = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "2", "--batch", "2", "--seq", "16"])
+        XCTAssertEqual(short.status, 0, short.output)
+        XCTAssertTrue(short.stdout.contains("the warm-up spans the whole run"), short.stdout)
+    }
 }

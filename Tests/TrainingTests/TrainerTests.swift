@@ -100,6 +100,19 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try WeightsFile.load(path)) { XCTAssertTrue("\($0)".contains("damaged")) }
         try Data("not weights at all".utf8).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try WeightsFile.load(path)) { XCTAssertTrue("\($0)".contains("not a fleet weights file")) }
+        // One flipped bit in the parameters: the checksum in the header catches it.
+        try WeightsFile.save(model, step: 12, to: path)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count - 7] ^= 0x10
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try WeightsFile.load(path)) { XCTAssertTrue("\($0)".contains("fail their checksum"), "\($0)") }
+        // A file that is not there: one line with the path and the cause, no Foundation dump.
+        XCTAssertThrowsError(try WeightsFile.load(path + ".nosuch")) { error in
+            XCTAssertEqual("\(error)", "cannot read weights from \(path).nosuch: No such file or directory")
+        }
+        XCTAssertThrowsError(try Data(contentsOf: URL(fileURLWithPath: NSTemporaryDirectory()))) { error in
+            XCTAssertEqual(FileProblem.describe(error)?.hasSuffix("Is a directory"), true, FileProblem.describe(error) ?? "\(error)")
+        }
     }
 }
 
