@@ -43,7 +43,8 @@ public struct LocalLauncher {
 
     public enum LaunchError: Error, CustomStringConvertible {
         case workerFailed(first: Exit, all: [Exit])
-        case interrupted(signal: Int32)
+        /// The launcher was signalled; `exits` are the workers' once stopped (preempted ones saved a checkpoint).
+        case interrupted(signal: Int32, exits: [Exit])
         case cannotStart(String)
 
         public var description: String {
@@ -52,7 +53,7 @@ public struct LocalLauncher {
                 let others = all.filter { $0.rank != first.rank && !$0.succeeded }.map { "\($0)" }
                 return "\(first)" + (others.isEmpty ? "" : "; then \(others.joined(separator: ", "))")
                     + "; the other workers were stopped (see the failing rank's message above)"
-            case let .interrupted(signal):
+            case let .interrupted(signal, _):
                 return "interrupted by signal \(signal); all workers were stopped"
             case let .cannotStart(reason):
                 return "cannot start workers: \(reason)"
@@ -105,13 +106,22 @@ public struct LocalLauncher {
         }
         var exits: [Int: Exit] = [:]
         while exits.count < ranks {
-            if let signal = interrupts.received { throw LaunchError.interrupted(signal: signal) }
+            if let signal = interrupts.received {
+                // Workers asked to stop may first save a checkpoint (within the grace period).
+                Self.stop(processes, grace: gracePeriod)
+                let all = processes.enumerated().map { r, p in
+                    Exit(rank: r, status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal)
+                }
+                throw LaunchError.interrupted(signal: signal, exits: all)
+            }
             for (rank, process) in processes.enumerated() where exits[rank] == nil && !process.isRunning {
                 let exit = Exit(rank: rank, status: process.terminationStatus,
                                 signaled: process.terminationReason == .uncaughtSignal)
                 exits[rank] = exit
                 if !exit.succeeded {
-                    Self.stop(processes, grace: gracePeriod)
+                    // The others wait on a dead peer: nothing of theirs is worth a grace period
+                    // (and a worker that saves on SIGTERM would only wait for its timeout).
+                    Self.stop(processes, grace: .zero)
                     let all = processes.enumerated().map { r, p in
                         exits[r] ?? Exit(rank: r, status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal)
                     }
@@ -194,13 +204,13 @@ final class RankLog: @unchecked Sendable {   // a lock guards the writes to the 
 }
 
 /// Records the first of some signals without dying of it (the launcher needs to clean up first).
-final class SignalWatcher: @unchecked Sendable {   // a lock guards `first`; the sources are set once, in init
+public final class SignalWatcher: @unchecked Sendable {   // a lock guards `first`; the sources are set once, in init
     private var sources: [DispatchSourceSignal] = []
     private let lock = NSLock()
     private var first: Int32?
     private let queue = DispatchQueue(label: "fleet.signals")
 
-    init(signals: [Int32]) {
+    public init(signals: [Int32]) {
         for number in signals {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
@@ -215,9 +225,10 @@ final class SignalWatcher: @unchecked Sendable {   // a lock guards `first`; the
         }
     }
 
-    var received: Int32? { lock.lock(); defer { lock.unlock() }; return first }
+    /// The first of the signals that arrived, if any.
+    public var received: Int32? { lock.lock(); defer { lock.unlock() }; return first }
 
-    func stop() {
+    public func stop() {
         sources.forEach { $0.cancel() }
         sources.removeAll()
     }

@@ -74,7 +74,16 @@ struct Train: ParsableCommand {
                 if workers.runDir == nil { workers.runDir = try Self.newRunDirectory() }
                 return try superviseWorkers(workers, steps: configuration.steps)
             }
-            guard let opened = try workers.workerTransport() else {
+            // Stopped workers save a checkpoint first: give them the time.
+            if checkpoints.policy != nil { workers.stopGrace = .seconds(60) }
+            let launched: Transport?
+            do { launched = try workers.workerTransport() } catch LocalLauncher.LaunchError.interrupted(let signal, let exits)
+                where checkpoints.policy != nil && !exits.isEmpty && exits.allSatisfy({ $0.status == Self.preemptedStatus && !$0.signaled }) {
+                Console.err("fleet: stopped by signal \(signal): every rank saved a checkpoint in \(checkpoints.policy!.directory); "
+                            + "continue with the same command and --resume")
+                throw ExitCode(Self.preemptedStatus)
+            }
+            guard let opened = launched else {
                 if let runDir = workers.runDir, !json { Console.out("per-rank logs: \(runDir)/rank-*.log") }
                 return
             }
@@ -89,6 +98,8 @@ struct Train: ParsableCommand {
                 do {
                     try trainParallel(configuration, layout: layout, transport: transport,
                                       injector: plan.faults.isEmpty ? nil : FaultInjector(plan: plan, rank: transport.rank))
+                } catch let stopped as ExitCode {
+                    throw stopped   // a deliberate stop (preemption) is not a failure to explain
                 } catch {
                     if let faulty, !faulty.recorder.lines.isEmpty {
                         Console.err("rank \(transport.rank)'s last communication operations (flight recorder):\n"
@@ -114,6 +125,9 @@ struct Train: ParsableCommand {
         throw FleetError("cannot create a run directory under runs/: \(base) and 999 more exist; remove old runs")
     }
 
+    /// Exit status of a run stopped by a signal after saving a checkpoint (EX_TEMPFAIL: try again, with --resume).
+    static let preemptedStatus: Int32 = 75
+
     static func timestamp() -> String {
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyyMMdd-HHmmss"
@@ -127,6 +141,11 @@ struct Train: ParsableCommand {
         trainer.bucketBytes = bucket.bytes
         trainer.checkpointing = checkpoints.policy
         trainer.stopAfter = checkpoints.stopAt
+        // With a checkpoint directory, SIGTERM (a scheduler's preemption) or Ctrl-C stops the run
+        // at the next step boundary with a checkpoint of that step, on every rank.
+        let stopSignals = checkpoints.policy != nil ? SignalWatcher(signals: [SIGTERM, SIGINT]) : nil
+        defer { stopSignals?.stop() }
+        if let stopSignals { trainer.preemptionRequested = { stopSignals.received != nil } }
         if trainer.isReporter && !json {
             Console.out(header(configuration, layout: layout, train: trainer.data.train.count, validation: trainer.data.validation.count)
                 + (layout.worldSize > 1 ? ", \(transport.backendName)" : ""))
@@ -184,6 +203,13 @@ struct Train: ParsableCommand {
                                           }
                                       })
         if let recordError { throw recordError }
+        if let step = trainer.preemptedAfter {
+            if trainer.isReporter {
+                Console.err("fleet: stopped after step \(step) of \(configuration.steps) by a signal; checkpoint saved in "
+                            + "\(checkpoints.policy?.directory ?? "?"); continue with the same command and --resume")
+            }
+            throw ExitCode(Self.preemptedStatus)
+        }
         if save != nil || runDir != nil { try trainer.gatherParameters() }
         if let record { try WeightsFile.save(trainer.model, step: configuration.steps, to: record + "/final.weights") }
         let traceText = trace != nil ? try trainer.collectTrace() : nil

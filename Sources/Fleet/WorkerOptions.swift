@@ -20,6 +20,8 @@ struct WorkerOptions: ParsableArguments {
 
     @Option(help: "Directory for self-launched workers' logs (rank-N.log).")
     var runDir: String?
+    /// How long stopped workers get before they are killed (time to save a checkpoint).
+    var stopGrace: Duration?
 
     /// Launcher extras: arguments appended for the workers, environment set for them, and
     /// whether to launch even one worker (a supervised run restarts its workers).
@@ -55,6 +57,7 @@ struct WorkerOptions: ParsableArguments {
             launcher.environment.merge(extraEnvironment) { _, new in new }
             launcher.endpoints = LocalLauncher.Endpoints(rawValue: endpoints) ?? .ipc
             launcher.logDirectory = runDir
+            if let stopGrace { launcher.gracePeriod = stopGrace }
             // Ranks share the cores: one BLAS thread each unless the user says otherwise.
             if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil {
                 launcher.environment["OPENBLAS_NUM_THREADS"] = "1"

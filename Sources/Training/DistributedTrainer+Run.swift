@@ -57,16 +57,23 @@ extension DistributedTrainer {
             if checksums { metrics.checksums = try parameterChecksums() }
             everyRank(metrics, result)
             if isReporter { report(metrics, result) }
+            if try preempted() {
+                preemptedAfter = step + 1
+                break
+            }
         }
+        let last = preemptedAfter ?? end
         if let policy = checkpointing {
             try finishCheckpoint()
             // The run's final state is always saved (unless this very step is already there).
-            if lastCheckpoint?.directory != policy.directory || lastCheckpoint?.step != end {
+            if lastCheckpoint?.directory != policy.directory || lastCheckpoint?.step != last {
                 var final = policy
                 final.async = false
-                try saveCheckpoint(step: end, policy: final)
+                try saveCheckpoint(step: last, policy: final)
             }
         }
+        // Preempted: the checkpoint is what matters; the validation pass and the summary can wait.
+        if preemptedAfter != nil { return nil }
         let validation = try validationLoss()
         let stragglers = try findStragglers(computePerStep: computeSteps > 0 ? computeTotal / Double(computeSteps) : 0)
         guard isReporter else { return nil }
@@ -183,5 +190,14 @@ extension DistributedTrainer {
         guard let all = try groups.world.gather(bytes: Array(mine.joined(separator: ",\n").utf8), root: reporter) else { return nil }
         let events = all.map { String(decoding: $0, as: UTF8.self) }.filter { !$0.isEmpty }
         return "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n" + events.joined(separator: ",\n") + "\n]}\n"
+    }
+
+    /// Whether any rank was asked to stop: every rank learns it at the same step boundary
+    /// (a one-float maximum over the world), so all of them save the same step.
+    func preempted() throws -> Bool {
+        guard let preemptionRequested else { return false }
+        var flag: [Float] = [preemptionRequested() ? 1 : 0]
+        try groups.world.allReduce(&flag, op: .max)
+        return flag[0] > 0
     }
 }

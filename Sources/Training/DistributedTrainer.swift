@@ -56,6 +56,11 @@ public final class DistributedTrainer {
     public var replicaCheckEvery = 0
     /// Stop after this step (of `configuration.steps`), as an interrupted run would.
     public var stopAfter: Int?
+    /// Asked at every step boundary (a scheduler's SIGTERM, Ctrl-C): when any rank says yes, all
+    /// ranks save a checkpoint of that step, skip the end-of-run work and return.
+    public var preemptionRequested: (() -> Bool)?
+    /// The step a preempted run stopped after (its checkpoint's step).
+    public internal(set) var preemptedAfter: Int?
     /// The first step `run` trains (after `restore`, the checkpoint's step).
     public internal(set) var startStep = 0
     /// Bytes per all-reduce bucket of the data-parallel gradient average (set before the first step).

@@ -38,7 +38,10 @@ public enum WeightsFile {
     /// Writes atomically: a temporary file, fsync, then rename.
     public static func save(_ model: GPT, step: Int, to path: String) throws {
         let bytes = UnsafeRawBufferPointer(start: model.parameters.pointer, count: model.layout.count * 4)
-        let header = try JSONEncoder().encode(Header(model: model.spec, parameterCount: model.layout.count, step: step,
+        // Sorted keys: the same weights give the same file, byte for byte.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let header = try encoder.encode(Header(model: model.spec, parameterCount: model.layout.count, step: step,
                                                      crc32c: CRC32C.checksum(bytes)))
         var data = Data(magic)
         var length = UInt32(header.count).littleEndian
