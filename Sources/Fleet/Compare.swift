@@ -74,6 +74,7 @@ struct Compare: ParsableCommand {
     func validate() throws {
         guard steps > warmup, warmup >= 0 else { throw ValidationError("--steps must exceed --warmup (\(warmup)), which must be ≥ 0") }
         guard ["zmq", "mpi"].contains(transport) else { throw ValidationError("--transport must be zmq or mpi") }
+        try OutputPath.check(plot, flag: "--plot")
         guard FileManager.default.fileExists(atPath: scenario) else {
             throw ValidationError("no calibration at \(scenario): run `fleet calibrate` first (it writes scenarios/local.yaml), or pass --scenario FILE")
         }

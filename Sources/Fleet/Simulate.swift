@@ -38,6 +38,11 @@ struct Simulate: ParsableCommand {
         var tokensPerSecond: Double
     }
 
+    func validate() throws {
+        try OutputPath.check(trace, flag: "--trace")
+        try OutputPath.check(plot, flag: "--plot")
+    }
+
     func run() throws {
         try Console.reportingErrors {
             let sweep = try ScenarioReader(path: scenario).read()

@@ -44,6 +44,7 @@ struct Train: ParsableCommand {
     func validate() throws {
         guard logEvery > 0 else { throw ValidationError("--log-every must be positive") }
         guard traceSteps > 0 else { throw ValidationError("--trace-steps must be positive") }
+        try OutputPath.check(trace, flag: "--trace")
         if let save, let problem = WeightsFile.problem(writing: save) { throw ValidationError("--save \(save): \(problem)") }
         if faultOptions.maxRestarts > 0 && checkpoints.checkpointDir == nil {
             throw ValidationError("--max-restarts needs --checkpoint-dir DIR: restarted workers resume from its newest valid checkpoint")
