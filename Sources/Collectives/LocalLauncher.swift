@@ -36,6 +36,17 @@ public struct LocalLauncher {
         public let status: Int32
         public let signaled: Bool
         public var succeeded: Bool { !signaled && status == 0 }
+
+        init(rank: Int, status: Int32, signaled: Bool) {
+            self.rank = rank
+            self.status = status
+            self.signaled = signaled
+        }
+
+        /// How `process` (rank `rank`) ended.
+        init(rank: Int, _ process: Process) {
+            self.init(rank: rank, status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal)
+        }
         public var description: String {
             signaled ? "rank \(rank) was killed by signal \(status)" : "rank \(rank) exited with code \(status)"
         }
@@ -109,21 +120,17 @@ public struct LocalLauncher {
             if let signal = interrupts.received {
                 // Workers asked to stop may first save a checkpoint (within the grace period).
                 Self.stop(processes, grace: gracePeriod)
-                let all = processes.enumerated().map { r, p in
-                    Exit(rank: r, status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal)
-                }
-                throw LaunchError.interrupted(signal: signal, exits: all)
+                throw LaunchError.interrupted(signal: signal, exits: processes.enumerated().map { Exit(rank: $0, $1) })
             }
             for (rank, process) in processes.enumerated() where exits[rank] == nil && !process.isRunning {
-                let exit = Exit(rank: rank, status: process.terminationStatus,
-                                signaled: process.terminationReason == .uncaughtSignal)
+                let exit = Exit(rank: rank, process)
                 exits[rank] = exit
                 if !exit.succeeded {
                     // The others wait on a dead peer: nothing of theirs is worth a grace period
                     // (and a worker that saves on SIGTERM would only wait for its timeout).
                     Self.stop(processes, grace: .zero)
                     let all = processes.enumerated().map { r, p in
-                        exits[r] ?? Exit(rank: r, status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal)
+                        exits[r] ?? Exit(rank: r, p)
                     }
                     throw LaunchError.workerFailed(first: exit, all: all)
                 }

@@ -189,18 +189,10 @@ public struct StepSimulator {
 
         let activationBytes = tokens * c * bytes
         let stageTraffic = programs.map { program -> StepReport.StageTraffic in
-            var tensor = 0, pipeline = 0, flops = 0.0
-            for op in program.ops {
-                flops += op.flops
-                switch op {
-                case let .collective(_, .tensor, bytes): tensor += bytes
-                case let .send(_, bytes): pipeline += bytes
-                default: break
-                }
-            }
-            return StepReport.StageTraffic(parameters: plan.heldElements(stage: program.stage), flops: flops,
+            let totals = program.totals
+            return StepReport.StageTraffic(parameters: plan.heldElements(stage: program.stage), flops: totals.flops,
                                            dataParallelBytes: layout.dp > 1 ? Double(program.sync.heldElements) * bytes : 0,
-                                           tensorParallelBytes: Double(tensor), pipelineBytes: Double(pipeline))
+                                           tensorParallelBytes: Double(totals.collectiveBytes[.tensor] ?? 0), pipelineBytes: Double(totals.sentBytes))
         }
         var pipeline = PipelineRun(programs: layout.pipeline.actions, costs: costs, network: network,
                                    gpus: representative, messageBytes: activationBytes, sharing: sharing(representative))

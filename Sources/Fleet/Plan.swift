@@ -108,18 +108,10 @@ struct Plan: ParsableCommand {
         let table = Table(columns: [("rank", 4), ("ops", 6), ("GFLOP", 9), ("tp MiB", 8), ("dp MiB", 8), ("pp MiB", 8), ("buckets", 7), ("updates", 11)])
         var lines = ["step program per rank (fleet plan --json lists every op):", table.header()]
         for p in programs {
-            var bytes: [String: Int] = [:], updates = 0
-            for op in p.ops {
-                switch op {
-                case let .collective(_, group, b): bytes[group.rawValue, default: 0] += b
-                case let .send(_, b): bytes["pipeline", default: 0] += b
-                case let .optimizer(n): updates += n
-                default: break
-                }
-            }
-            let mib = { (key: String) in String(format: "%.2f", Double(bytes[key] ?? 0) / 1_048_576) }
-            lines.append(table.row(["\(p.rank)", "\(p.ops.count)", String(format: "%.3f", p.ops.reduce(0) { $0 + $1.flops } / 1e9),
-                                    mib("tensor"), mib("data"), mib("pipeline"), "\(p.sync.buckets.count)", "\(updates)"]))
+            let totals = p.totals
+            let mib = { (bytes: Int?) in String(format: "%.2f", Double(bytes ?? 0) / 1_048_576) }
+            lines.append(table.row(["\(p.rank)", "\(p.ops.count)", String(format: "%.3f", totals.flops / 1e9), mib(totals.collectiveBytes[.tensor]),
+                                    mib(totals.collectiveBytes[.data]), mib(totals.sentBytes), "\(p.sync.buckets.count)", "\(totals.updated)"]))
         }
         return lines.joined(separator: "\n")
     }

@@ -25,15 +25,21 @@ public struct LoggedOp: Sendable, Hashable {
 
     public init(kind: String) { self.kind = kind }
 
+    /// Whether it is a message (`send`, `recv`).
+    public var isMessage: Bool { kind == "send" || kind == "recv" }
+
+    /// Whether it moves bytes between ranks: a message or a collective.
+    public var isCommunication: Bool { isMessage || ["allreduce", "reduce_scatter", "all_gather", "alltoall"].contains(kind) }
+
     /// Its fields as JSON values, named as in the step plan (`StepOp.fields`).
     public var fields: [String: Any] {
         var fields: [String: Any] = ["kind": kind]
         switch kind {
         case "matmul":
             fields.merge(["m": m, "n": n, "k": k, "trans_a": transA, "trans_b": transB, "flops": 2 * Double(m) * Double(n) * Double(k)]) { $1 }
-        case "send", "recv", "allreduce", "reduce_scatter", "all_gather", "alltoall":
+        case _ where isCommunication:
             fields.merge(["group": group, "bytes": bytes]) { $1 }
-            if kind == "send" || kind == "recv" { fields["tag"] = tag }
+            if isMessage { fields["tag"] = tag }
         case "optimizer":
             fields["parameters"] = elements
         default:
@@ -55,8 +61,6 @@ public final class OpLog: @unchecked Sendable {   // used by the one thread it i
     private var depth = 0
 
     public init(timed: Bool = false) { self.timed = timed }
-
-    public func removeAll() { ops.removeAll(keepingCapacity: true) }
 
     private static let installed = Atomic<Int>(0)
     private static let key: pthread_key_t = {
@@ -84,7 +88,8 @@ public final class OpLog: @unchecked Sendable {   // used by the one thread it i
         return try withExtendedLifetime(log) { try body() }
     }
 
-    static func now() -> UInt64 {
+    /// CLOCK_MONOTONIC in nanoseconds, which every process on one machine shares.
+    public static func now() -> UInt64 {
         var time = timespec()
         clock_gettime(CLOCK_MONOTONIC, &time)
         return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)

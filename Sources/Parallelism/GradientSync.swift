@@ -57,11 +57,10 @@ public struct GradientSync: Sendable {
             while top > 0 {
                 let bottom = max(0, top - max(1, bucketElements))
                 var low = 0, high = starts.count - 1
-                while low < high {   // the last parameter starting at or below `bottom` (skipping empty ones)
+                while low < high {   // the last parameter starting at or below `bottom`: the one holding it
                     let mid = (low + high + 1) / 2
                     if starts[mid] <= bottom { low = mid } else { high = mid - 1 }
                 }
-                while plan.entries[segment.entries.lowerBound + low].elementsPerRank == 0 && low > 0 { low -= 1 }
                 let first = segment.entries.lowerBound + low
                 let embedding = tied && plan.entries[first].parameter.role == .tokenEmbedding
                 buckets.append(Bucket(segment: s, held: bottom..<top, firstEntry: first, afterEmbedding: embedding))

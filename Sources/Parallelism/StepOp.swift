@@ -89,8 +89,6 @@ public enum StepOp: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    public var isCommunication: Bool { bytes > 0 || { if case .collective = self { return true } else { return false } }() }
-
     public var description: String {
         switch self {
         case let .matmul(shape): return "matmul \(shape)"

@@ -55,9 +55,6 @@ public struct StepProgram: Sendable {
 
     public var ops: [StepOp] { blocks.flatMap(\.ops) }
 
-    /// Sequences in one micro-batch on one rank.
-    public var microbatchSequences: Int { options.batch / plan.layout.dp / plan.layout.microbatches }
-
     public init(plan: ShardPlan, rank: Int, options: StepOptions) {
         let layout = plan.layout, model = plan.model
         self.plan = plan
@@ -94,12 +91,12 @@ public struct StepProgram: Sendable {
                 ops += compute.backward(layers: layers, embed: isFirst, head: isLast, plan: plan) { entry in
                     // The step's last backward pass starts every bucket it has finished.
                     guard dataParallel, position == lastBackward else { return [] }
-                    var started_: [StepOp] = []
+                    var starting: [StepOp] = []
                     while started < sync.buckets.count, sync.buckets[started].firstEntry >= entry, !sync.buckets[started].afterEmbedding {
-                        started_.append(bucketOp(sync.buckets[started]))
+                        starting.append(bucketOp(sync.buckets[started]))
                         started += 1
                     }
-                    return started_
+                    return starting
                 }
             case .sendActivation, .sendGradient:
                 ops = [.send(action.message(stage: stage)!, bytes: messageBytes)]
@@ -130,6 +127,32 @@ public struct StepProgram: Sendable {
         blocks.append(Block(phase: .optimizer, ops: update))
         blocks.append(Block(phase: .loss, ops: isLast && dataParallel ? [.collective(.allReduce, group: .data, bytes: 4)] : []))
         self.blocks = blocks
+    }
+
+    /// What the whole step computes and moves, summed over its operations.
+    public struct Totals: Sendable, Hashable {
+        /// Matrix-product FLOPs (kernels' own products included).
+        public var flops = 0.0
+        /// Bytes this rank hands to collectives, per group.
+        public var collectiveBytes: [StepGroup: Int] = [:]
+        /// Bytes of the pipeline messages it sends.
+        public var sentBytes = 0
+        /// Parameters it updates.
+        public var updated = 0
+    }
+
+    public var totals: Totals {
+        var totals = Totals()
+        for op in ops {
+            totals.flops += op.flops
+            switch op {
+            case let .collective(_, group, bytes): totals.collectiveBytes[group, default: 0] += bytes
+            case let .send(_, bytes): totals.sentBytes += bytes
+            case let .optimizer(parameters): totals.updated += parameters
+            default: break
+            }
+        }
+        return totals
     }
 
     /// The operations of the first forward and the first backward block (every micro-batch's

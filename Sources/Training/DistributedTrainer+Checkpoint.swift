@@ -64,25 +64,19 @@ extension DistributedTrainer {
             }
         }
         if let state = shardedState {
-            for (block, moment) in state.blocks {
-                for range in counted where range.overlaps(block) {
-                    let part = range.clamped(to: block), at = moment + part.lowerBound - block.lowerBound
-                    pieces.append((.firstMoment, part, UnsafePointer(state.firstMoment.pointer + at)))
-                    pieces.append((.secondMoment, part, UnsafePointer(state.secondMoment.pointer + at)))
-                }
+            Self.intersect(state.blocks.map(\.range), counted) { part, index in
+                let (block, moment) = state.blocks[index], at = moment + part.lowerBound - block.lowerBound
+                pieces.append((.firstMoment, part, UnsafePointer(state.firstMoment.pointer + at)))
+                pieces.append((.secondMoment, part, UnsafePointer(state.secondMoment.pointer + at)))
             }
         }
         // Flat ranges become per-tensor slices, stored back to back.
         var result: [(slice: CheckpointSlice, source: UnsafePointer<Float>)] = [], offset = 0
         for (kind, range, source) in pieces {
-            var start = range.lowerBound
-            while start < range.upperBound {
-                let entry = model.layout.entry(containing: start)
-                let end = min(range.upperBound, entry.offset + entry.count)
-                let slice = CheckpointSlice(tensor: entry.name, kind: kind, start: start - entry.offset, count: end - start, offset: offset)
-                result.append((slice, source + (start - range.lowerBound)))
-                offset += end - start
-                start = end
+            for (entry, part) in model.layout.split(range) {
+                let slice = CheckpointSlice(tensor: entry.name, kind: kind, start: part.lowerBound - entry.offset, count: part.count, offset: offset)
+                result.append((slice, source + (part.lowerBound - range.lowerBound)))
+                offset += part.count
             }
         }
         return result

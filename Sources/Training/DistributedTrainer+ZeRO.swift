@@ -36,7 +36,7 @@ extension DistributedTrainer {
 
         // Norm over this rank's blocks (each parameter counted once per replica), summed over dp, then over the replica.
         var local: Double = 0
-        Self.intersect(state.blocks.map(\.range), ranges(stage: stage, shard: coordinates.tp, counted: true)) { part in
+        Self.intersect(state.blocks.map(\.range), ranges(stage: stage, shard: coordinates.tp, counted: true)) { part, _ in
             for i in part { let g = Double(model.gradients.pointer[i]); local += g * g }
         }
         var total = [Float(local)]
@@ -50,16 +50,12 @@ extension DistributedTrainer {
         OpLog.kernel("optimizer", elements: state.blocks.reduce(0) { $0 + $1.range.count }) {
             for (block, moment) in state.blocks {
                 // A block may span parameters: each piece takes its own parameter's weight decay.
-                var low = block.lowerBound
-                while low < block.upperBound {
-                    let entry = model.layout.entry(containing: low)
-                    let part = low..<min(block.upperBound, entry.offset + entry.count)
+                for (entry, part) in model.layout.split(block) {
                     if scale != 1 { for i in part { model.gradients.pointer[i] *= scale } }
                     let m = moment + part.lowerBound - block.lowerBound
                     optimizer.update(params: model.parameters.pointer + part.lowerBound, grads: model.gradients.pointer + part.lowerBound,
                                      m: state.firstMoment.pointer + m, v: state.secondMoment.pointer + m,
                                      count: part.count, learningRate: learningRate, decay: entry.decay)
-                    low = part.upperBound
                 }
             }
         }
@@ -67,12 +63,13 @@ extension DistributedTrainer {
         return (norm, scatters + buckets.buckets.count, floats)
     }
 
-    /// Calls `body` with each non-empty intersection of two sorted lists of disjoint ranges.
-    static func intersect(_ a: [Range<Int>], _ b: [Range<Int>], _ body: (Range<Int>) -> Void) {
+    /// Calls `body` with each non-empty intersection of two sorted lists of disjoint ranges, in
+    /// order, and the index in `a` of the range it lies in.
+    static func intersect(_ a: [Range<Int>], _ b: [Range<Int>], _ body: (Range<Int>, Int) -> Void) {
         var i = 0, j = 0
         while i < a.count && j < b.count {
             let low = max(a[i].lowerBound, b[j].lowerBound), high = min(a[i].upperBound, b[j].upperBound)
-            if low < high { body(low..<high) }
+            if low < high { body(low..<high, i) }
             if a[i].upperBound < b[j].upperBound { i += 1 } else { j += 1 }
         }
     }

@@ -65,7 +65,10 @@ public final class DistributedTrainer {
     public internal(set) var startStep = 0
     /// Bytes per all-reduce bucket of the data-parallel gradient average (set before the first step).
     public var bucketBytes = 1 << 20 {
-        didSet { planStep() }
+        didSet {
+            program = Self.program(configuration: configuration, layout: layout, rank: transport.rank, bucketBytes: bucketBytes)
+            prepareGradientSum()
+        }
     }
     public internal(set) var gemmFLOPs: Double = 0
 
@@ -138,7 +141,7 @@ public final class DistributedTrainer {
 
         stage = Self.stage(coordinates.pp, layout: layout, parameters: model.layout)
         program = Self.program(configuration: configuration, layout: layout, rank: rank, bucketBytes: bucketBytes)
-        planStep()
+        prepareGradientSum()
     }
 
     static func program(configuration c: TrainingConfiguration, layout: ParallelLayout, rank: Int, bucketBytes: Int) -> StepProgram {
@@ -146,10 +149,9 @@ public final class DistributedTrainer {
                     options: StepOptions(batch: c.batch, sequence: c.sequence, bucketBytes: bucketBytes))
     }
 
-    /// Builds this rank's program and what executes its gradient sum: the buckets and, under
-    /// ZeRO-1, the optimizer state of the blocks their reduce-scatters leave here.
-    func planStep() {
-        program = Self.program(configuration: configuration, layout: layout, rank: transport.rank, bucketBytes: bucketBytes)
+    /// What executes the program's gradient sum: its buckets and, under ZeRO-1, the optimizer
+    /// state of the blocks their reduce-scatters leave here.
+    func prepareGradientSum() {
         let sharded = layout.zeroStage == 1 && layout.dp > 1
         buckets = layout.dp > 1 && !configuration.deterministic
             ? GradientBuckets(program: program, group: groups.dp, gradients: model.gradients.pointer) : nil

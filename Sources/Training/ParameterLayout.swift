@@ -62,6 +62,18 @@ public struct ParameterLayout: Sendable {
         return entries[low]
     }
 
+    /// `range` of the flat buffer cut at parameter boundaries, in order: each piece with its parameter.
+    public func split(_ range: Range<Int>) -> [(entry: Entry, part: Range<Int>)] {
+        var pieces: [(Entry, Range<Int>)] = [], start = range.lowerBound
+        while start < range.upperBound {
+            let entry = entry(containing: start)
+            let end = min(range.upperBound, entry.offset + entry.count)
+            pieces.append((entry, start..<end))
+            start = end
+        }
+        return pieces
+    }
+
     /// Fills `buffer` with the initial values for `seed`: element i of parameter p is drawn
     /// from the stream keyed by (p's name, i), independent of any sharding.
     public func initialize(_ buffer: FloatBuffer, seed: UInt64) {

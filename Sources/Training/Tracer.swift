@@ -20,11 +20,8 @@ public final class Tracer {
 
     public init() {}
 
-    public static func now() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-    }
+    /// The clock of `OpLog`'s timed ops too, so phase spans and the ops inside them nest.
+    public static func now() -> UInt64 { OpLog.now() }
 
     /// Runs `body` and records it as one span.
     @discardableResult
@@ -46,7 +43,7 @@ public final class Tracer {
         switch op.kind {
         case "matmul": (lane, name) = ("compute", "matmul \(op.m)×\(op.n)×\(op.k)")
         case "optimizer": (lane, name) = ("optimizer", "optimizer")
-        case "send", "recv", "allreduce", "reduce_scatter", "all_gather", "alltoall":
+        case _ where op.isCommunication:
             lane = op.group == "tensor" ? "tensor-parallel" : op.group == "pipeline" ? "pipeline" : "data-parallel"
             name = "\(op.kind) \(op.group) \(Self.size(op.bytes))"
         default: (lane, name) = ("compute", op.kind)
