@@ -42,10 +42,14 @@ let package = Package(
         .target(name: "FaultInjection", dependencies: ["Collectives"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CFleetSys", "OpLog"], swiftSettings: optimize + [.swiftLanguageMode(.v6)]),
         .target(name: "Training", dependencies: ["Tensor", "Collectives", "Parallelism", "Workload", "FaultInjection", "CFleetSys", "OpLog"], swiftSettings: optimize + [.swiftLanguageMode(.v6)]),
+        // What fleet does beyond one command: calibrate, compare, supervise, chaos campaigns, run
+        // records and child processes, as functions that return values (the CLI only prints them).
+        .target(name: "Workflows", dependencies: ["Collectives", "Training", "Tensor", "Workload", "Parallelism", "Engine", "FaultInjection"],
+                swiftSettings: optimize + [.swiftLanguageMode(.v6)]),
         .executableTarget(
             name: "Fleet",
             dependencies: [
-                "Collectives", "Training", "Tensor", "Workload", "Parallelism", "Engine", "FaultInjection",
+                "Workflows", "Collectives", "Training", "Tensor", "Workload", "Parallelism", "Engine", "FaultInjection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]),
@@ -58,6 +62,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload", "Collectives", "Engine", "OpLog"]),
         // Runs the real `fleet` binary (self-launched ZeroMQ workers and mpirun).
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "Workload"]),
+        .testTarget(name: "WorkflowsTests", dependencies: ["Workflows", "Training", "Workload", "Parallelism"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -37,7 +37,7 @@ public struct LocalLauncher {
         public let signaled: Bool
         public var succeeded: Bool { !signaled && status == 0 }
 
-        init(rank: Int, status: Int32, signaled: Bool) {
+        public init(rank: Int, status: Int32, signaled: Bool) {
             self.rank = rank
             self.status = status
             self.signaled = signaled

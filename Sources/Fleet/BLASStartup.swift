@@ -1,5 +1,6 @@
 import Foundation
 import Tensor
+import Workflows
 
 /// Before any command that computes, makes sure OpenBLAS runs the best kernel for this CPU
 /// that passes its check (`BLASKernelPolicy`, `BLASKernelCheck`).
@@ -44,7 +45,7 @@ enum BLASStartup {
         let cache = BLASKernelCache(directory: BLASKernelCache.directory(environment: environment))
         let key = [BLAS.configuration, cpu.identity, detected, candidates.joined(separator: ",")].joined(separator: "|")
         let verdict = cache.verdict(for: key) ?? {
-            let fresh = choose(from: candidates)
+            let fresh = BLASKernelProbe.choose(from: candidates)
             cache.store(fresh, for: key)
             return fresh
         }()
@@ -76,63 +77,6 @@ enum BLASStartup {
         Console.err("fleet: warning: could not restart with OpenBLAS kernel \(chosen) (\(String(cString: strerror(errno)))); running \(BLAS.coreName)")
         unsetenv("OPENBLAS_CORETYPE")
         setenv(BLASKernelReport.markerVariable, BLASKernelReport.marker(kernel: "", detected: detected, note: "restart with \(chosen) failed"), 1)
-    }
-
-    /// Checks the candidates in order, each in its own child process: the first whose products
-    /// are correct and independent of how they are split wins, else the first correct one.
-    static func choose(from candidates: [String]) -> BLASKernelCache.Verdict {
-        var verdict = BLASKernelCache.Verdict(kernel: nil, rejected: [])
-        var firstCorrect: (String, BLASKernelCheck.Result)?
-        for candidate in candidates {
-            switch probe(candidate) {
-            case .success(let result) where result.splitInvariant:
-                verdict.kernel = candidate
-                verdict.gflops = result.flops / 1e9
-                verdict.splitInvariant = true
-                return verdict
-            case .success(let result):
-                if firstCorrect == nil { firstCorrect = (candidate, result) }
-                verdict.rejected.append(.init(kernel: candidate, reason: "computes other bits when a product is split into pieces"))
-            case .failure(let reason):
-                verdict.rejected.append(.init(kernel: candidate, reason: reason))
-            }
-        }
-        if let (kernel, result) = firstCorrect {
-            // Correct but split-dependent: fast runs are fine, --deterministic will refuse it.
-            verdict.kernel = kernel
-            verdict.gflops = result.flops / 1e9
-            verdict.splitInvariant = false
-            verdict.rejected.removeAll { $0.kernel == kernel }
-        }
-        return verdict
-    }
-
-    enum ProbeOutcome { case success(BLASKernelCheck.Result), failure(String) }
-
-    /// Runs `fleet blas --probe` with OPENBLAS_CORETYPE=`kernel` and reads its verdict.
-    static func probe(_ kernel: String, timeout: Double = 60) -> ProbeOutcome {
-        let child: ChildProcess.Outcome
-        do {
-            child = try ChildProcess.bounded("/proc/self/exe", ["blas", "--probe"],
-                                             environment: ["OPENBLAS_CORETYPE": kernel, "OPENBLAS_NUM_THREADS": "1", "FLEET_BLAS_KERNEL": "keep"],
-                                             unset: [BLASKernelReport.markerVariable], timeout: timeout)
-        } catch { return .failure("could not be checked (\(error.localizedDescription))") }
-        if child.timedOut { return .failure("did not finish its check within \(Int(timeout)) s") }
-        if child.signaled {
-            let signal = child.status
-            let name = signal == SIGILL ? " (illegal instruction: this CPU lacks instructions it uses)" : signal == SIGSEGV ? " (segmentation fault)" : ""
-            return .failure("crashed in its check with signal \(signal)\(name)")
-        }
-        guard child.status == 0,
-              let line = child.stdout.split(separator: "\n").last,
-              let result = try? JSONDecoder().decode(BLASKernelCheck.Result.self, from: Data(line.utf8)) else {
-            return .failure("check exited with status \(child.status) and no verdict")
-        }
-        guard result.kernel.lowercased() == kernel.lowercased() else {
-            return .failure("is not in this OpenBLAS build (it ran \(result.kernel) instead)")
-        }
-        if let failure = result.failure { return .failure("computed a wrong result: \(failure)") }
-        return .success(result)
     }
 
     /// Replaces this process's image with a fresh one of the same binary and arguments.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Training
+import Workflows
 import Workload
 
 struct BenchCheckpoint: ParsableCommand {
@@ -30,7 +31,7 @@ struct BenchCheckpoint: ParsableCommand {
 
     func run() throws {
         try Console.reportingErrors {
-            let directory = try dir ?? Train.newRunDirectory("bench-checkpoint")
+            let directory = try dir ?? RunDirectory.create("bench-checkpoint")
             defer { try? FileManager.default.removeItem(atPath: directory) }
             var c = TrainingConfiguration(model: model)
             c.steps = steps

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Collectives
 import Foundation
+import Workflows
 
 struct BenchCollectives: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,7 @@ import Collectives
 import Foundation
 import Parallelism
 import Training
+import Workflows
 
 /// `fleet bench train` with a parallel layout: the one-process baseline and the layout,
 /// measured one after the other in the same command with the same per-replica batch.
@@ -33,7 +34,7 @@ struct ParallelBenchmark {
         let single = try Trainer(configuration: baseline, corpus: try options.corpus()).run()
         var launcher = workers
         launcher.ranks = layout.worldSize
-        let runDir = try workers.runDir ?? Train.newRunDirectory("bench")
+        let runDir = try workers.runDir ?? RunDirectory.create("bench")
         launcher.runDir = runDir
         _ = try launcher.workerTransport()
         let result = try Self.readSummary("\(runDir)/summary.json")
@@ -46,7 +47,7 @@ struct ParallelBenchmark {
         defer { transport.shutdown() }
         try Console.reportingErrors(rank: transport.rank) {
             let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus())
-            let runDir = ProcessInfo.processInfo.environment["FLEET_RUN_DIR"] ?? workers.runDir ?? "."
+            let runDir = Settings.current.runDirectory ?? workers.runDir ?? "."
             let log = try RankStepLog(path: "\(runDir)/rank-\(transport.rank).steps.jsonl")
             let summary = try trainer.run(everyRank: { m, r in log.write(m, r, rank: transport.rank) })
             if let summary {

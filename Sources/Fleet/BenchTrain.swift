@@ -1,8 +1,9 @@
 import ArgumentParser
-import Foundation
 import Collectives
+import Foundation
 import Tensor
 import Training
+import Workflows
 
 struct BenchTrain: ParsableCommand {
     static let configuration = CommandConfiguration(

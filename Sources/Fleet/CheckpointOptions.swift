@@ -40,7 +40,7 @@ struct CheckpointOptions: ParsableArguments {
     var policy: CheckpointPolicy? {
         checkpointDir.map {
             CheckpointPolicy(directory: $0, every: checkpointEvery, keep: keep, async: asyncCheckpoint,
-                             killDuringSave: ProcessInfo.processInfo.environment["FLEET_TEST_KILL_DURING_CHECKPOINT"].flatMap { Int($0) })
+                             killDuringSave: Settings.current.killDuringCheckpoint)
         }
     }
 

@@ -2,8 +2,9 @@ import ArgumentParser
 import Collectives
 import Engine
 import Foundation
-import Tensor
 import Parallelism
+import Tensor
+import Workflows
 import Workload
 
 struct Compare: ParsableCommand {
@@ -48,28 +49,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Write measured and simulated step times as an SVG chart.")
     var plot: String?
 
-    /// One layout's prediction and, once run, its measurement.
-    struct Row {
-        var name: String
-        var layout: ParallelLayout
-        var simulated: StepReport
-        var measured: StepLogs?
-
-        var simulatedCompute: Double { simulated.breakdown.compute.seconds + simulated.breakdown.optimizer.seconds }
-        var simulatedCommunication: Double { simulated.breakdown.tensorParallel.seconds + simulated.breakdown.dataParallelExposed.seconds }
-        var simulatedBubble: Double { simulated.breakdown.pipelineWait.seconds }
-        var measuredStep: Double { measured.map { StepLogs.median($0.steps) } ?? .nan }
-        var error: Double { (simulated.stepTime.seconds - measuredStep) / measuredStep * 100 }
-
-        /// The part of the step whose simulated and measured times differ most.
-        var worstComponent: String {
-            guard let m = measured else { return "-" }
-            let parts = [("compute", simulatedCompute - m.compute), ("communication", simulatedCommunication - m.communication),
-                         ("bubble", simulatedBubble - m.bubble)]
-            let worst = parts.max { abs($0.1) < abs($1.1) }!
-            return String(format: "%@ %+.1f ms", worst.0, worst.1 * 1000)
-        }
-    }
+    typealias Row = ComparisonRow
 
     func validate() throws {
         guard steps > warmup, warmup >= 0 else { throw ValidationError("--steps must exceed --warmup (\(warmup)), which must be ≥ 0") }
@@ -81,7 +61,9 @@ struct Compare: ParsableCommand {
         if MPITransport.isUnderMPIRun {
             throw ValidationError("fleet compare starts its own runs (use --transport mpi to run them through mpirun); do not start it under mpirun")
         }
-        for name in layouts.split(separator: ",") { try LayoutName.parse(String(name)).validate(model: model, batch: batch) }
+        for name in layouts.split(separator: ",") {
+            do { try LayoutName.parse(String(name)).validate(model: model, batch: batch) } catch { throw ValidationError("--layouts: \(error)") }
+        }
     }
 
     func run() throws {
@@ -92,13 +74,11 @@ struct Compare: ParsableCommand {
                 Console.err("warning: \(scenario) was calibrated with BLAS kernel \(calibrated), but this run uses \(blas.kernel) (\(blas.headerLine)); "
                             + "its kernel rates may not hold: run fleet calibrate again")
             }
-            let directory = try runDir ?? Train.newRunDirectory("compare")
+            let directory = try runDir ?? RunDirectory.create("compare")
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            var rows = try layouts.split(separator: ",").map { name -> Row in
-                let layout = try LayoutName.parse(String(name))
-                return Row(name: LayoutName.name(layout), layout: layout, simulated: try simulate(base, layout))
-            }
-            try recordPredictions(rows, in: directory)
+            let comparison = Comparison(model: model, batch: batch, steps: steps, warmup: warmup, base: base, transport: transport)
+            var rows = try layouts.split(separator: ",").map { try comparison.simulate(try LayoutName.parse(String($0))) }
+            try comparison.recordPredictions(rows, in: directory)
             if !json {
                 Console.out("fleet compare \(model.name): batch \(batch) × \(model.context), \(steps) steps (\(warmup) warm-up), \(transport), scenario \(scenario) (\(base.device.calibration?.cores ?? 0) cores)")
                 Console.out("predictions, written to \(directory)/predictions.jsonl before any run:")
@@ -110,55 +90,11 @@ struct Compare: ParsableCommand {
             }
             for index in rows.indices {
                 if !json { Console.progress("running \(rows[index].name) (\(rows[index].layout.worldSize) ranks, \(steps) steps)…") }
-                rows[index].measured = try measure(rows[index], directory: "\(directory)/\(rows[index].name)")
+                rows[index].measured = try comparison.measure(rows[index], directory: "\(directory)/\(rows[index].name)")
             }
             report(rows)
             if let plot { try plotChart(rows).write(toFile: plot, atomically: true, encoding: .utf8) }
         }
-    }
-
-    /// The scenario with this layout on as many ranks, on the calibrated machine(s).
-    func simulate(_ base: Scenario, _ layout: ParallelLayout) throws -> StepReport {
-        var s = base
-        s.model = model
-        s.batch = batch
-        s.sequence = model.context
-        s.layout = layout
-        s.dataParallelAuto = false
-        if base.nodes > 1 && layout.worldSize % base.nodes == 0 { s.gpusPerNode = layout.worldSize / base.nodes } else { s.nodes = 1; s.gpusPerNode = layout.worldSize }
-        if let problem = s.problems().first { throw FleetError("cannot simulate \(LayoutName.name(layout)): \(problem)") }
-        return StepSimulator(scenario: s).run()
-    }
-
-    private func recordPredictions(_ rows: [Row], in directory: String) throws {
-        let stamp = ISO8601DateFormatter().string(from: Date())
-        let lines = rows.map { row in
-            Console.jsonLine([("layout", row.name), ("simulated_step_s", row.simulated.stepTime.seconds), ("simulated_compute_s", row.simulatedCompute),
-                              ("simulated_communication_s", row.simulatedCommunication), ("simulated_bubble_s", row.simulatedBubble),
-                              ("predicted_at", stamp)])
-        }
-        try (lines.joined(separator: "\n") + "\n").write(toFile: "\(directory)/predictions.jsonl", atomically: true, encoding: .utf8)
-    }
-
-    /// Trains the layout for real (self-launched ZeroMQ workers, or mpirun) and reads its step logs.
-    func measure(_ row: Row, directory: String) throws -> StepLogs {
-        let l = row.layout
-        var arguments = ["train", model.name, "--steps", "\(steps)", "--batch", "\(batch)", "--dp", "\(l.dp)", "--tp", "\(l.tp)", "--pp", "\(l.pp)",
-                         "--microbatches", "\(l.microbatches)", "--run-dir", directory, "--json"]
-        let run: (status: Int32, stdout: String, stderr: String)
-        if transport == "mpi" && l.worldSize > 1 {
-            arguments += ["--transport", "mpi"]
-            guard let mpirun = ChildProcess.mpirun(ranks: l.worldSize, pinned: true, arguments) else {
-                throw FleetError("--transport mpi needs mpirun on PATH (install openmpi-bin), or use --transport zmq")
-            }
-            run = try ChildProcess.run(mpirun.path, mpirun.arguments, environment: mpirun.environment)
-        } else {
-            run = try ChildProcess.fleet(arguments, environment: ["FLEET_PIN_CORES": "1"])
-        }
-        guard run.status == 0 else {
-            throw FleetError("the \(row.name) run failed (exit \(run.status)); its logs are in \(directory): \(run.stderr.suffix(800))")
-        }
-        return try StepLogs(directory: directory, ranks: l.worldSize, warmup: warmup)
     }
 
     private func report(_ rows: [Row]) {

@@ -1,6 +1,7 @@
+import ArgumentParser
 import Foundation
 import Training
-import ArgumentParser
+import Workflows
 
 /// All of fleet's terminal output goes through here (libraries never print).
 enum Console {
@@ -32,26 +33,7 @@ enum Console {
         out(jsonLine(fields))
     }
 
-    static func jsonLine(_ fields: [(String, Any)]) -> String {
-        "{" + fields.map { key, value in "\"\(key)\":\(encode(value))" }.joined(separator: ",") + "}"
-    }
-
-    private static func encode(_ value: Any) -> String {
-        switch value {
-        case let s as String:
-            let escaped = s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-                .replacingOccurrences(of: "\n", with: "\\n")
-            return "\"\(escaped)\""
-        case let b as Bool: return b ? "true" : "false"
-        case let i as Int: return "\(i)"
-        case let d as Double: return d.isFinite ? "\(d)" : "null"
-        case let f as Float: return f.isFinite ? "\(f)" : "null"
-        case let a as [Double]: return "[" + a.map { encode($0) }.joined(separator: ",") + "]"
-        case let a as [String]: return "[" + a.map { encode($0) }.joined(separator: ",") + "]"
-        case let objects as [[(String, Any)]]: return "[" + objects.map { jsonLine($0) }.joined(separator: ",") + "]"
-        default: return "\"\(value)\""
-        }
-    }
+    static func jsonLine(_ fields: [(String, Any)]) -> String { JSONLine.encode(fields) }
 
     /// Runs `body`; an error is printed with its hint (and the rank, in a multi-rank run) and becomes exit code 1.
     static func reportingErrors(rank: Int? = nil, _ body: () throws -> Void) throws {
@@ -85,8 +67,5 @@ struct Table {
     }
 }
 
-/// A user-facing failure: the message says what is wrong and what to do.
-struct FleetError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
+extension ByteSize: ExpressibleByArgument {}
+extension SizeList: ExpressibleByArgument {}

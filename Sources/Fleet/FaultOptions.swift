@@ -1,6 +1,7 @@
 import ArgumentParser
 import FaultInjection
 import Foundation
+import Workflows
 import Yams
 
 /// `fleet train`'s fault-injection and recovery flags.
@@ -38,7 +39,7 @@ struct FaultOptions: ParsableArguments {
 
     /// This attempt's plan: faults act in the first attempt only, so a restarted run replays cleanly.
     func plan(worldSize: Int, steps: Int) throws -> FaultPlan {
-        if let attempt = ProcessInfo.processInfo.environment["FLEET_ATTEMPT"].flatMap(Int.init), attempt > 0 { return FaultPlan() }
+        if Settings.current.attempt > 0 { return FaultPlan() }
         var specs = inject
         if let faults { specs += try Self.specs(fromYAML: faults) }
         var plan = try FaultPlan.parse(specs, worldSize: worldSize)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Parallelism
+import Workflows
 import Workload
 
 extension PipelineSchedule.Kind: ExpressibleByArgument {}

@@ -1,8 +1,9 @@
 import ArgumentParser
+import Collectives
 import Engine
 import Foundation
 import Parallelism
-import Collectives
+import Workflows
 
 struct Simulate: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -5,6 +5,7 @@ import Foundation
 import Parallelism
 import Tensor
 import Training
+import Workflows
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -63,16 +64,16 @@ struct Train: ParsableCommand {
                 try DeterministicMode.checkKernel()
             }
             // Test-only: a perturbed summation order, to prove that fleet diff catches one.
-            if ProcessInfo.processInfo.environment["FLEET_TEST_PERTURB_REDUCTION"] != nil { ReductionTree.perturbedForTesting = true }
+            if Settings.current.perturbedReduction { ReductionTree.perturbedForTesting = true }
             var workers = self.workers
             if !WorldSetup.isWorker {
                 workers.ranks = layout.worldSize
                 if workers.runDir == nil && layout.worldSize > 1 && !MPITransport.isUnderMPIRun {
-                    workers.runDir = try Self.newRunDirectory()
+                    workers.runDir = try RunDirectory.create("train")
                 }
             }
             if faultOptions.maxRestarts > 0 && !WorldSetup.isWorker && !MPITransport.isUnderMPIRun {
-                if workers.runDir == nil { workers.runDir = try Self.newRunDirectory() }
+                if workers.runDir == nil { workers.runDir = try RunDirectory.create("train") }
                 return try superviseWorkers(workers, steps: configuration.steps)
             }
             // Stopped workers save a checkpoint first: give them the time.
@@ -102,6 +103,10 @@ struct Train: ParsableCommand {
                 } catch let stopped as ExitCode {
                     throw stopped   // a deliberate stop (preemption) is not a failure to explain
                 } catch {
+                    var failure = RunEvent(.failure, attempt: Settings.current.attempt, rank: transport.rank)
+                    failure.cause = FailureCause(error)
+                    failure.message = "\(error)"
+                    Settings.current.events?.emit(failure)
                     if let faulty, !faulty.recorder.lines.isEmpty {
                         Console.err("rank \(transport.rank)'s last communication operations (flight recorder):\n"
                             + faulty.recorder.lines.map { "  " + $0 }.joined(separator: "\n"))
@@ -112,28 +117,8 @@ struct Train: ParsableCommand {
         }
     }
 
-    /// Local time as yyyyMMdd-HHmmss, for run directory names.
-    /// A run directory of its own: `runs/<kind>-<time>`, or with `-2`, `-3`, … when another run
-    /// started in the same second (created here, so two runs can never share one).
-    static func newRunDirectory(_ kind: String = "train") throws -> String {
-        let base = "runs/\(kind)-" + timestamp()
-        try FileManager.default.createDirectory(atPath: "runs", withIntermediateDirectories: true)
-        for suffix in 1...1000 {
-            let path = suffix == 1 ? base : "\(base)-\(suffix)"
-            if mkdir(path, 0o755) == 0 { return path }
-            guard errno == EEXIST else { throw FleetError("cannot create the run directory \(path): \(String(cString: strerror(errno)))") }
-        }
-        throw FleetError("cannot create a run directory under runs/: \(base) and 999 more exist; remove old runs")
-    }
-
     /// Exit status of a run stopped by a signal after saving a checkpoint (EX_TEMPFAIL: try again, with --resume).
     static let preemptedStatus: Int32 = 75
-
-    static func timestamp() -> String {
-        let formatter = DateFormatter()
-        formatter.dateFormat = "yyyyMMdd-HHmmss"
-        return formatter.string(from: Date())
-    }
 
     private func trainParallel(_ configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, injector: FaultInjector?) throws {
         let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus())
@@ -157,7 +142,7 @@ struct Train: ParsableCommand {
             try trainer.restore(from: resumed)
             // A run asked to continue where it already ended has nothing to train: say so rather than
             // print a summary of zero steps. (A supervised restart after the last save is fine.)
-            let restart = (ProcessInfo.processInfo.environment["FLEET_ATTEMPT"].flatMap(Int.init) ?? 0) > 0
+            let restart = Settings.current.attempt > 0
             // Re-saving it in this layout (another --checkpoint-dir) or exporting it (--save) is work.
             let source = URL(fileURLWithPath: resumed.path).deletingLastPathComponent().standardizedFileURL.path
             let rewrites = checkpoints.policy.map { URL(fileURLWithPath: $0.directory).standardizedFileURL.path != source } ?? false
@@ -183,7 +168,7 @@ struct Train: ParsableCommand {
         }
         let printer = StepPrinter(json: json, logEvery: logEvery, steps: configuration.steps)
         // Each rank keeps its own steps (timing breakdown and traffic) in the run directory.
-        let runDir = ProcessInfo.processInfo.environment["FLEET_RUN_DIR"] ?? workers.runDir
+        let runDir = Settings.current.runDirectory ?? workers.runDir
         let rankLog = try runDir.map { try RankStepLog(path: "\($0)/rank-\(transport.rank).steps.jsonl") }
         // The reporter keeps the run's record for fleet diff: per-step losses and parameter checksums, then the final weights.
         let record = trainer.isReporter ? runDir : nil
@@ -196,7 +181,15 @@ struct Train: ParsableCommand {
         }
         var recordError: Error?
         let summary = try trainer.run(checksums: runDir != nil,
-                                      everyRank: { metrics, result in rankLog?.write(metrics, result, rank: transport.rank) },
+                                      everyRank: { metrics, result in
+                                          rankLog?.write(metrics, result, rank: transport.rank)
+                                          if let events = Settings.current.events {
+                                              var step = RunEvent(.step, attempt: Settings.current.attempt, rank: transport.rank)
+                                              step.step = metrics.step + 1
+                                              step.stepSeconds = result.seconds
+                                              events.emit(step)
+                                          }
+                                      },
                                       report: { metrics, result in
                                           printer.step(metrics, breakdown: result)
                                           if let record, recordError == nil {
@@ -240,29 +233,6 @@ struct Train: ParsableCommand {
     }
 }
 
-/// One JSON line per step for one rank: its own timing breakdown and traffic.
-final class RankStepLog {
-    private let handle: FileHandle
-
-    init(path: String) throws {
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
-            throw ValidationError("cannot write \(path); pass a writable --run-dir")
-        }
-        self.handle = handle
-    }
-
-    func write(_ m: StepMetrics, _ r: DistributedTrainer.StepResult, rank: Int) {
-        let fields: [(String, Any)] = [("rank", rank), ("step", m.step + 1), ("step_ms", r.seconds * 1000), ("compute_ms", r.computeSeconds * 1000),
-                                       ("tp_ms", r.tensorSeconds * 1000), ("pipeline_wait_ms", r.pipelineWaitSeconds * 1000),
-                                       ("dp_exposed_ms", r.exposedDataSeconds * 1000), ("tp_allreduces", r.traffic.tensorAllReduces),
-                                       ("dp_allreduces", r.traffic.dataAllReduces), ("pp_messages", r.traffic.pipelineMessages)]
-        handle.write(Data((Console.jsonLine(fields) + "\n").utf8))
-    }
-
-    deinit { try? handle.close() }
-}
-
 /// Prints training progress the same way for one process and for the reporting rank of many.
 struct StepPrinter {
     let json: Bool
@@ -297,6 +267,11 @@ struct StepPrinter {
     }
 
     func summary(_ s: TrainingSummary, saved: String?) {
+        for straggler in s.stragglers {
+            var event = RunEvent(.straggler, attempt: Settings.current.attempt, rank: straggler.rank)
+            event.message = "\(straggler)"
+            Settings.current.events?.emit(event)
+        }
         let blas = BLASKernelReport.current(environment: ProcessInfo.processInfo.environment)
         let mixed = Set(s.blasKernels).count > 1
             ? "ranks run different BLAS kernels (\(s.blasKernels.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: ", "))): their results differ in the last bits"

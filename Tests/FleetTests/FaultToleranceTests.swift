@@ -25,22 +25,22 @@ final class FaultToleranceTests: FleetProcessTestCase {
 
     func testEveryFaultKindIsDetectedAndRecoveredBitwise() throws {
         let reference = try reference()
-        let cases: [(spec: String, detected: String)] = [
-            ("crash:rank=1,step=12", "rank 1 was killed by signal 9"),
-            ("crash:rank=2,step=12,phase=backward,signal=exit", "rank 2 exited with code 3"),
-            ("hang:rank=3,step=12", "rank 3 did not answer within 3.0 s"),
-            ("nan:rank=1,step=12", "the first non-finite value on rank 1 is in "),
-            ("bitflip:rank=3,step=12", "the gradient is not finite (global norm inf)"),
+        let cases: [(spec: String, detected: String, cause: String)] = [
+            ("crash:rank=1,step=12", "rank 1 was killed by signal 9", "process_died"),
+            ("crash:rank=2,step=12,phase=backward,signal=exit", "rank 2 exited with code 3", "process_exited"),
+            ("hang:rank=3,step=12", "rank 3 did not answer within 3.0 s", "deadline"),
+            ("nan:rank=1,step=12", "the first non-finite value on rank 1 is in ", "non_finite_gradient"),
+            ("bitflip:rank=3,step=12", "the gradient is not finite (global norm inf)", "non_finite_gradient"),
             // Caught by the replica comparison before it reaches a gradient; two replicas have no majority, so both are suspects.
-            ("bitflip:rank=0,step=12,target=parameter", "data-parallel replicas hold different parameters (suspect world ranks 0, 1"),
-            ("bitflip:rank=1,step=12,target=parameter,bit=3", "data-parallel replicas hold different parameters (suspect world ranks 0, 1"),
-            ("drop:rank=2,step=12", "rank 2 did not answer within 3.0 s"),
-            ("corrupt:rank=0,step=12", "message from rank 0 (tag"),
-            ("duplicate:rank=0,step=12", "arrived out of order: sequence number"),
-            ("checkpoint:rank=1,step=10,mode=full", "no space left on device (injected"),
-            ("checkpoint:rank=0,step=10,mode=torn", "step-00000010 is incomplete"),
+            ("bitflip:rank=0,step=12,target=parameter", "data-parallel replicas hold different parameters (suspect world ranks 0, 1", "replica_divergence"),
+            ("bitflip:rank=1,step=12,target=parameter,bit=3", "data-parallel replicas hold different parameters (suspect world ranks 0, 1", "replica_divergence"),
+            ("drop:rank=2,step=12", "rank 2 did not answer within 3.0 s", "deadline"),
+            ("corrupt:rank=0,step=12", "message from rank 0 (tag", "message_checksum"),
+            ("duplicate:rank=0,step=12", "arrived out of order: sequence number", "message_order"),
+            ("checkpoint:rank=1,step=10,mode=full", "no space left on device (injected", "checkpoint_write"),
+            ("checkpoint:rank=0,step=10,mode=torn", "step-00000010 is incomplete", "process_died"),
         ]
-        for (index, (spec, detected)) in cases.enumerated() {
+        for (index, (spec, detected, cause)) in cases.enumerated() {
             let run = directory + "/case\(index)"
             let outcome = try FleetProcess.fleet(Self.base + ["--checkpoint-dir", run + "/ck", "--checkpoint-every", "5", "--max-restarts", "2",
                                                               "--timeout", "3", "--checksums", "--check-replicas", "1",
@@ -48,7 +48,19 @@ final class FaultToleranceTests: FleetProcessTestCase {
             XCTAssertEqual(outcome.status, 0, "\(spec): \(outcome.output)")
             XCTAssertTrue(outcome.output.contains(detected), "\(spec) must be detected as '\(detected)': \(outcome.output)")
             XCTAssertTrue(outcome.stderr.contains("fault report: 1 failure(s), recovered"), "\(spec): \(outcome.output)")
+            // The supervisor's decision, as it recorded it on the run's event channel.
+            let events = try events(run + "/run/events.jsonl")
+            let failed = events.filter { $0["event"] as? String == "attempt_failed" }
+            XCTAssertEqual(failed.map { $0["cause"] as? String }, [cause], "\(spec): \(failed)")
+            XCTAssertEqual(events.last?["event"] as? String, "finished", spec)
             try assertRecovered(run, reference: reference, spec)
+        }
+    }
+
+    /// A run's event channel, one JSON object per line.
+    private func events(_ path: String) throws -> [[String: Any]] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
         }
     }
 
@@ -96,6 +108,9 @@ final class FaultToleranceTests: FleetProcessTestCase {
         XCTAssertEqual(outcome.status, 0, outcome.output)
         XCTAssertTrue(outcome.stderr.contains("fault report: 1 failure(s), recovered"), outcome.output)
         XCTAssertTrue(outcome.output.contains("resumed from \(run)/ck/step-00000010"), outcome.output)
+        // The ranks under mpirun report their steps on the supervisor's channel: the steps after
+        // the checkpoint at 10 that the crash at 13 threw away are counted.
+        XCTAssertNotNil(outcome.stderr.range(of: "resumed from step 10, [1-3] step\\(s\\) recomputed", options: .regularExpression), outcome.output)
         try assertRecovered(run, reference: reference, "supervised MPI job")
     }
 

@@ -5,13 +5,13 @@ import Workload
 
 /// Times the trainer's kernels on this CPU, one thread, at the model's dimensions: sgemm per
 /// product shape (FLOP/s) and every other kernel per element (seconds).
-struct KernelBenchmark {
-    let model: ModelSpec
-    let sequence: Int
-    let repeats: Int
+public struct KernelBenchmark {
+    public let model: ModelSpec
+    public let sequence: Int
+    public let repeats: Int
 
     /// FLOP/s of one product shape, filled with non-trivial values.
-    func gemm(_ shape: GEMMShape) -> Measurement {
+    public func gemm(_ shape: GEMMShape) -> Measurement {
         let a = filled(shape.m * shape.k), b = filled(shape.k * shape.n), c = FloatBuffer(count: shape.m * shape.n)
         let lda = shape.transA ? shape.m : shape.k, ldb = shape.transB ? shape.k : shape.n
         let time = Measurement.seconds(repeats: repeats) {
@@ -22,7 +22,7 @@ struct KernelBenchmark {
     }
 
     /// Seconds per element of `kernel` at a micro-batch of 4 sequences.
-    func element(_ kernel: ElementKernel) -> Measurement {
+    public func element(_ kernel: ElementKernel) -> Measurement {
         let batch = 4, t = sequence, rows = batch * t, c = model.dModel, h = model.mlpHidden, v = model.vocabulary
         let x = filled(rows * max(c, h, v)), y = filled(rows * max(c, h, v)), z = filled(rows * max(c, h, v))
         let w = filled(max(c, v * c)), bias = filled(max(c, h)), mean = filled(rows), rstd = FloatBuffer(count: rows)

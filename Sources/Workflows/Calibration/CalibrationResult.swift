@@ -7,27 +7,27 @@ import Workload
 /// Everything `fleet calibrate` measured, and the scenario it makes of it: a `local` device
 /// (cores, sgemm rates by shape, per-element kernel times), a fabric from one transport's
 /// α–β, and a storage entry, each value annotated with how it was measured.
-struct CalibrationResult {
-    var model: ModelSpec
-    var batch: Int
-    var sequence: Int
-    var cores: Int
-    var repeats: Int
-    var gemm: [GEMMShape: Measurement] = [:]
-    var kernels: [ElementKernel: Measurement] = [:]
-    var inStep = Measurement([1])
-    var isolatedOptimizer: Measurement?
-    var memoryBandwidth = Measurement([])
-    var transports: [TransportFigures] = []
-    var fabricTransport = "zmq"
-    var storageBandwidth = Measurement([])
-    var storageLatency = Measurement([])
-    var storageDirectory = "."
+public struct CalibrationResult {
+    public var model: ModelSpec
+    public var batch: Int
+    public var sequence: Int
+    public var cores: Int
+    public var repeats: Int
+    public var gemm: [GEMMShape: Measurement] = [:]
+    public var kernels: [ElementKernel: Measurement] = [:]
+    public var inStep = Measurement([1])
+    public var isolatedOptimizer: Measurement?
+    public var memoryBandwidth = Measurement([])
+    public var transports: [TransportFigures] = []
+    public var fabricTransport = "zmq"
+    public var storageBandwidth = Measurement([])
+    public var storageLatency = Measurement([])
+    public var storageDirectory = "."
     /// Which BLAS kernel measured the rates, and who chose it.
-    var blas = BLASKernelReport.current(environment: ProcessInfo.processInfo.environment)
+    public var blas = BLASKernelReport.current(environment: ProcessInfo.processInfo.environment)
 
     /// The measured kernels as the simulator uses them.
-    var calibration: KernelCalibration {
+    public var calibration: KernelCalibration {
         var c = KernelCalibration(gemm: gemm.mapValues(\.median), perElement: kernels.mapValues(\.median), cores: cores)
         c.inStep = inStep.median
         c.pinned = true
@@ -39,14 +39,14 @@ struct CalibrationResult {
     }
 
     /// The two-rank figures of the fabric's transport, and its figures with more ranks than cores.
-    var fabric: TransportFigures? {
+    public var fabric: TransportFigures? {
         transports.first { $0.ranks == 2 && $0.transport.lowercased().hasPrefix(fabricTransport) } ?? transports.first
     }
-    var loaded: TransportFigures? {
+    public var loaded: TransportFigures? {
         transports.first { $0.ranks > cores && $0.transport.lowercased().hasPrefix(fabricTransport) }
     }
 
-    func yaml() -> String {
+    public func yaml() -> String {
         let host = ProcessInfo.processInfo.hostName
         let date = ISO8601DateFormatter().string(from: Date())
         let peak = gemm.values.map(\.median).max() ?? 1e9

@@ -1,12 +1,11 @@
-import ArgumentParser
 
-/// Byte counts written as `4096`, `4KiB`, `64MiB`, `1GiB` (K, M, G are binary too).
-struct ByteSize: ExpressibleByArgument, CustomStringConvertible {
-    let bytes: Int
+/// Byte counts written (command-line and scenario style) as `4096`, `4KiB`, `64MiB`, `1GiB` (K, M, G are binary too).
+public struct ByteSize: Sendable, CustomStringConvertible, Equatable {
+    public let bytes: Int
 
-    init(bytes: Int) { self.bytes = bytes }
+    public init(bytes: Int) { self.bytes = bytes }
 
-    init?(argument: String) {
+    public init?(argument: String) {
         let text = argument.trimmingCharacters(in: .whitespaces)
         let digits = text.prefix { $0.isNumber }
         guard let value = Int(digits) else { return nil }
@@ -17,7 +16,7 @@ struct ByteSize: ExpressibleByArgument, CustomStringConvertible {
         bytes = value * multiplier
     }
 
-    var description: String {
+    public var description: String {
         for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] where bytes >= 1 << shift && bytes % (1 << shift) == 0 {
             return "\(bytes >> shift)\(unit)"
         }
@@ -26,10 +25,10 @@ struct ByteSize: ExpressibleByArgument, CustomStringConvertible {
 }
 
 /// A list of sizes: `64MiB`, `4KiB:256MiB` (doubling), or a comma-separated mix of both.
-struct SizeList: ExpressibleByArgument {
-    let sizes: [ByteSize]
+public struct SizeList: Sendable {
+    public let sizes: [ByteSize]
 
-    init?(argument: String) {
+    public init?(argument: String) {
         var sizes: [ByteSize] = []
         for part in argument.split(separator: ",") {
             let ends = part.split(separator: ":").map(String.init)
@@ -48,7 +47,7 @@ struct SizeList: ExpressibleByArgument {
     }
 
     /// As a user would write it: `4KiB:64MiB` for a doubling range, else a comma list.
-    var defaultValueDescription: String {
+    public var defaultValueDescription: String {
         let doubling = sizes.count > 2 && zip(sizes, sizes.dropFirst()).allSatisfy { $1.bytes == 2 * $0.bytes }
         return doubling ? "\(sizes[0]):\(sizes[sizes.count - 1])" : sizes.map(\.description).joined(separator: ",")
     }

@@ -1,20 +1,20 @@
-import ArgumentParser
+
 import Parallelism
 
 /// Layouts written compactly, as `dp2pp2`, `tp2`, `dp1`: degrees in any order, unnamed ones 1.
 /// Pipelines get 2·pp micro-batches, as `fleet train` does.
-enum LayoutName {
-    static func parse(_ text: String) throws -> ParallelLayout {
+public enum LayoutName {
+    public static func parse(_ text: String) throws -> ParallelLayout {
         var degrees = ["dp": 1, "tp": 1, "pp": 1]
         var rest = Substring(text.lowercased())
-        guard !rest.isEmpty else { throw ValidationError("an empty layout name; write e.g. dp2pp2") }
+        guard !rest.isEmpty else { throw FleetError("an empty layout name; write e.g. dp2pp2") }
         while !rest.isEmpty {
             let key = String(rest.prefix(2))
             rest = rest.dropFirst(2)
             let digits = rest.prefix { $0.isNumber }
             rest = rest.dropFirst(digits.count)
             guard degrees[key] != nil, let value = Int(digits), value >= 1 else {
-                throw ValidationError("cannot read layout '\(text)': write degrees like dp2pp2, tp2 or dp1 (dp, tp, pp followed by a number)")
+                throw FleetError("cannot read layout '\(text)': write degrees like dp2pp2, tp2 or dp1 (dp, tp, pp followed by a number)")
             }
             degrees[key] = value
         }
@@ -22,7 +22,7 @@ enum LayoutName {
         return ParallelLayout(dp: degrees["dp"]!, tp: degrees["tp"]!, pp: pp, microbatches: pp > 1 ? 2 * pp : 1)
     }
 
-    static func name(_ layout: ParallelLayout) -> String {
+    public static func name(_ layout: ParallelLayout) -> String {
         var parts: [String] = []
         if layout.dp > 1 || (layout.tp == 1 && layout.pp == 1) { parts.append("dp\(layout.dp)") }
         if layout.tp > 1 { parts.append("tp\(layout.tp)") }
@@ -31,5 +31,5 @@ enum LayoutName {
     }
 
     /// The layouts `fleet compare` runs by default.
-    static let standard = ["dp1", "dp2", "dp4", "tp2", "pp2", "dp2pp2", "tp2pp2", "dp2tp2"]
+    public static let standard = ["dp1", "dp2", "dp4", "tp2", "pp2", "dp2pp2", "tp2pp2", "dp2tp2"]
 }

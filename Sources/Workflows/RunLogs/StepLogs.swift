@@ -3,12 +3,12 @@ import Foundation
 /// The per-rank step logs (`rank-N.steps.jsonl`) of one run, reduced to what a comparison
 /// needs: the job's step time per step (the slowest rank's), and each part of the step
 /// averaged over ranks.
-struct StepLogs {
+public struct StepLogs {
     /// Job step times in seconds, warm-up steps left out.
-    var steps: [Double] = []
-    var compute = 0.0, communication = 0.0, bubble = 0.0
+    public var steps: [Double] = []
+    public var compute = 0.0, communication = 0.0, bubble = 0.0
 
-    init(directory: String, ranks: Int, warmup: Int) throws {
+    public init(directory: String, ranks: Int, warmup: Int) throws {
         var perRank: [[[String: Any]]] = []
         for rank in 0..<ranks {
             let path = "\(directory)/rank-\(rank).steps.jsonl"
@@ -28,11 +28,11 @@ struct StepLogs {
     }
 
     /// One rank's step log, a JSON object per step; nil when it cannot be read.
-    static func rows(_ path: String) -> [[String: Any]]? {
+    public static func rows(_ path: String) -> [[String: Any]]? {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
-    static func median(_ values: [Double]) -> Double { Measurement.quantile(values, 0.5) }
-    static func quantile(_ values: [Double], _ q: Double) -> Double { Measurement.quantile(values, q) }
+    public static func median(_ values: [Double]) -> Double { Measurement.quantile(values, 0.5) }
+    public static func quantile(_ values: [Double], _ q: Double) -> Double { Measurement.quantile(values, q) }
 }

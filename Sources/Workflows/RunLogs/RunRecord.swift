@@ -4,28 +4,28 @@ import Training
 /// What a training run leaves in its run directory for `fleet diff`: `run.json` (model,
 /// layout, mode, tensor names), `record.jsonl` (per step: loss, gradient norm and a
 /// checksum of every parameter tensor, with exact bit patterns) and `final.weights`.
-struct RunRecord {
-    struct Step {
-        let step: Int
-        let loss: Float
-        let gradientNorm: Float
-        let checksums: [UInt64]
+public struct RunRecord {
+    public struct Step {
+        public let step: Int
+        public let loss: Float
+        public let gradientNorm: Float
+        public let checksums: [UInt64]
     }
 
-    let directory: String
-    let description: [String: Any]
-    let tensorNames: [String]
-    let steps: [Step]
+    public let directory: String
+    public let description: [String: Any]
+    public let tensorNames: [String]
+    public let steps: [Step]
 
-    static func describe(directory: String, fields: [(String, Any)], tensorNames: [String]) throws {
-        var text = Console.jsonLine(fields)
+    public static func describe(directory: String, fields: [(String, Any)], tensorNames: [String]) throws {
+        var text = JSONLine.encode(fields)
         text.removeLast()
         text += ",\"tensors\":[" + tensorNames.map { "\"\($0)\"" }.joined(separator: ",") + "]}\n"
         try write(text, to: directory + "/run.json", append: false)
     }
 
     /// Appends one step (called on the reporting rank).
-    static func append(_ m: StepMetrics, directory: String) throws {
+    public static func append(_ m: StepMetrics, directory: String) throws {
         let hex = { (value: UInt64) in String(value, radix: 16) }
         let line = "{\"step\":\(m.step + 1),\"loss\":\(Double(m.loss)),\"loss_bits\":\"\(hex(UInt64(m.loss.bitPattern)))\","
             + "\"grad_norm\":\(Double(m.gradientNorm)),\"grad_norm_bits\":\"\(hex(UInt64(m.gradientNorm.bitPattern)))\","
@@ -45,7 +45,7 @@ struct RunRecord {
     }
 
     /// Reads a run directory written by `fleet train --run-dir` (or self-launched workers).
-    init(directory: String) throws {
+    public init(directory: String) throws {
         self.directory = directory
         func json(_ text: Substring) -> [String: Any]? {
             (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
@@ -76,7 +76,7 @@ struct RunRecord {
     }
 
     /// One line about the run: model, layout, mode, steps.
-    var summary: String {
+    public var summary: String {
         let model = description["model"] as? String ?? "?", layout = description["layout"] as? String ?? "?"
         let mode = (description["deterministic"] as? Bool ?? false) ? "deterministic" : "default mode"
         let transport = description["transport"] as? String ?? "?"

@@ -6,16 +6,16 @@ import Workload
 /// the yardstick of fleet's speed, measured side by side in the same run (never a figure from
 /// another machine or hour). Also times numpy's bundled OpenBLAS sgemm, which detects newer
 /// CPUs than Debian's.
-enum PyTorchReference {
-    struct Result: Decodable {
-        var tokens_per_s: Double
-        var torch: String
-        var numpy_sgemm_gflops: Double?
-        var numpy_blas_kernel: String?
+public enum PyTorchReference {
+    public struct Result: Decodable {
+        public var tokens_per_s: Double
+        public var torch: String
+        public var numpy_sgemm_gflops: Double?
+        public var numpy_blas_kernel: String?
     }
 
     /// Trains `model` for `steps` steps in `python` (after 3 warm-up steps) and returns its throughput.
-    static func run(python: String, model: ModelSpec, batch: Int, sequence: Int, steps: Int, threads: Int) throws -> Result {
+    public static func run(python: String, model: ModelSpec, batch: Int, sequence: Int, steps: Int, threads: Int) throws -> Result {
         let arguments = ["-c", script] + [model.layers, model.heads, model.dModel, model.mlpHidden, model.vocabulary,
                                          batch, sequence, steps, threads].map(String.init)
         let environment = ["OMP_NUM_THREADS": "\(threads)", "OPENBLAS_NUM_THREADS": "\(threads)", "MKL_NUM_THREADS": "\(threads)"]
@@ -38,7 +38,7 @@ enum PyTorchReference {
     }
 
     /// The model, in PyTorch as a user would write it.
-    static let script = #"""
+    public static let script = #"""
 import json, math, sys, time
 import torch
 import torch.nn as nn
@@ -51,7 +51,7 @@ batch, seq, steps, threads = [int(x) for x in sys.argv[6:10]]
 torch.set_num_threads(threads)
 torch.manual_seed(1)
 
-class Block(nn.Module):
+public class Block(nn.Module):
     def __init__(self):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
@@ -65,7 +65,7 @@ class Block(nn.Module):
         x = x + self.proj(y)
         return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
 
-class GPT(nn.Module):
+public class GPT(nn.Module):
     def __init__(self):
         super().__init__()
         self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(seq, d)

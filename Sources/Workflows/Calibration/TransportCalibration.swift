@@ -3,31 +3,31 @@ import Foundation
 
 /// What one transport measured: one-way point-to-point time per size (ping-pong between the
 /// first and the last rank, halved), the α–β fit, and all-reduce times per algorithm.
-struct TransportFigures: Codable {
-    var transport: String
-    var ranks: Int
-    var pingPong: [Int: Measurement] = [:]
+public struct TransportFigures: Codable {
+    public var transport: String
+    public var ranks: Int
+    public var pingPong: [Int: Measurement] = [:]
     /// Latency (s) and bandwidth (B/s) of `t = α + bytes/β`.
-    var alpha = 0.0, beta = 0.0
-    var allReduce: [String: [Int: Measurement]] = [:]
+    public var alpha = 0.0, beta = 0.0
+    public var allReduce: [String: [Int: Measurement]] = [:]
     /// Time of one all-reduce of `meetingBytes` within pairs of ranks (0–1, 2–3, …) that
     /// compute about 2 ms between all-reduces, as tensor-parallel partners do.
-    var loadedMeeting: Measurement?
+    public var loadedMeeting: Measurement?
     /// With two ranks to a core: the cost of passing the turn to the rank on the same core.
-    var handoff: Measurement?
-    static let meetingBytes = 256 << 10
+    public var handoff: Measurement?
+    public static let meetingBytes = 256 << 10
 
     /// The meeting's time beyond its α–β ring time (2 steps of half the buffer).
-    var meetingWait: Double? {
+    public var meetingWait: Double? {
         loadedMeeting.map { max(0, $0.median - 2 * (alpha + Double(Self.meetingBytes) / 2 / max(beta, 1))) }
     }
 
-    static let pingPongSizes = [8, 4 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
-    static let allReduceSizes = [64 << 10, 256 << 10, 1 << 20, 4 << 20]
+    public static let pingPongSizes = [8, 4 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
+    public static let allReduceSizes = [64 << 10, 256 << 10, 1 << 20, 4 << 20]
 
     /// α: the one-way time of the smallest message; β: least squares through the origin of
     /// (bytes, time − α) over the sizes from 64 KiB up, where the bytes dominate.
-    mutating func fit() {
+    public mutating func fit() {
         guard let small = pingPong[Self.pingPongSizes[0]] else { return }
         alpha = small.median
         var sxy = 0.0, sxx = 0.0
@@ -39,7 +39,7 @@ struct TransportFigures: Codable {
     }
 
     /// Measures on `transport` (every rank calls this); rank 0's result is complete.
-    static func measure(on transport: Transport, repeats: Int, algorithms: [AllReduceAlgorithm]) throws -> TransportFigures {
+    public static func measure(on transport: Transport, repeats: Int, algorithms: [AllReduceAlgorithm]) throws -> TransportFigures {
         var figures = TransportFigures(transport: transport.backendName, ranks: transport.worldSize)
         let communicator = Communicator(world: transport)
         let last = transport.worldSize - 1, me = transport.rank
@@ -89,7 +89,7 @@ struct TransportFigures: Codable {
 
     /// Iterations of a register-only loop that take this rank about 2 ms on a core of its own,
     /// sized by each rank in turn while the others wait.
-    static func workFor2ms(_ transport: Transport, _ communicator: Communicator) throws -> Int {
+    public static func workFor2ms(_ transport: Transport, _ communicator: Communicator) throws -> Int {
         var iterations = 0
         for r in 0..<transport.worldSize {
             if r == transport.rank {
@@ -107,7 +107,7 @@ struct TransportFigures: Codable {
     /// Two ranks pinned to one core (rank r and r + cores) pass the turn: each computes ~2 ms,
     /// then sends 8 B to the other, which was waiting for it. Returns, per message, the time
     /// a round took beyond the two computations (the switch from one rank to the other).
-    static func handoff(_ transport: Transport, _ communicator: Communicator, cores: Int) throws -> Double {
+    public static func handoff(_ transport: Transport, _ communicator: Communicator, cores: Int) throws -> Double {
         let me = transport.rank
         let iterations = try workFor2ms(transport, communicator)
         var x = 1.0
@@ -141,7 +141,7 @@ struct TransportFigures: Codable {
     /// Pairs of ranks alternate fixed work (about 2 ms on a core of their own, sized by each
     /// rank in turn while the others wait) and an all-reduce; returns the mean time inside
     /// the all-reduce, the slowest rank's.
-    static func loadedMeeting(_ transport: Transport, _ communicator: Communicator) throws -> Double {
+    public static func loadedMeeting(_ transport: Transport, _ communicator: Communicator) throws -> Double {
         let me = transport.rank
         let iterations = try workFor2ms(transport, communicator)
         let pair = try communicator.subgroup([me - me % 2, me - me % 2 + 1])

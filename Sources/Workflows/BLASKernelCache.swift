@@ -2,20 +2,30 @@ import Foundation
 
 /// Verdicts of kernel checks, kept per (OpenBLAS build, CPU, candidates) in one JSON file, so a
 /// machine checks its kernels once and later starts cost a file read.
-struct BLASKernelCache {
-    struct Rejection: Codable, Equatable {
-        var kernel: String
-        var reason: String
+public struct BLASKernelCache: Sendable {
+    public struct Rejection: Codable, Equatable, Sendable {
+        public var kernel: String
+        public var reason: String
+
+        public init(kernel: String, reason: String) {
+            self.kernel = kernel
+            self.reason = reason
+        }
     }
 
-    struct Verdict: Codable, Equatable {
+    public struct Verdict: Codable, Equatable, Sendable {
         /// The first candidate that passed, or nil when none did.
-        var kernel: String?
-        var rejected: [Rejection]
+        public var kernel: String?
+        public var rejected: [Rejection]
         /// Its one-thread sgemm rate in the check, for the record.
-        var gflops: Double?
+        public var gflops: Double?
         /// Whether its products are the same however they are split (rows over threads and ranks, columns over shards).
-        var splitInvariant: Bool?
+        public var splitInvariant: Bool?
+
+        public init(kernel: String?, rejected: [Rejection]) {
+            self.kernel = kernel
+            self.rejected = rejected
+        }
     }
 
     private struct File: Codable {
@@ -23,25 +33,25 @@ struct BLASKernelCache {
         var entries: [String: Verdict] = [:]
     }
 
-    let path: String?
+    public let path: String?
 
-    init(directory: String?) {
+    public init(directory: String?) {
         path = directory.map { $0 + "/blas-kernels.json" }
     }
 
     /// FLEET_CACHE_DIR, else $XDG_CACHE_HOME/fleet, else ~/.cache/fleet.
-    static func directory(environment: [String: String]) -> String? {
+    public static func directory(environment: [String: String]) -> String? {
         if let dir = environment["FLEET_CACHE_DIR"], !dir.isEmpty { return dir }
         if let xdg = environment["XDG_CACHE_HOME"], !xdg.isEmpty { return xdg + "/fleet" }
         return environment["HOME"].map { $0 + "/.cache/fleet" }
     }
 
-    func verdict(for key: String) -> Verdict? {
+    public func verdict(for key: String) -> Verdict? {
         read().entries[key]
     }
 
     /// Adds a verdict; a cache that cannot be written only costs the next start another check.
-    func store(_ verdict: Verdict, for key: String) {
+    public func store(_ verdict: Verdict, for key: String) {
         guard let path else { return }
         var file = read()
         file.entries[key] = verdict

@@ -3,31 +3,31 @@ import Foundation
 
 /// Runs a program to completion and returns its status and output; both streams go through
 /// files, so neither can fill a pipe and stall the child.
-enum ChildProcess {
+public enum ChildProcess {
     /// This fleet executable with `arguments`.
-    static func fleet(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+    public static func fleet(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
         try run(LocalLauncher.currentExecutable, arguments, environment: environment)
     }
 
     /// `unset` names variables of this process's environment the child must not see.
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
                     unset: [String] = []) throws -> (status: Int32, stdout: String, stderr: String) {
         let outcome = try bounded(executable, arguments, environment: environment, unset: unset)
         return (outcome.status, outcome.stdout, outcome.stderr)
     }
 
     /// How a child ended: its exit status (or the signal that killed it), and its output.
-    struct Outcome {
-        var status: Int32
-        var signaled: Bool
+    public struct Outcome {
+        public var status: Int32
+        public var signaled: Bool
         /// Killed by us after `timeout`.
-        var timedOut: Bool
-        var stdout: String
-        var stderr: String
+        public var timedOut: Bool
+        public var stdout: String
+        public var stderr: String
     }
 
     /// `run`, and with a `timeout` the child is killed (SIGKILL) once it has run that long.
-    static func bounded(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+    public static func bounded(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
                         unset: [String] = [], timeout: Double? = nil) throws -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -61,7 +61,7 @@ enum ChildProcess {
     }
 
     /// The first executable called `name` on PATH.
-    static func which(_ name: String) -> String? {
+    public static func which(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
@@ -69,7 +69,7 @@ enum ChildProcess {
     /// mpirun on this one machine (shared memory and loopback only) unless a hostfile is set; as root it needs consent,
     /// and more ranks than cores need oversubscription.
     /// `pinned` binds rank r to core r mod cores (as fleet's own launcher does with FLEET_PIN_CORES).
-    static func mpirun(ranks: Int, pinned: Bool = false, _ arguments: [String]) -> (path: String, arguments: [String], environment: [String: String])? {
+    public static func mpirun(ranks: Int, pinned: Bool = false, _ arguments: [String]) -> (path: String, arguments: [String], environment: [String: String])? {
         guard let mpirun = which("mpirun") else { return nil }
         let inherited = ProcessInfo.processInfo.environment
         // A hostfile means other machines: then OpenMPI chooses its own networks.

@@ -1,9 +1,9 @@
 import Foundation
 
 /// Small self-contained SVG charts (no dependencies), for plots a user opens in a browser.
-enum SVGChart {
+public enum SVGChart {
     /// A vertical bar per labelled value, with the value above it.
-    static func bars(title: String, unit: String, _ bars: [(label: String, value: Double)]) -> String {
+    public static func bars(title: String, unit: String, _ bars: [(label: String, value: Double)]) -> String {
         let width = max(480, 70 * bars.count + 120), height = 360, left = 80, bottom = 300, top = 50
         let largest = max(bars.map(\.value).max() ?? 1, 1e-12)
         let slot = Double(width - left - 20) / Double(max(bars.count, 1))
@@ -22,7 +22,7 @@ enum SVGChart {
     }
 
     /// One line per series over categorical labels (points marked, a legend at the top).
-    static func lines(title: String, unit: String, labels: [String], series: [(name: String, color: String, values: [Double])]) -> String {
+    public static func lines(title: String, unit: String, labels: [String], series: [(name: String, color: String, values: [Double])]) -> String {
         let width = max(520, 80 * labels.count + 120), height = 380, left = 80, bottom = 310, top = 60
         let largest = max(series.flatMap(\.values).filter(\.isFinite).max() ?? 1, 1e-12) * 1.1
         let slot = Double(width - left - 20) / Double(max(labels.count, 1))

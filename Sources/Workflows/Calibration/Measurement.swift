@@ -2,21 +2,21 @@ import Foundation
 
 /// A quantity measured several times: the median, and the spread (max − min over the median)
 /// so that repeated calibrations can be judged.
-struct Measurement: Codable {
-    var median: Double
-    var spread: Double
-    var repeats: Int
+public struct Measurement: Codable {
+    public var median: Double
+    public var spread: Double
+    public var repeats: Int
 
-    init(_ samples: [Double]) {
+    public init(_ samples: [Double]) {
         median = Self.quantile(samples, 0.5)
         spread = median > 0 ? ((samples.max() ?? 0) - (samples.min() ?? 0)) / median : 0
         repeats = samples.count
     }
 
-    var spreadText: String { String(format: "spread %.1f%% over %d", spread * 100, repeats) }
+    public var spreadText: String { String(format: "spread %.1f%% over %d", spread * 100, repeats) }
 
     /// Seconds per call of `body`: each repeat runs it enough times to last `minimum` seconds.
-    static func seconds(repeats: Int, minimum: Double = 0.01, _ body: () -> Void) -> Measurement {
+    public static func seconds(repeats: Int, minimum: Double = 0.01, _ body: () -> Void) -> Measurement {
         body()
         let once = clock(body)
         let calls = max(1, min(1 << 16, Int(minimum / max(once, 1e-9))))
@@ -25,14 +25,14 @@ struct Measurement: Codable {
     }
 
     /// The q-quantile, interpolating between neighbours (q = 0.5: the median).
-    static func quantile(_ values: [Double], _ q: Double) -> Double {
+    public static func quantile(_ values: [Double], _ q: Double) -> Double {
         let sorted = values.sorted()
         guard !sorted.isEmpty else { return 0 }
         let position = q * Double(sorted.count - 1), low = Int(position), high = min(low + 1, sorted.count - 1)
         return sorted[low] + (sorted[high] - sorted[low]) * (position - Double(low))
     }
 
-    static func clock(_ body: () throws -> Void) rethrows -> Double {
+    public static func clock(_ body: () throws -> Void) rethrows -> Double {
         let start = ContinuousClock.now
         try body()
         let (s, atto) = (ContinuousClock.now - start).components

@@ -1,0 +1,179 @@
+import Collectives
+import Engine
+import Foundation
+import Parallelism
+import Tensor
+import Training
+import Workload
+
+/// `fleet calibrate`'s measurements of this machine: kernels at the model's product shapes,
+/// real one-process steps, memory, storage, and (through child processes) each transport.
+/// Lines describing each measurement go to `progress` as they are taken.
+public struct MachineCalibration {
+    public var model: ModelSpec
+    public var batch: Int
+    public var repeats: Int
+    /// Layouts whose product shapes are measured.
+    public var layouts: [ParallelLayout]
+    /// Where checkpoints would be written (its write bandwidth is measured).
+    public var storageDirectory = "."
+    /// The transport whose figures become the scenario's fabric.
+    public var fabric = "zmq"
+    /// Seconds a transport-measuring worker waits for a peer.
+    public var timeout = 60.0
+    public var progress: (String) -> Void = { _ in }
+    /// Transient status (a terminal line overwritten by the next).
+    public var status: (String) -> Void = { _ in }
+
+    public init(model: ModelSpec, batch: Int, repeats: Int, layouts: [ParallelLayout]) {
+        self.model = model
+        self.batch = batch
+        self.repeats = repeats
+        self.layouts = layouts
+    }
+
+    /// The distinct product shapes of every stage of every layout at this batch.
+    public func shapes() throws -> [GEMMShape] {
+        var found = Set<GEMMShape>()
+        for layout in layouts {
+            try layout.validate(model: model, batch: batch)
+            for work in KernelWork.stages(model: model, layout: layout, batch: batch, sequence: model.context) {
+                found.formUnion(work.forward.gemms.keys)
+                found.formUnion(work.backward.gemms.keys)
+            }
+        }
+        return found.sorted()
+    }
+
+    /// Kernels, memory and storage, in this process (one thread).
+    public func measureMachine() throws -> CalibrationResult {
+        Parallel.threads = 1
+        BLAS.setThreads(1)
+        var result = CalibrationResult(model: model, batch: batch, sequence: model.context,
+                                       cores: ProcessInfo.processInfo.activeProcessorCount, repeats: repeats)
+        result.fabricTransport = fabric
+        result.storageDirectory = storageDirectory
+        let bench = KernelBenchmark(model: model, sequence: model.context, repeats: repeats)
+        let shapes = try shapes()
+        progress("calibrating \(model.name) on \(result.cores) core(s), \(repeats) repeats each")
+        for (i, shape) in shapes.enumerated() {
+            let rate = bench.gemm(shape)
+            result.gemm[shape] = rate
+            status("  sgemm \(i + 1)/\(shapes.count) \(shape): \(String(format: "%.2f", rate.median / 1e9)) GFLOP/s")
+        }
+        let rates = result.gemm.values.map(\.median)
+        progress("  sgemm: \(shapes.count) shapes, \(String(format: "%.2f–%.2f", (rates.min() ?? 0) / 1e9, (rates.max() ?? 0) / 1e9)) GFLOP/s")
+        for kernel in ElementKernel.allCases {
+            let time = bench.element(kernel)
+            result.kernels[kernel] = time
+            progress("  \(kernel.rawValue): \(String(format: "%.3f", time.median * 1e9)) ns/element (\(time.spreadText))")
+        }
+        try measureInStep(&result)
+        result.memoryBandwidth = Self.memoryBandwidth(repeats: repeats)
+        (result.storageBandwidth, result.storageLatency) = try Self.storage(directory: storageDirectory, repeats: repeats)
+        progress(String(format: "  memory: %.2f GB/s; storage: %.3f GB/s, %.0f µs per synced small write", result.memoryBandwidth.median / 1e9,
+                        result.storageBandwidth.median / 1e9, result.storageLatency.median * 1e6))
+        return result
+    }
+
+    /// Real one-process training steps at the calibration batch: how their forward and
+    /// backward compare with the sum of their kernels measured alone, and what the rest of a
+    /// step (optimizer, loss) costs per parameter.
+    func measureInStep(_ result: inout CalibrationResult) throws {
+        var configuration = TrainingConfiguration(model: model)
+        configuration.batch = batch
+        configuration.steps = 4 * repeats + 2
+        configuration.threads = 1
+        let trainer = try Trainer(configuration: configuration, corpus: Corpus.builtIn())
+        var compute: [Double] = [], rest: [Double] = []
+        _ = try trainer.distributed.run(everyRank: { m, r in
+            guard m.step >= 2 else { return }
+            compute.append(r.computeSeconds)
+            rest.append(r.seconds - r.computeSeconds)
+        })
+        let work = KernelWork.stages(model: model, layout: ParallelLayout(), batch: batch, sequence: model.context)[0]
+        let alone = result.calibration.seconds(work.forward + work.backward)
+        result.inStep = Measurement(compute.map { $0 / alone })
+        result.isolatedOptimizer = result.kernels[.optimizer]
+        let perParameter = Measurement(rest.map { $0 / Double(model.parameterCount) })
+        result.kernels[.optimizer] = perParameter
+        progress(String(format: "  one-process steps: forward+backward %.2f ms = %.3f × the kernels alone; the rest %.2f ms (%.2f ns per parameter)",
+                        StepLogs.median(compute) * 1000, result.inStep.median, StepLogs.median(rest) * 1000, perParameter.median * 1e9))
+    }
+
+    /// A transport's figures from `ranks` worker processes running `fleet calibrate
+    /// --measure-transport`: ZeroMQ self-launched, MPI through mpirun. nil when mpirun is missing.
+    public func measureTransport(_ name: String, ranks: Int) throws -> TransportFigures? {
+        let file = NSTemporaryDirectory() + "fleet-calibrate-\(getpid())-\(name)-\(ranks).json"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let arguments = ["calibrate", model.name, "--measure-transport", name, "--result-file", file, "--repeats", "\(repeats)", "--timeout", "\(timeout)"]
+        let run: (status: Int32, stdout: String, stderr: String)
+        if name == "mpi" {
+            guard let mpirun = ChildProcess.mpirun(ranks: ranks, pinned: true, arguments + ["--transport", "mpi"]) else {
+                progress("  mpi: mpirun is not on PATH, not measured")
+                return nil
+            }
+            run = try ChildProcess.run(mpirun.path, mpirun.arguments, environment: mpirun.environment)
+        } else {
+            run = try ChildProcess.fleet(arguments + ["--transport", "zmq", "--ranks", "\(ranks)"], environment: ["FLEET_PIN_CORES": "1"])
+        }
+        guard run.status == 0, let data = FileManager.default.contents(atPath: file) else {
+            throw FleetError("measuring \(name) failed (exit \(run.status)): \(run.stderr.suffix(600))")
+        }
+        let figures = try JSONDecoder().decode(TransportFigures.self, from: data)
+        var line = String(format: "  %@, %d ranks: α %.1f µs, β %.3f GB/s", figures.transport, ranks, figures.alpha * 1e6, figures.beta / 1e9)
+        if let wait = figures.meetingWait { line += String(format: "; a pair all-reduce between compute waits %.1f µs more", wait * 1e6) }
+        progress(line)
+        return figures
+    }
+
+    /// Writes the scenario and checks that it reads back as one.
+    public static func write(_ result: CalibrationResult, to path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        try result.yaml().write(toFile: path, atomically: true, encoding: .utf8)
+        _ = try ScenarioReader(path: path).read()
+    }
+
+    public static func memoryBandwidth(repeats: Int) -> Measurement {
+        let count = 64 << 20
+        let a = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 64), b = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 64)
+        defer { a.deallocate(); b.deallocate() }
+        memset(a, 1, count)
+        memset(b, 2, count)
+        // One copy per sample, alternating direction, so no copy can be folded into another.
+        let samples = (0..<repeats * 2).map { i in
+            2 * Double(count) / Measurement.clock { if i % 2 == 0 { memcpy(b, a, count) } else { memcpy(a, b, count) } }
+        }
+        return Measurement(samples)
+    }
+
+    /// Bandwidth of writing and fsyncing 64 MiB, and the time of a small synced write + rename.
+    public static func storage(directory: String, repeats: Int) throws -> (Measurement, Measurement) {
+        let path = (directory as NSString).appendingPathComponent(".fleet-calibrate-\(getpid())")
+        defer { unlink(path); unlink(path + ".tmp") }
+        let size = 64 << 20
+        let data = [UInt8](repeating: 7, count: size)
+        func write(_ bytes: Int, to file: String) throws {
+            let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            guard fd >= 0 else { throw FleetError("cannot write in \(directory) (\(String(cString: strerror(errno)))); pass --storage-dir with a writable directory") }
+            defer { close(fd) }
+            var done = 0
+            while done < bytes {
+                let n = data.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + done, min(1 << 20, bytes - done)) }
+                guard n > 0 else { throw FleetError("writing in \(directory) failed: \(String(cString: strerror(errno)))") }
+                done += n
+            }
+            fsync(fd)
+        }
+        var rates: [Double] = [], latencies: [Double] = []
+        for _ in 0..<repeats {
+            rates.append(Double(size) / (try Measurement.clock { try write(size, to: path) }))
+            latencies.append(try Measurement.clock {
+                try write(4096, to: path + ".tmp")
+                rename(path + ".tmp", path)
+            })
+        }
+        return (Measurement(rates), Measurement(latencies))
+    }
+}

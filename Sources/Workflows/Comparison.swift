@@ -1,0 +1,96 @@
+import Engine
+import Foundation
+import Parallelism
+import Workload
+
+/// `fleet compare`: each layout's step simulated on a calibrated scenario, written down, then
+/// trained for real (self-launched ZeroMQ workers or mpirun) and measured from its step logs.
+public struct Comparison {
+    public var model: ModelSpec
+    public var batch: Int
+    public var steps: Int
+    /// Steps left out of the measurement at the start of each run.
+    public var warmup: Int
+    /// The calibrated scenario.
+    public var base: Scenario
+    /// `mpi` (through mpirun) or `zmq` (self-launched workers).
+    public var transport: String
+
+    public init(model: ModelSpec, batch: Int, steps: Int, warmup: Int, base: Scenario, transport: String) {
+        self.model = model
+        self.batch = batch
+        self.steps = steps
+        self.warmup = warmup
+        self.base = base
+        self.transport = transport
+    }
+
+    /// The scenario with this layout on as many ranks, on the calibrated machine(s).
+    public func simulate(_ layout: ParallelLayout) throws -> ComparisonRow {
+        var s = base
+        s.model = model
+        s.batch = batch
+        s.sequence = model.context
+        s.layout = layout
+        s.dataParallelAuto = false
+        if base.nodes > 1 && layout.worldSize % base.nodes == 0 { s.gpusPerNode = layout.worldSize / base.nodes } else { s.nodes = 1; s.gpusPerNode = layout.worldSize }
+        if let problem = s.problems().first { throw FleetError("cannot simulate \(LayoutName.name(layout)): \(problem)") }
+        return ComparisonRow(name: LayoutName.name(layout), layout: layout, simulated: StepSimulator(scenario: s).run())
+    }
+
+    /// Writes every prediction to `directory/predictions.jsonl`, stamped, before any run starts.
+    public func recordPredictions(_ rows: [ComparisonRow], in directory: String) throws {
+        let stamp = ISO8601DateFormatter().string(from: Date())
+        let lines = rows.map { row in
+            JSONLine.encode([("layout", row.name), ("simulated_step_s", row.simulated.stepTime.seconds), ("simulated_compute_s", row.simulatedCompute),
+                             ("simulated_communication_s", row.simulatedCommunication), ("simulated_bubble_s", row.simulatedBubble),
+                             ("predicted_at", stamp)])
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: "\(directory)/predictions.jsonl", atomically: true, encoding: .utf8)
+    }
+
+    /// Trains the layout for real and reads its step logs.
+    public func measure(_ row: ComparisonRow, directory: String) throws -> StepLogs {
+        let l = row.layout
+        var arguments = ["train", model.name, "--steps", "\(steps)", "--batch", "\(batch)", "--dp", "\(l.dp)", "--tp", "\(l.tp)", "--pp", "\(l.pp)",
+                         "--microbatches", "\(l.microbatches)", "--run-dir", directory, "--json"]
+        let run: (status: Int32, stdout: String, stderr: String)
+        if transport == "mpi" && l.worldSize > 1 {
+            arguments += ["--transport", "mpi"]
+            guard let mpirun = ChildProcess.mpirun(ranks: l.worldSize, pinned: true, arguments) else {
+                throw FleetError("--transport mpi needs mpirun on PATH (install openmpi-bin), or use --transport zmq")
+            }
+            run = try ChildProcess.run(mpirun.path, mpirun.arguments, environment: mpirun.environment)
+        } else {
+            run = try ChildProcess.fleet(arguments, environment: ["FLEET_PIN_CORES": "1"])
+        }
+        guard run.status == 0 else {
+            throw FleetError("the \(row.name) run failed (exit \(run.status)); its logs are in \(directory): \(run.stderr.suffix(800))")
+        }
+        return try StepLogs(directory: directory, ranks: l.worldSize, warmup: warmup)
+    }
+}
+
+/// One layout's prediction and, once run, its measurement.
+public struct ComparisonRow {
+    public var name: String
+    public var layout: ParallelLayout
+    public var simulated: StepReport
+    public var measured: StepLogs?
+
+    public var simulatedCompute: Double { simulated.breakdown.compute.seconds + simulated.breakdown.optimizer.seconds }
+    public var simulatedCommunication: Double { simulated.breakdown.tensorParallel.seconds + simulated.breakdown.dataParallelExposed.seconds }
+    public var simulatedBubble: Double { simulated.breakdown.pipelineWait.seconds }
+    public var measuredStep: Double { measured.map { StepLogs.median($0.steps) } ?? .nan }
+    /// Simulated minus measured, in percent of measured.
+    public var error: Double { (simulated.stepTime.seconds - measuredStep) / measuredStep * 100 }
+
+    /// The part of the step whose simulated and measured times differ most.
+    public var worstComponent: String {
+        guard let m = measured else { return "-" }
+        let parts = [("compute", simulatedCompute - m.compute), ("communication", simulatedCommunication - m.communication),
+                     ("bubble", simulatedBubble - m.bubble)]
+        let worst = parts.max { abs($0.1) < abs($1.1) }!
+        return String(format: "%@ %+.1f ms", worst.0, worst.1 * 1000)
+    }
+}
