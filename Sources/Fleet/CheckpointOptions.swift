@@ -36,12 +36,9 @@ struct CheckpointOptions: ParsableArguments {
 
     var isActive: Bool { checkpointDir != nil || resumeFrom != nil || stopAt != nil }
 
-    /// The save policy, with the test-only crash point from FLEET_TEST_KILL_DURING_CHECKPOINT.
+    /// The save policy.
     var policy: CheckpointPolicy? {
-        checkpointDir.map {
-            CheckpointPolicy(directory: $0, every: checkpointEvery, keep: keep, async: asyncCheckpoint,
-                             killDuringSave: Settings.current.killDuringCheckpoint)
-        }
+        checkpointDir.map { CheckpointPolicy(directory: $0, every: checkpointEvery, keep: keep, async: asyncCheckpoint) }
     }
 
     /// The checkpoint to continue from, if any, and the newer ones skipped on the way (with why).

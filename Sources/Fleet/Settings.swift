@@ -1,4 +1,5 @@
 import Foundation
+import Training
 import Workflows
 
 /// fleet's own environment variables, read once here: the libraries are handed these values
@@ -16,6 +17,11 @@ struct Settings {
     var perturbedReduction: Bool
     /// FLEET_TEST_KILL_DURING_CHECKPOINT=N (tests): die halfway through writing checkpoint N.
     var killDuringCheckpoint: Int?
+
+    /// The trainer's test hooks, from the variables above.
+    var executionContext: ExecutionContext {
+        ExecutionContext(reductionOrder: perturbedReduction ? .leftFoldForTesting : .tree, killDuringCheckpoint: killDuringCheckpoint)
+    }
 
     init(_ environment: [String: String]) {
         attempt = environment[Supervisor.attemptVariable].flatMap(Int.init) ?? 0

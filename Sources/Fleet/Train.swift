@@ -63,8 +63,6 @@ struct Train: ParsableCommand {
                 try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch)
                 try DeterministicMode.checkKernel()
             }
-            // Test-only: a perturbed summation order, to prove that fleet diff catches one.
-            if Settings.current.perturbedReduction { ReductionTree.perturbedForTesting = true }
             var workers = self.workers
             if !WorldSetup.isWorker {
                 workers.ranks = layout.worldSize
@@ -121,7 +119,8 @@ struct Train: ParsableCommand {
     static let preemptedStatus: Int32 = 75
 
     private func trainParallel(_ configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, injector: FaultInjector?) throws {
-        let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus())
+        let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus(),
+                                             context: Settings.current.executionContext)
         trainer.injector = injector
         trainer.replicaCheckEvery = faultOptions.checkReplicas
         trainer.bucketBytes = bucket.bytes

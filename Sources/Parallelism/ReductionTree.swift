@@ -6,10 +6,6 @@
 public struct ReductionTree: Sendable, Hashable {
     public let leaves: Int
 
-    /// Test-only: sums whose leaves are all computed on one rank (per-sample gradients) fold
-    /// left to right instead, as a naive loop would, so tests can prove a changed order is caught.
-    nonisolated(unsafe) public static var perturbedForTesting = false
-
     public init(leaves: Int) {
         precondition(leaves > 0, "a reduction tree needs at least one leaf")
         self.leaves = leaves

@@ -5,7 +5,7 @@ import Synchronization
 /// operations: idle workers spin briefly on a generation counter before they sleep, so the
 /// hundreds of small parallel sections of a training step do not each pay a thread wake-up.
 final class WorkerPool: @unchecked Sendable {   // shared state is atomics; the job is published by the generation counter
-    private let workers: Int
+    let workers: Int
     private let generation = Atomic<Int>(0)
     private let remaining = Atomic<Int>(0)
     private let sleepers = NSCondition()

@@ -13,14 +13,12 @@ public struct CheckpointPolicy: Sendable {
     /// Snapshot in memory and persist in the background while training continues.
     public var async: Bool
     /// Tests only: rank 0 dies halfway through writing its shard of this step's checkpoint.
-    public var killDuringSave: Int?
 
-    public init(directory: String, every: Int, keep: Int = 3, async: Bool = false, killDuringSave: Int? = nil) {
+    public init(directory: String, every: Int, keep: Int = 3, async: Bool = false) {
         self.directory = directory
         self.every = every
         self.keep = keep
         self.async = async
-        self.killDuringSave = killDuringSave
     }
 }
 
@@ -97,7 +95,7 @@ extension DistributedTrainer {
                                               reason: "no space left on device (injected: \(fault))")
         }
         // A constant: the asynchronous save's thread reads it.
-        let stopHalfway = (policy.killDuringSave == step && transport.rank == 0) || fault?.gentle == true
+        let stopHalfway = (context.killDuringCheckpoint == step && transport.rank == 0) || fault?.gentle == true
         let pending = PendingCheckpoint(step: step, path: path)
         let file = path + "/" + CheckpointFormat.shardName(transport.rank)
         if policy.async {

@@ -105,6 +105,10 @@ extension DistributedTrainer {
 
     /// Mean loss over the fixed validation windows, computed through the pipeline (forward only).
     public func validationLoss() throws -> Float {
+        try Parallel.with(threads: configuration.threads) { try measureValidationLoss() }
+    }
+
+    private func measureValidationLoss() throws -> Float {
         let c = configuration
         let rows = samplesPerMicrobatch * c.sequence, width = rows * c.model.dModel
         let pp = groups.pp

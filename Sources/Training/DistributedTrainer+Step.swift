@@ -36,6 +36,11 @@ extension DistributedTrainer {
     /// One optimizer step on the global batch of `step`; while tracing, every op it runs is
     /// logged and becomes a trace event.
     public func trainStep(_ step: Int) throws -> StepResult {
+        // The kernel width is this thread's, for this call: ranks on threads of one process keep their own.
+        try Parallel.with(threads: configuration.threads) { try recordedStep(step) }
+    }
+
+    private func recordedStep(_ step: Int) throws -> StepResult {
         guard let recording else { return try runStep(step) }
         let log = OpLog(timed: true)
         defer {

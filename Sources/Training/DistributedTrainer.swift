@@ -14,6 +14,8 @@ import Workload
 /// summed over the pipeline; then AdamW updates the owned parameters.
 public final class DistributedTrainer {
     public let configuration: TrainingConfiguration
+    /// Test hooks and the reduction order (see `ExecutionContext`).
+    public let context: ExecutionContext
     public let layout: ParallelLayout
     public let model: GPT
     public let data: DataLoader
@@ -95,14 +97,15 @@ public final class DistributedTrainer {
         let counted: [Range<Int>]
     }
 
-    public init(configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, corpus: Corpus) throws {
+    public init(configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, corpus: Corpus,
+                context: ExecutionContext = ExecutionContext()) throws {
         try configuration.validate()
         try layout.validate(model: configuration.model, batch: configuration.batch, worldSize: transport.worldSize)
         if configuration.deterministic { try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch) }
         self.configuration = configuration
         self.layout = layout
         self.transport = transport
-        Parallel.threads = configuration.threads
+        self.context = context
         BLAS.setThreads(1)
         let mesh = layout.mesh, coordinates = mesh.coordinates(of: transport.rank)
         self.mesh = mesh
@@ -116,6 +119,7 @@ public final class DistributedTrainer {
         model = GPT(spec: configuration.model, seed: configuration.seed,
                     shard: TensorShard(size: layout.tp, index: coordinates.tp, group: layout.tp > 1 ? tensor : nil))
         model.deterministic = configuration.deterministic
+        model.reductionOrder = context.reductionOrder
         data = try DataLoader(corpus: corpus, sequence: configuration.sequence, seed: configuration.seed)
         optimizer = AdamW(weightDecay: configuration.weightDecay)
         // Under ZeRO-1 each rank keeps only its block of the moments (ShardedOptimizerState).

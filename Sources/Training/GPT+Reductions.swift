@@ -33,7 +33,7 @@ extension GPT {
     private func sumOverSamples(_ samples: Int, count: Int, _ leaf: (Int, UnsafeMutablePointer<Float>) -> Void) -> UnsafeMutablePointer<Float> {
         let total = scratch.floats(0, count)
         treeSum(ReductionTree(leaves: samples), 0..<samples, into: total, count: count,
-                leftFold: ReductionTree.perturbedForTesting, leaf)
+                leftFold: reductionOrder == .leftFoldForTesting, leaf)
         return total
     }
 

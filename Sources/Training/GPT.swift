@@ -12,6 +12,8 @@ public final class GPT {
     public let shard: TensorShard
     private var activations: Activations?
     /// Deterministic mode: every layout-dependent sum in its canonical order (see GPT+Reductions).
+    /// The order of per-sample gradient sums (a test hook may change it).
+    public var reductionOrder = ExecutionContext.ReductionOrder.tree
     public var deterministic = false {
         didSet { tiedHeadGradient = deterministic ? FloatBuffer(count: layout.entry("wte").count) : nil }
     }

@@ -40,7 +40,12 @@ enum FleetProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        var inherited = ProcessInfo.processInfo.environment
+        // scripts/test.sh gives this test process fleet's kernel; fleet processes choose their own, as in a user's shell.
+        if let kernel = inherited.removeValue(forKey: "FLEET_TEST_PROCESS_CORETYPE"), inherited["OPENBLAS_CORETYPE"] == kernel {
+            inherited.removeValue(forKey: "OPENBLAS_CORETYPE")
+        }
+        process.environment = inherited.merging(environment) { _, new in new }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

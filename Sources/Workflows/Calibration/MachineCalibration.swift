@@ -47,7 +47,6 @@ public struct MachineCalibration {
 
     /// Kernels, memory and storage, in this process (one thread).
     public func measureMachine() throws -> CalibrationResult {
-        Parallel.threads = 1
         BLAS.setThreads(1)
         var result = CalibrationResult(model: model, batch: batch, sequence: model.context,
                                        cores: ProcessInfo.processInfo.activeProcessorCount, repeats: repeats)
