@@ -9,7 +9,8 @@ public struct LocalLauncher {
 
     public var ranks: Int
     public var executable: String
-    public var arguments: [String]
+    /// A worker's arguments, given its role (which travels on its command line).
+    public var arguments: @Sendable (WorkerRole) -> [String]
     public var endpoints: Endpoints = .ipc
     /// Extra environment for every worker (e.g. `OPENBLAS_NUM_THREADS`).
     public var environment: [String: String] = [:]
@@ -19,7 +20,7 @@ public struct LocalLauncher {
     /// while the launcher's own output shows all of it merged.
     public var logDirectory: String?
 
-    public init(ranks: Int, executable: String = LocalLauncher.currentExecutable, arguments: [String]) {
+    public init(ranks: Int, executable: String = LocalLauncher.currentExecutable, arguments: @escaping @Sendable (WorkerRole) -> [String]) {
         self.ranks = ranks
         self.executable = executable
         self.arguments = arguments
@@ -97,15 +98,11 @@ public struct LocalLauncher {
         for rank in 0..<ranks {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            var env = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-            env["FLEET_RANK"] = "\(rank)"
-            env["FLEET_WORLD_SIZE"] = "\(ranks)"
-            env["FLEET_ZMQ_COORDINATOR"] = coordinator
-            env["FLEET_ZMQ_BIND"] = endpoints == .ipc ? "ipc://\(directory.path)/r\(rank)" : "tcp://127.0.0.1:*"
-            env["FLEET_LAUNCHER_PID"] = "\(getpid())"
-            if let logDirectory { env["FLEET_RUN_DIR"] = logDirectory }
-            process.environment = env
+            let role = WorkerRole(rank: rank, worldSize: ranks, coordinator: coordinator,
+                                  bind: endpoints == .ipc ? "ipc://\(directory.path)/r\(rank)" : "tcp://127.0.0.1:*",
+                                  launcherPID: getpid(), runDirectory: logDirectory)
+            process.arguments = arguments(role)
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
             if let logDirectory {
                 let log = try RankLog(path: "\(logDirectory)/rank-\(rank).log")
                 process.standardOutput = log.stdout
@@ -170,8 +167,8 @@ public struct LocalLauncher {
     }
 
     /// Call first thing in a worker: it dies with its launcher, and refuses to run if the launcher is already gone.
-    public static func bindToLauncher(_ env: [String: String] = ProcessInfo.processInfo.environment) {
-        guard let launcher = env["FLEET_LAUNCHER_PID"].flatMap(Int32.init) else { return }
+    public static func bindToLauncher(_ launcher: Int32?) {
+        guard let launcher else { return }
         _ = fleet_set_parent_death_signal(SIGKILL)
         if getppid() != launcher { exit(1) }
     }

@@ -14,14 +14,11 @@ public enum WorldSetup {
         _ = fleet_pin_to_cpu(Int32(rank % ProcessInfo.processInfo.activeProcessorCount))
     }
 
-    /// The process was started as one of several workers (by mpirun or by fleet's launcher).
-    public static var isWorker: Bool {
-        MPITransport.isUnderMPIRun || ZMQTransport.Configuration.fromEnvironment() != nil
-    }
-
-    /// Opens the transport of a worker process: MPI under mpirun, ZeroMQ under fleet's
-    /// launcher (or an external coordinator), a one-rank world otherwise.
-    public static func open(_ requested: TransportKind?) throws -> Transport {
+    /// Opens the transport of a worker process: MPI under mpirun, ZeroMQ for a worker started
+    /// by fleet's launcher (`role`) or given an external coordinator (`zmq`), a one-rank world
+    /// otherwise. `pin` binds the process to core `rank mod cores`.
+    public static func open(_ requested: TransportKind?, role: WorkerRole? = nil, zmq external: ZMQTransport.Configuration? = nil,
+                            pin: Bool = false) throws -> Transport {
         if MPITransport.isUnderMPIRun {
             if let requested, requested != .mpi {
                 throw TransportError.unsupported("this process runs under mpirun, which provides the MPI transport; "
@@ -29,10 +26,10 @@ public enum WorldSetup {
             }
             return try MPITransport()
         }
-        if let configuration = ZMQTransport.Configuration.fromEnvironment() {
-            LocalLauncher.bindToLauncher()
+        if let configuration = role?.zmq ?? external {
+            LocalLauncher.bindToLauncher(role?.launcherPID)
             let transport = try ZMQTransport(configuration)
-            if ProcessInfo.processInfo.environment["FLEET_PIN_CORES"] == "1" { pin(rank: transport.rank) }
+            if pin { Self.pin(rank: transport.rank) }
             return transport
         }
         if requested == .mpi { return try MPITransport() }

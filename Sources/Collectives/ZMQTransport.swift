@@ -32,14 +32,6 @@ public final class ZMQTransport: Transport {
             self.coordinator = coordinator
             self.bind = bind
         }
-
-        /// Reads `FLEET_RANK`, `FLEET_WORLD_SIZE`, `FLEET_ZMQ_COORDINATOR` and optional `FLEET_ZMQ_BIND`.
-        public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> Configuration? {
-            guard let rank = env["FLEET_RANK"].flatMap(Int.init), let size = env["FLEET_WORLD_SIZE"].flatMap(Int.init),
-                  let coordinator = env["FLEET_ZMQ_COORDINATOR"] else { return nil }
-            return Configuration(rank: rank, worldSize: size, coordinator: coordinator,
-                                 bind: env["FLEET_ZMQ_BIND"] ?? "tcp://127.0.0.1:*")
-        }
     }
 
     public let rank: Int

@@ -14,7 +14,7 @@ import Workflows
 /// CPU), so later starts cost one file read.
 enum BLASStartup {
     /// Subcommands that run kernels (the others never touch BLAS).
-    static let computing: Set<String> = ["train", "generate", "bench", "calibrate", "compare", "chaos", "blas"]
+    static let computing: Set<String> = ["train", "generate", "bench", "calibrate", "compare", "chaos", "blas", "worker"]
 
     /// Test hooks: pretend OpenBLAS detected this kernel, or that the CPU has AVX-512, so the
     /// choosing path (checks in children, crashes, the re-exec) runs on any machine.

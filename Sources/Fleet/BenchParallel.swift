@@ -25,8 +25,8 @@ struct ParallelBenchmark {
         let perReplica = configuration.batch
         configuration.batch = perReplica * layout.dp
         try layout.validate(model: configuration.model, batch: configuration.batch,
-                            worldSize: WorldSetup.isWorker || MPITransport.isUnderMPIRun ? nil : layout.worldSize)
-        if WorldSetup.isWorker || MPITransport.isUnderMPIRun {
+                            worldSize: Settings.current.isWorker || MPITransport.isUnderMPIRun ? nil : layout.worldSize)
+        if Settings.current.isWorker || MPITransport.isUnderMPIRun {
             return try runWorker(configuration)
         }
         var baseline = configuration

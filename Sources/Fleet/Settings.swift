@@ -1,3 +1,4 @@
+import Collectives
 import Foundation
 import Training
 import Workflows
@@ -11,8 +12,19 @@ struct Settings {
     var attempt: Int
     /// FLEET_EVENTS: the run's event channel, when a supervisor or campaign listens.
     var events: EventChannel?
-    /// FLEET_RUN_DIR: a self-launched worker's run directory (set by its launcher).
-    var runDirectory: String?
+    /// A ZeroMQ world started outside fleet: FLEET_RANK, FLEET_WORLD_SIZE, FLEET_ZMQ_COORDINATOR
+    /// and optionally FLEET_ZMQ_BIND (fleet's own launcher says this on `fleet worker`'s command line).
+    var externalZMQ: ZMQTransport.Configuration?
+    /// FLEET_PIN_CORES=1: bind a ZeroMQ worker to core `rank mod cores` (fleet compare and calibrate ask for it).
+    var pinCores: Bool
+
+    /// The role `fleet worker` was started with by fleet's launcher, if it was.
+    static var launchedAs: WorkerRole?
+
+    /// This process is one of several workers: under mpirun, started by fleet's launcher, or in an external ZeroMQ world.
+    var isWorker: Bool { MPITransport.isUnderMPIRun || Self.launchedAs != nil || externalZMQ != nil }
+    /// A launched worker's run directory (its launcher keeps every rank's log there).
+    var runDirectory: String? { Self.launchedAs?.runDirectory }
     /// FLEET_TEST_PERTURB_REDUCTION (tests): sum in another order, to prove `fleet diff` catches it.
     var perturbedReduction: Bool
     /// FLEET_TEST_KILL_DURING_CHECKPOINT=N (tests): die halfway through writing checkpoint N.
@@ -26,7 +38,12 @@ struct Settings {
     init(_ environment: [String: String]) {
         attempt = environment[Supervisor.attemptVariable].flatMap(Int.init) ?? 0
         events = EventChannel.fromEnvironment(environment)
-        runDirectory = environment["FLEET_RUN_DIR"]
+        if let rank = environment["FLEET_RANK"].flatMap(Int.init), let size = environment["FLEET_WORLD_SIZE"].flatMap(Int.init),
+           let coordinator = environment["FLEET_ZMQ_COORDINATOR"] {
+            externalZMQ = ZMQTransport.Configuration(rank: rank, worldSize: size, coordinator: coordinator,
+                                                     bind: environment["FLEET_ZMQ_BIND"] ?? "tcp://127.0.0.1:*")
+        }
+        pinCores = environment["FLEET_PIN_CORES"] == "1"
         perturbedReduction = environment["FLEET_TEST_PERTURB_REDUCTION"] != nil
         killDuringCheckpoint = environment["FLEET_TEST_KILL_DURING_CHECKPOINT"].flatMap { Int($0) }
     }

@@ -58,19 +58,19 @@ struct Train: ParsableCommand {
             let layout = layoutOptions.layout
             // Every rank (and the launcher) checks the layout before any work starts.
             try layout.validate(model: configuration.model, batch: configuration.batch,
-                                worldSize: MPITransport.isUnderMPIRun || WorldSetup.isWorker ? nil : layout.worldSize)
+                                worldSize: MPITransport.isUnderMPIRun || Settings.current.isWorker ? nil : layout.worldSize)
             if configuration.deterministic {
                 try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch)
                 try DeterministicMode.checkKernel()
             }
             var workers = self.workers
-            if !WorldSetup.isWorker {
+            if !Settings.current.isWorker {
                 workers.ranks = layout.worldSize
                 if workers.runDir == nil && layout.worldSize > 1 && !MPITransport.isUnderMPIRun {
                     workers.runDir = try RunDirectory.create("train")
                 }
             }
-            if faultOptions.maxRestarts > 0 && !WorldSetup.isWorker && !MPITransport.isUnderMPIRun {
+            if faultOptions.maxRestarts > 0 && !Settings.current.isWorker && !MPITransport.isUnderMPIRun {
                 if workers.runDir == nil { workers.runDir = try RunDirectory.create("train") }
                 return try superviseWorkers(workers, steps: configuration.steps)
             }

@@ -49,11 +49,13 @@ struct WorkerOptions: ParsableArguments {
     /// Either relaunches this command as `ranks` ZeroMQ workers and returns nil once they
     /// all succeed, or (in a worker, or with one rank) opens and returns this process's transport.
     func workerTransport() throws -> Transport? {
-        if !WorldSetup.isWorker && (ranks > 1 || launchAlways) {
+        if !Settings.current.isWorker && (ranks > 1 || launchAlways) {
             // Checked here too: commands like `train` set the rank count from the layout after validate().
             if transport == .mpi { throw ValidationError("--transport mpi needs mpirun: mpirun -n \(ranks) fleet …") }
             if transport == .local { throw ValidationError("--transport local is a single-process backend for tests; use zmq for \(ranks) ranks") }
-            var launcher = LocalLauncher(ranks: ranks, arguments: Array(CommandLine.arguments.dropFirst()) + extraArguments)
+            // Each worker runs this same command, told its role on its command line.
+            let command = Array(CommandLine.arguments.dropFirst()) + extraArguments
+            var launcher = LocalLauncher(ranks: ranks) { role in ["worker"] + role.arguments + ["--"] + command }
             launcher.environment.merge(extraEnvironment) { _, new in new }
             launcher.endpoints = LocalLauncher.Endpoints(rawValue: endpoints) ?? .ipc
             launcher.logDirectory = runDir
@@ -65,9 +67,10 @@ struct WorkerOptions: ParsableArguments {
             try launcher.run()
             return nil
         }
-        let transport = try WorldSetup.open(transport)
+        let settings = Settings.current
+        let transport = try WorldSetup.open(transport, role: Settings.launchedAs, zmq: settings.externalZMQ, pin: settings.pinCores)
         transport.timeout = .milliseconds(Int(timeout * 1000))
-        if ZMQTransport.Configuration.fromEnvironment() != nil && transport.worldSize != ranks && ranks > 1 {
+        if settings.externalZMQ != nil && transport.worldSize != ranks && ranks > 1 {
             throw ValidationError("this worker belongs to a world of \(transport.worldSize) ranks, not --ranks \(ranks)")
         }
         return transport
