@@ -48,6 +48,12 @@ public final class SharedMemoryLanes {
 
     private static let counterBytes = 128
     private static let slotHeaderBytes = 64
+    /// A slot's header: the message's `WireHeader`, then the length of the chunk the slot holds.
+    private static let chunkLengthOffset: Int = {
+        let offset = (MemoryLayout<WireHeader>.size + 7) & ~7
+        precondition(offset + 8 <= slotHeaderBytes, "a slot header holds a WireHeader and a chunk length")
+        return offset
+    }()
     /// Each segment starts with its owner's doorbell (offset 0) and sleeping flag (offset 64).
     static let controlBytes = 128
     /// How long a rank spins before it sleeps: with a core to itself, and yielding the core
@@ -355,7 +361,7 @@ public final class SharedMemoryLanes {
     private func stamp(_ slot: UnsafeMutableRawPointer, _ send: OutgoingSend, offset: Int, length: Int) {
         var header = WireHeader(source: Int32(rank), tag: send.request.tag, total: UInt64(send.data.count), offset: UInt64(offset))
         withUnsafeBytes(of: &header) { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        (slot + 48).storeBytes(of: UInt64(length), as: UInt64.self)
+        (slot + Self.chunkLengthOffset).storeBytes(of: UInt64(length), as: UInt64.self)
     }
 
     /// Hands every chunk that arrived from `peer` to the matcher and frees its slot.
@@ -369,7 +375,7 @@ public final class SharedMemoryLanes {
             let slot = slot(lane, next)
             var header = WireHeader(source: 0, tag: 0, total: 0)
             withUnsafeMutableBytes(of: &header) { $0.baseAddress!.copyMemory(from: slot, byteCount: $0.count) }
-            let length = Int((slot + 48).load(as: UInt64.self))
+            let length = Int((slot + Self.chunkLengthOffset).load(as: UInt64.self))
             guard Int(header.source) == peer, length <= geometry.slotBytes else {
                 throw TransportError.backend("rank \(rank): corrupt shared-memory slot from rank \(peer)")
             }

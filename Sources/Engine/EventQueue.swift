@@ -2,15 +2,15 @@ import HeapModule
 
 /// The simulator's clock and pending events: a binary heap ordered by (time, sequence
 /// number), so events at the same instant run in the order they were scheduled and every
-/// run of a scenario is identical. Events carry two integers, not closures, so scheduling
-/// allocates nothing.
-public struct EventQueue {
+/// run of a scenario is identical. Events carry a value of the owner's own type (an enum of
+/// what can happen, to whom), not closures, so scheduling allocates nothing.
+public struct EventQueue<Happening> {
     public struct Event: Comparable {
         public let time: SimTime
         public let sequence: Int
-        /// What happens (the owner's own numbering) and to whom.
-        public let kind: Int
-        public let subject: Int
+        public let happening: Happening
+
+        public static func == (a: Event, b: Event) -> Bool { a.time == b.time && a.sequence == b.sequence }
 
         public static func < (a: Event, b: Event) -> Bool {
             a.time != b.time ? a.time < b.time : a.sequence < b.sequence
@@ -26,9 +26,9 @@ public struct EventQueue {
 
     public var isEmpty: Bool { heap.isEmpty }
 
-    public mutating func schedule(at time: SimTime, kind: Int, subject: Int) {
+    public mutating func schedule(_ happening: Happening, at time: SimTime) {
         precondition(time >= now, "an event cannot be scheduled in the past (\(time) < \(now))")
-        heap.insert(Event(time: time, sequence: sequence, kind: kind, subject: subject))
+        heap.insert(Event(time: time, sequence: sequence, happening: happening))
         sequence += 1
     }
 

@@ -29,7 +29,7 @@ struct PipelineRun {
     private(set) var spans: [StepReport.Span] = []
     private(set) var events = 0
 
-    private var queue = EventQueue()
+    private var queue = EventQueue<Happening>()
     private var position: [Int]
     private var arrivals: [Int: SimTime] = [:]
     private var waitingFor: [Int?]
@@ -39,14 +39,29 @@ struct PipelineRun {
 
     /// A stage's kernels in progress: full-speed seconds left, then a fixed tail (its
     /// tensor-parallel all-reduces) before the stage moves on.
+    /// What a stage computes: a micro-batch's forward or backward, or the optimizer step.
+    private enum Work: Equatable {
+        case forward(Int), backward(Int), optimizer
+
+        var name: String {
+            switch self {
+            case let .forward(i): return "forward \(i)"
+            case let .backward(i): return "backward \(i)"
+            case .optimizer: return "optimizer"
+            }
+        }
+    }
+
     private struct Phase {
-        var name: String, start: SimTime, remaining: Double, tail: SimTime, meetings: Int, version: Int
+        var work: Work, start: SimTime, remaining: Double, tail: SimTime, meetings: Int, version: Int
     }
     private var computing: [Phase?]
     private var versions: [Int]
     private var settled = SimTime.zero
 
-    private enum Kind: Int { case wake = 0, arrival = 1, computed = 2 }
+    /// A stage looks at its program again; a pipeline message (by tag) arrives; a stage's
+    /// phase planned under `version` of its rates finishes (stale versions are ignored).
+    private enum Happening { case wake(stage: Int), arrival(tag: Int), computed(stage: Int, version: Int) }
 
     init(programs: [[PipelineSchedule.Action]], costs: [StepSimulator.StageCost], network: NetworkModel, gpus: [Int], messageBytes: Double,
          sharing: Sharing? = nil) {
@@ -72,16 +87,17 @@ struct PipelineRun {
 
 
     mutating func run() {
-        for stage in programs.indices { queue.schedule(at: .zero, kind: Kind.wake.rawValue, subject: stage) }
+        for stage in programs.indices { queue.schedule(.wake(stage: stage), at: .zero) }
         while let event = queue.next() {
             events += 1
-            if event.kind == Kind.wake.rawValue {
-                advance(event.subject)
-            } else if event.kind == Kind.computed.rawValue {
-                computed(stage: event.subject % programs.count, version: event.subject / programs.count)
-            } else {
-                arrivals[event.subject] = queue.now
-                if let stage = waitingFor.firstIndex(where: { $0 == event.subject }) {
+            switch event.happening {
+            case let .wake(stage):
+                advance(stage)
+            case let .computed(stage, version):
+                computed(stage: stage, version: version)
+            case let .arrival(tag):
+                arrivals[tag] = queue.now
+                if let stage = waitingFor.firstIndex(where: { $0 == tag }) {
                     breakdown[stage].pipelineWait += queue.now - waitingSince[stage]
                     spans.append(StepReport.Span(stage: stage, name: "wait", lane: "pipeline", start: waitingSince[stage], end: queue.now))
                     waitingFor[stage] = nil
@@ -93,10 +109,10 @@ struct PipelineRun {
 
     /// Starts `work` of kernels on `stage`, followed by `tail` of tensor-parallel communication
     /// (`meetings` all-reduces, each of which may wait for a descheduled peer).
-    private mutating func compute(_ stage: Int, _ name: String, work: SimTime, tail: SimTime = .zero, meetings: Int = 0) {
+    private mutating func compute(_ stage: Int, _ what: Work, work: SimTime, tail: SimTime = .zero, meetings: Int = 0) {
         settle()
         // reschedule() gives the phase its version (and every running phase a new one).
-        computing[stage] = Phase(name: name, start: queue.now, remaining: work.seconds, tail: tail, meetings: meetings, version: 0)
+        computing[stage] = Phase(work: what, start: queue.now, remaining: work.seconds, tail: tail, meetings: meetings, version: 0)
         reschedule()
     }
 
@@ -135,7 +151,7 @@ struct PipelineRun {
             phase.version = versions[stage]
             computing[stage] = phase
             let left = SimTime(seconds: max(0, phase.remaining) / rate(stage))
-            queue.schedule(at: queue.now + left, kind: Kind.computed.rawValue, subject: phase.version * programs.count + stage)
+            queue.schedule(.computed(stage: stage, version: phase.version), at: queue.now + left)
         }
     }
 
@@ -146,16 +162,16 @@ struct PipelineRun {
         computing[stage] = nil
         reschedule()
         let now = queue.now
-        if phase.name == "optimizer" {
+        if phase.work == .optimizer {
             breakdown[stage].optimizer += now - phase.start
-            spans.append(StepReport.Span(stage: stage, name: phase.name, lane: "compute", start: phase.start, end: now))
+            spans.append(StepReport.Span(stage: stage, name: phase.work.name, lane: "compute", start: phase.start, end: now))
             finish[stage] = now
             return
         }
         breakdown[stage].compute += now - phase.start
         breakdown[stage].tensorParallel += phase.tail
-        spans.append(StepReport.Span(stage: stage, name: phase.name, lane: "compute", start: phase.start, end: now + phase.tail))
-        queue.schedule(at: now + phase.tail, kind: Kind.wake.rawValue, subject: stage)
+        spans.append(StepReport.Span(stage: stage, name: phase.work.name, lane: "compute", start: phase.start, end: now + phase.tail))
+        queue.schedule(.wake(stage: stage), at: now + phase.tail)
     }
 
     /// How much longer than alone a stage's kernels would take if it started now.
@@ -173,14 +189,14 @@ struct PipelineRun {
             switch action {
             case .forward(let i):
                 position[stage] += 1
-                return compute(stage, "forward \(i)", work: cost.forward, tail: cost.tensorForward, meetings: cost.tensorSyncs.forward)
+                return compute(stage, .forward(i), work: cost.forward, tail: cost.tensorForward, meetings: cost.tensorSyncs.forward)
             case .backward(let i):
                 position[stage] += 1
                 if index == lastBackward[stage] {
                     let expected = SimTime(seconds: cost.backward.seconds * slowdown(stage)) + cost.tensorBackward
                     startBuckets(stage, backwardStart: now, backward: expected)
                 }
-                return compute(stage, "backward \(i)", work: cost.backward, tail: cost.tensorBackward, meetings: cost.tensorSyncs.backward)
+                return compute(stage, .backward(i), work: cost.backward, tail: cost.tensorBackward, meetings: cost.tensorSyncs.backward)
             case let .sendActivation(_, to), let .sendGradient(_, to):
                 position[stage] += 1
                 let message = action.message(stage: stage)!
@@ -189,7 +205,7 @@ struct PipelineRun {
                 let sameCore = (sharing?.peers[to][stage] ?? 0) > 0 && sharing?.cores == 1
                 let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)])
                     + (sameCore ? SimTime(seconds: sharing?.calibration.handoffWait ?? 0) : meetingDelay(to, meetings: 1))
-                queue.schedule(at: now + transfer, kind: Kind.arrival.rawValue, subject: message.tag(stages: programs.count))
+                queue.schedule(.arrival(tag: message.tag(stages: programs.count)), at: now + transfer)
             case .receiveActivation, .receiveGradient:
                 let wanted = action.message(stage: stage)!.tag(stages: programs.count)
                 guard arrivals[wanted] != nil else {
@@ -204,12 +220,12 @@ struct PipelineRun {
                     // The optimizer runs once the gradients are complete.
                     breakdown[stage].dataParallelExposed += exposed
                     spans.append(StepReport.Span(stage: stage, name: "data-parallel sync", lane: "data-parallel", start: now, end: now + exposed))
-                    queue.schedule(at: now + exposed, kind: Kind.wake.rawValue, subject: stage)
+                    queue.schedule(.wake(stage: stage), at: now + exposed)
                     dataParallelEnd[stage] = .zero
                     return
                 }
                 position[stage] += 1
-                return compute(stage, "optimizer", work: cost.optimizer)
+                return compute(stage, .optimizer, work: cost.optimizer)
             }
         }
         finish[stage] = max(finish[stage], now)

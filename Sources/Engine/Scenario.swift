@@ -58,7 +58,7 @@ public struct Scenario: Sendable {
     /// Save a checkpoint every this many steps (0: never), synchronously or asynchronously.
     public var checkpointEvery = 0
     public var checkpointAsync = false
-    public var fidelity = "analytical"
+    public var fidelity = Fidelity.analytical
     /// Failures over days (`reliability:`), when the scenario asks for them.
     public var reliability: ReliabilitySettings?
 
@@ -113,3 +113,9 @@ public struct Scenario: Sendable {
     }
 }
 
+
+/// How the fabric is modelled: each message alone on its path (α–β), or messages that run
+/// together sharing links by max–min fairness.
+public enum Fidelity: String, Sendable, CaseIterable {
+    case analytical, flow
+}

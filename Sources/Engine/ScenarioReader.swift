@@ -203,7 +203,7 @@ public struct ScenarioReader {
         }
         if let node = top["reliability"] { scenario.reliability = try reliability(node) }
         if let node = top["fidelity"] {
-            guard let value = node.string, ["analytical", "flow"].contains(value) else {
+            guard let value = node.string.flatMap(Fidelity.init(rawValue:)) else {
                 throw fail(node, "fidelity must be analytical (α–β per path) or flow (max–min fair sharing of links), got '\(node.string ?? "")'")
             }
             scenario.fidelity = value

@@ -69,7 +69,7 @@ public struct StepSimulator {
 
     public init(scenario: Scenario) {
         self.scenario = scenario
-        network = scenario.fidelity == "flow" ? FlowNetwork(fabric: scenario.fabric) as NetworkModel : AnalyticalNetwork(fabric: scenario.fabric)
+        network = scenario.fidelity == .flow ? FlowNetwork(fabric: scenario.fabric) as NetworkModel : AnalyticalNetwork(fabric: scenario.fabric)
         collectives = CollectiveModel(network: network)
     }
 
@@ -152,7 +152,7 @@ public struct StepSimulator {
             if layout.dp > 1 {
                 // Under flow-level fidelity every tensor shard's dp group of this stage syncs at
                 // the same time and they share links; identical buckets are timed once.
-                let concurrent = s.fidelity == "flow" && s.zero == 0 && s.dataParallelAlgorithm == .ring
+                let concurrent = s.fidelity == .flow && s.zero == 0 && s.dataParallelAlgorithm == .ring
                 let peers = (0..<layout.tp).map { mesh.dpGroup(of: mesh.rank(dp: 0, tp: $0, pp: index)) }
                 var timed: [Double: SimTime] = [:]
                 for bucket in sync.buckets {
@@ -210,7 +210,7 @@ public struct StepSimulator {
             let state = s.checkpointBytes, writers = s.checkpointWriters
             checkpointWrite = s.checkpointWriteTime(storage)
             var stall = asyncSaves ? storage.snapshot.time(state / writers) : checkpointWrite
-            if asyncSaves, s.fidelity == "flow", storage.sharedFabric, layout.dp > 1 {
+            if asyncSaves, s.fidelity == .flow, storage.sharedFabric, layout.dp > 1 {
                 // The background write leaves through the writers' NICs while training goes on:
                 // data-parallel ring steps that cross those NICs slow down for as long as it lasts.
                 let flow = FlowNetwork(fabric: network.fabric, storage: storage)
@@ -256,7 +256,7 @@ public struct StepSimulator {
             reductions = "one pipeline of \(layout.pp) stage(s) simulated event by event; its \(layout.dp * layout.tp - 1) data- and tensor-parallel peers are taken as identical"
         }
         reductions += ", and each collective is timed on its real group's routes"
-        if s.fidelity == "flow" {
+        if s.fidelity == .flow {
             reductions += "; data-parallel buckets share links with the stage's other tensor shards' groups, "
                 + "one ring step timed per distinct bucket size (every step of a ring is identical)"
         }

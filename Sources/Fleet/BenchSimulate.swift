@@ -43,7 +43,7 @@ struct BenchSimulate: ParsableCommand {
                                         topology: .fatTree(radix: 64, tiers: 3, oversubscription: 1), scaleUp: nvlink, scaleOut: nic,
                                         model: ModelCatalog.llama405B, batch: 2048, sequence: 8192,
                                         layout: ParallelLayout(dp: 128, tp: 8, pp: 16, microbatches: 16))
-                scenario.fidelity = "flow"
+                scenario.fidelity = .flow
                 scenario.zero = 1
                 scenario.recompute = .full
                 return (StepSimulator(scenario: scenario).run().stepTime, nil)
@@ -55,7 +55,7 @@ struct BenchSimulate: ParsableCommand {
                 let wall = (ContinuousClock.now - start).seconds
                 let rss = Self.peakResidentMB()
                 if json {
-                    Console.json([("case", c.name), ("ranks", c.ranks), ("fidelity", "flow"), ("wall_s", wall), ("peak_rss_MB", rss),
+                    Console.json([("case", c.name), ("ranks", c.ranks), ("fidelity", Fidelity.flow.rawValue), ("wall_s", wall), ("peak_rss_MB", rss),
                                   ("simulated_s", simulated.seconds), ("closed_form_s", closed ?? Double.nan)])
                 } else {
                     var line = "  " + c.name.padding(toLength: 52, withPad: " ", startingAt: 0)

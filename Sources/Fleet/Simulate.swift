@@ -82,7 +82,7 @@ struct Simulate: ParsableCommand {
                 printTable(sweep.base, ordered, keys: sweep.points.first?.values.map(\.key) ?? [])
             }
             if let trace, let report = firstReport {
-                try chromeTrace(report).write(toFile: trace, atomically: true, encoding: .utf8)
+                try report.chromeTrace().write(toFile: trace, atomically: true, encoding: .utf8)
                 if !json { Console.out("trace of the simulated pipeline written to \(trace) (open it in ui.perfetto.dev)") }
             }
             if let plot, let reliability {
@@ -119,27 +119,14 @@ struct Simulate: ParsableCommand {
         } else {
             cells += ["—", "—", "—", "—", "—"]
         }
-        return Row(cells: cells, note: problem.map { "does not run: " + $0 } ?? "", json: jsonLine(values, s, r, problem),
+        return Row(cells: cells, note: problem.map { "does not run: " + $0 } ?? "", json: JSONLine.encode(SimulationRecord.step(values, s, r, problem: problem)),
                    label: values.map { "\($0.key)\($0.value)" }.joined(separator: " "),
                    tokensPerSecond: problem == nil ? r?.tokensPerSecond ?? 0 : 0)
     }
 
-    private func describe(_ s: Scenario) -> String {
-        let topology: String
-        switch s.topology {
-        case .singleSwitch: topology = "single switch"
-        case let .fatTree(radix, tiers, over): topology = "fat-tree radix \(radix), \(tiers) tiers" + (over > 1 ? String(format: ", %.0f:1 oversubscribed", over) : "")
-        case let .railOptimized(radix): topology = "rail-optimized, radix \(radix)"
-        case let .torus(dimensions): topology = "torus " + dimensions.map(String.init).joined(separator: "×")
-        case let .dragonfly(routers, nodes): topology = "dragonfly, \(routers) routers/group × \(nodes) nodes/router"
-        }
-        return "\(s.model.name) on \(s.gpus.formatted()) \(s.device.name) (\(s.nodes.formatted()) nodes × \(s.gpusPerNode)), \(topology), "
-            + "scale-out \(s.scaleOut.bandwidth) / \(s.scaleOut.latency), scale-up \(s.scaleUp.bandwidth)"
-    }
-
     private func print(_ s: Scenario, _ r: StepReport, wall: Duration) {
         let l = s.layout
-        Console.out("scenario \(s.name): \(describe(s))")
+        Console.out("scenario \(s.name): \(s.summary)")
         Console.out("layout \(l), \(l.microbatches) micro-batch(es), \(l.schedule.rawValue), ZeRO \(s.zero), recompute \(s.recompute.rawValue); "
             + "batch \(s.batch) × \(s.sequence) tokens, " + (s.device.calibration.map {
                 "kernels at their measured rates (\($0.gemm.count) sgemm shapes, \($0.cores) cores\($0.pinned ? ", ranks pinned" : ""))"
@@ -179,18 +166,7 @@ struct Simulate: ParsableCommand {
         let elapsed = (ContinuousClock.now - start).seconds
         let steps = r.useful / step.stepTime.seconds
         if json {
-            var fields: [(String, Any)] = [("scenario", s.name), ("duration_s", model.duration), ("goodput", r.goodput), ("failures", r.failures),
-                                           ("checkpoint_interval_s", model.checkpointInterval), ("checkpointing", model.checkpointing.rawValue),
-                                           ("mtbf_s", model.clusterMTBF), ("checkpoint_write_s", model.checkpointWrite), ("checkpoint_stall_s", model.checkpointStall),
-                                           ("reload_s", model.reload), ("useful_s", r.useful), ("rework_s", r.rework), ("restart_s", r.restart),
-                                           ("checkpoint_stalls_s", r.checkpointStalls), ("stragglers_s", r.stragglers), ("steps", Int(steps)),
-                                           ("young_daly_interval_s", model.youngDalyInterval)]
-            for (name, count) in r.failuresByComponent.sorted(by: { $0.key < $1.key }) { fields.append(("failures_\(name)", count)) }
-            if let sweep {
-                fields += [("optimal_interval_s", sweep.best.interval), ("optimal_goodput", sweep.best.goodput),
-                           ("sweep_intervals_s", sweep.reports.map(\.interval)), ("sweep_goodput", sweep.reports.map(\.goodput))]
-            }
-            Console.out(Console.jsonLine(fields))
+            Console.json(SimulationRecord.reliability(s, model, r, sweep: sweep, steps: steps))
         } else {
             let hours = Self.duration
             let share = { (x: Double) in String(format: "%.1f %%", x / model.duration * 100) }
@@ -231,44 +207,10 @@ struct Simulate: ParsableCommand {
     }
 
     private func printTable(_ base: Scenario, _ rows: [Row], keys: [String]) {
-        Console.out("scenario \(base.name): \(describe(base)); sweep of \(rows.count) points")
+        Console.out("scenario \(base.name): \(base.summary); sweep of \(rows.count) points")
         let columns = keys + (base.dataParallelAuto ? ["dp"] : [])
         let table = Table(columns: columns.map { ($0, max(6, $0.count)) } + [("step", 12), ("tokens/s", 12), ("MFU", 7), ("bubble", 7), ("GiB/GPU", 8)])
         Console.out(table.header() + "  note")
         for row in rows { Console.out(table.row(row.cells) + "  " + row.note) }
-    }
-
-    private func jsonLine(_ values: [(key: String, value: String)], _ s: Scenario?, _ r: StepReport?, _ problem: String?) -> String {
-        var fields: [(String, Any)] = values.map { ($0.key, $0.value) }
-        if let s, let r {
-            let b = r.breakdown
-            fields += [("scenario", s.name), ("model", s.model.name), ("gpus", s.gpus), ("layout", s.layout.description),
-                       ("step_s", r.stepTime.seconds), ("tokens_per_s", r.tokensPerSecond), ("mfu", r.mfu),
-                       ("compute_s", b.compute.seconds), ("tensor_parallel_s", b.tensorParallel.seconds),
-                       ("pipeline_wait_s", b.pipelineWait.seconds), ("bubble_fraction", r.bubbleFraction),
-                       ("dp_exposed_s", b.dataParallelExposed.seconds), ("optimizer_s", b.optimizer.seconds),
-                       ("checkpoint_stall_s", b.checkpoint.seconds), ("memory_per_gpu_bytes", r.memory.total),
-                       ("memory_capacity_bytes", s.device.memoryBytes), ("fits", problem == nil), ("fidelity", r.fidelity),
-                       ("energy_per_step_j", Double(s.gpus) * s.device.watts * r.stepTime.seconds), ("events", r.events),
-                       ("parameters", s.model.parameterCount),
-                       ("stages", r.stages.map { t -> [(String, Any)] in
-                           [("parameters", t.parameters), ("flops", t.flops), ("dp_bytes", t.dataParallelBytes), ("tp_bytes", t.tensorParallelBytes),
-                            ("pp_bytes", t.pipelineBytes)]
-                       })]
-        }
-        if let problem { fields.append(("problem", problem)) }
-        return Console.jsonLine(fields)
-    }
-
-    private func chromeTrace(_ r: StepReport) -> String {
-        let lanes = ["compute": 1, "pipeline": 2, "data-parallel": 3]
-        var events = Set(r.spans.map(\.stage)).sorted().map {
-            "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":\($0),\"args\":{\"name\":\"stage \($0)\"}}"
-        }
-        for span in r.spans {
-            let start = Double(span.start.nanoseconds) / 1000, length = Double((span.end - span.start).nanoseconds) / 1000
-            events.append("{\"ph\":\"X\",\"name\":\"\(span.name)\",\"pid\":\(span.stage),\"tid\":\(lanes[span.lane] ?? 4),\"ts\":\(start),\"dur\":\(length)}")
-        }
-        return "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n" + events.joined(separator: ",\n") + "\n]}\n"
     }
 }

@@ -240,19 +240,7 @@ struct StepPrinter {
 
     func step(_ m: StepMetrics, breakdown: DistributedTrainer.StepResult?) {
         if json {
-            var fields: [(String, Any)] = [("step", m.step + 1), ("loss", Double(m.loss)), ("lr", Double(m.learningRate)),
-                                           ("grad_norm", Double(m.gradientNorm)), ("tokens_per_s", m.tokensPerSecond),
-                                           ("step_ms", m.seconds * 1000), ("mfu", m.mfu ?? Double.nan)]
-            if let b = breakdown {
-                fields += [("compute_ms", b.computeSeconds * 1000), ("communication_ms", b.communicationSeconds * 1000),
-                           ("tp_ms", b.tensorSeconds * 1000), ("pipeline_wait_ms", b.pipelineWaitSeconds * 1000),
-                           ("dp_exposed_ms", b.exposedDataSeconds * 1000),
-                           ("tp_allreduces", b.traffic.tensorAllReduces), ("tp_allreduce_bytes", b.traffic.tensorFloats * 4),
-                           ("dp_allreduces", b.traffic.dataAllReduces), ("dp_allreduce_bytes", b.traffic.dataFloats * 4),
-                           ("pp_messages", b.traffic.pipelineMessages), ("pp_bytes", b.traffic.pipelineFloats * 4)]
-            }
-            if let v = m.validationLoss { fields.append(("val_loss", Double(v))) }
-            Console.json(fields)
+            Console.json(TrainingRecord.step(m, breakdown))
         } else if (m.step + 1) % logEvery == 0 || m.step == 0 || m.step + 1 == steps || m.validationLoss != nil {
             var line = String(format: "step %5d/%d  loss %.4f  lr %.2e  %7.1f ms/step  %8.0f tok/s  MFU %4.1f%%",
                               m.step + 1, steps, m.loss, m.learningRate, m.seconds * 1000, m.tokensPerSecond, (m.mfu ?? 0) * 100)
@@ -276,12 +264,7 @@ struct StepPrinter {
             ? "ranks run different BLAS kernels (\(s.blasKernels.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: ", "))): their results differ in the last bits"
             : nil
         if json {
-            Console.json([("final_loss", Double(s.finalLoss)), ("val_loss", Double(s.validationLoss)), ("tokens_per_s", s.tokensPerSecond),
-                          ("achieved_gflops", s.achievedFLOPs / 1e9), ("sgemm_gflops", s.gemmFLOPs / 1e9), ("mfu", s.mfu),
-                          ("cpu_peak_gflops", s.cpuPeakFLOPs.map { $0 / 1e9 } ?? Double.nan), ("mfu_cpu_peak", s.cpuPeakMFU ?? Double.nan),
-                          ("blas_kernel", blas.kernel), ("blas_kernel_source", blas.source.rawValue), ("blas_kernels", s.blasKernels),
-                          ("blas_kernel_detected", blas.detected ?? ""), ("blas_kernel_note", blas.note ?? ""),
-                          ("straggler_ranks", s.stragglers.map { "\($0.rank)" }.joined(separator: ","))])
+            Console.json(TrainingRecord.summary(s, blas: blas))
             for straggler in s.stragglers { Console.err("straggler: \(straggler)") }
             if let mixed { Console.err("warning: \(mixed)") }
             return

@@ -112,10 +112,10 @@ public final class DistributedTrainer {
         self.coordinates = coordinates
         let world = Communicator(world: transport)
         let rank = transport.rank
-        func group(_ all: [[Int]], _ mine: [Int], base: Int32) throws -> Communicator {
-            try world.subgroup(mine, id: base + Int32(all.firstIndex(of: mine)!))
+        func group(_ all: [[Int]], _ mine: [Int], _ ids: Range<Int32>) throws -> Communicator {
+            try world.subgroup(mine, id: try GroupIDs.id(in: ids, index: all.firstIndex(of: mine)!, groups: all.count))
         }
-        let tensor = try group(mesh.allTPGroups, mesh.tpGroup(of: rank), base: 900)
+        let tensor = try group(mesh.allTPGroups, mesh.tpGroup(of: rank), GroupIDs.tensor)
         model = GPT(spec: configuration.model, seed: configuration.seed,
                     shard: TensorShard(size: layout.tp, index: coordinates.tp, group: layout.tp > 1 ? tensor : nil))
         model.deterministic = configuration.deterministic
@@ -127,17 +127,17 @@ public final class DistributedTrainer {
         firstMoment = FloatBuffer(count: sharded ? 0 : model.layout.count)
         secondMoment = FloatBuffer(count: sharded ? 0 : model.layout.count)
 
-        let dp = try group(mesh.allDPGroups, mesh.dpGroup(of: rank), base: 1)
-        let pp = try group(mesh.allPPGroups, mesh.ppGroup(of: rank), base: 300)
+        let dp = try group(mesh.allDPGroups, mesh.dpGroup(of: rank), GroupIDs.data)
+        let pp = try group(mesh.allPPGroups, mesh.ppGroup(of: rank), GroupIDs.pipeline)
         var embedding: Communicator?
         let pipeline = mesh.ppGroup(of: rank)
         if layout.pp > 1 && (coordinates.pp == 0 || coordinates.pp == layout.pp - 1) {
             let ends = [pipeline.first!, pipeline.last!]
-            embedding = try world.subgroup(ends, id: 600 + Int32(mesh.allPPGroups.firstIndex(of: pipeline)!))
+            embedding = try group(mesh.allPPGroups.map { [$0.first!, $0.last!] }, ends, GroupIDs.embedding)
         }
         // One model replica: every pipeline stage and tensor shard with this data-parallel index.
         let replicas = (0..<layout.dp).map { d in (0..<mesh.worldSize).filter { r in mesh.coordinates(of: r).dp == d } }
-        let replica = try group(replicas, replicas[coordinates.dp], base: 800)
+        let replica = try group(replicas, replicas[coordinates.dp], GroupIDs.replica)
         groups = Groups(world: world, dp: dp, pp: pp, embedding: embedding, replica: replica)
         // How the plan and an OpLog name each group's collectives.
         (tensor.role, dp.role, pp.role, replica.role) = ("tensor", "data", "pipeline", "replica")

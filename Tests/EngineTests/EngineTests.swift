@@ -81,13 +81,13 @@ final class EngineTests: XCTestCase {
     }
 
     func testEventsAtOneInstantRunInSchedulingOrder() {
-        var queue = EventQueue()
-        queue.schedule(at: SimTime(nanoseconds: 5), kind: 0, subject: 1)
-        queue.schedule(at: SimTime(nanoseconds: 3), kind: 0, subject: 2)
-        queue.schedule(at: SimTime(nanoseconds: 5), kind: 0, subject: 3)
-        queue.schedule(at: SimTime(nanoseconds: 3), kind: 0, subject: 4)
+        var queue = EventQueue<Int>()
+        queue.schedule(1, at: SimTime(nanoseconds: 5))
+        queue.schedule(2, at: SimTime(nanoseconds: 3))
+        queue.schedule(3, at: SimTime(nanoseconds: 5))
+        queue.schedule(4, at: SimTime(nanoseconds: 3))
         var order: [Int] = []
-        while let event = queue.next() { order.append(event.subject) }
+        while let event = queue.next() { order.append(event.happening) }
         XCTAssertEqual(order, [2, 4, 1, 3])
         XCTAssertEqual(queue.now, SimTime(nanoseconds: 5))
     }
@@ -192,21 +192,21 @@ final class EngineTests: XCTestCase {
         scenario.storage?.perClient = .gigabytesPerSecond(40)
         scenario.checkpointAsync = true
         scenario.storage?.sharedFabric = true
-        scenario.fidelity = "flow"
+        scenario.fidelity = .flow
         let shared = StepSimulator(scenario: scenario).run().breakdown
         XCTAssertGreaterThan(shared.checkpointContention, .zero)
         XCTAssertGreaterThan(shared.checkpointWrite, .zero)
         scenario.storage?.sharedFabric = false
         XCTAssertEqual(StepSimulator(scenario: scenario).run().breakdown.checkpointContention, .zero, "a separate storage network")
         scenario.storage?.sharedFabric = true
-        scenario.fidelity = "analytical"
+        scenario.fidelity = .analytical
         XCTAssertEqual(StepSimulator(scenario: scenario).run().breakdown.checkpointContention, .zero, "the analytical model has no contention")
     }
 
     /// The one-pipeline reduction against simulating every pipeline, on sizes where both fit.
     func testTheRepresentativePipelineMatchesSimulatingEveryPipeline() throws {
         var scenario = try ScenarioReader(path: "s", text: String(contentsOfFile: Self.scenarios + "/gpt-tiny-local.yaml", encoding: .utf8)).read().base
-        for fidelity in ["analytical", "flow"] {
+        for fidelity in Fidelity.allCases {
             scenario.fidelity = fidelity
             let reduced = StepSimulator(scenario: scenario).run(), full = StepSimulator(scenario: scenario).runEveryPipeline()
             XCTAssertEqual(reduced.stepTime, full.stepTime, "\(fidelity): every pipeline of a symmetric fabric does the same")
@@ -217,7 +217,7 @@ final class EngineTests: XCTestCase {
         big.nodes = 8
         big.layout = ParallelLayout(dp: 2, tp: 8, pp: 4, microbatches: 8)
         big.batch = 64
-        big.fidelity = "flow"
+        big.fidelity = .flow
         let reduced = StepSimulator(scenario: big).run(), full = StepSimulator(scenario: big).runEveryPipeline()
         XCTAssertEqual(reduced.stepTime.seconds, full.stepTime.seconds, accuracy: reduced.stepTime.seconds * 1e-6)
     }

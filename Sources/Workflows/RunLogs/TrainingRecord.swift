@@ -1,0 +1,34 @@
+import Foundation
+import Tensor
+import Training
+
+/// What `fleet train --json` prints per step and at the end, as ordered JSON fields: one
+/// definition of the keys for every command (and exercise) that records a training run.
+public enum TrainingRecord {
+    /// One step: loss, rate, throughput and, for a multi-rank run, the step's breakdown and traffic.
+    public static func step(_ m: StepMetrics, _ b: DistributedTrainer.StepResult?) -> [(String, Any)] {
+        var fields: [(String, Any)] = [("step", m.step + 1), ("loss", Double(m.loss)), ("lr", Double(m.learningRate)),
+                                       ("grad_norm", Double(m.gradientNorm)), ("tokens_per_s", m.tokensPerSecond),
+                                       ("step_ms", m.seconds * 1000), ("mfu", m.mfu ?? Double.nan)]
+        if let b {
+            fields += [("compute_ms", b.computeSeconds * 1000), ("communication_ms", b.communicationSeconds * 1000),
+                       ("tp_ms", b.tensorSeconds * 1000), ("pipeline_wait_ms", b.pipelineWaitSeconds * 1000),
+                       ("dp_exposed_ms", b.exposedDataSeconds * 1000),
+                       ("tp_allreduces", b.traffic.tensorAllReduces), ("tp_allreduce_bytes", b.traffic.tensorFloats * 4),
+                       ("dp_allreduces", b.traffic.dataAllReduces), ("dp_allreduce_bytes", b.traffic.dataFloats * 4),
+                       ("pp_messages", b.traffic.pipelineMessages), ("pp_bytes", b.traffic.pipelineFloats * 4)]
+        }
+        if let v = m.validationLoss { fields.append(("val_loss", Double(v))) }
+        return fields
+    }
+
+    /// The run's summary: losses, throughput, rates against the sgemm and the CPU's peak, the BLAS kernel(s), stragglers.
+    public static func summary(_ s: TrainingSummary, blas: BLASKernelReport) -> [(String, Any)] {
+        [("final_loss", Double(s.finalLoss)), ("val_loss", Double(s.validationLoss)), ("tokens_per_s", s.tokensPerSecond),
+         ("achieved_gflops", s.achievedFLOPs / 1e9), ("sgemm_gflops", s.gemmFLOPs / 1e9), ("mfu", s.mfu),
+         ("cpu_peak_gflops", s.cpuPeakFLOPs.map { $0 / 1e9 } ?? Double.nan), ("mfu_cpu_peak", s.cpuPeakMFU ?? Double.nan),
+         ("blas_kernel", blas.kernel), ("blas_kernel_source", blas.source.rawValue), ("blas_kernels", s.blasKernels),
+         ("blas_kernel_detected", blas.detected ?? ""), ("blas_kernel_note", blas.note ?? ""),
+         ("straggler_ranks", s.stragglers.map { "\($0.rank)" }.joined(separator: ","))]
+    }
+}

@@ -1,0 +1,46 @@
+import Engine
+import Foundation
+
+/// What `fleet simulate --json` prints for a simulated step and for a reliability run, as
+/// ordered JSON fields: one definition of the keys for every command (and exercise) that
+/// records a simulation.
+public enum SimulationRecord {
+    /// A sweep point's values, then (when it was simulated) the step, its breakdown, memory, energy and stages.
+    public static func step(_ values: [(key: String, value: String)], _ s: Scenario?, _ r: StepReport?, problem: String?) -> [(String, Any)] {
+        var fields: [(String, Any)] = values.map { ($0.key, $0.value) }
+        if let s, let r {
+            let b = r.breakdown
+            fields += [("scenario", s.name), ("model", s.model.name), ("gpus", s.gpus), ("layout", s.layout.description),
+                       ("step_s", r.stepTime.seconds), ("tokens_per_s", r.tokensPerSecond), ("mfu", r.mfu),
+                       ("compute_s", b.compute.seconds), ("tensor_parallel_s", b.tensorParallel.seconds),
+                       ("pipeline_wait_s", b.pipelineWait.seconds), ("bubble_fraction", r.bubbleFraction),
+                       ("dp_exposed_s", b.dataParallelExposed.seconds), ("optimizer_s", b.optimizer.seconds),
+                       ("checkpoint_stall_s", b.checkpoint.seconds), ("memory_per_gpu_bytes", r.memory.total),
+                       ("memory_capacity_bytes", s.device.memoryBytes), ("fits", problem == nil), ("fidelity", r.fidelity),
+                       ("energy_per_step_j", Double(s.gpus) * s.device.watts * r.stepTime.seconds), ("events", r.events),
+                       ("parameters", s.model.parameterCount),
+                       ("stages", r.stages.map { t -> [(String, Any)] in
+                           [("parameters", t.parameters), ("flops", t.flops), ("dp_bytes", t.dataParallelBytes), ("tp_bytes", t.tensorParallelBytes),
+                            ("pp_bytes", t.pipelineBytes)]
+                       })]
+        }
+        if let problem { fields.append(("problem", problem)) }
+        return fields
+    }
+
+    /// Goodput over the scenario's duration, its losses, failures per component and the interval sweep.
+    public static func reliability(_ s: Scenario, _ model: ReliabilityModel, _ r: ReliabilityReport, sweep: (reports: [ReliabilityReport], best: ReliabilityReport)?, steps: Double) -> [(String, Any)] {
+        var fields: [(String, Any)] = [("scenario", s.name), ("duration_s", model.duration), ("goodput", r.goodput), ("failures", r.failures),
+                                       ("checkpoint_interval_s", model.checkpointInterval), ("checkpointing", model.checkpointing.rawValue),
+                                       ("mtbf_s", model.clusterMTBF), ("checkpoint_write_s", model.checkpointWrite), ("checkpoint_stall_s", model.checkpointStall),
+                                       ("reload_s", model.reload), ("useful_s", r.useful), ("rework_s", r.rework), ("restart_s", r.restart),
+                                       ("checkpoint_stalls_s", r.checkpointStalls), ("stragglers_s", r.stragglers), ("steps", Int(steps)),
+                                       ("young_daly_interval_s", model.youngDalyInterval)]
+        for (name, count) in r.failuresByComponent.sorted(by: { $0.key < $1.key }) { fields.append(("failures_\(name)", count)) }
+        if let sweep {
+            fields += [("optimal_interval_s", sweep.best.interval), ("optimal_goodput", sweep.best.goodput),
+                       ("sweep_intervals_s", sweep.reports.map(\.interval)), ("sweep_goodput", sweep.reports.map(\.goodput))]
+        }
+        return fields
+    }
+}
