@@ -35,7 +35,7 @@ extension Communicator {
             case .halvingDoubling: try halvingDoublingAllReduce(buffer, op: op, tag: tag)
             case .tree: try treeAllReduce(buffer, op: op, tag: tag)
             case .native:
-                guard let mpi = transport as? MPITransport else {
+                guard let mpi = transport.mpi else {
                     throw TransportError.unsupported("the native all-reduce is MPI_Allreduce and needs the MPI transport (run under mpirun)")
                 }
                 try mpi.nativeAllReduce(buffer, op: op, members: members)

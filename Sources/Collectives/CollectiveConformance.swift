@@ -15,7 +15,7 @@ public struct CollectiveConformance {
     /// Runs all checks; returns the failures (empty when all passed).
     public mutating func run() throws -> [String] {
         var algorithms: [AllReduceAlgorithm] = [.ring, .halvingDoubling, .tree]
-        if communicator.transport is MPITransport { algorithms.append(.native) }
+        if communicator.transport.mpi != nil { algorithms.append(.native) }
         let defaultChunk = communicator.chunkBytes
         for chunkBytes in [defaultChunk, 12] {
             communicator.chunkBytes = chunkBytes

@@ -4,15 +4,13 @@ import Foundation
 
 /// OpenMPI backend: rank and size come from `MPI_Init` (under `mpirun`, or a one-rank
 /// singleton without it). Errors are returned, not fatal, so they can carry a hint.
-public final class MPITransport: Transport {
+public final class MPITransport: HostAwareTransport {
     public let rank: Int
     public let worldSize: Int
     public let backendName = "mpi"
     public var timeout: Duration = .seconds(60)
     private var subCommunicators: [[Int]: MPI_Comm] = [:]
     private var isShutDown = false
-    /// Lanes through shared memory to the ranks on this host (they carry every message to them).
-    var lanes: SharedMemoryLanes?
 
     /// True when this process was started by `mpirun` (checked before `MPI_Init`).
     public static var isUnderMPIRun: Bool {
@@ -34,22 +32,11 @@ public final class MPITransport: Transport {
         MPI_Comm_size(fleet_mpi_comm_world(), &n)
         rank = Int(r)
         worldSize = Int(n)
-        if worldSize > 1 && SharedMemoryLanes.enabled {
-            let hosts = try allGather(Rendezvous.localHost)
-            let job = try broadcast(rank == 0 ? "\(getpid())-\(UInt32.random(in: 0...UInt32.max))" : "", root: 0)
-            lanes = try SharedMemoryLanes.connect(self, hosts: hosts, job: job)
-        }
     }
 
-    public var sharedMemoryPeers: Int { lanes?.served.count ?? 0 }
-
-    public func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request? {
-        try lanes?.irecvReducing(into: buffer, op: op, from: peer, tag: tag)
-    }
-
-    public func irecvForwarding(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp?, from peer: Int, tag: Int32,
-                                to next: Int, forwardTag: Int32, keep: Bool) throws -> (receive: Request, forward: Request)? {
-        try lanes?.irecvForwarding(into: buffer, op: op, from: peer, tag: tag, to: next, forwardTag: forwardTag, keep: keep)
+    /// Every rank's host (gathered over MPI) and a job name rank 0 draws.
+    public func hostTable() throws -> (hosts: [String], job: String) {
+        (try allGather(Rendezvous.localHost), try broadcast(rank == 0 ? "\(getpid())-\(UInt32.random(in: 0...UInt32.max))" : "", root: 0))
     }
 
     /// Texts travel in fixed fields of this many bytes, NUL-padded.
@@ -89,7 +76,6 @@ public final class MPITransport: Transport {
 
     public func isend(_ data: UnsafeRawBufferPointer, to peer: Int, tag: Int32) throws -> Request {
         try checkPeer(peer)
-        if let lanes, lanes.serves(peer) { return lanes.isend(data, to: peer, tag: tag) }
         var mpiRequest: MPI_Request? = nil
         let code = MPI_Isend(data.baseAddress, Int32(data.count), fleet_mpi_byte(), Int32(peer), tag,
                              fleet_mpi_comm_world(), &mpiRequest)
@@ -101,7 +87,6 @@ public final class MPITransport: Transport {
 
     public func irecv(into buffer: UnsafeMutableRawBufferPointer, from peer: Int, tag: Int32) throws -> Request {
         try checkPeer(peer)
-        if let lanes, lanes.serves(peer) { return try lanes.irecv(into: buffer, from: peer, tag: tag) }
         var mpiRequest: MPI_Request? = nil
         let code = MPI_Irecv(buffer.baseAddress, Int32(buffer.count), fleet_mpi_byte(), Int32(peer), tag,
                              fleet_mpi_comm_world(), &mpiRequest)
@@ -113,10 +98,6 @@ public final class MPITransport: Transport {
 
     public func test(_ request: Request) throws -> Bool {
         if request.isComplete { return true }
-        if let lanes, lanes.serves(request.peer) {
-            try lanes.progress()
-            return request.isComplete
-        }
         let handle = request.handle as! Handle
         var flag: Int32 = 0
         var status = MPI_Status()
@@ -145,11 +126,6 @@ public final class MPITransport: Transport {
         // MPI_Test drives OpenMPI's progress engine. With more ranks on this node than cores a
         // waiting rank yields, so the rank it waits for can run; otherwise a syscall per poll
         // only adds latency to every message.
-        if let lanes, lanes.hasPendingWork {
-            // Lanes wake no MPI request: wait on them (naps stay short while ranks elsewhere need MPI_Test).
-            try lanes.idle(maxWait: maxWait)
-            return
-        }
         if Self.oversubscribed { sched_yield() }
     }
 
@@ -212,7 +188,6 @@ public final class MPITransport: Transport {
         isShutDown = true
         for (_, comm) in subCommunicators { var handle: MPI_Comm? = comm; MPI_Comm_free(&handle) }
         subCommunicators.removeAll()
-        lanes = nil
         MPI_Finalize()
     }
 }

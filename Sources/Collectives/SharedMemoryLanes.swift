@@ -38,14 +38,8 @@ import Foundation
 /// the cores the busy ranks need (the 4-rank conformance run: 21 s, against 2 s).
 ///
 /// Segments are unlinked as soon as every peer has mapped them, so a crash leaves nothing
-/// in /dev/shm. Set `FLEET_SHM=off` to send through the transport itself; `FLEET_SHM_REPORT=1`
-/// prints how many slots each rank wrote plain and streamed when it shuts down.
+/// in /dev/shm. `SharedMemoryTransport` puts the lanes in front of MPI or ZeroMQ.
 public final class SharedMemoryLanes {
-    /// Whether shared-memory lanes are wanted (`FLEET_SHM` is not off).
-    public static var enabled: Bool {
-        !["off", "0", "no", "false"].contains(ProcessInfo.processInfo.environment["FLEET_SHM"]?.lowercased() ?? "")
-    }
-
     private static let counterBytes = 128
     private static let slotHeaderBytes = 64
     /// A slot's header: the message's `WireHeader`, then the length of the chunk the slot holds.
@@ -387,13 +381,23 @@ public final class SharedMemoryLanes {
         return true
     }
 
-    deinit {
-        if ProcessInfo.processInfo.environment["FLEET_SHM_REPORT"] != nil {
-            FileHandle.standardError.write("rank \(rank): shared-memory slots sent plain \(stores.plainSlots), streamed \(stores.streamedSlots); relayed \(relayedSlots) directly, \(bufferedRelays) through the buffer\n".data(using: .utf8)!)
-        }
+    /// How this rank's slots went out: plain or streamed stores, relays direct or buffered.
+    var report: String {
+        "rank \(rank): shared-memory slots sent plain \(stores.plainSlots), streamed \(stores.streamedSlots); "
+            + "relayed \(relayedSlots) directly, \(bufferedRelays) through the buffer"
+    }
+
+    private var released = false
+
+    /// Unmaps every segment and fails nothing further: the lanes are not used after this.
+    func release() {
+        guard !released else { return }
+        released = true
         for address in peerSegments.compactMap({ $0 }) { munmap(address, segmentBytes) }
         munmap(own, segmentBytes)
         matcher.releaseAll()
         relayTile.deallocate()
     }
+
+    deinit { release() }
 }

@@ -16,36 +16,41 @@ public enum WorldSetup {
 
     /// Opens the transport of a worker process: MPI under mpirun, ZeroMQ for a worker started
     /// by fleet's launcher (`role`) or given an external coordinator (`zmq`), a one-rank world
-    /// otherwise. `pin` binds the process to core `rank mod cores`.
+    /// otherwise. `pin` binds the process to core `rank mod cores`; with `sharedMemory`, ranks on
+    /// one host exchange their messages through shared-memory lanes (`SharedMemoryTransport`).
     public static func open(_ requested: TransportKind?, role: WorkerRole? = nil, zmq external: ZMQTransport.Configuration? = nil,
-                            pin: Bool = false) throws -> Transport {
+                            pin: Bool = false, sharedMemory: Bool = true) throws -> Transport {
+        let lanes = { (transport: HostAwareTransport) throws -> Transport in
+            sharedMemory ? try SharedMemoryTransport.wrap(transport) : transport
+        }
         if MPITransport.isUnderMPIRun {
             if let requested, requested != .mpi {
                 throw TransportError.unsupported("this process runs under mpirun, which provides the MPI transport; "
                     + "drop --transport \(requested.rawValue) or run without mpirun (use --ranks N to self-launch ZeroMQ workers)")
             }
-            return try MPITransport()
+            return try lanes(MPITransport())
         }
         if let configuration = role?.zmq ?? external {
             LocalLauncher.bindToLauncher(role?.launcherPID)
             let transport = try ZMQTransport(configuration)
             if pin { Self.pin(rank: transport.rank) }
-            return transport
+            return try lanes(transport)
         }
-        if requested == .mpi { return try MPITransport() }
+        if requested == .mpi { return try lanes(MPITransport()) }
         return LocalFabric(worldSize: 1).endpoint(rank: 0)
     }
 
     /// ZeroMQ between the ranks that mpirun started, beside their MPI transport (so the two
     /// can be measured side by side): MPI tells every rank where rank 0's coordinator listens,
     /// an ipc path unless `FLEET_ZMQ_COORDINATOR` names one (`FLEET_ZMQ_BIND` for the inboxes).
-    public static func zeroMQ(alongside mpi: MPITransport) throws -> ZMQTransport {
+    public static func zeroMQ(alongside mpi: MPITransport, sharedMemory: Bool = true) throws -> Transport {
         let env = ProcessInfo.processInfo.environment
         let base = try mpi.broadcast(env["FLEET_ZMQ_COORDINATOR"] ?? "ipc:///tmp/fleet-mpi-\(getpid())", root: 0)
         let ipc = base.hasPrefix("ipc://") && env["FLEET_ZMQ_COORDINATOR"] == nil
         let configuration = ZMQTransport.Configuration(
             rank: mpi.rank, worldSize: mpi.worldSize, coordinator: ipc ? base + "-coordinator" : base,
             bind: env["FLEET_ZMQ_BIND"] ?? (ipc ? base + "-rank-\(mpi.rank)" : "tcp://127.0.0.1:*"))
-        return try ZMQTransport(configuration)
+        let zmq = try ZMQTransport(configuration)
+        return sharedMemory ? try SharedMemoryTransport.wrap(zmq) : zmq
     }
 }

@@ -13,7 +13,7 @@ import Foundation
 /// completes the send. A socket copies every byte twice (into the kernel and out) and
 /// through ZeroMQ's I/O thread; this is the single copy MPI's shared-memory transport makes.
 /// Where the kernel forbids it, the receiver says so and the bytes travel over the socket.
-public final class ZMQTransport: Transport {
+public final class ZMQTransport: HostAwareTransport, PeerLiveness {
     /// Where this rank sits and how it finds the others.
     public struct Configuration: Sendable {
         public var rank: Int
@@ -23,8 +23,6 @@ public final class ZMQTransport: Transport {
         /// Address this rank's inbox binds: `tcp://127.0.0.1:*` picks a free port.
         public var bind: String
         public var rendezvousTimeout: Duration = .seconds(60)
-        /// Whether ranks on one host talk through shared-memory lanes (`FLEET_SHM=off` says no).
-        public var sharedMemory = SharedMemoryLanes.enabled
 
         public init(rank: Int, worldSize: Int, coordinator: String, bind: String = "tcp://127.0.0.1:*") {
             self.rank = rank
@@ -50,10 +48,9 @@ public final class ZMQTransport: Transport {
     /// Single-copy sends waiting for the receiver's acknowledgement, by id.
     var singleCopySends: [UInt64: SingleCopySend] = [:]
     var nextSingleCopyID: UInt64 = 1
-    /// Lanes through shared memory to the ranks on this host (they carry every message to them).
-    var lanes: SharedMemoryLanes?
-    /// Waits on shared-memory lanes spin; every so many spins they look at the sockets too.
-    private var spins = 0
+    /// Every rank's host, and a name of this world that all ranks derive alike (from the rendezvous table).
+    private var hosts: [String] = []
+    private var job = ""
     /// How a receiver reads a peer's memory; replaceable to exercise the socket fallback.
     public var singleCopyReader: MemoryReader = ZMQTransport.crossMemoryAttach
 
@@ -93,21 +90,16 @@ public final class ZMQTransport: Transport {
         let table = try Rendezvous.exchange(context: context, configuration: configuration, entry: entry)
         try connect(to: table.map(\.endpoint))
         enableSingleCopy(hosts: table.map(\.host))
-        if configuration.sharedMemory {
-            let job = table.map(\.line).joined(separator: "\n").utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }
-            lanes = try SharedMemoryLanes.connect(self, hosts: table.map(\.host), job: String(job, radix: 16))
-        }
+        hosts = table.map(\.host)
+        job = String(table.map(\.line).joined(separator: "\n").utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }, radix: 16)
     }
 
-    public var sharedMemoryPeers: Int { lanes?.served.count ?? 0 }
+    public func hostTable() throws -> (hosts: [String], job: String) { (hosts, job) }
 
-    public func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request? {
-        try lanes?.irecvReducing(into: buffer, op: op, from: peer, tag: tag)
-    }
-
-    public func irecvForwarding(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp?, from peer: Int, tag: Int32,
-                                to next: Int, forwardTag: Int32, keep: Bool) throws -> (receive: Request, forward: Request)? {
-        try lanes?.irecvForwarding(into: buffer, op: op, from: peer, tag: tag, to: next, forwardTag: forwardTag, keep: keep)
+    /// Peers whose connection dropped more than `grace` ago (their last messages had time to arrive).
+    public func departedPeers(grace: Duration) -> [Int] {
+        let now = ContinuousClock.now
+        return disconnected.filter { now - $0.value > grace }.map(\.key).sorted()
     }
 
     private func connect(to endpoints: [String]) throws {
@@ -138,7 +130,6 @@ public final class ZMQTransport: Transport {
             request.isComplete = true
             return request
         }
-        if let lanes, lanes.serves(peer) { return lanes.isend(data, to: peer, tag: tag) }
         if singleCopyPeers[peer] && data.count >= singleCopyBytes {
             try sendDescriptor(data, to: peer, request: request)
             return request
@@ -197,7 +188,6 @@ public final class ZMQTransport: Transport {
 
     public func irecv(into buffer: UnsafeMutableRawBufferPointer, from peer: Int, tag: Int32) throws -> Request {
         try checkPeer(peer)
-        if let lanes, lanes.serves(peer) { return try lanes.irecv(into: buffer, from: peer, tag: tag) }
         let request = Request(kind: .receive, peer: peer, tag: tag, byteCount: buffer.count)
         try matcher.post(request, buffer: buffer)
         return request
@@ -205,10 +195,6 @@ public final class ZMQTransport: Transport {
 
     public func test(_ request: Request) throws -> Bool {
         if request.isComplete { return true }
-        if let lanes, lanes.serves(request.peer) {
-            try lanes.progress()
-            return request.isComplete
-        }
         if let completion = request.handle as? ZeroCopyCompletion {
             if completion.isDone { request.isComplete = true; request.handle = nil }
             return request.isComplete
@@ -219,15 +205,8 @@ public final class ZMQTransport: Transport {
 
 
     public func progress(maxWait: Duration) throws {
-        if let lanes, lanes.hasPendingWork {
-            // Shared memory wakes no socket: wait on the lanes, looking at the sockets now and
-            // then (and often where some peers are reached only through them).
-            try lanes.idle(maxWait: maxWait)
-            spins &+= 1
-            if !lanes.reachesEveryPeer || spins % 64 == 0 { try poll(milliseconds: 0) }
-            return
-        }
-        try poll(milliseconds: max(1, Int(maxWait.seconds * 1000)))
+        // No wait asked for: just look (a decorator waiting on something else checks the sockets in passing).
+        try poll(milliseconds: maxWait == .zero ? 0 : max(1, Int(maxWait.seconds * 1000)))
     }
 
     private func poll(milliseconds: Int) throws {
@@ -294,10 +273,7 @@ public final class ZMQTransport: Transport {
             if let request = matcher.pendingReceive(from: peer) {
                 throw TransportError.peerDied(rank: peer, operation: "receive (tag \(request.tag))")
             }
-            if let request = lanes?.matcher.pendingReceive(from: peer) {
-                throw TransportError.peerDied(rank: peer, operation: "receive (tag \(request.tag))")
-            }
-            if let send = singleCopySends.values.first(where: { $0.request.peer == peer })?.request ?? lanes?.pendingSend(to: peer) {
+            if let send = singleCopySends.values.first(where: { $0.request.peer == peer })?.request {
                 throw TransportError.peerDied(rank: peer, operation: "send (tag \(send.tag))")
             }
         }
@@ -313,7 +289,6 @@ public final class ZMQTransport: Transport {
             zmq_close(push)
         }
         zmq_close(inbox)
-        lanes = nil
         Self.removeSocketFile(inboxEndpoint)
         matcher.releaseAll()
         zmq_ctx_term(context)

@@ -64,19 +64,19 @@ struct BenchCollectives: ParsableCommand {
         try Console.reportingErrors {
             if MPITransport.isUnderMPIRun && workers.transport == .zmq {
                 let mpi = try MPITransport()
-                defer { mpi.shutdown() }
+                defer { shutDown(mpi) }
                 try Console.reportingErrors(rank: mpi.worldSize > 1 ? mpi.rank : nil) {
-                    let zmq = try WorldSetup.zeroMQ(alongside: mpi)
-                    defer { zmq.shutdown() }
+                    let zmq = try WorldSetup.zeroMQ(alongside: mpi, sharedMemory: Settings.current.sharedMemory)
+                    defer { shutDown(zmq) }
                     for transport in [mpi, zmq] as [Transport] { transport.timeout = .milliseconds(Int(workers.timeout * 1000)) }
                     try measure(on: zmq, native: mpi)
                 }
                 return
             }
             guard let transport = try workers.workerTransport() else { return }
-            defer { transport.shutdown() }
+            defer { shutDown(transport) }
             try Console.reportingErrors(rank: transport.worldSize > 1 ? transport.rank : nil) {
-                try measure(on: transport, native: transport as? MPITransport)
+                try measure(on: transport, native: transport.mpi)
             }
         }
     }

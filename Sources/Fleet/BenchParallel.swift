@@ -44,7 +44,7 @@ struct ParallelBenchmark {
 
     private func runWorker(_ configuration: TrainingConfiguration) throws {
         guard let transport = try workers.workerTransport() else { return }
-        defer { transport.shutdown() }
+        defer { shutDown(transport) }
         try Console.reportingErrors(rank: transport.rank) {
             let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus())
             let runDir = Settings.current.runDirectory ?? workers.runDir ?? "."

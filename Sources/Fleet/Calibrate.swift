@@ -93,10 +93,10 @@ struct Calibrate: ParsableCommand {
     /// One rank of a transport measurement; rank 0 writes the figures as JSON.
     func transportWorker() throws {
         guard let transport = try workers.workerTransport() else { return }
-        defer { transport.shutdown() }
+        defer { shutDown(transport) }
         try Console.reportingErrors(rank: transport.rank) {
             var algorithms: [AllReduceAlgorithm] = [.ring, .halvingDoubling, .tree, .naive]
-            if transport is MPITransport { algorithms.append(.native) }
+            if transport.mpi != nil { algorithms.append(.native) }
             let figures = try TransportFigures.measure(on: transport, repeats: repeats, algorithms: algorithms)
             if transport.rank == 0, let resultFile {
                 try JSONEncoder().encode(figures).write(to: URL(fileURLWithPath: resultFile))
@@ -107,8 +107,8 @@ struct Calibrate: ParsableCommand {
     /// Under mpirun every rank measures MPI across the allocation; rank 0 also measures the
     /// machine and writes the scenario.
     func underMPIRun() throws {
-        let transport = try WorldSetup.open(.mpi)
-        defer { transport.shutdown() }
+        let transport = try WorldSetup.open(.mpi, sharedMemory: Settings.current.sharedMemory)
+        defer { shutDown(transport) }
         try Console.reportingErrors(rank: transport.rank) {
             var figures = try TransportFigures.measure(on: transport, repeats: repeats, algorithms: [.ring, .halvingDoubling, .tree, .naive, .native])
             guard transport.rank == 0 else { return }

@@ -24,7 +24,7 @@ struct SelfTest: ParsableCommand {
     func run() throws {
         try Console.reportingErrors {
             guard let transport = try workers.workerTransport() else { return }
-            defer { transport.shutdown() }
+            defer { shutDown(transport) }
             try Console.reportingErrors(rank: transport.rank) {
                 let world = Communicator(world: transport)
                 world.chunkBytes = 4096

@@ -15,6 +15,10 @@ struct Settings {
     /// A ZeroMQ world started outside fleet: FLEET_RANK, FLEET_WORLD_SIZE, FLEET_ZMQ_COORDINATOR
     /// and optionally FLEET_ZMQ_BIND (fleet's own launcher says this on `fleet worker`'s command line).
     var externalZMQ: ZMQTransport.Configuration?
+    /// FLEET_SHM=off: ranks on one host talk through MPI or ZeroMQ itself, not shared-memory lanes.
+    var sharedMemory: Bool
+    /// FLEET_SHM_REPORT=1: each rank prints how its shared-memory slots went out when it shuts down.
+    var sharedMemoryReport: Bool
     /// FLEET_PIN_CORES=1: bind a ZeroMQ worker to core `rank mod cores` (fleet compare and calibrate ask for it).
     var pinCores: Bool
 
@@ -44,6 +48,8 @@ struct Settings {
                                                      bind: environment["FLEET_ZMQ_BIND"] ?? "tcp://127.0.0.1:*")
         }
         pinCores = environment["FLEET_PIN_CORES"] == "1"
+        sharedMemory = !["off", "0", "no", "false"].contains(environment["FLEET_SHM"]?.lowercased() ?? "")
+        sharedMemoryReport = environment["FLEET_SHM_REPORT"] != nil
         perturbedReduction = environment["FLEET_TEST_PERTURB_REDUCTION"] != nil
         killDuringCheckpoint = environment["FLEET_TEST_KILL_DURING_CHECKPOINT"].flatMap { Int($0) }
     }

@@ -48,7 +48,7 @@ struct Simulate: ParsableCommand {
         try Console.reportingErrors {
             let sweep = try ScenarioReader(path: scenario).read()
             // Under mpirun, rank r of K simulates points r, r + K, …; rank 0 gathers them in order.
-            let world = MPITransport.isUnderMPIRun ? try WorldSetup.open(.mpi) : nil
+            let world = MPITransport.isUnderMPIRun ? try WorldSetup.open(.mpi, sharedMemory: Settings.current.sharedMemory) : nil
             defer { world?.shutdown() }
             let (rank, size) = (world?.rank ?? 0, world?.worldSize ?? 1)
             var rows: [Int: Row] = [:]

@@ -93,7 +93,7 @@ struct Train: ParsableCommand {
             let faulty = opened.worldSize > 1 || !plan.faults.isEmpty
                 ? FaultyTransport(opened, faults: plan.faults, checksums: faultOptions.checksums) : nil
             let transport: Transport = faulty ?? opened
-            defer { transport.shutdown() }
+            defer { shutDown(transport) }
             try Console.reportingErrors(rank: transport.worldSize > 1 ? transport.rank : nil) {
                 do {
                     try trainParallel(configuration, layout: layout, transport: transport,

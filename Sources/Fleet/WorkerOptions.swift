@@ -1,5 +1,6 @@
 import ArgumentParser
 import Collectives
+import FaultInjection
 import Foundation
 
 extension TransportKind: ExpressibleByArgument {}
@@ -68,11 +69,19 @@ struct WorkerOptions: ParsableArguments {
             return nil
         }
         let settings = Settings.current
-        let transport = try WorldSetup.open(transport, role: Settings.launchedAs, zmq: settings.externalZMQ, pin: settings.pinCores)
+        let transport = try WorldSetup.open(transport, role: Settings.launchedAs, zmq: settings.externalZMQ, pin: settings.pinCores,
+                                            sharedMemory: settings.sharedMemory)
         transport.timeout = .milliseconds(Int(timeout * 1000))
         if settings.externalZMQ != nil && transport.worldSize != ranks && ranks > 1 {
             throw ValidationError("this worker belongs to a world of \(transport.worldSize) ranks, not --ranks \(ranks)")
         }
         return transport
     }
+}
+
+/// Closes a worker's transport; with FLEET_SHM_REPORT=1 first says how its shared-memory slots went out.
+func shutDown(_ transport: Transport) {
+    let lanes = (transport as? SharedMemoryTransport) ?? ((transport as? FaultyTransport)?.inner as? SharedMemoryTransport)
+    if Settings.current.sharedMemoryReport, let lanes { Console.err(lanes.report) }
+    transport.shutdown()
 }

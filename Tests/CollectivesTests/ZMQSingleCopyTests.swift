@@ -20,7 +20,6 @@ final class ZMQSingleCopyTests: XCTestCase {
                     var configuration = ZMQTransport.Configuration(rank: rank, worldSize: 2, coordinator: coordinator,
                                                                    bind: "tcp://127.0.0.1:*")
                     configuration.rendezvousTimeout = .seconds(20)
-                    configuration.sharedMemory = false
                     let transport = try ZMQTransport(configuration)
                     defer { transport.shutdown() }
                     transport.timeout = .seconds(20)
@@ -37,7 +36,7 @@ final class ZMQSingleCopyTests: XCTestCase {
         return try (0..<2).map { try results[$0]!.get() }
     }
 
-    private func exactAllReduce(_ transport: ZMQTransport, count: Int) throws -> [Float] {
+    private func exactAllReduce(_ transport: Transport, count: Int) throws -> [Float] {
         let world = Communicator(world: transport)
         world.chunkBytes = 64 << 10
         var values = (0..<count).map { CollectiveBenchmark.value(rank: transport.rank, index: $0) }
@@ -47,6 +46,21 @@ final class ZMQSingleCopyTests: XCTestCase {
 
     private func expected(count: Int) -> [Float] {
         (0..<count).map { CollectiveBenchmark.value(rank: 0, index: $0) + CollectiveBenchmark.value(rank: 1, index: $0) }
+    }
+
+    /// The shared-memory decorator around ZeroMQ, in-process: the two ranks share a host, so
+    /// every message between them goes through the lanes, and sums come out exact.
+    func testSharedMemoryLanesWrapTheTransportAndSumExactly() throws {
+        let count = 300_001
+        let results = try twoRanks({ _ in }) { transport -> ([Float], Int) in
+            let lanes = try SharedMemoryTransport.wrap(transport)
+            defer { lanes.shutdown() }
+            return (try self.exactAllReduce(lanes, count: count), lanes.sharedMemoryPeers)
+        }
+        for (values, peers) in results {
+            XCTAssertEqual(peers, 1, "the other rank is reached through shared memory")
+            XCTAssertEqual(values.map(\.bitPattern), expected(count: count).map(\.bitPattern))
+        }
     }
 
     func testRanksOnOneHostCopyStraightFromTheSendersMemory() throws {
