@@ -73,7 +73,8 @@ struct Plan: ParsableCommand {
             let options = StepOptions(batch: batch, sequence: sequence, bucketBytes: bucket.bytes)
             let programs = (0..<mesh.worldSize).map { StepProgram(plan: shards, rank: $0, options: options) }
             if json {
-                try printJSON(spec: spec, layout: layout, stages: stages, schedule: schedule, report: report, programs: programs)
+                let object = PlanRecord.object(spec: spec, layout: layout, schedule: schedule, report: report, programs: programs)
+                Console.out(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                 return
             }
             Console.out("plan: \(spec.name) on \(layout) = \(layout.worldSize) ranks, global batch \(batch), "
@@ -126,35 +127,5 @@ struct Plan: ParsableCommand {
             for t in Int(span.start)..<Int(span.end) where t < width { rows[span.stage][t] = symbol }
         }
         return (0..<stages).map { "  stage \($0) |" + String(rows[$0]) + "|" }.joined(separator: "\n")
-    }
-
-    private func printJSON(spec: ModelSpec, layout: ParallelLayout, stages: [Range<Int>], schedule: PipelineSchedule,
-                           report: ScheduleReport, programs: [StepProgram]) throws {
-        let mesh = layout.mesh, plan = programs.first!.plan
-        let ranks = programs.map { program -> [String: Any] in
-            let rank = program.rank, c = program.coordinates, layers = stages[c.pp]
-            let ops = program.blocks.flatMap { block in
-                block.ops.map { op -> [String: Any] in
-                    var fields = op.fields
-                    fields["phase"] = block.phase.description
-                    return fields
-                }
-            }
-            return ["rank": rank, "dp": c.dp, "tp": c.tp, "pp": c.pp, "layers": [layers.lowerBound, layers.upperBound],
-                    "parameters_held": plan.heldElements(stage: c.pp), "optimizer_parameters": Int(plan.optimizerElements(stage: c.pp)),
-                    "dp_group": mesh.dpGroup(of: rank), "tp_group": mesh.tpGroup(of: rank), "pp_group": mesh.ppGroup(of: rank),
-                    "ops": ops]
-        }
-        let object: [String: Any] = [
-            "model": spec.name, "parameters": spec.parameterCount, "dp": layout.dp, "tp": layout.tp, "pp": layout.pp,
-            "microbatches": layout.microbatches, "schedule": schedule.kind.rawValue, "world_size": layout.worldSize,
-            "batch": programs.first!.options.batch, "sequence": programs.first!.options.sequence,
-            "bucket_bytes": programs.first!.options.bucketBytes, "zero": layout.zeroStage,
-            "bubble_fraction": report.bubbleFraction, "ideal_bubble_fraction": report.idealBubbleFraction,
-            "peak_in_flight_activations": report.peakInFlightActivations, "ranks": ranks,
-            "actions": schedule.actions.map { $0.map { "\($0)" } },
-        ]
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        Console.out(String(decoding: data, as: UTF8.self))
     }
 }

@@ -136,19 +136,16 @@ struct Train: ParsableCommand {
                 + (layout.worldSize > 1 ? ", \(transport.backendName)" : ""))
             Console.out(BLASKernelReport.current(environment: ProcessInfo.processInfo.environment).headerLine)
         }
+        var run = TrainingRun(trainer: trainer)
+        run.runDirectory = Settings.current.runDirectory ?? workers.runDir
+        run.save = save
+        run.events = Settings.current.events
+        run.attempt = Settings.current.attempt
         let (resumed, skipped) = try checkpoints.checkpointToResume()
         if let resumed {
-            try trainer.restore(from: resumed)
-            // A run asked to continue where it already ended has nothing to train: say so rather than
-            // print a summary of zero steps. (A supervised restart after the last save is fine.)
-            let restart = Settings.current.attempt > 0
-            // Re-saving it in this layout (another --checkpoint-dir) or exporting it (--save) is work.
+            // Re-saving it in this layout (another --checkpoint-dir) is work even at its last step.
             let source = URL(fileURLWithPath: resumed.path).deletingLastPathComponent().standardizedFileURL.path
-            let rewrites = checkpoints.policy.map { URL(fileURLWithPath: $0.directory).standardizedFileURL.path != source } ?? false
-            if trainer.startStep >= configuration.steps && !restart && !rewrites && save == nil {
-                throw FleetError("\(resumed.path) is at step \(trainer.startStep) and --steps is \(configuration.steps): nothing is left to train; "
-                                 + "pass a larger --steps to continue it (or --checkpoint-dir DIR to save it again in this layout)")
-            }
+            try run.resume(from: resumed, savesElsewhere: checkpoints.policy.map { URL(fileURLWithPath: $0.directory).standardizedFileURL.path != source } ?? false)
         }
         if trainer.isReporter {
             // In JSON mode stdout holds only JSON objects: notes go to stderr.
@@ -166,49 +163,17 @@ struct Train: ParsableCommand {
             trainer.traceSteps = traceSteps
         }
         let printer = StepPrinter(json: json, logEvery: logEvery, steps: configuration.steps)
-        // Each rank keeps its own steps (timing breakdown and traffic) in the run directory.
-        let runDir = Settings.current.runDirectory ?? workers.runDir
-        let rankLog = try runDir.map { try RankStepLog(path: "\($0)/rank-\(transport.rank).steps.jsonl") }
-        // The reporter keeps the run's record for fleet diff: per-step losses and parameter checksums, then the final weights.
-        let record = trainer.isReporter ? runDir : nil
-        if let record {
-            try RunRecord.describe(directory: record, fields: [("model", configuration.model.name), ("layout", layout.description),
-                                                               ("deterministic", configuration.deterministic), ("transport", transport.backendName),
-                                                               ("batch", configuration.batch), ("sequence", configuration.sequence),
-                                                               ("seed", Int(configuration.seed)), ("steps", configuration.steps)],
-                                   tensorNames: trainer.model.layout.entries.map(\.name))
-        }
-        var recordError: Error?
-        let summary = try trainer.run(checksums: runDir != nil,
-                                      everyRank: { metrics, result in
-                                          rankLog?.write(metrics, result, rank: transport.rank)
-                                          if let events = Settings.current.events {
-                                              var step = RunEvent(.step, attempt: Settings.current.attempt, rank: transport.rank)
-                                              step.step = metrics.step + 1
-                                              step.stepSeconds = result.seconds
-                                              events.emit(step)
-                                          }
-                                      },
-                                      report: { metrics, result in
-                                          printer.step(metrics, breakdown: result)
-                                          if let record, recordError == nil {
-                                              do { try RunRecord.append(metrics, directory: record) } catch { recordError = error }
-                                          }
-                                      })
-        if let recordError { throw recordError }
-        if let step = trainer.preemptedAfter {
+        let outcome = try run.run(report: printer.step)
+        if case let .preempted(step) = outcome {
             if trainer.isReporter {
                 Console.err("fleet: stopped after step \(step) of \(configuration.steps) by a signal; checkpoint saved in "
                             + "\(checkpoints.policy?.directory ?? "?"); continue with the same command and --resume")
             }
             throw ExitCode(Self.preemptedStatus)
         }
-        if save != nil || runDir != nil { try trainer.gatherParameters() }
-        if let record { try WeightsFile.save(trainer.model, step: configuration.steps, to: record + "/final.weights") }
         let traceText = trace != nil ? try trainer.collectTrace() : nil
-        if let summary {
+        if case let .finished(summary?) = outcome {
             if let policy = checkpoints.policy, !json { Console.out("checkpoints in \(policy.directory) (fleet checkpoint inspect \(policy.directory))") }
-            if let save { try WeightsFile.save(trainer.model, step: configuration.steps, to: save) }
             printer.summary(summary, saved: save)
         }
         if let trace, let traceText {
@@ -254,11 +219,6 @@ struct StepPrinter {
     }
 
     func summary(_ s: TrainingSummary, saved: String?) {
-        for straggler in s.stragglers {
-            var event = RunEvent(.straggler, attempt: Settings.current.attempt, rank: straggler.rank)
-            event.message = "\(straggler)"
-            Settings.current.events?.emit(event)
-        }
         let blas = BLASKernelReport.current(environment: ProcessInfo.processInfo.environment)
         let mixed = Set(s.blasKernels).count > 1
             ? "ranks run different BLAS kernels (\(s.blasKernels.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: ", "))): their results differ in the last bits"

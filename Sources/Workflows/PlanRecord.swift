@@ -1,0 +1,35 @@
+import Foundation
+import Parallelism
+import Workload
+
+/// A layout's plan as data, what `fleet plan --json` prints: the mesh, the schedule's check
+/// (bubble, in-flight activations), and every rank's step program op by op.
+public enum PlanRecord {
+    public static func object(spec: ModelSpec, layout: ParallelLayout, schedule: PipelineSchedule,
+                              report: ScheduleReport, programs: [StepProgram]) -> [String: Any] {
+        let mesh = layout.mesh, plan = programs.first!.plan, stages = layout.stageLayers(model: spec)
+        let ranks = programs.map { program -> [String: Any] in
+            let rank = program.rank, c = program.coordinates, layers = stages[c.pp]
+            let ops = program.blocks.flatMap { block in
+                block.ops.map { op -> [String: Any] in
+                    var fields = op.fields
+                    fields["phase"] = block.phase.description
+                    return fields
+                }
+            }
+            return ["rank": rank, "dp": c.dp, "tp": c.tp, "pp": c.pp, "layers": [layers.lowerBound, layers.upperBound],
+                    "parameters_held": plan.heldElements(stage: c.pp), "optimizer_parameters": Int(plan.optimizerElements(stage: c.pp)),
+                    "dp_group": mesh.dpGroup(of: rank), "tp_group": mesh.tpGroup(of: rank), "pp_group": mesh.ppGroup(of: rank),
+                    "ops": ops]
+        }
+        return [
+            "model": spec.name, "parameters": spec.parameterCount, "dp": layout.dp, "tp": layout.tp, "pp": layout.pp,
+            "microbatches": layout.microbatches, "schedule": schedule.kind.rawValue, "world_size": layout.worldSize,
+            "batch": programs.first!.options.batch, "sequence": programs.first!.options.sequence,
+            "bucket_bytes": programs.first!.options.bucketBytes, "zero": layout.zeroStage,
+            "bubble_fraction": report.bubbleFraction, "ideal_bubble_fraction": report.idealBubbleFraction,
+            "peak_in_flight_activations": report.peakInFlightActivations, "ranks": ranks,
+            "actions": schedule.actions.map { $0.map { "\($0)" } },
+        ]
+    }
+}
