@@ -52,6 +52,18 @@ static inline uint32_t fleet_crc32c_update(uint32_t crc, const uint8_t *p, size_
 #include <sys/syscall.h>
 
 /// Pins the calling process to one CPU (sched_setaffinity without _GNU_SOURCE's macros).
+/// The CPUs this process may run on (its affinity mask, as taskset or a cpuset set it), in
+/// order, into `out` (at most `capacity`); returns how many, or -1.
+static inline int fleet_allowed_cpus(int *out, int capacity) {
+    unsigned long mask[16] = {0};
+    if (syscall(SYS_sched_getaffinity, 0, sizeof(mask), mask) < 0) return -1;
+    int n = 0;
+    for (int cpu = 0; cpu < 16 * 64 && n < capacity; cpu++) {
+        if (mask[cpu / 64] & (1UL << (cpu % 64))) out[n++] = cpu;
+    }
+    return n;
+}
+
 static inline int fleet_pin_to_cpu(int cpu) {
     unsigned long mask[16] = {0};
     if (cpu < 0 || cpu >= 16 * 64) return -1;

@@ -8,10 +8,15 @@ public enum TransportKind: String, Sendable, CaseIterable {
 
 /// Picks and opens this process's transport.
 public enum WorldSetup {
-    /// Pins this process to core `rank mod cores`, as `mpirun --bind-to core --map-by core`
-    /// places ranks: which ranks share a core is then known, and the same from run to run.
+    /// Pins this process to the `rank mod n`-th of the n cores it may run on, as `mpirun
+    /// --bind-to core --map-by core` places ranks: which ranks share a core is then known, and
+    /// the same from run to run. Cores outside the process's affinity (`taskset -c 0 fleet …`)
+    /// are never used.
     public static func pin(rank: Int) {
-        _ = fleet_pin_to_cpu(Int32(rank % ProcessInfo.processInfo.activeProcessorCount))
+        var allowed = [Int32](repeating: 0, count: 1024)
+        let count = Int(fleet_allowed_cpus(&allowed, Int32(allowed.count)))
+        guard count > 0 else { return }
+        _ = fleet_pin_to_cpu(allowed[rank % count])
     }
 
     /// Opens the transport of a worker process: MPI under mpirun, ZeroMQ for a worker started
