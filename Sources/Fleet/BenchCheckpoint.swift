@@ -97,7 +97,7 @@ struct BenchCheckpoint: ParsableCommand {
         var left = bytes
         while left > 0 {
             let n = chunk.withUnsafeBytes { Foundation.write(fd, $0.baseAddress!, min(left, chunk.count)) }
-            guard n > 0 else { close(fd); throw FleetError("cannot write \(path): \(String(cString: strerror(errno)))") }
+            guard n > 0 else { close(fd); throw FleetError("cannot write \(path): \(String(cString: strerror(errno)))", duringRun: true) }
             left -= n
         }
         fsync(fd)

@@ -35,7 +35,8 @@ enum Console {
 
     static func jsonLine(_ fields: [(String, Any)]) -> String { JSONLine.encode(fields) }
 
-    /// Runs `body`; an error is printed with its hint (and the rank, in a multi-rank run) and becomes exit code 1.
+    /// Runs `body`; an error is printed with its hint (and the rank, in a multi-rank run) and
+    /// becomes its exit status (`ExitStatus.of`).
     static func reportingErrors(rank: Int? = nil, _ body: () throws -> Void) throws {
         do {
             try body()
@@ -49,7 +50,7 @@ enum Console {
             // In a worker, every message goes out as one write: ranks share the terminal.
             // A file system error is one line (path and cause), never Foundation's dump.
             err("fleet: error\(rank.map { " on rank \($0)" } ?? ""): \(FileProblem.describe(error) ?? "\(error)")")
-            throw ExitCode(1)
+            throw ExitCode(ExitStatus.of(error))
         }
     }
 }

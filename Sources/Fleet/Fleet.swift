@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Fleet: ParsableCommand {
@@ -10,7 +11,22 @@ struct Fleet: ParsableCommand {
     /// Chooses the BLAS kernel (which may restart the process) before anything else runs.
     static func main() {
         BLASStartup.prepare()
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            finish(error)
+        }
+    }
+
+    /// Exits for `error`; a usage error (a flag the parser or a command's check refused)
+    /// exits with `ExitStatus.input`, not ArgumentParser's 64.
+    static func finish(_ error: Error) -> Never {
+        if exitCode(for: error) == .validationFailure {
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(ExitStatus.input)
+        }
+        exit(withError: error)
     }
 }
 

@@ -96,7 +96,7 @@ struct Simulate: ParsableCommand {
             }
             if sweep.points.count == 1, let problem = singleProblem {
                 Console.err("fleet: error: \(problem)")
-                throw ExitCode(1)
+                throw ExitCode(ExitStatus.input)
             }
         }
     }

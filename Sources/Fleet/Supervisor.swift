@@ -83,7 +83,7 @@ struct Supervise: ParsableCommand {
         let lines = report.lines
         if !lines.isEmpty { Console.err(lines.joined(separator: "\n")) }
         if !report.recovered {
-            throw FleetError("gave up after \(maxRestarts) restart(s); last failure: \(report.lastError ?? "?")")
+            throw FleetError("gave up after \(maxRestarts) restart(s); last failure: \(report.lastError ?? "?")", duringRun: true)
         }
     }
 }

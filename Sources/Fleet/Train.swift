@@ -115,8 +115,7 @@ struct Train: ParsableCommand {
         }
     }
 
-    /// Exit status of a run stopped by a signal after saving a checkpoint (EX_TEMPFAIL: try again, with --resume).
-    static let preemptedStatus: Int32 = 75
+    static let preemptedStatus = ExitStatus.preempted
 
     private func trainParallel(_ configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, injector: FaultInjector?) throws {
         let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus(),

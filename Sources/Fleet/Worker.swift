@@ -38,8 +38,8 @@ struct Worker: ParsableCommand {
         Settings.launchedAs = WorkerRole(rank: rank, worldSize: worldSize, coordinator: coordinator, bind: bind,
                                          launcherPID: launcherPid, runDirectory: runDir)
         var inner: ParsableCommand
-        do { inner = try Fleet.parseAsRoot(command) } catch { Fleet.exit(withError: error) }
+        do { inner = try Fleet.parseAsRoot(command) } catch { Fleet.finish(error) }
         guard !(inner is Worker) else { throw ValidationError("a worker cannot start another worker") }
-        do { try inner.run() } catch { Fleet.exit(withError: error) }
+        do { try inner.run() } catch { Fleet.finish(error) }
     }
 }

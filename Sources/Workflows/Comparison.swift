@@ -65,7 +65,7 @@ public struct Comparison {
             run = try ChildProcess.fleet(arguments, environment: ["FLEET_PIN_CORES": "1"])
         }
         guard run.status == 0 else {
-            throw FleetError("the \(row.name) run failed (exit \(run.status)); its logs are in \(directory): \(run.stderr.suffix(800))")
+            throw FleetError("the \(row.name) run failed (exit \(run.status)); its logs are in \(directory): \(run.stderr.suffix(800))", duringRun: true)
         }
         return try StepLogs(directory: directory, ranks: l.worldSize, warmup: warmup)
     }

@@ -28,11 +28,11 @@ public enum PyTorchReference {
                                            unset: ["OPENBLAS_CORETYPE", BLASKernelReport.markerVariable])
         guard outcome.status == 0 else {
             let last = outcome.stderr.split(separator: "\n").last.map(String.init) ?? "exit status \(outcome.status)"
-            throw FleetError("the PyTorch reference failed in \(python): \(last); install it with pip install torch numpy threadpoolctl, or pass --python PATH")
+            throw FleetError("the PyTorch reference failed in \(python): \(last); install it with pip install torch numpy threadpoolctl, or pass --python PATH", duringRun: true)
         }
         guard let line = outcome.stdout.split(separator: "\n").last,
               let result = try? JSONDecoder().decode(Result.self, from: Data(line.utf8)) else {
-            throw FleetError("the PyTorch reference printed no result: \(outcome.stdout.suffix(200))")
+            throw FleetError("the PyTorch reference printed no result: \(outcome.stdout.suffix(200))", duringRun: true)
         }
         return result
     }

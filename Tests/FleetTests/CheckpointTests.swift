@@ -144,7 +144,7 @@ final class CheckpointTests: FleetProcessTestCase {
         let checkpoints = directory + "/tiny"
         _ = steps(try run(Self.base + ["--steps", "2", "--checkpoint-dir", checkpoints]))
         let small = try FleetProcess.fleet(["train", "gpt-small", "--steps", "4", "--resume-from", checkpoints])
-        XCTAssertEqual(small.status, 1)
+        XCTAssertEqual(small.status, 2, "an input error")
         XCTAssertTrue(small.stderr.contains("it holds gpt-tiny (842,496 parameters), this run trains gpt-small"), small.output)
         let seed = try FleetProcess.fleet(Self.base + ["--seed", "7", "--resume-from", checkpoints])
         XCTAssertTrue(seed.stderr.contains("resume with the same seed"), seed.output)
@@ -152,7 +152,7 @@ final class CheckpointTests: FleetProcessTestCase {
         let text = try String(contentsOfFile: manifest, encoding: .utf8)
         try text.replacingOccurrences(of: "\"version\" : 1", with: "\"version\" : 9").write(toFile: manifest, atomically: true, encoding: .utf8)
         let newer = try FleetProcess.fleet(Self.base + ["--resume-from", checkpoints + "/step-00000002"])
-        XCTAssertEqual(newer.status, 1)
+        XCTAssertEqual(newer.status, 2)
         XCTAssertTrue(newer.stderr.contains("format version 9, newer than this fleet reads (1)"), newer.output)
     }
 

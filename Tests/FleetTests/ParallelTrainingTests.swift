@@ -185,7 +185,7 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         ]
         for (layout, message) in cases {
             let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "2"] + layout)
-            XCTAssertNotEqual(outcome.status, 0, layout.joined(separator: " "))
+            XCTAssertEqual(outcome.status, 2, "an input error: " + layout.joined(separator: " "))
             XCTAssertTrue(outcome.stderr.contains(message), "\(layout): \(outcome.output)")
             XCTAssertFalse(outcome.stdout.contains("step "), "no step may run: \(outcome.output)")
         }

@@ -75,7 +75,7 @@ final class SimulateCommandTests: FleetProcessTestCase {
             .replacingOccurrences(of: "mttf: 143000 h", with: "mttf: 143000 years")
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         let bad = try FleetProcess.fleet(["simulate", path])
-        XCTAssertEqual(bad.status, 1)
+        XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.stderr.contains("mttf must be a number with a unit"), bad.output)
     }
 
@@ -108,10 +108,10 @@ final class SimulateCommandTests: FleetProcessTestCase {
         let path = directory + "/bad.yaml"
         try "cluster:\n  device: H100\n  nodes: two\n".write(toFile: path, atomically: true, encoding: .utf8)
         let outcome = try FleetProcess.fleet(["simulate", path])
-        XCTAssertEqual(outcome.status, 1)
+        XCTAssertEqual(outcome.status, 2, "an input error")
         XCTAssertTrue(outcome.stderr.contains("bad.yaml:3:10: cluster.nodes must be a whole number ≥ 1 (got 'two')"), outcome.output)
         let missing = try FleetProcess.fleet(["simulate", directory + "/none.yaml"])
-        XCTAssertEqual(missing.status, 1)
+        XCTAssertEqual(missing.status, 2)
         XCTAssertTrue(missing.stderr.contains("cannot read scenario"), missing.output)
         // A layout that does not fit in memory is a clear error, after the report that shows why.
         let text = try String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)
@@ -119,7 +119,7 @@ final class SimulateCommandTests: FleetProcessTestCase {
                                   with: "{dp: 128, tp: 1, pp: 8, microbatches: 12, schedule: 1f1b, zero: 0, recompute: none}")
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         let big = try FleetProcess.fleet(["simulate", path])
-        XCTAssertEqual(big.status, 1, big.output)
+        XCTAssertEqual(big.status, 2, "the scenario asks for what cannot run: " + big.output)
         XCTAssertTrue(big.stderr.contains("more than H100's 80.0 GiB"), big.output)
     }
 

@@ -117,7 +117,7 @@ public struct MachineCalibration {
             run = try ChildProcess.fleet(arguments + ["--transport", "zmq", "--ranks", "\(ranks)"], environment: ["FLEET_PIN_CORES": "1"])
         }
         guard run.status == 0, let data = FileManager.default.contents(atPath: file) else {
-            throw FleetError("measuring \(name) failed (exit \(run.status)): \(run.stderr.suffix(600))")
+            throw FleetError("measuring \(name) failed (exit \(run.status)): \(run.stderr.suffix(600))", duringRun: true)
         }
         let figures = try JSONDecoder().decode(TransportFigures.self, from: data)
         var line = String(format: "  %@, %d ranks: α %.1f µs, β %.3f GB/s", figures.transport, ranks, figures.alpha * 1e6, figures.beta / 1e9)
@@ -160,7 +160,7 @@ public struct MachineCalibration {
             var done = 0
             while done < bytes {
                 let n = data.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + done, min(1 << 20, bytes - done)) }
-                guard n > 0 else { throw FleetError("writing in \(directory) failed: \(String(cString: strerror(errno)))") }
+                guard n > 0 else { throw FleetError("writing in \(directory) failed: \(String(cString: strerror(errno)))", duringRun: true) }
                 done += n
             }
             fsync(fd)

@@ -36,7 +36,7 @@ public struct ChaosCampaign {
     /// Runs the fault-free reference and returns its final parameters.
     public func reference() throws -> [Float] {
         let run = try ChildProcess.fleet(baseArguments + ["--run-dir", directory + "/reference"])
-        guard run.status == 0 else { throw FleetError("the fault-free reference failed: \(run.stderr.suffix(800))") }
+        guard run.status == 0 else { throw FleetError("the fault-free reference failed: \(run.stderr.suffix(800))", duringRun: true) }
         return try WeightsFile.load(directory + "/reference/final.weights").model.parameters.array
     }
 

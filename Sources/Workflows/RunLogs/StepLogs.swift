@@ -12,8 +12,8 @@ public struct StepLogs {
         var perRank: [[[String: Any]]] = []
         for rank in 0..<ranks {
             let path = "\(directory)/rank-\(rank).steps.jsonl"
-            guard let rows = Self.rows(path) else { throw FleetError("the run left no step log at \(path)") }
-            guard rows.count > warmup else { throw FleetError("\(path) has \(rows.count) steps; more than the \(warmup) warm-up step(s) are needed") }
+            guard let rows = Self.rows(path) else { throw FleetError("the run left no step log at \(path)", duringRun: true) }
+            guard rows.count > warmup else { throw FleetError("\(path) has \(rows.count) steps; more than the \(warmup) warm-up step(s) are needed", duringRun: true) }
             perRank.append(Array(rows.dropFirst(warmup)))
         }
         let count = perRank.map(\.count).min() ?? 0
