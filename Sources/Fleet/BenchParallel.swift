@@ -13,12 +13,6 @@ struct ParallelBenchmark {
     let workers: WorkerOptions
     let json: Bool
 
-    /// Per-rank averages read back from the workers' step logs.
-    struct RankAverage {
-        let rank: Int
-        var step = 0.0, compute = 0.0, tensor = 0.0, pipelineWait = 0.0, dataExposed = 0.0
-    }
-
     /// In the launcher: baseline, then the workers; in a worker: its share of the layout run.
     func run() throws {
         var configuration = try options.configuration()
@@ -38,7 +32,7 @@ struct ParallelBenchmark {
         launcher.runDir = runDir
         _ = try launcher.workerTransport()
         let result = try Self.readSummary("\(runDir)/summary.json")
-        let ranks = try (0..<layout.worldSize).map { try Self.average(rank: $0, path: "\(runDir)/rank-\($0).steps.jsonl") }
+        let ranks = try (0..<layout.worldSize).map { try RankAverage(rank: $0, path: "\(runDir)/rank-\($0).steps.jsonl") }
         report(single: single.tokensPerSecond, parallel: result, ranks: ranks, runDir: runDir)
     }
 
@@ -63,20 +57,6 @@ struct ParallelBenchmark {
             throw ValidationError("the workers left no summary at \(path)")
         }
         return object
-    }
-
-    /// Averages a rank's step log, leaving out the first step (allocation, page faults).
-    static func average(rank: Int, path: String) throws -> RankAverage {
-        guard let rows = StepLogs.rows(path) else { throw ValidationError("missing \(path)") }
-        let measured = rows.count > 1 ? Array(rows.dropFirst()) : rows
-        var average = RankAverage(rank: rank)
-        func mean(_ key: String) -> Double { measured.compactMap { $0[key] as? Double }.reduce(0, +) / Double(max(1, measured.count)) }
-        average.step = mean("step_ms")
-        average.compute = mean("compute_ms")
-        average.tensor = mean("tp_ms")
-        average.pipelineWait = mean("pipeline_wait_ms")
-        average.dataExposed = mean("dp_exposed_ms")
-        return average
     }
 
     private func report(single: Double, parallel: [String: Double], ranks: [RankAverage], runDir: String) {

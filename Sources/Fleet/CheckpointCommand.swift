@@ -2,6 +2,7 @@ import ArgumentParser
 import Collectives
 import Foundation
 import Training
+import Workflows
 
 struct CheckpointCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

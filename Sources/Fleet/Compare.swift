@@ -99,35 +99,11 @@ struct Compare: ParsableCommand {
 
     private func report(_ rows: [Row]) {
         if json {
-            for row in rows {
-                let m = row.measured!
-                Console.json([("layout", row.name), ("ranks", row.layout.worldSize), ("measured_step_s", row.measuredStep),
-                              ("measured_p25_s", StepLogs.quantile(m.steps, 0.25)), ("measured_p75_s", StepLogs.quantile(m.steps, 0.75)),
-                              ("simulated_step_s", row.simulated.stepTime.seconds), ("error_pct", row.error),
-                              ("measured_compute_s", m.compute), ("simulated_compute_s", row.simulatedCompute),
-                              ("measured_communication_s", m.communication), ("simulated_communication_s", row.simulatedCommunication),
-                              ("measured_bubble_s", m.bubble), ("simulated_bubble_s", row.simulatedBubble),
-                              ("largest_difference", row.worstComponent)])
-            }
+            for row in rows { Console.json(row.record) }
             return
         }
         Console.progress("")
-        let table = Table(columns: [("layout", 8), ("ranks", 5), ("measured ms", 11), ("p25–p75", 13), ("simulated", 9), ("error", 7),
-                                    ("compute m/s", 13), ("comm m/s", 11), ("bubble m/s", 11), ("largest difference", 24)])
-        Console.out(table.header())
-        for row in rows {
-            let m = row.measured!
-            Console.out(table.row([row.name, "\(row.layout.worldSize)", String(format: "%.2f", row.measuredStep * 1000),
-                                   String(format: "%.1f–%.1f", StepLogs.quantile(m.steps, 0.25) * 1000, StepLogs.quantile(m.steps, 0.75) * 1000),
-                                   String(format: "%.2f", row.simulated.stepTime.seconds * 1000), String(format: "%+.1f%%", row.error),
-                                   String(format: "%.1f/%.1f", m.compute * 1000, row.simulatedCompute * 1000),
-                                   String(format: "%.1f/%.1f", m.communication * 1000, row.simulatedCommunication * 1000),
-                                   String(format: "%.1f/%.1f", m.bubble * 1000, row.simulatedBubble * 1000),
-                                   abs(row.error) > 10 ? row.worstComponent : "-"]))
-        }
-        let errors = rows.map { abs($0.error) }
-        Console.out(String(format: "|error|: median %.1f%%, largest %.1f%% (%@)", StepLogs.median(errors), errors.max() ?? 0,
-                           rows.max { abs($0.error) < abs($1.error) }?.name ?? "-"))
+        ComparisonRow.table(rows).forEach(Console.out)
     }
 
     private func plotChart(_ rows: [Row]) -> String {

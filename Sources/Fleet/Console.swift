@@ -55,18 +55,6 @@ enum Console {
     }
 }
 
-/// Fixed-width table rows for terminal output.
-struct Table {
-    let columns: [(title: String, width: Int)]
-
-    func header() -> String { row(columns.map(\.title)) }
-
-    func row(_ cells: [String]) -> String {
-        zip(columns, cells).map { column, cell in
-            String(repeating: " ", count: max(0, column.width - cell.count)) + cell
-        }.joined(separator: "  ")
-    }
-}
 
 extension ByteSize: ExpressibleByArgument {}
 extension SizeList: ExpressibleByArgument {}

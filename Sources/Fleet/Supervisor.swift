@@ -62,16 +62,9 @@ struct Supervise: ParsableCommand {
             supervisor.checkpointDirectory = command.firstIndex(of: "--checkpoint-dir").flatMap { $0 + 1 < command.count ? command[$0 + 1] : nil }
             supervisor.onRestart = Console.err
             let report = try supervisor.run { attempt, environment in
-                let arguments = Array(command.dropFirst()) + (attempt > 0 && !command.contains("--resume") ? ["--resume"] : [])
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: executable.contains("/") ? executable : "/usr/bin/env")
-                process.arguments = executable.contains("/") ? arguments : [executable] + arguments
-                process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-                try process.run()
-                process.waitUntilExit()
-                guard process.terminationStatus == 0 else {
-                    throw FleetError("\(executable) exited with status \(process.terminationStatus)")
-                }
+                let status = try ChildProcess.attached(command + (attempt > 0 && !command.contains("--resume") ? ["--resume"] : []),
+                                                       environment: environment)
+                guard status == 0 else { throw FleetError("\(executable) exited with status \(status)", duringRun: true) }
             }
             Console.err("events: \(channel.path)")
             try Self.finish(report, maxRestarts: maxRestarts)

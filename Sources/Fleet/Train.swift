@@ -131,7 +131,7 @@ struct Train: ParsableCommand {
         defer { stopSignals?.stop() }
         if let stopSignals { trainer.preemptionRequested = { stopSignals.received != nil } }
         if trainer.isReporter && !json {
-            Console.out(header(configuration, layout: layout, train: trainer.data.train.count, validation: trainer.data.validation.count)
+            Console.out(TrainingText.header(configuration, layout: layout, train: trainer.data.train.count, validation: trainer.data.validation.count)
                 + (layout.worldSize > 1 ? ", \(transport.backendName)" : ""))
             Console.out(BLASKernelReport.current(environment: ProcessInfo.processInfo.environment).headerLine)
         }
@@ -182,18 +182,6 @@ struct Train: ParsableCommand {
             if !json { Console.out("trace of every rank written to \(trace) (open it in ui.perfetto.dev or chrome://tracing)") }
         }
     }
-
-    private func header(_ c: TrainingConfiguration, layout: ParallelLayout?, train: Int, validation: Int) -> String {
-        var text = "fleet train \(c.model.name): \(c.model.parameterCount.formatted()) parameters, batch \(c.batch) × \(c.sequence) tokens, "
-            + "\(c.steps) steps, \(c.threads) thread(s), data: \(train.formatted()) train / \(validation.formatted()) validation bytes"
-        if c.warmupSteps >= c.steps {
-            text += "; the warm-up spans the whole run (\(c.steps) of its default 20 steps: the learning rate peaks at the last step; pass --warmup to choose)"
-        }
-        if let layout, layout.worldSize > 1 {
-            text += "; layout \(layout) on \(layout.worldSize) ranks, \(layout.microbatches) micro-batch(es), schedule \(layout.schedule.rawValue)"
-        }
-        return text
-    }
 }
 
 /// Prints training progress the same way for one process and for the reporting rank of many.
@@ -206,38 +194,18 @@ struct StepPrinter {
         if json {
             Console.json(TrainingRecord.step(m, breakdown))
         } else if (m.step + 1) % logEvery == 0 || m.step == 0 || m.step + 1 == steps || m.validationLoss != nil {
-            var line = String(format: "step %5d/%d  loss %.4f  lr %.2e  %7.1f ms/step  %8.0f tok/s  MFU %4.1f%%",
-                              m.step + 1, steps, m.loss, m.learningRate, m.seconds * 1000, m.tokensPerSecond, (m.mfu ?? 0) * 100)
-            if let b = breakdown {
-                line += String(format: "  [compute %.1f, tp %.1f, pipeline wait %.1f, dp exposed %.1f ms]", b.computeSeconds * 1000,
-                               b.tensorSeconds * 1000, b.pipelineWaitSeconds * 1000, b.exposedDataSeconds * 1000)
-            }
-            if let v = m.validationLoss { line += String(format: "  val %.4f", v) }
-            Console.out(line)
+            Console.out(TrainingText.step(m, breakdown, of: steps))
         }
     }
 
     func summary(_ s: TrainingSummary, saved: String?) {
         let blas = BLASKernelReport.current(environment: ProcessInfo.processInfo.environment)
-        let mixed = Set(s.blasKernels).count > 1
-            ? "ranks run different BLAS kernels (\(s.blasKernels.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: ", "))): their results differ in the last bits"
-            : nil
+        let (notes, lines) = TrainingText.summary(s, saved: saved)
         if json {
             Console.json(TrainingRecord.summary(s, blas: blas))
-            for straggler in s.stragglers { Console.err("straggler: \(straggler)") }
-            if let mixed { Console.err("warning: \(mixed)") }
-            return
+            notes.forEach(Console.err)   // stdout holds only JSON
+        } else {
+            (notes + lines).forEach(Console.out)
         }
-        for straggler in s.stragglers { Console.out("straggler: \(straggler)") }
-        if let mixed { Console.out("warning: \(mixed)") }
-        let cpuPeak = s.cpuPeakFLOPs.map { String(format: " (%.1f%% of the CPU's peak %.1f GFLOP/s)", (s.cpuPeakMFU ?? 0) * 100, $0 / 1e9) } ?? ""
-        guard !s.losses.isEmpty else {
-            Console.out(String(format: "done: no step left to train (resumed at the last one); validation loss %.4f", s.validationLoss))
-            if let saved { Console.out("weights saved to \(saved)") }
-            return
-        }
-        Console.out(String(format: "done: final loss %.4f, validation loss %.4f, %.0f tokens/s, %.1f GFLOP/s achieved, sgemm %.1f GFLOP/s, MFU %.1f%%",
-                           s.finalLoss, s.validationLoss, s.tokensPerSecond, s.achievedFLOPs / 1e9, s.gemmFLOPs / 1e9, s.mfu * 100) + cpuPeak)
-        if let saved { Console.out("weights saved to \(saved) (try: fleet generate --weights \(saved))") }
     }
 }

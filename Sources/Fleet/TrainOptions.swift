@@ -2,24 +2,25 @@ import ArgumentParser
 import Training
 import Workload
 
-/// Options shared by `fleet train` and `fleet bench train`.
+/// Options shared by `fleet train` and `fleet bench train`. Numbers are read even when they
+/// start with a minus (`--steps -5`), so their range check, not "missing value", answers.
 struct TrainOptions: ParsableArguments {
     @Argument(help: "Model to train: \(ModelCatalog.trainable.map(\.name).joined(separator: ", ")).")
     var model: ModelSpec = ModelCatalog.gptTiny
 
-    @Option(help: "Optimizer steps.")
+    @Option(parsing: .unconditional, help: "Optimizer steps.")
     var steps: Int = 300
 
-    @Option(help: "Sequences per step.")
+    @Option(parsing: .unconditional, help: "Sequences per step.")
     var batch: Int = 8
 
-    @Option(help: "Tokens per sequence (default: the model's context).")
+    @Option(parsing: .unconditional, help: "Tokens per sequence (default: the model's context).")
     var seq: Int?
 
-    @Option(help: "Peak learning rate (linear warm-up, then cosine decay to a tenth of it).")
+    @Option(parsing: .unconditional, help: "Peak learning rate (linear warm-up, then cosine decay to a tenth of it).")
     var lr: Float = 3e-3
 
-    @Option(help: "Warm-up steps (default 20, at most the run's steps; given, it must be shorter than --steps).")
+    @Option(parsing: .unconditional, help: "Warm-up steps (default 20, at most the run's steps; given, it must be shorter than --steps).")
     var warmup: Int?
 
     @Option(help: "Seed for initialisation and data order.")
@@ -28,13 +29,13 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "Text file to train on (bytes); default: fleet's built-in corpus.")
     var data: String?
 
-    @Option(help: "Threads for OpenBLAS and fleet's kernels.")
+    @Option(parsing: .unconditional, help: "Threads for OpenBLAS and fleet's kernels.")
     var threads: Int = 1
 
-    @Option(help: "Validate every N steps (0: only at the end).")
+    @Option(parsing: .unconditional, help: "Validate every N steps (0: only at the end).")
     var evalEvery: Int = 0
 
-    @Option(help: "Batches in each validation.")
+    @Option(parsing: .unconditional, help: "Batches in each validation.")
     var evalBatches: Int = 8
 
     @Flag(help: "Make every parallel layout bitwise identical to the single-process run (fixed summation orders; slower).")

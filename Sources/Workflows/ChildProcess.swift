@@ -60,6 +60,19 @@ public enum ChildProcess {
                        stdout: read(base + ".out"), stderr: read(base + ".err"))
     }
 
+    /// Runs `command` (a path, or a name looked up on PATH) with this process's terminal and
+    /// environment plus `environment`, and returns its exit status.
+    public static func attached(_ command: [String], environment: [String: String] = [:]) throws -> Int32 {
+        let process = Process()
+        let executable = command[0]
+        process.executableURL = URL(fileURLWithPath: executable.contains("/") ? executable : "/usr/bin/env")
+        process.arguments = executable.contains("/") ? Array(command.dropFirst()) : command
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
     /// The first executable called `name` on PATH.
     public static func which(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"

@@ -93,4 +93,37 @@ public struct ComparisonRow {
         let worst = parts.max { abs($0.1) < abs($1.1) }!
         return String(format: "%@ %+.1f ms", worst.0, worst.1 * 1000)
     }
+
+    /// What `fleet compare --json` prints for a measured row.
+    public var record: [(String, Any)] {
+        let m = measured ?? StepLogs()
+        return [("layout", name), ("ranks", layout.worldSize), ("measured_step_s", measuredStep),
+                ("measured_p25_s", StepLogs.quantile(m.steps, 0.25)), ("measured_p75_s", StepLogs.quantile(m.steps, 0.75)),
+                ("simulated_step_s", simulated.stepTime.seconds), ("error_pct", error),
+                ("measured_compute_s", m.compute), ("simulated_compute_s", simulatedCompute),
+                ("measured_communication_s", m.communication), ("simulated_communication_s", simulatedCommunication),
+                ("measured_bubble_s", m.bubble), ("simulated_bubble_s", simulatedBubble),
+                ("largest_difference", worstComponent)]
+    }
+
+    /// Measured against simulated, one row per layout, and the errors' median and largest.
+    public static func table(_ rows: [ComparisonRow]) -> [String] {
+        let table = Table(columns: [("layout", 8), ("ranks", 5), ("measured ms", 11), ("p25–p75", 13), ("simulated", 9), ("error", 7),
+                                    ("compute m/s", 13), ("comm m/s", 11), ("bubble m/s", 11), ("largest difference", 24)])
+        var lines = [table.header()]
+        for row in rows {
+            let m = row.measured ?? StepLogs()
+            lines.append(table.row([row.name, "\(row.layout.worldSize)", String(format: "%.2f", row.measuredStep * 1000),
+                                    String(format: "%.1f–%.1f", StepLogs.quantile(m.steps, 0.25) * 1000, StepLogs.quantile(m.steps, 0.75) * 1000),
+                                    String(format: "%.2f", row.simulated.stepTime.seconds * 1000), String(format: "%+.1f%%", row.error),
+                                    String(format: "%.1f/%.1f", m.compute * 1000, row.simulatedCompute * 1000),
+                                    String(format: "%.1f/%.1f", m.communication * 1000, row.simulatedCommunication * 1000),
+                                    String(format: "%.1f/%.1f", m.bubble * 1000, row.simulatedBubble * 1000),
+                                    abs(row.error) > 10 ? row.worstComponent : "-"]))
+        }
+        let errors = rows.map { abs($0.error) }
+        lines.append(String(format: "|error|: median %.1f%%, largest %.1f%% (%@)", StepLogs.median(errors), errors.max() ?? 0,
+                            rows.max { abs($0.error) < abs($1.error) }?.name ?? "-"))
+        return lines
+    }
 }

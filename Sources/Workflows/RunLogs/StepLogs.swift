@@ -8,6 +8,9 @@ public struct StepLogs {
     public var steps: [Double] = []
     public var compute = 0.0, communication = 0.0, bubble = 0.0
 
+    /// No steps (a layout not measured yet).
+    public init() {}
+
     public init(directory: String, ranks: Int, warmup: Int) throws {
         var perRank: [[[String: Any]]] = []
         for rank in 0..<ranks {
@@ -35,4 +38,22 @@ public struct StepLogs {
 
     public static func median(_ values: [Double]) -> Double { Measurement.quantile(values, 0.5) }
     public static func quantile(_ values: [Double], _ q: Double) -> Double { Measurement.quantile(values, q) }
+}
+
+/// One rank's step log averaged (ms), the first step (allocation, page faults) left out.
+public struct RankAverage: Sendable {
+    public let rank: Int
+    public var step = 0.0, compute = 0.0, tensor = 0.0, pipelineWait = 0.0, dataExposed = 0.0
+
+    public init(rank: Int, path: String) throws {
+        guard let rows = StepLogs.rows(path) else { throw FleetError("the run left no step log at \(path)", duringRun: true) }
+        let measured = rows.count > 1 ? Array(rows.dropFirst()) : rows
+        func mean(_ key: String) -> Double { measured.compactMap { $0[key] as? Double }.reduce(0, +) / Double(max(1, measured.count)) }
+        self.rank = rank
+        step = mean("step_ms")
+        compute = mean("compute_ms")
+        tensor = mean("tp_ms")
+        pipelineWait = mean("pipeline_wait_ms")
+        dataExposed = mean("dp_exposed_ms")
+    }
 }

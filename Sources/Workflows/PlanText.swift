@@ -1,0 +1,62 @@
+import Foundation
+import Parallelism
+import Workload
+
+/// A layout's plan as the lines `fleet plan` prints: each rank's coordinates and groups, the
+/// schedule per stage, its check and bubble, a timeline, and each rank's step program in sum.
+public enum PlanText {
+    public static func lines(spec: ModelSpec, layout: ParallelLayout, batch: Int, report: ScheduleReport, programs: [StepProgram]) -> [String] {
+        let schedule = layout.pipeline, mesh = layout.mesh, stages = layout.stageLayers(model: spec)
+        var lines: [String] = []
+        lines.append("plan: \(spec.name) on \(layout) = \(layout.worldSize) ranks, global batch \(batch), "
+            + "\(layout.microbatches) micro-batch(es) of \(batch / layout.dp / layout.microbatches) per pipeline, schedule \(schedule.kind.rawValue)")
+        lines.append("")
+        let table = Table(columns: [("rank", 4), ("dp", 3), ("tp", 3), ("pp", 3), ("layers", 8), ("dp group", 12), ("tp group", 12), ("pp group", 12)])
+        lines.append(table.header())
+        for rank in 0..<mesh.worldSize {
+            let c = mesh.coordinates(of: rank)
+            let layers = stages[c.pp]
+            lines.append(table.row(["\(rank)", "\(c.dp)", "\(c.tp)", "\(c.pp)", "\(layers.lowerBound)–\(layers.upperBound - 1)",
+                                    "\(mesh.dpGroup(of: rank))", "\(mesh.tpGroup(of: rank))", "\(mesh.ppGroup(of: rank))"]))
+        }
+        lines.append("")
+        lines.append("schedule (per stage, one step):")
+        for (s, program) in schedule.actions.enumerated() {
+            lines.append("  stage \(s): " + program.filter(\.isCompute).map(\.description).joined(separator: " "))
+        }
+        lines.append("")
+        lines.append("check: every send has its receive; the schedule cannot deadlock")
+        lines.append(String(format: "bubble: %.1f%% of the step (ideal (p−1)/(m+p−1) = %.1f%%), forward = 1, backward = 2 units",
+                            report.bubbleFraction * 100, report.idealBubbleFraction * 100))
+        lines.append("peak in-flight activations per stage: \(report.peakInFlightActivations.map(String.init).joined(separator: ", ")) micro-batch(es)")
+        lines.append("")
+        lines.append(timeline(report, stages: schedule.stages))
+        lines.append("")
+        lines.append(summary(programs))
+        return lines
+    }
+
+    /// One line per rank: what its step program runs and moves (the ops are in --json).
+    static func summary(_ programs: [StepProgram]) -> String {
+        let table = Table(columns: [("rank", 4), ("ops", 6), ("GFLOP", 9), ("tp MiB", 8), ("dp MiB", 8), ("pp MiB", 8), ("buckets", 7), ("updates", 11)])
+        var lines = ["step program per rank (fleet plan --json lists every op):", table.header()]
+        for p in programs {
+            let totals = p.totals
+            let mib = { (bytes: Int?) in String(format: "%.2f", Double(bytes ?? 0) / 1_048_576) }
+            lines.append(table.row(["\(p.rank)", "\(p.ops.count)", String(format: "%.3f", totals.flops / 1e9), mib(totals.collectiveBytes[.tensor]),
+                                    mib(totals.collectiveBytes[.data]), mib(totals.sentBytes), "\(p.sync.buckets.count)", "\(totals.updated)"]))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// One character per time unit: F/B with the micro-batch's last digit, '.' when idle.
+    static func timeline(_ report: ScheduleReport, stages: Int) -> String {
+        let width = Int(report.makespan.rounded(.up))
+        var rows = Array(repeating: Array(repeating: Character("."), count: width), count: stages)
+        for span in report.timeline {
+            let symbol = Character(String(span.action.prefix(1)).lowercased() == "f" ? "F" : "B")
+            for t in Int(span.start)..<Int(span.end) where t < width { rows[span.stage][t] = symbol }
+        }
+        return (0..<stages).map { "  stage \($0) |" + String(rows[$0]) + "|" }.joined(separator: "\n")
+    }
+}
