@@ -5,16 +5,7 @@ import Workflows
 import XCTest
 
 /// The supervisor's accounting from its event channel, with attempts acted out in-process.
-final class SupervisorTests: XCTestCase {
-    var directory = ""
-
-    override func setUpWithError() throws {
-        directory = NSTemporaryDirectory() + "fleet-supervisor-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
-
+final class SupervisorTests: TemporaryDirectoryTestCase {
     /// What a rank of `attempt` writes for steps `steps`.
     func steps(_ steps: ClosedRange<Int>, attempt: Int, rank: Int = 0, on channel: EventChannel) {
         for step in steps {

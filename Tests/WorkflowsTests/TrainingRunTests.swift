@@ -8,16 +8,7 @@ import XCTest
 
 /// A training run's workflow on in-process ranks: what it leaves behind (rank logs, the
 /// reporter's record, events), what `fleet diff` reads back, and a resume with nothing left.
-final class TrainingRunTests: XCTestCase {
-    var directory = ""
-
-    override func setUpWithError() throws {
-        directory = NSTemporaryDirectory() + "fleet-training-run-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
-
+final class TrainingRunTests: TemporaryDirectoryTestCase {
     func configuration(steps: Int) -> TrainingConfiguration {
         var c = TrainingConfiguration(model: ModelCatalog.gptTiny)
         c.batch = 4
