@@ -1,4 +1,5 @@
 import Foundation
+import Training
 
 /// Where runs keep their logs, records and events: `runs/<kind>-<yyyyMMdd-HHmmss>`.
 public enum RunDirectory {
@@ -15,5 +16,66 @@ public enum RunDirectory {
             guard errno == EEXIST else { throw FleetError("cannot create the run directory \(path): \(String(cString: strerror(errno)))") }
         }
         throw FleetError("cannot create a run directory under runs/: \(base) and 999 more exist; remove old runs")
+    }
+}
+
+/// A run directory fleet made under `runs/`: what kind of run, when, how big.
+public struct RunInfo: Sendable, Equatable {
+    public let path: String
+    /// `train`, `chaos`, `compare`, `supervise`, `bench`, … (the name before its time stamp).
+    public let kind: String
+    /// When the run started (from the name), to the second.
+    public let started: Date
+    public let bytes: Int
+    /// `model layout`, from the run's record when it has one.
+    public let summary: String?
+}
+
+extension RunDirectory {
+    /// The run directories fleet made in `root`, newest first. Directories whose names fleet
+    /// did not give (`<kind>-yyyyMMdd-HHmmss[-N]`) are not runs and are left out.
+    public static func list(_ root: String = "runs") -> [RunInfo] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        let runs = names.compactMap { name -> (RunInfo, Int)? in
+            let parts = name.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
+            // kind (may hold dashes) - date - time [- suffix]
+            let suffixed = parts.count >= 4 && Int(parts[parts.count - 1]) != nil && parts[parts.count - 2].count == 6
+            let end = suffixed ? parts.count - 1 : parts.count
+            guard end >= 3, let started = formatter.date(from: parts[end - 2] + "-" + parts[end - 1]) else { return nil }
+            let path = root + "/" + name
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return nil }
+            let kind = parts[0..<(end - 2)].joined(separator: "-")
+            let record = try? RunRecord(directory: path)
+            let summary = record.map { "\($0.description["model"] as? String ?? "?") \($0.description["layout"] as? String ?? "?")" }
+            return (RunInfo(path: path, kind: kind, started: started, bytes: size(of: path), summary: summary), suffixed ? Int(parts.last!)! : 1)
+        }
+        return runs.sorted { $0.0.started != $1.0.started ? $0.0.started > $1.0.started : $0.1 > $1.1 }.map(\.0)
+    }
+
+    /// Removes all but the newest `keep` runs (of `kind`, when given) in `root`; returns those
+    /// removed (none when `dryRun`).
+    public static func prune(_ root: String = "runs", keep: Int, kind: String? = nil, dryRun: Bool = false) throws -> [RunInfo] {
+        let doomed = Array(list(root).filter { kind == nil || $0.kind == kind }.dropFirst(max(0, keep)))
+        if !dryRun {
+            for run in doomed {
+                do { try FileManager.default.removeItem(atPath: run.path) } catch {
+                    throw FleetError("cannot remove \(run.path): \(FileProblem.cause(error))", duringRun: true)
+                }
+            }
+        }
+        return doomed
+    }
+
+    /// Bytes of every file under `path`.
+    static func size(of path: String) -> Int {
+        guard let files = FileManager.default.enumerator(atPath: path) else { return 0 }
+        var total = 0
+        for case let file as String in files {
+            total += (try? FileManager.default.attributesOfItem(atPath: path + "/" + file)[.size] as? Int) ?? 0
+        }
+        return total
     }
 }
