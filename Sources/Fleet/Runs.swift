@@ -49,7 +49,7 @@ struct RunsList: ParsableCommand {
 struct RunsPrune: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove all but the newest run directories.")
 
-    @Option(help: "Run directories to keep (the newest).")
+    @Option(parsing: .unconditional, help: "Run directories to keep (the newest).")
     var keep: Int
 
     @Option(help: "Only runs of this kind (train, chaos, compare, supervise, bench, …).")
