@@ -70,19 +70,13 @@ struct Train: ParsableCommand {
                     workers.runDir = try RunDirectory.create("train")
                 }
             }
-            if faultOptions.maxRestarts > 0 && !Settings.current.isWorker && !MPITransport.isUnderMPIRun {
-                if workers.runDir == nil { workers.runDir = try RunDirectory.create("train") }
-                return try superviseWorkers(workers, steps: configuration.steps)
-            }
             // Stopped workers save a checkpoint first: give them the time.
             if checkpoints.policy != nil { workers.stopGrace = .seconds(60) }
-            let launched: Transport?
-            do { launched = try workers.workerTransport() } catch LocalLauncher.LaunchError.interrupted(let signal, let exits)
-                where checkpoints.policy != nil && !exits.isEmpty && exits.allSatisfy({ $0.status == Self.preemptedStatus && !$0.signaled }) {
-                Console.err("fleet: stopped by signal \(signal): every rank saved a checkpoint in \(checkpoints.policy!.directory); "
-                            + "continue with the same command and --resume")
-                throw ExitCode(Self.preemptedStatus)
+            if faultOptions.maxRestarts > 0 && !Settings.current.isWorker && !MPITransport.isUnderMPIRun {
+                if workers.runDir == nil { workers.runDir = try RunDirectory.create("train") }
+                return try whenPreempted { try superviseWorkers(workers, steps: configuration.steps) }
             }
+            let launched = try whenPreempted { try workers.workerTransport() }
             guard let opened = launched else {
                 if let runDir = workers.runDir, !json { Console.out("per-rank logs: \(runDir)/rank-*.log") }
                 return
@@ -116,6 +110,17 @@ struct Train: ParsableCommand {
     }
 
     static let preemptedStatus = ExitStatus.preempted
+
+    /// Runs the launcher (or its supervisor): stopped by a signal after every worker saved a
+    /// checkpoint (they exit 75), the run says where and exits 75 itself — never a restart.
+    private func whenPreempted<T>(_ launch: () throws -> T) throws -> T {
+        do { return try launch() } catch LocalLauncher.LaunchError.interrupted(let signal, let exits)
+            where checkpoints.policy != nil && !exits.isEmpty && exits.allSatisfy({ $0.status == Self.preemptedStatus && !$0.signaled }) {
+            Console.err("fleet: stopped by signal \(signal): every rank saved a checkpoint in \(checkpoints.policy!.directory); "
+                        + "continue with the same command and --resume")
+            throw ExitCode(Self.preemptedStatus)
+        }
+    }
 
     private func trainParallel(_ configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, injector: FaultInjector?) throws {
         let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: try options.corpus(),

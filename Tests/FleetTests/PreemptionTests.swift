@@ -73,6 +73,9 @@ final class PreemptionTests: FleetProcessTestCase {
 
     func testSelfLaunchedRanksSaveTheSameStepAndResumeBitwise() throws { try assertResumesBitwise(["--dp", "2"]) }
 
+    /// Under --max-restarts the signal stops the run (a checkpoint, exit 75); it is not a failure to restart from.
+    func testASupervisedRunSavesAndStopsInsteadOfRestarting() throws { try assertResumesBitwise(["--dp", "2", "--max-restarts", "2"]) }
+
     func testRanksUnderMPIRunSaveTheSameStepAndResumeBitwise() throws {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun"), "mpirun is not installed")
         try assertResumesBitwise(["--dp", "2"], mpirunRanks: 2)
