@@ -15,20 +15,13 @@ public protocol PeerLiveness: AnyObject {
 /// Every message to a rank on this host travels through shared-memory lanes
 /// (`SharedMemoryLanes`); messages to other hosts go over the wrapped transport (MPI or
 /// ZeroMQ). One decorator for both, as `FaultyTransport` is for faults.
-public final class SharedMemoryTransport: Transport {
+public final class SharedMemoryTransport: TransportDecorator {
     /// The wrapped transport (MPI's own collectives run on it).
     public let inner: Transport
     let lanes: SharedMemoryLanes
     /// Waits on the lanes spin; every so many spins they let the wrapped transport progress too.
     private var spins = 0
 
-    public var rank: Int { inner.rank }
-    public var worldSize: Int { inner.worldSize }
-    public var backendName: String { inner.backendName }
-    public var timeout: Duration {
-        get { inner.timeout }
-        set { inner.timeout = newValue }
-    }
     public var sharedMemoryPeers: Int { lanes.served.count }
 
     /// `inner` with lanes to the ranks on this host, or `inner` itself when no other rank
@@ -106,6 +99,22 @@ public final class SharedMemoryTransport: Transport {
     public func shutdown() {
         lanes.release()
         inner.shutdown()
+    }
+}
+
+/// A transport that wraps another (shared-memory lanes, faults) and passes on what it does not
+/// change: the rank, the world, the backend's name and the deadline.
+public protocol TransportDecorator: Transport {
+    var inner: Transport { get }
+}
+
+extension TransportDecorator {
+    public var rank: Int { inner.rank }
+    public var worldSize: Int { inner.worldSize }
+    public var backendName: String { inner.backendName }
+    public var timeout: Duration {
+        get { inner.timeout }
+        set { inner.timeout = newValue }
     }
 }
 

@@ -8,7 +8,7 @@ import Foundation
 /// (peer, tag), which the receiver checks (every rank must use the same setting: the check
 /// is a second message on the same tag, and messages between two ranks on one tag keep
 /// their order), so corrupted, duplicated and out-of-order messages are caught.
-public final class FaultyTransport: Transport {
+public final class FaultyTransport: TransportDecorator {
     public let inner: Transport
     public let faults: [Fault]
     /// The current training step (1-based), set by the trainer.
@@ -52,14 +52,6 @@ public final class FaultyTransport: Transport {
     }
 
     deinit { for copy in ownedCopies { copy.deallocate() } }
-
-    public var rank: Int { inner.rank }
-    public var worldSize: Int { inner.worldSize }
-    public var backendName: String { inner.backendName }
-    public var timeout: Duration {
-        get { inner.timeout }
-        set { inner.timeout = newValue }
-    }
 
     private func acting(_ kind: Fault.Kind) -> (Int, Fault)? {
         if step != lastStep { actedThisStep = []; lastStep = step }

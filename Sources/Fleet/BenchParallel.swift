@@ -19,8 +19,8 @@ struct ParallelBenchmark {
         let perReplica = configuration.batch
         configuration.batch = perReplica * layout.dp
         try layout.validate(model: configuration.model, batch: configuration.batch,
-                            worldSize: Settings.current.isWorker || MPITransport.isUnderMPIRun ? nil : layout.worldSize)
-        if Settings.current.isWorker || MPITransport.isUnderMPIRun {
+                            worldSize: Settings.current.isWorker ? nil : layout.worldSize)
+        if Settings.current.isWorker {
             return try runWorker(configuration)
         }
         var baseline = configuration

@@ -37,7 +37,7 @@ struct BenchTrain: ParsableCommand {
             var options = self.options
             if options.steps == 300 { options.steps = 30 }
             let layout = layoutOptions.layout
-            if layout.worldSize > 1 || Settings.current.isWorker || MPITransport.isUnderMPIRun {
+            if layout.worldSize > 1 || Settings.current.isWorker {
                 // --batch is per data-parallel replica here, so every layout does the same work per replica.
                 try ParallelBenchmark(options: options, layout: layout, workers: workers, json: json).run()
                 return

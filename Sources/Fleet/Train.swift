@@ -58,7 +58,7 @@ struct Train: ParsableCommand {
             let layout = layoutOptions.layout
             // Every rank (and the launcher) checks the layout before any work starts.
             try layout.validate(model: configuration.model, batch: configuration.batch,
-                                worldSize: MPITransport.isUnderMPIRun || Settings.current.isWorker ? nil : layout.worldSize)
+                                worldSize: Settings.current.isWorker ? nil : layout.worldSize)
             if configuration.deterministic {
                 try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch)
                 try DeterministicMode.checkKernel()
@@ -66,13 +66,13 @@ struct Train: ParsableCommand {
             var workers = self.workers
             if !Settings.current.isWorker {
                 workers.ranks = layout.worldSize
-                if workers.runDir == nil && layout.worldSize > 1 && !MPITransport.isUnderMPIRun {
+                if workers.runDir == nil && layout.worldSize > 1 {
                     workers.runDir = try RunDirectory.create("train")
                 }
             }
             // Stopped workers save a checkpoint first: give them the time.
             if checkpoints.policy != nil { workers.stopGrace = .seconds(60) }
-            if faultOptions.maxRestarts > 0 && !Settings.current.isWorker && !MPITransport.isUnderMPIRun {
+            if faultOptions.maxRestarts > 0 && !Settings.current.isWorker {
                 if workers.runDir == nil { workers.runDir = try RunDirectory.create("train") }
                 return try whenPreempted { try superviseWorkers(workers, steps: configuration.steps) }
             }
@@ -109,16 +109,14 @@ struct Train: ParsableCommand {
         }
     }
 
-    static let preemptedStatus = ExitStatus.preempted
-
     /// Runs the launcher (or its supervisor): stopped by a signal after every worker saved a
     /// checkpoint (they exit 75), the run says where and exits 75 itself — never a restart.
     private func whenPreempted<T>(_ launch: () throws -> T) throws -> T {
         do { return try launch() } catch LocalLauncher.LaunchError.interrupted(let signal, let exits)
-            where checkpoints.policy != nil && !exits.isEmpty && exits.allSatisfy({ $0.status == Self.preemptedStatus && !$0.signaled }) {
+            where checkpoints.policy != nil && !exits.isEmpty && exits.allSatisfy({ $0.status == ExitStatus.preempted && !$0.signaled }) {
             Console.err("fleet: stopped by signal \(signal): every rank saved a checkpoint in \(checkpoints.policy!.directory); "
                         + "continue with the same command and --resume")
-            throw ExitCode(Self.preemptedStatus)
+            throw ExitCode(ExitStatus.preempted)
         }
     }
 
@@ -173,7 +171,7 @@ struct Train: ParsableCommand {
                 Console.err("fleet: stopped after step \(step) of \(configuration.steps) by a signal; checkpoint saved in "
                             + "\(checkpoints.policy?.directory ?? "?"); continue with the same command and --resume")
             }
-            throw ExitCode(Self.preemptedStatus)
+            throw ExitCode(ExitStatus.preempted)
         }
         let traceText = trace != nil ? try trainer.collectTrace() : nil
         if case let .finished(summary?) = outcome {

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Collectives
-import FaultInjection
 import Foundation
 
 extension TransportKind: ExpressibleByArgument {}
@@ -81,7 +80,7 @@ struct WorkerOptions: ParsableArguments {
 
 /// Closes a worker's transport; with FLEET_SHM_REPORT=1 first says how its shared-memory slots went out.
 func shutDown(_ transport: Transport) {
-    let lanes = (transport as? SharedMemoryTransport) ?? ((transport as? FaultyTransport)?.inner as? SharedMemoryTransport)
+    let lanes = sequence(first: transport) { ($0 as? TransportDecorator)?.inner }.lazy.compactMap { $0 as? SharedMemoryTransport }.first
     if Settings.current.sharedMemoryReport, let lanes { Console.err(lanes.report) }
     transport.shutdown()
 }

@@ -48,8 +48,8 @@ extension RunDirectory {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return nil }
             let kind = parts[0..<(end - 2)].joined(separator: "-")
-            let record = try? RunRecord(directory: path)
-            let summary = record.map { "\($0.description["model"] as? String ?? "?") \($0.description["layout"] as? String ?? "?")" }
+            // Only the run's header: its step record can be long.
+            let summary = RunRecord.header(path).map { "\($0["model"] as? String ?? "?") \($0["layout"] as? String ?? "?")" }
             return (RunInfo(path: path, kind: kind, started: started, bytes: size(of: path), summary: summary), suffixed ? Int(parts.last!)! : 1)
         }
         return runs.sorted { $0.0.started != $1.0.started ? $0.0.started > $1.0.started : $0.1 > $1.1 }.map(\.0)

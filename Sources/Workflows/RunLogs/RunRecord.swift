@@ -44,13 +44,19 @@ public struct RunRecord {
         }
     }
 
+    /// The run's `run.json` (model, layout, mode, tensor names), without its steps; nil when it has none.
+    public static func header(_ directory: String) -> [String: Any]? {
+        guard let data = FileManager.default.contents(atPath: directory + "/run.json") else { return nil }
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    }
+
     /// Reads a run directory written by `fleet train --run-dir` (or self-launched workers).
     public init(directory: String) throws {
         self.directory = directory
         func json(_ text: Substring) -> [String: Any]? {
             (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
         }
-        guard let run = try? String(contentsOfFile: directory + "/run.json", encoding: .utf8), let header = json(run[...]) else {
+        guard let header = Self.header(directory) else {
             throw FleetError("\(directory) has no readable run.json: pass a run directory written by fleet train --run-dir DIR")
         }
         description = header
