@@ -21,7 +21,7 @@ public final class LocalFabric: @unchecked Sendable {   // `condition` guards th
     }
 
     /// Runs `body` on `worldSize` threads, one per rank, and returns their results in rank order.
-    public static func run<T>(worldSize: Int, timeout: Duration = .seconds(30),
+    public static func run<T>(worldSize: Int, timeout: Duration = .seconds(30), clock: TransportClock = SystemTransportClock.shared,
                               _ body: @escaping @Sendable (LocalTransport) throws -> T) -> [Result<T, Error>] {
         let fabric = LocalFabric(worldSize: worldSize)
         let results = ResultBox<T>(count: worldSize)
@@ -30,6 +30,7 @@ public final class LocalFabric: @unchecked Sendable {   // `condition` guards th
             let thread = Thread {
                 let transport = fabric.endpoint(rank: rank)
                 transport.timeout = timeout
+                transport.clock = clock
                 let result = Result { try body(transport) }
                 transport.shutdown()
                 results.set(rank, result)
@@ -67,6 +68,7 @@ public final class LocalTransport: Transport {
     public var worldSize: Int { fabric.worldSize }
     public let backendName = "local"
     public var timeout: Duration = .seconds(30)
+    public var clock: TransportClock = SystemTransportClock.shared
     private let fabric: LocalFabric
     /// Posted receives in posting order, so equal (source, tag) pairs match in order.
     private var posted: [Request] = []
@@ -131,7 +133,8 @@ public final class LocalTransport: Transport {
         fabric.condition.lock()
         let hasMail = !fabric.mailboxes[rank].isEmpty
         if !hasMail || !posted.isEmpty {
-            _ = fabric.condition.wait(until: Date(timeIntervalSinceNow: min(maxWait.seconds, 0.005)))
+            let wait = min(clock.realWait(maxWait).seconds, 0.005)
+            if wait > 0 { _ = fabric.condition.wait(until: Date(timeIntervalSinceNow: wait)) }
         }
         let dead = fabric.departed
         fabric.condition.unlock()

@@ -112,6 +112,7 @@ extension TransportDecorator {
     public var rank: Int { inner.rank }
     public var worldSize: Int { inner.worldSize }
     public var backendName: String { inner.backendName }
+    public var clock: TransportClock { inner.clock }
     public var timeout: Duration {
         get { inner.timeout }
         set { inner.timeout = newValue }

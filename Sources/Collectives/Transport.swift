@@ -11,6 +11,8 @@ public protocol Transport: AnyObject {
     var backendName: String { get }
     /// How long any blocking call may wait on a peer before it fails with `peerTimedOut`.
     var timeout: Duration { get set }
+    /// The clock `timeout` is measured on (the machine's, unless a test controls it).
+    var clock: TransportClock { get }
 
     /// Starts sending `data` to `peer`; the bytes must stay valid and unchanged until the request completes.
     func isend(_ data: UnsafeRawBufferPointer, to peer: Int, tag: Int32) throws -> Request
@@ -69,6 +71,7 @@ public final class Request {
 
 extension Transport {
     public var sharedMemoryPeers: Int { 0 }
+    public var clock: TransportClock { SystemTransportClock.shared }
     public func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request? { nil }
     public func irecvForwarding(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp?, from peer: Int, tag: Int32,
                                 to next: Int, forwardTag: Int32, keep: Bool) throws -> (receive: Request, forward: Request)? { nil }
@@ -80,20 +83,22 @@ extension Transport {
         if try requests.allSatisfy({ try test($0) }) { return }
         var pending = requests.filter { !$0.isComplete }
         if pending.isEmpty { return }
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout)
+        let clock = self.clock
+        let deadline = clock.elapsed + timeout
         while true {
             var stillPending: [Request] = []
             for request in pending where try !test(request) { stillPending.append(request) }
             pending = stillPending
             if pending.isEmpty { return }
-            let now = clock.now
+            let now = clock.elapsed
             if now >= deadline {
                 // A missing receive names the silent peer better than a blocked send does.
                 let culprit = pending.first { $0.kind == .receive } ?? pending[0]
                 throw TransportError.peerTimedOut(rank: culprit.peer, operation: operation(), after: timeout)
             }
-            try progress(maxWait: min(deadline - now, .milliseconds(50)))
+            let slice = min(deadline - now, .milliseconds(50))
+            try progress(maxWait: clock.realWait(slice))
+            if pending.allSatisfy({ !$0.isComplete }) { clock.waitedForTraffic(slice) }
         }
     }
 
