@@ -1,3 +1,4 @@
+import Workload
 /// An accelerator as the simulator sees it: peak rates, memory and power.
 public struct Device: Sendable, Hashable, Codable {
     public enum Precision: String, Sendable, Hashable, Codable, CaseIterable {
@@ -30,8 +31,8 @@ public struct Device: Sendable, Hashable, Codable {
 
     /// Roofline time of an operation: the slower of its FLOPs at `efficiency` of peak and
     /// its memory traffic at the memory bandwidth.
-    public func time(flops: Double, bytes: Double, precision: Precision, efficiency: Double) -> SimTime {
-        let compute = flops / (peak(precision) * efficiency)
+    public func time(flops: FLOPs, bytes: Double, precision: Precision, efficiency: Double) -> SimTime {
+        let compute = flops.seconds(at: peak(precision) * efficiency)
         let memory = bytes / memoryBandwidth.bytesPerSecond
         return SimTime(seconds: max(compute, memory))
     }

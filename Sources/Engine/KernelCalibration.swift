@@ -67,7 +67,7 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// Single-core seconds of `work`, kernel by kernel as measured alone.
     public func seconds(_ work: KernelWork) -> Double {
         var total = 0.0
-        for (shape, count) in work.gemms { total += Double(count) * shape.flops / rate(shape) }
+        for (shape, count) in work.gemms { total += Double(count) * shape.flops.seconds(at: rate(shape)) }
         for (kernel, count) in work.elements { total += count * (perElement[kernel] ?? 0) }
         return total
     }

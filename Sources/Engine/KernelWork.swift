@@ -25,7 +25,7 @@ public struct KernelWork: Sendable, Hashable {
     mutating func gemm(_ shape: GEMMShape, times: Int = 1) { gemms[shape, default: 0] += times }
     mutating func add(_ kernel: ElementKernel, _ count: Double) { elements[kernel, default: 0] += count }
 
-    public var flops: Double { gemms.reduce(0) { $0 + $1.key.flops * Double($1.value) } }
+    public var flops: FLOPs { gemms.reduce(.zero) { $0 + $1.key.flops * Double($1.value) } }
 
     public static func + (a: KernelWork, b: KernelWork) -> KernelWork {
         var sum = a

@@ -50,10 +50,10 @@ public struct StepReport: Sendable {
     public struct StageTraffic: Sendable, Hashable {
         public let parameters: Int
         /// Matrix-product FLOPs of the rank's whole step (every micro-batch, recomputation included).
-        public let flops: Double
-        public let dataParallelBytes: Double
-        public let tensorParallelBytes: Double
-        public let pipelineBytes: Double
+        public let flops: FLOPs
+        public let dataParallelBytes: Bytes
+        public let tensorParallelBytes: Bytes
+        public let pipelineBytes: Bytes
     }
 }
 
@@ -128,18 +128,18 @@ public struct StepSimulator {
                 cost.forward = SimTime(seconds: calibration.stepSeconds(KernelWork(work.forward)))
                 cost.backward = SimTime(seconds: calibration.stepSeconds(KernelWork(work.backward)))
             } else {
-                let flops = (forward: work.forward.reduce(0) { $0 + $1.flops }, backward: work.backward.reduce(0) { $0 + $1.flops })
+                let flops = (forward: work.forward.reduce(.zero) { $0 + $1.flops }, backward: work.backward.reduce(.zero) { $0 + $1.flops })
                 let traffic = local * bytes + tokens * c * Double(layers.count) * 16 * bytes / Double(layout.tp)
                 cost.forward = s.device.time(flops: flops.forward, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
                 cost.backward = s.device.time(flops: flops.backward, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
             }
             // Tensor-parallel all-reduces inside the passes, as the plan places them.
-            func tensorBytes(_ ops: [StepOp]) -> [Int] {
+            func tensorBytes(_ ops: [StepOp]) -> [Bytes] {
                 ops.compactMap { if case let .collective(_, .tensor, bytes) = $0 { return bytes } else { return nil } }
             }
             let tensor = (forward: tensorBytes(work.forward), backward: tensorBytes(work.backward))
             let tpGroup = mesh.tpGroup(of: representative[index])
-            let tpBytes = Double(tensor.forward.first ?? tensor.backward.first ?? 0)
+            let tpBytes = (tensor.forward.first ?? tensor.backward.first ?? .zero).value
             let oneTP = collectives.allReduce(tpGroup, bytes: tpBytes, algorithm: s.tensorParallelAlgorithm)
             cost.tensorSyncs = (tensor.forward.count, tensor.backward.count)
             cost.tensorForward = oneTP * tensor.forward.count
@@ -170,12 +170,12 @@ public struct StepSimulator {
             var gathers: [Double] = []
             for op in program.blocks.last(where: { $0.phase == .optimizer })?.ops ?? [] {
                 if case let .optimizer(parameters) = op { updated += Double(parameters) }
-                if case let .collective(.allGather, .data, bytes) = op { gathers.append(Double(bytes * layout.dp)) }
+                if case let .collective(.allGather, .data, bytes) = op { gathers.append((bytes * layout.dp).value) }
             }
             if let calibration = s.device.calibration {
                 cost.optimizer = SimTime(seconds: updated * (calibration.perElement[.optimizer] ?? 0))
             } else {
-                cost.optimizer = s.device.time(flops: 0, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
+                cost.optimizer = s.device.time(flops: .zero, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
             }
             // ZeRO: the updated parameters are all-gathered, bucket by bucket.
             var timed: [Double: SimTime] = [:]
@@ -191,8 +191,8 @@ public struct StepSimulator {
         let stageTraffic = programs.map { program -> StepReport.StageTraffic in
             let totals = program.totals
             return StepReport.StageTraffic(parameters: plan.heldElements(stage: program.stage), flops: totals.flops,
-                                           dataParallelBytes: layout.dp > 1 ? Double(program.sync.heldElements) * bytes : 0,
-                                           tensorParallelBytes: Double(totals.collectiveBytes[.tensor] ?? 0), pipelineBytes: Double(totals.sentBytes))
+                                           dataParallelBytes: layout.dp > 1 ? Bytes(elements: program.sync.heldElements, of: s.precision.bytes) : .zero,
+                                           tensorParallelBytes: totals.collectiveBytes[.tensor] ?? .zero, pipelineBytes: totals.sentBytes)
         }
         var pipeline = PipelineRun(programs: layout.pipeline.actions, costs: costs, network: network,
                                    gpus: representative, messageBytes: activationBytes, sharing: sharing(representative))

@@ -18,7 +18,7 @@ struct StageCompute {
     private var mlpSections: [Int] { model.gatedMLP ? [model.mlpHidden, model.mlpHidden] : [model.mlpHidden] }
     /// Score elements of this rank's heads (the whole T×T square).
     private var scores: Int { sequences * (model.heads / tp) * sequence * sequence }
-    private var tensorAllReduce: StepOp { .collective(.allReduce, group: .tensor, bytes: rows * c * bytesPerElement) }
+    private var tensorAllReduce: StepOp { .collective(.allReduce, group: .tensor, bytes: Bytes(elements: rows * c, of: bytesPerElement)) }
 
     /// `out = inp · Wᵀ` for a layer of `sections` output rows (split over the group when
     /// column-parallel) and `k` inputs.
@@ -33,7 +33,7 @@ struct StageCompute {
         var ops: [StepOp] = [.matmul(GEMMShape(m: rows, n: c, k: k, transB: true))]
         if tp > 1 {
             ops.append(tensorAllReduce)
-            if model.biases { ops.append(.kernel(.residual, elements: rows * c, flops: 0)) }
+            if model.biases { ops.append(.kernel(.residual, elements: rows * c, flops: .zero)) }
         }
         return ops
     }
@@ -41,24 +41,24 @@ struct StageCompute {
     func forward(layers: Range<Int>, embed: Bool, head: Bool, loss: Bool = true) -> [StepOp] {
         var ops: [StepOp] = []
         let headSize = Double(model.headSize), hidden = model.mlpHidden / tp
-        if embed { ops.append(.kernel(.embeddingForward, elements: rows * c, flops: 0)) }
+        if embed { ops.append(.kernel(.embeddingForward, elements: rows * c, flops: .zero)) }
         for _ in layers {
-            ops.append(.kernel(.layerNormForward, elements: rows * c, flops: 0))
+            ops.append(.kernel(.layerNormForward, elements: rows * c, flops: .zero))
             ops += forwardProducts(sections: qkvSections, k: c)
             // Scores (q·kᵀ) and mixing (p·v): 2·head size each per score element.
-            ops.append(.kernel(.attentionForward, elements: scores, flops: 4 * headSize * Double(scores)))
+            ops.append(.kernel(.attentionForward, elements: scores, flops: FLOPs(4 * headSize * Double(scores))))
             ops += rowParallel(k: c / tp)
-            ops.append(.kernel(.residual, elements: rows * c, flops: 0))
-            ops.append(.kernel(.layerNormForward, elements: rows * c, flops: 0))
+            ops.append(.kernel(.residual, elements: rows * c, flops: .zero))
+            ops.append(.kernel(.layerNormForward, elements: rows * c, flops: .zero))
             ops += forwardProducts(sections: mlpSections, k: c)
-            ops.append(.kernel(.geluForward, elements: rows * hidden, flops: 0))
+            ops.append(.kernel(.geluForward, elements: rows * hidden, flops: .zero))
             ops += rowParallel(k: hidden)
-            ops.append(.kernel(.residual, elements: rows * c, flops: 0))
+            ops.append(.kernel(.residual, elements: rows * c, flops: .zero))
         }
         if head {
-            ops.append(.kernel(.layerNormForward, elements: rows * c, flops: 0))
+            ops.append(.kernel(.layerNormForward, elements: rows * c, flops: .zero))
             ops.append(.matmul(GEMMShape(m: rows, n: model.vocabulary, k: c, transB: true)))
-            if loss { ops.append(.kernel(.crossEntropy, elements: rows * model.vocabulary, flops: 0)) }
+            if loss { ops.append(.kernel(.crossEntropy, elements: rows * model.vocabulary, flops: .zero)) }
         }
         return ops
     }
@@ -75,13 +75,13 @@ struct StageCompute {
     private func parameterGradients(sections: [Int], k: Int) -> [StepOp] {
         let pieces = tp > 1 ? sections.map { $0 / tp } : [sections.reduce(0, +)]
         return pieces.flatMap { n -> [StepOp] in
-            [.matmul(GEMMShape(m: n, n: k, k: rows, transA: true))] + (model.biases ? [.kernel(.residual, elements: rows * n, flops: 0)] : [])
+            [.matmul(GEMMShape(m: n, n: k, k: rows, transA: true))] + (model.biases ? [.kernel(.residual, elements: rows * n, flops: .zero)] : [])
         }
     }
 
     /// Weight and bias gradients of a row-parallel projection from `k` local inputs.
     private func rowParameterGradients(k: Int) -> [StepOp] {
-        [.matmul(GEMMShape(m: c, n: k, k: rows, transA: true))] + (model.biases ? [.kernel(.residual, elements: rows * c, flops: 0)] : [])
+        [.matmul(GEMMShape(m: c, n: k, k: rows, transA: true))] + (model.biases ? [.kernel(.residual, elements: rows * c, flops: .zero)] : [])
     }
 
     /// The backward pass; `finished(entry)` gives what may start once every parameter from
@@ -92,27 +92,27 @@ struct StageCompute {
         if head {
             ops.append(.matmul(GEMMShape(m: rows, n: c, k: model.vocabulary)))
             ops.append(.matmul(GEMMShape(m: model.vocabulary, n: c, k: rows, transA: true)))
-            ops.append(.kernel(.layerNormBackward, elements: rows * c, flops: 0))
+            ops.append(.kernel(.layerNormBackward, elements: rows * c, flops: .zero))
             ops += finished(plan.index(of: "lnf.w")!)
         }
         for l in layers.reversed() {
             // MLP output projection (row-parallel): input gradient, then weight and bias.
             ops.append(.matmul(GEMMShape(m: rows, n: hidden, k: c)))
             ops += rowParameterGradients(k: hidden)
-            ops.append(.kernel(.geluBackward, elements: rows * hidden, flops: 0))
+            ops.append(.kernel(.geluBackward, elements: rows * hidden, flops: .zero))
             ops += columnInputGradient(sections: mlpSections)
             ops += parameterGradients(sections: mlpSections, k: c)
-            ops.append(.kernel(.layerNormBackward, elements: rows * c, flops: 0))
+            ops.append(.kernel(.layerNormBackward, elements: rows * c, flops: .zero))
             ops.append(.matmul(GEMMShape(m: rows, n: c / tp, k: c)))
             ops += rowParameterGradients(k: c / tp)
-            ops.append(.kernel(.attentionBackward, elements: scores, flops: 8 * headSize * Double(scores)))
+            ops.append(.kernel(.attentionBackward, elements: scores, flops: FLOPs(8 * headSize * Double(scores))))
             ops += columnInputGradient(sections: qkvSections)
             ops += parameterGradients(sections: qkvSections, k: c)
-            ops.append(.kernel(.layerNormBackward, elements: rows * c, flops: 0))
+            ops.append(.kernel(.layerNormBackward, elements: rows * c, flops: .zero))
             ops += finished(plan.index(of: "h\(l).ln1.w")!)
         }
         if embed {
-            ops.append(.kernel(.embeddingBackward, elements: rows * c, flops: 0))
+            ops.append(.kernel(.embeddingBackward, elements: rows * c, flops: .zero))
             ops += finished(0)
         }
         return ops

@@ -1,3 +1,5 @@
+import Workload
+
 /// One matrix product `C[m,n] = op(A)[m,k] · op(B)[k,n]` as the trainer issues it (row-major).
 public struct GEMMShape: Sendable, Hashable, Codable, Comparable, CustomStringConvertible {
     public var m: Int, n: Int, k: Int
@@ -7,7 +9,7 @@ public struct GEMMShape: Sendable, Hashable, Codable, Comparable, CustomStringCo
         self.m = m; self.n = n; self.k = k; self.transA = transA; self.transB = transB
     }
 
-    public var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+    public var flops: FLOPs { FLOPs(2 * Double(m) * Double(n) * Double(k)) }
     public var description: String { "\(m)×\(n)×\(k)\(transA ? " Aᵀ" : "")\(transB ? " Bᵀ" : "")" }
     public static func < (a: GEMMShape, b: GEMMShape) -> Bool {
         (a.m, a.n, a.k, a.transA ? 1 : 0, a.transB ? 1 : 0) < (b.m, b.n, b.k, b.transA ? 1 : 0, b.transB ? 1 : 0)
@@ -52,11 +54,11 @@ public enum CollectiveKind: String, Sendable, Hashable, Codable {
 public enum StepOp: Sendable, Hashable, CustomStringConvertible {
     case matmul(GEMMShape)
     /// A kernel over `elements` (its matrix-product FLOPs, if any, in `flops`).
-    case kernel(ElementKernel, elements: Int, flops: Double)
+    case kernel(ElementKernel, elements: Int, flops: FLOPs)
     /// `bytes`: the buffer this rank hands in (for an all-gather, its own block).
-    case collective(CollectiveKind, group: StepGroup, bytes: Int)
-    case send(PipelineMessage, bytes: Int)
-    case receive(PipelineMessage, bytes: Int)
+    case collective(CollectiveKind, group: StepGroup, bytes: Bytes)
+    case send(PipelineMessage, bytes: Bytes)
+    case receive(PipelineMessage, bytes: Bytes)
     /// The update of `parameters` elements (AdamW; this rank's share).
     case optimizer(parameters: Int)
 
@@ -73,19 +75,19 @@ public enum StepOp: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Floating-point operations of its matrix products (0 for communication).
-    public var flops: Double {
+    public var flops: FLOPs {
         switch self {
         case let .matmul(shape): return shape.flops
         case let .kernel(_, _, flops): return flops
-        default: return 0
+        default: return .zero
         }
     }
 
     /// Bytes it moves (0 for compute).
-    public var bytes: Int {
+    public var bytes: Bytes {
         switch self {
         case let .collective(_, _, bytes), let .send(_, bytes), let .receive(_, bytes): return bytes
-        default: return 0
+        default: return .zero
         }
     }
 
@@ -93,9 +95,9 @@ public enum StepOp: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case let .matmul(shape): return "matmul \(shape)"
         case let .kernel(kernel, elements, _): return "\(kernel.rawValue) ×\(elements)"
-        case let .collective(kind, group, bytes): return "\(kind.rawValue) \(group.rawValue) \(bytes) B"
-        case let .send(message, bytes): return "send \(message) \(bytes) B"
-        case let .receive(message, bytes): return "recv \(message) \(bytes) B"
+        case let .collective(kind, group, bytes): return "\(kind.rawValue) \(group.rawValue) \(bytes)"
+        case let .send(message, bytes): return "send \(message) \(bytes)"
+        case let .receive(message, bytes): return "recv \(message) \(bytes)"
         case let .optimizer(parameters): return "optimizer \(parameters)"
         }
     }
@@ -110,14 +112,14 @@ extension StepOp {
         var fields: [String: Any] = ["kind": kind]
         switch self {
         case let .matmul(g):
-            fields.merge(["m": g.m, "n": g.n, "k": g.k, "trans_a": g.transA, "trans_b": g.transB, "flops": g.flops]) { $1 }
+            fields.merge(["m": g.m, "n": g.n, "k": g.k, "trans_a": g.transA, "trans_b": g.transB, "flops": g.flops.count]) { $1 }
         case let .kernel(_, elements, flops):
             fields["elements"] = elements
-            if flops > 0 { fields["flops"] = flops }
+            if flops > .zero { fields["flops"] = flops.count }
         case let .collective(_, group, bytes):
-            fields.merge(["group": group.rawValue, "bytes": bytes]) { $1 }
+            fields.merge(["group": group.rawValue, "bytes": bytes.count]) { $1 }
         case let .send(message, bytes), let .receive(message, bytes):
-            fields.merge(["group": "pipeline", "bytes": bytes, "microbatch": message.microbatch, "from": message.from, "to": message.to,
+            fields.merge(["group": "pipeline", "bytes": bytes.count, "microbatch": message.microbatch, "from": message.from, "to": message.to,
                           "payload": message.payload == .activation ? "activations" : "gradients"]) { $1 }
         case let .optimizer(parameters):
             fields["parameters"] = parameters

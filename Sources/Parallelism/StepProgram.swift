@@ -71,14 +71,14 @@ public struct StepProgram: Sendable {
         let isFirst = stage == 0, isLast = stage == layout.pp - 1
         let compute = StageCompute(model: model, tp: layout.tp, sequences: options.batch / layout.dp / layout.microbatches,
                                    sequence: options.sequence, bytesPerElement: bytes)
-        let messageBytes = compute.rows * model.dModel * bytes
+        let messageBytes = Bytes(elements: compute.rows * model.dModel, of: bytes)
         let dataParallel = layout.dp > 1
         let tiedEnds = model.tiedEmbeddings && layout.pp > 1 && (isFirst || isLast)
         let actions = layout.pipeline.actions[stage]
         let lastBackward = actions.lastIndex { if case .backward = $0 { return true } else { return false } }
         var started = 0
         func bucketOp(_ bucket: GradientSync.Bucket) -> StepOp {
-            .collective(sync.kind, group: .data, bytes: bucket.held.count * bytes)
+            .collective(sync.kind, group: .data, bytes: Bytes(elements: bucket.held.count, of: bytes))
         }
         var blocks: [Block] = []
         for (position, action) in actions.enumerated() {
@@ -109,7 +109,7 @@ public struct StepProgram: Sendable {
         }
         var rest: [StepOp] = []
         if tiedEnds, let wte = plan.index(of: "wte") {
-            rest.append(.collective(.allReduce, group: .embedding, bytes: plan.entries[wte].elementsPerRank * bytes))
+            rest.append(.collective(.allReduce, group: .embedding, bytes: Bytes(elements: plan.entries[wte].elementsPerRank, of: bytes)))
         }
         if dataParallel { rest += sync.buckets[started...].map(bucketOp) }
         blocks.append(Block(phase: .gradientSync, ops: rest))
@@ -122,7 +122,7 @@ public struct StepProgram: Sendable {
             : sync.heldElements
         update.append(.optimizer(parameters: owned))
         if zero {
-            update += sync.buckets.map { .collective(.allGather, group: .data, bytes: BlockPartition(count: $0.held.count, parts: layout.dp).range(coordinates.dp).count * bytes) }
+            update += sync.buckets.map { .collective(.allGather, group: .data, bytes: Bytes(elements: BlockPartition(count: $0.held.count, parts: layout.dp).range(coordinates.dp).count, of: bytes)) }
         }
         blocks.append(Block(phase: .optimizer, ops: update))
         blocks.append(Block(phase: .loss, ops: isLast && dataParallel ? [.collective(.allReduce, group: .data, bytes: 4)] : []))
@@ -132,11 +132,11 @@ public struct StepProgram: Sendable {
     /// What the whole step computes and moves, summed over its operations.
     public struct Totals: Sendable, Hashable {
         /// Matrix-product FLOPs (kernels' own products included).
-        public var flops = 0.0
+        public var flops = FLOPs.zero
         /// Bytes this rank hands to collectives, per group.
-        public var collectiveBytes: [StepGroup: Int] = [:]
+        public var collectiveBytes: [StepGroup: Bytes] = [:]
         /// Bytes of the pipeline messages it sends.
-        public var sentBytes = 0
+        public var sentBytes = Bytes.zero
         /// Parameters it updates.
         public var updated = 0
     }
@@ -146,7 +146,7 @@ public struct StepProgram: Sendable {
         for op in ops {
             totals.flops += op.flops
             switch op {
-            case let .collective(_, group, bytes): totals.collectiveBytes[group, default: 0] += bytes
+            case let .collective(_, group, bytes): totals.collectiveBytes[group, default: .zero] += bytes
             case let .send(_, bytes): totals.sentBytes += bytes
             case let .optimizer(parameters): totals.updated += parameters
             default: break

@@ -82,7 +82,7 @@ extension DistributedTrainer {
         let pp = groups.pp
         for (position, (action, ops)) in schedule.enumerated() {
             // A message's size is the plan's.
-            let width = (ops.first?.bytes ?? 0) / MemoryLayout<Float>.stride
+            let width = (ops.first?.bytes ?? .zero).count / MemoryLayout<Float>.stride
             let waitStart = ContinuousClock.now
             defer {
                 if case .receiveActivation = action { pipelineWait += ContinuousClock.now - waitStart }

@@ -42,8 +42,8 @@ public enum PlanText {
         var lines = ["step program per rank (fleet plan --json lists every op):", table.header()]
         for p in programs {
             let totals = p.totals
-            let mib = { (bytes: Int?) in String(format: "%.2f", Double(bytes ?? 0) / 1_048_576) }
-            lines.append(table.row(["\(p.rank)", "\(p.ops.count)", String(format: "%.3f", totals.flops / 1e9), mib(totals.collectiveBytes[.tensor]),
+            let mib = { (bytes: Bytes?) in String(format: "%.2f", (bytes ?? .zero).mebibytes) }
+            lines.append(table.row(["\(p.rank)", "\(p.ops.count)", String(format: "%.3f", totals.flops.gigaFLOPs), mib(totals.collectiveBytes[.tensor]),
                                     mib(totals.collectiveBytes[.data]), mib(totals.sentBytes), "\(p.sync.buckets.count)", "\(totals.updated)"]))
         }
         return lines.joined(separator: "\n")

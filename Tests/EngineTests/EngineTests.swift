@@ -236,29 +236,29 @@ final class EngineTests: XCTestCase {
         let dp = run(ParallelLayout(dp: 8, microbatches: 8))
         XCTAssertEqual(dp.stages.count, 1)
         XCTAssertEqual(dp.stages[0].parameters, llama.parameterCount, "one stage holds all 8.03 B, the head included")
-        XCTAssertEqual(dp.stages[0].dataParallelBytes, Double(llama.parameterCount * 2), "bf16 gradients of every parameter")
-        XCTAssertEqual(dp.stages[0].tensorParallelBytes, 0)
-        XCTAssertEqual(dp.stages[0].pipelineBytes, 0)
+        XCTAssertEqual(dp.stages[0].dataParallelBytes, Bytes(elements: llama.parameterCount, of: 2), "bf16 gradients of every parameter")
+        XCTAssertEqual(dp.stages[0].tensorParallelBytes, .zero)
+        XCTAssertEqual(dp.stages[0].pipelineBytes, .zero)
         let pp = run(ParallelLayout(tp: 2, pp: 2, microbatches: 4))
         XCTAssertEqual(pp.stages.count, 2)
         let plan = ShardPlan(model: llama, layout: ParallelLayout(tp: 2, pp: 2))
         XCTAssertEqual(pp.stages.map(\.parameters), [plan.heldElements(stage: 0), plan.heldElements(stage: 1)])
         XCTAssertEqual(pp.stages.map(\.dataParallelBytes), [0, 0], "no data parallelism")
         // Each stage sends one activation (or its gradient) per micro-batch: 8 sequences / 4 × 2048 × 4096 × 2 bytes.
-        let message = 2.0 * 2048 * 4096 * 2
-        XCTAssertEqual(pp.stages.map(\.pipelineBytes), [4 * message, 4 * message])
+        let message = Bytes(2 * 2048 * 4096 * 2)
+        XCTAssertEqual(pp.stages.map(\.pipelineBytes), [message * 4, message * 4])
         // Two all-reduces per layer forward and two backward, per micro-batch, of one activation.
-        XCTAssertEqual(pp.stages[0].tensorParallelBytes, 16 * 4 * 4 * message)
+        XCTAssertEqual(pp.stages[0].tensorParallelBytes, message * (16 * 4 * 4))
         // FLOPs: three times the forward's per token, 8 sequences of 2048 on the one rank.
-        XCTAssertEqual(dp.stages[0].flops, llama.trainingFLOPsPerToken(sequence: 2048) * 8 * 2048, accuracy: 1e-9 * dp.stages[0].flops)
+        XCTAssertEqual(dp.stages[0].flops.count, llama.trainingFLOPsPerToken(sequence: 2048) * 8 * 2048, accuracy: 1e-9 * dp.stages[0].flops.count)
         // Every figure is the plan's: summed over each stage's representative program.
         for (stage, traffic) in pp.stages.enumerated() {
             let program = StepProgram(plan: ShardPlan(model: llama, layout: ParallelLayout(tp: 2, pp: 2, microbatches: 4), zero: 1),
                                       rank: ParallelLayout(tp: 2, pp: 2).mesh.rank(dp: 0, tp: 0, pp: stage),
                                       options: StepOptions(batch: 8, sequence: 2048, bytesPerElement: 2, bucketBytes: 25_000_000))
-            XCTAssertEqual(traffic.flops, program.ops.reduce(0) { $0 + $1.flops }, "stage \(stage)")
-            let tensor = program.ops.reduce(0) { sum, op in if case let .collective(_, .tensor, bytes) = op { return sum + bytes } else { return sum } }
-            XCTAssertEqual(traffic.tensorParallelBytes, Double(tensor), "stage \(stage)")
+            XCTAssertEqual(traffic.flops, program.ops.reduce(.zero) { $0 + $1.flops }, "stage \(stage)")
+            let tensor = program.ops.reduce(Bytes.zero) { sum, op in if case let .collective(_, .tensor, bytes) = op { return sum + bytes } else { return sum } }
+            XCTAssertEqual(traffic.tensorParallelBytes, tensor, "stage \(stage)")
         }
     }
 

@@ -27,11 +27,11 @@ final class StepProgramTests: XCTestCase {
     func testFLOPsPerRankAreTheModelsOverTheLayout() {
         // Whole model on one rank: three times the forward matrix FLOPs per token.
         let tokens = Double(8 * tiny.context)
-        let whole = program(ParallelLayout(), rank: 0).ops.reduce(0) { $0 + $1.flops }
+        let whole = program(ParallelLayout(), rank: 0).ops.reduce(FLOPs.zero) { $0 + $1.flops }.count
         XCTAssertEqual(whole, tiny.trainingFLOPsPerToken * tokens, accuracy: 1e-6 * whole)
         // tp2: the layers split in half, the replicated head not.
         let head = 3 * tiny.headForwardFLOPsPerToken * tokens
-        let half = program(ParallelLayout(tp: 2), rank: 0).ops.reduce(0) { $0 + $1.flops }
+        let half = program(ParallelLayout(tp: 2), rank: 0).ops.reduce(FLOPs.zero) { $0 + $1.flops }.count
         XCTAssertEqual(half, (whole - head) / 2 + head, accuracy: 1e-6 * whole)
     }
 
@@ -56,7 +56,7 @@ final class StepProgramTests: XCTestCase {
                 XCTAssertEqual(tops, tops.sorted(by: >), "top of the buffer first")
                 // Every bucket appears once in the program, as an all-reduce of its bytes.
                 let buckets = p.ops.filter { if case .collective(.allReduce, .data, let b) = $0 { return b > 4 } else { return false } }
-                XCTAssertEqual(buckets.map(\.bytes), p.sync.buckets.map { $0.held.count * 4 })
+                XCTAssertEqual(buckets.map(\.bytes), p.sync.buckets.map { Bytes(elements: $0.held.count, of: 4) })
             }
         }
     }
@@ -72,7 +72,7 @@ final class StepProgramTests: XCTestCase {
         XCTAssertEqual(seen.first, lastBackward)
         // The last stage's copy of the tied embedding waits for the sum over the two ends.
         let sync = p.blocks.first { $0.phase == .gradientSync }!.ops
-        XCTAssertEqual(sync.first, .collective(.allReduce, group: .embedding, bytes: tiny.vocabulary * tiny.dModel * 4))
+        XCTAssertEqual(sync.first, .collective(.allReduce, group: .embedding, bytes: Bytes(elements: tiny.vocabulary * tiny.dModel, of: 4)))
         XCTAssertTrue(p.sync.buckets.last!.afterEmbedding)
     }
 

@@ -50,10 +50,10 @@ final class StepProgramTests: XCTestCase {
     func line(_ op: StepOp, stages: Int) -> String {
         switch op {
         case let .matmul(g): return "matmul \(g.m)x\(g.n)x\(g.k)\(g.transA ? " At" : "")\(g.transB ? " Bt" : "")"
-        case let .kernel(kind, elements, flops): return "\(kind.rawValue) \(elements) \(Int(flops))"
-        case let .collective(kind, group, bytes): return "\(kind.rawValue) \(group.rawValue) \(bytes)"
-        case let .send(message, bytes): return "send pipeline \(bytes) #\(message.tag(stages: stages))"
-        case let .receive(message, bytes): return "recv pipeline \(bytes) #\(message.tag(stages: stages))"
+        case let .kernel(kind, elements, flops): return "\(kind.rawValue) \(elements) \(Int(flops.count))"
+        case let .collective(kind, group, bytes): return "\(kind.rawValue) \(group.rawValue) \(bytes.count)"
+        case let .send(message, bytes): return "send pipeline \(bytes.count) #\(message.tag(stages: stages))"
+        case let .receive(message, bytes): return "recv pipeline \(bytes.count) #\(message.tag(stages: stages))"
         case let .optimizer(parameters): return "optimizer \(parameters)"
         }
     }

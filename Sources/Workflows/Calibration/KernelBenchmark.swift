@@ -18,7 +18,7 @@ public struct KernelBenchmark {
             BLAS.gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
                       a: a.pointer, lda: lda, b: b.pointer, ldb: ldb, c: c.pointer, ldc: shape.n)
         }
-        return rate(shape.flops, time)
+        return rate(shape.flops.count, time)
     }
 
     /// Seconds per element of `kernel` at a micro-batch of 4 sequences.

@@ -20,8 +20,8 @@ public enum SimulationRecord {
                        ("energy_per_step_j", Double(s.gpus) * s.device.watts * r.stepTime.seconds), ("events", r.events),
                        ("parameters", s.model.parameterCount),
                        ("stages", r.stages.map { t -> [(String, Any)] in
-                           [("parameters", t.parameters), ("flops", t.flops), ("dp_bytes", t.dataParallelBytes), ("tp_bytes", t.tensorParallelBytes),
-                            ("pp_bytes", t.pipelineBytes)]
+                           [("parameters", t.parameters), ("flops", t.flops.count), ("dp_bytes", t.dataParallelBytes.count), ("tp_bytes", t.tensorParallelBytes.count),
+                            ("pp_bytes", t.pipelineBytes.count)]
                        })]
         }
         if let problem { fields.append(("problem", problem)) }
