@@ -73,6 +73,29 @@ public struct ReliabilityModel: Sendable {
 
     /// Young (1974) / Daly (2006) first order: √(2 · δ · MTBF), δ the checkpoint's cost to training.
     public var youngDalyInterval: Double { (2 * max(checkpointStall, 1e-9) * clusterMTBF).squareRoot() }
+
+    /// The most failures and checkpoints one run steps through, event by event.
+    public static let eventLimits = (failures: 1_000_000.0, checkpoints: 10_000_000.0)
+
+    /// Why this run (and a sweep over `intervals`) cannot be simulated event by event, or nil:
+    /// more failures or checkpoints in `duration` than the simulator steps through.
+    public func problem(intervals: [Double] = []) -> String? {
+        let days = String(format: "%.3g d", duration / 86_400)
+        if max(checkpointWrite, reload, checkpointStall) >= SimTime.limit.seconds {
+            return String(format: "writing or reloading a checkpoint would take more than %.0e s: check the storage's bandwidths and latency", SimTime.limit.seconds)
+        }
+        let failures = duration / clusterMTBF
+        if !(failures <= Self.eventLimits.failures) {
+            return String(format: "the components' MTTFs give about %.3g failures in %@ (a cluster MTBF of %.3g s), more than the %.0f the "
+                          + "simulator steps through: check the mttf values and their units", failures, days, clusterMTBF, Self.eventLimits.failures)
+        }
+        for interval in [checkpointInterval] + intervals where !(duration / interval <= Self.eventLimits.checkpoints) {
+            return String(format: "a checkpoint every %.3g s over %@ is %.3g checkpoints, more than the %.0f the simulator steps through: "
+                          + "lengthen the interval (or, for auto, check the checkpoint's size and storage)", interval, days,
+                          duration / interval, Self.eventLimits.checkpoints)
+        }
+        return nil
+    }
 }
 
 /// What a simulated campaign found.
@@ -104,20 +127,42 @@ extension ReliabilityModel {
         var kept = 0.0              // useful work saved in the newest completed checkpoint
         var sinceCheckpoint = 0.0   // work done after it
         var pendingWrite: (completes: Double, work: Double)?   // async write in flight
-        var sparesLeft = spares
         var repairs: [Double] = []  // when borrowed spares come back
         var nextFailure = failures.next(&random)
 
-        func fail(at time: Double, component: String) {
+        // A failure at `now`: the work since the newest completed checkpoint is lost (its
+        // straggler slowdown is already counted as such), and so is an async write still in
+        // flight; then the job is down — detection, rescheduling, a spare node (or the
+        // repair), reloading — and only the part of that inside the simulated time counts.
+        func fail() {
             report.failures += 1
-            report.failuresByComponent[component, default: 0] += 1
-            // The work since the newest completed checkpoint is lost.
-            report.rework += sinceCheckpoint / pace
+            report.failuresByComponent[nextFailure.component, default: 0] += 1
+            report.rework += sinceCheckpoint
             sinceCheckpoint = 0
-            if let write = pendingWrite, write.completes > time { pendingWrite = nil } else if let write = pendingWrite {
-                kept = write.work
+            if let write = pendingWrite {
+                if write.completes > now { report.rework += write.work - kept } else { kept = write.work }
                 pendingWrite = nil
             }
+            var down = detection + rescheduling, wait = 0.0
+            repairs.removeAll { $0 <= now }
+            if spares - repairs.count > 0 { repairs.append(now + repair) } else {
+                wait = max(0, repair - down)
+                down += wait
+            }
+            down += reload
+            let inside = min(down, duration - now)
+            report.restart += inside
+            report.repairWait += max(0, min(wait, inside - detection - rescheduling))
+            let back = now + down
+            // Failures while the job is down (within the simulated time) are counted; the
+            // recovery under way covers them.
+            nextFailure = failures.next(&random)
+            while nextFailure.time < min(back, duration) {
+                report.failures += 1
+                report.failuresByComponent[nextFailure.component, default: 0] += 1
+                nextFailure = failures.next(&random)
+            }
+            now = min(back, duration)
         }
 
         while now < duration {
@@ -133,27 +178,7 @@ extension ReliabilityModel {
                 sinceCheckpoint += done
                 report.stragglers += (nextFailure.time - now) - done
                 now = nextFailure.time
-                fail(at: now, component: nextFailure.component)
-                // Down: detection, rescheduling, a spare node (or the repair), then reloading.
-                var down = detection + rescheduling
-                repairs.removeAll { $0 <= now }
-                sparesLeft = spares - repairs.count
-                if sparesLeft > 0 { repairs.append(now + repair) } else {
-                    let wait = max(0, repair - down)
-                    report.repairWait += wait
-                    down += wait
-                }
-                down += reload
-                report.restart += down
-                let back = now + down
-                // Failures while the job is down restart the recovery.
-                nextFailure = failures.next(&random)
-                while nextFailure.time < back {
-                    report.failures += 1
-                    report.failuresByComponent[nextFailure.component, default: 0] += 1
-                    nextFailure = failures.next(&random)
-                }
-                now = min(back, duration)
+                fail()
                 continue
             }
             if computeEnd >= duration {
@@ -163,20 +188,21 @@ extension ReliabilityModel {
                 now = duration
                 break
             }
-            report.stragglers += (computeEnd - now) - workLeft
+            report.stragglers += max(0, (computeEnd - now) - workLeft)
             sinceCheckpoint = checkpointInterval
             now = computeEnd
             // The checkpoint: a stall, then (sync) it is complete, or (async) it completes later.
             let stall = min(checkpointStall, duration - now)
-            report.checkpointStalls += stall
             report.checkpoints += 1
-            let work = kept + sinceCheckpoint
+            // A write still in flight is superseded by this one, which holds its work too.
+            let work = (pendingWrite?.work ?? kept) + sinceCheckpoint
             if nextFailure.time < now + stall {
+                report.checkpointStalls += nextFailure.time - now
                 now = nextFailure.time
-                fail(at: now, component: nextFailure.component)
-                nextFailure = failures.next(&random)
+                fail()
                 continue
             }
+            report.checkpointStalls += stall
             now += stall
             switch checkpointing {
             case .sync, .inMemory: kept = work

@@ -92,6 +92,9 @@ public struct Scenario: Sendable {
         return copy
     }
 
+    /// The most gradient buckets per stage the simulator times one by one.
+    public static let bucketLimit = 100_000.0
+
     /// What makes the scenario impossible, if anything (the layout's own checks included).
     public func problems() -> [String] {
         var found: [String] = []
@@ -109,6 +112,12 @@ public struct Scenario: Sendable {
         if !(efficiency > 0 && efficiency <= 1) { found.append("efficiency must be in (0, 1] (got \(efficiency))") }
         if sequence < 1 || sequence > model.context { found.append("sequence \(sequence) must be 1…\(model.context) tokens") }
         if let problem = fabric.problem() { found.append(problem) }
+        // The simulator times every bucket of a stage's gradients: bound how many there are.
+        let perStage = Double(model.parameterCount) / Double(max(1, layout.tp * layout.pp)) * Double(precision.bytes)
+        if perStage / bucketBytes > Self.bucketLimit {
+            found.append(String(format: "collectives.bucket %.3g B splits each stage's %.3g B of gradients into %.3g buckets, more than the %.0f "
+                                + "the simulator times: use a bigger bucket (frameworks use 25–100 MB)", bucketBytes, perStage, perStage / bucketBytes, Self.bucketLimit))
+        }
         return found
     }
 }

@@ -65,6 +65,8 @@ extension ScenarioReader {
         }
         guard value >= 0 else { throw fail(node, "\(name) must not be negative (got '\(text)')") }
         if positive && value == 0 { throw fail(node, "\(name) must be greater than zero (got '\(text)')") }
+        // Beyond 10¹⁸ base units (bytes, bytes/s, seconds) no quantity describes a machine, and sizes stop fitting their integers.
+        guard value * scale <= 1e18 else { throw fail(node, "\(name) is out of range (got '\(text)'; at most 10^18 in base units: bytes, bytes/s or seconds)") }
         return value * scale
     }
 

@@ -260,7 +260,12 @@ public struct ScenarioReader {
             if let d = c["distribution"] {
                 switch d.string {
                 case "exponential": break
-                case "weibull": distribution = .weibull(shape: try number(required(c, "shape", "a weibull component"), "shape"))
+                case "weibull":
+                    let node = try required(c, "shape", "a weibull component")
+                    let shape = try number(node, "shape")
+                    // Shapes outside this range describe no hardware population and break the sampler's arithmetic.
+                    guard (0.1...10).contains(shape) else { throw fail(node, "shape must be between 0.1 and 10 (below 1: failures cluster early; got '\(node.string ?? "?")')") }
+                    distribution = .weibull(shape: shape)
                 default: throw fail(d, "distribution must be exponential or weibull")
                 }
             }

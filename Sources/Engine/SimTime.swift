@@ -1,25 +1,38 @@
 import Foundation
 
 /// Simulated time: integer nanoseconds, so sums never drift and runs repeat exactly.
+///
+/// Durations saturate at `limit` (about 3 years) instead of overflowing: a scenario with an
+/// absurdly slow device or link (an efficiency of 1e-300, a bandwidth of a bit a year) gives
+/// a step of `limit`, which `StepReport.problem` turns into an error, never a wrapped number.
 public struct SimTime: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
     public var nanoseconds: Int64
 
-    public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+    public init(nanoseconds: Int64) { self.nanoseconds = min(max(0, nanoseconds), Self.limit.nanoseconds) }
     public static let zero = SimTime(nanoseconds: 0)
+    /// The longest simulated duration: 10⁸ s.
+    public static let limit = SimTime(exactly: 100_000_000_000_000_000)
 
-    /// Rounded to the nearest nanosecond.
+    private init(exactly nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+
+    /// Rounded to the nearest nanosecond; negative durations are zero, non-finite or longer ones `limit`.
     public init(seconds: Double) {
-        precondition(seconds.isFinite && seconds >= 0, "simulated durations are finite and non-negative (got \(seconds))")
-        nanoseconds = Int64((seconds * 1e9).rounded())
+        let ns = (seconds * 1e9).rounded()
+        nanoseconds = ns.isNaN || ns >= Double(Self.limit.nanoseconds) ? Self.limit.nanoseconds : ns <= 0 ? 0 : Int64(ns)
     }
 
     public var seconds: Double { Double(nanoseconds) * 1e-9 }
+    /// Whether this duration reached `limit` (and so stands for "longer than that").
+    public var isSaturated: Bool { nanoseconds >= Self.limit.nanoseconds }
 
     public static func < (a: SimTime, b: SimTime) -> Bool { a.nanoseconds < b.nanoseconds }
-    public static func + (a: SimTime, b: SimTime) -> SimTime { SimTime(nanoseconds: a.nanoseconds + b.nanoseconds) }
-    public static func - (a: SimTime, b: SimTime) -> SimTime { SimTime(nanoseconds: a.nanoseconds - b.nanoseconds) }
-    public static func += (a: inout SimTime, b: SimTime) { a.nanoseconds += b.nanoseconds }
-    public static func * (a: SimTime, n: Int) -> SimTime { SimTime(nanoseconds: a.nanoseconds * Int64(n)) }
+    public static func + (a: SimTime, b: SimTime) -> SimTime { SimTime(exactly: min(a.nanoseconds + b.nanoseconds, limit.nanoseconds)) }
+    public static func - (a: SimTime, b: SimTime) -> SimTime { SimTime(exactly: a.nanoseconds - b.nanoseconds) }
+    public static func += (a: inout SimTime, b: SimTime) { a = a + b }
+    public static func * (a: SimTime, n: Int) -> SimTime {
+        let (product, overflow) = a.nanoseconds.multipliedReportingOverflow(by: Int64(n))
+        return SimTime(exactly: overflow ? limit.nanoseconds : min(product, limit.nanoseconds))
+    }
 
     public var description: String {
         let s = seconds

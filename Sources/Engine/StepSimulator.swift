@@ -45,6 +45,16 @@ public struct StepReport: Sendable {
     /// Per pipeline stage, what one of its ranks holds and sends in a step (from the shard plan).
     public var stages: [StageTraffic] = []
 
+    /// Why this step's figures cannot stand, or nil: a duration past `SimTime.limit` (an
+    /// efficiency, bandwidth or latency far outside any real machine's) saturated.
+    public var problem: String? {
+        let b = breakdown
+        let parts = [stepTime, b.compute, b.tensorParallel, b.pipelineWait, b.dataParallelExposed, b.optimizer, b.checkpoint]
+        guard parts.contains(where: \.isSaturated) else { return nil }
+        return String(format: "the simulated step would last more than %.0e s (%.1f years): check the device's efficiency and peak, and the "
+                      + "bandwidths and latencies of its links and storage", SimTime.limit.seconds, SimTime.limit.seconds / 31_557_600)
+    }
+
     /// One rank of a stage in one step: parameters held, FLOPs, and bytes it contributes to the
     /// data-parallel gradient sum, the tensor-parallel all-reduces and pipeline messages.
     public struct StageTraffic: Sendable, Hashable {
