@@ -28,7 +28,7 @@ extension SharedMemoryLanes {
     }
 
     /// More ranks on this host than it has cores: waiting ranks yield, and lanes are shallower.
-    static func oversubscribed(ranksOnHost: Int) -> Bool { ranksOnHost > ProcessInfo.processInfo.activeProcessorCount }
+    static func oversubscribed(ranksOnHost: Int) -> Bool { ranksOnHost > WorldSetup.usableCores }
 
     /// The handshake's tag, outside collective tags (bits 0–29) and user tags' usual range.
     static let setupTag = Int32.max

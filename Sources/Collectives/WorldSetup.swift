@@ -13,10 +13,22 @@ public enum WorldSetup {
     /// the same from run to run. Cores outside the process's affinity (`taskset -c 0 fleet …`)
     /// are never used.
     public static func pin(rank: Int) {
+        let allowed = allowedCPUs()
+        guard !allowed.isEmpty else { return }
+        _ = fleet_pin_to_cpu(allowed[rank % allowed.count])
+    }
+
+    /// The cores this process may run on (its affinity: `taskset -c 0 fleet …` gives one),
+    /// which `ProcessInfo.activeProcessorCount` ignores on Linux.
+    public static let usableCores: Int = {
+        let count = allowedCPUs().count
+        return count > 0 ? count : ProcessInfo.processInfo.activeProcessorCount
+    }()
+
+    private static func allowedCPUs() -> [Int32] {
         var allowed = [Int32](repeating: 0, count: 1024)
         let count = Int(fleet_allowed_cpus(&allowed, Int32(allowed.count)))
-        guard count > 0 else { return }
-        _ = fleet_pin_to_cpu(allowed[rank % count])
+        return Array(allowed.prefix(max(0, count)))
     }
 
     /// Opens the transport of a worker process: MPI under mpirun, ZeroMQ for a worker started

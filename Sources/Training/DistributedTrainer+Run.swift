@@ -15,7 +15,7 @@ extension DistributedTrainer {
         // shared with them; the machine's peak is that rate per thread times the cores in use.
         if isReporter { gemmFLOPs = BLAS.measureGEMMRate(threads: c.threads) }
         let blasKernels = try gatherBLASKernels()
-        let coresInUse = min(transport.worldSize * c.threads, ProcessInfo.processInfo.activeProcessorCount)
+        let coresInUse = min(transport.worldSize * c.threads, WorldSetup.usableCores)
         let peak = gemmFLOPs / Double(c.threads) * Double(max(coresInUse, c.threads))
         // The CPU's own peak does not depend on the kernel, so a slow fallback cannot look efficient against it.
         let cpuPeak = CPUFeatures.current.peakFLOPs(threads: max(coresInUse, c.threads))

@@ -33,13 +33,15 @@ final class MultiProcessCollectivesTests: FleetProcessTestCase {
 
     /// Lanes of two 64-byte slots: every message spans many slots, senders wait for room,
     /// chunks arrive before their receive is posted; with plain and with streaming stores.
+    /// Every 64 bytes hand over between processes: restricted to one core (taskset -c 0) a
+    /// wait can last seconds while the other ranks take their turns, hence the long deadline.
     func testSharedMemoryLanesWithTinySlots() throws {
         for stores in ["plain", "stream"] {
             let environment = ["FLEET_SHM_SLOTS": "2", "FLEET_SHM_SLOT_BYTES": "64", "FLEET_SHM_STORES": stores, "FLEET_SHM_REPORT": "1"]
-            let mpi = try FleetProcess.mpirun(3, ["selftest", "--timeout", "20"], environment: environment)
+            let mpi = try FleetProcess.mpirun(3, ["selftest", "--timeout", "90"], environment: environment, timeout: 600)
             XCTAssertEqual(mpi.status, 0, mpi.output)
             XCTAssertEqual(mpi.stdout.components(separatedBy: "collective checks passed over mpi").count - 1, 3, mpi.output)
-            let zmq = try FleetProcess.fleet(["selftest", "--transport", "zmq", "--ranks", "4", "--timeout", "20"], environment: environment)
+            let zmq = try FleetProcess.fleet(["selftest", "--transport", "zmq", "--ranks", "4", "--timeout", "90"], environment: environment, timeout: 600)
             XCTAssertEqual(zmq.status, 0, zmq.output)
             XCTAssertEqual(zmq.stdout.components(separatedBy: "collective checks passed over zmq").count - 1, 4, zmq.output)
             for (outcome, ranks) in [(mpi, 3), (zmq, 4)] {

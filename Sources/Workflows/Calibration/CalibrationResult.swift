@@ -58,7 +58,7 @@ public struct CalibrationResult {
         cluster:
           device:
             name: local
-            cores: \(cores)   # cores the ranks share (ProcessInfo.activeProcessorCount); busier ranks share them
+            cores: \(cores)   # cores the ranks share (this process's affinity); busier ranks share them
             in_step: \(String(format: "%.4f", inStep.median))   # one-process steps at batch \(batch): forward+backward time / the sum of its kernels measured alone; \(inStep.spreadText) steps
             pinned: true   # fleet compare pins rank r to core r mod \(cores) (mpirun --bind-to core --map-by core; FLEET_PIN_CORES for its own workers): only ranks on one core share it
             waiting: sleep   # a waiting rank leaves its core to the rank it shares it with (ZeroMQ sleeps in zmq_poll; MPI yields while oversubscribed)

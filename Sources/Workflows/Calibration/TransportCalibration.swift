@@ -70,7 +70,7 @@ public struct TransportFigures: Codable {
         if transport.worldSize % 2 == 0 {
             figures.loadedMeeting = Measurement(try (0..<repeats).map { _ in try loadedMeeting(transport, communicator) })
         }
-        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let cores = WorldSetup.usableCores
         if transport.worldSize == 2 * cores {
             figures.handoff = Measurement(try (0..<repeats).map { _ in try handoff(transport, communicator, cores: cores) })
         }
