@@ -83,65 +83,23 @@ struct BenchCollectives: ParsableCommand {
 
     /// Runs fleet's algorithms over `transport` and native (MPI_Allreduce) over `mpi`.
     private func measure(on transport: Transport, native mpi: MPITransport?) throws {
-        let operation = CollectiveBenchmark.Operation(rawValue: op)!
-        var algorithms = algo.split(separator: ",").compactMap { AllReduceAlgorithm(name: String($0)) }
-        if operation != .allreduce { algorithms = [.ring] }
-        if algorithms.contains(.native) && mpi == nil {
-            throw ValidationError("--algo native is MPI_Allreduce: run under mpirun (or drop native)")
-        }
-        func benchmark(_ transport: Transport) -> CollectiveBenchmark {
-            let communicator = Communicator(world: transport)
-            communicator.chunkBytes = chunk.bytes
-            var benchmark = CollectiveBenchmark(communicator: communicator)
-            benchmark.warmup = warmup
-            return benchmark
-        }
-        let fleetBenchmark = benchmark(transport)
-        let nativeBenchmark = mpi.map(benchmark)
+        var sweep = CollectiveSweep(operation: CollectiveBenchmark.Operation(rawValue: op)!,
+                                    algorithms: algo.split(separator: ",").compactMap { AllReduceAlgorithm(name: String($0)) })
+        (sweep.iterations, sweep.warmup, sweep.secondsPerSize, sweep.chunkBytes) = (iters, warmup, secondsPerSize, chunk.bytes)
         let leader = transport.rank == 0
-        let table = Table(columns: [("size", 9), ("algo", 8), ("time(us)", 11), ("algbw(GB/s)", 11),
-                                    ("busbw(GB/s)", 11), ("verified", 8), ("max_err", 8), ("vs native", 9)])
         if leader && !json {
-            let baseline = mpi.map { $0 !== transport && algorithms.contains(.native) ? " (native: MPI_Allreduce over \($0.backendName))" : "" } ?? ""
+            let baseline = mpi.map { $0 !== transport && sweep.algorithms.contains(.native) ? " (native: MPI_Allreduce over \($0.backendName))" : "" } ?? ""
             let lanes = transport.sharedMemoryPeers > 0 ? "; ranks on this host talk through shared memory (FLEET_SHM=off: through \(transport.backendName) itself)" : ""
-            Console.out("# fleet bench collectives: \(operation.rawValue) over \(transport.backendName)\(baseline), \(transport.worldSize) ranks\(lanes)")
-            let cores = ProcessInfo.processInfo.activeProcessorCount, onHost = transport.sharedMemoryPeers + 1
+            Console.out("# fleet bench collectives: \(sweep.operation.rawValue) over \(transport.backendName)\(baseline), \(transport.worldSize) ranks\(lanes)")
+            let cores = WorldSetup.usableCores, onHost = transport.sharedMemoryPeers + 1
             if onHost > cores {
                 Console.out("# \(onHost) ranks share \(cores) cores here: small sizes measure the scheduler as much as the algorithm; repeat runs and compare ranges")
             }
-            Console.out(table.header())
+            Console.out(CollectiveSweep.table.header())
         }
-        var failures = 0
-        for size in sizes.sizes {
-            // Big buffers take long; fewer repetitions keep the sweep short without changing the median much.
-            let repetitions = size.bytes >= 64 << 20 ? min(iters, 5) : iters
-            // Every algorithm takes its turn in each round, so drift on a shared machine hits them alike.
-            let ordered = algorithms.sorted(by: { a, _ in a == .native })
-            let trials = ordered.map { algorithm in
-                (algorithm == .native ? nativeBenchmark! : fleetBenchmark).trial(operation, algorithm: algorithm, bytes: size.bytes)
-            }
-            let results = try CollectiveBenchmark.interleaved(trials, warmup: max(warmup, secondsPerSize > 0 ? 1 : 0),
-                                                              repetitions: repetitions, minimumSeconds: secondsPerSize)
-            let native = zip(ordered, results).first { $0.0 == .native }?.1.busBandwidth
-            for result in results {
-                if !result.verified { failures += 1 }
-                guard leader else { continue }
-                if json {
-                    Console.json(["op": result.operation.rawValue, "algo": result.algorithm, "transport": result.transport,
-                                  "ranks": result.ranks, "bytes": result.bytes, "time_s": result.timeSeconds,
-                                  "algbw_GBps": result.algorithmBandwidth, "busbw_GBps": result.busBandwidth,
-                                  "verified": result.verified, "max_abs_error": result.maxAbsError, "repetitions": result.repetitions,
-                                  "vs_native": native.map { $0 > 0 ? result.busBandwidth / $0 : 0 } ?? Double.nan])
-                } else {
-                    let ratio = native.map { String(format: "%.2fx", $0 > 0 ? result.busBandwidth / $0 : 0) } ?? "-"
-                    Console.out(table.row([ByteSize(bytes: result.bytes).description, result.algorithm,
-                                           String(format: "%.1f", result.timeSeconds * 1e6),
-                                           String(format: "%.3f", result.algorithmBandwidth),
-                                           String(format: "%.3f", result.busBandwidth),
-                                           result.verified ? "yes" : "NO", String(format: "%g", result.maxAbsError), ratio]))
-                }
-            }
+        try sweep.run(on: transport, native: mpi, sizes: sizes.sizes.map(\.bytes)) { row in
+            guard leader else { return }
+            if json { Console.json(row.record) } else { Console.out(CollectiveSweep.table.row(row.cells)) }
         }
-        if failures > 0 { throw TransportError.backend("\(failures) measurement(s) did not verify against the exact sums") }
     }
 }

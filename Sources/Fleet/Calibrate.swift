@@ -67,7 +67,7 @@ struct Calibrate: ParsableCommand {
             if MPITransport.isUnderMPIRun { return try underMPIRun() }
             let calibration = try calibration()
             var result = try calibration.measureMachine()
-            let loaded = 2 * result.cores
+            let loaded = max(4, 2 * result.cores)
             for name in transports.split(separator: ",").map(String.init) {
                 guard let figures = try calibration.measureTransport(name, ranks: 2) else { continue }
                 result.transports.append(figures)
@@ -94,29 +94,15 @@ struct Calibrate: ParsableCommand {
     func transportWorker() throws {
         guard let transport = try workers.workerTransport() else { return }
         defer { shutDown(transport) }
-        try Console.reportingErrors(rank: transport.rank) {
-            var algorithms: [AllReduceAlgorithm] = [.ring, .halvingDoubling, .tree, .naive]
-            if transport.mpi != nil { algorithms.append(.native) }
-            let figures = try TransportFigures.measure(on: transport, repeats: repeats, algorithms: algorithms)
-            if transport.rank == 0, let resultFile {
-                try JSONEncoder().encode(figures).write(to: URL(fileURLWithPath: resultFile))
-            }
-        }
+        try Console.reportingErrors(rank: transport.rank) { try calibration().measureTransportAsRank(transport, resultFile: resultFile) }
     }
 
-    /// Under mpirun every rank measures MPI across the allocation; rank 0 also measures the
-    /// machine and writes the scenario.
+    /// Under mpirun every rank measures MPI across the allocation; rank 0 writes the scenario.
     func underMPIRun() throws {
         let transport = try WorldSetup.open(.mpi, sharedMemory: Settings.current.sharedMemory)
         defer { shutDown(transport) }
         try Console.reportingErrors(rank: transport.rank) {
-            var figures = try TransportFigures.measure(on: transport, repeats: repeats, algorithms: [.ring, .halvingDoubling, .tree, .naive, .native])
-            guard transport.rank == 0 else { return }
-            var result = try calibration().measureMachine()
-            figures.transport = "mpi"
-            result.transports = [figures]
-            result.fabricTransport = "mpi"
-            try write(result)
+            if let result = try calibration().measureUnderMPIRun(transport) { try write(result) }
         }
     }
 

@@ -49,8 +49,6 @@ struct Compare: ParsableCommand {
     @Option(help: "Write measured and simulated step times as an SVG chart.")
     var plot: String?
 
-    typealias Row = ComparisonRow
-
     func validate() throws {
         guard steps > warmup, warmup >= 0 else { throw ValidationError("--steps must exceed --warmup (\(warmup)), which must be ≥ 0") }
         guard ["zmq", "mpi"].contains(transport) else { throw ValidationError("--transport must be zmq or mpi") }
@@ -82,31 +80,23 @@ struct Compare: ParsableCommand {
             if !json {
                 Console.out("fleet compare \(model.name): batch \(batch) × \(model.context), \(steps) steps (\(warmup) warm-up), \(transport), scenario \(scenario) (\(base.device.calibration?.cores ?? 0) cores)")
                 Console.out("predictions, written to \(directory)/predictions.jsonl before any run:")
-                for row in rows {
-                    Console.out(String(format: "  %-8@ simulated %7.2f ms  (compute %.2f, communication %.2f, bubble %.2f)", row.name,
-                                       row.simulated.stepTime.seconds * 1000, row.simulatedCompute * 1000, row.simulatedCommunication * 1000,
-                                       row.simulatedBubble * 1000))
-                }
+                rows.map(\.prediction).forEach(Console.out)
             }
             for index in rows.indices {
                 if !json { Console.progress("running \(rows[index].name) (\(rows[index].layout.worldSize) ranks, \(steps) steps)…") }
                 rows[index].measured = try comparison.measure(rows[index], directory: "\(directory)/\(rows[index].name)")
             }
-            report(rows)
+            if json {
+                rows.forEach { Console.json($0.record) }
+            } else {
+                Console.progress("")
+                ComparisonRow.table(rows).forEach(Console.out)
+            }
             if let plot { try plotChart(rows).write(toFile: plot, atomically: true, encoding: .utf8) }
         }
     }
 
-    private func report(_ rows: [Row]) {
-        if json {
-            for row in rows { Console.json(row.record) }
-            return
-        }
-        Console.progress("")
-        ComparisonRow.table(rows).forEach(Console.out)
-    }
-
-    private func plotChart(_ rows: [Row]) -> String {
+    private func plotChart(_ rows: [ComparisonRow]) -> String {
         SVGChart.lines(title: "\(model.name): measured vs simulated step time (\(transport), batch \(batch))", unit: "ms per step",
                        labels: rows.map(\.name),
                        series: [("measured", "#c0392b", rows.map { $0.measuredStep * 1000 }),

@@ -36,45 +36,8 @@ struct Diff: ParsableCommand {
         }
         Console.out("A: \(a)  \(first.summary)")
         Console.out("B: \(b)  \(second.summary)")
-        guard first.tensorNames == second.tensorNames else {
-            Console.out("the runs train different models (their parameter tensors differ); nothing to compare")
-            throw ExitCode(1)
-        }
-        let diff = RunDiff(first, second)
-        var differ = false
-        if let (x, y, tensors) = diff.firstDifference {
-            differ = true
-            Console.out("first difference at step \(x.step):")
-            Console.out("  loss       \(compare(x.loss, y.loss))")
-            Console.out("  grad norm  \(compare(x.gradientNorm, y.gradientNorm))")
-            Console.out(tensors.first.map { "  parameters after the update: \(tensors.count) of \(first.tensorNames.count) tensors differ, first \($0)" }
-                        ?? "  parameters after the update: identical")
-        } else {
-            Console.out("\(diff.commonSteps) common steps: losses, gradient norms and every parameter tensor's checksum are bitwise identical")
-        }
-        if first.steps.count != diff.commonSteps || second.steps.count != diff.commonSteps {
-            Console.out("A recorded \(first.steps.count) steps, B \(second.steps.count); compared the \(diff.commonSteps) both recorded")
-        }
-        if let weights = try diff.weights() {
-            if weights.differentModels {
-                Console.out("final weights: different models")
-                differ = true
-            } else if let firstTensor = weights.differing.first {
-                let worst = weights.differing.max { $0.largest < $1.largest }!
-                Console.out("final weights: \(weights.differing.count) of \(weights.tensors) tensors differ; first \(firstTensor.name) "
-                    + "(\(firstTensor.elements) elements), largest |Δ| \(worst.largest) in \(worst.name)")
-                differ = true
-            } else {
-                Console.out("final weights: bitwise identical (\(weights.parameters.formatted()) parameters)")
-            }
-        } else {
-            Console.out("final weights: not in both runs (a run writes them when it finishes)")
-        }
+        let (lines, differ) = try RunDiff(first, second).report()
+        lines.forEach(Console.out)
         if differ { throw ExitCode(1) }
-    }
-
-    private func compare(_ x: Float, _ y: Float) -> String {
-        if x.bitPattern == y.bitPattern { return "\(x) in both" }
-        return "\(x) vs \(y) (Δ \(abs(x - y)))"
     }
 }

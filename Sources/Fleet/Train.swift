@@ -95,10 +95,7 @@ struct Train: ParsableCommand {
                 } catch let stopped as ExitCode {
                     throw stopped   // a deliberate stop (preemption) is not a failure to explain
                 } catch {
-                    var failure = RunEvent(.failure, attempt: Settings.current.attempt, rank: transport.rank)
-                    failure.cause = FailureCause(error)
-                    failure.message = "\(error)"
-                    Settings.current.events?.emit(failure)
+                    Settings.current.events?.emit(.failure(error, attempt: Settings.current.attempt, rank: transport.rank))
                     if let faulty, !faulty.recorder.lines.isEmpty {
                         Console.err("rank \(transport.rank)'s last communication operations (flight recorder):\n"
                             + faulty.recorder.lines.map { "  " + $0 }.joined(separator: "\n"))
@@ -144,22 +141,10 @@ struct Train: ParsableCommand {
         run.events = Settings.current.events
         run.attempt = Settings.current.attempt
         let (resumed, skipped) = try checkpoints.checkpointToResume()
-        if let resumed {
-            // Re-saving it in this layout (another --checkpoint-dir) is work even at its last step.
-            let source = URL(fileURLWithPath: resumed.path).deletingLastPathComponent().standardizedFileURL.path
-            try run.resume(from: resumed, savesElsewhere: checkpoints.policy.map { URL(fileURLWithPath: $0.directory).standardizedFileURL.path != source } ?? false)
-        }
-        if trainer.isReporter {
-            // In JSON mode stdout holds only JSON objects: notes go to stderr.
-            let note: (String) -> Void = json ? Console.err : Console.out
-            for (path, reason) in skipped { note("skipped checkpoint \(path): \(reason)") }
-            if let resumed {
-                let m = resumed.manifest
-                note("resumed from \(resumed.path): step \(m.training.step), written by \(m.layout) (\(m.layout.worldSize) ranks)")
-            } else if checkpoints.resume {
-                note("no checkpoint to resume in \(checkpoints.checkpointDir ?? "?"); starting from step 0")
-            }
-        }
+        let notes = try run.resume(from: resumed, skipped: skipped, saveDirectory: checkpoints.policy?.directory,
+                                   asked: checkpoints.resume, searched: checkpoints.checkpointDir)
+        // In JSON mode stdout holds only JSON objects: notes go to stderr.
+        if trainer.isReporter { notes.forEach(json ? Console.err : Console.out) }
         if trace != nil {
             trainer.tracer = Tracer()
             trainer.traceSteps = traceSteps

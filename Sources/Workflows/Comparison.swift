@@ -107,6 +107,12 @@ public struct ComparisonRow {
     }
 
     /// Measured against simulated, one row per layout, and the errors' median and largest.
+    /// The prediction as `fleet compare` prints it before any run.
+    public var prediction: String {
+        String(format: "  %-8@ simulated %7.2f ms  (compute %.2f, communication %.2f, bubble %.2f)", name,
+               simulated.stepTime.seconds * 1000, simulatedCompute * 1000, simulatedCommunication * 1000, simulatedBubble * 1000)
+    }
+
     public static func table(_ rows: [ComparisonRow]) -> [String] {
         let table = Table(columns: [("layout", 8), ("ranks", 5), ("measured ms", 11), ("p25–p75", 13), ("simulated", 9), ("error", 7),
                                     ("compute m/s", 13), ("comm m/s", 11), ("bubble m/s", 11), ("largest difference", 24)])

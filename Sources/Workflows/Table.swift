@@ -1,5 +1,5 @@
 /// Fixed-width table rows for terminal output.
-public struct Table {
+public struct Table: Sendable {
     public let columns: [(title: String, width: Int)]
 
     public init(columns: [(title: String, width: Int)]) { self.columns = columns }

@@ -28,6 +28,24 @@ public struct TrainingRun {
 
     /// Restores `checkpoint`; a run that would have nothing left to train (and is neither a
     /// supervised restart nor a re-save of the checkpoint elsewhere or an export) is refused.
+    /// Resumes from `checkpoint` unless it is nil; re-saving it under another checkpoint
+    /// directory (`saveDirectory`) counts as work left even at its last step. Returns the
+    /// notes the reporter prints: skipped checkpoints, where it resumed (or that nothing was there).
+    public func resume(from checkpoint: LoadedCheckpoint?, skipped: [(path: String, reason: Error)], saveDirectory: String?,
+                       asked: Bool, searched: String?) throws -> [String] {
+        if let checkpoint {
+            let source = URL(fileURLWithPath: checkpoint.path).deletingLastPathComponent().standardizedFileURL.path
+            try resume(from: checkpoint, savesElsewhere: saveDirectory.map { URL(fileURLWithPath: $0).standardizedFileURL.path != source } ?? false)
+        }
+        var notes = skipped.map { "skipped checkpoint \($0.path): \($0.reason)" }
+        if let m = checkpoint?.manifest {
+            notes.append("resumed from \(checkpoint!.path): step \(m.training.step), written by \(m.layout) (\(m.layout.worldSize) ranks)")
+        } else if asked {
+            notes.append("no checkpoint to resume in \(searched ?? "?"); starting from step 0")
+        }
+        return notes
+    }
+
     public func resume(from checkpoint: LoadedCheckpoint, savesElsewhere: Bool) throws {
         try trainer.restore(from: checkpoint)
         let steps = trainer.configuration.steps

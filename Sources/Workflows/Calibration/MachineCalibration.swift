@@ -49,7 +49,7 @@ public struct MachineCalibration {
     public func measureMachine() throws -> CalibrationResult {
         BLAS.setThreads(1)
         var result = CalibrationResult(model: model, batch: batch, sequence: model.context,
-                                       cores: ProcessInfo.processInfo.activeProcessorCount, repeats: repeats)
+                                       cores: WorldSetup.usableCores, repeats: repeats)
         result.fabricTransport = fabric
         result.storageDirectory = storageDirectory
         let bench = KernelBenchmark(model: model, sequence: model.context, repeats: repeats)
@@ -124,6 +124,29 @@ public struct MachineCalibration {
         if let wait = figures.meetingWait { line += String(format: "; a pair all-reduce between compute waits %.1f µs more", wait * 1e6) }
         progress(line)
         return figures
+    }
+
+    /// One rank of `measureTransport`'s workers: every algorithm over `transport` (MPI's own
+    /// too where it is MPI); rank 0 writes the figures as JSON to `resultFile`.
+    public func measureTransportAsRank(_ transport: Transport, resultFile: String?) throws {
+        var algorithms: [AllReduceAlgorithm] = [.ring, .halvingDoubling, .tree, .naive]
+        if transport.mpi != nil { algorithms.append(.native) }
+        let figures = try TransportFigures.measure(on: transport, repeats: repeats, algorithms: algorithms)
+        if transport.rank == 0, let resultFile {
+            try JSONEncoder().encode(figures).write(to: URL(fileURLWithPath: resultFile))
+        }
+    }
+
+    /// `fleet calibrate` under mpirun: every rank measures MPI across the allocation; rank 0
+    /// also measures its machine and returns the result (other ranks nil).
+    public func measureUnderMPIRun(_ transport: Transport) throws -> CalibrationResult? {
+        var figures = try TransportFigures.measure(on: transport, repeats: repeats, algorithms: [.ring, .halvingDoubling, .tree, .naive, .native])
+        guard transport.rank == 0 else { return nil }
+        var result = try measureMachine()
+        figures.transport = "mpi"
+        result.transports = [figures]
+        result.fabricTransport = "mpi"
+        return result
     }
 
     /// Writes the scenario and checks that it reads back as one.

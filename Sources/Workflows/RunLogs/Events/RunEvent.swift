@@ -42,6 +42,14 @@ public struct RunEvent: Codable, Sendable, Equatable {
         self.time = time
     }
 
+    /// A rank's failure, its cause classified from the typed error that stopped it.
+    public static func failure(_ error: Error, attempt: Int, rank: Int) -> RunEvent {
+        var event = RunEvent(.failure, attempt: attempt, rank: rank)
+        event.cause = FailureCause(error)
+        event.message = "\(error)"
+        return event
+    }
+
     private enum CodingKeys: String, CodingKey {
         case event, time, attempt, rank, step, cause, message, recovered, restarts
         case stepSeconds = "step_s", resumeStep = "resume_step", ranSeconds = "ran_s", sinceLastStepSeconds = "since_last_step_s"
