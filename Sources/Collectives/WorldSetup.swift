@@ -13,16 +13,20 @@ public enum WorldSetup {
     /// the same from run to run. Cores outside the process's affinity (`taskset -c 0 fleet …`)
     /// are never used.
     public static func pin(rank: Int) {
+        // Read before pinning narrows this process's affinity to one core.
+        _ = usableCores
         let allowed = allowedCPUs()
         guard !allowed.isEmpty else { return }
         _ = fleet_pin_to_cpu(allowed[rank % allowed.count])
     }
 
-    /// The cores this process may run on (its affinity: `taskset -c 0 fleet …` gives one),
-    /// which `ProcessInfo.activeProcessorCount` ignores on Linux.
+    /// The cores this process's ranks share: its affinity when it started (`taskset -c 0
+    /// fleet …` gives one), which `ProcessInfo.activeProcessorCount` ignores on Linux. A rank
+    /// that mpirun bound to one core shares the machine's cores with its peers.
     public static let usableCores: Int = {
         let count = allowedCPUs().count
-        return count > 0 ? count : ProcessInfo.processInfo.activeProcessorCount
+        if count <= 0 || (count == 1 && MPITransport.isUnderMPIRun) { return ProcessInfo.processInfo.activeProcessorCount }
+        return count
     }()
 
     private static func allowedCPUs() -> [Int32] {
