@@ -51,7 +51,8 @@ extension DistributedTrainer {
                                       seconds: result.seconds + stall, tokens: c.batch * c.sequence, validationLoss: validation)
             metrics.checkpointSeconds = stall
             if isReporter {
-                metrics.mfu = metrics.tokensPerSecond * flopsPerToken / peak
+                let achieved = metrics.tokensPerSecond * flopsPerToken
+                metrics.mfu = achieved / TrainingSummary.statedPeak(cpu: cpuPeak, sgemm: peak, achieved: achieved)
                 metrics.cpuPeakMFU = cpuPeak.map { metrics.tokensPerSecond * flopsPerToken / $0 }
             }
             if checksums { metrics.checksums = try parameterChecksums() }

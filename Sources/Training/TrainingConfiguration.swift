@@ -1,3 +1,4 @@
+import Foundation
 import Tensor
 import Workload
 
@@ -39,6 +40,7 @@ public struct TrainingConfiguration: Sendable {
         try positive(sequence, "--seq")
         try positive(threads, "--threads")
         try positive(evalBatches, "--eval-batches")
+        guard batch <= 1 << 24 else { throw Invalid.value("--batch \(batch) is more than fleet runs (at most 16,777,216 sequences)") }
         // Step counts become Float learning-rate positions and Int32 message tags' bounds; a
         // hundred million steps of even gpt-tiny is years on a laptop.
         guard steps <= 100_000_000 else { throw Invalid.value("--steps \(steps) is more than fleet runs (at most 100,000,000)") }
@@ -65,7 +67,7 @@ public struct StepMetrics: Sendable {
     public let tokens: Int
     public var tokensPerSecond: Double { Double(tokens) / seconds }
     public var validationLoss: Float?
-    /// Model FLOP utilisation of this step against the run's measured sgemm peak (set by the trainer).
+    /// Model FLOP utilisation of this step against the run's stated peak (`TrainingSummary.peakFLOPs`; set by the trainer).
     public var mfu: Double?
     /// The same against the CPU's kernel-independent peak (`CPUFeatures.peakFLOPs`), when its clock is known.
     public var cpuPeakMFU: Double?
@@ -81,17 +83,43 @@ public struct TrainingSummary: Sendable {
     public let validationLoss: Float
     public let tokensPerSecond: Double
     public let achievedFLOPs: Double
-    /// The sgemm rate measured in this run, per thread × the cores in use: MFU's denominator.
+    /// The sgemm rate measured in this run, per thread × the cores in use.
     public let gemmFLOPs: Double
-    public var mfu: Double { gemmFLOPs > 0 ? achievedFLOPs / gemmFLOPs : 0 }
     /// The CPU's peak for the same cores (vector width × FMA units × clock), whatever the kernel; nil when the clock is unknown.
     public var cpuPeakFLOPs: Double?
     public var cpuPeakMFU: Double? { cpuPeakFLOPs.map { achievedFLOPs / $0 } }
+    /// MFU's stated denominator: the higher of the CPU's peak at its nominal clock and the sgemm
+    /// rate measured in this run (a turbo clock or a noisy measurement can put either below
+    /// what the run reached, and a peak that a run exceeds is no peak), so MFU ≤ 100 %.
+    public var peakFLOPs: Double { Self.statedPeak(cpu: cpuPeakFLOPs, sgemm: gemmFLOPs, achieved: achievedFLOPs) }
+    /// Which figure `peakFLOPs` is: `cpu`, `sgemm`, or `achieved` when the run itself was fastest.
+    public var peakSource: String {
+        let peak = peakFLOPs
+        return peak == (cpuPeakFLOPs ?? -1) ? "cpu" : peak == gemmFLOPs ? "sgemm" : "achieved"
+    }
+    public var mfu: Double { peakFLOPs > 0 ? achievedFLOPs / peakFLOPs : 0 }
+    /// Achieved FLOP/s over the measured sgemm rate (can exceed 1: a ratio, not a utilisation).
+    public var sgemmFraction: Double { gemmFLOPs > 0 ? achievedFLOPs / gemmFLOPs : 0 }
+
+    public static func statedPeak(cpu: Double?, sgemm: Double, achieved: Double) -> Double { max(cpu ?? 0, sgemm, achieved) }
     public let losses: [Float]
     /// Ranks whose compute per step exceeds 1.5× the median of their pipeline stage's peers.
     public var stragglers: [Straggler] = []
     /// Each rank's BLAS kernel, by rank.
     public var blasKernels: [String] = []
+
+    public init(finalLoss: Float, validationLoss: Float, tokensPerSecond: Double, achievedFLOPs: Double, gemmFLOPs: Double,
+                cpuPeakFLOPs: Double?, losses: [Float], stragglers: [Straggler] = [], blasKernels: [String] = []) {
+        self.finalLoss = finalLoss
+        self.validationLoss = validationLoss
+        self.tokensPerSecond = tokensPerSecond
+        self.achievedFLOPs = achievedFLOPs
+        self.gemmFLOPs = gemmFLOPs
+        self.cpuPeakFLOPs = cpuPeakFLOPs
+        self.losses = losses
+        self.stragglers = stragglers
+        self.blasKernels = blasKernels
+    }
 }
 
 /// A rank slower than the peers doing the same work.
@@ -102,5 +130,31 @@ public struct Straggler: Sendable, CustomStringConvertible {
     public var slowdown: Double { secondsPerStep / peerMedian }
     public var description: String {
         String(format: "rank %d computes %.2f× its peers' median (%.1f ms vs %.1f ms per step)", rank, slowdown, secondsPerStep * 1000, peerMedian * 1000)
+    }
+}
+
+extension TrainingConfiguration {
+    /// What training holds in memory, summed over `ranks` processes on one host: each step's
+    /// cached activations (per token and layer: the block's inputs, q/k/v, attention output,
+    /// MLP hidden twice and a row of attention scores per head, and the logits and their
+    /// gradient; measured at 14,100 floats per gpt-tiny token against 13,300 here, so 10 % is
+    /// added), and per rank the weights, gradients and AdamW moments plus the process itself.
+    public func memoryEstimate(ranks: Int) -> Bytes {
+        let m = model
+        let perToken = Double(m.layers) * Double(9 * m.dModel + 2 * m.mlpHidden + 2 * m.heads * sequence) + 2 * Double(m.vocabulary)
+        let activations = 1.1 * perToken * 4 * Double(batch) * Double(sequence)
+        let perRank = 16 * Double(m.parameterCount) + 64 * 1_048_576
+        return Bytes(Int(min(activations + Double(max(1, ranks)) * perRank, 1e18)))
+    }
+
+    /// Refuses a run whose estimate exceeds 90 % of `available` bytes, before any step.
+    public func checkMemory(ranks: Int, available: UInt64 = ProcessInfo.processInfo.physicalMemory) throws {
+        let need = memoryEstimate(ranks: ranks)
+        let limit = 0.9 * Double(available)
+        guard need.value > limit else { return }
+        let gib = { (x: Double) in String(format: "%.1f GiB", x / 1_073_741_824) }
+        throw Invalid.value("this run needs about \(gib(need.value)) of memory (batch \(batch) × \(sequence) tokens of \(model.name)"
+                            + (ranks > 1 ? " over \(ranks) ranks" : "") + "), more than this machine's \(gib(Double(available))): "
+                            + "lower --batch or --seq (or spread the ranks over more hosts)")
     }
 }

@@ -114,6 +114,23 @@ final class TrainerTests: XCTestCase {
             XCTAssertEqual(FileProblem.describe(error)?.hasSuffix("Is a directory"), true, FileProblem.describe(error) ?? "\(error)")
         }
     }
+
+    /// MFU is against a stated peak no run exceeds: the CPU's nominal peak, or the measured
+    /// sgemm rate when a turbo clock puts it higher, or the run's own rate when noise put both below it.
+    func testMFUNeverExceedsItsStatedPeak() {
+        func summary(achieved: Double, sgemm: Double, cpu: Double?) -> TrainingSummary {
+            TrainingSummary(finalLoss: 1, validationLoss: 1, tokensPerSecond: 1, achievedFLOPs: achieved, gemmFLOPs: sgemm, cpuPeakFLOPs: cpu, losses: [1])
+        }
+        let cases: [(achieved: Double, sgemm: Double, cpu: Double?, source: String, mfu: Double)] = [
+            (40e9, 80e9, 100e9, "cpu", 0.4), (40e9, 120e9, 100e9, "sgemm", 40.0 / 120), (90e9, 60e9, nil, "achieved", 1), (30e9, 60e9, nil, "sgemm", 0.5)]
+        for c in cases {
+            let s = summary(achieved: c.achieved, sgemm: c.sgemm, cpu: c.cpu)
+            XCTAssertEqual(s.peakSource, c.source, "\(c)")
+            XCTAssertEqual(s.mfu, c.mfu, accuracy: 1e-12, "\(c)")
+            XCTAssertLessThanOrEqual(s.mfu, 1)
+        }
+        XCTAssertEqual(summary(achieved: 90e9, sgemm: 60e9, cpu: nil).sgemmFraction, 1.5, "the ratio to the sgemm rate is a ratio, not a utilisation")
+    }
 }
 
 final class CRC32CTests: XCTestCase {

@@ -43,9 +43,10 @@ public struct ThroughputBenchmark {
             lines.append(String(format: "  tokens/s          %10.0f", s.tokensPerSecond))
             lines.append(String(format: "  achieved GFLOP/s  %10.1f", s.achievedFLOPs / 1e9))
             lines.append(String(format: "  sgemm GFLOP/s     %10.1f   (1024³, measured in this run)", s.gemmFLOPs / 1e9))
-            lines.append(String(format: "  MFU               %9.1f%%   (of that sgemm rate)", s.mfu * 100))
+            lines.append(String(format: "  MFU               %9.1f%%   (of %.1f GFLOP/s: %@)", s.mfu * 100, s.peakFLOPs / 1e9, TrainingText.peakName(s.peakSource)))
+            lines.append(String(format: "  of the sgemm rate %9.2f×", s.sgemmFraction))
             if let peak = s.cpuPeakFLOPs, let mfu = s.cpuPeakMFU {
-                lines.append(String(format: "  MFU, CPU peak     %9.1f%%   (of %.1f GFLOP/s: %@)", mfu * 100, peak / 1e9, CPUFeatures.current.summary))
+                lines.append(String(format: "  of the CPU's peak %9.1f%%   (%.1f GFLOP/s: %@)", mfu * 100, peak / 1e9, CPUFeatures.current.summary))
             }
             if let torch = torchTokensPerSecond, let ratio = vsPyTorch {
                 lines.append(String(format: "  PyTorch %@ %10.0f   → fleet / PyTorch = %.2f× (same run, alternating)", torchVersion ?? "?", torch, ratio))
@@ -62,7 +63,8 @@ public struct ThroughputBenchmark {
             let c = configuration, s = fleet
             return [("model", c.model.name), ("threads", c.threads), ("batch", c.batch), ("seq", c.sequence), ("steps", c.steps),
                     ("rounds", rounds), ("tokens_per_s", s.tokensPerSecond), ("achieved_gflops", s.achievedFLOPs / 1e9),
-                    ("sgemm_gflops", s.gemmFLOPs / 1e9), ("mfu", s.mfu),
+                    ("sgemm_gflops", s.gemmFLOPs / 1e9), ("mfu", s.mfu), ("mfu_peak_gflops", s.peakFLOPs / 1e9),
+                    ("mfu_peak", s.peakSource), ("sgemm_fraction", s.sgemmFraction),
                     ("cpu_peak_gflops", s.cpuPeakFLOPs.map { $0 / 1e9 } ?? Double.nan), ("mfu_cpu_peak", s.cpuPeakMFU ?? Double.nan),
                     ("blas_kernel", blas.kernel), ("blas_kernel_source", blas.source.rawValue),
                     ("pytorch_tokens_per_s", torchTokensPerSecond ?? Double.nan), ("vs_pytorch", vsPyTorch ?? Double.nan),

@@ -27,6 +27,7 @@ public enum TrainingRecord {
     public static func summary(_ s: TrainingSummary, blas: BLASKernelReport) -> [(String, Any)] {
         [("final_loss", Double(s.finalLoss)), ("val_loss", Double(s.validationLoss)), ("tokens_per_s", s.tokensPerSecond),
          ("achieved_gflops", s.achievedFLOPs / 1e9), ("sgemm_gflops", s.gemmFLOPs / 1e9), ("mfu", s.mfu),
+         ("mfu_peak_gflops", s.peakFLOPs / 1e9), ("mfu_peak", s.peakSource), ("sgemm_fraction", s.sgemmFraction),
          ("cpu_peak_gflops", s.cpuPeakFLOPs.map { $0 / 1e9 } ?? Double.nan), ("mfu_cpu_peak", s.cpuPeakMFU ?? Double.nan),
          ("blas_kernel", blas.kernel), ("blas_kernel_source", blas.source.rawValue), ("blas_kernels", s.blasKernels),
          ("blas_kernel_detected", blas.detected ?? ""), ("blas_kernel_note", blas.note ?? ""),
