@@ -52,7 +52,10 @@ let package = Package(
                 "Workflows", "Collectives", "Training", "Tensor", "Workload", "Parallelism", "Engine", "FaultInjection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
-            ]),
+            ],
+            // FleetTests parse command lines in-process (the flag fuzzer); release builds
+            // otherwise hide the CLI's internal types from @testable import.
+            swiftSettings: [.unsafeFlags(["-enable-testing"])]),
 
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Parallelism"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),

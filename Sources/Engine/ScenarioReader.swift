@@ -39,7 +39,7 @@ public struct ScenarioReader {
         }
         let top = try mapping(root, "the scenario", allowed: Self.sections)
         var scenario = try base(top)
-        scenario.name = top["name"].flatMap(\.string) ?? (path as NSString).lastPathComponent
+        scenario.name = top["name"].flatMap(\.string) ?? PathName.last(of: path)
         guard let sweepNode = top["sweep"] else {
             if let problem = scenario.problems().first { throw fail(top["layout"] ?? root, problem) }
             return Sweep(base: scenario.resolved, points: [([], .success(scenario.resolved))])

@@ -53,7 +53,8 @@ struct Calibrate: ParsableCommand {
     @OptionGroup var workers: WorkerOptions
 
     func validate() throws {
-        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+        guard (1...1_000).contains(repeats) else { throw ValidationError("--repeats must be between 1 and 1,000") }
+        guard (1...65_536).contains(batch) else { throw ValidationError("--batch must be between 1 and 65,536 sequences") }
         do { _ = try calibration().shapes() } catch { throw ValidationError("\(error)") }
         for name in transports.split(separator: ",") where !["zmq", "mpi"].contains(name) {
             throw ValidationError("unknown transport '\(name)' in --transports; choose zmq, mpi")

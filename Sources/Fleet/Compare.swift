@@ -51,6 +51,8 @@ struct Compare: ParsableCommand {
 
     func validate() throws {
         guard steps > warmup, warmup >= 0 else { throw ValidationError("--steps must exceed --warmup (\(warmup)), which must be ≥ 0") }
+        guard steps <= 1_000_000 else { throw ValidationError("--steps \(steps) is more than a comparison runs (at most 1,000,000)") }
+        guard (1...65_536).contains(batch) else { throw ValidationError("--batch must be between 1 and 65,536 sequences") }
         guard ["zmq", "mpi"].contains(transport) else { throw ValidationError("--transport must be zmq or mpi") }
         try OutputPath.check(plot, flag: "--plot")
         guard FileManager.default.fileExists(atPath: scenario) else {

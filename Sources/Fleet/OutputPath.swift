@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Workload
 
 /// Output files named on the command line, checked before any work: a run should not spend
 /// its hours and then fail to write its trace, plot or scenario.
@@ -12,8 +13,8 @@ enum OutputPath {
             if isDirectory.boolValue { return "it is a directory; name a file inside it" }
             return access(path, W_OK) == 0 ? nil : "it is not writable (\(String(cString: strerror(errno))))"
         }
-        let parent = (path as NSString).deletingLastPathComponent
-        let directory = parent.isEmpty ? "." : parent
+        guard !path.isEmpty else { return "the path is empty" }
+        let directory = PathName.directory(of: path)
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
             return "its directory \(directory) does not exist"
         }

@@ -8,23 +8,34 @@ extension PipelineSchedule.Kind: ExpressibleByArgument {}
 
 /// Layout flags shared by `fleet plan` and `fleet train`.
 struct LayoutOptions: ParsableArguments {
-    @Option(help: "Data-parallel ranks (gradients averaged).")
+    @Option(parsing: .unconditional, help: "Data-parallel ranks (gradients averaged).")
     var dp: Int = 1
 
-    @Option(help: "Tensor-parallel ranks (attention heads and MLP split, Megatron-style).")
+    @Option(parsing: .unconditional, help: "Tensor-parallel ranks (attention heads and MLP split, Megatron-style).")
     var tp: Int = 1
 
-    @Option(help: "Pipeline stages (layers split into consecutive stages).")
+    @Option(parsing: .unconditional, help: "Pipeline stages (layers split into consecutive stages).")
     var pp: Int = 1
 
-    @Option(help: "Micro-batches per step on each pipeline.")
+    @Option(parsing: .unconditional, help: "Micro-batches per step on each pipeline.")
     var microbatches: Int?
 
     @Option(help: "Pipeline schedule: gpipe or 1f1b.")
     var schedule: PipelineSchedule.Kind = .oneFOneB
 
-    @Option(help: "ZeRO stage: 0 (replicated optimizer state) or 1 (sharded over the dp group).")
+    @Option(parsing: .unconditional, help: "ZeRO stage: 0 (replicated optimizer state) or 1 (sharded over the dp group).")
     var zero: Int = 0
+
+    /// The largest degree or micro-batch count a flag takes: beyond it no layout describes a
+    /// real run, and products such as dp × tp × pp must stay far from overflowing.
+    static let degreeLimit = 1 << 20
+
+    func validate() throws {
+        for (flag, value) in [("--dp", dp), ("--tp", tp), ("--pp", pp), ("--microbatches", microbatches ?? 1)]
+            where !(1...Self.degreeLimit).contains(value) {
+            throw ValidationError("\(flag) must be between 1 and \(Self.degreeLimit) (got \(value))")
+        }
+    }
 
     var layout: ParallelLayout {
         ParallelLayout(dp: dp, tp: tp, pp: pp, microbatches: microbatches ?? (pp > 1 ? 2 * pp : 1), schedule: schedule, zeroStage: zero)
@@ -53,26 +64,38 @@ struct Plan: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    /// The most ranks `fleet plan` lists one by one (the simulator takes larger fleets).
+    static let rankLimit = 65_536
+
+    /// The model, layout and schedule check this command's flags describe, refused before any
+    /// program is built when they do not fit together.
+    func preflight() throws -> (spec: ModelSpec, layout: ParallelLayout, report: ScheduleReport, sequence: Int) {
+        guard let spec = ModelCatalog.named(model) else {
+            throw ValidationError("unknown model \(model); choose from \(ModelCatalog.all.map(\.name).joined(separator: ", "))")
+        }
+        guard (1...(1 << 24)).contains(batch) else { throw ValidationError("--batch must be between 1 and 16,777,216 sequences (got \(batch))") }
+        let layout = layoutOptions.layout
+        try layout.validate(model: spec, batch: batch)
+        guard layout.worldSize <= Self.rankLimit else {
+            throw ValidationError("fleet plan lists every rank's program; \(layout.worldSize) ranks is more than \(Self.rankLimit): "
+                                  + "use fleet simulate for a fleet this size")
+        }
+        let sequence = seq ?? spec.context
+        guard (1...spec.context).contains(sequence) else {
+            throw ValidationError("--seq \(sequence) must be between 1 and \(spec.name)'s context of \(spec.context) tokens")
+        }
+        guard bucket.bytes >= 4 else { throw ValidationError("--bucket must hold at least one float (4 bytes)") }
+        return (spec, layout, try layout.pipeline.check(), sequence)
+    }
+
     func run() throws {
         try Console.reportingErrors {
-            guard let spec = ModelCatalog.named(model) else {
-                throw ValidationError("unknown model \(model); choose from \(ModelCatalog.all.map(\.name).joined(separator: ", "))")
-            }
-            let layout = layoutOptions.layout
-            try layout.validate(model: spec, batch: batch)
-            let schedule = layout.pipeline
-            let report = try schedule.check()
-            let mesh = layout.mesh
-            let sequence = seq ?? spec.context
-            guard (1...spec.context).contains(sequence) else {
-                throw ValidationError("--seq \(sequence) must be between 1 and \(spec.name)'s context of \(spec.context) tokens")
-            }
-            guard bucket.bytes >= 4 else { throw ValidationError("--bucket must hold at least one float (4 bytes)") }
+            let (spec, layout, report, sequence) = try preflight()
             let shards = ShardPlan(model: spec, layout: layout)
             let options = StepOptions(batch: batch, sequence: sequence, bucketBytes: bucket.bytes)
-            let programs = (0..<mesh.worldSize).map { StepProgram(plan: shards, rank: $0, options: options) }
+            let programs = (0..<layout.worldSize).map { StepProgram(plan: shards, rank: $0, options: options) }
             if json {
-                let object = PlanRecord.object(spec: spec, layout: layout, schedule: schedule, report: report, programs: programs)
+                let object = PlanRecord.object(spec: spec, layout: layout, schedule: layout.pipeline, report: report, programs: programs)
                 Console.out(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                 return
             }

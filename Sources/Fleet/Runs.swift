@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Workflows
+import Workload
 
 struct Runs: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -40,7 +41,7 @@ struct RunsList: ParsableCommand {
         Console.out(table.header())
         for run in runs {
             Console.out(table.row([formatter.string(from: run.started), run.kind, Units.bytes(Double(run.bytes)),
-                                   (run.path as NSString).lastPathComponent, run.summary ?? ""]))
+                                   PathName.last(of: run.path), run.summary ?? ""]))
         }
         Console.out("\(runs.count) run(s), \(Units.bytes(Double(runs.reduce(0) { $0 + $1.bytes }))) in \(dir)/")
     }

@@ -52,17 +52,27 @@ struct Train: ParsableCommand {
         }
     }
 
+    /// What every rank (and the launcher) checks before any work starts: the training
+    /// settings, the layout against the model and batch, and what deterministic mode needs.
+    func preflight() throws -> (TrainingConfiguration, ParallelLayout) {
+        let configuration = try options.configuration()
+        let layout = layoutOptions.layout
+        try layout.validate(model: configuration.model, batch: configuration.batch,
+                            worldSize: Settings.current.isWorker ? nil : layout.worldSize)
+        if configuration.deterministic {
+            try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch)
+            try DeterministicMode.checkKernel()
+        }
+        // Before any rank allocates: the launcher for its workers, or each rank under mpirun for the whole job.
+        if Settings.launchedAs == nil {
+            try configuration.checkMemory(ranks: layout.worldSize)
+        }
+        return (configuration, layout)
+    }
+
     func run() throws {
         try Console.reportingErrors {
-            let configuration = try options.configuration()
-            let layout = layoutOptions.layout
-            // Every rank (and the launcher) checks the layout before any work starts.
-            try layout.validate(model: configuration.model, batch: configuration.batch,
-                                worldSize: Settings.current.isWorker ? nil : layout.worldSize)
-            if configuration.deterministic {
-                try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch)
-                try DeterministicMode.checkKernel()
-            }
+            let (configuration, layout) = try preflight()
             var workers = self.workers
             if !Settings.current.isWorker {
                 workers.ranks = layout.worldSize

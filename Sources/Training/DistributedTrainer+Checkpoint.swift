@@ -2,6 +2,7 @@ import Foundation
 import Collectives
 import Parallelism
 import Tensor
+import Workload
 
 /// When and where a run saves checkpoints.
 public struct CheckpointPolicy: Sendable {
@@ -152,7 +153,7 @@ extension DistributedTrainer {
         for value in [UInt32(CheckpointFormat.version), UInt32(json.count)] { withUnsafeBytes(of: value.littleEndian) { prefix += $0 } }
         prefix += json
         let (bytes, crc) = try prefix.withUnsafeBytes { try CheckpointIO.write([$0] + pieces, to: file, stopHalfway: stopHalfway) }
-        return ShardRecord(file: (file as NSString).lastPathComponent, rank: header.rank, bytes: bytes, crc32c: crc, slices: header.slices)
+        return ShardRecord(file: PathName.last(of: file), rank: header.rank, bytes: bytes, crc32c: crc, slices: header.slices)
     }
 
     /// Waits for the pending save's shard, gathers every rank's shard record on rank 0, which
@@ -209,7 +210,7 @@ extension DistributedTrainer {
         }
         optimizer.restore(step: saved.training.step)
         startStep = saved.training.step
-        lastCheckpoint = ((checkpoint.path as NSString).deletingLastPathComponent, saved.training.step)
+        lastCheckpoint = (PathName.directory(of: checkpoint.path), saved.training.step)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Workload
 
 /// Verdicts of kernel checks, kept per (OpenBLAS build, CPU, candidates) in one JSON file, so a
 /// machine checks its kernels once and later starts cost a file read.
@@ -58,7 +59,7 @@ public struct BLASKernelCache: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         guard let data = try? encoder.encode(file) else { return }
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = PathName.directory(of: path)
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         // Several ranks may check at once: each writes its own file and renames it into place.
         let temporary = path + ".tmp-\(getpid())"

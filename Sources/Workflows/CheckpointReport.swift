@@ -1,6 +1,7 @@
 import Collectives
 import Foundation
 import Training
+import Workload
 
 /// What `fleet checkpoint inspect` and `verify` show of checkpoints, as values and lines.
 public struct CheckpointReport {
@@ -72,7 +73,7 @@ public struct CheckpointReport {
     /// or one with a manifest; incomplete is corrupt there) or each checkpoint in a directory.
     public static func verify(_ directory: String) -> [(path: String, verdict: Verdict)] {
         let single = FileManager.default.fileExists(atPath: directory + "/" + CheckpointFormat.manifestName)
-            || (directory as NSString).lastPathComponent.hasPrefix("step-")
+            || PathName.last(of: directory).hasPrefix("step-")
         let paths = single ? [directory] : CheckpointStore(directory: directory).candidates().map(\.path)
         return paths.map { path in
             do {

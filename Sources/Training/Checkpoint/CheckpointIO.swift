@@ -1,5 +1,6 @@
 import Collectives
 import Foundation
+import Workload
 
 /// Durable file writes for checkpoints: a temporary name, write, fsync, rename, then fsync
 /// of the directory, so a file is either absent or complete after a crash.
@@ -49,7 +50,7 @@ enum CheckpointIO {
 
     /// Makes a rename durable: fsync of the directory that holds `path`.
     static func syncDirectory(of path: String) {
-        let fd = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let fd = open(PathName.directory(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }
         fsync(fd)
         close(fd)

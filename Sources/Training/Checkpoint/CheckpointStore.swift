@@ -1,6 +1,7 @@
 import Collectives
 import Foundation
 import Tensor
+import Workload
 
 /// A verified checkpoint in memory: the model's flat parameters and AdamW moments,
 /// assembled from every shard whatever layout wrote them.
@@ -59,7 +60,7 @@ public struct CheckpointStore {
 
     /// Loads `path`: a checkpoint directory, or a directory of them (its newest valid one).
     public static func resolve(_ path: String) throws -> (checkpoint: LoadedCheckpoint, skipped: [(path: String, reason: Error)]) {
-        if FileManager.default.fileExists(atPath: path + "/" + CheckpointFormat.manifestName) || (path as NSString).lastPathComponent.hasPrefix("step-") {
+        if FileManager.default.fileExists(atPath: path + "/" + CheckpointFormat.manifestName) || PathName.last(of: path).hasPrefix("step-") {
             return (try load(path), [])
         }
         let (checkpoint, skipped) = CheckpointStore(directory: path).newestValid()

@@ -1,12 +1,13 @@
 import Foundation
 import Training
+import Workload
 
 /// One JSON line per step for one rank: its own timing breakdown and traffic.
 public final class RankStepLog {
     private let handle: FileHandle
 
     public init(path: String) throws {
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: PathName.directory(of: path), withIntermediateDirectories: true)
         guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
             throw FleetError("cannot write \(path); pass a writable --run-dir")
         }

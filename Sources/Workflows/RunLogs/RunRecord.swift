@@ -1,5 +1,6 @@
 import Foundation
 import Training
+import Workload
 
 /// What a training run leaves in its run directory for `fleet diff`: `run.json` (model,
 /// layout, mode, tensor names), `record.jsonl` (per step: loss, gradient norm and a
@@ -34,7 +35,7 @@ public struct RunRecord {
     }
 
     private static func write(_ text: String, to path: String, append: Bool) throws {
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: PathName.directory(of: path), withIntermediateDirectories: true)
         if append, let handle = FileHandle(forWritingAtPath: path) {
             defer { try? handle.close() }
             handle.seekToEndOfFile()
