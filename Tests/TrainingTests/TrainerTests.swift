@@ -117,6 +117,20 @@ final class TrainerTests: XCTestCase {
 
     /// MFU is against a stated peak no run exceeds: the CPU's nominal peak, or the measured
     /// sgemm rate when a turbo clock puts it higher, or the run's own rate when noise put both below it.
+    /// The estimate before training is close to what a run holds (gpt-tiny, batch 512: 3.66 GB
+    /// of resident memory measured with /usr/bin/time), and a run that cannot fit is refused.
+    func testMemoryIsEstimatedBeforeTrainingAndAnImpossibleRunRefused() throws {
+        var c = TrainingConfiguration(model: ModelCatalog.gptTiny)
+        c.batch = 512
+        XCTAssertEqual(c.memoryEstimate(ranks: 1).value, 3.66e9, accuracy: 0.2 * 3.66e9)
+        c.batch = 100_000
+        XCTAssertThrowsError(try c.checkMemory(ranks: 1, available: 24 << 30)) { error in
+            XCTAssertTrue("\(error)".contains("lower --batch or --seq"), "\(error)")
+        }
+        c.batch = 8
+        XCTAssertNoThrow(try c.checkMemory(ranks: 4, available: 24 << 30))
+    }
+
     func testMFUNeverExceedsItsStatedPeak() {
         func summary(achieved: Double, sgemm: Double, cpu: Double?) -> TrainingSummary {
             TrainingSummary(finalLoss: 1, validationLoss: 1, tokensPerSecond: 1, achievedFLOPs: achieved, gemmFLOPs: sgemm, cpuPeakFLOPs: cpu, losses: [1])
