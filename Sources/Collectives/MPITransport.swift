@@ -183,6 +183,15 @@ public final class MPITransport: HostAwareTransport {
         }
     }
 
+    /// Ends every rank of the job after a failure on this one. MPI_Finalize would wait for
+    /// peers that may never arrive (a hung rank), leaving the job to hang; MPI_Abort makes
+    /// mpirun stop all ranks and exit non-zero, so a supervisor can restart the job.
+    public func abort(status: Int32) -> Never {
+        isShutDown = true
+        MPI_Abort(fleet_mpi_comm_world(), status)
+        exit(status)
+    }
+
     public func shutdown() {
         guard !isShutDown else { return }
         isShutDown = true

@@ -120,9 +120,9 @@ extension TransportDecorator {
 }
 
 extension Transport {
-    /// The MPI transport under this one, for MPI's own collectives (`--algo native`): this
-    /// transport itself, or the one its shared-memory lanes wrap.
+    /// The MPI transport under this one (for MPI's own collectives, `--algo native`, and to
+    /// abort the job): this transport itself, or the one its decorators wrap.
     public var mpi: MPITransport? {
-        (self as? MPITransport) ?? ((self as? SharedMemoryTransport)?.inner as? MPITransport)
+        sequence(first: self as Transport) { ($0 as? TransportDecorator)?.inner }.lazy.compactMap { $0 as? MPITransport }.first
     }
 }

@@ -11,7 +11,10 @@ struct Chaos: ParsableCommand {
         one random fault (crash, hang, NaN, bit flip, drop, corrupt, failed or torn checkpoint write, straggler, delay).
         A run passes when its final parameters are bitwise the reference's and every complete checkpoint verifies.
         What happened in each run is read from its event channel (run-N/events.jsonl).
+        With --layouts and --transports, runs take the layouts and transports in turn; every layout is
+        bitwise one process's run in deterministic mode, so one fault-free reference serves them all.
           fleet chaos gpt-tiny --dp 2 --pp 2 --runs 20 --seed 7
+          fleet chaos gpt-tiny --layouts dp2,tp2,pp2,dp2pp2 --transports zmq,mpi --runs 100 --steps 10
         """)
 
     @Argument(help: "Model to train.")
@@ -31,11 +34,23 @@ struct Chaos: ParsableCommand {
     @Option(help: "Fault kinds to draw from, comma-separated.")
     var kinds: String = "crash,hang,nan,bitflip,drop,corrupt,duplicate,checkpoint,slow,delay"
 
+    @Option(help: "Layouts the runs take in turn, comma-separated (e.g. dp2,tp2,pp2,dp2pp2); default: the layout flags.")
+    var layouts: String?
+
+    @Option(help: "Transports the runs take in turn: zmq (self-launched workers), mpi (mpirun under fleet supervise).")
+    var transports: String = "zmq"
+
     @Option(help: "Directory for the runs (kept for inspection).")
     var dir: String?
 
+    @Flag(help: "One JSON object per run, then a summary object.")
+    var json = false
+
     func validate() throws {
-        guard runs > 0 else { throw ValidationError("--runs must be positive") }
+        guard (1...100_000).contains(runs) else { throw ValidationError("--runs must be between 1 and 100,000") }
+        for name in layouts?.split(separator: ",") ?? [] {
+            do { _ = try LayoutName.parse(String(name)) } catch { throw ValidationError("--layouts: \(error)") }
+        }
         guard steps >= 8 else { throw ValidationError("--steps must be at least 8") }
         for name in kinds.split(separator: ",") where Fault.Kind(rawValue: String(name)) == nil {
             throw ValidationError("unknown fault kind '\(name)' in --kinds")
@@ -44,25 +59,32 @@ struct Chaos: ParsableCommand {
 
     func run() throws {
         try Console.reportingErrors {
-            let layout = layoutOptions.layout
-            let campaign = try ChaosCampaign(model: model, layout: layout, steps: steps, seed: seed,
-                                             kinds: kinds.split(separator: ",").compactMap { Fault.Kind(rawValue: String($0)) },
+            let chosen = try layouts.map { try $0.split(separator: ",").map { try LayoutName.parse(String($0)) } } ?? [layoutOptions.layout]
+            let campaign = try ChaosCampaign(model: model, layouts: chosen, transports: transports.split(separator: ",").map(String.init),
+                                             steps: steps, seed: seed, kinds: kinds.split(separator: ",").compactMap { Fault.Kind(rawValue: String($0)) },
                                              directory: try dir ?? RunDirectory.create("chaos"))
-            Console.out("fleet chaos \(model) \(layout) (\(layout.worldSize) ranks), \(runs) runs, seed \(seed); runs in \(campaign.directory)")
+            let say: (String) -> Void = json ? Console.err : Console.out
+            say("fleet chaos \(model) over \(chosen.map(\.description).joined(separator: ", ")), \(campaign.transports.joined(separator: " and ")), "
+                + "\(runs) runs, seed \(seed); runs in \(campaign.directory)")
             let reference = try campaign.reference()
-            let table = Table(columns: [("run", 4), ("fault", 46), ("detected", 30), ("detect s", 8), ("recovered", 9), ("lost", 5), ("ckpts", 6)])
-            Console.out(table.header())
-            var misses = 0
-            for (index, fault) in campaign.faults(runs).enumerated() {
-                let o = try campaign.run(index + 1, fault: fault, reference: reference)
-                if !o.passed { misses += 1 }
-                Console.out(table.row(["\(o.run)", o.fault, o.missedDetection ? "MISSED: " + o.detected : o.detected,
-                                       o.detectionSeconds.map { String(format: "%.2f", $0) } ?? "—",
-                                       o.recovered ? "yes" : "NO", "\(o.recomputedSteps)", o.checkpointsIntact ? "ok" : "BAD"]))
-                if !o.recovered { Console.err("run \(o.run) (\(o.fault)) did not recover: \(o.stderr)") }
+            let table = Table(columns: [("run", 4), ("layout", 10), ("via", 3), ("fault", 46), ("detected", 30), ("detect s", 8), ("recovered", 9), ("lost", 5), ("ckpts", 6)])
+            if !json { Console.out(table.header()) }
+            var outcomes: [ChaosOutcome] = []
+            for (index, plan) in campaign.plans(runs).enumerated() {
+                let o = try campaign.run(index + 1, plan, reference: reference)
+                outcomes.append(o)
+                if json {
+                    Console.json(o.record)
+                } else {
+                    Console.out(table.row(["\(o.run)", o.layout, o.transport, o.fault, o.missedDetection ? "MISSED: " + o.detected : o.detected,
+                                           o.detectionSeconds.map { String(format: "%.2f", $0) } ?? "—",
+                                           o.recovered ? "yes" : "NO", "\(o.recomputedSteps)", o.checkpointsIntact ? "ok" : "BAD"]))
+                }
+                if !o.recovered { Console.err("run \(o.run) (\(o.fault), \(o.layout) over \(o.transport)) did not recover: \(o.stderr)") }
             }
-            Console.out(misses == 0 ? "every run recovered bitwise and no checkpoint was damaged" : "\(misses) run(s) missed")
-            if misses > 0 { throw ExitCode(1) }
+            let summary = ChaosSummary(outcomes)
+            if json { Console.json(summary.record) } else { Console.out(""); summary.lines.forEach(Console.out) }
+            if summary.passed < outcomes.count { throw ExitCode(ExitStatus.verdict) }
         }
     }
 }

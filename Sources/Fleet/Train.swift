@@ -97,7 +97,8 @@ struct Train: ParsableCommand {
             let faulty = opened.worldSize > 1 || !plan.faults.isEmpty
                 ? FaultyTransport(opened, faults: plan.faults, checksums: faultOptions.checksums) : nil
             let transport: Transport = faulty ?? opened
-            defer { shutDown(transport) }
+            var failed = false
+            defer { shutDown(transport, failed: failed) }
             try Console.reportingErrors(rank: transport.worldSize > 1 ? transport.rank : nil) {
                 do {
                     try trainParallel(configuration, layout: layout, transport: transport,
@@ -105,6 +106,7 @@ struct Train: ParsableCommand {
                 } catch let stopped as ExitCode {
                     throw stopped   // a deliberate stop (preemption) is not a failure to explain
                 } catch {
+                    failed = true
                     Settings.current.events?.emit(.failure(error, attempt: Settings.current.attempt, rank: transport.rank))
                     if let faulty, !faulty.recorder.lines.isEmpty {
                         Console.err("rank \(transport.rank)'s last communication operations (flight recorder):\n"

@@ -79,7 +79,9 @@ struct WorkerOptions: ParsableArguments {
 }
 
 /// Closes a worker's transport; with FLEET_SHM_REPORT=1 first says how its shared-memory slots went out.
-func shutDown(_ transport: Transport) {
+/// After a failure under mpirun the whole job is aborted instead (see `MPITransport.abort`).
+func shutDown(_ transport: Transport, failed: Bool = false) {
+    if failed, let mpi = transport.mpi { mpi.abort(status: ExitStatus.failure) }
     let lanes = sequence(first: transport) { ($0 as? TransportDecorator)?.inner }.lazy.compactMap { $0 as? SharedMemoryTransport }.first
     if Settings.current.sharedMemoryReport, let lanes { Console.err(lanes.report) }
     transport.shutdown()

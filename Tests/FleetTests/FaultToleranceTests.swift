@@ -114,11 +114,22 @@ final class FaultToleranceTests: FleetProcessTestCase {
         try assertRecovered(run, reference: reference, "supervised MPI job")
     }
 
+    /// 32 runs: every fault kind, four layouts, self-launched ZeroMQ and mpirun under fleet
+    /// supervise, one fault-free reference; each must be detected, recover bitwise and leave
+    /// every complete checkpoint intact (the 100-run campaign is in docs/benchmarks.md).
     func testChaosCampaignRecoversEveryRunBitwise() throws {
-        let outcome = try FleetProcess.fleet(["chaos", "gpt-tiny", "--dp", "2", "--pp", "2", "--runs", "5", "--seed", "3",
-                                              "--steps", "12", "--dir", directory + "/chaos"], timeout: 240)
+        let outcome = try FleetProcess.fleet(["chaos", "gpt-tiny", "--layouts", "dp2,tp2,pp2,dp2pp2", "--transports", "zmq,mpi", "--runs", "32",
+                                              "--seed", "3", "--steps", "10", "--json", "--dir", directory + "/chaos"], timeout: 900)
         XCTAssertEqual(outcome.status, 0, outcome.output)
-        XCTAssertTrue(outcome.stdout.contains("every run recovered bitwise and no checkpoint was damaged"), outcome.output)
-        XCTAssertEqual(outcome.stdout.split(separator: "\n").filter { $0.contains(" yes ") }.count, 5, outcome.output)
+        let objects = outcome.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let runs = objects.filter { $0["summary"] == nil }
+        XCTAssertEqual(runs.count, 32, outcome.output)
+        XCTAssertEqual(Set(runs.compactMap { $0["transport"] as? String }), ["zmq", "mpi"])
+        XCTAssertEqual(Set(runs.compactMap { $0["layout"] as? String }).count, 4)
+        XCTAssertGreaterThanOrEqual(Set(runs.compactMap { $0["kind"] as? String }).count, 8, "the draws cover the fault kinds")
+        for run in runs { XCTAssertEqual(run["passed"] as? Bool, true, "\(run)") }
+        let summary = try XCTUnwrap(objects.last)
+        XCTAssertEqual(summary["passed"] as? Int, 32, outcome.output)
+        XCTAssertEqual(summary["damaged_checkpoints"] as? Int, 0, outcome.output)
     }
 }

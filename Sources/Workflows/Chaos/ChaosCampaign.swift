@@ -10,44 +10,71 @@ import Training
 /// what happened in each is read from its event channel.
 public struct ChaosCampaign {
     public var model: String
-    public var layout: ParallelLayout
+    /// The layouts runs take in turn (deterministic mode makes each bitwise one process's run,
+    /// so one fault-free reference serves them all).
+    public var layouts: [ParallelLayout]
+    /// `zmq` (self-launched workers under fleet's own supervisor) and `mpi` (mpirun under
+    /// `fleet supervise`), taken in turn with the layouts.
+    public var transports: [String]
     public var steps: Int
     public var seed: UInt64
     public var kinds: [Fault.Kind]
     public var directory: String
 
-    public init(model: String, layout: ParallelLayout, steps: Int, seed: UInt64, kinds: [Fault.Kind], directory: String) throws {
+    public init(model: String, layouts: [ParallelLayout], transports: [String] = ["zmq"], steps: Int, seed: UInt64,
+                kinds: [Fault.Kind], directory: String) throws {
         guard steps >= 8 else { throw FleetError("--steps must be at least 8 (faults land from step 3, checkpoints every 5 steps)") }
         guard !kinds.isEmpty else { throw FleetError("--kinds names no fault kind") }
+        guard !layouts.isEmpty, !transports.isEmpty else { throw FleetError("a campaign needs at least one layout and one transport") }
+        for transport in transports where !["zmq", "mpi"].contains(transport) {
+            throw FleetError("unknown transport '\(transport)'; choose zmq, mpi")
+        }
+        if transports.contains("mpi") && ChildProcess.which("mpirun") == nil {
+            throw FleetError("--transports mpi needs mpirun on PATH (install OpenMPI), or use --transports zmq")
+        }
         self.model = model
-        self.layout = layout
+        self.layouts = layouts
+        self.transports = transports
         self.steps = steps
         self.seed = seed
         self.kinds = kinds
         self.directory = directory
     }
 
-    var baseArguments: [String] {
+    /// What a run of one layout trains; the reference is the same with one process.
+    func arguments(_ layout: ParallelLayout) -> [String] {
         ["train", model, "--deterministic", "--steps", "\(steps)", "--seq", "64", "--eval-batches", "1", "--log-every", "1000",
          "--dp", "\(layout.dp)", "--tp", "\(layout.tp)", "--pp", "\(layout.pp)", "--microbatches", "\(layout.microbatches)",
          "--schedule", layout.schedule.rawValue]
     }
 
-    /// Runs the fault-free reference and returns its final parameters.
+    /// Runs the fault-free reference (one process) and returns its final parameters.
     public func reference() throws -> [Float] {
-        let run = try ChildProcess.fleet(baseArguments + ["--run-dir", directory + "/reference"])
+        let run = try ChildProcess.fleet(arguments(ParallelLayout()) + ["--run-dir", directory + "/reference"])
         guard run.status == 0 else { throw FleetError("the fault-free reference failed: \(run.stderr.suffix(800))", duringRun: true) }
         return try WeightsFile.load(directory + "/reference/final.weights").model.parameters.array
     }
 
-    /// The `count` faults of this campaign, as `--inject` specs: the same for the same seed.
-    public func faults(_ count: Int) -> [(kind: Fault.Kind, rank: Int, spec: String)] {
+    /// One planned run: its layout, transport and fault.
+    public struct Plan: Sendable {
+        public let layout: ParallelLayout
+        public let transport: String
+        public let kind: Fault.Kind
+        public let rank: Int
+        /// The `--inject` spec.
+        public let spec: String
+    }
+
+    /// The `count` runs of this campaign: layouts and transports in turn, faults drawn from
+    /// the seed (the same for the same seed).
+    public func plans(_ count: Int) -> [Plan] {
         var state = seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
         func draw(_ n: Int) -> Int {
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             return Int((state >> 33) % UInt64(n))
         }
-        return (0..<count).map { _ in
+        return (0..<count).map { index in
+            let layout = layouts[index % layouts.count], transport = transports[(index / layouts.count) % transports.count]
             let kind = kinds[draw(kinds.count)], rank = draw(layout.worldSize), step = 3 + draw(steps - 5)
             var spec = "\(kind.rawValue):rank=\(rank),step=\(step)"
             switch kind {
@@ -57,28 +84,38 @@ public struct ChaosCampaign {
             case .checkpoint: spec = "checkpoint:rank=\(rank),step=\(5 * (1 + draw(max(1, (steps - 1) / 5)))),mode=\(["full", "torn"][draw(2)])"
             default: break
             }
-            return (kind, rank, spec)
+            return Plan(layout: layout, transport: transport, kind: kind, rank: rank, spec: spec)
         }
     }
 
-    /// Run `number` with one fault, judged against the reference's parameters.
-    public func run(_ number: Int, fault: (kind: Fault.Kind, rank: Int, spec: String), reference: [Float]) throws -> ChaosOutcome {
+    /// Run `number` as planned, judged against the reference's parameters.
+    public func run(_ number: Int, _ plan: Plan, reference: [Float]) throws -> ChaosOutcome {
         let runDir = directory + "/run-\(number)"
         try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
         let channel = EventChannel(path: runDir + "/events.jsonl")
-        let child = try ChildProcess.fleet(baseArguments + ["--checkpoint-dir", runDir + "/ck", "--checkpoint-every", "5", "--max-restarts", "2",
-                                                            "--timeout", "3", "--checksums", "--check-replicas", "1", "--inject", fault.spec,
-                                                            "--run-dir", runDir + "/run"],
-                                           environment: [EventChannel.variable: channel.path])
+        let train = arguments(plan.layout) + ["--checkpoint-dir", runDir + "/ck", "--checkpoint-every", "5", "--timeout", "3", "--checksums",
+                                              "--check-replicas", "1", "--inject", plan.spec, "--run-dir", runDir + "/run"]
+        let environment = [EventChannel.variable: channel.path]
+        let child: (status: Int32, stdout: String, stderr: String)
+        if plan.transport == "mpi", let mpirun = ChildProcess.mpirun(ranks: plan.layout.worldSize, train) {
+            // OpenMPI ends the whole job when a rank dies; fleet supervise restarts it with --resume.
+            child = try ChildProcess.fleet(["supervise", "--max-restarts", "2", "--", mpirun.path] + mpirun.arguments,
+                                           environment: mpirun.environment.merging(environment) { _, new in new })
+        } else {
+            child = try ChildProcess.fleet(train + ["--max-restarts", "2"], environment: environment)
+        }
         let events = channel.read()
-        var outcome = ChaosOutcome(run: number, fault: fault.spec)
+        var outcome = ChaosOutcome(run: number, fault: plan.spec)
+        outcome.layout = plan.layout.description
+        outcome.transport = plan.transport
+        outcome.kind = plan.kind.rawValue
         let failures = events.filter { $0.event == .attemptFailed }
         if let first = failures.first {
             outcome.detected = first.cause?.title ?? "failure"
             outcome.detectionSeconds = first.sinceLastStepSeconds
-        } else if fault.kind == .slow {
-            let named = events.contains { $0.event == .straggler && $0.rank == fault.rank }
-            outcome.detected = named ? "straggler rank \(fault.rank)" : "straggler not named"
+        } else if plan.kind == .slow {
+            let named = events.contains { $0.event == .straggler && $0.rank == plan.rank }
+            outcome.detected = named ? "straggler rank \(plan.rank)" : "straggler not named"
             outcome.missedDetection = !named
         } else {
             outcome.detected = "no effect on the result"
@@ -88,6 +125,7 @@ public struct ChaosCampaign {
         // Bit for bit (== on floats would let -0 pass for 0 and fail NaN against NaN).
         outcome.recovered = child.status == 0 && weights?.map(\.bitPattern) == reference.map(\.bitPattern)
         let checkpoints = CheckpointStore(directory: runDir + "/ck").complete()
+        outcome.checkpoints = checkpoints.count
         outcome.checkpointsIntact = checkpoints.allSatisfy { (try? CheckpointStore.verify($0.path)) != nil }
         if !outcome.recovered { outcome.stderr = String(child.stderr.suffix(600)) }
         return outcome
@@ -98,6 +136,11 @@ public struct ChaosCampaign {
 public struct ChaosOutcome: Sendable {
     public var run: Int
     public var fault: String
+    public var kind = ""
+    public var layout = ""
+    public var transport = ""
+    /// Complete checkpoints the run left (each verified).
+    public var checkpoints = 0
     public var detected = ""
     public var detectionSeconds: Double?
     public var missedDetection = false
@@ -108,4 +151,58 @@ public struct ChaosOutcome: Sendable {
     public var stderr = ""
 
     public var passed: Bool { recovered && checkpointsIntact && !missedDetection }
+
+    /// The run as `fleet chaos --json` prints it.
+    public var record: [(String, Any)] {
+        [("run", run), ("kind", kind), ("fault", fault), ("layout", layout), ("transport", transport), ("detected", detected),
+         ("detection_s", detectionSeconds ?? Double.nan), ("missed_detection", missedDetection), ("recovered", recovered),
+         ("recomputed_steps", recomputedSteps), ("checkpoints", checkpoints), ("checkpoints_intact", checkpointsIntact), ("passed", passed)]
+    }
+}
+
+/// A campaign's totals, per fault kind and transport and overall.
+public struct ChaosSummary {
+    public struct Row: Sendable {
+        public let kind: String, transport: String
+        public var runs = 0, detected = 0, recovered = 0, damagedCheckpoints = 0
+    }
+    public private(set) var rows: [Row] = []
+    public let outcomes: [ChaosOutcome]
+
+    public init(_ outcomes: [ChaosOutcome]) {
+        self.outcomes = outcomes
+        var rows: [Row] = []
+        for o in outcomes {
+            if !rows.contains(where: { $0.kind == o.kind && $0.transport == o.transport }) { rows.append(Row(kind: o.kind, transport: o.transport)) }
+            let index = rows.firstIndex { $0.kind == o.kind && $0.transport == o.transport }!
+            rows[index].runs += 1
+            if !o.missedDetection { rows[index].detected += 1 }
+            if o.recovered { rows[index].recovered += 1 }
+            if !o.checkpointsIntact { rows[index].damagedCheckpoints += 1 }
+        }
+        self.rows = rows.sorted { ($0.kind, $0.transport) < ($1.kind, $1.transport) }
+    }
+
+    public var passed: Int { outcomes.filter(\.passed).count }
+
+    /// The summary table's lines.
+    public var lines: [String] {
+        let table = Table(columns: [("fault", 10), ("transport", 9), ("runs", 5), ("detected", 8), ("recovered", 9), ("bad ckpts", 9)])
+        var lines = [table.header()]
+        for r in rows {
+            lines.append(table.row([r.kind, r.transport, "\(r.runs)", "\(r.detected)", "\(r.recovered)", "\(r.damagedCheckpoints)"]))
+        }
+        let layouts = Set(outcomes.map(\.layout)).sorted().joined(separator: ", ")
+        lines.append("\(passed) of \(outcomes.count) runs passed (recovered bitwise, detected, every complete checkpoint intact) over \(layouts)")
+        return lines
+    }
+
+    /// The closing JSON object of `fleet chaos --json`.
+    public var record: [(String, Any)] {
+        [("summary", true), ("runs", outcomes.count), ("passed", passed), ("detected", outcomes.filter { !$0.missedDetection }.count),
+         ("recovered", outcomes.filter(\.recovered).count), ("damaged_checkpoints", outcomes.filter { !$0.checkpointsIntact }.count),
+         ("recomputed_steps", outcomes.reduce(0) { $0 + $1.recomputedSteps }),
+         ("layouts", Set(outcomes.map(\.layout)).sorted()), ("transports", Set(outcomes.map(\.transport)).sorted()),
+         ("kinds", Set(outcomes.map(\.kind)).sorted())]
+    }
 }
