@@ -85,20 +85,31 @@ extension DistributedTrainer {
     }
 
     /// Every rank's compute per step, gathered: ranks slower than 1.5× the median of their
-    /// stage's peers (same layers, same work) are stragglers.
+    /// stage's peers (same layers, same work) are stragglers. A stage without peers (a
+    /// pipeline rank with no data- or tensor-parallel twin) is judged by its seconds per
+    /// planned FLOP against the median of every rank's: the plan says how much work each
+    /// stage has, so a slow stage shows even though no one does its exact work.
     func findStragglers(computePerStep: Double) throws -> [Straggler] {
         guard transport.worldSize > 1 else { return [] }
-        var all = [Float](repeating: 0, count: transport.worldSize)
-        let mine = [Float(computePerStep)]
+        let world = transport.worldSize
+        var all = [Float](repeating: 0, count: 2 * world)
+        let mine = [Float(computePerStep), Float(program.totals.flops.count)]
         try mine.withUnsafeBufferPointer { input in try all.withUnsafeMutableBufferPointer { try groups.world.allGather(input, into: $0) } }
+        let compute = (0..<world).map { Double(all[2 * $0]) }, flops = (0..<world).map { Double(all[2 * $0 + 1]) }
+        // The lower median: with two values, the faster one is the reference.
+        func lowerMedian(_ values: [Double]) -> Double { values.sorted()[(values.count - 1) / 2] }
+        let perFLOP = lowerMedian((0..<world).map { flops[$0] > 0 ? compute[$0] / flops[$0] : 0 })
         var found: [Straggler] = []
         for stage in 0..<layout.pp {
-            let peers = (0..<transport.worldSize).filter { mesh.coordinates(of: $0).pp == stage }
-            guard peers.count > 1 else { continue }
-            // The lower median: with two peers, the faster one is the reference.
-            let median = Double(peers.map { all[$0] }.sorted()[(peers.count - 1) / 2])
-            for rank in peers where median > 0 && Double(all[rank]) > 1.5 * median {
-                found.append(Straggler(rank: rank, secondsPerStep: Double(all[rank]), peerMedian: median))
+            let peers = (0..<world).filter { mesh.coordinates(of: $0).pp == stage }
+            if peers.count > 1 {
+                let median = lowerMedian(peers.map { compute[$0] })
+                for rank in peers where median > 0 && compute[rank] > 1.5 * median {
+                    found.append(Straggler(rank: rank, secondsPerStep: compute[rank], peerMedian: median))
+                }
+            } else if let rank = peers.first, perFLOP > 0, flops[rank] > 0, compute[rank] > 1.5 * perFLOP * flops[rank] {
+                found.append(Straggler(rank: rank, secondsPerStep: compute[rank], peerMedian: perFLOP * flops[rank],
+                                      basis: "what its planned FLOPs take at the ranks' median rate"))
             }
         }
         return found

@@ -126,10 +126,19 @@ public struct TrainingSummary: Sendable {
 public struct Straggler: Sendable, CustomStringConvertible {
     public let rank: Int
     public let secondsPerStep: Double
+    /// The expected seconds per step: the peers' median, or (a stage without peers) its planned FLOPs at the ranks' median rate.
     public let peerMedian: Double
+    /// What `peerMedian` is, in words.
+    public var basis = "its peers' median"
+    public init(rank: Int, secondsPerStep: Double, peerMedian: Double, basis: String = "its peers' median") {
+        self.rank = rank
+        self.secondsPerStep = secondsPerStep
+        self.peerMedian = peerMedian
+        self.basis = basis
+    }
     public var slowdown: Double { secondsPerStep / peerMedian }
     public var description: String {
-        String(format: "rank %d computes %.2f× its peers' median (%.1f ms vs %.1f ms per step)", rank, slowdown, secondsPerStep * 1000, peerMedian * 1000)
+        String(format: "rank %d computes %.2f× %@ (%.1f ms vs %.1f ms per step)", rank, slowdown, basis, secondsPerStep * 1000, peerMedian * 1000)
     }
 }
 

@@ -80,7 +80,11 @@ public struct ChaosCampaign {
             switch kind {
             case .slow: spec = "slow:rank=\(rank),factor=4,steps=2-\(steps)"
             case .delay: spec = "delay:rank=\(rank),ms=20,steps=\(step)-\(step + 2)"
-            case .bitflip: spec += [",target=gradient", ",target=parameter", ",target=parameter,bit=\(2 + draw(20))"][draw(3)]
+            case .bitflip:
+                // A flip in a parameter's low bits changes no check's outcome unless a replica holds
+                // the same parameter to compare (--check-replicas); without one no check can see it.
+                let targets = [",target=gradient", ",target=parameter", ",target=parameter,bit=\(2 + draw(20))"]
+                spec += targets[draw(layout.dp > 1 ? 3 : 2)]
             case .checkpoint: spec = "checkpoint:rank=\(rank),step=\(5 * (1 + draw(max(1, (steps - 1) / 5)))),mode=\(["full", "torn"][draw(2)])"
             default: break
             }
