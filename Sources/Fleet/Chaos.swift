@@ -67,19 +67,12 @@ struct Chaos: ParsableCommand {
             say("fleet chaos \(model) over \(chosen.map(\.description).joined(separator: ", ")), \(campaign.transports.joined(separator: " and ")), "
                 + "\(runs) runs, seed \(seed); runs in \(campaign.directory)")
             let reference = try campaign.reference()
-            let table = Table(columns: [("run", 4), ("layout", 10), ("via", 3), ("fault", 46), ("detected", 30), ("detect s", 8), ("recovered", 9), ("lost", 5), ("ckpts", 6)])
-            if !json { Console.out(table.header()) }
+            if !json { Console.out(ChaosOutcome.table.header()) }
             var outcomes: [ChaosOutcome] = []
             for (index, plan) in campaign.plans(runs).enumerated() {
                 let o = try campaign.run(index + 1, plan, reference: reference)
                 outcomes.append(o)
-                if json {
-                    Console.json(o.record)
-                } else {
-                    Console.out(table.row(["\(o.run)", o.layout, o.transport, o.fault, o.missedDetection ? "MISSED: " + o.detected : o.detected,
-                                           o.detectionSeconds.map { String(format: "%.2f", $0) } ?? "—",
-                                           o.recovered ? "yes" : "NO", "\(o.recomputedSteps)", o.checkpointsIntact ? "ok" : "BAD"]))
-                }
+                if json { Console.json(o.record) } else { Console.out(ChaosOutcome.table.row(o.cells)) }
                 if !o.recovered { Console.err("run \(o.run) (\(o.fault), \(o.layout) over \(o.transport)) did not recover: \(o.stderr)") }
             }
             let summary = ChaosSummary(outcomes)

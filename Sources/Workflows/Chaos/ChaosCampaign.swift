@@ -156,6 +156,16 @@ public struct ChaosOutcome: Sendable {
 
     public var passed: Bool { recovered && checkpointsIntact && !missedDetection }
 
+    /// The table `fleet chaos` prints a row of per run.
+    public static let table = Table(columns: [("run", 4), ("layout", 10), ("via", 3), ("fault", 46), ("detected", 30), ("detect s", 8),
+                                              ("recovered", 9), ("lost", 5), ("ckpts", 6)])
+
+    /// The run's row of `table`.
+    public var cells: [String] {
+        ["\(run)", layout, transport, fault, missedDetection ? "MISSED: " + detected : detected,
+         detectionSeconds.map { String(format: "%.2f", $0) } ?? "—", recovered ? "yes" : "NO", "\(recomputedSteps)", checkpointsIntact ? "ok" : "BAD"]
+    }
+
     /// The run as `fleet chaos --json` prints it.
     public var record: [(String, Any)] {
         [("run", run), ("kind", kind), ("fault", fault), ("layout", layout), ("transport", transport), ("detected", detected),
