@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Parallelism", "Workload"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload", "Collectives", "Engine", "OpLog"]),
         // Runs the real `fleet` binary (self-launched ZeroMQ workers and mpirun).
-        .testTarget(name: "FleetTests", dependencies: ["Fleet", "Workload"]),
+        .testTarget(name: "FleetTests", dependencies: ["Fleet", "Workload", "Engine"]),
         .testTarget(name: "WorkflowsTests", dependencies: ["Workflows", "Training", "Workload", "Parallelism"]),
     ],
     swiftLanguageModes: [.v5]

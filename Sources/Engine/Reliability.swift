@@ -266,7 +266,7 @@ struct FailureSource {
 }
 
 /// A small, fast, seedable generator (Steele et al.'s SplitMix64).
-public struct SplitMix64: Sendable {
+public struct SplitMix64: Sendable, RandomNumberGenerator {
     private var state: UInt64
     public init(seed: UInt64) { state = seed }
     public mutating func next() -> UInt64 {
@@ -278,4 +278,6 @@ public struct SplitMix64: Sendable {
     }
     /// Uniform in (0, 1).
     public mutating func unit() -> Double { (Double(next() >> 11) + 0.5) / 9_007_199_254_740_992 }
+    /// Uniform in 0..<n (n ≥ 1; the modulo bias is negligible for small n).
+    public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
 }

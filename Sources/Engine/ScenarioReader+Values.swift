@@ -15,11 +15,29 @@ extension ScenarioReader {
         var pairs: [(String, Node)] = []
         for (key, value) in map {
             guard let name = key.string, allowed.contains(name) else {
-                throw fail(key, "unknown key '\(key.string ?? "?")' in \(context); expected one of \(allowed.joined(separator: ", "))")
+                let nearest = key.string.flatMap { typed in allowed.min { Self.distance(typed, $0) < Self.distance(typed, $1) } }
+                    .flatMap { Self.distance(key.string ?? "", $0) <= max(2, $0.count / 3) ? "did you mean '\($0)'? " : nil } ?? ""
+                throw fail(key, "unknown key '\(key.string ?? "?")' in \(context); \(nearest)expected one of \(allowed.joined(separator: ", "))")
             }
             pairs.append((name, value))
         }
         return Mapping(node: node, pairs: pairs)
+    }
+
+    /// Edit distance (insertions, deletions, substitutions) between two keys, for "did you mean".
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(1, a.count) where !a.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let current = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = current
+            }
+        }
+        return a.isEmpty ? b.count : row[b.count]
     }
 
     func required(_ mapping: Mapping, _ key: String, _ context: String) throws -> Node {

@@ -149,7 +149,7 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(error(good), "no error")
         XCTAssertTrue(error("cluster: [unclosed\n").hasPrefix("s.yaml:2:1: YAML syntax"), error("cluster: [unclosed\n"))
         let unknown = good.replacingOccurrences(of: "  efficiency: 0.7", with: "  efficency: 0.7")
-        XCTAssertTrue(error(unknown).contains(":17:3: unknown key 'efficency' in workload; expected one of model, batch"), error(unknown))
+        XCTAssertTrue(error(unknown).contains(":17:3: unknown key 'efficency' in workload; did you mean 'efficiency'? expected one of model, batch"), error(unknown))
         let unit = good.replacingOccurrences(of: "{bandwidth: 2 GB/s, latency: 20 us}\nfabric", with: "{bandwidth: 2 GB, latency: 20 us}\nfabric")
         XCTAssertTrue(error(unit).contains("cluster.scale_up.bandwidth must be a number with a unit"), error(unit))
         let model = good.replacingOccurrences(of: "model: gpt-tiny", with: "model: gpt-5")

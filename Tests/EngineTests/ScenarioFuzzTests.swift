@@ -118,10 +118,10 @@ enum FuzzCase {
 /// replace a value by zero, a negative, huge, tiny or non-finite number, another unit, another
 /// type, a deep nest or an alias; truncate the file.
 struct ScenarioMutator {
-    private var random: UInt64
+    private var random: SplitMix64
     private(set) var applied: [String] = []
 
-    init(seed: UInt64) { random = seed }
+    init(seed: UInt64) { random = SplitMix64(seed: seed) }
 
     static func shippedScenarios() throws -> [(name: String, text: String)] {
         let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -131,14 +131,7 @@ struct ScenarioMutator {
         }
     }
 
-    private mutating func next() -> UInt64 {
-        random &+= 0x9E37_79B9_7F4A_7C15
-        var z = random
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    private mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
+    private mutating func below(_ n: Int) -> Int { random.below(n) }
     private mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
 
     mutating func mutate(_ text: String) -> String {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Engine
 @testable import Fleet
 
 /// Seeded mutations of every subcommand's command line, parsed and checked in-process as
@@ -17,7 +18,7 @@ final class FlagFuzzTests: XCTestCase {
     func testMutatedCommandLinesAreAcceptedOrRefusedInOneLine() throws {
         let environment = ProcessInfo.processInfo.environment
         let cases = environment["FLEET_FUZZ_CASES"].flatMap(Int.init) ?? 10_000
-        var random = SplitMix(environment["FLEET_FUZZ_SEED"].flatMap(UInt64.init) ?? 20261203)
+        var random = SplitMix64(seed: environment["FLEET_FUZZ_SEED"].flatMap(UInt64.init) ?? 20261203)
         let commands = try Self.commands()
         XCTAssertGreaterThanOrEqual(commands.count, 18)
         var refused = 0, accepted = 0, findings: [String] = []
@@ -73,7 +74,7 @@ final class FlagFuzzTests: XCTestCase {
                          "4KiB:64MiB", "0B", "-3MiB", "1PB", "crash:rank=1,step=2", "bogus:x", "/nonexistent/dir/file", "/dev/null/x",
                          "/tmp", ".", "ipc", "tcp", "zmq", "mpi", "local", "gpipe", "1f1b", "interleaved"]
 
-    static func mutatedLine(_ command: Command, _ random: inout SplitMix) -> [String] {
+    static func mutatedLine(_ command: Command, _ random: inout SplitMix64) -> [String] {
         var line = command.path
         for _ in 0..<command.positionals where random.below(3) > 0 { line.append(values[random.below(values.count)]) }
         for _ in 0..<(1 + random.below(4)) {
@@ -88,18 +89,4 @@ final class FlagFuzzTests: XCTestCase {
         }
         return line
     }
-}
-
-/// A small seeded generator (SplitMix64).
-struct SplitMix: RandomNumberGenerator {
-    private var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
 }
