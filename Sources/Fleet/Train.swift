@@ -106,7 +106,9 @@ struct Train: ParsableCommand {
                 } catch let stopped as ExitCode {
                     throw stopped   // a deliberate stop (preemption) is not a failure to explain
                 } catch {
-                    failed = true
+                    // A fault can leave peers waiting on this rank (under mpirun, forever in MPI_Finalize):
+                    // those end the job. An input every rank refuses alike ends each rank on its own.
+                    failed = FailureCause(error) != .other
                     Settings.current.events?.emit(.failure(error, attempt: Settings.current.attempt, rank: transport.rank))
                     if let faulty, !faulty.recorder.lines.isEmpty {
                         Console.err("rank \(transport.rank)'s last communication operations (flight recorder):\n"
