@@ -50,6 +50,9 @@ struct Calibrate: ParsableCommand {
     @Option(help: .hidden)
     var resultFile: String?
 
+    @Option(help: .hidden)
+    var hostCores: Int?
+
     @OptionGroup var workers: WorkerOptions
 
     func validate() throws {
@@ -68,12 +71,13 @@ struct Calibrate: ParsableCommand {
             if MPITransport.isUnderMPIRun { return try underMPIRun() }
             let calibration = try calibration()
             var result = try calibration.measureMachine()
-            let loaded = max(4, 2 * result.cores)
+            // Two ranks per core: messages wait for computing ranks to be scheduled (on one core
+            // the two-rank figures are already those, hand-off included).
+            let loaded = 2 * result.cores
             for name in transports.split(separator: ",").map(String.init) {
                 guard let figures = try calibration.measureTransport(name, ranks: 2) else { continue }
                 result.transports.append(figures)
-                // With more ranks than cores: messages wait for computing ranks to be scheduled.
-                if let busy = try calibration.measureTransport(name, ranks: loaded) { result.transports.append(busy) }
+                if loaded > 2, let busy = try calibration.measureTransport(name, ranks: loaded) { result.transports.append(busy) }
             }
             try write(result)
         }
@@ -95,7 +99,7 @@ struct Calibrate: ParsableCommand {
     func transportWorker() throws {
         guard let transport = try workers.workerTransport() else { return }
         defer { shutDown(transport) }
-        try Console.reportingErrors(rank: transport.rank) { try calibration().measureTransportAsRank(transport, resultFile: resultFile) }
+        try Console.reportingErrors(rank: transport.rank) { try calibration().measureTransportAsRank(transport, resultFile: resultFile, cores: hostCores ?? WorldSetup.usableCores) }
     }
 
     /// Under mpirun every rank measures MPI across the allocation; rank 0 writes the scenario.

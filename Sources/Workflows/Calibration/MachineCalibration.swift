@@ -105,7 +105,8 @@ public struct MachineCalibration {
     public func measureTransport(_ name: String, ranks: Int) throws -> TransportFigures? {
         let file = NSTemporaryDirectory() + "fleet-calibrate-\(getpid())-\(name)-\(ranks).json"
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let arguments = ["calibrate", model.name, "--measure-transport", name, "--result-file", file, "--repeats", "\(repeats)", "--timeout", "\(timeout)"]
+        let arguments = ["calibrate", model.name, "--measure-transport", name, "--result-file", file, "--repeats", "\(repeats)", "--timeout", "\(timeout)",
+                         "--host-cores", "\(WorldSetup.usableCores)"]
         let run: (status: Int32, stdout: String, stderr: String)
         if name == "mpi" {
             guard let mpirun = ChildProcess.mpirun(ranks: ranks, pinned: true, arguments + ["--transport", "mpi"]) else {
@@ -128,10 +129,10 @@ public struct MachineCalibration {
 
     /// One rank of `measureTransport`'s workers: every algorithm over `transport` (MPI's own
     /// too where it is MPI); rank 0 writes the figures as JSON to `resultFile`.
-    public func measureTransportAsRank(_ transport: Transport, resultFile: String?) throws {
+    public func measureTransportAsRank(_ transport: Transport, resultFile: String?, cores: Int) throws {
         var algorithms: [AllReduceAlgorithm] = [.ring, .halvingDoubling, .tree, .naive]
         if transport.mpi != nil { algorithms.append(.native) }
-        let figures = try TransportFigures.measure(on: transport, repeats: repeats, algorithms: algorithms)
+        let figures = try TransportFigures.measure(on: transport, repeats: repeats, algorithms: algorithms, cores: cores)
         if transport.rank == 0, let resultFile {
             try JSONEncoder().encode(figures).write(to: URL(fileURLWithPath: resultFile))
         }

@@ -39,7 +39,9 @@ public struct TransportFigures: Codable {
     }
 
     /// Measures on `transport` (every rank calls this); rank 0's result is complete.
-    public static func measure(on transport: Transport, repeats: Int, algorithms: [AllReduceAlgorithm]) throws -> TransportFigures {
+    /// `cores`: the cores the ranks share (the launcher's; a pinned or bound rank sees only its own).
+    public static func measure(on transport: Transport, repeats: Int, algorithms: [AllReduceAlgorithm],
+                               cores: Int = WorldSetup.usableCores) throws -> TransportFigures {
         var figures = TransportFigures(transport: transport.backendName, ranks: transport.worldSize)
         let communicator = Communicator(world: transport)
         let last = transport.worldSize - 1, me = transport.rank
@@ -70,7 +72,6 @@ public struct TransportFigures: Codable {
         if transport.worldSize % 2 == 0 {
             figures.loadedMeeting = Measurement(try (0..<repeats).map { _ in try loadedMeeting(transport, communicator) })
         }
-        let cores = WorldSetup.usableCores
         if transport.worldSize == 2 * cores {
             figures.handoff = Measurement(try (0..<repeats).map { _ in try handoff(transport, communicator, cores: cores) })
         }
