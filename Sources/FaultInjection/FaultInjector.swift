@@ -26,11 +26,11 @@ public final class FaultInjector {
         for fault in faults where fault.acts(at: step, phase: phase) {
             switch fault.kind {
             case .crash:
-                FileHandle.standardError.write(Data("fleet: injected fault on rank \(rank): \(fault)\n".utf8))
+                say("fleet: injected fault on rank \(rank): \(fault)")
                 if fault.gentle { exit(3) }
                 kill(getpid(), SIGKILL)
             case .hang:
-                FileHandle.standardError.write(Data("fleet: injected fault on rank \(rank): \(fault) (this rank stops responding)\n".utf8))
+                say("fleet: injected fault on rank \(rank): \(fault) (this rank stops responding)")
                 while true { sleep(3600) }
             default: break
             }
@@ -64,4 +64,9 @@ public final class FaultInjector {
         guard let fault = faults.first(where: { $0.kind == .checkpoint && $0.steps.contains(step) }), once(fault, step) else { return nil }
         return fault
     }
+}
+
+/// One line on standard error with a plain write (a failed write must not stop the fault being acted out).
+private func say(_ line: String) {
+    _ = Array((line + "\n").utf8).withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
 }

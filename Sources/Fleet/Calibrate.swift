@@ -63,6 +63,7 @@ struct Calibrate: ParsableCommand {
             throw ValidationError("unknown transport '\(name)' in --transports; choose zmq, mpi")
         }
         guard ["zmq", "mpi"].contains(fabric) else { throw ValidationError("--fabric must be zmq or mpi") }
+        try OutputPath.check(out, flag: "--out", as: .fileCreatingDirectories)
     }
 
     func run() throws {

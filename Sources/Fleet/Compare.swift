@@ -55,6 +55,7 @@ struct Compare: ParsableCommand {
         guard (1...65_536).contains(batch) else { throw ValidationError("--batch must be between 1 and 65,536 sequences") }
         guard ["zmq", "mpi"].contains(transport) else { throw ValidationError("--transport must be zmq or mpi") }
         try OutputPath.check(plot, flag: "--plot")
+        try OutputPath.check(runDir, flag: "--run-dir", as: .directory)
         guard FileManager.default.fileExists(atPath: scenario) else {
             throw ValidationError("no calibration at \(scenario): run `fleet calibrate` first (it writes scenarios/local.yaml), or pass --scenario FILE")
         }

@@ -28,7 +28,11 @@ enum ExitStatus {
         switch error {
         case let error as FleetError: return error.duringRun ? failure : input
         case is ValidationError, is ScenarioError, is ParallelLayout.Invalid, is TrainingConfiguration.Invalid, is FaultPlan.Invalid,
-             is Corpus.LoadError, is DeterministicMode.Unsupported, is PipelineSchedule.Problem, is WeightsFile.Failure:
+             is Corpus.LoadError, is DeterministicMode.Unsupported, is PipelineSchedule.Problem:
+            return input
+        case let error as WeightsFile.Failure:
+            // Paths were checked before the run: a write that fails now failed while running (a full disk).
+            if case .cannotWrite = error { return failure }
             return input
         case let error as CheckpointError:
             if case .writeFailed = error { return failure }

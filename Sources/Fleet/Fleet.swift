@@ -23,7 +23,7 @@ struct Fleet: ParsableCommand {
     /// exits with `ExitStatus.input`, not ArgumentParser's 64.
     static func finish(_ error: Error) -> Never {
         if exitCode(for: error) == .validationFailure {
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Console.err(fullMessage(for: error))
             Foundation.exit(ExitStatus.input)
         }
         exit(withError: error)

@@ -8,7 +8,8 @@ struct Runs: ParsableCommand {
         abstract: "List the run directories fleet made under runs/ (newest first, with their size), or remove all but the newest.",
         discussion: """
         fleet train (with workers), chaos, compare, supervise and bench make a directory per run under runs/ in the \
-        current directory: logs, records, events, final weights. They are never removed by themselves.
+        current directory: logs, records, events, final weights. They are never removed by themselves; \
+        prune never removes a run still in progress.
           fleet runs list
           fleet runs prune --keep 5
           fleet runs prune --keep 2 --kind chaos --dry-run
@@ -30,7 +31,7 @@ struct RunsList: ParsableCommand {
         if json {
             for run in runs {
                 Console.json([("path", run.path), ("kind", run.kind), ("started", ISO8601DateFormatter().string(from: run.started)),
-                              ("bytes", run.bytes), ("summary", run.summary ?? "")])
+                              ("bytes", run.bytes), ("summary", run.summary ?? ""), ("active", run.active)])
             }
             return
         }
@@ -41,7 +42,7 @@ struct RunsList: ParsableCommand {
         Console.out(table.header())
         for run in runs {
             Console.out(table.row([formatter.string(from: run.started), run.kind, Units.bytes(Double(run.bytes)),
-                                   PathName.last(of: run.path), run.summary ?? ""]))
+                                   PathName.last(of: run.path), (run.active ? "(running) " : "") + (run.summary ?? "")]))
         }
         Console.out("\(runs.count) run(s), \(Units.bytes(Double(runs.reduce(0) { $0 + $1.bytes }))) in \(dir)/")
     }
@@ -68,11 +69,13 @@ struct RunsPrune: ParsableCommand {
 
     func run() throws {
         try Console.reportingErrors {
-            let before = RunDirectory.list(dir).filter { kind == nil || $0.kind == kind }.count
+            let runs = RunDirectory.list(dir).filter { kind == nil || $0.kind == kind }
             let removed = try RunDirectory.prune(dir, keep: keep, kind: kind, dryRun: dryRun)
+            let running = runs.filter(\.active).count
             for run in removed { Console.out("\(dryRun ? "would remove" : "removed") \(run.path) (\(Units.bytes(Double(run.bytes))))") }
             Console.out("\(removed.count) run(s), \(Units.bytes(Double(removed.reduce(0) { $0 + $1.bytes }))) \(dryRun ? "would be " : "")freed; "
-                        + "\(before - removed.count) \(dryRun ? "would be " : "")kept")
+                        + "\(runs.count - removed.count) \(dryRun ? "would be " : "")kept"
+                        + (running > 0 ? " (\(running) still running, never removed)" : ""))
         }
     }
 }

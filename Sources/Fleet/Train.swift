@@ -46,7 +46,9 @@ struct Train: ParsableCommand {
         guard logEvery > 0 else { throw ValidationError("--log-every must be positive") }
         guard traceSteps > 0 else { throw ValidationError("--trace-steps must be positive") }
         try OutputPath.check(trace, flag: "--trace")
-        if let save, let problem = WeightsFile.problem(writing: save) { throw ValidationError("--save \(save): \(problem)") }
+        try OutputPath.check(save, flag: "--save", as: .fileCreatingDirectories)
+        try OutputPath.check(checkpoints.checkpointDir, flag: "--checkpoint-dir", as: .directory)
+        try OutputPath.check(workers.runDir, flag: "--run-dir", as: .directory)
         if faultOptions.maxRestarts > 0 && checkpoints.checkpointDir == nil {
             throw ValidationError("--max-restarts needs --checkpoint-dir DIR: restarted workers resume from its newest valid checkpoint")
         }
@@ -108,9 +110,10 @@ struct Train: ParsableCommand {
                 } catch {
                     // A fault can leave peers waiting on this rank (under mpirun, forever in MPI_Finalize):
                     // those end the job. An input every rank refuses alike ends each rank on its own.
-                    failed = FailureCause(error) != .other
+                    let cause = FailureCause(error)
+                    failed = cause != .other
                     Settings.current.events?.emit(.failure(error, attempt: Settings.current.attempt, rank: transport.rank))
-                    if let faulty, !faulty.recorder.lines.isEmpty {
+                    if let faulty, cause.isCommunication, !faulty.recorder.lines.isEmpty {
                         Console.err("rank \(transport.rank)'s last communication operations (flight recorder):\n"
                             + faulty.recorder.lines.map { "  " + $0 }.joined(separator: "\n"))
                     }

@@ -8,8 +8,9 @@ extension DistributedTrainer {
     /// Returns the summary on the reporting rank, nil elsewhere.
     @discardableResult
     /// With `checksums`, each step's metrics carry `parameterChecksums()` (for run records).
-    public func run(checksums: Bool = false, everyRank: (StepMetrics, StepResult) -> Void = { _, _ in },
-                    report: (StepMetrics, StepResult) -> Void = { _, _ in }) throws -> TrainingSummary? {
+    /// An error thrown by either (a record that cannot be written) stops the run at that step.
+    public func run(checksums: Bool = false, everyRank: (StepMetrics, StepResult) throws -> Void = { _, _ in },
+                    report: (StepMetrics, StepResult) throws -> Void = { _, _ in }) throws -> TrainingSummary? {
         let c = configuration
         // One rank measures the sgemm rate while the others wait, so the measurement is not
         // shared with them; the machine's peak is that rate per thread times the cores in use.
@@ -56,8 +57,8 @@ extension DistributedTrainer {
                 metrics.cpuPeakMFU = cpuPeak.map { metrics.tokensPerSecond * flopsPerToken / $0 }
             }
             if checksums { metrics.checksums = try parameterChecksums() }
-            everyRank(metrics, result)
-            if isReporter { report(metrics, result) }
+            try everyRank(metrics, result)
+            if isReporter { try report(metrics, result) }
             if try preempted() {
                 preemptedAfter = step + 1
                 break

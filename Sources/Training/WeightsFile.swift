@@ -48,9 +48,8 @@ public enum WeightsFile {
         data.append(Data(bytes: &length, count: 4))
         data.append(header)
         data.append(Data(bytes: model.parameters.pointer, count: model.layout.count * 4))
-        if let problem = problem(writing: path) { throw Failure.cannotWrite(path, reason: problem) }
-        let directory = PathName.directory(of: path)
-        if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        if let problem = WritablePath.problem(path, .fileCreatingDirectories) { throw Failure.cannotWrite(path, reason: problem) }
+        try? FileManager.default.createDirectory(atPath: PathName.directory(of: path), withIntermediateDirectories: true)
         let temporary = path + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: temporary, contents: data) else {
             throw Failure.cannotWrite(path, reason: "cannot create \(temporary) (\(String(cString: strerror(errno))))")
@@ -64,22 +63,6 @@ public enum WeightsFile {
             unlink(temporary)
             throw Failure.cannotWrite(path, reason: reason)
         }
-    }
-
-    /// Why `path` cannot take a weights file, checked before a run spends its time: nil when it can.
-    public static func problem(writing path: String) -> String? {
-        guard !path.isEmpty else { return "the path is empty" }
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            return "it is a directory; name a file, such as \(path)/model.weights"
-        }
-        // Missing directories are created at save time: the nearest one that exists must be a writable directory.
-        var ancestor = PathName.directory(of: path)
-        while !FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) && ancestor != "/" && ancestor != "." {
-            ancestor = PathName.directory(of: ancestor)
-        }
-        guard isDirectory.boolValue else { return "\(ancestor) is not a directory" }
-        return access(ancestor, W_OK) == 0 ? nil : "\(ancestor) is not writable (\(String(cString: strerror(errno))))"
     }
 
     /// Reads a model saved by `save`.

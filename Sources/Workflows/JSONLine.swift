@@ -9,18 +9,34 @@ public enum JSONLine {
 
     private static func value(_ value: Any) -> String {
         switch value {
-        case let s as String:
-            let escaped = s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-                .replacingOccurrences(of: "\n", with: "\\n")
-            return "\"\(escaped)\""
+        case let s as String: return quoted(s)
         case let b as Bool: return b ? "true" : "false"
         case let i as Int: return "\(i)"
         case let d as Double: return d.isFinite ? "\(d)" : "null"
         case let f as Float: return f.isFinite ? "\(f)" : "null"
         case let a as [Double]: return "[" + a.map { Self.value($0) }.joined(separator: ",") + "]"
+        case let a as [Int]: return "[" + a.map { "\($0)" }.joined(separator: ",") + "]"
         case let a as [String]: return "[" + a.map { Self.value($0) }.joined(separator: ",") + "]"
         case let objects as [[(String, Any)]]: return "[" + objects.map { encode($0) }.joined(separator: ",") + "]"
-        default: return "\"\(value)\""
+        default: return quoted("\(value)")
         }
+    }
+
+    /// A JSON string: quotes, backslashes and every control character escaped (a path or a
+    /// message may hold any of them).
+    private static func quoted(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 }

@@ -67,10 +67,9 @@ public struct TrainingRun {
                                                                ("batch", c.batch), ("sequence", c.sequence), ("seed", Int(c.seed)), ("steps", c.steps)],
                                    tensorNames: trainer.model.layout.entries.map(\.name))
         }
-        var recordError: Error?
         let summary = try trainer.run(checksums: runDirectory != nil,
                                       everyRank: { metrics, result in
-                                          rankLog?.write(metrics, result, rank: rank)
+                                          try rankLog?.write(metrics, result, rank: rank)
                                           if let events {
                                               var step = RunEvent(.step, attempt: attempt, rank: rank)
                                               step.step = metrics.step + 1
@@ -80,11 +79,8 @@ public struct TrainingRun {
                                       },
                                       report: { metrics, result in
                                           report(metrics, result)
-                                          if let record, recordError == nil {
-                                              do { try RunRecord.append(metrics, directory: record) } catch { recordError = error }
-                                          }
+                                          if let record { try RunRecord.append(metrics, directory: record) }
                                       })
-        if let recordError { throw recordError }
         if let step = trainer.preemptedAfter { return .preempted(afterStep: step) }
         if save != nil || runDirectory != nil { try trainer.gatherParameters() }
         if let record { try WeightsFile.save(trainer.model, step: c.steps, to: record + "/final.weights") }

@@ -86,11 +86,11 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         }
         let tp = try traffic(["--tp", "2"])
         XCTAssertEqual(tp["tp_allreduces"], 4 * layers)
-        XCTAssertEqual(tp["tp_allreduce_bytes"], 4 * layers * rows * c * 4)
+        XCTAssertEqual(tp["tp_bytes"], 4 * layers * rows * c * 4)
         XCTAssertEqual(tp["dp_allreduces"], 0)
         let dp = try traffic(["--dp", "2", "--bucket", "1MiB"])
         XCTAssertEqual(dp["dp_allreduces"], (parameters + 262_143) / 262_144)
-        XCTAssertEqual(dp["dp_allreduce_bytes"], parameters * 4)
+        XCTAssertEqual(dp["dp_bytes"], parameters * 4)
         XCTAssertEqual(dp["tp_allreduces"], 0)
         let pp = try traffic(["--pp", "2", "--microbatches", "4"])
         XCTAssertEqual(pp["pp_messages"], 4, "the last stage sends one gradient per micro-batch")
@@ -145,7 +145,7 @@ final class ParallelTrainingTests: FleetProcessTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: "\(runDir)/rank-\(rank).log"))
             let steps = try String(contentsOfFile: "\(runDir)/rank-\(rank).steps.jsonl", encoding: .utf8).split(separator: "\n")
             XCTAssertEqual(steps.count, 2, "rank \(rank) logs each of its steps")
-            XCTAssertTrue(steps.allSatisfy { $0.contains("\"rank\":\(rank)") && $0.contains("compute_ms") })
+            XCTAssertTrue(steps.allSatisfy { $0.contains("\"rank\":\(rank)") && $0.contains("compute_s") })
         }
         XCTAssertTrue(try String(contentsOfFile: "\(runDir)/rank-0.log", encoding: .utf8).contains("step     2/2"))
     }

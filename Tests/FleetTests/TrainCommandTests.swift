@@ -12,7 +12,7 @@ final class TrainCommandTests: FleetProcessTestCase {
         XCTAssertEqual(objects.count, 6)
         for (i, step) in objects.prefix(5).enumerated() {
             XCTAssertEqual(step["step"] as? Int, i + 1)
-            for key in ["loss", "tokens_per_s", "step_ms"] { XCTAssertNotNil(step[key] as? Double, "\(key) in \(step)") }
+            for key in ["loss", "tokens_per_s", "step_s"] { XCTAssertNotNil(step[key] as? Double, "\(key) in \(step)") }
         }
         for key in ["final_loss", "val_loss", "tokens_per_s", "mfu"] { XCTAssertNotNil(objects[5][key] as? Double, "\(key)") }
     }

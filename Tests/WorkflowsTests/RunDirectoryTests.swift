@@ -42,4 +42,20 @@ final class RunDirectoryTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(Set(paths).count, 3)
         XCTAssertEqual(RunDirectory.list("runs").count, 3)
     }
+
+    /// A run in progress (its creator alive, holding the lock) is listed as running and never
+    /// pruned; a finished one (the lock file left, nobody holding it) is pruned as usual.
+    func testPruneLeavesRunsInProgress() throws {
+        let cwd = FileManager.default.currentDirectoryPath
+        FileManager.default.changeCurrentDirectoryPath(directory)
+        defer { FileManager.default.changeCurrentDirectoryPath(cwd) }
+        try make("runs/train-20200101-000000")
+        FileManager.default.createFile(atPath: "runs/train-20200101-000000/.active", contents: nil)
+        let live = try RunDirectory.create("train")
+        let runs = RunDirectory.list("runs")
+        XCTAssertEqual(runs.map(\.active), [true, false])
+        let removed = try RunDirectory.prune("runs", keep: 0)
+        XCTAssertEqual(removed.map(\.path), ["runs/train-20200101-000000"])
+        XCTAssertEqual(RunDirectory.list("runs").map(\.path), [live])
+    }
 }

@@ -19,7 +19,7 @@ public struct LayoutThroughput {
     public func runRank(_ configuration: TrainingConfiguration, corpus: Corpus, transport: Transport) throws {
         let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: corpus)
         let log = try RankStepLog(path: "\(runDirectory)/rank-\(transport.rank).steps.jsonl")
-        if let summary = try trainer.run(everyRank: { m, r in log.write(m, r, rank: transport.rank) }) {
+        if let summary = try trainer.run(everyRank: { m, r in try log.write(m, r, rank: transport.rank) }) {
             try JSONLine.encode([("tokens_per_s", summary.tokensPerSecond), ("mfu", summary.mfu)])
                 .write(toFile: "\(runDirectory)/summary.json", atomically: true, encoding: .utf8)
         }
@@ -51,7 +51,7 @@ public struct LayoutThroughput {
             lines.append(table.header())
             for rank in ranks {
                 lines.append(table.row(["\(rank.rank)", "\(layout.mesh.coordinates(of: rank.rank))"]
-                    + [rank.step, rank.compute, rank.tensor, rank.pipelineWait, rank.dataExposed].map { String(format: "%.1f", $0) }))
+                    + [rank.step, rank.compute, rank.tensor, rank.pipelineWait, rank.dataExposed].map { String(format: "%.1f", $0 * 1000) }))
             }
             if layout.pp > 1 {
                 lines.append(String(format: "\npipeline: predicted bubble %.1f%% (schedule, forward = 1, backward = 2), measured waiting %.1f%% of the step",

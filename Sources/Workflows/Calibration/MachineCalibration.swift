@@ -152,8 +152,7 @@ public struct MachineCalibration {
 
     /// Writes the scenario and checks that it reads back as one.
     public static func write(_ result: CalibrationResult, to path: String) throws {
-        let directory = PathName.directory(of: path)
-        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        try FileManager.default.createDirectory(atPath: PathName.directory(of: path), withIntermediateDirectories: true)
         try result.yaml().write(toFile: path, atomically: true, encoding: .utf8)
         _ = try ScenarioReader(path: path).read()
     }

@@ -34,15 +34,14 @@ public struct RunRecord {
         try write(line, to: directory + "/record.jsonl", append: m.step > 0)
     }
 
+    /// The first line creates the file; later ones append to it and fail if it is gone (a
+    /// directory removed mid-run must not leave a record that starts half-way through the run).
     private static func write(_ text: String, to path: String, append: Bool) throws {
-        try FileManager.default.createDirectory(atPath: PathName.directory(of: path), withIntermediateDirectories: true)
-        if append, let handle = FileHandle(forWritingAtPath: path) {
-            defer { try? handle.close() }
-            handle.seekToEndOfFile()
-            handle.write(Data(text.utf8))
-        } else if !FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) {
-            throw FleetError("cannot write \(path); pass a writable --run-dir")
+        if !append {
+            try FileManager.default.createDirectory(atPath: PathName.directory(of: path), withIntermediateDirectories: true)
+            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
         }
+        try FileOutput.append(text, to: path, create: !append)
     }
 
     /// The run's `run.json` (model, layout, mode, tensor names), without its steps; nil when it has none.

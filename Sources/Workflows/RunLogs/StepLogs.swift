@@ -20,14 +20,14 @@ public struct StepLogs {
             perRank.append(Array(rows.dropFirst(warmup)))
         }
         let count = perRank.map(\.count).min() ?? 0
-        func value(_ row: [String: Any], _ key: String) -> Double { (row[key] as? Double) ?? 0 }
-        steps = (0..<count).map { i in perRank.map { value($0[i], "step_ms") }.max()! / 1000 }
+        func value(_ row: [String: Any], _ key: String) -> Double { StepKey.seconds(row, key) ?? 0 }
+        steps = (0..<count).map { i in perRank.map { value($0[i], StepKey.step) }.max()! }
         func median(_ key: String) -> Double {
-            perRank.map { rows in Self.median(rows.prefix(count).map { value($0, key) }) }.reduce(0, +) / Double(ranks) / 1000
+            perRank.map { rows in Self.median(rows.prefix(count).map { value($0, key) }) }.reduce(0, +) / Double(ranks)
         }
-        compute = median("compute_ms")
-        communication = median("tp_ms") + median("dp_exposed_ms")
-        bubble = median("pipeline_wait_ms")
+        compute = median(StepKey.compute)
+        communication = median(StepKey.tensorParallel) + median(StepKey.dataExposed)
+        bubble = median(StepKey.pipelineWait)
     }
 
     /// One rank's step log, a JSON object per step; nil when it cannot be read.
@@ -40,7 +40,7 @@ public struct StepLogs {
     public static func quantile(_ values: [Double], _ q: Double) -> Double { Measurement.quantile(values, q) }
 }
 
-/// One rank's step log averaged (ms), the first step (allocation, page faults) left out.
+/// One rank's step log averaged (seconds), the first step (allocation, page faults) left out.
 public struct RankAverage: Sendable {
     public let rank: Int
     public var step = 0.0, compute = 0.0, tensor = 0.0, pipelineWait = 0.0, dataExposed = 0.0
@@ -48,12 +48,12 @@ public struct RankAverage: Sendable {
     public init(rank: Int, path: String) throws {
         guard let rows = StepLogs.rows(path) else { throw FleetError("the run left no step log at \(path)", duringRun: true) }
         let measured = rows.count > 1 ? Array(rows.dropFirst()) : rows
-        func mean(_ key: String) -> Double { measured.compactMap { $0[key] as? Double }.reduce(0, +) / Double(max(1, measured.count)) }
+        func mean(_ key: String) -> Double { measured.compactMap { StepKey.seconds($0, key) }.reduce(0, +) / Double(max(1, measured.count)) }
         self.rank = rank
-        step = mean("step_ms")
-        compute = mean("compute_ms")
-        tensor = mean("tp_ms")
-        pipelineWait = mean("pipeline_wait_ms")
-        dataExposed = mean("dp_exposed_ms")
+        step = mean(StepKey.step)
+        compute = mean(StepKey.compute)
+        tensor = mean(StepKey.tensorParallel)
+        pipelineWait = mean(StepKey.pipelineWait)
+        dataExposed = mean(StepKey.dataExposed)
     }
 }

@@ -10,14 +10,13 @@ public enum TrainingRecord {
     public static func step(_ m: StepMetrics, _ b: DistributedTrainer.StepResult?) -> [(String, Any)] {
         var fields: [(String, Any)] = [("step", m.step + 1), ("loss", Double(m.loss)), ("lr", Double(m.learningRate)),
                                        ("grad_norm", Double(m.gradientNorm)), ("tokens_per_s", m.tokensPerSecond),
-                                       ("step_ms", m.seconds * 1000), ("mfu", m.mfu ?? Double.nan)]
+                                       (StepKey.step, m.seconds), ("mfu", m.mfu ?? Double.nan)]
         if let b {
-            fields += [("compute_ms", b.computeSeconds * 1000), ("communication_ms", b.communicationSeconds * 1000),
-                       ("tp_ms", b.tensorSeconds * 1000), ("pipeline_wait_ms", b.pipelineWaitSeconds * 1000),
-                       ("dp_exposed_ms", b.exposedDataSeconds * 1000),
-                       ("tp_allreduces", b.traffic.tensorAllReduces), ("tp_allreduce_bytes", b.traffic.tensorFloats * 4),
-                       ("dp_allreduces", b.traffic.dataAllReduces), ("dp_allreduce_bytes", b.traffic.dataFloats * 4),
-                       ("pp_messages", b.traffic.pipelineMessages), ("pp_bytes", b.traffic.pipelineFloats * 4)]
+            // Byte keys as the simulator's stages name them (tp_bytes, dp_bytes, pp_bytes).
+            fields += StepKey.breakdown(b)
+                + [("tp_allreduces", b.traffic.tensorAllReduces), ("tp_bytes", b.traffic.tensorFloats * 4),
+                   ("dp_allreduces", b.traffic.dataAllReduces), ("dp_bytes", b.traffic.dataFloats * 4),
+                   ("pp_messages", b.traffic.pipelineMessages), ("pp_bytes", b.traffic.pipelineFloats * 4)]
         }
         if let v = m.validationLoss { fields.append(("val_loss", Double(v))) }
         return fields
@@ -31,6 +30,6 @@ public enum TrainingRecord {
          ("cpu_peak_gflops", s.cpuPeakFLOPs.map { $0 / 1e9 } ?? Double.nan), ("mfu_cpu_peak", s.cpuPeakMFU ?? Double.nan),
          ("blas_kernel", blas.kernel), ("blas_kernel_source", blas.source.rawValue), ("blas_kernels", s.blasKernels),
          ("blas_kernel_detected", blas.detected ?? ""), ("blas_kernel_note", blas.note ?? ""),
-         ("straggler_ranks", s.stragglers.map { "\($0.rank)" }.joined(separator: ","))]
+         ("straggler_ranks", s.stragglers.map(\.rank))]
     }
 }

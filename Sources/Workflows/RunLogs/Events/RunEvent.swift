@@ -69,6 +69,7 @@ public enum FailureCause: String, Codable, Sendable, CaseIterable {
     case replicaDivergence = "replica_divergence"
     case checkpointWrite = "checkpoint_write"
     case checkpointDamaged = "checkpoint_damaged"
+    case recordWrite = "record_write"
     case commandFailed = "command_failed"
     case other
 
@@ -89,12 +90,17 @@ public enum FailureCause: String, Codable, Sendable, CaseIterable {
             }
         case let error as CheckpointError:
             if case .writeFailed = error { self = .checkpointWrite } else { self = .checkpointDamaged }
+        case is FileOutput.Failure:
+            self = .recordWrite
         case let LocalLauncher.LaunchError.workerFailed(first, _):
             self = first.signaled ? .processDied : .processExited
         default:
             self = .other
         }
     }
+
+    /// A failure between ranks, which the last messages each rank exchanged help explain.
+    public var isCommunication: Bool { [.deadline, .peerDied, .messageChecksum, .messageOrder].contains(self) }
 
     /// A few words for tables.
     public var title: String {
@@ -109,6 +115,7 @@ public enum FailureCause: String, Codable, Sendable, CaseIterable {
         case .replicaDivergence: return "replica divergence"
         case .checkpointWrite: return "checkpoint write failed"
         case .checkpointDamaged: return "checkpoint damaged"
+        case .recordWrite: return "run record write failed"
         case .commandFailed: return "command failed"
         case .other: return "failure"
         }
