@@ -46,10 +46,15 @@ let package = Package(
         // records and child processes, as functions that return values (the CLI only prints them).
         .target(name: "Workflows", dependencies: ["Collectives", "Training", "Tensor", "Workload", "Parallelism", "Engine", "FaultInjection"],
                 swiftSettings: optimize + [.swiftLanguageMode(.v6)]),
+        // `fleet lab`: Volume II's exercises — questions, experiments on real ranks and the
+        // simulator, reference answers computed by fleet, grading.
+        // (LabTests hold each exercise's closed forms to the textbook: -enable-testing, as for Fleet.)
+        .target(name: "Lab", dependencies: ["Workflows", "Engine", "Training", "Parallelism", "Workload", "Collectives"],
+                swiftSettings: [.swiftLanguageMode(.v6), .unsafeFlags(["-enable-testing"])]),
         .executableTarget(
             name: "Fleet",
             dependencies: [
-                "Workflows", "Collectives", "Training", "Tensor", "Workload", "Parallelism", "Engine", "FaultInjection",
+                "Lab", "Workflows", "Collectives", "Training", "Tensor", "Workload", "Parallelism", "Engine", "FaultInjection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -66,6 +71,7 @@ let package = Package(
         // Runs the real `fleet` binary (self-launched ZeroMQ workers and mpirun).
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "Workload", "Engine"]),
         .testTarget(name: "WorkflowsTests", dependencies: ["Workflows", "Training", "Workload", "Parallelism"]),
+        .testTarget(name: "LabTests", dependencies: ["Lab", "Workflows"]),
     ],
     swiftLanguageModes: [.v5]
 )

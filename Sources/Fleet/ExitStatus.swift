@@ -3,6 +3,7 @@ import Collectives
 import Engine
 import FaultInjection
 import Foundation
+import Lab
 import Parallelism
 import Training
 import Workflows
@@ -27,6 +28,7 @@ enum ExitStatus {
     static func of(_ error: Error) -> Int32 {
         switch error {
         case let error as FleetError: return error.duringRun ? failure : input
+        case let error as LabError: return error.duringRun ? failure : input
         case is ValidationError, is ScenarioError, is ParallelLayout.Invalid, is TrainingConfiguration.Invalid, is FaultPlan.Invalid,
              is Corpus.LoadError, is DeterministicMode.Unsupported, is PipelineSchedule.Problem:
             return input

@@ -6,7 +6,7 @@ struct Fleet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet",
         abstract: "A distributed-training lab: real multi-process GPT training over MPI or ZeroMQ with fleet's own collectives.",
-        subcommands: [Train.self, Generate.self, Plan.self, Simulate.self, Calibrate.self, Compare.self, Diff.self, CheckpointCommand.self, Supervise.self, Chaos.self, Bench.self, BLASCommand.self, Runs.self, SelfTest.self, Worker.self])
+        subcommands: [Train.self, Generate.self, Plan.self, Simulate.self, Calibrate.self, Compare.self, LabCommand.self, Diff.self, CheckpointCommand.self, Supervise.self, Chaos.self, Bench.self, BLASCommand.self, Runs.self, SelfTest.self, Worker.self])
 
     /// Chooses the BLAS kernel (which may restart the process) before anything else runs.
     static func main() {

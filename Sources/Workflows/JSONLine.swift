@@ -18,6 +18,7 @@ public enum JSONLine {
         case let a as [Int]: return "[" + a.map { "\($0)" }.joined(separator: ",") + "]"
         case let a as [String]: return "[" + a.map { Self.value($0) }.joined(separator: ",") + "]"
         case let objects as [[(String, Any)]]: return "[" + objects.map { encode($0) }.joined(separator: ",") + "]"
+        case let object as JSONObject: return encode(object.fields)
         default: return quoted("\(value)")
         }
     }
@@ -39,4 +40,10 @@ public enum JSONLine {
         }
         return out + "\""
     }
+}
+
+/// A nested JSON object inside a `JSONLine`, keys in the order given.
+public struct JSONObject {
+    public let fields: [(String, Any)]
+    public init(_ fields: [(String, Any)]) { self.fields = fields }
 }

@@ -97,7 +97,7 @@ extension RunDirectory {
     }
 
     /// Bytes of every file under `path`.
-    static func size(of path: String) -> Int {
+    public static func size(of path: String) -> Int {
         guard let files = FileManager.default.enumerator(atPath: path) else { return 0 }
         var total = 0
         for case let file as String in files {
