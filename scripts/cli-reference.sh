@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fleet=${1:-.build/release/fleet}
 commands=(train generate plan simulate calibrate compare diff "checkpoint inspect" "checkpoint verify"
-          supervise chaos "runs list" "runs prune" "bench train" "bench collectives" "bench checkpoint" "bench simulate" blas)
+          "lab list" "lab show" "lab run" "lab check" supervise chaos "runs list" "runs prune" "bench train" "bench collectives" "bench checkpoint" "bench simulate" blas)
 {
     echo "# Command reference"
     echo

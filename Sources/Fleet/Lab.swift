@@ -22,13 +22,13 @@ struct LabCommand: ParsableCommand {
 struct LabList: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "The exercises: id, chapter, title, minutes, what they run.")
 
-    @Flag(help: "Print {\"exercises\": [{\"id\", \"chapter\", \"title\", \"minutes\", \"needs\", \"questions\"}, …]}.")
+    @Flag(help: "Print {\"exercises\": [{\"id\", \"chapter\", \"title\", \"minutes\" (a student's time for the whole exercise), \"needs\", \"mpirun\", \"questions\"}, …]}.")
     var json = false
 
     func run() throws {
         if json {
             let rows = LabCatalog.all.map { e -> [(String, Any)] in
-                [("id", e.id), ("chapter", e.chapter), ("title", e.title), ("minutes", e.minutes), ("quick_minutes", min(e.minutes, 3)),
+                [("id", e.id), ("chapter", e.chapter), ("title", e.title), ("minutes", e.minutes),
                  ("needs", e.needs), ("mpirun", false), ("questions", e.questions.map(\.id))]
             }
             return Console.json([("exercises", rows)])
@@ -52,7 +52,7 @@ struct LabShow: ParsableCommand {
     func run() throws {
         try Console.reportingErrors {
             let e = try LabCatalog.named(id)
-            Console.out("\(e.id) — \(e.title)\nchapter: \(e.chapter); about \(e.minutes) min (--quick ≤ 3); runs \(e.needs)\n")
+            Console.out("\(e.id) — \(e.title)\nchapter: \(e.chapter); about \(e.minutes) min with the questions (the run: under a minute, --quick ≤ 3); runs \(e.needs)\n")
             Console.out(e.background)
             let givens = try e.givens()
             if !givens.isEmpty { Console.out("\nGiven:\n" + givens.map { "  " + $0 }.joined(separator: "\n")) }

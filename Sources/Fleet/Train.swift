@@ -49,6 +49,11 @@ struct Train: ParsableCommand {
         try OutputPath.check(save, flag: "--save", as: .fileCreatingDirectories)
         try OutputPath.check(checkpoints.checkpointDir, flag: "--checkpoint-dir", as: .directory)
         try OutputPath.check(workers.runDir, flag: "--run-dir", as: .directory)
+        // The layout decides how many workers train starts; a different --ranks is a contradiction, not a request.
+        if workers.ranks != 1 && workers.ranks != layoutOptions.layout.worldSize && !Settings.current.isWorker {
+            throw ValidationError("--ranks \(workers.ranks) contradicts the layout \(layoutOptions.layout) (\(layoutOptions.layout.worldSize) ranks); "
+                                  + "leave --ranks out: fleet train starts one worker per rank of --dp × --tp × --pp")
+        }
         if faultOptions.maxRestarts > 0 && checkpoints.checkpointDir == nil {
             throw ValidationError("--max-restarts needs --checkpoint-dir DIR: restarted workers resume from its newest valid checkpoint")
         }

@@ -59,7 +59,8 @@ public protocol Exercise: Sendable {
     /// The Volume II topic (chapter) it belongs to.
     var chapter: String { get }
     var title: String { get }
-    /// Minutes the full run takes on a 2-core laptop (`--quick`: at most 3).
+    /// Minutes a student needs for the whole exercise: reading, predicting, running, checking
+    /// and the stretch question (the run itself takes seconds to a minute; `--quick` at most 3).
     var minutes: Int { get }
     /// What the experiment runs: `worker processes (ZeroMQ)`, `simulator`, or both.
     var needs: String { get }

@@ -50,7 +50,10 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
         if pp > model.layers { try fail("--pp \(pp) asks for more pipeline stages than \(model.name) has layers (\(model.layers))") }
         if batch % dp != 0 { try fail("the global batch of \(batch) sequences is not divisible by --dp \(dp)") }
         if (batch / dp) % microbatches != 0 {
-            try fail("each data-parallel rank gets \(batch / dp) sequences, which --microbatches \(microbatches) does not divide")
+            let perRank = batch / dp
+            let fits = (1...min(microbatches, max(perRank, 1))).last { perRank % $0 == 0 } ?? 1
+            try fail("each data-parallel rank gets \(perRank) sequences, which \(microbatches) micro-batches do not divide "
+                     + "(--microbatches, 2 × --pp when not given); pass --microbatches \(fits) or another divisor of \(perRank)")
         }
         if !(0...1).contains(zeroStage) { try fail("--zero supports stages 0 and 1 (got \(zeroStage))") }
     }

@@ -5,7 +5,7 @@ final class HelpTests: XCTestCase {
     func testHelpShowsDefaultsAsArguments() throws {
         let commands = ["train", "generate", "plan", "simulate", "calibrate", "compare", "diff", "checkpoint inspect",
                         "checkpoint verify", "supervise", "chaos", "bench collectives", "bench train", "bench checkpoint",
-                        "bench simulate"]
+                        "bench simulate", "lab list", "lab show", "lab run", "lab check"]
         // A Swift value's description, such as `ModelSpec(name: "gpt-tiny", ...)`, is not an argument.
         let debugDescription = try NSRegularExpression(pattern: #"default: [A-Za-z.]+\("#)
         for command in commands {

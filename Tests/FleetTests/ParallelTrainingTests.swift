@@ -180,8 +180,9 @@ final class ParallelTrainingTests: FleetProcessTestCase {
             (["--pp", "5"], "more pipeline stages than gpt-tiny has layers"),
             (["--tp", "3"], "which --tp 3 does not divide"),
             (["--tp", "8"], "which --tp 8 does not divide"),
-            (["--dp", "2", "--microbatches", "3"], "--microbatches 3 does not divide"),
+            (["--dp", "2", "--microbatches", "3"], "3 micro-batches do not divide"),
             (["--dp", "3"], "not divisible by --dp 3"),
+            (["--ranks", "3", "--dp", "2", "--pp", "2"], "--ranks 3 contradicts the layout dp2·pp2"),
         ]
         for (layout, message) in cases {
             let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "2"] + layout)

@@ -61,7 +61,7 @@ final class PlanTests: XCTestCase {
         XCTAssertTrue(reason(ParallelLayout(dp: 2, pp: 2), world: 3).contains("= 4, but this run has 3 ranks"))
         XCTAssertTrue(reason(ParallelLayout(tp: 3)).contains("4 attention heads, which --tp 3 does not divide"))
         XCTAssertTrue(reason(ParallelLayout(pp: 5)).contains("more pipeline stages than gpt-tiny has layers (4)"))
-        XCTAssertTrue(reason(ParallelLayout(dp: 2, microbatches: 3)).contains("--microbatches 3 does not divide"))
+        XCTAssertTrue(reason(ParallelLayout(dp: 2, microbatches: 3)).contains("3 micro-batches do not divide"))
         XCTAssertTrue(reason(ParallelLayout(dp: 3)).contains("not divisible by --dp 3"))
         XCTAssertEqual(ParallelLayout(pp: 3).stageLayers(model: tiny), [0..<2, 2..<3, 3..<4])
     }

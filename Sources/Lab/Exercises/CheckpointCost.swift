@@ -7,7 +7,7 @@ struct CheckpointCost: Exercise {
     let id = "checkpoint-cost"
     let chapter = "Checkpointing"
     let title = "What a checkpoint weighs and what saving it costs: synchronous vs asynchronous"
-    let minutes = 2
+    let minutes = 20
     let needs = "one process"
     let background = """
         A training checkpoint holds what resuming needs: the fp32 weights and Adam's two fp32 moments (12 bytes

@@ -7,7 +7,7 @@ struct CollectiveAlgorithms: Exercise {
     let id = "collective-algorithms"
     let chapter = "Collective Communication"
     let title = "Ring vs tree vs halving-doubling: the latency–bandwidth crossover at 64 nodes"
-    let minutes = 1
+    let minutes = 25
     let needs = "simulator"
     let background = """
         Over n ranks with per-hop latency α and bandwidth β:

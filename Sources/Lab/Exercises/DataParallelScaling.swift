@@ -7,7 +7,7 @@ struct DataParallelScaling: Exercise {
     let id = "dp-scaling"
     let chapter = "Data Parallelism"
     let title = "Data-parallel scaling on real ranks: gradient traffic and weak-scaling speed-up"
-    let minutes = 4
+    let minutes = 30
     let needs = "worker processes (ZeroMQ)"
     let background = """
         Each data-parallel replica computes gradients for its share of the batch, then the replicas all-reduce

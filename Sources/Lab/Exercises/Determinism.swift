@@ -7,7 +7,7 @@ struct Determinism: Exercise {
     let id = "determinism"
     let chapter = "Reproducibility"
     let title = "Floating point is not associative: bitwise reproducibility across layouts"
-    let minutes = 2
+    let minutes = 25
     let needs = "worker processes (ZeroMQ)"
     let background = """
         Float32 addition rounds at every step, so (a + b) + c need not equal a + (b + c). A data-parallel

@@ -7,7 +7,7 @@ struct FabricOversubscription: Exercise {
     let id = "fabric-oversubscription"
     let chapter = "Network Fabrics"
     let title = "Oversubscribed fat-trees: which all-reduce feels a 4:1 leaf, and why the ring does not"
-    let minutes = 1
+    let minutes = 25
     let needs = "simulator (flow level)"
     let background = """
         A fat-tree leaf with d ports down and u up is oversubscribed d:u; flows leaving a leaf share u/d of the

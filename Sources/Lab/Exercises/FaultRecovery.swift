@@ -8,7 +8,7 @@ struct FaultRecovery: Exercise {
     let id = "fault-recovery"
     let chapter = "Fault Tolerance"
     let title = "Kill a rank, recover from the checkpoint, and prove nothing changed"
-    let minutes = 1
+    let minutes = 25
     let needs = "worker processes (ZeroMQ)"
     let background = """
         With checkpoints every c steps, a failure during step k rolls the job back to the newest checkpoint,

@@ -8,7 +8,7 @@ struct FleetScale: Exercise {
     let id = "fleet-scale"
     let chapter = "Scale"
     let title = "Llama 3 405B on 16,384 H100: FLOPs per step, step time and MFU"
-    let minutes = 1
+    let minutes = 35
     let needs = "simulator"
     let background = """
         Training a dense transformer costs about 6 · N FLOPs per token (2N forward, 4N backward) plus attention,

@@ -7,7 +7,7 @@ struct PipelineBubble: Exercise {
     let id = "pipeline-bubble"
     let chapter = "Pipeline Parallelism"
     let title = "Pipeline bubbles: (p − 1)/(m + p − 1) against a real two-stage pipeline"
-    let minutes = 3
+    let minutes = 35
     let needs = "worker processes (ZeroMQ)"
     let background = """
         With p stages and m micro-batches, each stage idles while the pipeline fills and drains. With a

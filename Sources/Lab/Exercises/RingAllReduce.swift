@@ -7,7 +7,7 @@ struct RingAllReduce: Exercise {
     let id = "ring-allreduce"
     let chapter = "Collective Communication"
     let title = "Ring all-reduce: bytes on the wire, algbw and busbw on real ranks"
-    let minutes = 3
+    let minutes = 30
     let needs = "worker processes (ZeroMQ)"
     let background = """
         A ring all-reduce of S bytes over n ranks is a reduce-scatter then an all-gather: 2(n−1) steps, each rank

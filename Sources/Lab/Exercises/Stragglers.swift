@@ -6,7 +6,7 @@ struct Stragglers: Exercise {
     let id = "stragglers"
     let chapter = "Stragglers"
     let title = "One slow rank sets everyone's pace: a 3× straggler in data parallelism"
-    let minutes = 1
+    let minutes = 20
     let needs = "worker processes (ZeroMQ)"
     let background = """
         Synchronous data parallelism waits at every gradient all-reduce for the slowest replica, so a step takes

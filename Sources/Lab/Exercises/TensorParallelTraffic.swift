@@ -7,7 +7,7 @@ struct TensorParallelTraffic: Exercise {
     let id = "tp-traffic"
     let chapter = "Tensor Parallelism"
     let title = "Tensor parallelism: count and size the all-reduces of one step, then watch them happen"
-    let minutes = 2
+    let minutes = 25
     let needs = "worker processes (ZeroMQ)"
     let background = """
         Megatron-style tensor parallelism splits attention by heads (QKV column-parallel, output row-parallel)

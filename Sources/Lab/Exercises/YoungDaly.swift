@@ -7,7 +7,7 @@ struct YoungDaly: Exercise {
     let id = "young-daly"
     let chapter = "Fault Tolerance"
     let title = "A week on 16,384 GPUs: cluster MTBF, the Young–Daly interval and goodput"
-    let minutes = 1
+    let minutes = 35
     let needs = "simulator"
     let background = """
         A job fails when any of its parts does: with N_i parts of kind i failing independently with mean time

@@ -8,7 +8,7 @@ struct ZeROMemory: Exercise {
     let id = "zero-memory"
     let chapter = "Memory"
     let title = "Memory per GPU: weights, gradients, optimizer state, activations — and ZeRO-1"
-    let minutes = 1
+    let minutes = 25
     let needs = "simulator"
     let background = """
         Mixed-precision training with Adam keeps, per parameter a GPU holds: bf16 weights (2 bytes), bf16
