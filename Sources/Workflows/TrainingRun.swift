@@ -67,6 +67,7 @@ public struct TrainingRun {
                                                                ("batch", c.batch), ("sequence", c.sequence), ("seed", Int(c.seed)), ("steps", c.steps)],
                                    tensorNames: trainer.model.layout.entries.map(\.name))
         }
+        var firstRecord = true
         let summary = try trainer.run(checksums: runDirectory != nil,
                                       everyRank: { metrics, result in
                                           try rankLog?.write(metrics, result, rank: rank)
@@ -79,7 +80,10 @@ public struct TrainingRun {
                                       },
                                       report: { metrics, result in
                                           report(metrics, result)
-                                          if let record { try RunRecord.append(metrics, directory: record) }
+                                          if let record {
+                                              try RunRecord.append(metrics, directory: record, first: firstRecord)
+                                              firstRecord = false
+                                          }
                                       })
         if let step = trainer.preemptedAfter { return .preempted(afterStep: step) }
         if save != nil || runDirectory != nil { try trainer.gatherParameters() }

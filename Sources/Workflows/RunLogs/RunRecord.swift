@@ -25,17 +25,20 @@ public struct RunRecord {
         try write(text, to: directory + "/run.json", append: false)
     }
 
-    /// Appends one step (called on the reporting rank).
-    public static func append(_ m: StepMetrics, directory: String) throws {
+    /// Appends one step (called on the reporting rank); `first`: this process's first step
+    /// (a resumed run may start the file, or continue one).
+    public static func append(_ m: StepMetrics, directory: String, first: Bool) throws {
         let hex = { (value: UInt64) in String(value, radix: 16) }
         let line = "{\"step\":\(m.step + 1),\"loss\":\(Double(m.loss)),\"loss_bits\":\"\(hex(UInt64(m.loss.bitPattern)))\","
             + "\"grad_norm\":\(Double(m.gradientNorm)),\"grad_norm_bits\":\"\(hex(UInt64(m.gradientNorm.bitPattern)))\","
             + "\"checksums\":[" + (m.checksums ?? []).map { "\"\(hex($0))\"" }.joined(separator: ",") + "]}\n"
-        try write(line, to: directory + "/record.jsonl", append: m.step > 0)
+        let path = directory + "/record.jsonl"
+        if m.step == 0 { return try write(line, to: path, append: false) }
+        try FileOutput.append(line, to: path, create: first)
     }
 
-    /// The first line creates the file; later ones append to it and fail if it is gone (a
-    /// directory removed mid-run must not leave a record that starts half-way through the run).
+    /// Creates (or replaces) the file, or appends to it. Appending never creates it: a
+    /// directory removed mid-run must not leave a record that starts half-way through the run.
     private static func write(_ text: String, to path: String, append: Bool) throws {
         if !append {
             try FileManager.default.createDirectory(atPath: PathName.directory(of: path), withIntermediateDirectories: true)
