@@ -61,6 +61,9 @@ public struct Scenario: Sendable {
     public var fidelity = Fidelity.analytical
     /// Failures over days (`reliability:`), when the scenario asks for them.
     public var reliability: ReliabilitySettings?
+    /// Power, carbon and water (`energy:`), and a whole run's length and prices (`workload.tokens|steps`, `cost:`).
+    public var energy: EnergySettings?
+    public var budget: TrainingBudget?
 
     public init(name: String, device: Device, nodes: Int, gpusPerNode: Int, topology: Fabric.Topology, scaleUp: Link, scaleOut: Link,
                 model: ModelSpec, batch: Int, sequence: Int, layout: ParallelLayout) {

@@ -52,6 +52,14 @@ extension ScenarioReader {
         return value
     }
 
+    /// A whole number in minimum…maximum (counts that size a machine: ports, tiers, dimensions).
+    func int(_ node: Node, _ name: String, minimum: Int, maximum: Int) throws -> Int {
+        guard let value = node.int, (minimum...maximum).contains(value) else {
+            throw fail(node, "\(name) must be a whole number from \(minimum) to \(maximum.formatted()) (got '\(node.string ?? "?")')")
+        }
+        return value
+    }
+
     func number(_ node: Node, _ name: String) throws -> Double {
         guard let value = node.float, value.isFinite, value > 0 else { throw fail(node, "\(name) must be a positive number (got '\(node.string ?? "?")')") }
         return value

@@ -27,7 +27,8 @@ public struct ScenarioReader {
         self.text = text
     }
 
-    static let sections = ["name", "seed", "cluster", "fabric", "storage", "workload", "layout", "collectives", "checkpoint", "fidelity", "reliability", "sweep"]
+    static let sections = ["name", "seed", "cluster", "fabric", "storage", "workload", "layout", "collectives", "checkpoint", "fidelity", "reliability",
+                           "energy", "cost", "sweep"]
 
     public func read() throws -> Sweep {
         let root: Node
@@ -147,7 +148,7 @@ public struct ScenarioReader {
         let topology = try self.topology(fabric)
         let scaleOut = try link(required(fabric, "link", "fabric"), "fabric.link")
 
-        let workload = try mapping(required(top, "workload", "the scenario"), "workload", allowed: ["model", "batch", "sequence", "precision", "efficiency", "flash_attention"])
+        let workload = try mapping(required(top, "workload", "the scenario"), "workload", allowed: ["model", "batch", "sequence", "precision", "efficiency", "flash_attention", "tokens", "steps"])
         let modelNode = try required(workload, "model", "workload")
         guard let model = modelNode.string.flatMap(ModelCatalog.named) else {
             throw fail(modelNode, "unknown model '\(modelNode.string ?? "")'; expected one of \(ModelCatalog.all.map(\.name).joined(separator: ", "))")
@@ -202,6 +203,8 @@ public struct ScenarioReader {
             if scenario.checkpointEvery > 0 && scenario.storage == nil { throw fail(node, "checkpoints need a storage: section (aggregate, per_client, latency)") }
         }
         if let node = top["reliability"] { scenario.reliability = try reliability(node) }
+        if let node = top["energy"] { scenario.energy = try energy(node, device: device) }
+        scenario.budget = try budget(workload, cost: top["cost"])
         if let node = top["fidelity"] {
             guard let value = node.string.flatMap(Fidelity.init(rawValue:)) else {
                 throw fail(node, "fidelity must be analytical (α–β per path) or flow (max–min fair sharing of links), got '\(node.string ?? "")'")
@@ -274,23 +277,26 @@ public struct ScenarioReader {
         return settings
     }
 
+    /// More ports than any switch has had (today's reach 64–512): beyond it counts stop meaning hardware.
+    static let portLimit = 65_536
+
     private func topology(_ fabric: Mapping) throws -> Fabric.Topology {
         let node = try required(fabric, "topology", "fabric")
         switch node.string {
         case "single-switch": return .singleSwitch
         case "fat-tree":
-            return .fatTree(radix: try int(required(fabric, "radix", "fabric"), "fabric.radix", minimum: 4),
-                            tiers: try fabric["tiers"].map { try int($0, "fabric.tiers", minimum: 2) } ?? 2,
+            return .fatTree(radix: try int(required(fabric, "radix", "fabric"), "fabric.radix", minimum: 4, maximum: Self.portLimit),
+                            tiers: try fabric["tiers"].map { try int($0, "fabric.tiers (2: leaf–spine, 3: leaf–aggregation–core)", minimum: 2, maximum: 3) } ?? 2,
                             oversubscription: try fabric["oversubscription"].map { try number($0, "fabric.oversubscription") } ?? 1)
         case "rail-optimized":
-            return .railOptimized(radix: try int(required(fabric, "radix", "fabric"), "fabric.radix", minimum: 4))
+            return .railOptimized(radix: try int(required(fabric, "radix", "fabric"), "fabric.radix", minimum: 4, maximum: Self.portLimit))
         case "torus":
             let dimensions = try required(fabric, "dimensions", "fabric")
             guard let list = dimensions.sequence else { throw fail(dimensions, "fabric.dimensions must be a list such as [8, 8, 4]") }
-            return .torus(dimensions: try list.map { try int($0, "fabric.dimensions", minimum: 2) })
+            return .torus(dimensions: try list.map { try int($0, "fabric.dimensions", minimum: 2, maximum: 1 << 20) })
         case "dragonfly":
-            return .dragonfly(routersPerGroup: try int(required(fabric, "routers_per_group", "fabric"), "fabric.routers_per_group", minimum: 1),
-                              nodesPerRouter: try int(required(fabric, "nodes_per_router", "fabric"), "fabric.nodes_per_router", minimum: 1))
+            return .dragonfly(routersPerGroup: try int(required(fabric, "routers_per_group", "fabric"), "fabric.routers_per_group", minimum: 1, maximum: Self.portLimit),
+                              nodesPerRouter: try int(required(fabric, "nodes_per_router", "fabric"), "fabric.nodes_per_router", minimum: 1, maximum: Self.portLimit))
         default:
             throw fail(node, "unknown topology '\(node.string ?? "")'; expected single-switch, fat-tree, rail-optimized, torus or dragonfly")
         }

@@ -55,6 +55,9 @@ struct Simulate: ParsableCommand {
                                                    step: point.report, elapsed: r.elapsed).forEach(Console.out)
                     }
                 }
+                if !json {
+                    RunEstimateText.lines(point.scenario, RunEstimate(point.scenario, point.report, goodput: reliability?.report.goodput)).forEach(Console.out)
+                }
             }
             if json {
                 for row in outcome.rows { Console.out(row.json) }
@@ -81,8 +84,15 @@ struct Simulate: ParsableCommand {
     private func printTable(_ base: Scenario, _ rows: [SweepRow], keys: [String]) {
         Console.out("scenario \(base.name): \(base.summary); sweep of \(rows.count) points")
         let columns = keys + (base.dataParallelAuto ? ["dp"] : [])
-        let table = Table(columns: columns.map { ($0, max(6, $0.count)) } + [("step", 12), ("tokens/s", 12), ("MFU", 7), ("bubble", 7), ("GiB/GPU", 8)])
+        let table = Table(columns: columns.map { ($0, max(6, $0.count)) } + [("step", 12), ("tokens/s", 12), ("MFU", 7), ("bubble", 7), ("GiB/GPU", 8)]
+                          + SweepRow.runColumns(base))
         Console.out(table.header() + "  note")
         for row in rows { Console.out(table.row(row.cells) + "  " + row.note) }
+        // With a budget, name the point that trains fastest, cheapest and with the least carbon.
+        for (what, value) in [("fastest to train", \SweepRow.trainSeconds), ("cheapest", \SweepRow.cost), ("least carbon", \SweepRow.carbonKg)] {
+            if let best = rows.filter({ $0[keyPath: value] != nil }).min(by: { $0[keyPath: value]! < $1[keyPath: value]! }) {
+                Console.out("\(what): \(best.label)")
+            }
+        }
     }
 }

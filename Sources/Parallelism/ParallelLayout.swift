@@ -52,8 +52,8 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
         if (batch / dp) % microbatches != 0 {
             let perRank = batch / dp
             let fits = (1...min(microbatches, max(perRank, 1))).last { perRank % $0 == 0 } ?? 1
-            try fail("each data-parallel rank gets \(perRank) sequences, which \(microbatches) micro-batches do not divide "
-                     + "(--microbatches, 2 × --pp when not given); pass --microbatches \(fits) or another divisor of \(perRank)")
+            try fail("each data-parallel rank gets \(perRank) sequences, which \(microbatches) micro-batches do not divide; "
+                     + "use \(fits) micro-batches or another divisor of \(perRank) (--microbatches; fleet's default is 2 × --pp)")
         }
         if !(0...1).contains(zeroStage) { try fail("--zero supports stages 0 and 1 (got \(zeroStage))") }
     }

@@ -66,6 +66,7 @@ enum FuzzCase {
             // Refused with a reason, as fleet simulate does: a clean outcome.
             if report.problem != nil { continue }
             if let problem = saneStep(report, s) { return "point \(point.values): \(problem)" }
+            if let problem = saneEstimate(RunEstimate(s, report, goodput: 1), s) { return "point \(point.values): \(problem)" }
             if sweep.points.count == 1, let settings = s.reliability {
                 let model = s.reliabilityModel(settings, step: report)
                 if model.problem(intervals: settings.intervals) != nil { continue }
@@ -98,6 +99,22 @@ enum FuzzCase {
         for link in r.busiestLinks where !link.bytes.isFinite || link.bytes < 0 || !link.utilization.isFinite || link.utilization < 0 {
             return "link \(link.link): \(link.bytes) bytes, utilization \(link.utilization)"
         }
+        return nil
+    }
+
+    /// Power within idle…TDP, energy, carbon, water, time and cost finite and not negative, a fabric of whole parts.
+    static func saneEstimate(_ e: RunEstimate, _ s: Scenario) -> String? {
+        guard e.energy.devicePower.isFinite, e.energy.devicePower >= 0, e.energy.devicePower <= s.device.watts + 1e-9 else { return "device power \(e.energy.devicePower)" }
+        for totals in [e.perStep, e.perToken] + (e.run.map { [$0] } ?? []) {
+            let values = [totals.itKWh, totals.facilityKWh, totals.carbonKg, totals.waterL] + (totals.embodiedKg.map { [$0] } ?? [])
+            guard values.allSatisfy({ $0.isFinite && $0 >= 0 }), totals.facilityKWh >= totals.itKWh else { return "energy \(totals)" }
+        }
+        if let t = e.time {
+            let values = [t.wallSeconds, t.computeSeconds, t.gpuHours] + (t.cost.map { [$0] } ?? [])
+            guard values.allSatisfy({ $0.isFinite && $0 >= 0 }), t.wallSeconds >= t.computeSeconds - 1e-9 else { return "training time \(t)" }
+        }
+        let f = e.fabric
+        guard f.switches >= 1, f.cables >= f.endpoints, f.bisection.isFinite, f.bisection >= 0, f.oversubscription.isFinite else { return "fabric \(f)" }
         return nil
     }
 

@@ -17,12 +17,16 @@ public enum SimulationRecord {
                        ("dp_exposed_s", b.dataParallelExposed.seconds), ("optimizer_s", b.optimizer.seconds),
                        ("checkpoint_stall_s", b.checkpoint.seconds), ("memory_per_gpu_bytes", r.memory.total),
                        ("memory_capacity_bytes", s.device.memoryBytes), ("fits", problem == nil), ("fidelity", r.fidelity),
-                       ("energy_per_step_j", Double(s.gpus) * s.device.watts * r.stepTime.seconds), ("events", r.events),
+                       ("events", r.events),
                        ("parameters", s.model.parameterCount),
                        ("stages", r.stages.map { t -> [(String, Any)] in
                            [("parameters", t.parameters), ("flops", t.flops.count), ("dp_bytes", t.dataParallelBytes.count), ("tp_bytes", t.tensorParallelBytes.count),
                             ("pp_bytes", t.pipelineBytes.count)]
                        })]
+            // Power from the step's busy time, the fabric's size, and (with a budget) the whole run.
+            let estimate = RunEstimate(s, r)
+            fields.append(("energy_per_step_j", estimate.perStep.itKWh * 3.6e6))
+            fields += RunEstimateText.record(s, estimate)
         }
         if let problem { fields.append(("problem", problem)) }
         return fields

@@ -10,6 +10,14 @@ public struct SweepRow: Codable, Sendable {
     public var json: String
     public var label: String
     public var tokensPerSecond: Double
+    /// The whole run's wall time, cost and carbon (nil without a budget, a price or a grid).
+    public var trainSeconds: Double?, cost: Double?, carbonKg: Double?
+
+    /// Extra columns a sweep of `base` shows: the whole run's time, cost and carbon when it has a budget.
+    public static func runColumns(_ base: Scenario) -> [(title: String, width: Int)] {
+        guard base.budget?.amount != nil else { return [] }
+        return [("train time", 10)] + (base.budget?.gpuHour != nil ? [("cost", 14)] : []) + ((base.energy?.gridIntensity ?? 0) > 0 ? [("CO2e t", 9)] : [])
+    }
 
     /// The row of a point with `values` (the swept keys) in a sweep of `base`: simulated (`s`,
     /// `r`), or refused with `problem`.
@@ -21,6 +29,19 @@ public struct SweepRow: Codable, Sendable {
                       String(format: "%.1f%%", r.bubbleFraction * 100), String(format: "%.1f", r.memory.total / 1_073_741_824)]
         } else {
             cells += ["—", "—", "—", "—", "—"]
+        }
+        if let s, let r, problem == nil, base.budget?.amount != nil {
+            let estimate = RunEstimate(s, r)
+            trainSeconds = estimate.time?.wallSeconds
+            cost = estimate.time?.cost
+            carbonKg = (s.energy?.gridIntensity ?? 0) > 0 ? estimate.run?.carbonKg : nil
+        }
+        for (title, _) in Self.runColumns(base) {
+            switch title {
+            case "train time": cells.append(trainSeconds.map { Units.duration($0) } ?? "—")
+            case "cost": cells.append(cost.map { "$" + Int($0.rounded()).formatted() } ?? "—")
+            default: cells.append(carbonKg.map { String(format: "%.1f", $0 / 1000) } ?? "—")
+            }
         }
         self.cells = cells
         note = problem.map { "does not run: " + $0 } ?? ""
@@ -48,9 +69,7 @@ public enum SimulationText {
             + "batch \(s.batch) × \(s.sequence) tokens, " + (s.device.calibration.map {
                 "kernels at their measured rates (\($0.gemm.count) sgemm shapes, \($0.cores) cores\($0.pinned ? ", ranks pinned" : ""))"
             } ?? "\(s.precision.rawValue) at \(Int(s.efficiency * 100)) % of peak"))
-        let energy = Double(s.gpus) * s.device.watts * r.stepTime.seconds
-        lines.append(String(format: "step time %@   %.0f tokens/s   MFU %.1f %%   energy at TDP %.2f MJ/step (%.2f J/token)", r.stepTime.description,
-                            r.tokensPerSecond, r.mfu * 100, energy / 1e6, energy / Double(s.batch * s.sequence)))
+        lines.append(String(format: "step time %@   %.0f tokens/s   MFU %.1f %%", r.stepTime.description, r.tokensPerSecond, r.mfu * 100))
         let b = r.breakdown, step = r.stepTime.seconds
         func line(_ name: String, _ t: SimTime, _ note: String = "") {
             lines.append("  " + name.padding(toLength: 18, withPad: " ", startingAt: 0) + t.description.padding(toLength: 12, withPad: " ", startingAt: 0)
@@ -108,6 +127,11 @@ public enum Units {
     /// Seconds as hours, minutes or seconds, whichever reads best.
     public static func duration(_ x: Double) -> String {
         x >= 7200 ? String(format: "%.1f h", x / 3600) : x >= 120 ? String(format: "%.1f min", x / 60) : String(format: "%.1f s", x)
+    }
+
+    /// Bytes per second in decimal units (as links are sold), sized to the value.
+    public static func bandwidth(_ value: Double) -> String {
+        value >= 1e12 ? String(format: "%.1f TB/s", value / 1e12) : String(format: "%.1f GB/s", value / 1e9)
     }
 
     /// Bytes in binary units sized to the value.

@@ -1,0 +1,113 @@
+import Foundation
+import XCTest
+import Engine
+
+/// Energy identities, whole-run time and cost, and fabric sizes against their closed forms.
+final class EnergyAndFabricTests: XCTestCase {
+    func fabric(_ topology: Fabric.Topology, gpus: Int, perNode: Int = 8) -> FabricSizing {
+        let link = Link(bandwidth: .gigabytesPerSecond(50), latency: SimTime(seconds: 1e-6))
+        return FabricSizing(Fabric(gpus: gpus, gpusPerNode: perNode, topology: topology, scaleUp: link, scaleOut: link))
+    }
+
+    func testFullFatTreesHaveTheTextbookCounts() {
+        for k in [4, 8, 16, 32, 48, 64] {
+            let three = fabric(.fatTree(radix: k, tiers: 3, oversubscription: 1), gpus: k * k * k / 4, perNode: k / 2)
+            XCTAssertEqual(three.endpoints, k * k * k / 4, "k = \(k)")
+            XCTAssertEqual(three.switches, 5 * k * k / 4, "k = \(k): k² leaf and aggregation, k²/4 core")
+            XCTAssertEqual(three.tiers.map(\.switches), [k * k / 2, k * k / 2, k * k / 4])
+            XCTAssertEqual(three.cables, 3 * k * k * k / 4, "k = \(k): host, leaf–aggregation and aggregation–core links")
+            XCTAssertEqual(three.bisection, Double(k * k * k / 8) * 50e9, "non-blocking: half the hosts at full rate")
+            let two = fabric(.fatTree(radix: k, tiers: 2, oversubscription: 1), gpus: k * k / 2, perNode: k / 2)
+            XCTAssertEqual(two.switches, 3 * k / 2, "k = \(k): k leaves, k/2 spines")
+            XCTAssertEqual(two.cables, k * k, "k = \(k)")
+        }
+        let oversubscribed = fabric(.fatTree(radix: 64, tiers: 2, oversubscription: 3), gpus: 1024)
+        XCTAssertEqual(oversubscribed.oversubscription, 3, accuracy: 0.01)
+        XCTAssertEqual(oversubscribed.bisection, 512 * 50e9 / oversubscribed.oversubscription, accuracy: 1)
+        XCTAssertEqual(fabric(.singleSwitch, gpus: 64).switches, 1)
+        let torus = fabric(.torus(dimensions: [4, 4, 4]), gpus: 512)
+        XCTAssertEqual(torus.switches, 64)
+        XCTAssertEqual(torus.cables, 512 + 3 * 64, "a NIC each, and one wrap-around ring per dimension per router")
+        XCTAssertEqual(torus.bisection, 2 * 16 * 50e9, "cutting a 4-ring twice per 4×4 plane")
+    }
+
+    static let yaml = """
+        cluster: {device: H100, nodes: 16, gpus_per_node: 8, scale_up: {bandwidth: 450 GB/s, latency: 2 us}}
+        fabric: {topology: fat-tree, radix: 64, tiers: 2, link: {bandwidth: 400 Gb/s, latency: 1 us}}
+        workload: {model: llama-8b, batch: 256, sequence: 4096, efficiency: 0.5, tokens: 1e12}
+        layout: {dp: 16, tp: 8}
+        energy: {device_idle: 100 W, node_overhead: 1 kW, switch_power: 500 W, pue: 1.25, grid: 400 g/kWh, wue: 2 L/kWh, embodied_per_device: 1500 kg, lifetime: 4 y}
+        cost: {gpu_hour: 3, switch: 20000, cable: 500}
+        """
+
+    func testEnergyFollowsTheStepsBusyTimeAndTheIdentitiesHold() throws {
+        let s = try ScenarioReader(path: "e.yaml", text: Self.yaml).read().base
+        let r = StepSimulator(scenario: s).run()
+        let e = RunEstimate(s, r)
+        let u = r.breakdown.compute.seconds / r.stepTime.seconds
+        XCTAssertEqual(e.energy.utilisation, u, accuracy: 1e-12)
+        XCTAssertEqual(e.energy.devicePower, 100 + 600 * u, accuracy: 1e-9, "idle + (TDP − idle) × busy share, not TDP")
+        XCTAssertLessThan(e.energy.devicePower, 700)
+        let switches = Double(e.fabric.switches)
+        XCTAssertEqual(e.energy.itPower, 128 * e.energy.devicePower + 16 * 1000 + switches * 500, accuracy: 1e-6)
+        XCTAssertEqual(e.perStep.itKWh, e.energy.itPower * r.stepTime.seconds / 3.6e6, accuracy: 1e-12)
+        XCTAssertEqual(e.perStep.facilityKWh, e.perStep.itKWh * 1.25, accuracy: 1e-12)
+        XCTAssertEqual(e.perStep.carbonKg, e.perStep.facilityKWh * 0.4, accuracy: 1e-12)
+        XCTAssertEqual(e.perStep.waterL, e.perStep.itKWh * 2, accuracy: 1e-12)
+        XCTAssertEqual(e.perToken.itKWh * Double(256 * 4096), e.perStep.itKWh, accuracy: 1e-12)
+
+        let t = try XCTUnwrap(e.time)
+        XCTAssertEqual(t.steps, Int((1e12 / Double(256 * 4096)).rounded(.up)), "a token budget rounds up to whole steps")
+        XCTAssertEqual(t.wallSeconds, Double(t.steps) * r.stepTime.seconds, accuracy: 1e-6, "no reliability section: goodput 1")
+        XCTAssertEqual(t.gpuHours, 128 * t.wallSeconds / 3600, accuracy: 1e-6)
+        XCTAssertEqual(try XCTUnwrap(t.cost), t.gpuHours * 3, accuracy: 1e-6)
+        let run = try XCTUnwrap(e.run)
+        XCTAssertEqual(run.facilityKWh, e.energy.itPower * t.wallSeconds / 3.6e6 * 1.25, accuracy: 1e-6)
+        XCTAssertEqual(try XCTUnwrap(run.embodiedKg), 1500 * 128 * t.wallSeconds / (4 * 365 * 86400), accuracy: 1e-6)
+        XCTAssertEqual(try XCTUnwrap(e.fabricCost), switches * 20000 + Double(e.fabric.cables) * 500, accuracy: 1e-6)
+    }
+
+    func testFailuresLengthenTheRunByTheirGoodput() throws {
+        let yaml = Self.yaml + """
+
+            reliability: {duration: 7 d, checkpoint_interval: 30 min, components: [{name: gpu, per: gpu, mttf: 5000 h}]}
+            storage: {aggregate: 1 TB/s, per_client: 5 GB/s, latency: 5 ms}
+            """
+        let s = try ScenarioReader(path: "e.yaml", text: yaml).read().base
+        let r = StepSimulator(scenario: s).run()
+        let goodput = s.reliabilityModel(s.reliability!, step: r).simulate().goodput
+        XCTAssertLessThan(goodput, 1)
+        let t = try XCTUnwrap(RunEstimate(s, r).time)
+        XCTAssertEqual(t.goodput, goodput)
+        XCTAssertEqual(t.wallSeconds, t.computeSeconds / goodput, accuracy: 1e-6)
+    }
+
+    func testBadEnergyAndCostValuesNameTheirLine() {
+        func error(_ yaml: String) -> String {
+            do { _ = try ScenarioReader(path: "e.yaml", text: yaml).read(); return "no error" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(error(Self.yaml), "no error")
+        let pue = Self.yaml.replacingOccurrences(of: "pue: 1.25", with: "pue: 0.8")
+        XCTAssertTrue(error(pue).contains("e.yaml:5:") && error(pue).contains("energy.pue"), error(pue))
+        let grid = Self.yaml.replacingOccurrences(of: "grid: 400 g/kWh", with: "grid: mars")
+        XCTAssertTrue(error(grid).contains("energy.grid must be a carbon intensity") && error(grid).contains("quebec"), error(grid))
+        let idle = Self.yaml.replacingOccurrences(of: "device_idle: 100 W", with: "device_idle: 900 W")
+        XCTAssertTrue(error(idle).contains("cannot exceed the device's TDP"), error(idle))
+        let both = Self.yaml.replacingOccurrences(of: "tokens: 1e12", with: "tokens: 1e12, steps: 10")
+        XCTAssertTrue(error(both).contains("e.yaml:3:") && error(both).contains("tokens or steps, not both"), error(both))
+        let noBudget = Self.yaml.replacingOccurrences(of: ", tokens: 1e12", with: "")
+        XCTAssertTrue(error(noBudget).contains("cost.gpu_hour prices a whole run"), error(noBudget))
+        let price = Self.yaml.replacingOccurrences(of: "gpu_hour: 3", with: "gpu_hour: -3")
+        XCTAssertTrue(error(price).contains("cost.gpu_hour must be a price"), error(price))
+        let unit = Self.yaml.replacingOccurrences(of: "node_overhead: 1 kW", with: "node_overhead: 1 kWh")
+        XCTAssertTrue(error(unit).contains("energy.node_overhead must be a number with a unit"), error(unit))
+    }
+
+    func testTheShippedFatTreeScenarioIsAFullThreeTierTree() throws {
+        let s = try ScenarioReader(path: EngineTests.scenarios + "/llama-70b-fat-tree-8k.yaml").read().base
+        let sizing = FabricSizing(s.fabric)
+        XCTAssertEqual(sizing.endpoints, 32 * 32 * 32 / 4)
+        XCTAssertEqual(sizing.switches, 5 * 32 * 32 / 4)
+        XCTAssertNotNil(RunEstimate(s, StepSimulator(scenario: s).run()).time?.cost)
+    }
+}
