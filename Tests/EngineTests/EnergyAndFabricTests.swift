@@ -111,3 +111,24 @@ final class EnergyAndFabricTests: XCTestCase {
         XCTAssertNotNil(RunEstimate(s, StepSimulator(scenario: s).run()).time?.cost)
     }
 }
+
+/// Failure statistics against their closed forms.
+final class FailureStatisticsTests: XCTestCase {
+    func testProbabilitiesExpectedFailuresAndShares() {
+        let hour = 3600.0
+        var model = ReliabilityModel(components: [.init(name: "gpu", count: 16_384, mttf: 50_000 * hour), .init(name: "host", count: 2_048, mttf: 20_000 * hour)],
+                                     duration: 7 * 86400, checkpointInterval: 1800, checkpointWrite: 30, reload: 30)
+        let mtbf = 1 / (16_384 / (50_000 * hour) + 2_048 / (20_000 * hour))
+        XCTAssertEqual(model.clusterMTBF, mtbf, accuracy: 1e-6)
+        XCTAssertEqual(model.failureProbability(within: hour), 1 - exp(-hour / mtbf), accuracy: 1e-12)
+        XCTAssertEqual(model.expectedFailures(within: 7 * 86400), 7 * 86400 / mtbf, accuracy: 1e-9)
+        XCTAssertEqual(model.failureShares.reduce(0) { $0 + $1.share }, 1, accuracy: 1e-12)
+        XCTAssertEqual(model.failureShares[0].mtbf, 50_000 * hour / 16_384, accuracy: 1e-6)
+        // Weibull of shape 1 is the exponential; shape < 1 fails more early on.
+        model.components[1].distribution = .weibull(shape: 1)
+        XCTAssertEqual(model.failureProbability(within: hour), 1 - exp(-hour / mtbf), accuracy: 1e-12)
+        model.components[1].distribution = .weibull(shape: 0.7)
+        XCTAssertGreaterThan(model.failureProbability(within: hour), 1 - exp(-hour / mtbf))
+        XCTAssertEqual(model.failureProbability(within: 365 * 86400), 1, accuracy: 1e-12, "no underflow to 0 over 18,432 parts")
+    }
+}

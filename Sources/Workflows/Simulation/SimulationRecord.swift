@@ -39,7 +39,11 @@ public enum SimulationRecord {
                                        ("mtbf_s", model.clusterMTBF), ("checkpoint_write_s", model.checkpointWrite), ("checkpoint_stall_s", model.checkpointStall),
                                        ("reload_s", model.reload), ("useful_s", r.useful), ("rework_s", r.rework), ("restart_s", r.restart),
                                        ("checkpoint_stalls_s", r.checkpointStalls), ("stragglers_s", r.stragglers), ("steps", Int(steps)),
-                                       ("young_daly_interval_s", model.youngDalyInterval)]
+                                       ("young_daly_interval_s", model.youngDalyInterval),
+                                       ("failure_probability", model.failureProbability(within: model.duration)),
+                                       ("failure_probability_per_day", model.failureProbability(within: 86400)),
+                                       ("expected_failures", model.expectedFailures(within: model.duration)),
+                                       ("mtbf_by_component_s", JSONObject(model.failureShares.map { ($0.name, $0.mtbf) as (String, Any) }))]
         for (name, count) in r.failuresByComponent.sorted(by: { $0.key < $1.key }) { fields.append(("failures_\(name)", count)) }
         if let sweep {
             fields += [("optimal_interval_s", sweep.best.interval), ("optimal_goodput", sweep.best.goodput),

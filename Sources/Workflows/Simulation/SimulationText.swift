@@ -104,6 +104,10 @@ public enum SimulationText {
         lines.append("  checkpoint every \(hours(model.checkpointInterval)) (\(model.checkpointing.rawValue); Young–Daly √(2·δ·MTBF) = \(hours(model.youngDalyInterval))), "
             + "write \(hours(model.checkpointWrite)), stall \(hours(model.checkpointStall)), reload \(hours(model.reload)) of \(Units.bytes(s.checkpointBytes))"
             + (step.breakdown.checkpointContention > .zero ? " (the stall includes \(step.breakdown.checkpointContention) of training traffic slowed by the write)" : ""))
+        lines.append(String(format: "  failure statistics: P(at least one failure in %@) = %.4f, in a day %.4f, in an hour %.4f; %.1f expected in the run",
+                            hours(model.duration), model.failureProbability(within: model.duration), model.failureProbability(within: 86400),
+                            model.failureProbability(within: 3600), model.expectedFailures(within: model.duration))
+                     + "; by part: " + model.failureShares.sorted { $0.share > $1.share }.map { String(format: "%@ %.0f %% (MTBF %@)", $0.name, $0.share * 100, hours($0.mtbf)) }.joined(separator: ", "))
         lines.append(String(format: "  goodput %.3f (useful training time / wall time), %.0f steps of %@", r.goodput, steps, step.stepTime.description))
         lines.append("  \(r.failures) failures: " + r.failuresByComponent.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         lines.append("  time lost: rework \(hours(r.rework)) (\(share(r.rework))), restarts \(hours(r.restart)) (\(share(r.restart)); "
