@@ -3,6 +3,17 @@
 public struct CollectiveModel: Sendable {
     public enum Algorithm: String, Sendable, Hashable, Codable, CaseIterable {
         case ring, tree, halvingDoubling = "halving-doubling", hierarchical
+        /// NCCL's two complementary binary trees, each carrying half the buffer, pipelined in chunks.
+        case doubleBinaryTree = "double-binary-tree"
+        /// The fastest of the others for each collective's size and group on this fabric.
+        case auto
+
+        /// The algorithms `auto` chooses among for an all-reduce, and for its reduce-scatter or
+        /// all-gather half (the trees have no halves).
+        public static let concrete: [Algorithm] = [.ring, .tree, .halvingDoubling, .hierarchical, .doubleBinaryTree]
+        public static let halving: [Algorithm] = [.ring, .halvingDoubling, .hierarchical]
+        /// Whether the algorithm has reduce-scatter and all-gather halves (what ZeRO needs).
+        public var hasHalves: Bool { ![.tree, .doubleBinaryTree].contains(self) }
     }
 
     public let network: NetworkModel
@@ -17,7 +28,17 @@ public struct CollectiveModel: Sendable {
         case .tree: return treeAllReduce(group, bytes: bytes)
         case .halvingDoubling: return halvingDoubling(group, bytes: bytes)
         case .hierarchical: return hierarchical(group, bytes: bytes)
+        case .doubleBinaryTree: return doubleBinaryTree(group, bytes: bytes)
+        case .auto: return fastest(group, bytes: bytes).time
         }
+    }
+
+    /// The fastest algorithm for one collective of `bytes` over `group` (`part`: the whole
+    /// all-reduce, or its reduce-scatter or all-gather half), ties to the earlier in the list.
+    public func fastest(_ group: [Int], bytes: Double, part: Part = .all) -> (algorithm: Algorithm, time: SimTime) {
+        let candidates = part == .all ? Algorithm.concrete : Algorithm.halving
+        let timed = candidates.map { a in (a, part == .all ? allReduce(group, bytes: bytes, algorithm: a) : half(part, group, bytes: bytes, algorithm: a)) }
+        return timed.min { $0.1 < $1.1 }!
     }
 
     /// Ring reduce-scatter: n − 1 steps, each member sending a 1/n block to its successor.
@@ -53,10 +74,11 @@ public struct CollectiveModel: Sendable {
         half(.allGather, group, bytes: bytes, algorithm: algorithm)
     }
 
-    private func half(_ part: Part, _ group: [Int], bytes: Double, algorithm: Algorithm) -> SimTime {
+    func half(_ part: Part, _ group: [Int], bytes: Double, algorithm: Algorithm) -> SimTime {
         guard group.count > 1, bytes > 0 else { return .zero }
         switch algorithm {
-        case .ring, .tree: return part == .allGather ? allGather(group, bytes: bytes) : reduceScatter(group, bytes: bytes)
+        case .auto: return fastest(group, bytes: bytes, part: part).time
+        case .ring, .tree, .doubleBinaryTree: return part == .allGather ? allGather(group, bytes: bytes) : reduceScatter(group, bytes: bytes)
         case .halvingDoubling: return halvingDoubling(group, bytes: bytes, half: true)
         case .hierarchical: return hierarchical(group, bytes: bytes, part: part)
         }
@@ -86,6 +108,39 @@ public struct CollectiveModel: Sendable {
         return rounds.reduce(.zero, +) * 2
     }
 
+    /// NCCL's double binary tree: two binary trees over the group (the second the mirror of
+    /// the first, so most ranks are inner nodes of one and leaves of the other), each reducing
+    /// half the buffer up to its root and broadcasting it back down, in chunks that follow each
+    /// other through the tree. Every pipeline step sends one chunk over every edge of both trees
+    /// in both directions; with `depth` levels and `k` chunks a step repeats 2·depth + k − 1 times.
+    /// Under analytical fidelity (no contention) a step also waits for the busiest sender's NIC
+    /// to serialise its chunks.
+    func doubleBinaryTree(_ group: [Int], bytes: Double) -> SimTime {
+        let n = group.count
+        guard n > 1 else { return .zero }
+        if n == 2 { return network.time([Message(from: group[0], to: group[1], bytes: bytes), Message(from: group[1], to: group[0], bytes: bytes, flow: 1)]) }
+        let half = bytes / 2, chunk = min(half, 1_048_576.0), chunks = (half / chunk).rounded(.up)
+        var edges: [(child: Int, parent: Int)] = []
+        for i in 1..<n {
+            edges.append((group[i], group[(i - 1) / 2]))                             // tree 1: heap order
+            edges.append((group[n - 1 - i], group[n - 1 - (i - 1) / 2]))             // tree 2: the mirror
+        }
+        var messages: [Message] = []
+        for (k, e) in edges.enumerated() {
+            messages.append(Message(from: e.child, to: e.parent, bytes: chunk, flow: UInt64(2 * k)))
+            messages.append(Message(from: e.parent, to: e.child, bytes: chunk, flow: UInt64(2 * k + 1)))
+        }
+        var step = network.time(messages)
+        if network is AnalyticalNetwork {
+            let perSender = Dictionary(grouping: messages, by: \.from).values.map(\.count).max() ?? 1
+            let latency = network.time(messages.map { Message(from: $0.from, to: $0.to, bytes: 0, flow: $0.flow) })
+            step = latency + (step - latency) * perSender
+        }
+        var depth = 0
+        while 1 << (depth + 1) <= n { depth += 1 }
+        return step * Int(Double(2 * depth) + chunks - 1)
+    }
+
     /// Recursive halving reduce-scatter then recursive doubling all-gather; members beyond the
     /// largest power of two first fold their data into a partner and get the result back.
     /// With `half`, one of the two mirrored halves: the recursive-halving reduce-scatter (and
@@ -110,7 +165,7 @@ public struct CollectiveModel: Sendable {
         return total
     }
 
-    enum Part { case all, reduceScatter, allGather }
+    public enum Part: Sendable { case all, reduceScatter, allGather }
 
     /// Reduce-scatter inside each node, ring all-reduce of 1/g across nodes (all g local
     /// ranks at once), all-gather inside each node; `part` takes the reduce-scatter half (inside,

@@ -305,9 +305,9 @@ public struct ScenarioReader {
     /// ZeRO reduce-scatters gradients and all-gathers parameters over the data-parallel group:
     /// the chosen algorithm must have those halves (a binomial tree has not).
     static func zeroProblem(_ s: Scenario) -> String? {
-        guard s.zero >= 1, s.dataParallelAlgorithm == .tree else { return nil }
-        return "zero: \(s.zero) reduce-scatters gradients and all-gathers parameters, which collectives.data_parallel: tree cannot do; "
-            + "use ring, halving-doubling or hierarchical, or zero: 0"
+        guard s.zero >= 1, !s.dataParallelAlgorithm.hasHalves else { return nil }
+        return "zero: \(s.zero) reduce-scatters gradients and all-gathers parameters, which collectives.data_parallel: \(s.dataParallelAlgorithm.rawValue) cannot do; "
+            + "use ring, halving-doubling, hierarchical or auto, or zero: 0"
     }
 
     static let sweepable = ["dp", "tp", "pp", "microbatches", "schedule", "zero", "recompute", "batch", "nodes", "device"]

@@ -44,6 +44,13 @@ public struct StepReport: Sendable {
     public let reductions: String
     /// Per pipeline stage, what one of its ranks holds and sends in a step (from the shard plan).
     public var stages: [StageTraffic] = []
+    /// With `algorithm: auto`, which algorithm each distinct collective of the step got.
+    public var collectiveChoices: [String] = []
+
+    /// A size the way the choices name it (decimal units, as buckets are given).
+    static func format(bytes: Double) -> String {
+        bytes >= 1e9 ? String(format: "%.1f GB", bytes / 1e9) : bytes >= 1e6 ? String(format: "%.1f MB", bytes / 1e6) : String(format: "%.1f kB", bytes / 1e3)
+    }
 
     /// Why this step's figures cannot stand, or nil: a duration past `SimTime.limit` (an
     /// efficiency, bandwidth or latency far outside any real machine's) saturated.
@@ -112,6 +119,7 @@ public struct StepSimulator {
     public func run(pipeline which: (dp: Int, tp: Int) = (0, 0), everyPipeline: Bool = false) -> StepReport {
         let s = scenario, layout = s.layout, model = s.model, mesh = layout.mesh
         let stages = layout.stageLayers(model: model)
+        var choices: [String] = []
         let microSequences = s.batch / layout.dp / layout.microbatches
         let tokens = Double(microSequences * s.sequence), bytes = Double(s.precision.bytes)
         let c = Double(model.dModel)
@@ -150,7 +158,7 @@ public struct StepSimulator {
             let tensor = (forward: tensorBytes(work.forward), backward: tensorBytes(work.backward))
             let tpGroup = mesh.tpGroup(of: representative[index])
             let tpBytes = (tensor.forward.first ?? tensor.backward.first ?? .zero).value
-            let oneTP = collectives.allReduce(tpGroup, bytes: tpBytes, algorithm: s.tensorParallelAlgorithm)
+            let oneTP = timedCollective(.all, tpGroup, bytes: tpBytes, algorithm: s.tensorParallelAlgorithm, what: "tensor-parallel all-reduce", into: &choices)
             cost.tensorSyncs = (tensor.forward.count, tensor.backward.count)
             cost.tensorForward = oneTP * tensor.forward.count
             cost.tensorBackward = oneTP * tensor.backward.count
@@ -168,8 +176,9 @@ public struct StepSimulator {
                 for bucket in sync.buckets {
                     let size = Double(bucket.held.count) * bytes
                     let time = timed[size] ?? (concurrent ? collectives.concurrentRingAllReduce(peers, bytes: size)
-                        : sync.kind == .reduceScatter ? collectives.reduceScatter(dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm)
-                        : collectives.allReduce(dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm))
+                        : sync.kind == .reduceScatter
+                            ? timedCollective(.reduceScatter, dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel reduce-scatter", into: &choices)
+                            : timedCollective(.all, dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel all-reduce", into: &choices))
                     timed[size] = time
                     cost.dataParallel.append(time + bucketSynchronization(group: layout.dp))
                 }
@@ -190,7 +199,7 @@ public struct StepSimulator {
             // ZeRO: the updated parameters are all-gathered, bucket by bucket.
             var timed: [Double: SimTime] = [:]
             for size in gathers {
-                let time = timed[size] ?? collectives.allGather(dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm)
+                let time = timed[size] ?? timedCollective(.allGather, dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO all-gather", into: &choices)
                 timed[size] = time
                 cost.optimizer += time
             }
@@ -277,6 +286,7 @@ public struct StepSimulator {
                           fidelity: network.fidelity,
                           reductions: reductions)
         report.stages = stageTraffic
+        report.collectiveChoices = choices
         return report
     }
 }
@@ -285,6 +295,18 @@ extension StepSimulator {
     /// A data-parallel bucket's waits on a calibrated CPU, every rank of the node busy: a ring
     /// over more ranks than cores cannot take a step without a context switch (2(g − 1)
     /// meetings); a smaller group meets once.
+    /// A collective timed by `algorithm`; with `auto`, the fastest is timed and what it picked is noted once.
+    func timedCollective(_ part: CollectiveModel.Part, _ group: [Int], bytes: Double, algorithm: CollectiveModel.Algorithm,
+                         what: String, into choices: inout [String]) -> SimTime {
+        guard algorithm == .auto, group.count > 1, bytes > 0 else {
+            return part == .all ? collectives.allReduce(group, bytes: bytes, algorithm: algorithm) : collectives.half(part, group, bytes: bytes, algorithm: algorithm)
+        }
+        let (chosen, time) = collectives.fastest(group, bytes: bytes, part: part)
+        let note = "\(what) of \(StepReport.format(bytes: bytes)) over \(group.count): \(chosen.rawValue)"
+        if !choices.contains(note) { choices.append(note) }
+        return time
+    }
+
     public func bucketSynchronization(group: Int) -> SimTime {
         guard let c = scenario.device.calibration else { return .zero }
         let meetings = group > c.cores ? 2 * (group - 1) : 1

@@ -30,6 +30,9 @@ struct Simulate: ParsableCommand {
     @Flag(help: "Simulate every pipeline (dp × tp of them) instead of one representative, and report the slowest.")
     var everyPipeline = false
 
+    @Flag(help: "Instead of a step: time every all-reduce algorithm on the scenario's fabric over message and group sizes, with the ring/tree crossover.")
+    var collectives = false
+
     func validate() throws {
         try OutputPath.check(trace, flag: "--trace")
         try OutputPath.check(plot, flag: "--plot")
@@ -37,7 +40,13 @@ struct Simulate: ParsableCommand {
 
     func run() throws {
         try Console.reportingErrors {
-            var simulation = ScenarioRun(sweep: try ScenarioReader(path: scenario).read())
+            let sweep = try ScenarioReader(path: scenario).read()
+            if collectives {
+                let table = CollectiveTable(sweep.base)
+                if json { table.records().forEach { Console.json($0) } } else { table.lines().forEach(Console.out) }
+                return
+            }
+            var simulation = ScenarioRun(sweep: sweep)
             simulation.everyPipeline = everyPipeline
             let world = MPITransport.isUnderMPIRun ? try WorldSetup.open(.mpi, sharedMemory: Settings.current.sharedMemory) : nil
             defer { world?.shutdown() }

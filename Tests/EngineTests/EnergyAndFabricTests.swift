@@ -132,3 +132,62 @@ final class FailureStatisticsTests: XCTestCase {
         XCTAssertEqual(model.failureProbability(within: 365 * 86400), 1, accuracy: 1e-12, "no underflow to 0 over 18,432 parts")
     }
 }
+
+/// Collective choice: auto takes the fastest, the double binary tree's closed form, the crossover.
+final class CollectiveChoiceTests: XCTestCase {
+    func model(gpus: Int = 16) -> (CollectiveModel, [Int]) {
+        let link = Link(bandwidth: .gigabytesPerSecond(50), latency: SimTime(seconds: 1e-6))
+        let fabric = Fabric(gpus: gpus, gpusPerNode: 1, topology: .singleSwitch, scaleUp: link, scaleOut: link)
+        return (CollectiveModel(network: AnalyticalNetwork(fabric: fabric)), Array(0..<gpus))
+    }
+
+    func testAutoIsTheFastestConcreteAlgorithm() {
+        let (m, group) = model()
+        for bytes in [1e3, 1e5, 1e7, 1e9] {
+            let best = CollectiveModel.Algorithm.concrete.map { m.allReduce(group, bytes: bytes, algorithm: $0) }.min()!
+            XCTAssertEqual(m.allReduce(group, bytes: bytes, algorithm: .auto), best)
+            XCTAssertTrue(CollectiveModel.Algorithm.halving.contains(m.fastest(group, bytes: bytes, part: .reduceScatter).algorithm))
+        }
+    }
+
+    func testDoubleBinaryTreeClosedForms() {
+        let (m, group) = model()
+        // Large buffers: every rank sends and receives 2·S over its NIC, like the ring.
+        let s = 1e9
+        XCTAssertEqual(m.allReduce(group, bytes: s, algorithm: .doubleBinaryTree).seconds, 2 * s / 50e9, accuracy: 0.05 * 2 * s / 50e9)
+        // Small buffers: 2·⌊log₂ n⌋ pipeline steps, each two hops of 1 µs — logarithmic, where the ring pays 2(n − 1).
+        let small = m.allReduce(group, bytes: 8, algorithm: .doubleBinaryTree).seconds
+        XCTAssertEqual(small, 2 * 4 * 2e-6, accuracy: 1e-7)
+        XCTAssertLessThan(small, m.allReduce(group, bytes: 8, algorithm: .ring).seconds / 3)
+    }
+
+    func testTheCrossoverIsWhereRingAndTreeMeet() {
+        let (m, group) = model(gpus: 64)
+        let ring = { (b: Double) in m.allReduce(group, bytes: b, algorithm: .ring).seconds }
+        let tree = { (b: Double) in m.allReduce(group, bytes: b, algorithm: .tree).seconds }
+        // α–β forms: ring 2(n−1)(2α) + 2(n−1)/n·S/β, tree 2·log₂n·(2α + S/β): equal at S* below.
+        let (n, alpha, beta) = (64.0, 2e-6, 50e9)
+        let closed = (2 * (n - 1) - 2 * log2(n)) * alpha / ((2 * log2(n) - 2 * (n - 1) / n) / beta)
+        XCTAssertEqual(ring(closed), tree(closed), accuracy: 1e-3 * ring(closed))
+        XCTAssertLessThan(ring(closed * 1.5), tree(closed * 1.5))
+        XCTAssertGreaterThan(ring(closed / 1.5), tree(closed / 1.5))
+    }
+
+    func testAutoNamesItsChoicesAndTreesCannotServeZeRO() throws {
+        let yaml = """
+            cluster: {device: H100, nodes: 16, gpus_per_node: 8, scale_up: {bandwidth: 450 GB/s, latency: 2 us}}
+            fabric: {topology: fat-tree, radix: 64, tiers: 2, link: {bandwidth: 400 Gb/s, latency: 1 us}}
+            workload: {model: llama-8b, batch: 128, sequence: 4096}
+            layout: {dp: 16, tp: 8, zero: 1}
+            collectives: {data_parallel: auto, tensor_parallel: auto}
+            """
+        let s = try ScenarioReader(path: "a.yaml", text: yaml).read().base
+        let report = StepSimulator(scenario: s).run()
+        XCTAssertTrue(report.collectiveChoices.contains { $0.hasPrefix("tensor-parallel all-reduce") }, "\(report.collectiveChoices)")
+        XCTAssertTrue(report.collectiveChoices.contains { $0.hasPrefix("data-parallel reduce-scatter") }, "\(report.collectiveChoices)")
+        let dbt = yaml.replacingOccurrences(of: "data_parallel: auto", with: "data_parallel: double-binary-tree")
+        XCTAssertThrowsError(try ScenarioReader(path: "a.yaml", text: dbt).read()) { error in
+            XCTAssertTrue("\(error)".contains("a.yaml:5:") && "\(error)".contains("double-binary-tree cannot do"), "\(error)")
+        }
+    }
+}

@@ -283,7 +283,7 @@ final class EngineTests: XCTestCase {
         XCTAssertNotEqual(steps["halving-doubling"], steps["ring"], "the algorithm prices ZeRO's collectives: \(steps)")
         XCTAssertEqual(steps["hierarchical"], steps["ring"])
         let tree = good.replacingOccurrences(of: "data_parallel: ring", with: "data_parallel: tree")
-        XCTAssertTrue(error(tree).contains("cannot do; use ring, halving-doubling or hierarchical, or zero: 0"), error(tree))
+        XCTAssertTrue(error(tree).contains("cannot do; use ring, halving-doubling, hierarchical or auto, or zero: 0"), error(tree))
     }
 
     func testALayoutThatDoesNotFitSaysWhatToChange() throws {

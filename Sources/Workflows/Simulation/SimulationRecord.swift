@@ -17,7 +17,7 @@ public enum SimulationRecord {
                        ("dp_exposed_s", b.dataParallelExposed.seconds), ("optimizer_s", b.optimizer.seconds),
                        ("checkpoint_stall_s", b.checkpoint.seconds), ("memory_per_gpu_bytes", r.memory.total),
                        ("memory_capacity_bytes", s.device.memoryBytes), ("fits", problem == nil), ("fidelity", r.fidelity),
-                       ("events", r.events),
+                       ("events", r.events), ("collective_choices", r.collectiveChoices),
                        ("parameters", s.model.parameterCount),
                        ("stages", r.stages.map { t -> [(String, Any)] in
                            [("parameters", t.parameters), ("flops", t.flops.count), ("dp_bytes", t.dataParallelBytes.count), ("tp_bytes", t.tensorParallelBytes.count),

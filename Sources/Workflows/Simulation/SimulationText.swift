@@ -89,6 +89,7 @@ public enum SimulationText {
         if !r.busiestLinks.isEmpty {
             lines.append("busiest links: " + r.busiestLinks.map { "\($0.link) \(Units.bytes($0.bytes)) (" + String(format: "%.0f %%)", $0.utilization * 100) }.joined(separator: ", "))
         }
+        if !r.collectiveChoices.isEmpty { lines.append("collectives (auto): " + r.collectiveChoices.joined(separator: "; ")) }
         lines.append("fidelity: \(r.fidelity); \(r.reductions); \(r.events.formatted()) events in \(String(format: "%.1f ms", wall.seconds * 1000))")
         return lines
     }
