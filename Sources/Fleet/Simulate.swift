@@ -18,7 +18,7 @@ struct Simulate: ParsableCommand {
     @Argument(help: "The scenario file (see scenarios/).")
     var scenario: String
 
-    @Flag(help: "One JSON object per scenario point.")
+    @Flag(help: "Print one JSON document: {\"scenario\", \"step\" (or \"sweep\" and \"points\"), \"reliability\"}; each step with its stages, memory, fabric, energy and (with a budget) train sections.")
     var json = false
 
     @Option(help: "Write the simulated step of one pipeline as a Chrome/Perfetto trace.")
@@ -43,7 +43,7 @@ struct Simulate: ParsableCommand {
             let sweep = try ScenarioReader(path: scenario).read()
             if collectives {
                 let table = CollectiveTable(sweep.base)
-                if json { table.records().forEach { Console.json($0) } } else { table.lines().forEach(Console.out) }
+                if json { Console.json(table.document(sweep.base)) } else { table.lines().forEach(Console.out) }
                 return
             }
             var simulation = ScenarioRun(sweep: sweep)
@@ -57,9 +57,7 @@ struct Simulate: ParsableCommand {
                 if !json { SimulationText.step(point.scenario, point.report, wall: point.wall).forEach(Console.out) }
                 reliability = try ScenarioRun.reliability(point)
                 if let r = reliability, let settings = point.scenario.reliability {
-                    if json {
-                        Console.json(SimulationRecord.reliability(point.scenario, r.model, r.report, sweep: r.sweep, steps: r.steps))
-                    } else {
+                    if !json {
                         SimulationText.reliability(point.scenario, seed: settings.seed, r.model, r.report, sweep: r.sweep,
                                                    step: point.report, elapsed: r.elapsed).forEach(Console.out)
                     }
@@ -69,7 +67,17 @@ struct Simulate: ParsableCommand {
                 }
             }
             if json {
-                for row in outcome.rows { Console.out(row.json) }
+                // One JSON document per call: the step (or every sweep point) and the reliability run.
+                var document: [(String, Any)] = [("scenario", base.name), ("model", base.model.name), ("gpus", base.gpus)]
+                if outcome.isSinglePoint, let row = outcome.rows.first {
+                    document.append(("step", JSONRaw(row.json)))
+                } else {
+                    document += [("sweep", simulation.sweep.points.first?.values.map(\.key) ?? []), ("points", outcome.rows.map { JSONRaw($0.json) })]
+                }
+                if let r = reliability, let point = outcome.first {
+                    document.append(("reliability", JSONObject(SimulationRecord.reliability(point.scenario, r.model, r.report, sweep: r.sweep, steps: r.steps))))
+                }
+                Console.json(document)
             } else if !outcome.isSinglePoint {
                 printTable(base, outcome.rows, keys: simulation.sweep.points.first?.values.map(\.key) ?? [])
             }

@@ -19,6 +19,8 @@ public enum JSONLine {
         case let a as [String]: return "[" + a.map { Self.value($0) }.joined(separator: ",") + "]"
         case let objects as [[(String, Any)]]: return "[" + objects.map { encode($0) }.joined(separator: ",") + "]"
         case let object as JSONObject: return encode(object.fields)
+        case let raw as JSONRaw: return raw.text
+        case let raws as [JSONRaw]: return "[" + raws.map(\.text).joined(separator: ",") + "]"
         default: return quoted("\(value)")
         }
     }
@@ -46,4 +48,10 @@ public enum JSONLine {
 public struct JSONObject {
     public let fields: [(String, Any)]
     public init(_ fields: [(String, Any)]) { self.fields = fields }
+}
+
+/// JSON text already encoded (a sweep point formatted where it was simulated), placed as is.
+public struct JSONRaw {
+    public let text: String
+    public init(_ text: String) { self.text = text }
 }

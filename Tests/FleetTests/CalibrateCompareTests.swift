@@ -26,8 +26,8 @@ final class CalibrateCompareTests: FleetProcessTestCase {
         XCTAssertTrue(yaml.contains("spread"), "every figure says how much it varied")
         let simulated = try FleetProcess.fleet(["simulate", out, "--json"])
         XCTAssertEqual(simulated.status, 0, simulated.output)
-        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(simulated.stdoutBytes)) as? [String: Any])
-        let step = try XCTUnwrap(object["step_s"] as? Double)
+        let document = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(simulated.stdoutBytes)) as? [String: Any])
+        let step = try XCTUnwrap((document["step"] as? [String: Any])?["step_s"] as? Double)
         XCTAssertTrue(step.isFinite && step > 0.001 && step < 10, "a gpt-tiny step on a CPU: \(step) s")
     }
 

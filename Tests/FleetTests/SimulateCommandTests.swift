@@ -16,17 +16,20 @@ final class SimulateCommandTests: FleetProcessTestCase {
             let first = try FleetProcess.fleet(["simulate", path, "--json"]), second = try FleetProcess.fleet(["simulate", path, "--json"])
             XCTAssertEqual(first.status, 0, "\(file): \(first.output)")
             XCTAssertEqual(first.stdoutBytes, second.stdoutBytes, "\(file): the same scenario gives the same output")
-            for line in first.stdout.split(separator: "\n") {
-                let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
-                guard object["problem"] == nil || object["step_s"] != nil else { continue }
-                if object["goodput"] != nil {
-                    for key in ["goodput", "checkpoint_interval_s", "mtbf_s", "optimal_interval_s", "young_daly_interval_s"] {
-                        let value = try XCTUnwrap(object[key] as? Double, "\(file): \(key)")
-                        XCTAssertTrue(value.isFinite && value > 0, "\(file): \(key) = \(value)")
-                    }
-                    XCTAssertGreaterThan(try XCTUnwrap(object["failures"] as? Int), 0, file)
-                    continue
+            // One JSON document per call: the step (or the sweep's points) and the reliability run.
+            XCTAssertEqual(first.stdout.split(separator: "\n").count, 1, "\(file): one document")
+            let document = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(first.stdoutBytes)) as? [String: Any], file)
+            if let reliability = document["reliability"] as? [String: Any] {
+                for key in ["goodput", "checkpoint_interval_s", "mtbf_s", "optimal_interval_s", "young_daly_interval_s", "failure_probability", "expected_failures"] {
+                    let value = try XCTUnwrap(reliability[key] as? Double, "\(file): \(key)")
+                    XCTAssertTrue(value.isFinite && value > 0, "\(file): \(key) = \(value)")
                 }
+                XCTAssertGreaterThan(try XCTUnwrap(reliability["failures"] as? Int), 0, file)
+            }
+            let points = try XCTUnwrap((document["step"] as? [String: Any]).map { [$0] } ?? document["points"] as? [[String: Any]], file)
+            for object in points {
+                guard object["problem"] == nil || object["step_s"] != nil else { continue }
+                for section in ["fabric", "energy", "memory"] { XCTAssertNotNil(object[section] as? [String: Any], "\(file): \(section)") }
                 for key in ["step_s", "tokens_per_s", "mfu", "compute_s", "bubble_fraction", "memory_per_gpu_bytes"] {
                     let value = try XCTUnwrap(object[key] as? Double, "\(file): \(key)")
                     XCTAssertTrue(value.isFinite && value >= 0, "\(file): \(key) = \(value)")

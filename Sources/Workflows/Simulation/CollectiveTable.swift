@@ -63,9 +63,12 @@ public struct CollectiveTable {
         return lines
     }
 
-    public func records() -> [[(String, Any)]] {
-        rows.map { row in [("group", row.group), ("bytes", row.bytes), ("fastest", row.fastest.rawValue)] + row.times.map { ("\($0.algorithm.rawValue)_s", $0.seconds) as (String, Any) } }
-            + crossovers.map { [("group", $0.group), ("ring_tree_crossover_bytes", $0.bytes ?? Double.nan)] }
+    /// `--json`: one document with every row and every group's crossover.
+    public func document(_ scenario: Scenario) -> [(String, Any)] {
+        [("scenario", scenario.name),
+         ("rows", rows.map { row in [("group", row.group), ("bytes", row.bytes), ("fastest", row.fastest.rawValue)]
+             + row.times.map { ("\($0.algorithm.rawValue)_s", $0.seconds) as (String, Any) } }),
+         ("crossovers", crossovers.map { [("group", $0.group), ("ring_tree_crossover_bytes", $0.bytes ?? Double.nan)] as [(String, Any)] })]
     }
 
     static func time(_ seconds: Double) -> String {
