@@ -64,6 +64,8 @@ public struct Scenario: Sendable {
     /// Power, carbon and water (`energy:`), and a whole run's length and prices (`workload.tokens|steps`, `cost:`).
     public var energy: EnergySettings?
     public var budget: TrainingBudget?
+    /// Training data read from storage every step (`data:`).
+    public var data: InputPipeline?
 
     public init(name: String, device: Device, nodes: Int, gpusPerNode: Int, topology: Fabric.Topology, scaleUp: Link, scaleOut: Link,
                 model: ModelSpec, batch: Int, sequence: Int, layout: ParallelLayout) {

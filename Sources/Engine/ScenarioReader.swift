@@ -28,7 +28,7 @@ public struct ScenarioReader {
     }
 
     static let sections = ["name", "seed", "cluster", "fabric", "storage", "workload", "layout", "collectives", "checkpoint", "fidelity", "reliability",
-                           "energy", "cost", "sweep"]
+                           "energy", "cost", "data", "sweep"]
 
     public func read() throws -> Sweep {
         let root: Node
@@ -205,6 +205,10 @@ public struct ScenarioReader {
         if let node = top["reliability"] { scenario.reliability = try reliability(node) }
         if let node = top["energy"] { scenario.energy = try energy(node, device: device) }
         scenario.budget = try budget(workload, cost: top["cost"])
+        if let node = top["data"] {
+            guard scenario.storage != nil else { throw fail(node, "data is read from storage: add a storage: section (aggregate, per_client, latency)") }
+            scenario.data = try data(node)
+        }
         if let node = top["fidelity"] {
             guard let value = node.string.flatMap(Fidelity.init(rawValue:)) else {
                 throw fail(node, "fidelity must be analytical (α–β per path) or flow (max–min fair sharing of links), got '\(node.string ?? "")'")

@@ -19,6 +19,8 @@ public struct StepReport: Sendable {
         /// Of one save: the write's duration, and what it costs data-parallel traffic while it lasts.
         public var checkpointWrite = SimTime.zero
         public var checkpointContention = SimTime.zero
+        /// The input pipeline's stall: reading the next batch took longer than the step it hid behind.
+        public var dataStall = SimTime.zero
     }
 
     public struct Span: Sendable, Hashable {
@@ -56,7 +58,7 @@ public struct StepReport: Sendable {
     /// efficiency, bandwidth or latency far outside any real machine's) saturated.
     public var problem: String? {
         let b = breakdown
-        let parts = [stepTime, b.compute, b.tensorParallel, b.pipelineWait, b.dataParallelExposed, b.optimizer, b.checkpoint]
+        let parts = [stepTime, b.compute, b.tensorParallel, b.pipelineWait, b.dataParallelExposed, b.optimizer, b.checkpoint, b.dataStall]
         guard parts.contains(where: \.isSaturated) else { return nil }
         return String(format: "the simulated step would last more than %.0e s (%.1f years): check the device's efficiency and peak, and the "
                       + "bandwidths and latencies of its links and storage", SimTime.limit.seconds, SimTime.limit.seconds / 31_557_600)
@@ -257,8 +259,11 @@ public struct StepSimulator {
         }
 
         let slowest = pipeline.finish.indices.max { pipeline.finish[$0] < pipeline.finish[$1] } ?? 0
-        let step = (pipeline.finish.max() ?? .zero) + checkpoint
+        let busy = (pipeline.finish.max() ?? .zero) + checkpoint
+        let dataStall = s.data.map { max(.zero, $0.readTime(s) - busy) } ?? .zero
+        let step = busy + dataStall
         var breakdown = pipeline.breakdown[slowest]
+        breakdown.dataStall = dataStall
         breakdown.checkpoint = checkpoint
         breakdown.checkpointWrite = checkpointWrite
         breakdown.checkpointContention = contention
@@ -292,9 +297,6 @@ public struct StepSimulator {
 }
 
 extension StepSimulator {
-    /// A data-parallel bucket's waits on a calibrated CPU, every rank of the node busy: a ring
-    /// over more ranks than cores cannot take a step without a context switch (2(g − 1)
-    /// meetings); a smaller group meets once.
     /// A collective timed by `algorithm`; with `auto`, the fastest is timed and what it picked is noted once.
     func timedCollective(_ part: CollectiveModel.Part, _ group: [Int], bytes: Double, algorithm: CollectiveModel.Algorithm,
                          what: String, into choices: inout [String]) -> SimTime {
@@ -307,6 +309,9 @@ extension StepSimulator {
         return time
     }
 
+    /// A data-parallel bucket's waits on a calibrated CPU, every rank of the node busy: a ring
+    /// over more ranks than cores cannot take a step without a context switch (2(g − 1)
+    /// meetings); a smaller group meets once.
     public func bucketSynchronization(group: Int) -> SimTime {
         guard let c = scenario.device.calibration else { return .zero }
         let meetings = group > c.cores ? 2 * (group - 1) : 1

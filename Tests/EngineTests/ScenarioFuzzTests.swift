@@ -82,7 +82,7 @@ enum FuzzCase {
         let b = r.breakdown
         let parts: [(String, Double)] = [("compute", b.compute.seconds), ("tensor", b.tensorParallel.seconds), ("pipeline wait", b.pipelineWait.seconds),
                                          ("dp exposed", b.dataParallelExposed.seconds), ("optimizer", b.optimizer.seconds),
-                                         ("checkpoint", b.checkpoint.seconds)]
+                                         ("checkpoint", b.checkpoint.seconds), ("data stall", b.dataStall.seconds)]
         for (name, value) in parts where !value.isFinite || value < 0 { return "\(name) \(value)" }
         let sum = parts.reduce(0) { $0 + $1.1 }
         if abs(sum - step) > 1e-6 * step + 1e-9 { return "the breakdown sums to \(sum) s, the step is \(step) s" }

@@ -45,6 +45,10 @@ public struct SweepRow: Codable, Sendable {
         }
         self.cells = cells
         note = problem.map { "does not run: " + $0 } ?? ""
+        if let r, problem == nil, r.breakdown.dataStall > .zero {
+            note = String(format: "storage-bound: the input pipeline stalls %@ (%.0f %% of the step)", r.breakdown.dataStall.description,
+                          r.breakdown.dataStall.seconds / r.stepTime.seconds * 100)
+        }
         json = JSONLine.encode(SimulationRecord.step(values, s, r, problem: problem))
         label = values.map { "\($0.key)\($0.value)" }.joined(separator: " ")
         tokensPerSecond = problem == nil ? r?.tokensPerSecond ?? 0 : 0
@@ -81,6 +85,10 @@ public enum SimulationText {
         line("pipeline wait", b.pipelineWait, String(format: "   (bubble: %.1f %% of all stages' time)", r.bubbleFraction * 100))
         line("dp exposed", b.dataParallelExposed)
         line("optimizer", b.optimizer)
+        if let data = s.data {
+            line("data stall", b.dataStall, "   (reading a batch of \(Units.bytes(data.batchBytes(s))) takes \(data.readTime(s)) on \(data.readers(s)) reading node(s)"
+                 + (data.cacheHitRate > 0 ? String(format: ", %.0f %% from their caches", data.cacheHitRate * 100) : "") + "; the loader hides it behind the step)")
+        }
         line("checkpoint", b.checkpoint, b.checkpointContention > .zero
              ? "   (stall per step; each async write of \(b.checkpointWrite) slows data-parallel traffic by \(b.checkpointContention) in all)" : "   (stall per step)")
         let m = r.memory, gib = Units.bytes

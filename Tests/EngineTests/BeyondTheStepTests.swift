@@ -191,3 +191,49 @@ final class CollectiveChoiceTests: XCTestCase {
         }
     }
 }
+
+/// The input pipeline: reads from the shared file system and a node cache, hidden behind the step.
+final class InputPipelineTests: XCTestCase {
+    static let yaml = """
+        cluster: {device: H100, nodes: 128, gpus_per_node: 8, scale_up: {bandwidth: 450 GB/s, latency: 2 us}}
+        fabric: {topology: fat-tree, radix: 64, tiers: 3, link: {bandwidth: 400 Gb/s, latency: 1 us}}
+        storage: {aggregate: 100 GB/s, per_client: 4 GB/s, latency: 5 ms}
+        workload: {model: llama-8b, batch: 2048, sequence: 2048, efficiency: 0.5}
+        layout: {dp: 128, tp: 8, microbatches: 8, zero: 1, recompute: full}
+        data: {bytes_per_sample: 64 MB}
+        """
+
+    func testTheReadIsTheSlowerTierAndOnlyItsExcessStalls() throws {
+        let s = try ScenarioReader(path: "d.yaml", text: Self.yaml).read().base
+        let data = try XCTUnwrap(s.data)
+        let batch = 2048 * 64e6
+        XCTAssertEqual(data.batchBytes(s), batch)
+        XCTAssertEqual(data.readers(s), 128)
+        // Shared file system: the aggregate (1.31 s) binds before each node's 4 GB/s (0.26 s); plus the latency.
+        XCTAssertEqual(data.readTime(s).seconds, batch / 100e9 + 0.005, accuracy: 1e-6)
+        let report = StepSimulator(scenario: s).run()
+        let b = report.breakdown
+        let busy = b.compute + b.tensorParallel + b.pipelineWait + b.dataParallelExposed + b.optimizer + b.checkpoint
+        XCTAssertEqual(b.dataStall.seconds, max(0, data.readTime(s).seconds - busy.seconds), accuracy: 1e-6)
+        XCTAssertGreaterThan(b.dataStall, .zero, "this cluster is storage-bound")
+        XCTAssertEqual(report.stepTime, busy + b.dataStall)
+
+        // A cache holding 60 % serves it at 12 GB/s per node in parallel: the misses alone bind.
+        let cached = try ScenarioReader(path: "d.yaml", text: Self.yaml.replacingOccurrences(of: "data: {bytes_per_sample: 64 MB}",
+                                                                                             with: "data: {bytes_per_sample: 64 MB, cache: {hit_rate: 0.6, bandwidth: 12 GB/s}}")).read().base
+        XCTAssertEqual(try XCTUnwrap(cached.data).readTime(cached).seconds, 0.4 * batch / 100e9 + 0.005, accuracy: 1e-6)
+        XCTAssertEqual(StepSimulator(scenario: cached).run().breakdown.dataStall, .zero)
+    }
+
+    func testBadDataSectionsNameTheirLine() {
+        func error(_ yaml: String) -> String {
+            do { _ = try ScenarioReader(path: "d.yaml", text: yaml).read(); return "no error" } catch { return "\(error)" }
+        }
+        let noStorage = Self.yaml.replacingOccurrences(of: "storage: {aggregate: 100 GB/s, per_client: 4 GB/s, latency: 5 ms}\n", with: "")
+        XCTAssertTrue(error(noStorage).contains("data is read from storage"), error(noStorage))
+        let rate = Self.yaml.replacingOccurrences(of: "{bytes_per_sample: 64 MB}", with: "{bytes_per_sample: 64 MB, cache: {hit_rate: 1.5, bandwidth: 1 GB/s}}")
+        XCTAssertTrue(error(rate).contains("d.yaml:6:") && error(rate).contains("hit_rate"), error(rate))
+        let none = Self.yaml.replacingOccurrences(of: "{bytes_per_sample: 64 MB}", with: "{cache: {hit_rate: 0.5, bandwidth: 1 GB/s}}")
+        XCTAssertTrue(error(none).contains("data needs bytes_per_token"), error(none))
+    }
+}
