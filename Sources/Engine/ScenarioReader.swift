@@ -72,7 +72,7 @@ public struct ScenarioReader {
 
     /// A catalog name, or a measured device (`fleet calibrate` writes one): a mapping with a
     /// name, cores, peak and memory figures, sgemm rates by shape and per-element kernel times.
-    private func device(_ node: Node) throws -> Device {
+    func device(_ node: Node) throws -> Device {
         let known = DeviceCatalog.all.map(\.name).joined(separator: ", ")
         if let name = node.string {
             guard let device = DeviceCatalog.named(name) else { throw fail(node, "unknown device '\(name)'; expected one of \(known)") }

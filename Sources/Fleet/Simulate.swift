@@ -40,7 +40,13 @@ struct Simulate: ParsableCommand {
 
     func run() throws {
         try Console.reportingErrors {
-            let sweep = try ScenarioReader(path: scenario).read()
+            let reader = try ScenarioReader(path: scenario)
+            if let serving = try reader.readServing() {
+                let report = ServingSimulator.run(serving), best = ServingSimulator.highestRate(serving)
+                if json { Console.json(ServingText.document(serving, report, best: best)) } else { ServingText.lines(serving, report, best: best).forEach(Console.out) }
+                return
+            }
+            let sweep = try reader.read()
             if collectives {
                 let table = CollectiveTable(sweep.base)
                 if json { Console.json(table.document(sweep.base)) } else { table.lines().forEach(Console.out) }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Engine
+import Workload
 
 /// Energy identities, whole-run time and cost, and fabric sizes against their closed forms.
 final class EnergyAndFabricTests: XCTestCase {
@@ -235,5 +236,61 @@ final class InputPipelineTests: XCTestCase {
         XCTAssertTrue(error(rate).contains("d.yaml:6:") && error(rate).contains("hit_rate"), error(rate))
         let none = Self.yaml.replacingOccurrences(of: "{bytes_per_sample: 64 MB}", with: "{cache: {hit_rate: 0.5, bandwidth: 1 GB/s}}")
         XCTAssertTrue(error(none).contains("data needs bytes_per_token"), error(none))
+    }
+}
+
+/// Serving: one request against the roofline, queueing at low load, and bad values.
+final class ServingTests: XCTestCase {
+    func scenario(tp: Int = 1) -> ServingScenario {
+        var s = ServingScenario(name: "t", device: DeviceCatalog.h100, model: ModelCatalog.llama8B,
+                                scaleUp: Link(bandwidth: .gigabytesPerSecond(450), latency: SimTime(seconds: 2e-6)),
+                                rate: 1, prompt: .fixed(1000), output: .fixed(100), duration: 60)
+        s.tp = tp
+        return s
+    }
+
+    func testOneRequestPrefillIsComputeBoundAndDecodeBandwidthBound() {
+        let s = scenario()
+        let n = Double(ModelCatalog.llama8B.parameterCount), weights = n * 2
+        let r = ServingSimulator.run(s, arrivals: [(arrival: 1, prompt: 1000, output: 100)])
+        // Prefill: 2N FLOPs per token (plus attention) at half of 989 TFLOP/s; far above the weights' read.
+        let prefill = 2 * n * 1000 / (989e12 * 0.5)
+        XCTAssertGreaterThan(prefill, weights / 3350e9 * 3)
+        XCTAssertEqual(r.ttft.p50, prefill, accuracy: 0.05 * prefill)
+        // Decode: each token reads every weight and the KV cache so far — memory-bound.
+        let decode = (weights + 1050 * s.kvBytesPerToken) / 3350e9
+        XCTAssertEqual(r.tpot.p50, decode, accuracy: 0.05 * decode)
+        XCTAssertEqual(r.requests, 1)
+    }
+
+    func testAtLowLoadThereIsNoQueue() {
+        var s = scenario()
+        let alone = ServingSimulator.run(s, arrivals: [(arrival: 0, prompt: 1000, output: 100)])
+        let service = alone.ttft.p50 + 99 * alone.tpot.p50
+        s.rate = 0.02 / service            // 2 % utilisation
+        s.duration = 2000 * service / 0.02 / 100
+        let light = ServingSimulator.run(s)
+        XCTAssertGreaterThan(light.requests, 10)
+        XCTAssertEqual(light.ttft.p50, alone.ttft.p50, accuracy: 0.02 * alone.ttft.p50, "a request rarely finds another in the system")
+        XCTAssertLessThan(light.kvOccupancy.mean, 0.05)
+        s.rate *= 40                        // 80 %: queueing lengthens the tail
+        XCTAssertGreaterThan(ServingSimulator.run(s).ttft.p99, light.ttft.p99)
+    }
+
+    func testServingScenariosAreCheckedWithTheirLine() throws {
+        let good = try String(contentsOfFile: EngineTests.scenarios + "/llama-70b-serving.yaml", encoding: .utf8)
+        let s = try XCTUnwrap(try ScenarioReader(path: "s.yaml", text: good).readServing())
+        XCTAssertEqual(s.instances, 4)
+        XCTAssertNotNil(ServingSimulator.highestRate(s))
+        func error(_ text: String) -> String {
+            do { _ = try ScenarioReader(path: "s.yaml", text: text).readServing(); return "no error" } catch { return "\(error)" }
+        }
+        XCTAssertTrue(error(good.replacingOccurrences(of: "rate: 8 ", with: "rate: -8 ")).contains("serving.rate"), error(good.replacingOccurrences(of: "rate: 8 ", with: "rate: -8 ")))
+        let tp = good.replacingOccurrences(of: "tp: 8", with: "tp: 16")
+        XCTAssertTrue(error(tp).contains("serving.tp must be a whole number from 1 to 8"), error(tp))
+        let small = good.replacingOccurrences(of: "tp: 8", with: "tp: 1")
+        XCTAssertTrue(error(small).contains("do not fit in 1 × H100"), error(small))
+        let unknown = good.replacingOccurrences(of: "max_batch:", with: "max_bach:")
+        XCTAssertTrue(error(unknown).contains("did you mean 'max_batch'"), error(unknown))
     }
 }

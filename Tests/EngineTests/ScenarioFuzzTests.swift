@@ -51,6 +51,21 @@ final class ScenarioFuzzTests: XCTestCase {
 enum FuzzCase {
     /// nil when the case failed cleanly or simulated to sane numbers; else what was wrong.
     static func check(path: String, text: String) -> String? {
+        // A serving scenario: refused with a ScenarioError, or served to finite, ordered latencies.
+        do {
+            if let serving = try ScenarioReader(path: path, text: text).readServing() {
+                let r = ServingSimulator.run(serving)
+                let values = [r.completedPerSecond, r.outputTokensPerSecond, r.ttft.p50, r.ttft.p99, r.tpot.p50, r.tpot.p99, r.kvOccupancy.mean, r.kvOccupancy.peak]
+                guard values.allSatisfy({ $0.isFinite && $0 >= 0 }), r.ttft.p50 <= r.ttft.p99, r.tpot.p50 <= r.tpot.p99, r.kvOccupancy.peak <= 1 + 1e-9 else {
+                    return "serving: \(r)"
+                }
+                return nil
+            }
+        } catch let error as ScenarioError {
+            return "\(error)".isEmpty ? "an empty error message" : nil
+        } catch {
+            return "an error that is not a ScenarioError: \(type(of: error)): \(error)"
+        }
         let sweep: ScenarioReader.Sweep
         do {
             sweep = try ScenarioReader(path: path, text: text).read()

@@ -19,6 +19,14 @@ final class SimulateCommandTests: FleetProcessTestCase {
             // One JSON document per call: the step (or the sweep's points) and the reliability run.
             XCTAssertEqual(first.stdout.split(separator: "\n").count, 1, "\(file): one document")
             let document = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(first.stdoutBytes)) as? [String: Any], file)
+            if let serving = document["serving"] as? [String: Any] {
+                for key in ["ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "output_tokens_per_s", "kv_occupancy_mean"] {
+                    let value = try XCTUnwrap(serving[key] as? Double, "\(file): \(key)")
+                    XCTAssertTrue(value.isFinite && value >= 0, "\(file): \(key) = \(value)")
+                }
+                XCTAssertNotNil(serving["highest_rate_meeting_objectives"] as? Double, file)
+                continue
+            }
             if let reliability = document["reliability"] as? [String: Any] {
                 for key in ["goodput", "checkpoint_interval_s", "mtbf_s", "optimal_interval_s", "young_daly_interval_s", "failure_probability", "expected_failures"] {
                     let value = try XCTUnwrap(reliability[key] as? Double, "\(file): \(key)")

@@ -1,0 +1,197 @@
+import Foundation
+import Workload
+
+/// Inference serving (`serving:` in a scenario): model instances of `tp` GPUs each, Poisson
+/// request arrivals, continuous batching under a KV-cache budget, prefill and decode priced by
+/// the device roofline. Simulated request by request.
+public struct ServingScenario: Sendable {
+    public enum Length: Sendable, Hashable {
+        case fixed(Int), exponential(mean: Double), uniform(Int, Int)
+
+        func draw(_ random: inout SplitMix64) -> Int {
+            switch self {
+            case .fixed(let n): return n
+            case .exponential(let mean): return max(1, Int((-mean * log(1 - random.unit())).rounded()))
+            case let .uniform(low, high): return low + random.below(high - low + 1)
+            }
+        }
+        public var mean: Double {
+            switch self {
+            case .fixed(let n): return Double(n)
+            case .exponential(let mean): return mean
+            case let .uniform(low, high): return Double(low + high) / 2
+            }
+        }
+    }
+
+    public var name: String
+    public var device: Device
+    public var model: ModelSpec
+    public var precision: Device.Precision = .bf16
+    public var efficiency = 0.5
+    /// GPUs per instance (tensor parallel over the node's scale-up link), and instances.
+    public var tp = 1, instances = 1
+    public var scaleUp: Link
+    /// Requests per second over all instances (Poisson), and their prompt and output lengths.
+    public var rate: Double
+    public var prompt: Length, output: Length
+    /// Most sequences decoded together per instance.
+    public var maxBatch = 256
+    /// Simulated arrival window; the run continues until every request finishes.
+    public var duration: Double
+    public var seed: UInt64 = 1
+    /// Latency objectives (p99) for the rate sweep, and the rates to try.
+    public var ttftObjective: Double?, tpotObjective: Double?
+    public var rates: [Double] = []
+
+    public init(name: String, device: Device, model: ModelSpec, scaleUp: Link, rate: Double, prompt: Length, output: Length, duration: Double) {
+        self.name = name
+        self.device = device
+        self.model = model
+        self.scaleUp = scaleUp
+        self.rate = rate
+        self.prompt = prompt
+        self.output = output
+        self.duration = duration
+    }
+
+    /// Bytes of K and V one token keeps in every layer.
+    public var kvBytesPerToken: Double {
+        2 * Double(model.layers * model.kvHeads * model.headSize * precision.bytes)
+    }
+
+    public var weightBytes: Double { Double(model.parameterCount * precision.bytes) }
+
+    /// KV-cache budget of one instance: its GPUs' memory less the weights, 90 % usable.
+    public var kvBudget: Double { max(0, Double(tp) * device.memoryBytes * 0.9 - weightBytes) }
+
+    /// One forward pass over `tokens` new tokens that attend to `attended` earlier positions in
+    /// all: the slower of its FLOPs at `efficiency` of peak and its memory traffic (weights once,
+    /// the KV cache read), plus two tensor-parallel all-reduces per layer on the scale-up link.
+    public func forward(tokens: Double, attended: Double) -> Double {
+        let flops = 2 * Double(model.parameterCount) * tokens + 4 * Double(model.layers * model.dModel) * attended
+        let bytes = weightBytes + attended * kvBytesPerToken
+        let roofline = max(flops / (Double(tp) * device.peak(precision) * efficiency), bytes / (Double(tp) * device.memoryBandwidth.bytesPerSecond))
+        guard tp > 1 else { return roofline }
+        let message = tokens * Double(model.dModel * precision.bytes) * 2 * Double(tp - 1) / Double(tp)
+        return roofline + Double(2 * model.layers) * (message / scaleUp.bandwidth.bytesPerSecond + 2 * Double(tp - 1) * scaleUp.latency.seconds)
+    }
+
+    /// What the scenario cannot be, if anything.
+    public func problem() -> String? {
+        if kvBudget <= 0 { return "\(model.name)'s weights (\(Int(weightBytes / 1e9)) GB) do not fit in \(tp) × \(device.name); raise serving.tp" }
+        let longest = kvBytesPerToken * Double(maxLength(prompt) + maxLength(output))
+        if longest > kvBudget { return "one request of the longest lengths needs more KV cache than an instance has; raise serving.tp or shorten the lengths" }
+        if rate * duration > 200_000 || rates.contains(where: { $0 * duration > 200_000 }) { return "serving.rate × serving.duration asks for more than 200,000 requests; shorten the duration" }
+        return nil
+    }
+
+    func maxLength(_ l: Length) -> Int {
+        switch l {
+        case .fixed(let n): return n
+        case .exponential(let mean): return Int(mean * 20)
+        case let .uniform(_, high): return high
+        }
+    }
+}
+
+/// What a serving run measured.
+public struct ServingReport: Sendable {
+    public let requests: Int
+    public let completedPerSecond: Double, outputTokensPerSecond: Double
+    public let ttft: (p50: Double, p99: Double), tpot: (p50: Double, p99: Double)
+    public let kvOccupancy: (mean: Double, peak: Double)
+    public let wall: Double
+
+    public func meets(ttft objective: Double?, tpot tpotObjective: Double?) -> Bool {
+        (objective.map { ttft.p99 <= $0 } ?? true) && (tpotObjective.map { tpot.p99 <= $0 } ?? true)
+    }
+}
+
+public enum ServingSimulator {
+    struct Request {
+        let arrival: Double, prompt: Int, output: Int
+        var firstToken = 0.0, generated = 0, finish = 0.0
+    }
+
+    /// Simulates `s` at `rate` requests per second (default: the scenario's).
+    public static func run(_ s: ServingScenario, rate: Double? = nil) -> ServingReport {
+        let rate = rate ?? s.rate
+        var random = SplitMix64(seed: s.seed)
+        var arrivals: [(arrival: Double, prompt: Int, output: Int)] = []
+        var t = 0.0
+        while true {
+            t += -log(1 - random.unit()) / rate
+            if t > s.duration { break }
+            arrivals.append((t, s.prompt.draw(&random), max(1, s.output.draw(&random))))
+        }
+        return run(s, arrivals: arrivals)
+    }
+
+    /// Serves exactly these requests (arrival time, prompt and output tokens), in arrival order.
+    public static func run(_ s: ServingScenario, arrivals: [(arrival: Double, prompt: Int, output: Int)]) -> ServingReport {
+        var requests = arrivals.map { Request(arrival: $0.arrival, prompt: $0.prompt, output: max(1, $0.output)) }
+        // Round-robin over instances; each runs its own continuous batch.
+        var occupancy = (weighted: 0.0, time: 0.0, peak: 0.0)
+        var end = 0.0
+        for instance in 0..<s.instances {
+            let mine = stride(from: instance, to: requests.count, by: s.instances).map { $0 }
+            var queue = mine[...], running: [Int] = []
+            var clock = 0.0, reserved = 0.0
+            while !queue.isEmpty || !running.isEmpty {
+                if running.isEmpty, let next = queue.first, requests[next].arrival > clock { clock = requests[next].arrival }
+                // Admit what has arrived while the batch and the KV budget allow (a request reserves its whole length).
+                var admitted: [Int] = []
+                while let next = queue.first, requests[next].arrival <= clock, running.count + admitted.count < s.maxBatch {
+                    let need = s.kvBytesPerToken * Double(requests[next].prompt + requests[next].output)
+                    if reserved + need > s.kvBudget { break }
+                    reserved += need
+                    admitted.append(next)
+                    queue.removeFirst()
+                }
+                let step: Double
+                if !admitted.isEmpty {
+                    // Prefill the newcomers together (decodes wait one iteration); each gets its first token.
+                    let tokens = admitted.reduce(0.0) { $0 + Double(requests[$1].prompt) }
+                    let attended = admitted.reduce(0.0) { $0 + Double(requests[$1].prompt) * Double(requests[$1].prompt) / 2 }
+                    step = s.forward(tokens: tokens, attended: attended)
+                    for i in admitted {
+                        requests[i].firstToken = clock + step
+                        requests[i].generated = 1
+                    }
+                    running += admitted
+                } else {
+                    let attended = running.reduce(0.0) { $0 + Double(requests[$1].prompt + requests[$1].generated) }
+                    step = s.forward(tokens: Double(running.count), attended: attended)
+                    for i in running { requests[i].generated += 1 }
+                }
+                occupancy.weighted += reserved / s.kvBudget * step
+                occupancy.time += step
+                occupancy.peak = max(occupancy.peak, reserved / s.kvBudget)
+                clock += step
+                running.removeAll { i in
+                    guard requests[i].generated >= requests[i].output else { return false }
+                    requests[i].finish = clock
+                    reserved -= s.kvBytesPerToken * Double(requests[i].prompt + requests[i].output)
+                    return true
+                }
+            }
+            end = max(end, clock)
+        }
+        let ttft = requests.map { $0.firstToken - $0.arrival }.sorted()
+        let tpot = requests.filter { $0.output > 1 }.map { ($0.finish - $0.firstToken) / Double($0.output - 1) }.sorted()
+        func quantile(_ v: [Double], _ q: Double) -> Double {
+            v.isEmpty ? 0 : v[min(v.count - 1, max(0, Int((q * Double(v.count)).rounded(.up)) - 1))]
+        }
+        let wall = max(end, 1e-9)
+        return ServingReport(requests: requests.count, completedPerSecond: Double(requests.count) / wall,
+                             outputTokensPerSecond: Double(requests.reduce(0) { $0 + $1.output }) / wall,
+                             ttft: (quantile(ttft, 0.5), quantile(ttft, 0.99)), tpot: (quantile(tpot, 0.5), quantile(tpot, 0.99)),
+                             kvOccupancy: (occupancy.time > 0 ? occupancy.weighted / occupancy.time : 0, occupancy.peak), wall: wall)
+    }
+
+    /// The highest of the scenario's `rates` whose p99 latencies meet its objectives (nil: none does).
+    public static func highestRate(_ s: ServingScenario) -> (rate: Double, report: ServingReport)? {
+        s.rates.sorted().map { ($0, run(s, rate: $0)) }.last { $0.1.meets(ttft: s.ttftObjective, tpot: s.tpotObjective) }
+    }
+}
