@@ -19,8 +19,10 @@ enum FleetChild {
     }
 
     /// A `fleet train … --json` run: its step lines and its summary (the line with `final_loss`).
-    static func train(_ arguments: [String], timeout: Double = 600) throws -> (steps: [[String: Any]], summary: [String: Any]) {
-        let lines = try json(["train"] + arguments + ["--json"], timeout: timeout)
+    /// Workers' logs go under `directory` (the lab run's own), not into the user's runs/.
+    static func train(_ arguments: [String], in directory: String, name: String, timeout: Double = 600) throws -> (steps: [[String: Any]], summary: [String: Any]) {
+        let place = arguments.contains("--run-dir") ? [] : ["--run-dir", directory + "/" + name]
+        let lines = try json(["train"] + arguments + place + ["--json"], timeout: timeout)
         guard let summary = lines.last(where: { $0["final_loss"] != nil }) else {
             throw LabError("`fleet train \(arguments.joined(separator: " "))` printed no summary")
         }

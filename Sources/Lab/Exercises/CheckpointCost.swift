@@ -50,7 +50,7 @@ struct CheckpointCost: Exercise {
         for async in [false, true] {
             settings.progress("training gpt-tiny with \(async ? "asynchronous" : "synchronous") checkpoints…")
             let directory = settings.directory + (async ? "/ck-async" : "/ck-sync")
-            let run = try FleetChild.train(arguments(directory, async: async))
+            let run = try FleetChild.train(arguments(directory, async: async), in: settings.directory, name: async ? "async" : "sync")
             stalls.append(stall(run.steps))
             sizes.append(Double(RunDirectory.size(of: directory + "/step-00000024")))
         }

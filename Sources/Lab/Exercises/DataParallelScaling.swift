@@ -47,7 +47,7 @@ struct DataParallelScaling: Exercise {
         var rates: [Double] = [], exposed: [Double] = [], bytes: [Double] = []
         for dp in layouts(settings.quick) {
             settings.progress("training gpt-tiny with dp\(dp)…")
-            let run = try FleetChild.train(arguments(dp: dp, quick: settings.quick))
+            let run = try FleetChild.train(arguments(dp: dp, quick: settings.quick), in: settings.directory, name: "dp\(dp)")
             rates.append(FleetChild.median(run.steps, "tokens_per_s", skip: 2))
             exposed.append(FleetChild.median(run.steps, "dp_exposed_s", skip: 2))
             bytes.append(FleetChild.median(run.steps, "dp_bytes", skip: 0))

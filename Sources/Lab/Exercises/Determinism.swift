@@ -49,7 +49,7 @@ struct Determinism: Exercise {
             var pair: [Double] = []
             for dp in [1, 2] {
                 settings.progress("gpt-tiny dp\(dp)\(deterministic ? " --deterministic" : "")…")
-                let run = try FleetChild.train(arguments(settings.directory, dp: dp, deterministic: deterministic))
+                let run = try FleetChild.train(arguments(settings.directory, dp: dp, deterministic: deterministic), in: settings.directory, name: "")
                 pair.append(FleetChild.median(run.steps, "tokens_per_s", skip: 1))
             }
             rates.append(pair)

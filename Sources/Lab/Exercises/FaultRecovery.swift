@@ -47,9 +47,9 @@ struct FaultRecovery: Exercise {
 
     func run(_ settings: LabSettings) throws -> LabOutcome {
         settings.progress("a fault-free reference run…")
-        _ = try FleetChild.train(arguments(settings.directory, fault: false))
+        _ = try FleetChild.train(arguments(settings.directory, fault: false), in: settings.directory, name: "")
         settings.progress("the same run with rank 1 killed during step \(crashStep)…")
-        _ = try FleetChild.train(arguments(settings.directory, fault: true))
+        _ = try FleetChild.train(arguments(settings.directory, fault: true), in: settings.directory, name: "")
         let events = try String(contentsOfFile: settings.directory + "/faulty/events.jsonl", encoding: .utf8)
         guard let finished = events.split(separator: "\n").compactMap({ try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
             .last(where: { $0["event"] as? String == "finished" }) else { throw LabError("the supervised run wrote no `finished` event") }

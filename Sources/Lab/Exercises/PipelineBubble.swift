@@ -54,7 +54,7 @@ struct PipelineBubble: Exercise {
         var predicted: [Double] = [], measured: [Double] = []
         for m in microbatches(settings.quick) {
             settings.progress("training gpt-tiny with pp2 and \(m) micro-batch(es)…")
-            let run = try FleetChild.train(arguments(m: m, quick: settings.quick))
+            let run = try FleetChild.train(arguments(m: m, quick: settings.quick), in: settings.directory, name: "pp2-m\(m)")
             predicted.append(try report(.oneFOneB, p: 2, m: m).bubbleFraction)
             // Idle is everything but compute: waits for activations and gradients, and (pp without dp) the
             // tied-embedding sum, where the first stage's wait for the last one's backward also shows up.

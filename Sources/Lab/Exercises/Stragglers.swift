@@ -36,9 +36,9 @@ struct Stragglers: Exercise {
 
     func run(_ settings: LabSettings) throws -> LabOutcome {
         settings.progress("dp2 without a straggler…")
-        let plain = try FleetChild.train(arguments(slow: false))
+        let plain = try FleetChild.train(arguments(slow: false), in: settings.directory, name: "plain")
         settings.progress("dp2 with rank 1 computing 3× slower…")
-        let slow = try FleetChild.train(arguments(slow: true))
+        let slow = try FleetChild.train(arguments(slow: true), in: settings.directory, name: "slow")
         let (a, b) = (FleetChild.median(plain.steps, "step_s", skip: 3), FleetChild.median(slow.steps, "step_s", skip: 3))
         let named = (slow.summary["straggler_ranks"] as? [Any])?.compactMap { ($0 as? NSNumber)?.doubleValue } ?? []
         var outcome = LabOutcome()

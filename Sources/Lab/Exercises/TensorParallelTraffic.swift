@@ -39,7 +39,7 @@ struct TensorParallelTraffic: Exercise {
 
     func run(_ settings: LabSettings) throws -> LabOutcome {
         settings.progress("training gpt-tiny with tp2…")
-        let run = try FleetChild.train(arguments)
+        let run = try FleetChild.train(arguments, in: settings.directory, name: "tp2")
         let solved = try solve()
         let count = FleetChild.median(run.steps, "tp_allreduces", skip: 0), bytes = FleetChild.median(run.steps, "tp_bytes", skip: 0)
         let share = FleetChild.median(run.steps, "tensor_parallel_s", skip: 2) / FleetChild.median(run.steps, "step_s", skip: 2)
