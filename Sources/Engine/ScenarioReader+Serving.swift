@@ -27,7 +27,7 @@ extension ScenarioReader {
         guard let model = modelNode.string.flatMap(ModelCatalog.named) else {
             throw fail(modelNode, "unknown model '\(modelNode.string ?? "")'; expected one of \(ModelCatalog.all.map(\.name).joined(separator: ", "))")
         }
-        let serving = try mapping(servingNode, "serving", allowed: ["tp", "instances", "rate", "prompt", "output", "max_batch", "duration", "objectives", "rates"])
+        let serving = try mapping(servingNode, "serving", allowed: ["tp", "instances", "rate", "prompt", "output", "max_batch", "duration", "objectives", "rates", "disaggregation"])
         let rate = try number(required(serving, "rate", "serving"), "serving.rate (requests per second)")
         var s = ServingScenario(name: map["name"]?.string ?? PathName.last(of: path), device: device, model: model, scaleUp: scaleUp, rate: rate,
                                 prompt: try length(required(serving, "prompt", "serving"), "serving.prompt"),
@@ -56,6 +56,13 @@ extension ScenarioReader {
         if let n = serving["rates"] {
             guard let list = n.sequence, !list.isEmpty else { throw fail(n, "serving.rates must be a non-empty list of requests per second, e.g. [5, 10, 20]") }
             s.rates = try list.map { try number($0, "serving.rates") }
+        }
+        if let n = serving["disaggregation"] {
+            let d = try mapping(n, "serving.disaggregation", allowed: ["prefill_instances", "link"])
+            let prefill = try required(d, "prefill_instances", "serving.disaggregation")
+            guard s.instances >= 2 else { throw fail(n, "disaggregation needs at least 2 instances (one to prefill, one to decode)") }
+            s.prefillInstances = try int(prefill, "serving.disaggregation.prefill_instances", minimum: 1, maximum: s.instances - 1)
+            if let link = d["link"] { s.handoverBandwidth = try quantity(link, "serving.disaggregation.link", Units.bandwidth, positive: true) }
         }
         if let problem = s.problem() { throw fail(servingNode, problem) }
         return s

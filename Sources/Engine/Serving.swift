@@ -43,6 +43,10 @@ public struct ServingScenario: Sendable {
     /// Latency objectives (p99) for the rate sweep, and the rates to try.
     public var ttftObjective: Double?, tpotObjective: Double?
     public var rates: [Double] = []
+    /// Prefill/decode disaggregation: this many instances only prefill, the rest only decode, and
+    /// each request's KV cache crosses to its decode instance at `handoverBandwidth` (bytes/s).
+    public var prefillInstances: Int?
+    public var handoverBandwidth = 50e9
 
     public init(name: String, device: Device, model: ModelSpec, scaleUp: Link, rate: Double, prompt: Length, output: Length, duration: Double) {
         self.name = name
@@ -114,6 +118,70 @@ public enum ServingSimulator {
         var firstToken = 0.0, generated = 0, finish = 0.0
     }
 
+    /// What an instance does: both phases (continuous batching), or one side of a disaggregated pair.
+    enum Phase { case both, prefill, decode }
+
+    struct Occupancy { var weighted = 0.0, time = 0.0, peak = 0.0 }
+
+    /// One instance serving `mine` (in the order they become ready); returns when it finished.
+    static func serve(_ s: ServingScenario, _ requests: inout [Request], _ mine: [Int], phase: Phase,
+                      ready: (Request) -> Double, occupancy: inout Occupancy) -> Double {
+        var queue = mine[...], running: [Int] = []
+        var clock = 0.0, reserved = 0.0
+        // A prefill instance holds a prompt's KV only until it is sent; a decoding one holds the whole length.
+        let held = { (r: Request) in s.kvBytesPerToken * Double(phase == .prefill ? r.prompt : r.prompt + r.output) }
+        while !queue.isEmpty || !running.isEmpty {
+            if running.isEmpty, let next = queue.first, ready(requests[next]) > clock { clock = ready(requests[next]) }
+            // Admit what is ready while the batch and the KV budget allow.
+            var admitted: [Int] = []
+            while let next = queue.first, ready(requests[next]) <= clock, running.count + admitted.count < s.maxBatch {
+                if reserved + held(requests[next]) > s.kvBudget { break }
+                reserved += held(requests[next])
+                admitted.append(next)
+                queue.removeFirst()
+            }
+            let step: Double
+            if !admitted.isEmpty && phase != .decode {
+                // Prefill the newcomers together (decodes wait one iteration); each gets its first token.
+                let tokens = admitted.reduce(0.0) { $0 + Double(requests[$1].prompt) }
+                let attended = admitted.reduce(0.0) { $0 + Double(requests[$1].prompt) * Double(requests[$1].prompt) / 2 }
+                step = s.forward(tokens: tokens, attended: attended)
+                for i in admitted {
+                    requests[i].firstToken = clock + step
+                    requests[i].generated = 1
+                }
+                if phase == .both { running += admitted }
+            } else {
+                running += admitted
+                // A one-token answer came with its prefill: nothing to decode.
+                running.removeAll { i in
+                    guard requests[i].generated >= requests[i].output else { return false }
+                    requests[i].finish = max(clock, requests[i].firstToken)
+                    reserved -= held(requests[i])
+                    return true
+                }
+                let attended = running.reduce(0.0) { $0 + Double(requests[$1].prompt + requests[$1].generated) }
+                step = running.isEmpty ? 0 : s.forward(tokens: Double(running.count), attended: attended)
+                for i in running { requests[i].generated += 1 }
+            }
+            occupancy.weighted += reserved / s.kvBudget * step
+            occupancy.time += step
+            occupancy.peak = max(occupancy.peak, reserved / s.kvBudget)
+            clock += step
+            if phase == .prefill {
+                for i in admitted { reserved -= held(requests[i]) }
+                continue
+            }
+            running.removeAll { i in
+                guard requests[i].generated >= requests[i].output else { return false }
+                requests[i].finish = max(clock, requests[i].firstToken)
+                reserved -= held(requests[i])
+                return true
+            }
+        }
+        return clock
+    }
+
     /// Simulates `s` at `rate` requests per second (default: the scenario's).
     public static func run(_ s: ServingScenario, rate: Double? = nil) -> ServingReport {
         let rate = rate ?? s.rate
@@ -131,52 +199,26 @@ public enum ServingSimulator {
     /// Serves exactly these requests (arrival time, prompt and output tokens), in arrival order.
     public static func run(_ s: ServingScenario, arrivals: [(arrival: Double, prompt: Int, output: Int)]) -> ServingReport {
         var requests = arrivals.map { Request(arrival: $0.arrival, prompt: $0.prompt, output: max(1, $0.output)) }
-        // Round-robin over instances; each runs its own continuous batch.
-        var occupancy = (weighted: 0.0, time: 0.0, peak: 0.0)
+        var occupancy = Occupancy()
         var end = 0.0
-        for instance in 0..<s.instances {
-            let mine = stride(from: instance, to: requests.count, by: s.instances).map { $0 }
-            var queue = mine[...], running: [Int] = []
-            var clock = 0.0, reserved = 0.0
-            while !queue.isEmpty || !running.isEmpty {
-                if running.isEmpty, let next = queue.first, requests[next].arrival > clock { clock = requests[next].arrival }
-                // Admit what has arrived while the batch and the KV budget allow (a request reserves its whole length).
-                var admitted: [Int] = []
-                while let next = queue.first, requests[next].arrival <= clock, running.count + admitted.count < s.maxBatch {
-                    let need = s.kvBytesPerToken * Double(requests[next].prompt + requests[next].output)
-                    if reserved + need > s.kvBudget { break }
-                    reserved += need
-                    admitted.append(next)
-                    queue.removeFirst()
-                }
-                let step: Double
-                if !admitted.isEmpty {
-                    // Prefill the newcomers together (decodes wait one iteration); each gets its first token.
-                    let tokens = admitted.reduce(0.0) { $0 + Double(requests[$1].prompt) }
-                    let attended = admitted.reduce(0.0) { $0 + Double(requests[$1].prompt) * Double(requests[$1].prompt) / 2 }
-                    step = s.forward(tokens: tokens, attended: attended)
-                    for i in admitted {
-                        requests[i].firstToken = clock + step
-                        requests[i].generated = 1
-                    }
-                    running += admitted
-                } else {
-                    let attended = running.reduce(0.0) { $0 + Double(requests[$1].prompt + requests[$1].generated) }
-                    step = s.forward(tokens: Double(running.count), attended: attended)
-                    for i in running { requests[i].generated += 1 }
-                }
-                occupancy.weighted += reserved / s.kvBudget * step
-                occupancy.time += step
-                occupancy.peak = max(occupancy.peak, reserved / s.kvBudget)
-                clock += step
-                running.removeAll { i in
-                    guard requests[i].generated >= requests[i].output else { return false }
-                    requests[i].finish = clock
-                    reserved -= s.kvBytesPerToken * Double(requests[i].prompt + requests[i].output)
-                    return true
-                }
+        func spread(_ indices: [Int], over instances: Int) -> [[Int]] {
+            (0..<instances).map { k in stride(from: k, to: indices.count, by: instances).map { indices[$0] } }
+        }
+        if let prefill = s.prefillInstances, prefill < s.instances {
+            // Disaggregated: prefill instances hand each request's KV cache over the link to a decode instance.
+            for mine in spread(Array(requests.indices), over: prefill) {
+                end = max(end, serve(s, &requests, mine, phase: .prefill, ready: { $0.arrival }, occupancy: &occupancy))
             }
-            end = max(end, clock)
+            let handover = { (r: Request) in r.firstToken + Double(r.prompt) * s.kvBytesPerToken / s.handoverBandwidth }
+            let byReady = requests.indices.sorted { handover(requests[$0]) < handover(requests[$1]) }
+            for mine in spread(byReady, over: s.instances - prefill) {
+                end = max(end, serve(s, &requests, mine, phase: .decode, ready: handover, occupancy: &occupancy))
+            }
+        } else {
+            // Round-robin over instances; each runs its own continuous batch.
+            for mine in spread(Array(requests.indices), over: s.instances) {
+                end = max(end, serve(s, &requests, mine, phase: .both, ready: { $0.arrival }, occupancy: &occupancy))
+            }
         }
         let ttft = requests.map { $0.firstToken - $0.arrival }.sorted()
         let tpot = requests.filter { $0.output > 1 }.map { ($0.finish - $0.firstToken) / Double($0.output - 1) }.sorted()

@@ -277,6 +277,26 @@ final class ServingTests: XCTestCase {
         XCTAssertGreaterThan(ServingSimulator.run(s).ttft.p99, light.ttft.p99)
     }
 
+    func testDisaggregationHandsTheCacheOverAndKeepsPrefillsOutOfDecodes() {
+        var s = scenario()
+        s.instances = 2
+        let together = ServingSimulator.run(s, arrivals: [(arrival: 0, prompt: 1000, output: 100)])
+        s.prefillInstances = 1
+        s.handoverBandwidth = 10e9
+        let apart = ServingSimulator.run(s, arrivals: [(arrival: 0, prompt: 1000, output: 100)])
+        XCTAssertEqual(apart.ttft.p50, together.ttft.p50, accuracy: 1e-12, "the first token comes with the prefill either way")
+        let handover = 1000 * s.kvBytesPerToken / 10e9
+        XCTAssertEqual(apart.tpot.p50, (handover + 99 * together.tpot.p50) / 99, accuracy: 0.01 * together.tpot.p50)
+        // Under load, decodes no longer wait behind other requests' prefills.
+        s.instances = 4
+        s.prefillInstances = nil
+        s.rate = 8
+        s.prompt = .exponential(mean: 1000)
+        let colocated = ServingSimulator.run(s)
+        s.prefillInstances = 1
+        XCTAssertLessThan(ServingSimulator.run(s).tpot.p99, colocated.tpot.p99)
+    }
+
     func testServingScenariosAreCheckedWithTheirLine() throws {
         let good = try String(contentsOfFile: EngineTests.scenarios + "/llama-70b-serving.yaml", encoding: .utf8)
         let s = try XCTUnwrap(try ScenarioReader(path: "s.yaml", text: good).readServing())
@@ -290,6 +310,8 @@ final class ServingTests: XCTestCase {
         XCTAssertTrue(error(tp).contains("serving.tp must be a whole number from 1 to 8"), error(tp))
         let small = good.replacingOccurrences(of: "tp: 8", with: "tp: 1")
         XCTAssertTrue(error(small).contains("do not fit in 1 × H100"), error(small))
+        let split = good.replacingOccurrences(of: "  max_batch: 128", with: "  max_batch: 128\n  disaggregation: {prefill_instances: 4}")
+        XCTAssertTrue(error(split).contains("prefill_instances must be a whole number from 1 to 3"), error(split))
         let unknown = good.replacingOccurrences(of: "max_batch:", with: "max_bach:")
         XCTAssertTrue(error(unknown).contains("did you mean 'max_batch'"), error(unknown))
     }

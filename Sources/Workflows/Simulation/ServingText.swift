@@ -5,7 +5,8 @@ import Foundation
 public enum ServingText {
     public static func lines(_ s: ServingScenario, _ r: ServingReport, best: (rate: Double, report: ServingReport)?) -> [String] {
         var lines = ["serving \(s.model.name) on \(s.instances) instance(s) of \(s.tp) × \(s.device.name) (\(s.precision.rawValue), \(Int(s.efficiency * 100)) % of peak), "
-                     + "KV cache \(Units.bytes(s.kvBudget)) per instance (\(Units.bytes(s.kvBytesPerToken)) per token), batches of up to \(s.maxBatch)"]
+                     + "KV cache \(Units.bytes(s.kvBudget)) per instance (\(Units.bytes(s.kvBytesPerToken)) per token), batches of up to \(s.maxBatch)"
+                     + (s.prefillInstances.map { "; disaggregated: \($0) prefill + \(s.instances - $0) decode instance(s), KV handed over at \(Units.bandwidth(s.handoverBandwidth))" } ?? "")]
         lines.append(String(format: "at %.3g requests/s (prompts %.0f, outputs %.0f tokens on average) for %@: %d requests",
                             s.rate, s.prompt.mean, s.output.mean, Units.duration(s.duration), r.requests))
         lines += row(r).map { "  " + $0 }
@@ -40,7 +41,7 @@ public enum ServingText {
              ("kv_occupancy_mean", x.kvOccupancy.mean), ("kv_occupancy_peak", x.kvOccupancy.peak),
              ("meets_objectives", x.meets(ttft: s.ttftObjective, tpot: s.tpotObjective))]
         }
-        var serving: [(String, Any)] = [("model", s.model.name), ("instances", s.instances), ("tp", s.tp), ("kv_budget_bytes", s.kvBudget),
+        var serving: [(String, Any)] = [("model", s.model.name), ("instances", s.instances), ("prefill_instances", s.prefillInstances ?? 0), ("tp", s.tp), ("kv_budget_bytes", s.kvBudget),
                                         ("kv_bytes_per_token", s.kvBytesPerToken)] + fields(s.rate, r)
         if !s.rates.isEmpty {
             serving.append(("sweep", s.rates.sorted().map { fields($0, ServingSimulator.run(s, rate: $0)) }))
