@@ -21,6 +21,9 @@ public struct ReliabilitySettings: Sendable {
     public var components: [ComponentSpec] = []
     /// Checkpoint intervals to sweep (empty: no sweep).
     public var intervals: [Double] = []
+    /// Announced stops: maintenance (every, lasts) and preemptions (mean interval, wait for capacity).
+    public var maintenance: (every: Double, lasts: Double)?
+    public var preemptions: (meanInterval: Double, wait: Double)?
 }
 
 extension Scenario {
@@ -68,6 +71,8 @@ extension Scenario {
         model.detection = settings.detection
         model.rescheduling = settings.rescheduling
         model.repair = settings.repair
+        model.maintenance = settings.maintenance
+        model.preemptions = settings.preemptions
         model.spares = settings.spares
         model.stragglerFraction = settings.stragglerFraction
         model.stragglerFactor = settings.stragglerFactor

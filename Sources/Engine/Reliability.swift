@@ -52,6 +52,10 @@ public struct ReliabilityModel: Sendable {
     public var repair: Double = 4 * 3600
     public var spares: Int = 0
     /// A fraction of devices running `stragglerFactor` times slower; synchronous training waits for the slowest.
+    /// Scheduled maintenance: every `every` seconds the job stops for `lasts`.
+    public var maintenance: (every: Double, lasts: Double)?
+    /// Preemptions with notice (a checkpoint is saved first): on average every `meanInterval`, then `wait` for capacity.
+    public var preemptions: (meanInterval: Double, wait: Double)?
     public var stragglerFraction: Double = 0
     public var stragglerFactor: Double = 1
     public var gpus: Int = 1
@@ -105,6 +109,8 @@ public struct ReliabilityReport: Sendable {
     public var useful: Double
     public var goodput: Double { wall > 0 ? useful / wall : 0 }
     public var rework = 0.0, restart = 0.0, checkpointStalls = 0.0, stragglers = 0.0, repairWait = 0.0
+    /// Announced stops: maintenance windows and preemptions (no work lost, only time).
+    public var maintenance = 0.0, preemptions = 0.0
     public var failures = 0
     public var failuresByComponent: [String: Int] = [:]
     public var checkpoints = 0
@@ -115,6 +121,27 @@ extension ReliabilityModel {
     /// Simulates `duration` of wall time: failures from every component, the job computing
     /// between checkpoints, rolling back to the newest completed checkpoint at each failure.
     public func simulate() -> ReliabilityReport {
+        // Announced stops (maintenance windows, preemptions with notice) lose no work: they take
+        // their expected share of the wall time, and failures play out over the rest.
+        let planned = plannedDowntime
+        let duration = max(0, self.duration - planned.maintenance - planned.preemptions)
+        var report = simulateRunning(duration)
+        report.wall = self.duration
+        report.maintenance = planned.maintenance
+        report.preemptions = planned.preemptions
+        return report
+    }
+
+    /// Downtime of the announced stops over the run: each maintenance window, and each expected
+    /// preemption's checkpoint at the notice, wait for capacity, rescheduling and reload.
+    public var plannedDowntime: (maintenance: Double, preemptions: Double) {
+        let restart = rescheduling + reload
+        let maintenanceTime = maintenance.map { (duration / $0.every).rounded(.down) * ($0.lasts + restart) } ?? 0
+        let preemptionTime = preemptions.map { duration / $0.meanInterval * (checkpointStall + $0.wait + restart) } ?? 0
+        return (min(maintenanceTime, duration), min(preemptionTime, max(0, duration - maintenanceTime)))
+    }
+
+    func simulateRunning(_ duration: Double) -> ReliabilityReport {
         var random = SplitMix64(seed: seed)
         var failures = FailureSource(components: components, random: &random)
         // Synchronous training runs at the pace of its slowest device.

@@ -220,7 +220,7 @@ public struct ScenarioReader {
 
     private func reliability(_ node: Node) throws -> ReliabilitySettings {
         let map = try mapping(node, "reliability", allowed: ["duration", "checkpoint_interval", "checkpointing", "detection", "rescheduling",
-                                                              "repair", "spares", "stragglers", "seed", "components", "intervals"])
+                                                              "repair", "spares", "stragglers", "seed", "components", "intervals", "maintenance", "preemptions"])
         var settings = ReliabilitySettings(duration: try quantity(required(map, "duration", "reliability"), "reliability.duration", Units.time, positive: true))
         if let n = map["checkpoint_interval"], n.string != "auto" { settings.checkpointInterval = try quantity(n, "reliability.checkpoint_interval", Units.time, positive: true) }
         if let n = map["checkpointing"] { settings.checkpointing = try choice(n, "reliability.checkpointing", ReliabilityModel.Checkpointing.allCases) }
@@ -229,6 +229,18 @@ public struct ScenarioReader {
         if let n = map["repair"] { settings.repair = try quantity(n, "reliability.repair", Units.time) }
         if let n = map["spares"] { settings.spares = try int(n, "reliability.spares", minimum: 0) }
         if let n = map["seed"] { settings.seed = UInt64(try int(n, "reliability.seed", minimum: 0)) }
+        if let n = map["maintenance"] {
+            let m = try mapping(n, "reliability.maintenance", allowed: ["every", "lasts"])
+            let every = try quantity(required(m, "every", "reliability.maintenance"), "reliability.maintenance.every", Units.time, positive: true)
+            let lasts = try quantity(required(m, "lasts", "reliability.maintenance"), "reliability.maintenance.lasts", Units.time)
+            guard lasts < every else { throw fail(n, "reliability.maintenance.lasts must be shorter than its every") }
+            settings.maintenance = (every, lasts)
+        }
+        if let n = map["preemptions"] {
+            let p = try mapping(n, "reliability.preemptions", allowed: ["every", "wait"])
+            settings.preemptions = (try quantity(required(p, "every", "reliability.preemptions"), "reliability.preemptions.every (the mean time between them)", Units.time, positive: true),
+                                    try p["wait"].map { try quantity($0, "reliability.preemptions.wait", Units.time) } ?? 0)
+        }
         if let n = map["stragglers"] {
             let stragglers = try mapping(n, "reliability.stragglers", allowed: ["fraction", "factor"])
             let fraction = try required(stragglers, "fraction", "reliability.stragglers")

@@ -132,6 +132,22 @@ final class FailureStatisticsTests: XCTestCase {
         XCTAssertGreaterThan(model.failureProbability(within: hour), 1 - exp(-hour / mtbf))
         XCTAssertEqual(model.failureProbability(within: 365 * 86400), 1, accuracy: 1e-12, "no underflow to 0 over 18,432 parts")
     }
+
+    func testAnnouncedStopsTakeTimeButNoWork() {
+        var model = ReliabilityModel(components: [.init(name: "gpu", count: 1024, mttf: 1e6 * 3600)], duration: 30 * 86400,
+                                     checkpointInterval: 1800, checkpointWrite: 60, reload: 120)
+        model.rescheduling = 300
+        let base = model.simulate()
+        model.maintenance = (every: 7 * 86400, lasts: 4 * 3600)
+        model.preemptions = (meanInterval: 2 * 86400, wait: 1800)
+        let stopped = model.simulate()
+        // 4 windows in 30 days, each 4 h plus rescheduling and reload; 15 expected preemptions, each a save at the notice, the wait, rescheduling and reload.
+        XCTAssertEqual(stopped.maintenance, 4 * (4 * 3600 + 300 + 120), accuracy: 1e-6)
+        XCTAssertEqual(stopped.preemptions, 15 * (60 + 1800 + 300 + 120), accuracy: 1e-6)
+        XCTAssertEqual(stopped.rework + stopped.restart + stopped.checkpointStalls + stopped.stragglers + stopped.useful + stopped.maintenance + stopped.preemptions,
+                       stopped.wall, accuracy: 1e-6 * stopped.wall)
+        XCTAssertLessThan(stopped.goodput, base.goodput)
+    }
 }
 
 /// Collective choice: auto takes the fastest, the double binary tree's closed form, the crossover.

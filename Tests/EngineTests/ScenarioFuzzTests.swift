@@ -135,7 +135,7 @@ enum FuzzCase {
 
     static func saneReliability(_ r: ReliabilityReport) -> String? {
         // Restarts include the wait for repairs.
-        let parts = [r.useful, r.rework, r.restart, r.checkpointStalls, r.stragglers]
+        let parts = [r.useful, r.rework, r.restart, r.checkpointStalls, r.stragglers, r.maintenance, r.preemptions]
         guard r.wall.isFinite, r.wall > 0, parts.allSatisfy({ $0.isFinite && $0 >= 0 }), r.repairWait >= 0, r.repairWait <= r.restart + 1e-9 else {
             return "times \(r)"
         }

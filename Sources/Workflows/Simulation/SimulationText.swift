@@ -121,7 +121,9 @@ public enum SimulationText {
         lines.append("  \(r.failures) failures: " + r.failuresByComponent.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         lines.append("  time lost: rework \(hours(r.rework)) (\(share(r.rework))), restarts \(hours(r.restart)) (\(share(r.restart)); "
             + "of which waiting for repairs \(hours(r.repairWait))), checkpoint stalls \(hours(r.checkpointStalls)) (\(share(r.checkpointStalls))), "
-            + "stragglers \(hours(r.stragglers)) (\(share(r.stragglers)))")
+            + "stragglers \(hours(r.stragglers)) (\(share(r.stragglers)))"
+            + (r.maintenance > 0 ? ", maintenance \(hours(r.maintenance)) (\(share(r.maintenance)))" : "")
+            + (r.preemptions > 0 ? ", preemptions \(hours(r.preemptions)) (\(share(r.preemptions)))" : ""))
         if let sweep {
             lines.append("  checkpoint interval sweep (the same failures for every interval):")
             for report in sweep.reports {
