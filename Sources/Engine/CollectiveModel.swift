@@ -37,8 +37,12 @@ public struct CollectiveModel: Sendable {
     /// all-reduce, or its reduce-scatter or all-gather half), ties to the earlier in the list.
     public func fastest(_ group: [Int], bytes: Double, part: Part = .all) -> (algorithm: Algorithm, time: SimTime) {
         let candidates = part == .all ? Algorithm.concrete : Algorithm.halving
-        let timed = candidates.map { a in (a, part == .all ? allReduce(group, bytes: bytes, algorithm: a) : half(part, group, bytes: bytes, algorithm: a)) }
-        return timed.min { $0.1 < $1.1 }!
+        return candidates.map { ($0, time(part, group, bytes: bytes, algorithm: $0)) }.min { $0.1 < $1.1 }!
+    }
+
+    /// The whole all-reduce, or its reduce-scatter or all-gather half, by `algorithm`.
+    public func time(_ part: Part, _ group: [Int], bytes: Double, algorithm: Algorithm) -> SimTime {
+        part == .all ? allReduce(group, bytes: bytes, algorithm: algorithm) : half(part, group, bytes: bytes, algorithm: algorithm)
     }
 
     /// Ring reduce-scatter: n − 1 steps, each member sending a 1/n block to its successor.
@@ -74,7 +78,7 @@ public struct CollectiveModel: Sendable {
         half(.allGather, group, bytes: bytes, algorithm: algorithm)
     }
 
-    func half(_ part: Part, _ group: [Int], bytes: Double, algorithm: Algorithm) -> SimTime {
+    private func half(_ part: Part, _ group: [Int], bytes: Double, algorithm: Algorithm) -> SimTime {
         guard group.count > 1, bytes > 0 else { return .zero }
         switch algorithm {
         case .auto: return fastest(group, bytes: bytes, part: part).time

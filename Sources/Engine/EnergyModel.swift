@@ -32,8 +32,8 @@ public struct EnergySettings: Sendable, Hashable {
 public struct EnergyReport: Sendable {
     /// Share of the step a device computes (the slowest stage's compute ÷ step time).
     public let utilisation: Double
-    /// One device's average draw over the step: idle + (TDP − idle) × utilisation, watts.
-    public let devicePower: Double
+    /// A device's idle draw, and its average over the step: idle + (TDP − idle) × utilisation, watts.
+    public let idlePower: Double, devicePower: Double
     /// Devices + node overheads + switches, watts.
     public let itPower: Double
     public let settings: EnergySettings
@@ -55,14 +55,13 @@ public struct EnergyReport: Sendable {
 }
 
 public enum EnergyModel {
-    /// The step's power from its simulated busy time (not TDP × time), with the fabric's switches.
-    public static func step(_ s: Scenario, _ r: StepReport, settings: EnergySettings) -> EnergyReport {
+    /// The step's power from its simulated busy time (not TDP × time), with the fabric's `switches`.
+    public static func step(_ s: Scenario, _ r: StepReport, switches: Int, settings: EnergySettings) -> EnergyReport {
         let step = r.stepTime.seconds
         let utilisation = step > 0 ? min(1, r.breakdown.compute.seconds / step) : 0
         let idle = min(settings.deviceIdle ?? 0.2 * s.device.watts, s.device.watts)
         let device = idle + (s.device.watts - idle) * utilisation
-        let switches = Double(FabricSizing(s.fabric).switches)
-        let it = Double(s.gpus) * device + Double(s.nodes) * settings.nodeOverhead + switches * settings.switchPower
-        return EnergyReport(utilisation: utilisation, devicePower: device, itPower: it, settings: settings, devices: s.gpus)
+        let it = Double(s.gpus) * device + Double(s.nodes) * settings.nodeOverhead + Double(switches) * settings.switchPower
+        return EnergyReport(utilisation: utilisation, idlePower: idle, devicePower: device, itPower: it, settings: settings, devices: s.gpus)
     }
 }

@@ -51,11 +51,11 @@ public struct ReliabilityModel: Sendable {
     /// Replacing a failed unit without a spare; spares (whole nodes) skip the wait.
     public var repair: Double = 4 * 3600
     public var spares: Int = 0
-    /// A fraction of devices running `stragglerFactor` times slower; synchronous training waits for the slowest.
     /// Scheduled maintenance: every `every` seconds the job stops for `lasts`.
     public var maintenance: (every: Double, lasts: Double)?
     /// Preemptions with notice (a checkpoint is saved first): on average every `meanInterval`, then `wait` for capacity.
     public var preemptions: (meanInterval: Double, wait: Double)?
+    /// A fraction of devices running `stragglerFactor` times slower; synchronous training waits for the slowest.
     public var stragglerFraction: Double = 0
     public var stragglerFactor: Double = 1
     public var gpus: Int = 1

@@ -63,7 +63,7 @@ public struct RunEstimate: Sendable {
         let sizing = FabricSizing(s.fabric)
         fabric = sizing
         fabricCost = s.budget?.switchPrice.map { Double(sizing.switches) * $0 + Double(sizing.cables) * (s.budget?.cablePrice ?? 0) }
-        let power = EnergyModel.step(s, r, settings: s.energy ?? EnergySettings())
+        let power = EnergyModel.step(s, r, switches: sizing.switches, settings: s.energy ?? EnergySettings())
         energy = power
         let step = r.stepTime.seconds
         perStep = power.over(step)

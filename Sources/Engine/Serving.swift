@@ -232,8 +232,15 @@ public enum ServingSimulator {
                              kvOccupancy: (occupancy.time > 0 ? occupancy.weighted / occupancy.time : 0, occupancy.peak), wall: wall)
     }
 
-    /// The highest of the scenario's `rates` whose p99 latencies meet its objectives (nil: none does).
-    public static func highestRate(_ s: ServingScenario) -> (rate: Double, report: ServingReport)? {
-        s.rates.sorted().map { ($0, run(s, rate: $0)) }.last { $0.1.meets(ttft: s.ttftObjective, tpot: s.tpotObjective) }
+    /// The scenario served at each of its `rates`, slowest first.
+    public static func sweep(_ s: ServingScenario) -> [(rate: Double, report: ServingReport)] {
+        s.rates.sorted().map { ($0, run(s, rate: $0)) }
     }
+
+    /// The highest rate of `sweep` whose p99 latencies meet the scenario's objectives (nil: none does).
+    public static func highestRate(_ s: ServingScenario, in sweep: [(rate: Double, report: ServingReport)]) -> (rate: Double, report: ServingReport)? {
+        sweep.last { $0.report.meets(ttft: s.ttftObjective, tpot: s.tpotObjective) }
+    }
+
+    public static func highestRate(_ s: ServingScenario) -> (rate: Double, report: ServingReport)? { highestRate(s, in: sweep(s)) }
 }

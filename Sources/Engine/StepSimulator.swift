@@ -300,9 +300,7 @@ extension StepSimulator {
     /// A collective timed by `algorithm`; with `auto`, the fastest is timed and what it picked is noted once.
     func timedCollective(_ part: CollectiveModel.Part, _ group: [Int], bytes: Double, algorithm: CollectiveModel.Algorithm,
                          what: String, into choices: inout [String]) -> SimTime {
-        guard algorithm == .auto, group.count > 1, bytes > 0 else {
-            return part == .all ? collectives.allReduce(group, bytes: bytes, algorithm: algorithm) : collectives.half(part, group, bytes: bytes, algorithm: algorithm)
-        }
+        guard algorithm == .auto, group.count > 1, bytes > 0 else { return collectives.time(part, group, bytes: bytes, algorithm: algorithm) }
         let (chosen, time) = collectives.fastest(group, bytes: bytes, part: part)
         let note = "\(what) of \(StepReport.format(bytes: bytes)) over \(group.count): \(chosen.rawValue)"
         if !choices.contains(note) { choices.append(note) }

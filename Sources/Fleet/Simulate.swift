@@ -42,8 +42,8 @@ struct Simulate: ParsableCommand {
         try Console.reportingErrors {
             let reader = try ScenarioReader(path: scenario)
             if let serving = try reader.readServing() {
-                let report = ServingSimulator.run(serving), best = ServingSimulator.highestRate(serving)
-                if json { Console.json(ServingText.document(serving, report, best: best)) } else { ServingText.lines(serving, report, best: best).forEach(Console.out) }
+                let report = ServingSimulator.run(serving), sweep = ServingSimulator.sweep(serving)
+                if json { Console.json(ServingText.document(serving, report, sweep: sweep)) } else { ServingText.lines(serving, report, sweep: sweep).forEach(Console.out) }
                 return
             }
             let sweep = try reader.read()

@@ -38,21 +38,16 @@ struct CollectiveAlgorithms: Exercise {
         return (CollectiveModel(network: AnalyticalNetwork(fabric: scenario.fabric)), (0..<64).map { $0 * 8 })
     }
 
-    func crossover(_ model: CollectiveModel, _ group: [Int]) -> Double {
-        var low = 1.0, high = 1e10
-        for _ in 0..<60 {
-            let mid = (low * high).squareRoot()
-            if model.allReduce(group, bytes: mid, algorithm: .ring) <= model.allReduce(group, bytes: mid, algorithm: .tree) { high = mid } else { low = mid }
-        }
-        return high
-    }
-
     func solve() throws -> [String: Double] {
         let (model, group) = try model()
+        return answers(model, group)
+    }
+
+    func answers(_ model: CollectiveModel, _ group: [Int]) -> [String: Double] {
         let gib = 1024.0 * 1024 * 1024
         return ["ring-1gib": model.allReduce(group, bytes: gib, algorithm: .ring).seconds,
                 "ring-over-tree-4kib": model.allReduce(group, bytes: 4096, algorithm: .ring).seconds / model.allReduce(group, bytes: 4096, algorithm: .tree).seconds,
-                "crossover-bytes": crossover(model, group)]
+                "crossover-bytes": CollectiveTable.crossover(model, group) ?? .nan]
     }
 
     func run(_ settings: LabSettings) throws -> LabOutcome {
@@ -67,7 +62,7 @@ struct CollectiveAlgorithms: Exercise {
             let best = algorithms.indices.min { times[$0][i] < times[$1][i] }!
             outcome.table.append(table.row([Show.bytes(size)] + times.map { Show.ms($0[i]) } + [algorithms[best].rawValue]))
         }
-        outcome.answers = try solve()
+        outcome.answers = answers(model, group)
         outcome.table.append("ring overtakes tree above \(Show.bytes(outcome.answers["crossover-bytes"]!))")
         outcome.figures = [("algorithms.svg", SVGChart.lines(title: "all-reduce time over 64 nodes by algorithm", unit: "ms (log scale)",
                                                              labels: sizes.map { Show.bytes($0) },

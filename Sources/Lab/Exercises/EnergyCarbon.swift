@@ -50,8 +50,9 @@ struct EnergyCarbon: Exercise {
         }
     }
 
-    func solve() throws -> [String: Double] {
-        let e = try estimates()
+    func solve() throws -> [String: Double] { try answers(try estimates()) }
+
+    func answers(_ e: [(grid: String, scenario: Scenario, estimate: RunEstimate)]) throws -> [String: Double] {
         guard let run = e[0].estimate.run, let france = e[1].estimate.run, let time = e[0].estimate.time else { throw LabError("the scenario lost its budget") }
         return ["switches": Double(e[0].estimate.fabric.switches), "steps": Double(time.steps), "facility-gwh": run.facilityKWh / 1e6,
                 "carbon-ratio-us-france": run.carbonKg / france.carbonKg]
@@ -68,7 +69,7 @@ struct EnergyCarbon: Exercise {
         }
         outcome.figures = [("carbon.svg", SVGChart.bars(title: "Llama 3 70B, 15 T tokens: operational carbon by grid", unit: "t CO2e",
                                                         e.map { ($0.grid, ($0.estimate.run?.carbonKg ?? 0) / 1000) }))]
-        outcome.answers = try solve()
+        outcome.answers = try answers(e)
         outcome.record = [("grids", e.map(\.grid)), ("carbon_kg", e.map { $0.estimate.run?.carbonKg ?? 0 })]
         return outcome
     }

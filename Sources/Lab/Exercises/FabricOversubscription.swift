@@ -49,9 +49,10 @@ struct FabricOversubscription: Exercise {
         try algorithms.map { a in try ratios.map { try Simulated.step(yaml($0, a), name: "llama-8b \(a) at \($0):1").1 } }
     }
 
-    func solve() throws -> [String: Double] {
-        let r = try steps()
-        return ["bisection-fraction": 1 / 4.0, "ring-slowdown-4to1": r[0][2].stepTime.seconds / r[0][0].stepTime.seconds,
+    func solve() throws -> [String: Double] { answers(try steps()) }
+
+    func answers(_ r: [[StepReport]]) -> [String: Double] {
+        ["bisection-fraction": 1 / 4.0, "ring-slowdown-4to1": r[0][2].stepTime.seconds / r[0][0].stepTime.seconds,
                 "hd-slowdown-4to1": r[1][2].stepTime.seconds / r[1][0].stepTime.seconds]
     }
 
@@ -68,7 +69,7 @@ struct FabricOversubscription: Exercise {
                                                                    series: zip(algorithms, ["#4878a8", "#d08040"]).enumerated().map { k, pair in
                                                                        (pair.0, pair.1, reports[k].map { $0.stepTime.seconds * 1000 })
                                                                    }))]
-        outcome.answers = try solve()
+        outcome.answers = answers(reports)
         outcome.record = [("oversubscription", ratios), ("ring_step_s", reports[0].map(\.stepTime.seconds)),
                           ("halving_doubling_step_s", reports[1].map(\.stepTime.seconds))]
         return outcome

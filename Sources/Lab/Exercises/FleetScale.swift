@@ -46,6 +46,10 @@ struct FleetScale: Exercise {
 
     func solve() throws -> [String: Double] {
         let (s, r) = try Simulated.step(Self.yaml, name: id)
+        return answers(s, r)
+    }
+
+    func answers(_ s: Scenario, _ r: StepReport) -> [String: Double] {
         let tokens = Double(s.batch * s.sequence)
         return ["tokens-per-step": tokens, "flops-per-step": s.model.trainingFLOPsPerToken(sequence: s.sequence) * tokens,
                 "step-seconds": r.stepTime.seconds, "mfu": r.mfu]
@@ -60,7 +64,7 @@ struct FleetScale: Exercise {
                                                            [("compute", b.compute.seconds), ("tensor-parallel", b.tensorParallel.seconds),
                                                             ("pipeline wait", b.pipelineWait.seconds), ("dp exposed", b.dataParallelExposed.seconds),
                                                             ("optimizer", b.optimizer.seconds)]))]
-        outcome.answers = try solve()
+        outcome.answers = answers(s, r)
         outcome.record = [("step_s", r.stepTime.seconds), ("mfu", r.mfu), ("bubble_fraction", r.bubbleFraction)]
         return outcome
     }

@@ -58,22 +58,26 @@ struct InferenceServing: Exercise {
 
     func solve() throws -> [String: Double] {
         let s = try serving()
+        return answers(s, sweep: ServingSimulator.sweep(s))
+    }
+
+    func answers(_ s: ServingScenario, sweep: [(rate: Double, report: ServingReport)]) -> [String: Double] {
         let alone = ServingSimulator.run(s, arrivals: [(arrival: 0, prompt: 1000, output: 100)])
         return ["kv-bytes-per-token": s.kvBytesPerToken, "prefill-s": alone.ttft.p50, "decode-s": alone.tpot.p50,
-                "max-rate": ServingSimulator.highestRate(s)?.rate ?? 0]
+                "max-rate": ServingSimulator.highestRate(s, in: sweep)?.rate ?? 0]
     }
 
     func run(_ settings: LabSettings) throws -> LabOutcome {
         let s = try serving()
-        let best = ServingSimulator.highestRate(s)
+        let sweep = ServingSimulator.sweep(s)
         var outcome = LabOutcome()
-        outcome.table = ServingText.lines(s, ServingSimulator.run(s), best: best)
-        let rates = s.rates.sorted(), reports = rates.map { ServingSimulator.run(s, rate: $0) }
+        outcome.table = ServingText.lines(s, ServingSimulator.run(s), sweep: sweep)
+        let rates = sweep.map(\.rate), reports = sweep.map(\.report)
         outcome.figures = [("latency.svg", SVGChart.lines(title: "Llama 3 70B on 4 × tp8 H100: p99 latency by request rate", unit: "ms (log scale)",
                                                           labels: rates.map { String(format: "%g/s", $0) },
                                                           series: [("TTFT p99", "#4878a8", reports.map { $0.ttft.p99 * 1000 }),
                                                                    ("TPOT p99", "#d08040", reports.map { $0.tpot.p99 * 1000 })], logarithmic: true))]
-        outcome.answers = try solve()
+        outcome.answers = answers(s, sweep: sweep)
         outcome.record = [("rates", rates), ("ttft_p99_s", reports.map(\.ttft.p99)), ("tpot_p99_s", reports.map(\.tpot.p99))]
         return outcome
     }

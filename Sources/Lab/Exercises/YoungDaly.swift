@@ -71,7 +71,11 @@ struct YoungDaly: Exercise {
 
     func solve() throws -> [String: Double] {
         let (model, _) = try model()
-        return ["mtbf-hours": model.clusterMTBF / 3600, "young-daly-minutes": model.youngDalyInterval / 60, "goodput": model.simulate().goodput]
+        return answers(model, atYoungDaly: model.simulate())
+    }
+
+    func answers(_ model: ReliabilityModel, atYoungDaly: ReliabilityReport) -> [String: Double] {
+        ["mtbf-hours": model.clusterMTBF / 3600, "young-daly-minutes": model.youngDalyInterval / 60, "goodput": atYoungDaly.goodput]
     }
 
     func run(_ settings: LabSettings) throws -> LabOutcome {
@@ -91,7 +95,7 @@ struct YoungDaly: Exercise {
         outcome.figures = [("goodput.svg", SVGChart.lines(title: "goodput over a week by checkpoint interval", unit: "goodput",
                                                           labels: sweep.reports.map { String(format: "%.0f min", $0.interval / 60) },
                                                           series: [("simulated week", "#4878a8", sweep.reports.map(\.goodput))]))]
-        outcome.answers = try solve()
+        outcome.answers = answers(model, atYoungDaly: atYoungDaly)
         outcome.record = [("intervals_s", intervals), ("goodput", sweep.reports.map(\.goodput)), ("young_daly_s", model.youngDalyInterval)]
         return outcome
     }

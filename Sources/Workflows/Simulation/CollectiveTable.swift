@@ -38,7 +38,7 @@ public struct CollectiveTable {
     }
 
     /// Where ring and tree take equally long, found by bisection on a log scale (1 B – 10¹² B).
-    static func crossover(_ model: CollectiveModel, _ group: [Int]) -> Double? {
+    public static func crossover(_ model: CollectiveModel, _ group: [Int]) -> Double? {
         func ringFaster(_ bytes: Double) -> Bool { model.allReduce(group, bytes: bytes, algorithm: .ring) <= model.allReduce(group, bytes: bytes, algorithm: .tree) }
         var low = 1.0, high = 1e12
         guard !ringFaster(low), ringFaster(high) else { return ringFaster(low) ? 1 : nil }

@@ -11,7 +11,7 @@ public enum RunEstimateText {
             + "bisection \(Units.bandwidth(f.bisection))" + (f.oversubscription > 1.001 ? String(format: ", %.2g:1 oversubscribed at the leaves", f.oversubscription) : ", non-blocking")]
         let p = e.energy, settings = p.settings
         lines.append(String(format: "power: %.0f W per GPU (%.0f %% busy, idle %.0f W, TDP %.0f W); IT %@, facility %@ at PUE %.2f",
-                            p.devicePower, p.utilisation * 100, settings.deviceIdle ?? 0.2 * s.device.watts, s.device.watts,
+                            p.devicePower, p.utilisation * 100, p.idlePower, s.device.watts,
                             watts(p.itPower), watts(p.itPower * settings.pue), settings.pue))
         lines.append(String(format: "energy: %.3g kWh per step, %.3g J per token (facility)", e.perStep.facilityKWh, e.perToken.facilityKWh * 3.6e6)
                      + (settings.gridIntensity > 0 ? String(format: "; %.3g g CO2e per 1,000 tokens at %.0f g/kWh%@", e.perToken.carbonKg * 1e6,

@@ -3,7 +3,8 @@ import Foundation
 
 /// A serving simulation as `fleet simulate` prints it, and its `--json` document.
 public enum ServingText {
-    public static func lines(_ s: ServingScenario, _ r: ServingReport, best: (rate: Double, report: ServingReport)?) -> [String] {
+    /// `sweep`: `ServingSimulator.sweep(s)`, run once by the caller.
+    public static func lines(_ s: ServingScenario, _ r: ServingReport, sweep: [(rate: Double, report: ServingReport)]) -> [String] {
         var lines = ["serving \(s.model.name) on \(s.instances) instance(s) of \(s.tp) × \(s.device.name) (\(s.precision.rawValue), \(Int(s.efficiency * 100)) % of peak), "
                      + "KV cache \(Units.bytes(s.kvBudget)) per instance (\(Units.bytes(s.kvBytesPerToken)) per token), batches of up to \(s.maxBatch)"
                      + (s.prefillInstances.map { "; disaggregated: \($0) prefill + \(s.instances - $0) decode instance(s), KV handed over at \(Units.bandwidth(s.handoverBandwidth))" } ?? "")]
@@ -16,13 +17,12 @@ public enum ServingText {
             lines.append("rate sweep\(objectives.isEmpty ? "" : " against \(objectives)"):")
             let table = Table(columns: [("req/s", 7), ("tokens/s", 10), ("TTFT p50", 10), ("TTFT p99", 10), ("TPOT p50", 10), ("TPOT p99", 10), ("KV mean", 8), ("meets", 6)])
             lines.append(table.header())
-            for rate in s.rates.sorted() {
-                let x = ServingSimulator.run(s, rate: rate)
+            for (rate, x) in sweep {
                 lines.append(table.row([String(format: "%g", rate), String(format: "%.0f", x.outputTokensPerSecond), ms(x.ttft.p50), ms(x.ttft.p99),
                                         ms(x.tpot.p50), ms(x.tpot.p99), String(format: "%.0f %%", x.kvOccupancy.mean * 100),
                                         x.meets(ttft: s.ttftObjective, tpot: s.tpotObjective) ? "yes" : "no"]))
             }
-            lines.append(best.map { String(format: "highest rate meeting the objectives: %g requests/s (%.0f output tokens/s)", $0.rate, $0.report.outputTokensPerSecond) }
+            lines.append(ServingSimulator.highestRate(s, in: sweep).map { String(format: "highest rate meeting the objectives: %g requests/s (%.0f output tokens/s)", $0.rate, $0.report.outputTokensPerSecond) }
                          ?? "no rate in the sweep meets the objectives")
         }
         return lines
@@ -34,7 +34,7 @@ public enum ServingText {
          String(format: "KV cache occupancy mean %.0f %%, peak %.0f %%", r.kvOccupancy.mean * 100, r.kvOccupancy.peak * 100)]
     }
 
-    public static func document(_ s: ServingScenario, _ r: ServingReport, best: (rate: Double, report: ServingReport)?) -> [(String, Any)] {
+    public static func document(_ s: ServingScenario, _ r: ServingReport, sweep: [(rate: Double, report: ServingReport)]) -> [(String, Any)] {
         func fields(_ rate: Double, _ x: ServingReport) -> [(String, Any)] {
             [("rate", rate), ("requests", x.requests), ("requests_per_s", x.completedPerSecond), ("output_tokens_per_s", x.outputTokensPerSecond),
              ("ttft_p50_s", x.ttft.p50), ("ttft_p99_s", x.ttft.p99), ("tpot_p50_s", x.tpot.p50), ("tpot_p99_s", x.tpot.p99),
@@ -44,8 +44,8 @@ public enum ServingText {
         var serving: [(String, Any)] = [("model", s.model.name), ("instances", s.instances), ("prefill_instances", s.prefillInstances ?? 0), ("tp", s.tp), ("kv_budget_bytes", s.kvBudget),
                                         ("kv_bytes_per_token", s.kvBytesPerToken)] + fields(s.rate, r)
         if !s.rates.isEmpty {
-            serving.append(("sweep", s.rates.sorted().map { fields($0, ServingSimulator.run(s, rate: $0)) }))
-            serving.append(("highest_rate_meeting_objectives", best?.rate ?? Double.nan))
+            serving.append(("sweep", sweep.map { fields($0.rate, $0.report) }))
+            serving.append(("highest_rate_meeting_objectives", ServingSimulator.highestRate(s, in: sweep)?.rate ?? Double.nan))
         }
         return [("scenario", s.name), ("serving", JSONObject(serving))]
     }

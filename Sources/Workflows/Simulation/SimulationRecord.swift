@@ -6,7 +6,8 @@ import Foundation
 /// records a simulation.
 public enum SimulationRecord {
     /// A sweep point's values, then (when it was simulated) the step, its breakdown, memory, energy and stages.
-    public static func step(_ values: [(key: String, value: String)], _ s: Scenario?, _ r: StepReport?, problem: String?) -> [(String, Any)] {
+    /// `estimate`: the step's `RunEstimate`, made by the caller (once per point).
+    public static func step(_ values: [(key: String, value: String)], _ s: Scenario?, _ r: StepReport?, estimate: RunEstimate?, problem: String?) -> [(String, Any)] {
         var fields: [(String, Any)] = values.map { ($0.key, $0.value) }
         if let s, let r {
             let b = r.breakdown
@@ -28,9 +29,10 @@ public enum SimulationRecord {
                             ("pp_bytes", t.pipelineBytes.count)]
                        })]
             // Power from the step's busy time, the fabric's size, and (with a budget) the whole run.
-            let estimate = RunEstimate(s, r)
-            fields.append(("energy_per_step_j", estimate.perStep.itKWh * 3.6e6))
-            fields += RunEstimateText.record(s, estimate)
+            if let estimate {
+                fields.append(("energy_per_step_j", estimate.perStep.itKWh * 3.6e6))
+                fields += RunEstimateText.record(s, estimate)
+            }
         }
         if let problem { fields.append(("problem", problem)) }
         return fields

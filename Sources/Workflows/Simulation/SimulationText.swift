@@ -30,8 +30,9 @@ public struct SweepRow: Codable, Sendable {
         } else {
             cells += ["—", "—", "—", "—", "—"]
         }
-        if let s, let r, problem == nil, base.budget?.amount != nil {
-            let estimate = RunEstimate(s, r)
+        // Once per point: it may simulate the scenario's failures over days.
+        let estimate = s.flatMap { s in r.map { RunEstimate(s, $0) } }
+        if let s, let estimate, problem == nil, base.budget?.amount != nil {
             trainSeconds = estimate.time?.wallSeconds
             cost = estimate.time?.cost
             carbonKg = (s.energy?.gridIntensity ?? 0) > 0 ? estimate.run?.carbonKg : nil
@@ -39,7 +40,7 @@ public struct SweepRow: Codable, Sendable {
         for (title, _) in Self.runColumns(base) {
             switch title {
             case "train time": cells.append(trainSeconds.map { Units.duration($0) } ?? "—")
-            case "cost": cells.append(cost.map { "$" + Int($0.rounded()).formatted() } ?? "—")
+            case "cost": cells.append(cost.map(RunEstimateText.money) ?? "—")
             default: cells.append(carbonKg.map { String(format: "%.1f", $0 / 1000) } ?? "—")
             }
         }
@@ -49,7 +50,7 @@ public struct SweepRow: Codable, Sendable {
             note = String(format: "storage-bound: the input pipeline stalls %@ (%.0f %% of the step)", r.breakdown.dataStall.description,
                           r.breakdown.dataStall.seconds / r.stepTime.seconds * 100)
         }
-        json = JSONLine.encode(SimulationRecord.step(values, s, r, problem: problem))
+        json = JSONLine.encode(SimulationRecord.step(values, s, r, estimate: estimate, problem: problem))
         label = values.map { "\($0.key)\($0.value)" }.joined(separator: " ")
         tokensPerSecond = problem == nil ? r?.tokensPerSecond ?? 0 : 0
     }
