@@ -77,10 +77,9 @@ public enum FileOutput {
         var done = 0
         while done < bytes.count {
             let n = Foundation.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
+            if n < 0 && errno == EINTR { continue }
+            // A write that takes nothing would loop forever: a device that accepts no more is full.
+            guard n > 0 else { return n < 0 ? errno : ENOSPC }
             done += n
         }
         return nil

@@ -67,25 +67,12 @@ final class DiskFaultTests: FleetProcessTestCase {
     /// shell): every rank says which file went, instead of writing on into an unlinked file.
     func testRunDirectoryRemovedMidRun() throws {
         let runDirectory = directory + "/run"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: FleetProcess.binary)
-        process.arguments = Self.short + ["--steps", "100000", "--dp", "2", "--run-dir", runDirectory]
-        let output = directory + "/out.txt"
-        FileManager.default.createFile(atPath: output, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        let start = Date()
         func steps() -> Int { ((try? String(contentsOfFile: runDirectory + "/rank-1.steps.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").count }
-        while process.isRunning && steps() < 3 && Date().timeIntervalSince(start) < 60 { usleep(20_000) }
-        try FileManager.default.removeItem(atPath: runDirectory)
-        while process.isRunning && Date().timeIntervalSince(start) < 120 { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGTERM); XCTFail("the run went on without its directory") }
-        process.waitUntilExit()
-        try handle.close()
-        let text = try String(contentsOfFile: output, encoding: .utf8)
-        XCTAssertEqual(process.terminationStatus, 3, text)
+        let (status, text) = try FleetProcess.interrupted(FleetProcess.binary, Self.short + ["--steps", "100000", "--dp", "2", "--run-dir", runDirectory],
+                                                          output: directory + "/out.txt", ready: { _ in steps() >= 3 },
+                                                          act: { _ in try FileManager.default.removeItem(atPath: runDirectory) },
+                                                          stuck: "the run went on without its directory")
+        XCTAssertEqual(status, 3, text)
         XCTAssertTrue(text.contains("was removed while the run was writing to it"), text)
         XCTAssertFalse(text.contains("Fatal error"), text)
     }

@@ -72,6 +72,32 @@ enum FleetProcess {
                        seconds: Date().timeIntervalSince(start))
     }
 
+    /// Starts `executable arguments` with both output streams in the file `output`, waits (at
+    /// most 60 s) until `ready` says so about the output so far, calls `act` on the process, and
+    /// waits for it to end (120 s from the start in all); one still running then is killed and
+    /// fails the test with `stuck`. Returns its exit status and everything it printed.
+    static func interrupted(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, output: String,
+                            ready: (String) -> Bool, act: (Process) throws -> Void, stuck: String) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        let start = Date()
+        func text() -> String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
+        while process.isRunning && !ready(text()) && Date().timeIntervalSince(start) < 60 { usleep(20_000) }
+        try act(process)
+        while process.isRunning && Date().timeIntervalSince(start) < 120 { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); XCTFail(stuck) }
+        process.waitUntilExit()
+        try handle.close()
+        return (process.terminationStatus, text())
+    }
+
     /// Process ids running the fleet binary right now.
     static func runningFleetProcesses() -> Set<Int32> {
         let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: binary)) ?? binary

@@ -9,30 +9,15 @@ final class PreemptionTests: FleetProcessTestCase {
     /// Starts `fleet arguments` (under `mpirun -n ranks` when given), waits for its fifth step
     /// line, sends SIGTERM to the process it started, and waits for it to end.
     func preempt(_ arguments: [String], mpirunRanks: Int? = nil) throws -> (status: Int32, output: String) {
-        let process = Process()
-        if let ranks = mpirunRanks {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-            process.arguments = ["-n", "\(ranks)", FleetProcess.binary] + arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(FleetProcess.mpiEnvironment) { _, new in new }
-        } else {
-            process.executableURL = URL(fileURLWithPath: FleetProcess.binary)
-            process.arguments = arguments
-        }
         let output = directory + "/preempted-\(UInt32.random(in: 0...UInt32.max)).txt"
-        FileManager.default.createFile(atPath: output, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        let start = Date()
-        func text() -> String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
-        while process.isRunning && text().components(separatedBy: "\nstep ").count < 6 && Date().timeIntervalSince(start) < 60 { usleep(20_000) }
-        kill(process.processIdentifier, SIGTERM)
-        while process.isRunning && Date().timeIntervalSince(start) < 120 { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL); XCTFail("the preempted run did not stop") }
-        process.waitUntilExit()
-        try handle.close()
-        return (process.terminationStatus, text())
+        func preempt(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
+            try FleetProcess.interrupted(executable, arguments, environment: environment, output: output,
+                                         ready: { $0.components(separatedBy: "\nstep ").count >= 6 },
+                                         act: { kill($0.processIdentifier, SIGTERM) }, stuck: "the preempted run did not stop")
+        }
+        guard let ranks = mpirunRanks else { return try preempt(FleetProcess.binary, arguments) }
+        return try preempt("/usr/bin/mpirun", ["-n", "\(ranks)", FleetProcess.binary] + arguments,
+                           environment: ProcessInfo.processInfo.environment.merging(FleetProcess.mpiEnvironment) { _, new in new })
     }
 
     /// The step of the newest checkpoint in `checkpoints`.

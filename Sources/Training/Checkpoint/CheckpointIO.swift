@@ -24,12 +24,8 @@ enum CheckpointIO {
                 let length = min(chunk, piece.count - offset)
                 let part = UnsafeRawBufferPointer(rebasing: piece[offset..<(offset + length)])
                 crc = CRC32C.checksum(part, continuing: crc)
-                var done = 0
-                while done < length {
-                    let n = Foundation.write(fd, part.baseAddress! + done, length - done)
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw CheckpointError.writeFailed(path: temporary, reason: String(cString: strerror(n < 0 ? errno : ENOSPC))) }
-                    done += n
+                if let code = FileOutput.write(part, to: fd) {
+                    throw CheckpointError.writeFailed(path: temporary, reason: String(cString: strerror(code)))
                 }
                 offset += length
                 written += length
