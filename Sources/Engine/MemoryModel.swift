@@ -29,7 +29,8 @@ public struct MemoryEstimate: Sendable, Hashable, Codable {
 /// follow Korthikanti et al. 2022 (no sequence parallelism): s·b·h·(10 + 24/t + 5·a·s/(h·t))
 /// bytes at 16-bit (without the 5·a·s/(h·t) attention-score term under FlashAttention,
 /// which never stores the scores), or 2·s·b·h with full recomputation, times the
-/// micro-batches a stage holds at once under its schedule.
+/// micro-batches a stage holds at once under its schedule (chunk passes, each 1/V of the
+/// stage's layers, under the interleaved schedule).
 public enum MemoryModel {
     public enum Recompute: String, Sendable, Hashable, Codable { case none, full }
 
@@ -39,7 +40,9 @@ public enum MemoryModel {
         let bytes = Double(precision.bytes), dp = Double(layout.dp), tp = Double(layout.tp)
         let plan = ShardPlan(model: model, layout: layout, zero: zero)
         var worst = MemoryEstimate(weights: 0, gradients: 0, optimizer: 0, activations: 0, stage: 0)
-        for (s, layers) in stages.enumerated() {
+        for (s, chunks) in stages.enumerated() {
+            // A pass in flight holds one chunk's layers (the whole stage unless interleaved).
+            let layersPerPass = Double(chunks.reduce(0) { $0 + $1.count }) / Double(max(1, chunks.count))
             let local = Double(plan.heldElements(stage: s))
             let optimizerBytes = (precision == .fp32 ? 8.0 : 12.0) * local
             let (sq, b, h, a) = (Double(sequence), Double(microbatchSequences), Double(model.dModel), Double(model.heads))
@@ -49,7 +52,7 @@ public enum MemoryModel {
             let estimate = MemoryEstimate(weights: bytes * local / (zero >= 3 ? dp : 1),
                                           gradients: bytes * local / (zero >= 2 ? dp : 1),
                                           optimizer: optimizerBytes / (zero >= 1 ? dp : 1),
-                                          activations: perLayer * Double(layers.count) * held, stage: s)
+                                          activations: perLayer * layersPerPass * held, stage: s)
             if estimate.total > worst.total { worst = estimate }
         }
         return worst

@@ -7,6 +7,7 @@ import Parallelism
 /// With `sharing`, ranks that share a node's cores run their kernels under processor
 /// sharing: while more ranks compute than there are cores, each progresses at cores/busy.
 struct PipelineRun {
+    let schedule: PipelineSchedule
     let programs: [[PipelineSchedule.Action]]
     let costs: [StepSimulator.StageCost]
     let network: NetworkModel
@@ -35,18 +36,19 @@ struct PipelineRun {
     private var waitingFor: [Int?]
     private var waitingSince: [SimTime]
     private var dataParallelEnd: [SimTime]
-    private let lastBackward: [Int]
+    /// Per stage, the positions of each chunk's last backward pass (which starts its buckets).
+    private let lastBackwards: [Set<Int>]
 
     /// A stage's kernels in progress: full-speed seconds left, then a fixed tail (its
     /// tensor-parallel all-reduces) before the stage moves on.
     /// What a stage computes: a micro-batch's forward or backward, or the optimizer step.
     private enum Work: Equatable {
-        case forward(Int), backward(Int), optimizer
+        case forward(Int, chunk: Int), backward(Int, chunk: Int), optimizer
 
         var name: String {
             switch self {
-            case let .forward(i): return "forward \(i)"
-            case let .backward(i): return "backward \(i)"
+            case let .forward(i, c): return c == 0 ? "forward \(i)" : "forward \(i).\(c)"
+            case let .backward(i, c): return c == 0 ? "backward \(i)" : "backward \(i).\(c)"
             case .optimizer: return "optimizer"
             }
         }
@@ -63,8 +65,10 @@ struct PipelineRun {
     /// phase planned under `version` of its rates finishes (stale versions are ignored).
     private enum Happening { case wake(stage: Int), arrival(tag: Int), computed(stage: Int, version: Int) }
 
-    init(programs: [[PipelineSchedule.Action]], costs: [StepSimulator.StageCost], network: NetworkModel, gpus: [Int], messageBytes: Double,
+    init(schedule: PipelineSchedule, costs: [StepSimulator.StageCost], network: NetworkModel, gpus: [Int], messageBytes: Double,
          sharing: Sharing? = nil) {
+        self.schedule = schedule
+        let programs = schedule.actions
         self.programs = programs
         self.costs = costs
         self.network = network
@@ -80,8 +84,10 @@ struct PipelineRun {
         waitingFor = Array(repeating: nil, count: stages)
         waitingSince = Array(repeating: .zero, count: stages)
         dataParallelEnd = Array(repeating: .zero, count: stages)
-        lastBackward = programs.map { program in
-            program.lastIndex { if case .backward = $0 { return true } else { return false } } ?? -1
+        lastBackwards = programs.map { program in
+            Set((0..<schedule.virtualStages).compactMap { c in
+                program.lastIndex { if case .backward(_, c) = $0 { return true } else { return false } }
+            })
         }
     }
 
@@ -187,27 +193,29 @@ struct PipelineRun {
         while position[stage] < program.count {
             let index = position[stage], action = program[index]
             switch action {
-            case .forward(let i):
+            case let .forward(i, c):
                 position[stage] += 1
-                return compute(stage, .forward(i), work: cost.forward, tail: cost.tensorForward, meetings: cost.tensorSyncs.forward)
-            case .backward(let i):
+                let pass = cost.chunks[c]
+                return compute(stage, .forward(i, chunk: c), work: pass.forward, tail: pass.tensorForward, meetings: pass.tensorSyncs.forward)
+            case let .backward(i, c):
                 position[stage] += 1
-                if index == lastBackward[stage] {
-                    let expected = SimTime(seconds: cost.backward.seconds * slowdown(stage)) + cost.tensorBackward
-                    startBuckets(stage, backwardStart: now, backward: expected)
+                let pass = cost.chunks[c]
+                if lastBackwards[stage].contains(index) {
+                    let expected = SimTime(seconds: pass.backward.seconds * slowdown(stage)) + pass.tensorBackward
+                    startBuckets(stage, chunk: c, backwardStart: now, backward: expected)
                 }
-                return compute(stage, .backward(i), work: cost.backward, tail: cost.tensorBackward, meetings: cost.tensorSyncs.backward)
-            case let .sendActivation(_, to), let .sendGradient(_, to):
+                return compute(stage, .backward(i, chunk: c), work: pass.backward, tail: pass.tensorBackward, meetings: pass.tensorSyncs.backward)
+            case .sendActivation, .sendGradient:
                 position[stage] += 1
-                let message = action.message(stage: stage)!
+                let message = action.message!, to = schedule.stage(ofVirtual: message.to)
                 // A receiver on the sender's core gets it only once the sender passes the turn;
                 // elsewhere it may be waiting off its core behind a rank that computes there.
                 let sameCore = (sharing?.peers[to][stage] ?? 0) > 0 && sharing?.cores == 1
                 let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)])
                     + (sameCore ? SimTime(seconds: sharing?.calibration.handoffWait ?? 0) : meetingDelay(to, meetings: 1))
-                queue.schedule(.arrival(tag: message.tag(stages: programs.count)), at: now + transfer)
+                queue.schedule(.arrival(tag: message.tag(stages: schedule.virtualStageCount)), at: now + transfer)
             case .receiveActivation, .receiveGradient:
-                let wanted = action.message(stage: stage)!.tag(stages: programs.count)
+                let wanted = action.message!.tag(stages: schedule.virtualStageCount)
                 guard arrivals[wanted] != nil else {
                     waitingFor[stage] = wanted
                     waitingSince[stage] = now
@@ -231,16 +239,17 @@ struct PipelineRun {
         finish[stage] = max(finish[stage], now)
     }
 
-    /// Buckets become ready as the last backward pass finishes their layers (evenly over its
-    /// duration, last layers first) and run one after another on the communication stream.
-    private mutating func startBuckets(_ stage: Int, backwardStart: SimTime, backward: SimTime) {
-        let buckets = costs[stage].dataParallel
+    /// Buckets become ready as a chunk's last backward pass finishes their layers (evenly over
+    /// its duration, last layers first) and run one after another on the communication stream.
+    private mutating func startBuckets(_ stage: Int, chunk: Int, backwardStart: SimTime, backward: SimTime) {
+        let cost = costs[stage]
+        let buckets = cost.dataParallel.indices.filter { cost.bucketChunks[$0] == chunk }
         // With more ranks than cores no core is left to move buckets during the backward pass.
         let overlapped = sharing.map { $0.peers[stage].reduce(0, +) <= $0.cores } ?? true
-        var free = overlapped ? backwardStart : backwardStart + backward
-        for (k, time) in buckets.enumerated() {
-            let ready = backwardStart + SimTime(nanoseconds: backward.nanoseconds * Int64(k + 1) / Int64(buckets.count))
-            let start = max(free, ready)
+        var free = max(dataParallelEnd[stage], overlapped ? backwardStart : backwardStart + backward)
+        for (n, k) in buckets.enumerated() {
+            let ready = backwardStart + SimTime(nanoseconds: backward.nanoseconds * Int64(n + 1) / Int64(buckets.count))
+            let start = max(free, ready), time = cost.dataParallel[k]
             spans.append(StepReport.Span(stage: stage, name: "bucket \(k)", lane: "data-parallel", start: start, end: start + time))
             free = start + time
         }

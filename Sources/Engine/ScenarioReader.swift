@@ -171,7 +171,7 @@ public struct ScenarioReader {
             scenario.flashAttention = value
         }
 
-        let layout = try mapping(required(top, "layout", "the scenario"), "layout", allowed: ["dp", "tp", "pp", "microbatches", "schedule", "zero", "recompute"])
+        let layout = try mapping(required(top, "layout", "the scenario"), "layout", allowed: ["dp", "tp", "pp", "microbatches", "schedule", "virtual_stages", "zero", "recompute"])
         for (key, value) in layout.pairs { try apply(key, value, to: &scenario) }
 
         if let node = top["collectives"] {
@@ -326,7 +326,7 @@ public struct ScenarioReader {
             + "use ring, halving-doubling, hierarchical or auto, or zero: 0"
     }
 
-    static let sweepable = ["dp", "tp", "pp", "microbatches", "schedule", "zero", "recompute", "batch", "nodes", "device"]
+    static let sweepable = ["dp", "tp", "pp", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "batch", "nodes", "device"]
 
     /// Sets one layout (or sweepable) value.
     private func apply(_ key: String, _ value: Node, to scenario: inout Scenario) throws {
@@ -337,7 +337,12 @@ public struct ScenarioReader {
         case "tp": scenario.layout.tp = try int(value, key, minimum: 1)
         case "pp": scenario.layout.pp = try int(value, key, minimum: 1)
         case "microbatches": scenario.layout.microbatches = try int(value, key, minimum: 1)
-        case "schedule": scenario.layout.schedule = try choice(value, key, PipelineSchedule.Kind.allCases)
+        case "schedule":
+            scenario.layout.schedule = try choice(value, key, PipelineSchedule.Kind.allCases)
+            // Interleaving without a chunk count takes two, as `fleet train` does; other schedules run one.
+            if scenario.layout.schedule != .interleaved { scenario.layout.virtualStages = 1 }
+            else if scenario.layout.virtualStages == 1 { scenario.layout.virtualStages = 2 }
+        case "virtual_stages": scenario.layout.virtualStages = try int(value, key, minimum: 1)
         case "zero":
             scenario.zero = try int(value, key, minimum: 0)
             if let problem = Self.zeroProblem(scenario) { throw fail(value, problem) }

@@ -92,14 +92,21 @@ public struct StepSimulator {
         collectives = CollectiveModel(network: network)
     }
 
-    /// Per-stage costs of one micro-batch.
-    struct StageCost {
+    /// Costs of one micro-batch's pass through one chunk of a stage (the whole stage unless interleaved).
+    struct PassCost {
         var forward = SimTime.zero, backward = SimTime.zero
         var tensorForward = SimTime.zero, tensorBackward = SimTime.zero
         /// Tensor-parallel all-reduces in a forward and a backward pass (each a meeting of the group).
         var tensorSyncs = (forward: 0, backward: 0)
+    }
+
+    /// Per-stage costs: each chunk's passes, the gradient sum's buckets and the optimizer.
+    struct StageCost {
+        var chunks: [PassCost] = []
         var gradientBytes = 0.0, optimizer = SimTime.zero
         var dataParallel: [SimTime] = []
+        /// The chunk whose last backward pass starts each bucket.
+        var bucketChunks: [Int] = []
     }
 
     /// Simulates every pipeline (each data-parallel replica's each tensor shard's chain of
@@ -120,12 +127,10 @@ public struct StepSimulator {
     /// Simulates one pipeline, (dp 0, tp 0) by default, as the representative of all.
     public func run(pipeline which: (dp: Int, tp: Int) = (0, 0), everyPipeline: Bool = false) -> StepReport {
         let s = scenario, layout = s.layout, model = s.model, mesh = layout.mesh
-        let stages = layout.stageLayers(model: model)
         var choices: [String] = []
         let microSequences = s.batch / layout.dp / layout.microbatches
         let tokens = Double(microSequences * s.sequence), bytes = Double(s.precision.bytes)
         let c = Double(model.dModel)
-        let layerFLOPsPerToken = model.layerForwardFLOPsPerToken(sequence: s.sequence)
         let representative = (0..<layout.pp).map { mesh.rank(dp: which.dp, tp: which.tp, pp: $0) }
         var ledger = LinkLedger(fabric: network.fabric)
         let plan = ShardPlan(model: model, layout: layout, zero: s.zero)
@@ -137,34 +142,38 @@ public struct StepSimulator {
         var costs: [StageCost] = []
         for (index, program) in programs.enumerated() {
             var cost = StageCost()
-            let layers = program.layers
-            let work = program.microbatchWork
             // What one rank of this stage holds, from the shard plan (its share of split
             // parameters, all replicated ones, the embeddings, final norm and head where they live).
             let local = Double(plan.heldElements(stage: index))
             let recompute = s.recompute == .full ? 1.0 : 0.0
-            if let calibration = s.device.calibration {
-                // A measured CPU: the trainer's own kernels, each at its measured rate.
-                cost.forward = SimTime(seconds: calibration.stepSeconds(KernelWork(work.forward)))
-                cost.backward = SimTime(seconds: calibration.stepSeconds(KernelWork(work.backward)))
-            } else {
-                let flops = (forward: work.forward.reduce(.zero) { $0 + $1.flops }, backward: work.backward.reduce(.zero) { $0 + $1.flops })
-                let traffic = local * bytes + tokens * c * Double(layers.count) * 16 * bytes / Double(layout.tp)
-                cost.forward = s.device.time(flops: flops.forward, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
-                cost.backward = s.device.time(flops: flops.backward, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
-            }
-            // Tensor-parallel all-reduces inside the passes, as the plan places them.
-            func tensorBytes(_ ops: [StepOp]) -> [Bytes] {
-                ops.compactMap { if case let .collective(_, .tensor, bytes) = $0 { return bytes } else { return nil } }
-            }
-            let tensor = (forward: tensorBytes(work.forward), backward: tensorBytes(work.backward))
             let tpGroup = mesh.tpGroup(of: representative[index])
-            let tpBytes = (tensor.forward.first ?? tensor.backward.first ?? .zero).value
-            let oneTP = timedCollective(.all, tpGroup, bytes: tpBytes, algorithm: s.tensorParallelAlgorithm, what: "tensor-parallel all-reduce", into: &choices)
-            cost.tensorSyncs = (tensor.forward.count, tensor.backward.count)
-            cost.tensorForward = oneTP * tensor.forward.count
-            cost.tensorBackward = oneTP * tensor.backward.count
-            if layout.tp > 1 { ledger.ring(tpGroup, bytes: tpBytes, times: (tensor.forward.count + tensor.backward.count) * layout.microbatches) }
+            for (chunk, work) in zip(program.chunks, program.chunkWork) {
+                var pass = PassCost()
+                if let calibration = s.device.calibration {
+                    // A measured CPU: the trainer's own kernels, each at its measured rate.
+                    pass.forward = SimTime(seconds: calibration.stepSeconds(KernelWork(work.forward)))
+                    pass.backward = SimTime(seconds: calibration.stepSeconds(KernelWork(work.backward)))
+                } else {
+                    // Weights are read once per pass through a chunk: its share of what the stage holds.
+                    let share = Double(chunk.count) / Double(max(1, program.chunks.reduce(0) { $0 + $1.count }))
+                    let flops = (forward: work.forward.reduce(.zero) { $0 + $1.flops }, backward: work.backward.reduce(.zero) { $0 + $1.flops })
+                    let traffic = local * share * bytes + tokens * c * Double(chunk.count) * 16 * bytes / Double(layout.tp)
+                    pass.forward = s.device.time(flops: flops.forward, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
+                    pass.backward = s.device.time(flops: flops.backward, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
+                }
+                // Tensor-parallel all-reduces inside the passes, as the plan places them.
+                func tensorBytes(_ ops: [StepOp]) -> [Bytes] {
+                    ops.compactMap { if case let .collective(_, .tensor, bytes) = $0 { return bytes } else { return nil } }
+                }
+                let tensor = (forward: tensorBytes(work.forward), backward: tensorBytes(work.backward))
+                let tpBytes = (tensor.forward.first ?? tensor.backward.first ?? .zero).value
+                let oneTP = timedCollective(.all, tpGroup, bytes: tpBytes, algorithm: s.tensorParallelAlgorithm, what: "tensor-parallel all-reduce", into: &choices)
+                pass.tensorSyncs = (tensor.forward.count, tensor.backward.count)
+                pass.tensorForward = oneTP * tensor.forward.count
+                pass.tensorBackward = oneTP * tensor.backward.count
+                if layout.tp > 1 { ledger.ring(tpGroup, bytes: tpBytes, times: (tensor.forward.count + tensor.backward.count) * layout.microbatches) }
+                cost.chunks.append(pass)
+            }
             // Data parallelism: this stage's buckets, in the order the backward pass finishes them.
             let sync = program.sync
             cost.gradientBytes = Double(sync.heldElements) * bytes
@@ -183,6 +192,7 @@ public struct StepSimulator {
                             : timedCollective(.all, dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel all-reduce", into: &choices))
                     timed[size] = time
                     cost.dataParallel.append(time + bucketSynchronization(group: layout.dp))
+                    cost.bucketChunks.append(sync.chunk(of: bucket))
                 }
                 ledger.ring(dpGroup, bytes: cost.gradientBytes, times: s.zero >= 1 ? 1 : 2, halfRing: s.zero >= 1)
             }
@@ -215,10 +225,13 @@ public struct StepSimulator {
                                            dataParallelBytes: layout.dp > 1 ? Bytes(elements: program.sync.heldElements, of: s.precision.bytes) : .zero,
                                            tensorParallelBytes: totals.collectiveBytes[.tensor] ?? .zero, pipelineBytes: totals.sentBytes)
         }
-        var pipeline = PipelineRun(programs: layout.pipeline.actions, costs: costs, network: network,
+        let schedule = layout.pipeline
+        var pipeline = PipelineRun(schedule: schedule, costs: costs, network: network,
                                    gpus: representative, messageBytes: activationBytes, sharing: sharing(representative))
         pipeline.run()
-        for (from, to) in zip(representative, representative.dropFirst()) {
+        // Every virtual stage hands each micro-batch's activations on and its gradients back.
+        for k in 0..<(schedule.virtualStageCount - 1) {
+            let from = representative[schedule.stage(ofVirtual: k)], to = representative[schedule.stage(ofVirtual: k + 1)]
             ledger.add(Message(from: from, to: to, bytes: activationBytes), times: layout.microbatches)
             ledger.add(Message(from: to, to: from, bytes: activationBytes), times: layout.microbatches)
         }
@@ -270,9 +283,9 @@ public struct StepSimulator {
         let totalIdle = pipeline.breakdown.reduce(0.0) { $0 + $1.pipelineWait.seconds }
         let globalTokens = Double(s.batch * s.sequence)
         let modelFLOPs = model.trainingFLOPsPerToken(sequence: s.sequence) * globalTokens
-        let schedule = (try? layout.pipeline.check())?.peakInFlightActivations ?? Array(repeating: layout.microbatches, count: layout.pp)
+        let inFlight = (try? schedule.check())?.peakInFlightActivations ?? Array(repeating: layout.microbatches * schedule.virtualStages, count: layout.pp)
         let memory = MemoryModel.estimate(model: model, layout: layout, zero: s.zero, microbatchSequences: microSequences, sequence: s.sequence,
-                                          precision: s.precision, recompute: s.recompute, flashAttention: s.flashAttention, inFlight: schedule)
+                                          precision: s.precision, recompute: s.recompute, flashAttention: s.flashAttention, inFlight: inFlight)
         var reductions: String
         if everyPipeline {
             reductions = "all \(layout.dp * layout.tp) pipelines simulated, the slowest (dp \(which.dp), tp \(which.tp)) reported"

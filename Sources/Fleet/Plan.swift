@@ -20,8 +20,12 @@ struct LayoutOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Micro-batches per step on each pipeline.")
     var microbatches: Int?
 
-    @Option(help: "Pipeline schedule: gpipe or 1f1b.")
+    @Option(help: "Pipeline schedule: gpipe, 1f1b or interleaved (1f1b over --virtual-stages chunks per stage).")
     var schedule: PipelineSchedule.Kind = .oneFOneB
+
+    @Option(name: .customLong("virtual-stages"), parsing: .unconditional,
+            help: "Model chunks per pipeline stage under --schedule interleaved (default 2 there, 1 otherwise).")
+    var virtualStages: Int?
 
     @Option(parsing: .unconditional, help: "ZeRO stage: 0 (replicated optimizer state) or 1 (sharded over the dp group).")
     var zero: Int = 0
@@ -31,14 +35,15 @@ struct LayoutOptions: ParsableArguments {
     static let degreeLimit = 1 << 20
 
     func validate() throws {
-        for (flag, value) in [("--dp", dp), ("--tp", tp), ("--pp", pp), ("--microbatches", microbatches ?? 1)]
+        for (flag, value) in [("--dp", dp), ("--tp", tp), ("--pp", pp), ("--microbatches", microbatches ?? 1), ("--virtual-stages", virtualStages ?? 1)]
             where !(1...Self.degreeLimit).contains(value) {
             throw ValidationError("\(flag) must be between 1 and \(Self.degreeLimit) (got \(value))")
         }
     }
 
     var layout: ParallelLayout {
-        ParallelLayout(dp: dp, tp: tp, pp: pp, microbatches: microbatches ?? (pp > 1 ? 2 * pp : 1), schedule: schedule, zeroStage: zero)
+        ParallelLayout(dp: dp, tp: tp, pp: pp, microbatches: microbatches ?? (pp > 1 ? 2 * pp : 1), schedule: schedule,
+                       virtualStages: virtualStages ?? (schedule == .interleaved ? 2 : 1), zeroStage: zero)
     }
 }
 

@@ -30,10 +30,12 @@ public struct GradientSync: Sendable {
     /// Top-down: the order they start in.
     public let buckets: [Bucket]
     let plan: ShardPlan
+    let stage: Int
 
     /// The buckets of pipeline stage `stage`, at most `bucketElements` elements each.
     public init(plan: ShardPlan, stage: Int, bucketElements: Int) {
         self.plan = plan
+        self.stage = stage
         kind = plan.zero >= 1 ? .reduceScatter : .allReduce
         var segments: [Segment] = []
         var start: Int?
@@ -68,6 +70,15 @@ public struct GradientSync: Sendable {
             }
         }
         self.buckets = buckets
+    }
+
+    /// The chunk of `stage` whose last backward pass finishes `bucket` (0 unless interleaved):
+    /// its lowest parameter's layer's, the embeddings' on the first stage, the last chunk's otherwise.
+    public func chunk(of bucket: Bucket) -> Int {
+        let p = max(1, plan.layout.pp), parameter = plan.entries[bucket.firstEntry].parameter
+        if let layer = parameter.layer, let k = plan.chunkLayers.firstIndex(where: { $0.contains(layer) }) { return k / p }
+        let embedding = parameter.role == .tokenEmbedding || parameter.role == .positionEmbedding
+        return embedding && stage == 0 ? 0 : plan.layout.chunksPerStage - 1
     }
 
     /// Elements this rank sums over its data-parallel group.

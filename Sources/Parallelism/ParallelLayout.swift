@@ -1,7 +1,7 @@
 import Workload
 
 /// How one training job is split: data × tensor × pipeline parallelism, micro-batches,
-/// pipeline schedule and ZeRO stage. Checked against a model and a global batch before
+/// pipeline schedule (and its virtual stages) and ZeRO stage. Checked against a model and a global batch before
 /// any work starts.
 public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertible {
     public var dp: Int
@@ -9,25 +9,29 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
     public var pp: Int
     public var microbatches: Int
     public var schedule: PipelineSchedule.Kind
+    /// Model chunks per pipeline stage under the interleaved schedule (1 otherwise).
+    public var virtualStages: Int
     /// 0: replicated optimizer state; 1: optimizer state sharded over the dp group.
     public var zeroStage: Int
 
     public init(dp: Int = 1, tp: Int = 1, pp: Int = 1, microbatches: Int = 1,
-                schedule: PipelineSchedule.Kind = .oneFOneB, zeroStage: Int = 0) {
+                schedule: PipelineSchedule.Kind = .oneFOneB, virtualStages: Int = 1, zeroStage: Int = 0) {
         self.dp = dp
         self.tp = tp
         self.pp = pp
         self.microbatches = microbatches
         self.schedule = schedule
+        self.virtualStages = virtualStages
         self.zeroStage = zeroStage
     }
 
     public var worldSize: Int { dp * tp * pp }
     public var mesh: DeviceMesh { DeviceMesh(dp: dp, tp: tp, pp: pp) }
 
-    /// `dp2·tp2`, `pp4`, `single process`.
+    /// `dp2·tp2`, `pp4`, `pp2·v2` (interleaved, two chunks per stage), `single process`.
     public var description: String {
-        let parts = [("dp", dp), ("tp", tp), ("pp", pp)].filter { $0.1 > 1 }.map { "\($0.0)\($0.1)" }
+        var parts = [("dp", dp), ("tp", tp), ("pp", pp)].filter { $0.1 > 1 }.map { "\($0.0)\($0.1)" }
+        if schedule == .interleaved { parts.append("v\(virtualStages)") }
         return parts.isEmpty ? "single process" : parts.joined(separator: "·")
     }
 
@@ -56,17 +60,47 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
                      + "use \(fits) micro-batches or another divisor of \(perRank) (--microbatches; fleet's default is 2 × --pp)")
         }
         if !(0...1).contains(zeroStage) { try fail("--zero supports stages 0 and 1 (got \(zeroStage))") }
+        if schedule != .interleaved && virtualStages != 1 {
+            try fail("--virtual-stages \(virtualStages) needs --schedule interleaved (the \(schedule.rawValue) schedule runs one chunk per stage)")
+        }
+        if schedule == .interleaved {
+            let chunks = pp * virtualStages
+            if pp < 2 { try fail("--schedule interleaved needs a pipeline (--pp 2 or more); with one stage there is no bubble to shrink") }
+            if virtualStages < 2 { try fail("--schedule interleaved needs --virtual-stages 2 or more (with 1 it is plain 1f1b)") }
+            if model.layers % chunks != 0 {
+                let fits = (2...max(2, model.layers)).filter { model.layers % (pp * $0) == 0 }
+                try fail("interleaving cuts \(model.name)'s \(model.layers) layers into --pp × --virtual-stages = \(pp) × \(virtualStages) = \(chunks) equal chunks, which \(model.layers) layers do not make; "
+                         + (fits.isEmpty ? "no virtual-stage count does at --pp \(pp): use another --pp or --schedule 1f1b" : "use --virtual-stages \(fits.map(String.init).joined(separator: " or "))"))
+            }
+            if microbatches % pp != 0 {
+                try fail("the interleaved schedule sends micro-batches through the chunks in groups of --pp \(pp), so --microbatches \(microbatches) must be a multiple of \(pp) (e.g. \(pp * max(1, (microbatches + pp - 1) / pp)))")
+            }
+        }
     }
 
-    /// Layers of each pipeline stage, as even as possible (earlier stages take the remainder).
-    public func stageLayers(model: ModelSpec) -> [Range<Int>] {
-        (0..<pp).map { s in
-            let base = model.layers / pp, extra = model.layers % pp
+    /// Model chunks per stage the schedule runs (virtual stages when interleaved, else 1).
+    public var chunksPerStage: Int { schedule == .interleaved ? max(1, virtualStages) : 1 }
+
+    /// Layers of each virtual stage (chunk k runs on stage k mod pp), as even as possible
+    /// (earlier chunks take the remainder); one per stage unless interleaved.
+    public func chunkLayers(model: ModelSpec) -> [Range<Int>] {
+        let chunks = pp * chunksPerStage
+        return (0..<chunks).map { s in
+            let base = model.layers / chunks, extra = model.layers % chunks
             let start = s * base + min(s, extra)
             return start..<(start + base + (s < extra ? 1 : 0))
         }
     }
 
+    /// Layers of each pipeline stage, by chunk in the order the stage holds them (one range
+    /// per stage unless interleaved).
+    public func stageLayers(model: ModelSpec) -> [[Range<Int>]] {
+        let chunks = chunkLayers(model: model)
+        return (0..<pp).map { s in stride(from: s, to: chunks.count, by: pp).map { chunks[$0] } }
+    }
+
     /// The pipeline schedule this layout runs.
-    public var pipeline: PipelineSchedule { PipelineSchedule(kind: schedule, stages: pp, microbatches: microbatches) }
+    public var pipeline: PipelineSchedule {
+        PipelineSchedule(kind: schedule, stages: pp, microbatches: microbatches, virtualStages: chunksPerStage)
+    }
 }

@@ -1,5 +1,5 @@
 /// One pipeline message of a step: a micro-batch's activations sent forward or its gradients
-/// sent back, from one stage to another. The one identity the trainer's transport tags, the
+/// sent back, from one (virtual) stage to another. The one identity the trainer's transport tags, the
 /// schedule check and the simulator's arrival events share.
 public struct PipelineMessage: Sendable, Hashable, CustomStringConvertible {
     public enum Payload: Int, Sendable, Hashable { case activation = 0, gradient = 1 }
@@ -24,8 +24,8 @@ public struct PipelineMessage: Sendable, Hashable, CustomStringConvertible {
 
     public var channel: Channel { Channel(payload: payload, from: from, to: to) }
 
-    /// A number unique to this message within a step of a `stages`-stage pipeline (a transport
-    /// tag, an event's subject): ((micro-batch · stages + from) · stages + to) · 2 + payload.
+    /// A number unique to this message within a step of a `stages`-stage pipeline (virtual
+    /// stages when interleaved; a transport tag, an event's subject): ((micro-batch · stages + from) · stages + to) · 2 + payload.
     public func tag(stages: Int) -> Int {
         ((microbatch * stages + from) * stages + to) * 2 + payload.rawValue
     }
@@ -36,13 +36,14 @@ public struct PipelineMessage: Sendable, Hashable, CustomStringConvertible {
 }
 
 extension PipelineSchedule.Action {
-    /// The message a send or receive of stage `stage` moves; nil for compute and the optimizer.
-    public func message(stage: Int) -> PipelineMessage? {
+    /// The message a send or receive moves, between virtual stages (the sender of an activation
+    /// is the stage before its receiver, of a gradient the one after); nil for compute and the optimizer.
+    public var message: PipelineMessage? {
         switch self {
-        case let .sendActivation(m, to): return PipelineMessage(.activation, microbatch: m, from: stage, to: to)
-        case let .receiveActivation(m, from): return PipelineMessage(.activation, microbatch: m, from: from, to: stage)
-        case let .sendGradient(m, to): return PipelineMessage(.gradient, microbatch: m, from: stage, to: to)
-        case let .receiveGradient(m, from): return PipelineMessage(.gradient, microbatch: m, from: from, to: stage)
+        case let .sendActivation(m, to): return PipelineMessage(.activation, microbatch: m, from: to - 1, to: to)
+        case let .receiveActivation(m, from): return PipelineMessage(.activation, microbatch: m, from: from, to: from + 1)
+        case let .sendGradient(m, to): return PipelineMessage(.gradient, microbatch: m, from: to + 1, to: to)
+        case let .receiveGradient(m, from): return PipelineMessage(.gradient, microbatch: m, from: from, to: from - 1)
         case .forward, .backward, .optimizerStep: return nil
         }
     }

@@ -3,9 +3,10 @@
 public struct ScheduleReport: Sendable, Codable, Hashable {
     /// Idle fraction of the step with forward = 1 and backward = 2 time units and free communication.
     public let bubbleFraction: Double
-    /// The textbook value (p − 1) / (m + p − 1), for comparison.
+    /// The textbook value (p − 1) / (V·m + p − 1), for comparison (V = 1 unless interleaved).
     public let idealBubbleFraction: Double
-    /// Per stage, the most forward passes whose backward has not run yet.
+    /// Per stage, the most forward passes whose backward has not run yet (chunk passes when
+    /// interleaved, each holding 1/V of a stage's activations of one micro-batch).
     public let peakInFlightActivations: [Int]
     /// Step length in time units, and when each stage is busy: (stage, action, start, end).
     public let makespan: Double
@@ -38,20 +39,30 @@ extension PipelineSchedule {
     public func check(forwardCost: Double = 1, backwardCost: Double = 2) throws -> ScheduleReport {
         for (s, program) in actions.enumerated() {
             for i in 0..<microbatches {
-                guard program.filter({ $0 == .forward(microbatch: i) }).count == 1,
-                      program.filter({ $0 == .backward(microbatch: i) }).count == 1 else {
-                    throw Problem.unmatched("stage \(s) must run forward and backward of micro-batch \(i) exactly once")
+                for c in 0..<virtualStages {
+                    let what = virtualStages > 1 ? "micro-batch \(i) on chunk \(c)" : "micro-batch \(i)"
+                    let forward = Action.forward(microbatch: i, chunk: c), backward = Action.backward(microbatch: i, chunk: c)
+                    guard program.filter({ $0 == forward }).count == 1, program.filter({ $0 == backward }).count == 1 else {
+                        throw Problem.unmatched("stage \(s) must run forward and backward of \(what) exactly once")
+                    }
+                    guard program.firstIndex(of: forward)! < program.firstIndex(of: backward)! else {
+                        throw Problem.unmatched("stage \(s) runs backward of \(what) before its forward")
+                    }
                 }
-                guard program.firstIndex(of: .forward(microbatch: i))! < program.firstIndex(of: .backward(microbatch: i))! else {
-                    throw Problem.unmatched("stage \(s) runs backward of micro-batch \(i) before its forward")
-                }
+            }
+            if let stray = program.first(where: { ($0.chunk ?? 0) >= virtualStages || ($0.microbatch ?? 0) >= microbatches }) {
+                throw Problem.unmatched("stage \(s) runs \(stray), which is not in a step of \(microbatches) micro-batches over \(virtualStages) chunk(s)")
             }
         }
         // Per channel, the micro-batches sent and received, which must agree in order.
         var sent: [PipelineMessage.Channel: [Int]] = [:], received: [PipelineMessage.Channel: [Int]] = [:]
         for (s, program) in actions.enumerated() {
             for action in program {
-                guard let message = action.message(stage: s) else { continue }
+                guard let message = action.message else { continue }
+                let own = action.isSend ? message.from : message.to
+                guard (0..<virtualStageCount).contains(message.from), (0..<virtualStageCount).contains(message.to), own % stages == s else {
+                    throw Problem.unmatched("stage \(s) runs \(action), a message between virtual stages \(message.from) and \(message.to), which is not its own to move")
+                }
                 if action.isSend { sent[message.channel, default: []].append(message.microbatch) }
                 else { received[message.channel, default: []].append(message.microbatch) }
             }
@@ -74,7 +85,7 @@ extension PipelineSchedule {
             for s in 0..<stages {
                 while next[s] < actions[s].count {
                     let action = actions[s][next[s]]
-                    if let message = action.message(stage: s) {
+                    if let message = action.message {
                         if action.isSend {
                             delivered[message] = clock[s]
                         } else {
@@ -84,7 +95,10 @@ extension PipelineSchedule {
                         }
                     } else if case .optimizerStep = action {
                     } else {
-                        let cost = action == .forward(microbatch: action.microbatch!) ? forwardCost : backwardCost
+                        // A chunk holds 1/V of the stage's layers.
+                        var cost = backwardCost
+                        if case .forward = action { cost = forwardCost }
+                        cost /= Double(virtualStages)
                         timeline.append(.init(stage: s, action: action.description, start: clock[s], end: clock[s] + cost))
                         clock[s] += cost
                         if case .forward = action { inFlight[s] += 1 } else { inFlight[s] -= 1 }
@@ -102,7 +116,7 @@ extension PipelineSchedule {
         let makespan = clock.max() ?? 0
         let busy = Double(microbatches) * (forwardCost + backwardCost)
         let bubble = makespan > 0 ? 1 - busy / makespan : 0
-        let ideal = Double(stages - 1) / Double(microbatches + stages - 1)
+        let ideal = Double(stages - 1) / Double(virtualStages * microbatches + stages - 1)
         return ScheduleReport(bubbleFraction: bubble, idealBubbleFraction: ideal, peakInFlightActivations: peak,
                               makespan: makespan, timeline: timeline)
     }
@@ -112,7 +126,7 @@ extension PipelineSchedule.Action {
     /// The micro-batch an action concerns, if any.
     public var microbatch: Int? {
         switch self {
-        case .forward(let m), .backward(let m), .sendActivation(let m, _), .receiveActivation(let m, _),
+        case .forward(let m, _), .backward(let m, _), .sendActivation(let m, _), .receiveActivation(let m, _),
              .sendGradient(let m, _), .receiveGradient(let m, _): return m
         case .optimizerStep: return nil
         }

@@ -36,14 +36,15 @@ public struct ShardPlan: Sendable {
     public let entries: [Entry]
     /// Where each entry starts in the flat parameter buffer.
     public let offsets: [Int]
-    public let stageLayers: [Range<Int>]
+    /// Layers of each virtual stage (one per stage unless interleaved; chunk k on stage k mod pp).
+    public let chunkLayers: [Range<Int>]
 
     public init(model: ModelSpec, layout: ParallelLayout, zero: Int? = nil) {
         self.model = model
         self.layout = layout
         self.zero = zero ?? layout.zeroStage
-        let stageLayers = layout.stageLayers(model: model)
-        self.stageLayers = stageLayers
+        let chunkLayers = layout.chunkLayers(model: model)
+        self.chunkLayers = chunkLayers
         let last = max(0, layout.pp - 1)
         entries = model.parameters.map { p in
             let split = Self.split(of: p.role)
@@ -53,7 +54,7 @@ public struct ShardPlan: Sendable {
             case .positionEmbedding: stages = [0]
             case .outputHead: stages = [last]
             default:
-                stages = [p.layer.map { l in stageLayers.firstIndex { $0.contains(l) } ?? last } ?? last]
+                stages = [p.layer.map { l in (chunkLayers.firstIndex { $0.contains(l) } ?? last) % max(1, layout.pp) } ?? last]
             }
             return Entry(parameter: p, split: split, stages: stages, elementsPerRank: split == .replicated ? p.count : p.count / layout.tp)
         }

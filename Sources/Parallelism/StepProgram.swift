@@ -46,7 +46,8 @@ public struct StepProgram: Sendable {
     public let rank: Int
     public let coordinates: DeviceMesh.Coordinates
     public let stage: Int
-    public let layers: Range<Int>
+    /// Layers of each chunk this rank runs, in chunk order (one range unless interleaved).
+    public let chunks: [Range<Int>]
     public let blocks: [Block]
     /// This rank's data-parallel buckets (those in `blocks` refer to them in order).
     public let sync: GradientSync
@@ -62,20 +63,25 @@ public struct StepProgram: Sendable {
         self.options = options
         let coordinates = layout.mesh.coordinates(of: rank)
         self.coordinates = coordinates
-        let stage = coordinates.pp, layers = plan.stageLayers[coordinates.pp]
+        let stage = coordinates.pp, schedule = layout.pipeline
+        let chunks = stride(from: stage, to: plan.chunkLayers.count, by: layout.pp).map { plan.chunkLayers[$0] }
         self.stage = stage
-        self.layers = layers
+        self.chunks = chunks
         let bytes = options.bytesPerElement
         let sync = GradientSync(plan: plan, stage: stage, bucketElements: max(1, options.bucketBytes / bytes))
         self.sync = sync
         let isFirst = stage == 0, isLast = stage == layout.pp - 1
+        let lastVirtual = schedule.virtualStageCount - 1
         let compute = StageCompute(model: model, tp: layout.tp, sequences: options.batch / layout.dp / layout.microbatches,
                                    sequence: options.sequence, bytesPerElement: bytes)
         let messageBytes = Bytes(elements: compute.rows * model.dModel, of: bytes)
         let dataParallel = layout.dp > 1
         let tiedEnds = model.tiedEmbeddings && layout.pp > 1 && (isFirst || isLast)
-        let actions = layout.pipeline.actions[stage]
-        let lastBackward = actions.lastIndex { if case .backward = $0 { return true } else { return false } }
+        let actions = schedule.actions[stage]
+        // Each chunk's last backward pass finalises its parameters' gradients.
+        let lastBackwards = Set(chunks.indices.compactMap { c in
+            actions.lastIndex { if case .backward(_, c) = $0 { return true } else { return false } }
+        })
         var started = 0
         func bucketOp(_ bucket: GradientSync.Bucket) -> StepOp {
             .collective(sync.kind, group: .data, bytes: Bytes(elements: bucket.held.count, of: bytes))
@@ -84,13 +90,15 @@ public struct StepProgram: Sendable {
         for (position, action) in actions.enumerated() {
             var ops: [StepOp] = []
             switch action {
-            case .forward:
-                ops = compute.forward(layers: layers, embed: isFirst, head: isLast)
-            case .backward:
-                if options.recompute { ops = compute.forward(layers: layers, embed: false, head: false, loss: false) }
-                ops += compute.backward(layers: layers, embed: isFirst, head: isLast, plan: plan) { entry in
-                    // The step's last backward pass starts every bucket it has finished.
-                    guard dataParallel, position == lastBackward else { return [] }
+            case let .forward(_, c):
+                let virtual = schedule.virtualStage(stage: stage, chunk: c)
+                ops = compute.forward(layers: chunks[c], embed: virtual == 0, head: virtual == lastVirtual)
+            case let .backward(_, c):
+                let virtual = schedule.virtualStage(stage: stage, chunk: c)
+                if options.recompute { ops = compute.forward(layers: chunks[c], embed: false, head: false, loss: false) }
+                ops += compute.backward(layers: chunks[c], embed: virtual == 0, head: virtual == lastVirtual, plan: plan) { entry in
+                    // A chunk's last backward pass starts every bucket it has finished.
+                    guard dataParallel, lastBackwards.contains(position) else { return [] }
                     var starting: [StepOp] = []
                     while started < sync.buckets.count, sync.buckets[started].firstEntry >= entry, !sync.buckets[started].afterEmbedding {
                         starting.append(bucketOp(sync.buckets[started]))
@@ -99,9 +107,9 @@ public struct StepProgram: Sendable {
                     return starting
                 }
             case .sendActivation, .sendGradient:
-                ops = [.send(action.message(stage: stage)!, bytes: messageBytes)]
+                ops = [.send(action.message!, bytes: messageBytes)]
             case .receiveActivation, .receiveGradient:
-                ops = [.receive(action.message(stage: stage)!, bytes: messageBytes)]
+                ops = [.receive(action.message!, bytes: messageBytes)]
             case .optimizerStep:
                 continue
             }
@@ -155,14 +163,24 @@ public struct StepProgram: Sendable {
         return totals
     }
 
-    /// The operations of the first forward and the first backward block (every micro-batch's
-    /// are the same): what the simulator prices per micro-batch.
-    public var microbatchWork: (forward: [StepOp], backward: [StepOp]) {
-        var forward: [StepOp]?, backward: [StepOp]?
+    /// Per chunk, the operations of its first forward and first backward block (every
+    /// micro-batch's are the same): what the simulator prices per micro-batch and chunk.
+    public var chunkWork: [(forward: [StepOp], backward: [StepOp])] {
+        var work = Array(repeating: (forward: [StepOp](), backward: [StepOp]()), count: chunks.count)
+        var seen = Set<String>()
         for block in blocks {
-            if case .schedule(.forward) = block.phase, forward == nil { forward = block.ops }
-            if case .schedule(.backward) = block.phase, backward == nil { backward = block.ops }
+            guard case let .schedule(action) = block.phase, let c = action.chunk else { continue }
+            let forward: Bool
+            if case .forward = action { forward = true } else { forward = false }
+            guard seen.insert("\(forward)\(c)").inserted else { continue }
+            if forward { work[c].forward = block.ops } else { work[c].backward = block.ops }
         }
-        return (forward ?? [], backward ?? [])
+        return work
+    }
+
+    /// A micro-batch's forward and backward operations through every chunk of this rank.
+    public var microbatchWork: (forward: [StepOp], backward: [StepOp]) {
+        let work = chunkWork
+        return (work.flatMap(\.forward), work.flatMap(\.backward))
     }
 }

@@ -124,7 +124,7 @@ extension DistributedTrainer {
     private func measureValidationLoss() throws -> Float {
         let c = configuration
         let rows = samplesPerMicrobatch * c.sequence, width = rows * c.model.dModel
-        let pp = groups.pp
+        let pp = groups.pp, schedule = layout.pipeline
         // One slot per validation sequence, filled by the rank that evaluates it and summed in
         // a fixed order: the same bits from every layout.
         var slots = [Float](repeating: 0, count: c.evalBatches * c.batch)
@@ -134,29 +134,33 @@ extension DistributedTrainer {
                 let a = microActivations.isEmpty ? model.makeActivations(batch: samplesPerMicrobatch, sequence: c.sequence) : microActivations[0]
                 let window = samples(microbatch: i)
                 let part = (window.lowerBound * c.sequence)..<(window.upperBound * c.sequence)
-                // Validation messages use their own tag range, apart from training's.
-                let tag = Int32(1 << 18) + Int32(i)
-                if stage.isFirst {
-                    tokens[part].withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: rows) }
-                } else {
-                    let request = try pp.irecv(into: boundary(a.residual[stage.layers.lowerBound], floats: width),
-                                               from: stage.index - 1, tag: tag)
-                    try transport.wait(request, operation: "validation activations from stage \(stage.index - 1)")
-                }
-                try model.forward(a, layers: stage.layers, embed: stage.isFirst, head: stage.isLast)
-                if stage.isLast {
-                    targets[part].withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: rows) }
-                    CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
-                                                 rows: rows, vocabulary: c.model.vocabulary, gradient: false)
-                    for (j, sample) in window.enumerated() {
-                        var sum: Double = 0
-                        for r in (j * c.sequence)..<((j + 1) * c.sequence) { sum += Double(a.losses[r]) }
-                        slots[batch * c.batch + sample] = Float(sum)
+                // The micro-batch passes through the virtual stages in order, this rank's chunks in turn.
+                for chunk in stage.chunks {
+                    // Validation messages use their own tag range, apart from training's.
+                    let tag = Int32(1 << 18) + Int32(i * schedule.virtualStageCount + chunk.virtual)
+                    if chunk.embed {
+                        tokens[part].withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: rows) }
+                    } else {
+                        let sender = schedule.stage(ofVirtual: chunk.virtual - 1)
+                        let request = try pp.irecv(into: boundary(a.residual[chunk.layers.lowerBound], floats: width), from: sender, tag: tag)
+                        try transport.wait(request, operation: "validation activations from stage \(sender)")
                     }
-                } else {
-                    let request = try pp.isend(UnsafeRawBufferPointer(boundary(a.residual[stage.layers.upperBound], floats: width)),
-                                               to: stage.index + 1, tag: tag)
-                    try transport.wait(request, operation: "validation activations to stage \(stage.index + 1)")
+                    try model.forward(a, layers: chunk.layers, embed: chunk.embed, head: chunk.head)
+                    if chunk.head {
+                        targets[part].withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: rows) }
+                        CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
+                                                     rows: rows, vocabulary: c.model.vocabulary, gradient: false)
+                        for (j, sample) in window.enumerated() {
+                            var sum: Double = 0
+                            for r in (j * c.sequence)..<((j + 1) * c.sequence) { sum += Double(a.losses[r]) }
+                            slots[batch * c.batch + sample] = Float(sum)
+                        }
+                    } else {
+                        let receiver = schedule.stage(ofVirtual: chunk.virtual + 1)
+                        let request = try pp.isend(UnsafeRawBufferPointer(boundary(a.residual[chunk.layers.upperBound], floats: width)),
+                                                   to: receiver, tag: tag + 1)
+                        try transport.wait(request, operation: "validation activations to stage \(receiver)")
+                    }
                 }
             }
         }

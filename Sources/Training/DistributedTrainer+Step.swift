@@ -68,17 +68,29 @@ extension DistributedTrainer {
         let deterministic = c.deterministic
         if deterministic && orderedGradients == nil {
             orderedGradients = OrderedGradients(tree: batchTree, ranges: ranges(stage: stage, shard: coordinates.tp, counted: false),
-                                                headCount: stage.isLast ? model.layout.entry("wte").count : 0)
+                                                headCount: stage.isLast ? model.layout.entry("wte").count : 0,
+                                                chunkSpans: stage.chunks.map(\.spans))
         }
         var sampleLosses = [Float](repeating: 0, count: deterministic ? c.batch : 0)
         // The plan's schedule blocks, in order; its gradient sum and update follow the loop.
         let schedule = program.blocks.compactMap { block -> (PipelineSchedule.Action, [StepOp])? in
             if case let .schedule(action) = block.phase { return (action, block.ops) } else { return nil }
         }
-        let lastBackward = schedule.lastIndex { if case .backward = $0.0 { return true } else { return false } }
+        // Each chunk's last backward finalises its gradients: its buckets start as its layers finish.
+        let lastBackwards = Set(stage.chunks.indices.compactMap { chunk in
+            schedule.lastIndex { if case .backward(_, chunk) = $0.0 { return true } else { return false } }
+        })
+        let pipeline = layout.pipeline, chunkLayers = program.plan.chunkLayers
         var traffic = Traffic()
         var lossSum: Float = 0
         var sends: [Request] = []
+        // Under interleaving a micro-batch's gradient leaves from `dResidual` once per chunk:
+        // a send must be complete before the next gradient of that micro-batch lands there.
+        var gradientSends: [Int: Request] = [:]
+        func settleGradientSend(_ i: Int) throws {
+            guard let request = gradientSends.removeValue(forKey: i) else { return }
+            try transport.wait(request, operation: "pipeline send of gradients for micro-batch \(i)")
+        }
         let pp = groups.pp
         for (position, (action, ops)) in schedule.enumerated() {
             // A message's size is the plan's.
@@ -90,31 +102,32 @@ extension DistributedTrainer {
             }
             switch action {
             case let .receiveActivation(i, from):
-                let a = microActivations[i]
-                let request = try pp.irecv(into: boundary(a.residual[stage.layers.lowerBound], floats: width),
-                                           from: from, tag: tag(action))
+                let a = microActivations[i], sender = pipeline.stage(ofVirtual: from)
+                let request = try pp.irecv(into: boundary(a.residual[chunkLayers[from].upperBound], floats: width),
+                                           from: sender, tag: tag(action))
                 try trace("recv A\(i)", lane: "pipeline") {
-                    try transport.wait(request, operation: "pipeline receive of activations for micro-batch \(i) from stage \(from)")
+                    try transport.wait(request, operation: "pipeline receive of activations for micro-batch \(i) from stage \(sender)")
                 }
             case let .receiveGradient(i, from):
-                let a = microActivations[i]
+                let a = microActivations[i], sender = pipeline.stage(ofVirtual: from)
+                try settleGradientSend(i)
                 let request = try pp.irecv(into: boundary(a.dResidual, floats: width),
-                                           from: from, tag: tag(action))
+                                           from: sender, tag: tag(action))
                 try trace("recv G\(i)", lane: "pipeline") {
-                    try transport.wait(request, operation: "pipeline receive of gradients for micro-batch \(i) from stage \(from)")
+                    try transport.wait(request, operation: "pipeline receive of gradients for micro-batch \(i) from stage \(sender)")
                 }
-            case .forward(let i):
+            case let .forward(i, chunkIndex):
                 let began = ContinuousClock.now
-                let a = microActivations[i]
-                // Only the first stage needs the tokens and only the last the targets; each
+                let a = microActivations[i], chunk = stage.chunks[chunkIndex]
+                // Only the first chunk needs the tokens and only the last the targets; each
                 // micro-batch keeps its own buffers, so the backward pass finds them still there.
-                let (tokens, targets) = stage.isFirst || stage.isLast
+                let (tokens, targets) = chunk.embed || chunk.head
                     ? data.trainingBatch(step: step, batch: c.batch, samples: samples(microbatch: i)) : ([], [])
-                if stage.isFirst { tokens.withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: tokens.count) } }
-                try trace("forward \(i)", lane: "compute") {
-                    try model.forward(a, layers: stage.layers, embed: stage.isFirst, head: stage.isLast)
+                if chunk.embed { tokens.withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: tokens.count) } }
+                try trace(pipeline.virtualStages > 1 ? "forward \(i).\(chunkIndex)" : "forward \(i)", lane: "compute") {
+                    try model.forward(a, layers: chunk.layers, embed: chunk.embed, head: chunk.head)
                 }
-                if stage.isLast {
+                if chunk.head {
                     targets.withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: targets.count) }
                     let microLoss = model.kernel(.crossEntropy, rows * c.model.vocabulary) {
                         CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
@@ -132,37 +145,39 @@ extension DistributedTrainer {
                 // A straggler's compute is slower: the injected delay counts as compute.
                 injector?.slowdown(step: step + 1, phase: .forward, seconds: (ContinuousClock.now - began).seconds)
                 compute += ContinuousClock.now - began
-            case .backward(let i):
+            case let .backward(i, chunkIndex):
                 injector?.reach(step: step + 1, phase: .backward)
+                let chunk = stage.chunks[chunkIndex]
+                if chunk.head { try settleGradientSend(i) }
                 let began = ContinuousClock.now
-                // The step's last backward finalises the gradients: buckets start as layers finish.
-                let overlap: ((Int) throws -> Void)? = position == lastBackward ? buckets.map { b in { try b.finalized(from: $0) } } : nil
+                let overlap: ((Int) throws -> Void)? = lastBackwards.contains(position) ? buckets.map { b in { try b.finalized(from: $0) } } : nil
                 // Deterministic mode keeps each micro-batch's gradient apart and joins them in tree order.
-                orderedGradients?.clear(model)
-                try trace("backward \(i)", lane: "compute") {
-                    try model.backward(microActivations[i], layers: stage.layers, embed: stage.isFirst, head: stage.isLast,
+                orderedGradients?.clear(model, chunk: chunkIndex)
+                try trace(pipeline.virtualStages > 1 ? "backward \(i).\(chunkIndex)" : "backward \(i)", lane: "compute") {
+                    try model.backward(microActivations[i], layers: chunk.layers, embed: chunk.embed, head: chunk.head,
                                        finalized: overlap)
                 }
-                orderedGradients?.add(node: samples(microbatch: i), from: model)
+                orderedGradients?.add(node: samples(microbatch: i), chunk: chunkIndex, from: model)
                 injector?.slowdown(step: step + 1, phase: .backward, seconds: (ContinuousClock.now - began).seconds)
                 compute += ContinuousClock.now - began
             case let .sendActivation(i, to):
                 let a = microActivations[i]
-                sends.append(try pp.isend(UnsafeRawBufferPointer(boundary(a.residual[stage.layers.upperBound], floats: width)),
-                                          to: to, tag: tag(action)))
+                sends.append(try pp.isend(UnsafeRawBufferPointer(boundary(a.residual[chunkLayers[to].lowerBound], floats: width)),
+                                          to: pipeline.stage(ofVirtual: to), tag: tag(action)))
                 traffic.pipelineMessages += 1
                 traffic.pipelineFloats += width
             case let .sendGradient(i, to):
                 let a = microActivations[i]
-                sends.append(try pp.isend(UnsafeRawBufferPointer(boundary(a.dResidual, floats: width)),
-                                          to: to, tag: tag(action)))
+                let request = try pp.isend(UnsafeRawBufferPointer(boundary(a.dResidual, floats: width)),
+                                           to: pipeline.stage(ofVirtual: to), tag: tag(action))
+                if pipeline.virtualStages > 1 { gradientSends[i] = request } else { sends.append(request) }
                 traffic.pipelineMessages += 1
                 traffic.pipelineFloats += width
             case .optimizerStep:
                 break
             }
         }
-        try transport.wait(sends, operation: "pipeline sends of step \(step)")
+        try transport.wait(sends + gradientSends.values, operation: "pipeline sends of step \(step)")
         if let injector {
             let mine = ranges(stage: stage, shard: coordinates.tp, counted: false)
             if orderedGradients != nil {

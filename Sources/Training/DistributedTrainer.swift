@@ -88,13 +88,24 @@ public final class DistributedTrainer {
     /// Which layers this rank runs and which parameter ranges it owns.
     struct Stage {
         let index: Int
-        let layers: Range<Int>
+        /// The model chunks it runs, in the schedule's chunk order (one unless interleaved).
+        let chunks: [Chunk]
         var isFirst: Bool { index == 0 }
         let isLast: Bool
         /// Contiguous ranges of the flat buffer this stage updates.
         let owned: [Range<Int>]
         /// The part of `owned` that counts toward the global gradient norm (the tied embedding counts once).
         let counted: [Range<Int>]
+    }
+
+    /// One virtual stage: its layers, whether it embeds the tokens (the first) or holds the head
+    /// and the loss (the last), and the flat-buffer spans whose gradients its backward forms.
+    struct Chunk {
+        let virtual: Int
+        let layers: Range<Int>
+        let embed: Bool
+        let head: Bool
+        let spans: [Range<Int>]
     }
 
     public init(configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, corpus: Corpus,
@@ -164,26 +175,33 @@ public final class DistributedTrainer {
 
     /// The layers and parameter ranges of pipeline stage `index`.
     static func stage(_ index: Int, layout: ParallelLayout, parameters: ParameterLayout) -> Stage {
-        let layers = layout.stageLayers(model: parameters.spec)[index]
-        let isFirst = index == 0, isLast = index == layout.pp - 1
+        let schedule = layout.pipeline, lastVirtual = schedule.virtualStageCount - 1
         let entries = parameters.entries
         func span(_ names: (String) -> Bool) -> Range<Int>? {
             let chosen = entries.filter { names($0.name) }
             guard let first = chosen.first, let last = chosen.last else { return nil }
             return first.offset..<(last.offset + last.count)
         }
-        let blocks = span { name in
-            guard name.hasPrefix("h"), let l = Int(name.dropFirst().prefix { $0.isNumber }) else { return false }
-            return layers.contains(l)
-        }!
         let wte = parameters.entry("wte")
-        // Layout order is wte, wpe, h0 … h(L−1), lnf: a stage's own blocks are contiguous,
-        // the first stage's extend down to wte, the last stage's up to lnf.
-        var owned = isFirst ? 0..<blocks.upperBound : blocks
-        if isLast { owned = owned.lowerBound..<span { $0.hasPrefix("lnf") }!.upperBound }
-        // The last stage also updates its copy of the tied embedding, which the first stage already counts.
-        let tied = isLast && !isFirst ? [wte.offset..<(wte.offset + wte.count)] : []
-        return Stage(index: index, layers: layers, isLast: isLast, owned: tied + [owned], counted: [owned])
+        let tied = wte.offset..<(wte.offset + wte.count)
+        // Layout order is wte, wpe, h0 … h(L−1), lnf: a chunk's own blocks are contiguous, the
+        // first virtual stage's extend down to wte, the last one's up to lnf; the last one
+        // also forms (and its stage updates) the gradient of its copy of the tied embedding.
+        let chunks = layout.stageLayers(model: parameters.spec)[index].enumerated().map { c, layers -> Chunk in
+            let virtual = schedule.virtualStage(stage: index, chunk: c)
+            let embed = virtual == 0, head = virtual == lastVirtual
+            let blocks = span { name in
+                guard name.hasPrefix("h"), let l = Int(name.dropFirst().prefix { $0.isNumber }) else { return false }
+                return layers.contains(l)
+            }!
+            var own = embed ? 0..<blocks.upperBound : blocks
+            if head { own = own.lowerBound..<span { $0.hasPrefix("lnf") }!.upperBound }
+            return Chunk(virtual: virtual, layers: layers, embed: embed, head: head, spans: (head && !embed ? [tied] : []) + [own])
+        }
+        let counted = chunks.map { $0.spans.last! }.sorted { $0.lowerBound < $1.lowerBound }
+        let isLast = index == layout.pp - 1
+        let owned = (isLast && index != 0 ? [tied] : []) + counted
+        return Stage(index: index, chunks: chunks, isLast: isLast, owned: owned, counted: counted)
     }
 
     /// Parameter ranges rank (`stage`, tensor shard `shard`) computes, in flat-buffer order:
@@ -218,6 +236,6 @@ public final class DistributedTrainer {
     /// The transport tag of a send or receive of this stage: its message's identity, so no two
     /// messages of a step can pair up wrongly.
     func tag(_ action: PipelineSchedule.Action) -> Int32 {
-        Int32(action.message(stage: stage.index)!.tag(stages: layout.pp))
+        Int32(action.message!.tag(stages: layout.pipeline.virtualStageCount))
     }
 }

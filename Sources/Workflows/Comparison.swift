@@ -53,7 +53,7 @@ public struct Comparison {
     public func measure(_ row: ComparisonRow, directory: String) throws -> StepLogs {
         let l = row.layout
         var arguments = ["train", model.name, "--steps", "\(steps)", "--batch", "\(batch)", "--dp", "\(l.dp)", "--tp", "\(l.tp)", "--pp", "\(l.pp)",
-                         "--microbatches", "\(l.microbatches)", "--run-dir", directory, "--json"]
+                         "--microbatches", "\(l.microbatches)", "--run-dir", directory, "--json"] + LayoutName.scheduleArguments(l)
         let run: (status: Int32, stdout: String, stderr: String)
         if transport == "mpi" && l.worldSize > 1 {
             arguments += ["--transport", "mpi"]

@@ -3,7 +3,9 @@ import Parallelism
 import Workload
 
 /// A layout's plan as data, what `fleet plan --json` prints: the mesh, the schedule's check
-/// (bubble, in-flight activations), and every rank's step program op by op.
+/// (bubble, in-flight activations), and every rank's step program op by op. `chunks` lists
+/// the layer ranges a rank runs ([start, end) each; several when interleaved), `layers` the
+/// one range when there is one.
 public enum PlanRecord {
     public static func object(spec: ModelSpec, layout: ParallelLayout, schedule: PipelineSchedule,
                               report: ScheduleReport, programs: [StepProgram]) -> [String: Any] {
@@ -17,14 +19,19 @@ public enum PlanRecord {
                     return fields
                 }
             }
-            return ["rank": rank, "dp": c.dp, "tp": c.tp, "pp": c.pp, "layers": [layers.lowerBound, layers.upperBound],
-                    "parameters_held": plan.heldElements(stage: c.pp), "optimizer_parameters": Int(plan.optimizerElements(stage: c.pp)),
-                    "dp_group": mesh.dpGroup(of: rank), "tp_group": mesh.tpGroup(of: rank), "pp_group": mesh.ppGroup(of: rank),
-                    "ops": ops]
+            var fields: [String: Any] = [
+                "rank": rank, "dp": c.dp, "tp": c.tp, "pp": c.pp, "chunks": layers.map { [$0.lowerBound, $0.upperBound] },
+                "parameters_held": plan.heldElements(stage: c.pp), "optimizer_parameters": Int(plan.optimizerElements(stage: c.pp)),
+                "dp_group": mesh.dpGroup(of: rank), "tp_group": mesh.tpGroup(of: rank), "pp_group": mesh.ppGroup(of: rank),
+                "ops": ops]
+            // One contiguous range per stage unless interleaved.
+            if layers.count == 1 { fields["layers"] = [layers[0].lowerBound, layers[0].upperBound] }
+            return fields
         }
         return [
             "model": spec.name, "parameters": spec.parameterCount, "dp": layout.dp, "tp": layout.tp, "pp": layout.pp,
-            "microbatches": layout.microbatches, "schedule": schedule.kind.rawValue, "world_size": layout.worldSize,
+            "microbatches": layout.microbatches, "schedule": schedule.kind.rawValue, "virtual_stages": schedule.virtualStages,
+            "world_size": layout.worldSize,
             "batch": programs.first!.options.batch, "sequence": programs.first!.options.sequence,
             "bucket_bytes": programs.first!.options.bucketBytes, "zero": layout.zeroStage,
             "bubble_fraction": report.bubbleFraction, "ideal_bubble_fraction": report.idealBubbleFraction,

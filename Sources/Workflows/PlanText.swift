@@ -9,14 +9,15 @@ public enum PlanText {
         let schedule = layout.pipeline, mesh = layout.mesh, stages = layout.stageLayers(model: spec)
         var lines: [String] = []
         lines.append("plan: \(spec.name) on \(layout) = \(layout.worldSize) ranks, global batch \(batch), "
-            + "\(layout.microbatches) micro-batch(es) of \(batch / layout.dp / layout.microbatches) per pipeline, schedule \(schedule.kind.rawValue)")
+            + "\(layout.microbatches) micro-batch(es) of \(batch / layout.dp / layout.microbatches) per pipeline, schedule \(schedule.kind.rawValue)"
+            + (schedule.virtualStages > 1 ? " with \(schedule.virtualStages) chunks per stage" : ""))
         lines.append("")
         let table = Table(columns: [("rank", 4), ("dp", 3), ("tp", 3), ("pp", 3), ("layers", 8), ("dp group", 12), ("tp group", 12), ("pp group", 12)])
         lines.append(table.header())
         for rank in 0..<mesh.worldSize {
             let c = mesh.coordinates(of: rank)
-            let layers = stages[c.pp]
-            lines.append(table.row(["\(rank)", "\(c.dp)", "\(c.tp)", "\(c.pp)", "\(layers.lowerBound)–\(layers.upperBound - 1)",
+            let layers = stages[c.pp].map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)–\($0.upperBound - 1)" }.joined(separator: ",")
+            lines.append(table.row(["\(rank)", "\(c.dp)", "\(c.tp)", "\(c.pp)", layers,
                                     "\(mesh.dpGroup(of: rank))", "\(mesh.tpGroup(of: rank))", "\(mesh.ppGroup(of: rank))"]))
         }
         lines.append("")
@@ -26,11 +27,13 @@ public enum PlanText {
         }
         lines.append("")
         lines.append("check: every send has its receive; the schedule cannot deadlock")
-        lines.append(String(format: "bubble: %.1f%% of the step (ideal (p−1)/(m+p−1) = %.1f%%), forward = 1, backward = 2 units",
-                            report.bubbleFraction * 100, report.idealBubbleFraction * 100))
-        lines.append("peak in-flight activations per stage: \(report.peakInFlightActivations.map(String.init).joined(separator: ", ")) micro-batch(es)")
+        let v = schedule.virtualStages
+        lines.append(String(format: "bubble: %.1f%% of the step (ideal (p−1)/(%@m+p−1) = %.1f%%), forward = 1, backward = 2 units%@",
+                            report.bubbleFraction * 100, v > 1 ? "V·" : "", report.idealBubbleFraction * 100, v > 1 ? " per micro-batch and stage" : ""))
+        lines.append("peak in-flight activations per stage: \(report.peakInFlightActivations.map(String.init).joined(separator: ", ")) "
+                     + (v > 1 ? "chunk passes (1/\(v) of a stage's micro-batch each)" : "micro-batch(es)"))
         lines.append("")
-        lines.append(timeline(report, stages: schedule.stages))
+        lines.append(timeline(report, stages: schedule.stages, scale: Double(v)))
         lines.append("")
         lines.append(summary(programs))
         return lines
@@ -49,13 +52,14 @@ public enum PlanText {
         return lines.joined(separator: "\n")
     }
 
-    /// One character per time unit: F/B with the micro-batch's last digit, '.' when idle.
-    static func timeline(_ report: ScheduleReport, stages: Int) -> String {
-        let width = Int(report.makespan.rounded(.up))
+    /// One character per time unit (per chunk pass's unit when `scale` is the chunks per
+    /// stage): F or B, '.' when idle.
+    static func timeline(_ report: ScheduleReport, stages: Int, scale: Double = 1) -> String {
+        let width = Int((report.makespan * scale).rounded(.up))
         var rows = Array(repeating: Array(repeating: Character("."), count: width), count: stages)
         for span in report.timeline {
             let symbol = Character(String(span.action.prefix(1)).lowercased() == "f" ? "F" : "B")
-            for t in Int(span.start)..<Int(span.end) where t < width { rows[span.stage][t] = symbol }
+            for t in Int((span.start * scale).rounded())..<Int((span.end * scale).rounded()) where t < width { rows[span.stage][t] = symbol }
         }
         return (0..<stages).map { "  stage \($0) |" + String(rows[$0]) + "|" }.joined(separator: "\n")
     }

@@ -7,12 +7,14 @@ import XCTest
 /// changed summation order breaks that.
 final class DeterministicTrainingTests: FleetProcessTestCase {
     static let tiny = ["train", "gpt-tiny", "--deterministic", "--steps", "50", "--json", "--eval-batches", "2"]
-    /// GPipe and 1F1B for every pipelined layout.
+    /// GPipe and 1F1B for every pipelined layout, and interleaved 1F1B.
     static let layouts: [[String]] = [
         ["--dp", "2"], ["--dp", "4"], ["--tp", "2"], ["--tp", "4"], ["--pp", "2"], ["--pp", "4"],
         ["--dp", "2", "--tp", "2"], ["--dp", "2", "--pp", "2"], ["--tp", "2", "--pp", "2"],
         ["--pp", "2", "--schedule", "gpipe"], ["--pp", "4", "--schedule", "gpipe", "--microbatches", "8"],
         ["--dp", "2", "--pp", "2", "--schedule", "gpipe"], ["--tp", "2", "--pp", "2", "--schedule", "gpipe"],
+        ["--pp", "2", "--schedule", "interleaved", "--microbatches", "4"],
+        ["--dp", "2", "--pp", "2", "--schedule", "interleaved", "--virtual-stages", "2", "--microbatches", "2"],
     ]
     /// The JSON step lines, without the timing fields (which differ from run to run).
     private func steps(_ outcome: FleetProcess.Outcome) -> [String] {

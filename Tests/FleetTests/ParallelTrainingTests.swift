@@ -57,7 +57,8 @@ final class ParallelTrainingTests: FleetProcessTestCase {
                        ["--dp", "2", "--tp", "2"], ["--dp", "2", "--pp", "2"], ["--tp", "2", "--pp", "2"],
                        ["--dp", "2", "--zero", "1"], ["--dp", "2", "--pp", "2", "--zero", "1"],
                        ["--tp", "2", "--pp", "2", "--schedule", "gpipe"],
-                       ["--pp", "2", "--schedule", "gpipe", "--microbatches", "2"], ["--pp", "4", "--schedule", "1f1b", "--microbatches", "8"]] {
+                       ["--pp", "2", "--schedule", "gpipe", "--microbatches", "2"], ["--pp", "4", "--schedule", "1f1b", "--microbatches", "8"],
+                       ["--dp", "2", "--pp", "2", "--schedule", "interleaved", "--virtual-stages", "2", "--microbatches", "2"]] {
             try assertMatches(layout, mpi: true, reference: reference)
         }
     }
@@ -66,7 +67,7 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         let reference = try reference()
         for layout in [["--dp", "2"], ["--tp", "2"], ["--pp", "2"], ["--dp", "2", "--pp", "2"], ["--tp", "2", "--pp", "2"],
                        ["--dp", "2", "--tp", "2", "--zero", "1"],
-                       ["--pp", "4", "--schedule", "gpipe"]] {
+                       ["--pp", "4", "--schedule", "gpipe"], ["--pp", "2", "--schedule", "interleaved", "--microbatches", "4"]] {
             try assertMatches(layout, mpi: false, reference: reference)
         }
     }
@@ -95,6 +96,11 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         let pp = try traffic(["--pp", "2", "--microbatches", "4"])
         XCTAssertEqual(pp["pp_messages"], 4, "the last stage sends one gradient per micro-batch")
         XCTAssertEqual(pp["pp_bytes"], rows * c * 4)
+        // Interleaved over two chunks per stage: the last stage (virtual stages 1 and 3) sends
+        // gradients 3 → 2 and 1 → 0 and activations 1 → 2, each once per micro-batch.
+        let interleaved = try traffic(["--pp", "2", "--microbatches", "4", "--schedule", "interleaved", "--virtual-stages", "2"])
+        XCTAssertEqual(interleaved["pp_messages"], 3 * 4)
+        XCTAssertEqual(interleaved["pp_bytes"], 3 * rows * c * 4)
     }
 
     func testTraceHoldsEveryRanksComputeAndCommunicationOnOneClock() throws {

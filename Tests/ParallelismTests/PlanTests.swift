@@ -23,7 +23,7 @@ final class PlanTests: XCTestCase {
     }
 
     func testSchedulesAreSoundWithTheTextbookBubble() throws {
-        for kind in PipelineSchedule.Kind.allCases {
+        for kind in PipelineSchedule.Kind.allCases where kind != .interleaved {
             for stages in 1...6 {
                 for microbatches in 1...12 {
                     let schedule = PipelineSchedule(kind: kind, stages: stages, microbatches: microbatches)
@@ -63,7 +63,7 @@ final class PlanTests: XCTestCase {
         XCTAssertTrue(reason(ParallelLayout(pp: 5)).contains("more pipeline stages than gpt-tiny has layers (4)"))
         XCTAssertTrue(reason(ParallelLayout(dp: 2, microbatches: 3)).contains("3 micro-batches do not divide"))
         XCTAssertTrue(reason(ParallelLayout(dp: 3)).contains("not divisible by --dp 3"))
-        XCTAssertEqual(ParallelLayout(pp: 3).stageLayers(model: tiny), [0..<2, 2..<3, 3..<4])
+        XCTAssertEqual(ParallelLayout(pp: 3).stageLayers(model: tiny), [[0..<2], [2..<3], [3..<4]])
     }
 
     func testReductionTreeNodesParentsAndAlignment() {

@@ -45,7 +45,7 @@ public struct ChaosCampaign {
     func arguments(_ layout: ParallelLayout) -> [String] {
         ["train", model, "--deterministic", "--steps", "\(steps)", "--seq", "64", "--eval-batches", "1", "--log-every", "1000",
          "--dp", "\(layout.dp)", "--tp", "\(layout.tp)", "--pp", "\(layout.pp)", "--microbatches", "\(layout.microbatches)",
-         "--schedule", layout.schedule.rawValue]
+         "--schedule", layout.schedule.rawValue, "--virtual-stages", "\(layout.virtualStages)"]
     }
 
     /// Runs the fault-free reference (one process) and returns its final parameters.
