@@ -35,7 +35,9 @@ public struct StepReport: Sendable {
     public let tokensPerSecond: Double
     public let mfu: Double
     public let breakdown: Breakdown
-    /// Idle share of all stages' time in the step (pipeline waits over stages × step).
+    /// Idle share of the pipeline schedule, as `fleet plan` states it: per stage, the time
+    /// neither computing, communicating nor updating until the last stage finishes (waits for
+    /// messages and the drain), over that idle time plus the forward and backward passes.
     public let bubbleFraction: Double
     public let memory: MemoryEstimate
     public let busiestLinks: [LinkLoad]
@@ -280,7 +282,17 @@ public struct StepSimulator {
         breakdown.checkpoint = checkpoint
         breakdown.checkpointWrite = checkpointWrite
         breakdown.checkpointContention = contention
-        let totalIdle = pipeline.breakdown.reduce(0.0) { $0 + $1.pipelineWait.seconds }
+        // Idle: what each stage does not spend computing, communicating or updating before the
+        // pipeline's last stage finishes — the waits for messages and the drain at the end —
+        // as a share of the schedule's part of the step (idle plus forward and backward passes).
+        let makespan = (pipeline.finish.max() ?? .zero).seconds
+        var totalIdle = 0.0, scheduleTime = 0.0
+        for b in pipeline.breakdown {
+            let passes = (b.compute + b.tensorParallel).seconds
+            let idle = max(0, makespan - passes - (b.dataParallelExposed + b.optimizer).seconds)
+            totalIdle += idle
+            scheduleTime += idle + passes
+        }
         let globalTokens = Double(s.batch * s.sequence)
         let modelFLOPs = model.trainingFLOPsPerToken(sequence: s.sequence) * globalTokens
         let inFlight = (try? schedule.check())?.peakInFlightActivations ?? Array(repeating: layout.microbatches * schedule.virtualStages, count: layout.pp)
@@ -299,7 +311,7 @@ public struct StepSimulator {
         }
         var report = StepReport(stepTime: step, tokensPerSecond: globalTokens / step.seconds,
                           mfu: modelFLOPs / (Double(s.gpus) * s.device.peak(s.precision) * step.seconds),
-                          breakdown: breakdown, bubbleFraction: totalIdle / (Double(layout.pp) * step.seconds), memory: memory,
+                          breakdown: breakdown, bubbleFraction: scheduleTime > 0 ? totalIdle / scheduleTime : 0, memory: memory,
                           busiestLinks: ledger.busiest(5, over: step), spans: pipeline.spans, events: pipeline.events,
                           fidelity: network.fidelity,
                           reductions: reductions)

@@ -107,7 +107,9 @@ struct Simulate: ParsableCommand {
     private func printTable(_ base: Scenario, _ rows: [SweepRow], keys: [String]) {
         Console.out("scenario \(base.name): \(base.summary); sweep of \(rows.count) points")
         let columns = keys + (base.dataParallelAuto ? ["dp"] : [])
-        let table = Table(columns: columns.map { ($0, max(6, $0.count)) } + [("step", 12), ("tokens/s", 12), ("MFU", 7), ("bubble", 7), ("GiB/GPU", 8)]
+        // Each swept key's column as wide as its widest value (`interleaved`, `H100`…).
+        let widths = columns.indices.map { i in rows.reduce(max(6, columns[i].count)) { max($0, i < $1.cells.count ? $1.cells[i].count : 0) } }
+        let table = Table(columns: zip(columns, widths).map { ($0, $1) } + [("step", 12), ("tokens/s", 12), ("MFU", 7), ("bubble", 7), ("GiB/GPU", 8)]
                           + SweepRow.runColumns(base))
         Console.out(table.header() + "  note")
         for row in rows { Console.out(table.row(row.cells) + "  " + row.note) }
