@@ -40,6 +40,13 @@ public struct LayoutThroughput {
             ranks.map { $0.step > 0 ? $0.pipelineWait / $0.step : 0 }.reduce(0, +) / Double(max(1, ranks.count))
         }
 
+        /// The ranks' mean share of the step not spent in forward and backward passes or their
+        /// tensor-parallel sums: the pipeline's waits and its drain (which the last stage spends
+        /// in the tied embedding's sum), plus the update and exposed data-parallel traffic.
+        public var measuredIdle: Double {
+            ranks.map { $0.step > 0 ? max(0, $0.step - $0.compute - $0.tensor) / $0.step : 0 }.reduce(0, +) / Double(max(1, ranks.count))
+        }
+
         /// The lines `fleet bench train --dp/--tp/--pp` prints.
         public func lines(model: String, batchPerReplica: Int, runDirectory: String) -> [String] {
             var lines = ["fleet bench train \(model), \(layout) on \(layout.worldSize) ranks, \(batchPerReplica) sequences per replica, 1 BLAS thread per rank",
@@ -61,10 +68,45 @@ public struct LayoutThroughput {
             return lines
         }
 
+        /// What interleaving changed against `plain`, the same pipeline under 1F1B measured in this run.
+        public func interleaving(against plain: Result) -> InterleavingGain { InterleavingGain(interleaved: self, plain: plain) }
+
         public var record: [(String, Any)] {
             [("layout", layout.description), ("ranks", layout.worldSize), ("one_process_tokens_per_s", single),
              ("tokens_per_s", parallel), ("speedup", speedup), ("predicted_bubble", predictedBubble),
              ("measured_pipeline_wait_fraction", measuredBubble)]
+        }
+    }
+
+    /// An interleaved run beside its 1F1B counterpart: how much of the predicted bubble
+    /// reduction the measured pipeline waiting shows.
+    public struct InterleavingGain {
+        public let interleaved: Result
+        public let plain: Result
+
+        public var predictedReduction: Double { plain.predictedBubble - interleaved.predictedBubble }
+        /// Fall of the waits for pipeline messages, and of all time not computing (waits and drain).
+        public var measuredReduction: Double { plain.measuredBubble - interleaved.measuredBubble }
+        public var idleReduction: Double { plain.measuredIdle - interleaved.measuredIdle }
+        /// Measured idle reduction over the predicted one (1: all of it).
+        public var realised: Double { predictedReduction > 0 ? idleReduction / predictedReduction : 0 }
+
+        public var lines: [String] {
+            [String(format: "\ninterleaving, side by side with 1f1b in this run (%@ %.0f tokens/s, %@ %.0f tokens/s → %.2f×):",
+                    plain.layout.description, plain.parallel, interleaved.layout.description, interleaved.parallel,
+                    plain.parallel > 0 ? interleaved.parallel / plain.parallel : 0),
+             String(format: "  predicted bubble   %5.1f%% → %5.1f%%  (−%.1f points)", plain.predictedBubble * 100, interleaved.predictedBubble * 100, predictedReduction * 100),
+             String(format: "  measured waiting   %5.1f%% → %5.1f%%  (−%.1f points: receives only)",
+                    plain.measuredBubble * 100, interleaved.measuredBubble * 100, measuredReduction * 100),
+             String(format: "  measured idle      %5.1f%% → %5.1f%%  (−%.1f points, %.0f%% of the predicted reduction; waits, drain and update)",
+                    plain.measuredIdle * 100, interleaved.measuredIdle * 100, idleReduction * 100, realised * 100)]
+        }
+
+        public var record: [(String, Any)] {
+            [("plain_tokens_per_s", plain.parallel), ("plain_predicted_bubble", plain.predictedBubble),
+             ("plain_measured_pipeline_wait_fraction", plain.measuredBubble), ("predicted_bubble_reduction", predictedReduction),
+             ("measured_wait_reduction", measuredReduction), ("plain_measured_idle_fraction", plain.measuredIdle),
+             ("measured_idle_fraction", interleaved.measuredIdle), ("measured_idle_reduction", idleReduction), ("realised_fraction", realised)]
         }
     }
 
