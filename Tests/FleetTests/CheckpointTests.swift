@@ -80,6 +80,15 @@ final class CheckpointTests: FleetProcessTestCase {
         _ = steps(try run(exact + ["--checkpoint-dir", single, "--stop-at", "10"]))
         let reverse = steps(try run(exact + ["--dp", "2", "--pp", "2", "--resume-from", single], ranks: 4))
         for step in 11...20 { XCTAssertEqual(reverse[step], straight[step], "one process → dp2·pp2: step \(step)") }
+        // Interleaved: a stage's chunks are not contiguous (pp2·v2: layers 0, 2 | 1, 3), yet the
+        // checkpoint is the model's — saved by pp2·v2, resumed by dp2; one process → dp2·pp2·v2.
+        let interleaved = ["--schedule", "interleaved", "--virtual-stages", "2"]
+        let chunked = directory + "/pp2v2"
+        _ = steps(try run(exact + ["--pp", "2", "--microbatches", "4", "--checkpoint-dir", chunked, "--stop-at", "10"] + interleaved, ranks: 2))
+        let fromChunks = steps(try run(exact + ["--dp", "2", "--resume-from", chunked], ranks: 2, mpi: true))
+        for step in 11...20 { XCTAssertEqual(fromChunks[step], straight[step], "pp2·v2 → dp2: step \(step)") }
+        let intoChunks = steps(try run(exact + ["--dp", "2", "--pp", "2", "--microbatches", "2", "--resume-from", single] + interleaved, ranks: 4, mpi: true))
+        for step in 11...20 { XCTAssertEqual(intoChunks[step], straight[step], "one process → dp2·pp2·v2: step \(step)") }
         // Without --deterministic the layouts' summation orders differ: the tolerance of parallel training.
         let loose = steps(try run(Self.base))
         let looseSaved = directory + "/loose"
