@@ -57,6 +57,21 @@ final class FaultToleranceTests: FleetProcessTestCase {
         }
     }
 
+    /// Interleaved 1F1B recovers like any layout: a rank killed mid-step under dp2·pp2·v2 is
+    /// named, the supervisor resumes from the checkpoint, and the weights are bitwise those of
+    /// the fault-free dp2·pp2 run (deterministic mode makes every layout the same run).
+    func testAnInterleavedRunRecoversBitwise() throws {
+        let reference = try reference()
+        let run = directory + "/interleaved"
+        let outcome = try FleetProcess.fleet(Self.base + ["--schedule", "interleaved", "--virtual-stages", "2", "--microbatches", "2",
+                                                          "--checkpoint-dir", run + "/ck", "--checkpoint-every", "5", "--max-restarts", "2",
+                                                          "--timeout", "3", "--inject", "crash:rank=3,step=12,phase=backward", "--run-dir", run + "/run"])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        XCTAssertTrue(outcome.output.contains("rank 3 was killed by signal 9"), outcome.output)
+        XCTAssertTrue(outcome.stderr.contains("fault report: 1 failure(s), recovered"), outcome.output)
+        try assertRecovered(run, reference: reference, "dp2·pp2·v2")
+    }
+
     /// A run's event channel, one JSON object per line.
     private func events(_ path: String) throws -> [[String: Any]] {
         try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {

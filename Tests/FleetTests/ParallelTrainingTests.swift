@@ -182,6 +182,10 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         XCTAssertNotEqual(wrongWorld.status, 0)
         XCTAssertEqual(wrongWorld.stderr.components(separatedBy: "= 4, but this run has 3 ranks").count - 1, 3,
                        "every rank reports it: \(wrongWorld.output)")
+        let unevenChunks = try FleetProcess.mpirun(2, ["train", "gpt-tiny", "--steps", "2", "--pp", "2", "--schedule", "interleaved", "--virtual-stages", "3"])
+        XCTAssertNotEqual(unevenChunks.status, 0)
+        XCTAssertEqual(unevenChunks.stderr.components(separatedBy: "2 × 3 = 6 equal chunks").count - 1, 2, "every rank reports it: \(unevenChunks.output)")
+        XCTAssertFalse(unevenChunks.stdout.contains("step "), unevenChunks.output)
         let cases: [([String], String)] = [
             (["--pp", "5"], "more pipeline stages than gpt-tiny has layers"),
             (["--tp", "3"], "which --tp 3 does not divide"),
@@ -189,6 +193,9 @@ final class ParallelTrainingTests: FleetProcessTestCase {
             (["--dp", "2", "--microbatches", "3"], "3 micro-batches do not divide"),
             (["--dp", "3"], "not divisible by --dp 3"),
             (["--ranks", "3", "--dp", "2", "--pp", "2"], "--ranks 3 contradicts the layout dp2·pp2"),
+            (["--pp", "2", "--schedule", "interleaved", "--virtual-stages", "3"], "use --virtual-stages 2"),
+            (["--pp", "2", "--schedule", "interleaved", "--microbatches", "1"], "must be a multiple of 2"),
+            (["--pp", "2", "--virtual-stages", "2"], "needs --schedule interleaved"),
         ]
         for (layout, message) in cases {
             let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "2"] + layout)
