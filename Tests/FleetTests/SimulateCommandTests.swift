@@ -159,4 +159,19 @@ final class SimulateCommandTests: FleetProcessTestCase {
                        "2 sequences of 2048 tokens per rank, three times the forward")
         XCTAssertEqual(Set(ops.compactMap { $0["phase"] as? String }), ["forward 0", "backward 0", "optimizer", "loss"], "every bucket starts inside the backward pass")
     }
+
+    /// `fleet plan --json` for interleaved 1F1B: the bubble is (p − 1)/(V·m + p − 1), each rank
+    /// lists its chunks (the simulator's side is EngineTests.testInterleavedBubbleMatchesTheClosedForm).
+    func testPlanGivesTheInterleavedBubbleAndChunks() throws {
+        let outcome = try FleetProcess.fleet(["plan", "gpt-tiny", "--pp", "2", "--microbatches", "4", "--schedule", "interleaved", "--json"])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(object["virtual_stages"] as? Int, 2)
+        XCTAssertEqual(try XCTUnwrap(object["bubble_fraction"] as? Double), 1.0 / 9.0, accuracy: 1e-9)
+        let ranks = try XCTUnwrap(object["ranks"] as? [[String: Any]])
+        XCTAssertEqual(ranks.map { $0["chunks"] as? [[Int]] }, [[[0, 1], [2, 3]], [[1, 2], [3, 4]]])
+        XCTAssertNil(ranks[0]["layers"], "a stage of two chunks has no single layer range")
+        let text = try FleetProcess.fleet(["plan", "gpt-tiny", "--pp", "2", "--microbatches", "4", "--schedule", "interleaved"])
+        XCTAssertTrue(text.stdout.contains("F0.1"), "chunk 1's passes are named: \(text.output)")
+    }
 }
