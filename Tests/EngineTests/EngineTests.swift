@@ -179,6 +179,20 @@ final class EngineTests: XCTestCase {
         XCTAssertTrue(error(missing).contains("workload is missing 'batch'"), error(missing))
     }
 
+    /// `layout.schedule: interleaved` with `virtual_stages` reads into the layout the trainer
+    /// runs; chunks that do not divide the layers are refused at the layout.
+    func testInterleavedLayoutsReadFromAScenario() throws {
+        let good = try String(contentsOfFile: Self.scenarios + "/gpt-tiny-local.yaml", encoding: .utf8)
+        let from = "layout: {dp: 2, pp: 2, microbatches: 2, schedule: 1f1b}"
+        let interleaved = good.replacingOccurrences(of: from, with: "layout: {dp: 2, pp: 2, microbatches: 2, schedule: interleaved}")
+        XCTAssertNotEqual(interleaved, good)
+        let layout = try ScenarioReader(path: "s.yaml", text: interleaved).read().base.layout
+        XCTAssertEqual(layout, ParallelLayout(dp: 2, pp: 2, microbatches: 2, schedule: .interleaved, virtualStages: 2))
+        let uneven = good.replacingOccurrences(of: from, with: "layout: {dp: 2, pp: 2, microbatches: 2, schedule: interleaved, virtual_stages: 3}")
+        XCTAssertTrue(error(uneven).contains("2 × 3 = 6 equal chunks"), error(uneven))
+        XCTAssertTrue(error(uneven).hasPrefix("s.yaml:18:"), error(uneven))
+    }
+
     /// Values that used to pass silently — a zero bandwidth read as an infinitely fast link, a
     /// zero bucket that never finished, a straggler share above 1 — are refused where they stand.
     func testValuesOutsideTheirDomainAreRefusedWhereTheyStand() throws {
