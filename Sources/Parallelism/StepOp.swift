@@ -129,13 +129,14 @@ extension StepOp {
 }
 
 extension StepProgram.Phase: CustomStringConvertible {
-    /// `forward 0`, `backward 3`, `send activations 1`, `gradient sync`, `optimizer`, `loss`.
+    /// `forward 0`, `backward 3`, `forward 2.1` (chunk 1, interleaved), `send activations 1`,
+    /// `gradient sync`, `optimizer`, `loss`.
     public var description: String {
         switch self {
         case let .schedule(action):
             switch action {
-            case .forward(let m): return "forward \(m)"
-            case .backward(let m): return "backward \(m)"
+            case let .forward(m, c): return c == 0 ? "forward \(m)" : "forward \(m).\(c)"
+            case let .backward(m, c): return c == 0 ? "backward \(m)" : "backward \(m).\(c)"
             case .sendActivation(let m, _): return "send activations \(m)"
             case .receiveActivation(let m, _): return "receive activations \(m)"
             case .sendGradient(let m, _): return "send gradients \(m)"

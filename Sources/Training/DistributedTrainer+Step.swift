@@ -124,7 +124,7 @@ extension DistributedTrainer {
                 let (tokens, targets) = chunk.embed || chunk.head
                     ? data.trainingBatch(step: step, batch: c.batch, samples: samples(microbatch: i)) : ([], [])
                 if chunk.embed { tokens.withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: tokens.count) } }
-                try trace(pipeline.virtualStages > 1 ? "forward \(i).\(chunkIndex)" : "forward \(i)", lane: "compute") {
+                try trace(StepProgram.Phase.schedule(action).description, lane: "compute") {
                     try model.forward(a, layers: chunk.layers, embed: chunk.embed, head: chunk.head)
                 }
                 if chunk.head {
@@ -153,7 +153,7 @@ extension DistributedTrainer {
                 let overlap: ((Int) throws -> Void)? = lastBackwards.contains(position) ? buckets.map { b in { try b.finalized(from: $0) } } : nil
                 // Deterministic mode keeps each micro-batch's gradient apart and joins them in tree order.
                 orderedGradients?.clear(model, chunk: chunkIndex)
-                try trace(pipeline.virtualStages > 1 ? "backward \(i).\(chunkIndex)" : "backward \(i)", lane: "compute") {
+                try trace(StepProgram.Phase.schedule(action).description, lane: "compute") {
                     try model.backward(microActivations[i], layers: chunk.layers, embed: chunk.embed, head: chunk.head,
                                        finalized: overlap)
                 }

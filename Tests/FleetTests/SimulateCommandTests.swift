@@ -171,6 +171,9 @@ final class SimulateCommandTests: FleetProcessTestCase {
         let ranks = try XCTUnwrap(object["ranks"] as? [[String: Any]])
         XCTAssertEqual(ranks.map { $0["chunks"] as? [[Int]] }, [[[0, 1], [2, 3]], [[1, 2], [3, 4]]])
         XCTAssertNil(ranks[0]["layers"], "a stage of two chunks has no single layer range")
+        // Phases name the chunk as traces and the simulator's timeline do: `forward 3.1`.
+        let phases = Set(try XCTUnwrap(ranks[1]["ops"] as? [[String: Any]]).compactMap { $0["phase"] as? String })
+        XCTAssertTrue(phases.isSuperset(of: ["forward 3", "forward 3.1", "backward 0.1", "backward 0"]), "\(phases.sorted())")
         let text = try FleetProcess.fleet(["plan", "gpt-tiny", "--pp", "2", "--microbatches", "4", "--schedule", "interleaved"])
         XCTAssertTrue(text.stdout.contains("F0.1"), "chunk 1's passes are named: \(text.output)")
     }
