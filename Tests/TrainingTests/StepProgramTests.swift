@@ -70,7 +70,7 @@ final class StepProgramTests: XCTestCase {
 
     func assertRanThePlan(_ layout: ParallelLayout, file: StaticString = #filePath, line number: UInt = #line) throws {
         for (rank, step) in try recordedStep(layout).enumerated() {
-            let planned = step.plan.ops.map { line($0, stages: layout.pp) }, ran = step.ran.map(line)
+            let planned = step.plan.ops.map { line($0, stages: layout.pipeline.virtualStageCount) }, ran = step.ran.map(line)
             if planned != ran {
                 let first = zip(planned, ran).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(planned.count, ran.count)
                 XCTFail("\(layout) rank \(rank): op \(first) of \(planned.count) planned / \(ran.count) ran differs: "
@@ -90,6 +90,10 @@ final class StepProgramTests: XCTestCase {
     func testAllThreeRunThePlanOpForOp() throws {
         try assertRanThePlan(ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2))
         try assertRanThePlan(ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2, schedule: .gpipe))
+    }
+    func testInterleavedRunsThePlanOpForOp() throws {
+        try assertRanThePlan(ParallelLayout(pp: 2, microbatches: 4, schedule: .interleaved, virtualStages: 2))
+        try assertRanThePlan(ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2, schedule: .interleaved, virtualStages: 2, zeroStage: 1))
     }
     func testZeROOneRunsThePlanOpForOp() throws {
         try assertRanThePlan(ParallelLayout(dp: 2, zeroStage: 1))
