@@ -34,13 +34,20 @@ public struct MemoryEstimate: Sendable, Hashable, Codable {
 public enum MemoryModel {
     public enum Recompute: String, Sendable, Hashable, Codable { case none, full }
 
+    /// The stage whose GPUs hold the most.
     public static func estimate(model: ModelSpec, layout: ParallelLayout, zero: Int, microbatchSequences: Int, sequence: Int,
                                 precision: Device.Precision, recompute: Recompute, flashAttention: Bool = true, inFlight: [Int]) -> MemoryEstimate {
-        let stages = layout.stageLayers(model: model)
+        stages(model: model, layout: layout, zero: zero, microbatchSequences: microbatchSequences, sequence: sequence, precision: precision,
+               recompute: recompute, flashAttention: flashAttention, inFlight: inFlight)
+            .reduce(MemoryEstimate(weights: 0, gradients: 0, optimizer: 0, activations: 0, stage: 0)) { $1.total > $0.total ? $1 : $0 }
+    }
+
+    /// What one GPU of each pipeline stage holds, `inFlight[s]` passes of stage s's schedule at once.
+    public static func stages(model: ModelSpec, layout: ParallelLayout, zero: Int, microbatchSequences: Int, sequence: Int,
+                              precision: Device.Precision, recompute: Recompute, flashAttention: Bool = true, inFlight: [Int]) -> [MemoryEstimate] {
         let bytes = Double(precision.bytes), dp = Double(layout.dp), tp = Double(layout.tp)
         let plan = ShardPlan(model: model, layout: layout, zero: zero)
-        var worst = MemoryEstimate(weights: 0, gradients: 0, optimizer: 0, activations: 0, stage: 0)
-        for (s, chunks) in stages.enumerated() {
+        return layout.stageLayers(model: model).enumerated().map { s, chunks in
             // A pass in flight holds one chunk's layers (the whole stage unless interleaved).
             let layersPerPass = Double(chunks.reduce(0) { $0 + $1.count }) / Double(max(1, chunks.count))
             let local = Double(plan.heldElements(stage: s))
@@ -49,12 +56,10 @@ public enum MemoryModel {
             let perLayer = recompute == .full ? 2 * sq * b * h
                 : sq * b * h * (10 + 24 / tp + (flashAttention ? 0 : 5 * a * sq / (h * tp))) * bytes / 2
             let held = Double(inFlight.indices.contains(s) ? inFlight[s] : 1)
-            let estimate = MemoryEstimate(weights: bytes * local / (zero >= 3 ? dp : 1),
-                                          gradients: bytes * local / (zero >= 2 ? dp : 1),
-                                          optimizer: optimizerBytes / (zero >= 1 ? dp : 1),
-                                          activations: perLayer * layersPerPass * held, stage: s)
-            if estimate.total > worst.total { worst = estimate }
+            return MemoryEstimate(weights: bytes * local / (zero >= 3 ? dp : 1),
+                                  gradients: bytes * local / (zero >= 2 ? dp : 1),
+                                  optimizer: optimizerBytes / (zero >= 1 ? dp : 1),
+                                  activations: perLayer * layersPerPass * held, stage: s)
         }
-        return worst
     }
 }

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Parallelism
 import Workload
@@ -36,7 +37,20 @@ public enum PlanRecord {
             "bucket_bytes": programs.first!.options.bucketBytes, "zero": layout.zeroStage,
             "bubble_fraction": report.bubbleFraction, "ideal_bubble_fraction": report.idealBubbleFraction,
             "peak_in_flight_activations": report.peakInFlightActivations, "ranks": ranks,
+            "memory_per_stage": memory(spec: spec, layout: layout, report: report, options: programs.first!.options).map { m in
+                ["stage": m.stage, "weights_bytes": m.weights, "gradients_bytes": m.gradients, "optimizer_bytes": m.optimizer,
+                 "activation_bytes": m.activations, "total_bytes": m.total] as [String: Any]
+            },
             "actions": schedule.actions.map { $0.map { "\($0)" } },
         ]
+    }
+
+    /// What one rank of each stage holds by the memory model the simulator uses, at fleet's fp32
+    /// with the attention scores stored (no FlashAttention), activations for the passes the
+    /// schedule keeps in flight at its peak.
+    public static func memory(spec: ModelSpec, layout: ParallelLayout, report: ScheduleReport, options: StepOptions) -> [MemoryEstimate] {
+        MemoryModel.stages(model: spec, layout: layout, zero: layout.zeroStage, microbatchSequences: options.batch / layout.dp / layout.microbatches,
+                           sequence: options.sequence, precision: .fp32, recompute: options.recompute ? .full : .none, flashAttention: false,
+                           inFlight: report.peakInFlightActivations)
     }
 }

@@ -32,6 +32,12 @@ public enum PlanText {
                             report.bubbleFraction * 100, v > 1 ? "V·" : "", report.idealBubbleFraction * 100, v > 1 ? " per micro-batch and stage" : ""))
         lines.append("peak in-flight activations per stage: \(report.peakInFlightActivations.map(String.init).joined(separator: ", ")) "
                      + (v > 1 ? "chunk passes (1/\(v) of a stage's micro-batch each)" : "micro-batch(es)"))
+        let mib = { (bytes: Double) in String(format: "%.1f MiB", bytes / 1_048_576) }
+        lines.append("memory per rank (fp32, the simulator's model; activations at the schedule's peak):")
+        for m in PlanRecord.memory(spec: spec, layout: layout, report: report, options: programs.first!.options) {
+            lines.append("  stage \(m.stage): weights \(mib(m.weights)), gradients \(mib(m.gradients)), optimizer \(mib(m.optimizer)), "
+                         + "activations \(mib(m.activations)) = \(mib(m.total))")
+        }
         lines.append("")
         lines.append(timeline(report, stages: schedule.stages, scale: Double(v)))
         lines.append("")

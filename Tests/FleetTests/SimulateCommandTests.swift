@@ -174,6 +174,13 @@ final class SimulateCommandTests: FleetProcessTestCase {
         // Phases name the chunk as traces and the simulator's timeline do: `forward 3.1`.
         let phases = Set(try XCTUnwrap(ranks[1]["ops"] as? [[String: Any]]).compactMap { $0["phase"] as? String })
         XCTAssertTrue(phases.isSuperset(of: ["forward 3", "forward 3.1", "backward 0.1", "backward 0"]), "\(phases.sorted())")
+        // In-flight activation memory: stage 0 holds 5 chunk passes of half its layers where 1F1B holds 2 micro-batches.
+        let plain = try FleetProcess.fleet(["plan", "gpt-tiny", "--pp", "2", "--microbatches", "4", "--json"])
+        func activations(_ object: [String: Any]) throws -> [Double] {
+            try XCTUnwrap(object["memory_per_stage"] as? [[String: Any]]).map { ($0["activation_bytes"] as? NSNumber)?.doubleValue ?? 0 }
+        }
+        let plainObject = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(plain.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(try activations(object)[0] / activations(plainObject)[0], 2.5 / 2, accuracy: 1e-9)
         let text = try FleetProcess.fleet(["plan", "gpt-tiny", "--pp", "2", "--microbatches", "4", "--schedule", "interleaved"])
         XCTAssertTrue(text.stdout.contains("F0.1"), "chunk 1's passes are named: \(text.output)")
     }
