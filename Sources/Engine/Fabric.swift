@@ -60,6 +60,8 @@ public struct Fabric: Sendable {
     /// destination (d-mod-k), which keeps shift permutations free of collisions.
     public enum Routing: String, Sendable, Hashable, CaseIterable { case ecmp, destinationModK = "d-mod-k" }
     public var routing: Routing = .ecmp
+    /// Node → the share of bandwidth its NIC links keep (a degraded or renegotiated port).
+    public var degraded: [Int: Double] = [:]
 
     public init(gpus: Int, gpusPerNode: Int, topology: Topology, scaleUp: Link, scaleOut: Link, switchLink: Link? = nil, seed: UInt64 = 0) {
         precondition(gpus > 0 && gpusPerNode > 0 && gpus % gpusPerNode == 0, "whole nodes of GPUs")
@@ -78,7 +80,9 @@ public struct Fabric: Sendable {
     public func link(_ id: LinkID) -> Link {
         switch id.tier {
         case .scaleUp: return scaleUp
-        case .endpointUp, .endpointDown: return scaleOut
+        case .endpointUp, .endpointDown:
+            guard let factor = degraded[node(of: id.index)] else { return scaleOut }
+            return Link(bandwidth: Bandwidth(bytesPerSecond: scaleOut.bandwidth.bytesPerSecond * factor), latency: scaleOut.latency)
         default: return switchLink
         }
     }

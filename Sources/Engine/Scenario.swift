@@ -66,6 +66,8 @@ public struct Scenario: Sendable {
     public var budget: TrainingBudget?
     /// Training data read from storage every step (`data:`).
     public var data: InputPipeline?
+    /// Slow nodes, degraded NICs, mixed devices and stragglers (`cluster.slow_nodes`, …).
+    public var asymmetry = Asymmetry()
 
     public init(name: String, device: Device, nodes: Int, gpusPerNode: Int, topology: Fabric.Topology, scaleUp: Link, scaleOut: Link,
                 model: ModelSpec, batch: Int, sequence: Int, layout: ParallelLayout) {
@@ -86,6 +88,7 @@ public struct Scenario: Sendable {
     public var fabric: Fabric {
         var fabric = Fabric(gpus: gpus, gpusPerNode: gpusPerNode, topology: topology, scaleUp: scaleUp, scaleOut: scaleOut, switchLink: switchLink, seed: seed)
         fabric.routing = routing
+        fabric.degraded = asymmetry.degradedNodes
         return fabric
     }
 

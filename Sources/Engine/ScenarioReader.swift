@@ -137,14 +137,14 @@ public struct ScenarioReader {
     }
 
     private func base(_ top: Mapping) throws -> Scenario {
-        let cluster = try mapping(required(top, "cluster", "the scenario"), "cluster", allowed: ["device", "nodes", "gpus_per_node", "scale_up"])
+        let cluster = try mapping(required(top, "cluster", "the scenario"), "cluster", allowed: ["device", "nodes", "gpus_per_node", "scale_up", "slow_nodes", "groups", "stragglers"])
         let device = try self.device(required(cluster, "device", "cluster"))
         let nodes = try int(required(cluster, "nodes", "cluster"), "cluster.nodes", minimum: 1)
         let perNode = try int(required(cluster, "gpus_per_node", "cluster"), "cluster.gpus_per_node", minimum: 1)
         let scaleUp = try link(required(cluster, "scale_up", "cluster"), "cluster.scale_up")
 
         let fabric = try mapping(required(top, "fabric", "the scenario"), "fabric",
-                                 allowed: ["topology", "radix", "tiers", "oversubscription", "dimensions", "routers_per_group", "nodes_per_router", "link", "switch_link", "routing"])
+                                 allowed: ["topology", "radix", "tiers", "oversubscription", "dimensions", "routers_per_group", "nodes_per_router", "link", "switch_link", "routing", "degraded"])
         let topology = try self.topology(fabric)
         let scaleOut = try link(required(fabric, "link", "fabric"), "fabric.link")
 
@@ -159,6 +159,7 @@ public struct ScenarioReader {
         var scenario = Scenario(name: "", device: device, nodes: nodes, gpusPerNode: perNode, topology: topology, scaleUp: scaleUp,
                                 scaleOut: scaleOut, model: model, batch: batch, sequence: sequence, layout: ParallelLayout())
         if let node = fabric["routing"] { scenario.routing = try choice(node, "fabric.routing", Fabric.Routing.allCases) }
+        scenario.asymmetry = try asymmetry(cluster: cluster, fabric: fabric, nodes: nodes)
         if let node = fabric["switch_link"] { scenario.switchLink = try link(node, "fabric.switch_link") }
         if let node = top["seed"] { scenario.seed = UInt64(try int(node, "seed", minimum: 0)) }
         if let node = workload["precision"] { scenario.precision = try choice(node, "workload.precision", Device.Precision.allCases) }

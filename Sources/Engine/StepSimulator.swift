@@ -45,7 +45,17 @@ public struct StepReport: Sendable {
     public let events: Int
     public let fidelity: String
     /// How the numbers were obtained (which symmetries were used).
-    public let reductions: String
+    public internal(set) var reductions: String
+    /// On an asymmetric fleet: the rank that sets the step, why, and what each asymmetric
+    /// element alone adds to the step (see `StepSimulator.run()`).
+    public var slowestRank: Int?
+    public var criticalPath: String?
+    public var elementDelays: [ElementDelay] = []
+
+    public struct ElementDelay: Sendable, Hashable {
+        public let element: String
+        public let delay: SimTime
+    }
     /// Per pipeline stage, what one of its ranks holds and sends in a step (from the shard plan).
     public var stages: [StageTraffic] = []
     /// With `algorithm: auto`, which algorithm each distinct collective of the step got.
@@ -102,6 +112,12 @@ public struct StepSimulator {
         var tensorSyncs = (forward: 0, backward: 0)
     }
 
+    /// A device as one rank of a stage runs it: its kind and how many times slower it computes.
+    struct Member: Hashable {
+        let device: Device
+        let slowdown: Double
+    }
+
     /// Per-stage costs: each chunk's passes, the gradient sum's buckets and the optimizer.
     struct StageCost {
         var chunks: [PassCost] = []
@@ -126,8 +142,8 @@ public struct StepSimulator {
         return slowest!
     }
 
-    /// Simulates one pipeline, (dp 0, tp 0) by default, as the representative of all.
-    public func run(pipeline which: (dp: Int, tp: Int) = (0, 0), everyPipeline: Bool = false) -> StepReport {
+    /// Simulates one pipeline as the representative of all.
+    public func run(pipeline which: (dp: Int, tp: Int), everyPipeline: Bool = false) -> StepReport {
         let s = scenario, layout = s.layout, model = s.model, mesh = layout.mesh
         var choices: [String] = []
         let microSequences = s.batch / layout.dp / layout.microbatches
@@ -149,19 +165,26 @@ public struct StepSimulator {
             let local = Double(plan.heldElements(stage: index))
             let recompute = s.recompute == .full ? 1.0 : 0.0
             let tpGroup = mesh.tpGroup(of: representative[index])
+            // The tensor-parallel group meets at every layer, so it computes at its slowest
+            // member's pace: each distinct (device, slowdown) of the group is priced.
+            let members = Set(tpGroup.map { Member(device: s.device(of: $0), slowdown: s.slowdown(of: $0)) })
+            func slowest(_ price: (Device) -> SimTime) -> SimTime {
+                members.map { m in m.slowdown == 1 ? price(m.device) : SimTime(seconds: price(m.device).seconds * m.slowdown) }.max() ?? .zero
+            }
             for (chunk, work) in zip(program.chunks, program.chunkWork) {
                 var pass = PassCost()
-                if let calibration = s.device.calibration {
-                    // A measured CPU: the trainer's own kernels, each at its measured rate.
-                    pass.forward = SimTime(seconds: calibration.stepSeconds(KernelWork(work.forward)))
-                    pass.backward = SimTime(seconds: calibration.stepSeconds(KernelWork(work.backward)))
-                } else {
-                    // Weights are read once per pass through a chunk: its share of what the stage holds.
-                    let share = Double(chunk.count) / Double(max(1, program.chunks.reduce(0) { $0 + $1.count }))
-                    let flops = (forward: work.forward.reduce(.zero) { $0 + $1.flops }, backward: work.backward.reduce(.zero) { $0 + $1.flops })
-                    let traffic = local * share * bytes + tokens * c * Double(chunk.count) * 16 * bytes / Double(layout.tp)
-                    pass.forward = s.device.time(flops: flops.forward, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
-                    pass.backward = s.device.time(flops: flops.backward, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
+                // Weights are read once per pass through a chunk: its share of what the stage holds.
+                let share = Double(chunk.count) / Double(max(1, program.chunks.reduce(0) { $0 + $1.count }))
+                let flops = (forward: work.forward.reduce(.zero) { $0 + $1.flops }, backward: work.backward.reduce(.zero) { $0 + $1.flops })
+                let traffic = local * share * bytes + tokens * c * Double(chunk.count) * 16 * bytes / Double(layout.tp)
+                // A measured CPU: the trainer's own kernels, each at its measured rate; else the roofline.
+                pass.forward = slowest { device in
+                    device.calibration.map { SimTime(seconds: $0.stepSeconds(KernelWork(work.forward))) }
+                        ?? device.time(flops: flops.forward, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
+                }
+                pass.backward = slowest { device in
+                    device.calibration.map { SimTime(seconds: $0.stepSeconds(KernelWork(work.backward))) }
+                        ?? device.time(flops: flops.backward, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
                 }
                 // Tensor-parallel all-reduces inside the passes, as the plan places them.
                 func tensorBytes(_ ops: [StepOp]) -> [Bytes] {
@@ -205,10 +228,9 @@ public struct StepSimulator {
                 if case let .optimizer(parameters) = op { updated += Double(parameters) }
                 if case let .collective(.allGather, .data, bytes) = op { gathers.append((bytes * layout.dp).value) }
             }
-            if let calibration = s.device.calibration {
-                cost.optimizer = SimTime(seconds: updated * (calibration.perElement[.optimizer] ?? 0))
-            } else {
-                cost.optimizer = s.device.time(flops: .zero, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
+            cost.optimizer = slowest { device in
+                device.calibration.map { SimTime(seconds: updated * ($0.perElement[.optimizer] ?? 0)) }
+                    ?? device.time(flops: .zero, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
             }
             // ZeRO: the updated parameters are all-gathered, bucket by bucket.
             var timed: [Double: SimTime] = [:]

@@ -160,6 +160,21 @@ final class SimulateCommandTests: FleetProcessTestCase {
         XCTAssertEqual(Set(ops.compactMap { $0["phase"] as? String }), ["forward 0", "backward 0", "optimizer", "loss"], "every bucket starts inside the backward pass")
     }
 
+    /// An uneven fleet names its critical path and each element's delay in --json.
+    func testAnAsymmetricScenarioNamesItsCriticalPath() throws {
+        let outcome = try FleetProcess.fleet(["simulate", Self.scenarios + "/llama-70b-asymmetric.yaml", "--json"])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        let document = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any])
+        let object = try XCTUnwrap(document["step"] as? [String: Any])
+        let rank = try XCTUnwrap(object["slowest_rank"] as? Int)
+        XCTAssertGreaterThanOrEqual(rank / 8, 960, "an A100 node sets the step")
+        XCTAssertTrue((object["critical_path"] as? String ?? "").hasSuffix("is a A100"), "\(object["critical_path"] ?? "")")
+        let elements = try XCTUnwrap(object["asymmetry"] as? [[String: Any]])
+        XCTAssertEqual(elements.count, 4)
+        XCTAssertTrue(elements.allSatisfy { ($0["delay_s"] as? Double ?? -1) >= 0 })
+        XCTAssertTrue((object["reductions"] as? String ?? "").hasPrefix("asymmetric fleet: "))
+    }
+
     /// `fleet plan --json` for interleaved 1F1B: the bubble is (p − 1)/(V·m + p − 1), each rank
     /// lists its chunks (the simulator's side is EngineTests.testInterleavedBubbleMatchesTheClosedForm).
     func testPlanGivesTheInterleavedBubbleAndChunks() throws {

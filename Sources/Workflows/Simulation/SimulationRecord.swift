@@ -22,12 +22,17 @@ public enum SimulationRecord {
                                               ("optimizer_bytes", r.memory.optimizer), ("activations_bytes", r.memory.activations),
                                               ("total_bytes", r.memory.total), ("capacity_bytes", s.device.memoryBytes)])),
                        ("memory_capacity_bytes", s.device.memoryBytes), ("fits", problem == nil), ("fidelity", r.fidelity),
-                       ("events", r.events), ("collective_choices", r.collectiveChoices),
+                       ("events", r.events), ("collective_choices", r.collectiveChoices), ("reductions", r.reductions),
                        ("parameters", s.model.parameterCount),
                        ("stages", r.stages.map { t -> [(String, Any)] in
                            [("parameters", t.parameters), ("flops", t.flops.count), ("dp_bytes", t.dataParallelBytes.count), ("tp_bytes", t.tensorParallelBytes.count),
                             ("pp_bytes", t.pipelineBytes.count)]
                        })]
+            // On an asymmetric fleet: who sets the step, and what each element alone adds.
+            if let rank = r.slowestRank {
+                fields += [("slowest_rank", rank), ("critical_path", r.criticalPath ?? ""),
+                           ("asymmetry", r.elementDelays.map { [("element", $0.element), ("delay_s", $0.delay.seconds)] as [(String, Any)] })]
+            }
             // Power from the step's busy time, the fabric's size, and (with a budget) the whole run.
             if let estimate {
                 fields.append(("energy_per_step_j", estimate.perStep.itKWh * 3.6e6))

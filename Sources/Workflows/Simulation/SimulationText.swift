@@ -99,6 +99,10 @@ public enum SimulationText {
             lines.append("busiest links: " + r.busiestLinks.map { "\($0.link) \(Units.bytes($0.bytes)) (" + String(format: "%.0f %%)", $0.utilization * 100) }.joined(separator: ", "))
         }
         if !r.collectiveChoices.isEmpty { lines.append("collectives (auto): " + r.collectiveChoices.joined(separator: "; ")) }
+        if let path = r.criticalPath {
+            lines.append("critical path: \(path)")
+            for d in r.elementDelays { lines.append(String(format: "  %@ alone: +%@ per step", d.element, d.delay.description)) }
+        }
         lines.append("fidelity: \(r.fidelity); \(r.reductions); \(r.events.formatted()) events in \(String(format: "%.1f ms", wall.seconds * 1000))")
         return lines
     }

@@ -1,0 +1,101 @@
+import Parallelism
+
+/// What makes a fleet other than uniform: slow nodes, degraded NICs, nodes of another device,
+/// and stragglers drawn by seed. The step simulator prices each rank with its own device and
+/// slowdown and simulates exactly the pipelines that hold one (see `StepSimulator.run()`).
+public struct Asymmetry: Sendable, Hashable {
+    /// Node → how many times slower its devices compute (≥ 1).
+    public var slowNodes: [Int: Double] = [:]
+    /// Node → the share of its NICs' bandwidth left (0 < f ≤ 1).
+    public var degradedNodes: [Int: Double] = [:]
+    /// Nodes of another device than the cluster's; later groups win where they overlap.
+    public var groups: [DeviceGroup] = []
+    /// A share of all devices, drawn by seed, that compute `factor` times slower.
+    public var stragglers: Stragglers?
+
+    public struct DeviceGroup: Sendable, Hashable {
+        public var nodes: ClosedRange<Int>
+        public var device: Device
+        public init(nodes: ClosedRange<Int>, device: Device) { self.nodes = nodes; self.device = device }
+    }
+
+    public struct Stragglers: Sendable, Hashable {
+        public var fraction: Double
+        public var factor: Double
+        public var seed: UInt64
+        public init(fraction: Double, factor: Double, seed: UInt64) { self.fraction = fraction; self.factor = factor; self.seed = seed }
+
+        /// Whether `gpu` is one of them: a hash of (seed, gpu) below the fraction, so the same
+        /// seed slows the same devices at any scale.
+        public func slows(_ gpu: Int) -> Bool {
+            var x = seed &+ UInt64(gpu) &* 0x9E37_79B9_7F4A_7C15
+            x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+            x ^= x >> 31
+            return Double(x >> 11) / Double(1 << 53) < fraction
+        }
+    }
+
+    public init() {}
+
+    public var isEmpty: Bool { slowNodes.isEmpty && degradedNodes.isEmpty && groups.isEmpty && (stragglers?.fraction ?? 0) == 0 }
+
+    /// One named cause of asymmetry and the GPUs it touches, for the per-element delays.
+    public struct Element: Sendable, Hashable {
+        public let name: String
+        public let gpus: [Int]
+        /// The asymmetry with only this element.
+        public let alone: Asymmetry
+    }
+
+    /// Each slow node, degraded NIC and device group on its own, and the stragglers as one.
+    public func elements(gpusPerNode: Int, gpus: Int) -> [Element] {
+        func nodeGPUs(_ node: Int) -> [Int] { Array((node * gpusPerNode)..<min(gpus, (node + 1) * gpusPerNode)) }
+        var result: [Element] = []
+        for (node, factor) in slowNodes.sorted(by: { $0.key < $1.key }) {
+            var alone = Asymmetry(); alone.slowNodes = [node: factor]
+            result.append(Element(name: "node \(node) computes \(Self.format(factor))× slower", gpus: nodeGPUs(node), alone: alone))
+        }
+        for (node, factor) in degradedNodes.sorted(by: { $0.key < $1.key }) {
+            var alone = Asymmetry(); alone.degradedNodes = [node: factor]
+            result.append(Element(name: "node \(node)'s NICs at \(Self.format(factor))× bandwidth", gpus: nodeGPUs(node), alone: alone))
+        }
+        for group in groups {
+            var alone = Asymmetry(); alone.groups = [group]
+            result.append(Element(name: "nodes \(group.nodes.lowerBound)–\(group.nodes.upperBound) on \(group.device.name)",
+                                  gpus: group.nodes.flatMap(nodeGPUs), alone: alone))
+        }
+        if let stragglers, stragglers.fraction > 0 {
+            var alone = Asymmetry(); alone.stragglers = stragglers
+            let slowed = (0..<gpus).filter(stragglers.slows)
+            result.append(Element(name: "\(slowed.count) straggler GPU(s) (\(Self.format(stragglers.factor))× slower, seed \(stragglers.seed))",
+                                  gpus: slowed, alone: alone))
+        }
+        return result
+    }
+
+    static func format(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(format: "%.3g", value)
+    }
+}
+
+extension Scenario {
+    /// The device `gpu` is (its node's group's, or the cluster's).
+    public func device(of gpu: Int) -> Device {
+        let node = gpu / gpusPerNode
+        return asymmetry.groups.last { $0.nodes.contains(node) }?.device ?? device
+    }
+
+    /// How many times slower than its device's own rate `gpu` computes (slow node × straggler).
+    public func slowdown(of gpu: Int) -> Double {
+        var factor = asymmetry.slowNodes[gpu / gpusPerNode] ?? 1
+        if let stragglers = asymmetry.stragglers, stragglers.slows(gpu) { factor *= stragglers.factor }
+        return factor
+    }
+
+    /// The GPUs whose device, speed or NICs differ from the rest, in order.
+    public var asymmetricGPUs: [Int] {
+        guard !asymmetry.isEmpty else { return [] }
+        return asymmetry.elements(gpusPerNode: gpusPerNode, gpus: gpus).flatMap(\.gpus).reduce(into: Set<Int>()) { $0.insert($1) }.sorted()
+    }
+}
