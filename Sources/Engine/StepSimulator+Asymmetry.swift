@@ -61,7 +61,7 @@ extension StepSimulator {
         let rank = group.max { pace($0) < pace($1) } ?? group[0]
         var why: [String] = []
         if s.slowdown(of: rank) != 1 { why.append("computes \(Asymmetry.format(s.slowdown(of: rank)))× slower") }
-        if s.device(of: rank).name != s.device.name { why.append("is a \(s.device(of: rank).name)") }
+        if s.device(of: rank).name != s.device.name { why.append("is a different device (\(s.device(of: rank).name))") }
         if let factor = s.asymmetry.degradedNodes[rank / s.gpusPerNode] { why.append("its node's NICs run at \(Asymmetry.format(factor))× bandwidth") }
         report.slowestRank = rank
         report.criticalPath = "pipeline (dp \(dp), tp \(tp)), stage \(stage): rank \(rank) on node \(rank / s.gpusPerNode)"

@@ -57,6 +57,14 @@ final class FigureTests: XCTestCase {
         }
     }
 
+    /// The uneven fleet the exercise embeds is the shipped scenario's, comments aside.
+    func testTheUnevenFleetIsTheShippedScenario() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scenarios/llama-70b-asymmetric.yaml").path
+        let shipped = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").filter { !$0.hasPrefix("#") }
+        XCTAssertEqual(UnevenFleet.yaml.split(separator: "\n"), shipped)
+    }
+
     /// Closed forms the exercises teach, held to the values fleet computes.
     func testClosedFormsMatchTheTextbook() throws {
         let pipeline = try PipelineBubble().solve()
@@ -69,6 +77,14 @@ final class FigureTests: XCTestCase {
         let young = try YoungDaly().solve()
         XCTAssertEqual(young["mtbf-hours"]!, 3.69, accuracy: 0.05)
         XCTAssertEqual(try Determinism().solve()["float-gap"], 1)
+        let uneven = try UnevenFleet().solve()
+        XCTAssertEqual(uneven["slow-stage-ratio"]!, 55.0 / 33, accuracy: 1e-12)
+        XCTAssertEqual(uneven["half-nic-ring-ratio"]!, 2, accuracy: 1e-9)
+        XCTAssertGreaterThan(uneven["a100-share"]!, 0.5, "the older GPUs dominate the uneven fleet")
+        let interleaved = try InterleavedPipeline().solve()
+        XCTAssertEqual(interleaved["bubble-interleaved-p4-m8-v2"]!, 3.0 / 19, accuracy: 1e-12)
+        XCTAssertEqual(interleaved["message-ratio-p4-v2"]!, 7.0 / 3, accuracy: 1e-12)
+        XCTAssertEqual(interleaved["activation-ratio-p4-m8-v2"]!, 11.0 / 2 / 4, accuracy: 1e-12)
         let zero = try ZeROMemory().solve()
         XCTAssertEqual(zero["optimizer-gb-zero1"]! * 16, zero["optimizer-gb-zero0"]!, accuracy: zero["optimizer-gb-zero0"]! * 0.02)
     }
