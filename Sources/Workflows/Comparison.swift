@@ -32,6 +32,7 @@ public struct Comparison {
         s.batch = batch
         s.sequence = model.context
         s.layout = layout
+        s.zero = layout.zeroStage
         s.dataParallelAuto = false
         if base.nodes > 1 && layout.worldSize % base.nodes == 0 { s.gpusPerNode = layout.worldSize / base.nodes } else { s.nodes = 1; s.gpusPerNode = layout.worldSize }
         if let problem = s.problems().first { throw FleetError("cannot simulate \(LayoutName.name(layout)): \(problem)") }
@@ -53,7 +54,7 @@ public struct Comparison {
     public func measure(_ row: ComparisonRow, directory: String) throws -> StepLogs {
         let l = row.layout
         var arguments = ["train", model.name, "--steps", "\(steps)", "--batch", "\(batch)", "--dp", "\(l.dp)", "--tp", "\(l.tp)", "--pp", "\(l.pp)",
-                         "--microbatches", "\(l.microbatches)", "--run-dir", directory, "--json"] + LayoutName.scheduleArguments(l)
+                         "--microbatches", "\(l.microbatches)", "--run-dir", directory, "--json"] + LayoutName.trainArguments(l)
         let run: (status: Int32, stdout: String, stderr: String)
         if transport == "mpi" && l.worldSize > 1 {
             arguments += ["--transport", "mpi"]
@@ -109,12 +110,12 @@ public struct ComparisonRow {
     /// Measured against simulated, one row per layout, and the errors' median and largest.
     /// The prediction as `fleet compare` prints it before any run.
     public var prediction: String {
-        String(format: "  %-8@ simulated %7.2f ms  (compute %.2f, communication %.2f, bubble %.2f)", name,
+        String(format: "  %-10@ simulated %7.2f ms  (compute %.2f, communication %.2f, bubble %.2f)", name,
                simulated.stepTime.seconds * 1000, simulatedCompute * 1000, simulatedCommunication * 1000, simulatedBubble * 1000)
     }
 
     public static func table(_ rows: [ComparisonRow]) -> [String] {
-        let table = Table(columns: [("layout", 8), ("ranks", 5), ("measured ms", 11), ("p25–p75", 13), ("simulated", 9), ("error", 7),
+        let table = Table(columns: [("layout", max(8, rows.map(\.name.count).max() ?? 0)), ("ranks", 5), ("measured ms", 11), ("p25–p75", 13), ("simulated", 9), ("error", 7),
                                     ("compute m/s", 13), ("comm m/s", 11), ("bubble m/s", 11), ("largest difference", 24)])
         var lines = [table.header()]
         for row in rows {

@@ -2,26 +2,33 @@
 import Parallelism
 
 /// Layouts written compactly, as `dp2pp2`, `tp2`, `dp1`: degrees in any order, unnamed ones 1;
-/// `v2` adds the interleaved schedule with two chunks per stage (`pp2v2`). Pipelines get
-/// 2·pp micro-batches, as `fleet train` does.
+/// then, as `fleet train` takes them, `v2` (the interleaved schedule, two chunks per stage:
+/// `pp2v2`), `gpipe`, `m8` (micro-batches; pipelines get 2·pp by default, as `fleet train`
+/// gives them) and `z1` (ZeRO stage): `dp2pp2m8gpipe`, `dp2z1`.
 public enum LayoutName {
     public static func parse(_ text: String) throws -> ParallelLayout {
-        var degrees = ["dp": 1, "tp": 1, "pp": 1, "v": 1]
+        var values = ["dp": 1, "tp": 1, "pp": 1, "v": 1, "z": 0]
+        var microbatches: Int?, gpipe = false
         var rest = Substring(text.lowercased())
         guard !rest.isEmpty else { throw FleetError("an empty layout name; write e.g. dp2pp2") }
+        func unreadable() -> FleetError {
+            FleetError("cannot read layout '\(text)': write degrees like dp2pp2, tp2 or dp1 (dp, tp, pp followed by a number), "
+                       + "then optionally v2 (interleaved chunks per stage), gpipe, m8 (micro-batches) or z1 (ZeRO stage)")
+        }
         while !rest.isEmpty {
-            let key = rest.hasPrefix("v") ? "v" : String(rest.prefix(2))
+            if rest.hasPrefix("gpipe") { gpipe = true; rest = rest.dropFirst(5); continue }
+            let key = ["dp", "tp", "pp"].first { rest.hasPrefix($0) } ?? String(rest.prefix(1))
+            guard ["dp", "tp", "pp", "v", "m", "z"].contains(key) else { throw unreadable() }
             rest = rest.dropFirst(key.count)
             let digits = rest.prefix { $0.isNumber }
             rest = rest.dropFirst(digits.count)
-            guard degrees[key] != nil, let value = Int(digits), value >= 1 else {
-                throw FleetError("cannot read layout '\(text)': write degrees like dp2pp2, tp2, dp1 or pp2v2 (dp, tp, pp followed by a number; v: interleaved chunks per stage)")
-            }
-            degrees[key] = value
+            guard let value = Int(digits), value >= (key == "z" ? 0 : 1) else { throw unreadable() }
+            if key == "m" { microbatches = value } else { values[key] = value }
         }
-        let pp = degrees["pp"]!, v = degrees["v"]!
-        return ParallelLayout(dp: degrees["dp"]!, tp: degrees["tp"]!, pp: pp, microbatches: pp > 1 ? 2 * pp : 1,
-                              schedule: v > 1 ? .interleaved : .oneFOneB, virtualStages: v)
+        let pp = values["pp"]!, v = values["v"]!
+        if gpipe && v > 1 { throw FleetError("layout '\(text)' asks for both gpipe and interleaving (v\(v)); choose one") }
+        return ParallelLayout(dp: values["dp"]!, tp: values["tp"]!, pp: pp, microbatches: microbatches ?? (pp > 1 ? 2 * pp : 1),
+                              schedule: v > 1 ? .interleaved : gpipe ? .gpipe : .oneFOneB, virtualStages: v, zeroStage: values["z"]!)
     }
 
     public static func name(_ layout: ParallelLayout) -> String {
@@ -30,16 +37,22 @@ public enum LayoutName {
         if layout.tp > 1 { parts.append("tp\(layout.tp)") }
         if layout.pp > 1 { parts.append("pp\(layout.pp)") }
         if layout.schedule == .interleaved { parts.append("v\(layout.virtualStages)") }
+        if layout.microbatches != (layout.pp > 1 ? 2 * layout.pp : 1) { parts.append("m\(layout.microbatches)") }
+        if layout.schedule == .gpipe { parts.append("gpipe") }
+        if layout.zeroStage > 0 { parts.append("z\(layout.zeroStage)") }
         return parts.joined()
     }
 
-    /// The `fleet train` flags that give `layout`'s schedule (none for the default 1f1b).
-    public static func scheduleArguments(_ layout: ParallelLayout) -> [String] {
+    /// The `fleet train` flags for `layout`'s schedule and ZeRO stage (none for 1f1b without ZeRO).
+    public static func trainArguments(_ layout: ParallelLayout) -> [String] {
+        var arguments: [String]
         switch layout.schedule {
-        case .oneFOneB: return []
-        case .gpipe: return ["--schedule", "gpipe"]
-        case .interleaved: return ["--schedule", "interleaved", "--virtual-stages", "\(layout.virtualStages)"]
+        case .oneFOneB: arguments = []
+        case .gpipe: arguments = ["--schedule", "gpipe"]
+        case .interleaved: arguments = ["--schedule", "interleaved", "--virtual-stages", "\(layout.virtualStages)"]
         }
+        if layout.zeroStage > 0 { arguments += ["--zero", "\(layout.zeroStage)"] }
+        return arguments
     }
 
     /// The layouts `fleet compare` runs by default.

@@ -1,0 +1,21 @@
+import Parallelism
+import Workflows
+import XCTest
+
+/// Compact layout names, as `fleet compare`, `calibrate` and `chaos` take them: every layout
+/// `fleet train` accepts, read and written back.
+final class LayoutNameTests: XCTestCase {
+    func testNamesReadAsTheLayoutsTrainRuns() throws {
+        XCTAssertEqual(try LayoutName.parse("dp2pp2"), ParallelLayout(dp: 2, pp: 2, microbatches: 4))
+        XCTAssertEqual(try LayoutName.parse("pp2v2"), ParallelLayout(pp: 2, microbatches: 4, schedule: .interleaved, virtualStages: 2))
+        XCTAssertEqual(try LayoutName.parse("pp4m8gpipe"), ParallelLayout(pp: 4, microbatches: 8, schedule: .gpipe))
+        XCTAssertEqual(try LayoutName.parse("dp2z1"), ParallelLayout(dp: 2, zeroStage: 1))
+        for name in ["dp1", "dp2", "tp2", "dp2pp2", "pp2v2", "dp2pp2v2m2", "pp4m4gpipe", "dp2z1", "dp2tp2pp2m2z1"] {
+            XCTAssertEqual(LayoutName.name(try LayoutName.parse(name)), name, "round trip")
+        }
+        XCTAssertEqual(LayoutName.trainArguments(try LayoutName.parse("dp2pp2v2z1")), ["--schedule", "interleaved", "--virtual-stages", "2", "--zero", "1"])
+        for bad in ["", "dp", "xx2", "pp2v2gpipe", "m0", "dp2q1"] {
+            XCTAssertThrowsError(try LayoutName.parse(bad), bad)
+        }
+    }
+}
