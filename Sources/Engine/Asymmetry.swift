@@ -93,6 +93,19 @@ extension Scenario {
         return factor
     }
 
+    /// A GPU as it computes: its device and how many times slower than that device's rate.
+    public struct Member: Hashable, Sendable {
+        public let device: Device
+        public let slowdown: Double
+    }
+
+    /// The distinct (device, slowdown) among `gpus`: the cluster's device alone on a uniform
+    /// fleet, which every pipeline of every step asks, so it is not hashed per GPU there.
+    public func kinds(of gpus: [Int]) -> [Member] {
+        guard !asymmetry.isEmpty else { return [Member(device: device, slowdown: 1)] }
+        return Array(Set(gpus.map { Member(device: self.device(of: $0), slowdown: slowdown(of: $0)) }))
+    }
+
     /// The GPUs whose device, speed or NICs differ from the rest, in order.
     public var asymmetricGPUs: [Int] {
         guard !asymmetry.isEmpty else { return [] }

@@ -43,12 +43,12 @@ struct PipelineRun {
     /// tensor-parallel all-reduces) before the stage moves on.
     /// What a stage computes: a micro-batch's forward or backward, or the optimizer step.
     private enum Work: Equatable {
-        case forward(Int, chunk: Int), backward(Int, chunk: Int), optimizer
+        case pass(PipelineSchedule.Action), optimizer
 
+        /// The plan's name for it (`forward 3.1`), as traces and `fleet plan` give it.
         var name: String {
             switch self {
-            case let .forward(i, c): return c == 0 ? "forward \(i)" : "forward \(i).\(c)"
-            case let .backward(i, c): return c == 0 ? "backward \(i)" : "backward \(i).\(c)"
+            case let .pass(action): return StepProgram.Phase.schedule(action).description
             case .optimizer: return "optimizer"
             }
         }
@@ -84,11 +84,7 @@ struct PipelineRun {
         waitingFor = Array(repeating: nil, count: stages)
         waitingSince = Array(repeating: .zero, count: stages)
         dataParallelEnd = Array(repeating: .zero, count: stages)
-        lastBackwards = programs.map { program in
-            Set((0..<schedule.virtualStages).compactMap { c in
-                program.lastIndex { if case .backward(_, c) = $0 { return true } else { return false } }
-            })
-        }
+        lastBackwards = programs.indices.map(schedule.lastBackwards(stage:))
     }
 
 
@@ -193,18 +189,18 @@ struct PipelineRun {
         while position[stage] < program.count {
             let index = position[stage], action = program[index]
             switch action {
-            case let .forward(i, c):
+            case let .forward(_, c):
                 position[stage] += 1
                 let pass = cost.chunks[c]
-                return compute(stage, .forward(i, chunk: c), work: pass.forward, tail: pass.tensorForward, meetings: pass.tensorSyncs.forward)
-            case let .backward(i, c):
+                return compute(stage, .pass(action), work: pass.forward, tail: pass.tensorForward, meetings: pass.tensorSyncs.forward)
+            case let .backward(_, c):
                 position[stage] += 1
                 let pass = cost.chunks[c]
                 if lastBackwards[stage].contains(index) {
                     let expected = SimTime(seconds: pass.backward.seconds * slowdown(stage)) + pass.tensorBackward
                     startBuckets(stage, chunk: c, backwardStart: now, backward: expected)
                 }
-                return compute(stage, .backward(i, chunk: c), work: pass.backward, tail: pass.tensorBackward, meetings: pass.tensorSyncs.backward)
+                return compute(stage, .pass(action), work: pass.backward, tail: pass.tensorBackward, meetings: pass.tensorSyncs.backward)
             case .sendActivation, .sendGradient:
                 position[stage] += 1
                 let message = action.message!, to = schedule.stage(ofVirtual: message.to)

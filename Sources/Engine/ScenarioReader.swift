@@ -341,8 +341,9 @@ public struct ScenarioReader {
         case "schedule":
             scenario.layout.schedule = try choice(value, key, PipelineSchedule.Kind.allCases)
             // Interleaving without a chunk count takes two, as `fleet train` does; other schedules run one.
-            if scenario.layout.schedule != .interleaved { scenario.layout.virtualStages = 1 }
-            else if scenario.layout.virtualStages == 1 { scenario.layout.virtualStages = 2 }
+            if scenario.layout.schedule != .interleaved || scenario.layout.virtualStages == 1 {
+                scenario.layout.virtualStages = ParallelLayout.defaultVirtualStages(scenario.layout.schedule)
+            }
         case "virtual_stages": scenario.layout.virtualStages = try int(value, key, minimum: 1)
         case "zero":
             scenario.zero = try int(value, key, minimum: 0)

@@ -25,12 +25,6 @@ public struct StepSimulator {
         var tensorSyncs = (forward: 0, backward: 0)
     }
 
-    /// A device as one rank of a stage runs it: its kind and how many times slower it computes.
-    struct Member: Hashable {
-        let device: Device
-        let slowdown: Double
-    }
-
     /// Per-stage costs: each chunk's passes, the gradient sum's buckets and the optimizer.
     struct StageCost {
         var chunks: [PassCost] = []
@@ -80,7 +74,7 @@ public struct StepSimulator {
             let tpGroup = mesh.tpGroup(of: representative[index])
             // The tensor-parallel group meets at every layer, so it computes at its slowest
             // member's pace: each distinct (device, slowdown) of the group is priced.
-            let members = Set(tpGroup.map { Member(device: s.device(of: $0), slowdown: s.slowdown(of: $0)) })
+            let members = s.kinds(of: tpGroup)
             func slowest(_ price: (Device) -> SimTime) -> SimTime {
                 members.map { m in m.slowdown == 1 ? price(m.device) : SimTime(seconds: price(m.device).seconds * m.slowdown) }.max() ?? .zero
             }

@@ -42,8 +42,8 @@ struct LayoutOptions: ParsableArguments {
     }
 
     var layout: ParallelLayout {
-        ParallelLayout(dp: dp, tp: tp, pp: pp, microbatches: microbatches ?? (pp > 1 ? 2 * pp : 1), schedule: schedule,
-                       virtualStages: virtualStages ?? (schedule == .interleaved ? 2 : 1), zeroStage: zero)
+        ParallelLayout(dp: dp, tp: tp, pp: pp, microbatches: microbatches ?? ParallelLayout.defaultMicrobatches(pp: pp), schedule: schedule,
+                       virtualStages: virtualStages ?? ParallelLayout.defaultVirtualStages(schedule), zeroStage: zero)
     }
 }
 

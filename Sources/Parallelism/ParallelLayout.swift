@@ -78,6 +78,12 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
         }
     }
 
+    /// Micro-batches a pipeline of `pp` stages gets unless told: 2·pp (1 without a pipeline).
+    public static func defaultMicrobatches(pp: Int) -> Int { pp > 1 ? 2 * pp : 1 }
+
+    /// Chunks per stage `schedule` gets unless told: 2 when interleaved, else 1.
+    public static func defaultVirtualStages(_ schedule: PipelineSchedule.Kind) -> Int { schedule == .interleaved ? 2 : 1 }
+
     /// Model chunks per stage the schedule runs (virtual stages when interleaved, else 1).
     public var chunksPerStage: Int { schedule == .interleaved ? max(1, virtualStages) : 1 }
 

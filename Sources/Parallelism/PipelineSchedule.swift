@@ -91,6 +91,14 @@ public struct PipelineSchedule: Sendable, Hashable, Codable {
     /// The stage that runs virtual stage `virtual`.
     public func stage(ofVirtual virtual: Int) -> Int { virtual % stages }
 
+    /// Positions in `actions[stage]` of each chunk's last backward pass: the pass that
+    /// finalises that chunk's gradients, where its data-parallel buckets start.
+    public func lastBackwards(stage: Int) -> Set<Int> {
+        Set((0..<virtualStages).compactMap { c in
+            actions[stage].lastIndex { if case .backward(_, c) = $0 { return true } else { return false } }
+        })
+    }
+
     private static func program(kind: Kind, stage s: Int, stages p: Int, microbatches m: Int, chunks v: Int) -> [Action] {
         var program: [Action] = []
         let last = p * v - 1

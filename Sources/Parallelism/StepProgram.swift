@@ -64,7 +64,7 @@ public struct StepProgram: Sendable {
         let coordinates = layout.mesh.coordinates(of: rank)
         self.coordinates = coordinates
         let stage = coordinates.pp, schedule = layout.pipeline
-        let chunks = stride(from: stage, to: plan.chunkLayers.count, by: layout.pp).map { plan.chunkLayers[$0] }
+        let chunks = layout.stageLayers(model: model)[stage]
         self.stage = stage
         self.chunks = chunks
         let bytes = options.bytesPerElement
@@ -77,11 +77,7 @@ public struct StepProgram: Sendable {
         let messageBytes = Bytes(elements: compute.rows * model.dModel, of: bytes)
         let dataParallel = layout.dp > 1
         let tiedEnds = model.tiedEmbeddings && layout.pp > 1 && (isFirst || isLast)
-        let actions = schedule.actions[stage]
-        // Each chunk's last backward pass finalises its parameters' gradients.
-        let lastBackwards = Set(chunks.indices.compactMap { c in
-            actions.lastIndex { if case .backward(_, c) = $0 { return true } else { return false } }
-        })
+        let actions = schedule.actions[stage], lastBackwards = schedule.lastBackwards(stage: stage)
         var started = 0
         func bucketOp(_ bucket: GradientSync.Bucket) -> StepOp {
             .collective(sync.kind, group: .data, bytes: Bytes(elements: bucket.held.count, of: bytes))
@@ -166,16 +162,16 @@ public struct StepProgram: Sendable {
     /// Per chunk, the operations of its first forward and first backward block (every
     /// micro-batch's are the same): what the simulator prices per micro-batch and chunk.
     public var chunkWork: [(forward: [StepOp], backward: [StepOp])] {
-        var work = Array(repeating: (forward: [StepOp](), backward: [StepOp]()), count: chunks.count)
-        var seen = Set<String>()
+        var forward = [[StepOp]?](repeating: nil, count: chunks.count), backward = forward
         for block in blocks {
-            guard case let .schedule(action) = block.phase, let c = action.chunk else { continue }
-            let forward: Bool
-            if case .forward = action { forward = true } else { forward = false }
-            guard seen.insert("\(forward)\(c)").inserted else { continue }
-            if forward { work[c].forward = block.ops } else { work[c].backward = block.ops }
+            guard case let .schedule(action) = block.phase else { continue }
+            switch action {
+            case let .forward(_, c) where forward[c] == nil: forward[c] = block.ops
+            case let .backward(_, c) where backward[c] == nil: backward[c] = block.ops
+            default: break
+            }
         }
-        return work
+        return chunks.indices.map { (forward[$0] ?? [], backward[$0] ?? []) }
     }
 
     /// A micro-batch's forward and backward operations through every chunk of this rank.

@@ -76,16 +76,15 @@ extension DistributedTrainer {
         let schedule = program.blocks.compactMap { block -> (PipelineSchedule.Action, [StepOp])? in
             if case let .schedule(action) = block.phase { return (action, block.ops) } else { return nil }
         }
-        // Each chunk's last backward finalises its gradients: its buckets start as its layers finish.
-        let lastBackwards = Set(stage.chunks.indices.compactMap { chunk in
-            schedule.lastIndex { if case .backward(_, chunk) = $0.0 { return true } else { return false } }
-        })
+        // Each chunk's last backward finalises its gradients: its buckets start as its layers
+        // finish. (The program's schedule blocks are the schedule's actions, in order.)
         let pipeline = layout.pipeline, chunkLayers = program.plan.chunkLayers
+        let lastBackwards = pipeline.lastBackwards(stage: stage.index)
         var traffic = Traffic()
         var lossSum: Float = 0
         var sends: [Request] = []
-        // Under interleaving a micro-batch's gradient leaves from `dResidual` once per chunk:
-        // a send must be complete before the next gradient of that micro-batch lands there.
+        // A micro-batch's gradient leaves from `dResidual` (once per chunk when interleaved): a
+        // send must be complete before the next gradient of that micro-batch lands there.
         var gradientSends: [Int: Request] = [:]
         func settleGradientSend(_ i: Int) throws {
             guard let request = gradientSends.removeValue(forKey: i) else { return }
@@ -170,7 +169,7 @@ extension DistributedTrainer {
                 let a = microActivations[i]
                 let request = try pp.isend(UnsafeRawBufferPointer(boundary(a.dResidual, floats: width)),
                                            to: pipeline.stage(ofVirtual: to), tag: tag(action))
-                if pipeline.virtualStages > 1 { gradientSends[i] = request } else { sends.append(request) }
+                gradientSends[i] = request
                 traffic.pipelineMessages += 1
                 traffic.pipelineFloats += width
             case .optimizerStep:

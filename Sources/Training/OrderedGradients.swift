@@ -16,7 +16,7 @@ final class OrderedGradients {
     let ranges: [Range<Int>]
     let headCount: Int
     let count: Int
-    /// Per chunk, the indices of `ranges` its backward pass forms, with their packed offsets.
+    /// Per chunk, the ranges its backward pass forms, with their offsets in the packed buffer.
     private let pieces: [[(range: Range<Int>, offset: Int)]]
     private var nodes: [Range<Int>: FloatBuffer] = [:]
     /// Nodes still being formed, and how many chunks have given their part.

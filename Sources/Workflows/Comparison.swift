@@ -53,8 +53,7 @@ public struct Comparison {
     /// Trains the layout for real and reads its step logs.
     public func measure(_ row: ComparisonRow, directory: String) throws -> StepLogs {
         let l = row.layout
-        var arguments = ["train", model.name, "--steps", "\(steps)", "--batch", "\(batch)", "--dp", "\(l.dp)", "--tp", "\(l.tp)", "--pp", "\(l.pp)",
-                         "--microbatches", "\(l.microbatches)", "--run-dir", directory, "--json"] + LayoutName.trainArguments(l)
+        var arguments = ["train", model.name, "--steps", "\(steps)", "--batch", "\(batch)", "--run-dir", directory, "--json"] + LayoutName.trainArguments(l)
         let run: (status: Int32, stdout: String, stderr: String)
         if transport == "mpi" && l.worldSize > 1 {
             arguments += ["--transport", "mpi"]

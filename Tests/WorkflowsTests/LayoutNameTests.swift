@@ -13,7 +13,8 @@ final class LayoutNameTests: XCTestCase {
         for name in ["dp1", "dp2", "tp2", "dp2pp2", "pp2v2", "dp2pp2v2m2", "pp4m4gpipe", "dp2z1", "dp2tp2pp2m2z1"] {
             XCTAssertEqual(LayoutName.name(try LayoutName.parse(name)), name, "round trip")
         }
-        XCTAssertEqual(LayoutName.trainArguments(try LayoutName.parse("dp2pp2v2z1")), ["--schedule", "interleaved", "--virtual-stages", "2", "--zero", "1"])
+        XCTAssertEqual(LayoutName.trainArguments(try LayoutName.parse("dp2pp2v2z1")),
+                       ["--dp", "2", "--tp", "1", "--pp", "2", "--microbatches", "4", "--schedule", "interleaved", "--virtual-stages", "2", "--zero", "1"])
         for bad in ["", "dp", "xx2", "pp2v2gpipe", "m0", "dp2q1"] {
             XCTAssertThrowsError(try LayoutName.parse(bad), bad)
         }

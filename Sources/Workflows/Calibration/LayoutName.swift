@@ -27,7 +27,7 @@ public enum LayoutName {
         }
         let pp = values["pp"]!, v = values["v"]!
         if gpipe && v > 1 { throw FleetError("layout '\(text)' asks for both gpipe and interleaving (v\(v)); choose one") }
-        return ParallelLayout(dp: values["dp"]!, tp: values["tp"]!, pp: pp, microbatches: microbatches ?? (pp > 1 ? 2 * pp : 1),
+        return ParallelLayout(dp: values["dp"]!, tp: values["tp"]!, pp: pp, microbatches: microbatches ?? ParallelLayout.defaultMicrobatches(pp: pp),
                               schedule: v > 1 ? .interleaved : gpipe ? .gpipe : .oneFOneB, virtualStages: v, zeroStage: values["z"]!)
     }
 
@@ -37,19 +37,20 @@ public enum LayoutName {
         if layout.tp > 1 { parts.append("tp\(layout.tp)") }
         if layout.pp > 1 { parts.append("pp\(layout.pp)") }
         if layout.schedule == .interleaved { parts.append("v\(layout.virtualStages)") }
-        if layout.microbatches != (layout.pp > 1 ? 2 * layout.pp : 1) { parts.append("m\(layout.microbatches)") }
+        if layout.microbatches != ParallelLayout.defaultMicrobatches(pp: layout.pp) { parts.append("m\(layout.microbatches)") }
         if layout.schedule == .gpipe { parts.append("gpipe") }
         if layout.zeroStage > 0 { parts.append("z\(layout.zeroStage)") }
         return parts.joined()
     }
 
-    /// The `fleet train` flags for `layout`'s schedule and ZeRO stage (none for 1f1b without ZeRO).
+    /// The `fleet train` flags that give `layout`: its degrees and micro-batches, then its
+    /// schedule and ZeRO stage where they are not the defaults.
     public static func trainArguments(_ layout: ParallelLayout) -> [String] {
-        var arguments: [String]
+        var arguments = ["--dp", "\(layout.dp)", "--tp", "\(layout.tp)", "--pp", "\(layout.pp)", "--microbatches", "\(layout.microbatches)"]
         switch layout.schedule {
-        case .oneFOneB: arguments = []
-        case .gpipe: arguments = ["--schedule", "gpipe"]
-        case .interleaved: arguments = ["--schedule", "interleaved", "--virtual-stages", "\(layout.virtualStages)"]
+        case .oneFOneB: break
+        case .gpipe: arguments += ["--schedule", "gpipe"]
+        case .interleaved: arguments += ["--schedule", "interleaved", "--virtual-stages", "\(layout.virtualStages)"]
         }
         if layout.zeroStage > 0 { arguments += ["--zero", "\(layout.zeroStage)"] }
         return arguments

@@ -43,9 +43,8 @@ public struct ChaosCampaign {
 
     /// What a run of one layout trains; the reference is the same with one process.
     func arguments(_ layout: ParallelLayout) -> [String] {
-        ["train", model, "--deterministic", "--steps", "\(steps)", "--seq", "64", "--eval-batches", "1", "--log-every", "1000",
-         "--dp", "\(layout.dp)", "--tp", "\(layout.tp)", "--pp", "\(layout.pp)", "--microbatches", "\(layout.microbatches)",
-         "--schedule", layout.schedule.rawValue, "--virtual-stages", "\(layout.virtualStages)"]
+        ["train", model, "--deterministic", "--steps", "\(steps)", "--seq", "64", "--eval-batches", "1", "--log-every", "1000"]
+            + LayoutName.trainArguments(layout)
     }
 
     /// Runs the fault-free reference (one process) and returns its final parameters.
