@@ -10,10 +10,11 @@ struct PipelineRun {
     let schedule: PipelineSchedule
     let programs: [[PipelineSchedule.Action]]
     let costs: [StepSimulator.StageCost]
-    let network: NetworkModel
-    let gpus: [Int]
-    let messageBytes: Double
+    /// A message's time from stage to stage (`from · stages + to`), for each pair that talks.
+    let transfers: [Int: SimTime]
     let sharing: Sharing?
+    /// Whether to keep the timeline (only the reported pipeline's is shown).
+    let recordsSpans: Bool
 
     /// The cores a rank may run on (its node's, or 1 when pinned), and for each simulated stage
     /// s the ranks of every stage s' that share them (`peers[s][s']`; the simulated stage
@@ -65,17 +66,23 @@ struct PipelineRun {
     /// phase planned under `version` of its rates finishes (stale versions are ignored).
     private enum Happening { case wake(stage: Int), arrival(tag: Int), computed(stage: Int, version: Int) }
 
-    init(schedule: PipelineSchedule, costs: [StepSimulator.StageCost], network: NetworkModel, gpus: [Int], messageBytes: Double,
-         sharing: Sharing? = nil) {
+    /// `transfer(from, to)` prices a message between two stages' GPUs.
+    init(schedule: PipelineSchedule, costs: [StepSimulator.StageCost], transfer: (Int, Int) -> SimTime,
+         sharing: Sharing? = nil, recordsSpans: Bool = true) {
         self.schedule = schedule
         let programs = schedule.actions
         self.programs = programs
         self.costs = costs
-        self.network = network
-        self.gpus = gpus
-        self.messageBytes = messageBytes
-        self.sharing = sharing
         let stages = programs.count
+        var transfers: [Int: SimTime] = [:]
+        for k in 0..<max(0, schedule.virtualStageCount - 1) {
+            let a = schedule.stage(ofVirtual: k), b = schedule.stage(ofVirtual: k + 1)
+            transfers[a * stages + b] = transfer(a, b)
+            transfers[b * stages + a] = transfer(b, a)
+        }
+        self.transfers = transfers
+        self.sharing = sharing
+        self.recordsSpans = recordsSpans
         computing = Array(repeating: nil, count: stages)
         versions = Array(repeating: 0, count: stages)
         finish = Array(repeating: .zero, count: stages)
@@ -101,7 +108,7 @@ struct PipelineRun {
                 arrivals[tag] = queue.now
                 if let stage = waitingFor.firstIndex(where: { $0 == tag }) {
                     breakdown[stage].pipelineWait += queue.now - waitingSince[stage]
-                    spans.append(StepReport.Span(stage: stage, name: "wait", lane: "pipeline", start: waitingSince[stage], end: queue.now))
+                    if recordsSpans { spans.append(StepReport.Span(stage: stage, name: "wait", lane: "pipeline", start: waitingSince[stage], end: queue.now)) }
                     waitingFor[stage] = nil
                     advance(stage)
                 }
@@ -166,13 +173,13 @@ struct PipelineRun {
         let now = queue.now
         if phase.work == .optimizer {
             breakdown[stage].optimizer += now - phase.start
-            spans.append(StepReport.Span(stage: stage, name: phase.work.name, lane: "compute", start: phase.start, end: now))
+            if recordsSpans { spans.append(StepReport.Span(stage: stage, name: phase.work.name, lane: "compute", start: phase.start, end: now)) }
             finish[stage] = now
             return
         }
         breakdown[stage].compute += now - phase.start
         breakdown[stage].tensorParallel += phase.tail
-        spans.append(StepReport.Span(stage: stage, name: phase.work.name, lane: "compute", start: phase.start, end: now + phase.tail))
+        if recordsSpans { spans.append(StepReport.Span(stage: stage, name: phase.work.name, lane: "compute", start: phase.start, end: now + phase.tail)) }
         queue.schedule(.wake(stage: stage), at: now + phase.tail)
     }
 
@@ -207,7 +214,7 @@ struct PipelineRun {
                 // A receiver on the sender's core gets it only once the sender passes the turn;
                 // elsewhere it may be waiting off its core behind a rank that computes there.
                 let sameCore = (sharing?.peers[to][stage] ?? 0) > 0 && sharing?.cores == 1
-                let transfer = network.time([Message(from: gpus[stage], to: gpus[to], bytes: messageBytes)])
+                let transfer = transfers[stage * programs.count + to]!
                     + (sameCore ? SimTime(seconds: sharing?.calibration.handoffWait ?? 0) : meetingDelay(to, meetings: 1))
                 queue.schedule(.arrival(tag: message.tag(stages: schedule.virtualStageCount)), at: now + transfer)
             case .receiveActivation, .receiveGradient:
@@ -223,7 +230,7 @@ struct PipelineRun {
                 if exposed > .zero {
                     // The optimizer runs once the gradients are complete.
                     breakdown[stage].dataParallelExposed += exposed
-                    spans.append(StepReport.Span(stage: stage, name: "data-parallel sync", lane: "data-parallel", start: now, end: now + exposed))
+                    if recordsSpans { spans.append(StepReport.Span(stage: stage, name: "data-parallel sync", lane: "data-parallel", start: now, end: now + exposed)) }
                     queue.schedule(.wake(stage: stage), at: now + exposed)
                     dataParallelEnd[stage] = .zero
                     return
@@ -246,7 +253,7 @@ struct PipelineRun {
         for (n, k) in buckets.enumerated() {
             let ready = backwardStart + SimTime(nanoseconds: backward.nanoseconds * Int64(n + 1) / Int64(buckets.count))
             let start = max(free, ready), time = cost.dataParallel[k]
-            spans.append(StepReport.Span(stage: stage, name: "bucket \(k)", lane: "data-parallel", start: start, end: start + time))
+            if recordsSpans { spans.append(StepReport.Span(stage: stage, name: "bucket \(k)", lane: "data-parallel", start: start, end: start + time)) }
             free = start + time
         }
         dataParallelEnd[stage] = free

@@ -42,7 +42,7 @@ public struct StepReport: Sendable {
     public let memory: MemoryEstimate
     public let busiestLinks: [LinkLoad]
     public let spans: [Span]
-    public let events: Int
+    public internal(set) var events: Int
     public let fidelity: String
     /// How the numbers were obtained (which symmetries were used).
     public internal(set) var reductions: String

@@ -6,10 +6,13 @@ extension StepSimulator {
     /// exactly the pipelines holding an asymmetric GPU, and a uniform one, and reports the
     /// slowest: the data-parallel sum makes every replica wait for it. It names the rank that
     /// sets the step and what each asymmetric element alone adds.
-    public func run() -> StepReport {
+    public func run() -> StepReport { run(everyPipeline: false) }
+
+    func run(everyPipeline: Bool) -> StepReport {
         let s = scenario
-        guard !s.asymmetry.isEmpty else { return run(pipeline: (0, 0)) }
-        var report = slowestPipeline()
+        guard everyPipeline || !s.asymmetry.isEmpty else { return run(pipeline: (0, 0)) }
+        var report = slowestPipeline(every: everyPipeline)
+        guard !s.asymmetry.isEmpty else { return report }
         let symmetric: StepReport = {
             var uniform = s
             uniform.asymmetry = Asymmetry()
@@ -20,7 +23,7 @@ extension StepSimulator {
         for element in elements.prefix(Self.elementLimit) {
             var alone = s
             alone.asymmetry = element.alone
-            let step = StepSimulator(scenario: alone).slowestPipeline().stepTime
+            let step = StepSimulator(scenario: alone).slowestPipeline(every: false).stepTime
             report.elementDelays.append(StepReport.ElementDelay(element: element.name, delay: max(.zero, step - symmetric.stepTime)))
         }
         if elements.count > Self.elementLimit {
@@ -32,26 +35,31 @@ extension StepSimulator {
     /// Asymmetric elements whose delay is simulated one by one.
     static let elementLimit = 32
 
-    /// Every pipeline holding an asymmetric GPU, and (0, 0); the slowest, with its critical path.
-    func slowestPipeline() -> StepReport {
+    /// Every pipeline holding an asymmetric GPU, and (0, 0) — or, `every`, all of them; the
+    /// slowest, with its critical path when the fleet is asymmetric.
+    func slowestPipeline(every: Bool) -> StepReport {
         let s = scenario, mesh = s.layout.mesh
         var chosen: Set<[Int]> = [[0, 0]]
+        if every {
+            for dp in 0..<s.layout.dp { for tp in 0..<s.layout.tp { chosen.insert([dp, tp]) } }
+        }
         // The pipelines of one replica share their stages' tensor-parallel groups, so they
         // compute alike: one stands for all, unless a degraded NIC makes their rings differ.
-        for gpu in s.asymmetricGPUs where gpu < mesh.worldSize {
+        for gpu in s.asymmetricGPUs where gpu < mesh.worldSize && !every {
             let c = mesh.coordinates(of: gpu)
             chosen.insert([c.dp, s.asymmetry.degradedNodes[gpu / s.gpusPerNode] != nil ? c.tp : 0])
         }
-        let pipelines = chosen.sorted { ($0[0], $0[1]) < ($1[0], $1[1]) }
-        var slowest: (report: StepReport, dp: Int, tp: Int)?
-        for p in pipelines {
-            let report = run(pipeline: (p[0], p[1]))
-            if slowest == nil || report.stepTime > slowest!.report.stepTime { slowest = (report, p[0], p[1]) }
+        let pipelines = chosen.map { (dp: $0[0], tp: $0[1]) }.sorted { ($0.dp, $0.tp) < ($1.dp, $1.tp) }
+        let pricing = StepPricing(simulator: self)
+        let (dp, tp, events) = slowest(of: pipelines, pricing: pricing)
+        var report = run(pipeline: (dp, tp), pricing: pricing, everyPipeline: every)
+        report.events = events
+        guard !s.asymmetry.isEmpty else { return report }
+        if !every {
+            report.reductions = "asymmetric fleet: \(pipelines.count) of \(s.layout.dp * s.layout.tp) pipelines simulated (each holding a slow, "
+                + "straggling, other-device or degraded-NIC GPU — one per replica when only compute differs —, and a uniform one), the slowest (dp \(dp), tp \(tp)) reported, "
+                + "its data-parallel peers taken as waiting for it; each collective is timed on its real group's routes"
         }
-        var (report, dp, tp) = slowest!
-        report.reductions = "asymmetric fleet: \(pipelines.count) of \(s.layout.dp * s.layout.tp) pipelines simulated (each holding a slow, "
-            + "straggling, other-device or degraded-NIC GPU — one per replica when only compute differs —, and a uniform one), the slowest (dp \(dp), tp \(tp)) reported, "
-            + "its data-parallel peers taken as waiting for it; each collective is timed on its real group's routes"
         // The stage that computes longest sets the pipeline's pace; in it, the slowest member of its tensor-parallel group.
         var busy = Array(repeating: 0.0, count: s.layout.pp)
         for span in report.spans where span.lane == "compute" { busy[span.stage] += (span.end - span.start).seconds }

@@ -20,6 +20,8 @@ public struct StepSimulator {
     /// Costs of one micro-batch's pass through one chunk of a stage (the whole stage unless interleaved).
     struct PassCost {
         var forward = SimTime.zero, backward = SimTime.zero
+        /// Bytes of one tensor-parallel all-reduce.
+        var tensorBytes = 0.0
         var tensorForward = SimTime.zero, tensorBackward = SimTime.zero
         /// Tensor-parallel all-reduces in a forward and a backward pass (each a meeting of the group).
         var tensorSyncs = (forward: 0, backward: 0)
@@ -34,120 +36,25 @@ public struct StepSimulator {
         var bucketChunks: [Int] = []
     }
 
-    /// Simulates every pipeline (each data-parallel replica's each tensor shard's chain of
-    /// stages, with its own routes) and reports the slowest: what the one-pipeline
-    /// reduction of `run()` stands for, checked against it in tests; O(dp · tp) times the work.
-    public func runEveryPipeline() -> StepReport {
-        let layout = scenario.layout
-        var slowest: StepReport?
-        for dp in 0..<layout.dp {
-            for tp in 0..<layout.tp {
-                let report = run(pipeline: (dp, tp), everyPipeline: true)
-                if slowest == nil || report.stepTime > slowest!.stepTime { slowest = report }
-            }
-        }
-        return slowest!
+    /// Simulates one pipeline as the representative of all (`pricing` shares what several runs
+    /// of one scenario have in common).
+    public func run(pipeline which: (dp: Int, tp: Int), everyPipeline: Bool = false) -> StepReport {
+        run(pipeline: which, pricing: StepPricing(simulator: self), everyPipeline: everyPipeline)
     }
 
-    /// Simulates one pipeline as the representative of all.
-    public func run(pipeline which: (dp: Int, tp: Int), everyPipeline: Bool = false) -> StepReport {
+    func run(pipeline which: (dp: Int, tp: Int), pricing: StepPricing, everyPipeline: Bool = false) -> StepReport {
         let s = scenario, layout = s.layout, model = s.model, mesh = layout.mesh
-        var choices: [String] = []
         let microSequences = s.batch / layout.dp / layout.microbatches
         let tokens = Double(microSequences * s.sequence), bytes = Double(s.precision.bytes)
         let c = Double(model.dModel)
         let representative = (0..<layout.pp).map { mesh.rank(dp: which.dp, tp: which.tp, pp: $0) }
-        var ledger = LinkLedger(fabric: network.fabric)
         let plan = ShardPlan(model: model, layout: layout, zero: s.zero)
-
-        // Each representative rank's step, from the one plan the trainer runs.
         let options = StepOptions(batch: s.batch, sequence: s.sequence, bytesPerElement: s.precision.bytes,
                                   bucketBytes: max(1, Int(s.bucketBytes)), recompute: s.recompute == .full)
+        // Each representative rank's step, from the one plan the trainer runs.
         let programs = representative.map { StepProgram(plan: plan, rank: $0, options: options) }
-        var costs: [StageCost] = []
-        for (index, program) in programs.enumerated() {
-            var cost = StageCost()
-            // What one rank of this stage holds, from the shard plan (its share of split
-            // parameters, all replicated ones, the embeddings, final norm and head where they live).
-            let local = Double(plan.heldElements(stage: index))
-            let recompute = s.recompute == .full ? 1.0 : 0.0
-            let tpGroup = mesh.tpGroup(of: representative[index])
-            // The tensor-parallel group meets at every layer, so it computes at its slowest
-            // member's pace: each distinct (device, slowdown) of the group is priced.
-            let members = s.kinds(of: tpGroup)
-            func slowest(_ price: (Device) -> SimTime) -> SimTime {
-                members.map { m in m.slowdown == 1 ? price(m.device) : SimTime(seconds: price(m.device).seconds * m.slowdown) }.max() ?? .zero
-            }
-            for (chunk, work) in zip(program.chunks, program.chunkWork) {
-                var pass = PassCost()
-                // Weights are read once per pass through a chunk: its share of what the stage holds.
-                let share = Double(chunk.count) / Double(max(1, program.chunks.reduce(0) { $0 + $1.count }))
-                let flops = (forward: work.forward.reduce(.zero) { $0 + $1.flops }, backward: work.backward.reduce(.zero) { $0 + $1.flops })
-                let traffic = local * share * bytes + tokens * c * Double(chunk.count) * 16 * bytes / Double(layout.tp)
-                // A measured CPU: the trainer's own kernels, each at its measured rate; else the roofline.
-                pass.forward = slowest { device in
-                    device.calibration.map { SimTime(seconds: $0.stepSeconds(KernelWork(work.forward))) }
-                        ?? device.time(flops: flops.forward, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
-                }
-                pass.backward = slowest { device in
-                    device.calibration.map { SimTime(seconds: $0.stepSeconds(KernelWork(work.backward))) }
-                        ?? device.time(flops: flops.backward, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
-                }
-                // Tensor-parallel all-reduces inside the passes, as the plan places them.
-                func tensorBytes(_ ops: [StepOp]) -> [Bytes] {
-                    ops.compactMap { if case let .collective(_, .tensor, bytes) = $0 { return bytes } else { return nil } }
-                }
-                let tensor = (forward: tensorBytes(work.forward), backward: tensorBytes(work.backward))
-                let tpBytes = (tensor.forward.first ?? tensor.backward.first ?? .zero).value
-                let oneTP = timedCollective(.all, tpGroup, bytes: tpBytes, algorithm: s.tensorParallelAlgorithm, what: "tensor-parallel all-reduce", into: &choices)
-                pass.tensorSyncs = (tensor.forward.count, tensor.backward.count)
-                pass.tensorForward = oneTP * tensor.forward.count
-                pass.tensorBackward = oneTP * tensor.backward.count
-                if layout.tp > 1 { ledger.ring(tpGroup, bytes: tpBytes, times: (tensor.forward.count + tensor.backward.count) * layout.microbatches) }
-                cost.chunks.append(pass)
-            }
-            // Data parallelism: this stage's buckets, in the order the backward pass finishes them.
-            let sync = program.sync
-            cost.gradientBytes = Double(sync.heldElements) * bytes
-            let dpGroup = mesh.dpGroup(of: representative[index])
-            if layout.dp > 1 {
-                // Under flow-level fidelity every tensor shard's dp group of this stage syncs at
-                // the same time and they share links; identical buckets are timed once.
-                let concurrent = s.fidelity == .flow && s.zero == 0 && s.dataParallelAlgorithm == .ring
-                let peers = (0..<layout.tp).map { mesh.dpGroup(of: mesh.rank(dp: 0, tp: $0, pp: index)) }
-                var timed: [Double: SimTime] = [:]
-                for bucket in sync.buckets {
-                    let size = Double(bucket.held.count) * bytes
-                    let time = timed[size] ?? (concurrent ? collectives.concurrentRingAllReduce(peers, bytes: size)
-                        : sync.kind == .reduceScatter
-                            ? timedCollective(.reduceScatter, dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel reduce-scatter", into: &choices)
-                            : timedCollective(.all, dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel all-reduce", into: &choices))
-                    timed[size] = time
-                    cost.dataParallel.append(time + bucketSynchronization(group: layout.dp))
-                    cost.bucketChunks.append(sync.chunk(of: bucket))
-                }
-                ledger.ring(dpGroup, bytes: cost.gradientBytes, times: s.zero >= 1 ? 1 : 2, halfRing: s.zero >= 1)
-            }
-            // AdamW: read and write weights, master copy, moments and gradients (memory-bound).
-            var updated = 0.0
-            var gathers: [Double] = []
-            for op in program.blocks.last(where: { $0.phase == .optimizer })?.ops ?? [] {
-                if case let .optimizer(parameters) = op { updated += Double(parameters) }
-                if case let .collective(.allGather, .data, bytes) = op { gathers.append((bytes * layout.dp).value) }
-            }
-            cost.optimizer = slowest { device in
-                device.calibration.map { SimTime(seconds: updated * ($0.perElement[.optimizer] ?? 0)) }
-                    ?? device.time(flops: .zero, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
-            }
-            // ZeRO: the updated parameters are all-gathered, bucket by bucket.
-            var timed: [Double: SimTime] = [:]
-            for size in gathers {
-                let time = timed[size] ?? timedCollective(.allGather, dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO all-gather", into: &choices)
-                timed[size] = time
-                cost.optimizer += time
-            }
-            costs.append(cost)
-        }
+        let costs = stageCosts(pipeline: which, pricing: pricing)
+        let ledger = ledger(pipeline: representative, costs: costs)
 
         let activationBytes = tokens * c * bytes
         let stageTraffic = programs.map { program -> StepReport.StageTraffic in
@@ -157,15 +64,9 @@ public struct StepSimulator {
                                            tensorParallelBytes: totals.collectiveBytes[.tensor] ?? .zero, pipelineBytes: totals.sentBytes)
         }
         let schedule = layout.pipeline
-        var pipeline = PipelineRun(schedule: schedule, costs: costs, network: network,
-                                   gpus: representative, messageBytes: activationBytes, sharing: sharing(representative))
+        var pipeline = PipelineRun(schedule: schedule, costs: costs, transfer: { pricing.transfer(from: representative[$0], to: representative[$1], bytes: activationBytes) },
+                                   sharing: sharing(representative))
         pipeline.run()
-        // Every virtual stage hands each micro-batch's activations on and its gradients back.
-        for k in 0..<(schedule.virtualStageCount - 1) {
-            let from = representative[schedule.stage(ofVirtual: k)], to = representative[schedule.stage(ofVirtual: k + 1)]
-            ledger.add(Message(from: from, to: to, bytes: activationBytes), times: layout.microbatches)
-            ledger.add(Message(from: to, to: from, bytes: activationBytes), times: layout.microbatches)
-        }
 
         // Checkpoint: the full training state, written by every GPU of the first replica.
         var checkpoint = SimTime.zero, checkpointWrite = SimTime.zero, contention = SimTime.zero
@@ -229,7 +130,8 @@ public struct StepSimulator {
                                           precision: s.precision, recompute: s.recompute, flashAttention: s.flashAttention, inFlight: inFlight)
         var reductions: String
         if everyPipeline {
-            reductions = "all \(layout.dp * layout.tp) pipelines simulated, the slowest (dp \(which.dp), tp \(which.tp)) reported"
+            reductions = "full fidelity: all \(layout.dp * layout.tp) pipelines simulated event by event on their own GPUs and routes, "
+                + "the slowest (dp \(which.dp), tp \(which.tp)) reported, its data-parallel peers waiting for it"
         } else {
             reductions = "one pipeline of \(layout.pp) stage(s) simulated event by event; its \(layout.dp * layout.tp - 1) data- and tensor-parallel peers are taken as identical"
         }
@@ -245,7 +147,7 @@ public struct StepSimulator {
                           fidelity: network.fidelity,
                           reductions: reductions)
         report.stages = stageTraffic
-        report.collectiveChoices = choices
+        report.collectiveChoices = pricing.choices
         return report
     }
 }

@@ -117,20 +117,25 @@ public struct StepProgram: Sendable {
         }
         if dataParallel { rest += sync.buckets[started...].map(bucketOp) }
         blocks.append(Block(phase: .gradientSync, ops: rest))
-        // The norm: partial sums of squares over the replica (under ZeRO over the dp group first).
-        var update: [StepOp] = []
-        let zero = plan.zero >= 1 && dataParallel
-        if zero { update.append(.collective(.allReduce, group: .data, bytes: 4)) }
-        if layout.tp * layout.pp > 1 { update.append(.collective(.allReduce, group: .replica, bytes: 4)) }
-        let owned = zero ? sync.buckets.reduce(0) { $0 + BlockPartition(count: $1.held.count, parts: layout.dp).range(coordinates.dp).count }
-            : sync.heldElements
-        update.append(.optimizer(parameters: owned))
-        if zero {
-            update += sync.buckets.map { .collective(.allGather, group: .data, bytes: Bytes(elements: BlockPartition(count: $0.held.count, parts: layout.dp).range(coordinates.dp).count, of: bytes)) }
-        }
-        blocks.append(Block(phase: .optimizer, ops: update))
+        blocks.append(Block(phase: .optimizer, ops: Self.update(plan: plan, sync: sync, dataParallelRank: coordinates.dp, bytesPerElement: bytes)))
         blocks.append(Block(phase: .loss, ops: isLast && dataParallel ? [.collective(.allReduce, group: .data, bytes: 4)] : []))
         self.blocks = blocks
+    }
+
+    /// The optimizer block of a rank whose stage sums `sync` and whose data-parallel index is
+    /// `dataParallelRank` (all a stage's ranks share the rest of their program; under ZeRO
+    /// this is where they differ: each updates and all-gathers its own 1/dp block).
+    public static func update(plan: ShardPlan, sync: GradientSync, dataParallelRank: Int, bytesPerElement bytes: Int) -> [StepOp] {
+        let layout = plan.layout
+        // The norm: partial sums of squares over the replica (under ZeRO over the dp group first).
+        var update: [StepOp] = []
+        let zero = plan.zero >= 1 && layout.dp > 1
+        if zero { update.append(.collective(.allReduce, group: .data, bytes: 4)) }
+        if layout.tp * layout.pp > 1 { update.append(.collective(.allReduce, group: .replica, bytes: 4)) }
+        func owned(_ bucket: GradientSync.Bucket) -> Int { BlockPartition(count: bucket.held.count, parts: layout.dp).range(dataParallelRank).count }
+        update.append(.optimizer(parameters: zero ? sync.buckets.reduce(0) { $0 + owned($1) } : sync.heldElements))
+        if zero { update += sync.buckets.map { .collective(.allGather, group: .data, bytes: Bytes(elements: owned($0), of: bytes)) } }
+        return update
     }
 
     /// What the whole step computes and moves, summed over its operations.

@@ -243,7 +243,7 @@ final class EngineTests: XCTestCase {
             scenario.fidelity = fidelity
             let reduced = StepSimulator(scenario: scenario).run(), full = StepSimulator(scenario: scenario).runEveryPipeline()
             XCTAssertEqual(reduced.stepTime, full.stepTime, "\(fidelity): every pipeline of a symmetric fabric does the same")
-            XCTAssertTrue(full.reductions.hasPrefix("all 2 pipelines simulated"), full.reductions)
+            XCTAssertTrue(full.reductions.hasPrefix("full fidelity: all 2 pipelines simulated"), full.reductions)
         }
         // On 64 H100s in 8 nodes of a fat-tree, pipelines differ only in which GPUs they use: equal again.
         var big = try ScenarioReader(path: "s", text: String(contentsOfFile: Self.scenarios + "/gpt3-175b-h100.yaml", encoding: .utf8)).read().base

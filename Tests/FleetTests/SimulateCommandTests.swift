@@ -104,7 +104,11 @@ final class SimulateCommandTests: FleetProcessTestCase {
         let outcome = try FleetProcess.fleet(["bench", "simulate", "--json"], timeout: 300)
         XCTAssertEqual(outcome.status, 0, outcome.output)
         let objects = try outcome.stdout.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
-        XCTAssertEqual(objects.compactMap { $0["ranks"] as? Int }, [4096, 4096, 100_000, 16_384])
+        XCTAssertEqual(objects.compactMap { $0["ranks"] as? Int }, [4096, 4096, 100_000, 16_384, 16_384, 100_352, 100_352])
+        // Full fidelity beside the symmetric run of the same scenario, reproducing its step.
+        let full = objects.filter { ($0["case"] as? String ?? "").hasSuffix("every pipeline") }
+        XCTAssertEqual(full.count, 2)
+        XCTAssertTrue(full.allSatisfy { $0["reproduces_symmetric"] as? Bool == true }, "\(full)")
         for object in objects {
             for key in ["wall_s", "peak_rss_MB", "simulated_s"] {
                 XCTAssertTrue((object[key] as? Double).map { $0.isFinite && $0 > 0 } ?? false, "\(key) in \(object)")
@@ -113,6 +117,27 @@ final class SimulateCommandTests: FleetProcessTestCase {
         }
         let ring = objects[0], closed = try XCTUnwrap(ring["closed_form_s"] as? Double), simulated = try XCTUnwrap(ring["simulated_s"] as? Double)
         XCTAssertLessThanOrEqual(abs(simulated - closed) / closed, 1e-3)
+    }
+
+    /// Full fidelity (`--every-pipeline`) on every shipped scenario (but the 100k one, which
+    /// `fleet bench simulate` covers): the same JSON byte for byte but for how it was reduced
+    /// and how many events it took — uniform fleets are symmetric, and an uneven one's
+    /// reduction simulates every pipeline that differs.
+    func testEveryPipelineGivesTheSameStepOnEveryShippedScenario() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.scenarios).filter { $0.hasSuffix(".yaml") && !$0.hasPrefix("100k") }.sorted()
+        func document(_ arguments: [String]) throws -> String {
+            let outcome = try FleetProcess.fleet(["simulate"] + arguments + ["--json"], timeout: 300)
+            XCTAssertEqual(outcome.status, 0, outcome.output)
+            // Drop the two fields that say how the step was found.
+            return outcome.stdout.replacingOccurrences(of: #""events":[0-9]+,"#, with: "", options: .regularExpression)
+                .replacingOccurrences(of: #""reductions":"[^"]*","#, with: "", options: .regularExpression)
+        }
+        for file in files {
+            let path = Self.scenarios + "/" + file
+            let (reduced, full) = (try document([path]), try document([path, "--every-pipeline"]))
+            XCTAssertFalse(reduced.contains("\"reductions\""), file)
+            XCTAssertEqual(reduced, full, file)
+        }
     }
 
     func testBadScenariosFailWithLineColumnAndHint() throws {

@@ -14,16 +14,20 @@ public enum SimulatorBenchmark {
         public let closedForm: Double?
         public let wall: Double
         public let peakResidentMB: Double
+        /// Full fidelity: the symmetric reduction's step of the same scenario, which it must reproduce.
+        public var symmetric: SimTime? = nil
 
         public var record: [(String, Any)] {
             [("case", name), ("ranks", ranks), ("fidelity", Fidelity.flow.rawValue), ("wall_s", wall), ("peak_rss_MB", peakResidentMB),
              ("simulated_s", simulated.seconds), ("closed_form_s", closedForm ?? Double.nan)]
+                + (symmetric.map { [("symmetric_s", $0.seconds), ("reproduces_symmetric", $0 == simulated)] } ?? [])
         }
 
         public var line: String {
-            var line = "  " + name.padding(toLength: 52, withPad: " ", startingAt: 0)
+            var line = "  " + name.padding(toLength: 60, withPad: " ", startingAt: 0)
                 + String(format: "%7d ranks  wall %7.3f s  peak RSS %6.0f MB  simulated ", ranks, wall, peakResidentMB) + simulated.description
             if let closedForm { line += String(format: "  (closed form %.6f s, error %.2e)", closedForm, abs(simulated.seconds - closedForm) / closedForm) }
+            if let symmetric { line += symmetric == simulated ? "  (= the symmetric step)" : "  (symmetric step \(symmetric): DIFFERS)" }
             return line
         }
     }
@@ -48,21 +52,30 @@ public enum SimulatorBenchmark {
                 return (CollectiveModel(network: FlowNetwork(fabric: fabric)).allReduce(Array(0..<ranks), bytes: gib), nil)
             }))
         }
-        cases.append(("training step, llama-405b tp8·pp16·dp128", 16_384, {
-            var scenario = Scenario(name: "bench", device: DeviceCatalog.h100, nodes: 2048, gpusPerNode: 8,
-                                    topology: .fatTree(radix: 64, tiers: 3, oversubscription: 1), scaleUp: nvlink, scaleOut: nic,
-                                    model: ModelCatalog.llama405B, batch: 2048, sequence: 8192,
-                                    layout: ParallelLayout(dp: 128, tp: 8, pp: 16, microbatches: 16))
+        // A 405B-class step at 16,384 and 100,352 GPUs: one pipeline standing for all (the
+        // symmetric reduction), then every pipeline simulated (full fidelity), which must agree.
+        for (nodes, dp, batch, microbatches, radix) in [(2048, 128, 2048, 16, 64), (12544, 784, 6272, 8, 128)] {
+            var scenario = Scenario(name: "bench", device: DeviceCatalog.h100, nodes: nodes, gpusPerNode: 8,
+                                    topology: .fatTree(radix: radix, tiers: 3, oversubscription: 1), scaleUp: nvlink, scaleOut: nic,
+                                    model: ModelCatalog.llama405B, batch: batch, sequence: 8192,
+                                    layout: ParallelLayout(dp: dp, tp: 8, pp: 16, microbatches: microbatches))
             scenario.fidelity = .flow
             scenario.zero = 1
             scenario.recompute = .full
-            return (StepSimulator(scenario: scenario).run().stepTime, nil)
-        }))
+            let name = "training step, llama-405b tp8·pp16·dp\(dp)"
+            cases.append((name + ", symmetric", nodes * 8, { (StepSimulator(scenario: scenario).run().stepTime, nil) }))
+            cases.append((name + ", every pipeline", nodes * 8, { (StepSimulator(scenario: scenario).runEveryPipeline().stepTime, nil) }))
+        }
+        var results: [Result] = []
         for c in cases {
             let start = ContinuousClock.now
             let (simulated, closed) = c.run()
-            each(Result(name: c.name, ranks: c.ranks, simulated: simulated, closedForm: closed,
-                        wall: (ContinuousClock.now - start).seconds, peakResidentMB: peakResidentMB()))
+            var result = Result(name: c.name, ranks: c.ranks, simulated: simulated, closedForm: closed,
+                                wall: (ContinuousClock.now - start).seconds, peakResidentMB: peakResidentMB())
+            // Full fidelity sits next to the symmetric run of the same scenario, just before it.
+            if c.name.hasSuffix(", every pipeline"), let previous = results.last { result.symmetric = previous.simulated }
+            results.append(result)
+            each(result)
         }
     }
 

@@ -1,0 +1,184 @@
+import Parallelism
+import Workload
+
+/// What pricing many pipelines of one step shares, each piece looked up by exactly what
+/// determines it — not by assuming symmetry: a stage's program (the same on every rank of the
+/// stage but for the ZeRO block it updates), a collective's time on its group (a group is
+/// named by the mesh coordinates that pick it), a message's time between two GPUs.
+final class StepPricing {
+    /// One stage's program and what the simulator reads from it, per chunk.
+    struct StageWork {
+        let program: StepProgram
+        let flops: [(forward: FLOPs, backward: FLOPs)]
+        let kernels: [(forward: KernelWork, backward: KernelWork)]
+        let tensor: [(forward: [Bytes], backward: [Bytes])]
+        let held: Double
+        let buckets: [Double]
+    }
+
+    /// A collective's group: the tensor-parallel group of replica `dp` at `stage`, or the
+    /// data-parallel group of shard `tp` (every shard's at once under flow-level sharing: tp −1).
+    struct GroupKey: Hashable {
+        enum Kind: Hashable { case tensor, data }
+        let kind: Kind, index: Int, stage: Int, bytes: Double, part: Int
+    }
+
+    struct Pair: Hashable { let from: Int, to: Int }
+
+    private let simulator: StepSimulator
+    private var stages: [Int: StageWork] = [:]
+    private var collectives: [GroupKey: SimTime] = [:]
+    private var transfers: [Pair: SimTime] = [:]
+    /// What `auto` picked for each kind of collective, in the order first met.
+    private(set) var choices: [String] = []
+
+    init(simulator: StepSimulator) { self.simulator = simulator }
+
+    func stage(_ stage: Int) -> StageWork {
+        if let work = stages[stage] { return work }
+        let s = simulator.scenario, layout = s.layout
+        let plan = ShardPlan(model: s.model, layout: layout, zero: s.zero)
+        let options = StepOptions(batch: s.batch, sequence: s.sequence, bytesPerElement: s.precision.bytes,
+                                  bucketBytes: max(1, Int(s.bucketBytes)), recompute: s.recompute == .full)
+        let program = StepProgram(plan: plan, rank: layout.mesh.rank(dp: 0, tp: 0, pp: stage), options: options)
+        let chunkWork = program.chunkWork
+        func tensorBytes(_ ops: [StepOp]) -> [Bytes] {
+            ops.compactMap { if case let .collective(_, .tensor, bytes) = $0 { return bytes } else { return nil } }
+        }
+        let work = StageWork(program: program,
+                             flops: chunkWork.map { ($0.forward.reduce(.zero) { $0 + $1.flops }, $0.backward.reduce(.zero) { $0 + $1.flops }) },
+                             kernels: chunkWork.map { (KernelWork($0.forward), KernelWork($0.backward)) },
+                             tensor: chunkWork.map { (tensorBytes($0.forward), tensorBytes($0.backward)) },
+                             held: Double(plan.heldElements(stage: stage)),
+                             buckets: program.sync.buckets.map { Double($0.held.count) * Double(s.precision.bytes) })
+        stages[stage] = work
+        return work
+    }
+
+    /// `time` of a collective on the group `key` names, timed once.
+    func collective(_ key: GroupKey, _ time: (inout [String]) -> SimTime) -> SimTime {
+        if let known = collectives[key] { return known }
+        let value = time(&choices)
+        collectives[key] = value
+        return value
+    }
+
+    /// A pipeline message of `bytes` from GPU `from` to GPU `to`, alone on the fabric.
+    func transfer(from: Int, to: Int, bytes: Double) -> SimTime {
+        let pair = Pair(from: from, to: to)
+        if let known = transfers[pair] { return known }
+        let value = simulator.network.time([Message(from: from, to: to, bytes: bytes)])
+        transfers[pair] = value
+        return value
+    }
+}
+
+extension StepSimulator {
+    /// Each stage's costs in the pipeline of replica `dp`, tensor shard `tp`: its chunks'
+    /// passes on its tensor-parallel group's slowest member, with their all-reduces; its
+    /// data-parallel buckets; its optimizer step (and ZeRO all-gather).
+    func stageCosts(pipeline which: (dp: Int, tp: Int), pricing: StepPricing) -> [StageCost] {
+        let s = scenario, layout = s.layout, mesh = layout.mesh
+        let tokens = Double(s.batch / layout.dp / layout.microbatches * s.sequence), bytes = Double(s.precision.bytes)
+        let c = Double(s.model.dModel), recompute = s.recompute == .full ? 1.0 : 0.0
+        return (0..<layout.pp).map { index in
+            let work = pricing.stage(index), rank = mesh.rank(dp: which.dp, tp: which.tp, pp: index)
+            var cost = StageCost()
+            let tpGroup = mesh.tpGroup(of: rank)
+            // The tensor-parallel group meets at every layer, so it computes at its slowest
+            // member's pace: each distinct (device, slowdown) of the group is priced.
+            let members = s.kinds(of: tpGroup)
+            func slowest(_ price: (Device) -> SimTime) -> SimTime {
+                members.map { m in m.slowdown == 1 ? price(m.device) : SimTime(seconds: price(m.device).seconds * m.slowdown) }.max() ?? .zero
+            }
+            let layers = work.program.chunks.reduce(0) { $0 + $1.count }
+            for (chunk, range) in work.program.chunks.enumerated() {
+                var pass = PassCost()
+                // Weights are read once per pass through a chunk: its share of what the stage holds.
+                let share = Double(range.count) / Double(max(1, layers))
+                let flops = work.flops[chunk], kernels = work.kernels[chunk]
+                let traffic = work.held * share * bytes + tokens * c * Double(range.count) * 16 * bytes / Double(layout.tp)
+                // A measured CPU: the trainer's own kernels, each at its measured rate; else the roofline.
+                pass.forward = slowest { device in
+                    device.calibration.map { SimTime(seconds: $0.stepSeconds(kernels.forward)) }
+                        ?? device.time(flops: flops.forward, bytes: traffic, precision: s.precision, efficiency: s.efficiency)
+                }
+                pass.backward = slowest { device in
+                    device.calibration.map { SimTime(seconds: $0.stepSeconds(kernels.backward)) }
+                        ?? device.time(flops: flops.backward, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
+                }
+                // Tensor-parallel all-reduces inside the passes, as the plan places them.
+                let tensor = work.tensor[chunk]
+                pass.tensorBytes = (tensor.forward.first ?? tensor.backward.first ?? .zero).value
+                let key = StepPricing.GroupKey(kind: .tensor, index: which.dp, stage: index, bytes: pass.tensorBytes, part: 0)
+                let oneTP = pricing.collective(key) { timedCollective(.all, tpGroup, bytes: pass.tensorBytes, algorithm: s.tensorParallelAlgorithm, what: "tensor-parallel all-reduce", into: &$0) }
+                pass.tensorSyncs = (tensor.forward.count, tensor.backward.count)
+                pass.tensorForward = oneTP * tensor.forward.count
+                pass.tensorBackward = oneTP * tensor.backward.count
+                cost.chunks.append(pass)
+            }
+            // Data parallelism: this stage's buckets, in the order the backward pass finishes them.
+            let sync = work.program.sync
+            cost.gradientBytes = Double(sync.heldElements) * bytes
+            if layout.dp > 1 {
+                let dpGroup = mesh.dpGroup(of: rank)
+                // Under flow-level fidelity every tensor shard's dp group of this stage syncs at
+                // the same time and they share links.
+                let concurrent = s.fidelity == .flow && s.zero == 0 && s.dataParallelAlgorithm == .ring
+                let peers = concurrent ? (0..<layout.tp).map { mesh.dpGroup(of: mesh.rank(dp: 0, tp: $0, pp: index)) } : []
+                for (bucket, size) in zip(sync.buckets, work.buckets) {
+                    let key = StepPricing.GroupKey(kind: .data, index: concurrent ? -1 : which.tp, stage: index, bytes: size, part: 1)
+                    let time = pricing.collective(key) { choices in
+                        concurrent ? collectives.concurrentRingAllReduce(peers, bytes: size)
+                            : sync.kind == .reduceScatter
+                            ? timedCollective(.reduceScatter, dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel reduce-scatter", into: &choices)
+                            : timedCollective(.all, dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel all-reduce", into: &choices)
+                    }
+                    cost.dataParallel.append(time + bucketSynchronization(group: layout.dp))
+                    cost.bucketChunks.append(sync.chunk(of: bucket))
+                }
+            }
+            // AdamW: read and write weights, master copy, moments and gradients (memory-bound).
+            var updated = 0.0
+            var gathers: [Double] = []
+            for op in StepProgram.update(plan: work.program.plan, sync: sync, dataParallelRank: which.dp, bytesPerElement: s.precision.bytes) {
+                if case let .optimizer(parameters) = op { updated += Double(parameters) }
+                if case let .collective(.allGather, .data, bytes) = op { gathers.append((bytes * layout.dp).value) }
+            }
+            cost.optimizer = slowest { device in
+                device.calibration.map { SimTime(seconds: updated * ($0.perElement[.optimizer] ?? 0)) }
+                    ?? device.time(flops: .zero, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
+            }
+            // ZeRO: the updated parameters are all-gathered, bucket by bucket.
+            for size in gathers {
+                let key = StepPricing.GroupKey(kind: .data, index: which.tp, stage: index, bytes: size, part: 2)
+                cost.optimizer += pricing.collective(key) {
+                    timedCollective(.allGather, mesh.dpGroup(of: rank), bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO all-gather", into: &$0)
+                }
+            }
+            return cost
+        }
+    }
+
+    /// The bytes one pipeline's step puts on each link, for the busiest-links report.
+    func ledger(pipeline gpus: [Int], costs: [StageCost]) -> LinkLedger {
+        let s = scenario, layout = s.layout, mesh = layout.mesh, schedule = layout.pipeline
+        var ledger = LinkLedger(fabric: network.fabric)
+        for (index, cost) in costs.enumerated() {
+            if layout.tp > 1 {
+                for pass in cost.chunks {
+                    ledger.ring(mesh.tpGroup(of: gpus[index]), bytes: pass.tensorBytes, times: (pass.tensorSyncs.forward + pass.tensorSyncs.backward) * layout.microbatches)
+                }
+            }
+            if layout.dp > 1 { ledger.ring(mesh.dpGroup(of: gpus[index]), bytes: cost.gradientBytes, times: s.zero >= 1 ? 1 : 2, halfRing: s.zero >= 1) }
+        }
+        // Every virtual stage hands each micro-batch's activations on and its gradients back.
+        let activationBytes = Double(s.batch / layout.dp / layout.microbatches * s.sequence * s.model.dModel * s.precision.bytes)
+        for k in 0..<(schedule.virtualStageCount - 1) {
+            let from = gpus[schedule.stage(ofVirtual: k)], to = gpus[schedule.stage(ofVirtual: k + 1)]
+            ledger.add(Message(from: from, to: to, bytes: activationBytes), times: layout.microbatches)
+            ledger.add(Message(from: to, to: from, bytes: activationBytes), times: layout.microbatches)
+        }
+        return ledger
+    }
+}
