@@ -1,3 +1,4 @@
+import Foundation
 import Parallelism
 
 /// What makes a fleet other than uniform: slow nodes, degraded NICs, nodes of another device,
@@ -21,18 +22,63 @@ public struct Asymmetry: Sendable, Hashable {
 
     public struct Stragglers: Sendable, Hashable {
         public var fraction: Double
+        /// How many times slower a straggler computes: every one's (`fixed`), the least
+        /// (`uniform`) or the median (`lognormal`).
         public var factor: Double
         public var seed: UInt64
-        public init(fraction: Double, factor: Double, seed: UInt64) { self.fraction = fraction; self.factor = factor; self.seed = seed }
+        /// How each straggler's own factor is drawn (by seed, from its GPU index).
+        public var spread: Spread = .fixed
+
+        public enum Spread: Sendable, Hashable {
+            case fixed
+            /// Uniform between `factor` and `max`.
+            case uniform(max: Double)
+            /// `factor` · e^(σ·z), z standard normal; never below 1.
+            case lognormal(sigma: Double)
+        }
+
+        public init(fraction: Double, factor: Double, seed: UInt64, spread: Spread = .fixed) {
+            self.fraction = fraction
+            self.factor = factor
+            self.seed = seed
+            self.spread = spread
+        }
 
         /// Whether `gpu` is one of them: a hash of (seed, gpu) below the fraction, so the same
         /// seed slows the same devices at any scale.
-        public func slows(_ gpu: Int) -> Bool {
+        public func slows(_ gpu: Int) -> Bool { Self.unit(seed, gpu) < fraction }
+
+        /// How many times slower straggler `gpu` computes, drawn from its own hashes (the same at any scale).
+        public func factor(of gpu: Int) -> Double {
+            switch spread {
+            case .fixed:
+                return factor
+            case let .uniform(max):
+                return factor + (max - factor) * Self.unit(seed ^ 0x5EED_0001, gpu)
+            case let .lognormal(sigma):
+                // Box–Muller from two more of the GPU's hashes.
+                let u1 = Swift.max(Self.unit(seed ^ 0x5EED_0002, gpu), 1e-300), u2 = Self.unit(seed ^ 0x5EED_0003, gpu)
+                let z = (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
+                return Swift.max(1, factor * exp(sigma * z))
+            }
+        }
+
+        /// The spread in words: `1.3×`, `1.1–2×, uniform`, `median 1.3×, lognormal σ 0.3`.
+        public var description: String {
+            switch spread {
+            case .fixed: return "\(Asymmetry.format(factor))× slower"
+            case let .uniform(max): return "\(Asymmetry.format(factor))–\(Asymmetry.format(max))× slower, uniform"
+            case let .lognormal(sigma): return "median \(Asymmetry.format(factor))× slower, lognormal σ \(Asymmetry.format(sigma))"
+            }
+        }
+
+        /// A uniform draw in [0, 1) from (seed, gpu): SplitMix64's finalizer.
+        static func unit(_ seed: UInt64, _ gpu: Int) -> Double {
             var x = seed &+ UInt64(gpu) &* 0x9E37_79B9_7F4A_7C15
             x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
             x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
             x ^= x >> 31
-            return Double(x >> 11) / Double(1 << 53) < fraction
+            return Double(x >> 11) / Double(1 << 53)
         }
     }
 
@@ -68,7 +114,7 @@ public struct Asymmetry: Sendable, Hashable {
         if let stragglers, stragglers.fraction > 0 {
             var alone = Asymmetry(); alone.stragglers = stragglers
             let slowed = (0..<gpus).filter(stragglers.slows)
-            result.append(Element(name: "\(slowed.count) straggler GPU(s) (\(Self.format(stragglers.factor))× slower, seed \(stragglers.seed))",
+            result.append(Element(name: "\(slowed.count) straggler GPU(s) (\(stragglers.description), seed \(stragglers.seed))",
                                   gpus: slowed, alone: alone))
         }
         return result
@@ -89,7 +135,7 @@ extension Scenario {
     /// How many times slower than its device's own rate `gpu` computes (slow node × straggler).
     public func slowdown(of gpu: Int) -> Double {
         var factor = asymmetry.slowNodes[gpu / gpusPerNode] ?? 1
-        if let stragglers = asymmetry.stragglers, stragglers.slows(gpu) { factor *= stragglers.factor }
+        if let stragglers = asymmetry.stragglers, stragglers.slows(gpu) { factor *= stragglers.factor(of: gpu) }
         return factor
     }
 

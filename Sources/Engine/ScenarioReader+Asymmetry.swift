@@ -44,7 +44,7 @@ extension ScenarioReader {
             }
         }
         if let value = cluster["stragglers"] {
-            let entry = try mapping(value, "cluster.stragglers", allowed: ["fraction", "factor", "seed"])
+            let entry = try mapping(value, "cluster.stragglers", allowed: ["fraction", "factor", "seed", "distribution", "max", "sigma"])
             let fractionNode = try required(entry, "fraction", "cluster.stragglers")
             let fraction = try number(fractionNode, "cluster.stragglers.fraction")
             guard fraction <= 1 else { throw fail(fractionNode, "cluster.stragglers.fraction is a share of the devices, from 0 to 1 (got \(fraction))") }
@@ -52,8 +52,34 @@ extension ScenarioReader {
             let factor = try number(factorNode, "cluster.stragglers.factor")
             guard factor >= 1 else { throw fail(factorNode, "cluster.stragglers.factor is how many times slower a straggler computes, at least 1 (got \(factor))") }
             let seed = try entry["seed"].map { UInt64(try int($0, "cluster.stragglers.seed", minimum: 0)) } ?? 0
-            asymmetry.stragglers = Asymmetry.Stragglers(fraction: fraction, factor: factor, seed: seed)
+            asymmetry.stragglers = Asymmetry.Stragglers(fraction: fraction, factor: factor, seed: seed, spread: try spread(entry, factor: factor))
         }
         return asymmetry
+    }
+
+    /// `distribution:` of cluster.stragglers: fixed (the default), uniform up to `max`, or lognormal with `sigma`.
+    private func spread(_ entry: Mapping, factor: Double) throws -> Asymmetry.Stragglers.Spread {
+        let kind = entry["distribution"].map { $0.string ?? "" } ?? "fixed"
+        func only(_ key: String, for wanted: String) throws {
+            if let node = entry[key], kind != wanted { throw fail(node, "cluster.stragglers.\(key) belongs to distribution: \(wanted) (this one is \(kind))") }
+        }
+        try only("max", for: "uniform")
+        try only("sigma", for: "lognormal")
+        switch kind {
+        case "fixed":
+            return .fixed
+        case "uniform":
+            let node = try required(entry, "max", "cluster.stragglers with distribution: uniform")
+            let max = try number(node, "cluster.stragglers.max")
+            guard max >= factor else { throw fail(node, "cluster.stragglers.max is the largest factor, at least factor (\(factor)) (got \(max))") }
+            return .uniform(max: max)
+        case "lognormal":
+            let node = try required(entry, "sigma", "cluster.stragglers with distribution: lognormal")
+            let sigma = try number(node, "cluster.stragglers.sigma")
+            guard sigma <= 3 else { throw fail(node, "cluster.stragglers.sigma is the spread of log(factor), from 0 to 3 (got \(sigma))") }
+            return .lognormal(sigma: sigma)
+        default:
+            throw fail(entry["distribution"]!, "cluster.stragglers.distribution must be fixed, uniform or lognormal (got '\(kind)')")
+        }
     }
 }

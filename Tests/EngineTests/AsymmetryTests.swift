@@ -104,6 +104,31 @@ final class AsymmetryTests: XCTestCase {
         XCTAssertNotEqual((0..<100_000).filter(Asymmetry.Stragglers(fraction: 0.01, factor: 1.5, seed: 4).slows), slowed)
     }
 
+    /// Stragglers' factors from a distribution: each GPU's own draw, within its bounds, with the
+    /// distribution's mean (uniform) or median (lognormal), the same at any scale.
+    func testStragglerFactorsAreDrawnFromTheirDistribution() {
+        let gpus = 0..<200_000
+        let uniform = Asymmetry.Stragglers(fraction: 1, factor: 1.2, seed: 5, spread: .uniform(max: 2))
+        let drawn = gpus.map(uniform.factor(of:))
+        XCTAssertTrue(drawn.allSatisfy { (1.2..<2).contains($0) })
+        XCTAssertEqual(drawn.reduce(0, +) / Double(drawn.count), 1.6, accuracy: 0.005)
+        XCTAssertEqual(Set(drawn.prefix(100)).count, 100, "every straggler its own factor")
+        let lognormal = Asymmetry.Stragglers(fraction: 1, factor: 1.5, seed: 5, spread: .lognormal(sigma: 0.3))
+        let factors = gpus.map(lognormal.factor(of:)).sorted()
+        XCTAssertEqual(factors[factors.count / 2], 1.5, accuracy: 0.01, "the median")
+        XCTAssertGreaterThanOrEqual(factors[0], 1, "never faster than the device")
+        // log(factor) above the median has the standard deviation σ (the half-normal's √(1 − 2/π)·σ about its mean).
+        let upper = factors.suffix(factors.count / 2).map { log($0 / 1.5) }
+        let mean = upper.reduce(0, +) / Double(upper.count)
+        XCTAssertEqual(mean, 0.3 * (2 / Double.pi).squareRoot(), accuracy: 0.005)
+        XCTAssertEqual((0..<1000).map(lognormal.factor(of:)), Array(gpus.map(lognormal.factor(of:)).prefix(1000)))
+        // The slowest GPU of a fleet of stragglers sets its step: a wider spread, a slower step.
+        var narrow = pipeline(stages: 4, microbatches: 8), wide = narrow
+        narrow.asymmetry.stragglers = Asymmetry.Stragglers(fraction: 1, factor: 1.2, seed: 1, spread: .uniform(max: 1.3))
+        wide.asymmetry.stragglers = Asymmetry.Stragglers(fraction: 1, factor: 1.2, seed: 1, spread: .uniform(max: 3))
+        XCTAssertLessThan(StepSimulator(scenario: narrow).run().stepTime, StepSimulator(scenario: wide).run().stepTime)
+    }
+
     func testAsymmetryKeysAreCheckedWhereTheyStand() throws {
         let good = try String(contentsOfFile: EngineTests.scenarios + "/gpt-tiny-local.yaml", encoding: .utf8)
         func error(_ yaml: String) -> String {
@@ -119,6 +144,11 @@ final class AsymmetryTests: XCTestCase {
         XCTAssertTrue(error(with("  slow_nodes: [{node: 0, factor: 0.5}]")).contains("at least 1"))
         XCTAssertTrue(error(with("  groups: [{nodes: 3-1, device: A100}]")).contains("cluster.groups.nodes must be a node or a range"))
         XCTAssertTrue(error(with("  stragglers: {fraction: 2, factor: 1.5}")).contains("from 0 to 1"))
+        let spread = try ScenarioReader(path: "s.yaml", text: with("  stragglers: {fraction: 0.1, factor: 1.2, distribution: lognormal, sigma: 0.4, seed: 2}")).read().base
+        XCTAssertEqual(spread.asymmetry.stragglers, Asymmetry.Stragglers(fraction: 0.1, factor: 1.2, seed: 2, spread: .lognormal(sigma: 0.4)))
+        XCTAssertTrue(error(with("  stragglers: {fraction: 0.1, factor: 1.2, max: 2}")).contains("cluster.stragglers.max belongs to distribution: uniform"))
+        XCTAssertTrue(error(with("  stragglers: {fraction: 0.1, factor: 1.2, distribution: uniform, max: 1.1}")).contains("at least factor"))
+        XCTAssertTrue(error(with("  stragglers: {fraction: 0.1, factor: 1.2, distribution: pareto}")).contains("must be fixed, uniform or lognormal"))
         let degraded = good.replacingOccurrences(of: "fabric:\n", with: "fabric:\n  degraded: [{node: 0, factor: 2}]\n")
         XCTAssertNotEqual(degraded, good)
         XCTAssertTrue(error(degraded).contains("fabric.degraded.factor is the share of the NICs' bandwidth left"), error(degraded))
