@@ -157,4 +157,29 @@ extension Scenario {
         guard !asymmetry.isEmpty else { return [] }
         return asymmetry.elements(gpusPerNode: gpusPerNode, gpus: gpus).flatMap(\.gpus).reduce(into: Set<Int>()) { $0.insert($1) }.sorted()
     }
+
+    /// Peak FLOP/s of the whole fleet at the training precision, each node at its own device's (for MFU).
+    public var fleetPeak: Double {
+        guard !asymmetry.groups.isEmpty else { return Double(gpus) * device.peak(precision) }
+        return (0..<nodes).reduce(0) { $0 + Double(gpusPerNode) * device(of: $1 * gpusPerNode).peak(precision) }
+    }
+
+    /// Whether every GPU can hold what its pipeline stage needs (`stages`: per stage, from the
+    /// step's report): on a mixed fleet each device against the stages its GPUs run, the
+    /// first that cannot named, with what to change.
+    public func memoryProblem(_ stages: [MemoryEstimate]) -> String? {
+        let largest = { (held: [MemoryEstimate]) in held.max { $0.total < $1.total } }
+        guard !asymmetry.groups.isEmpty else { return largest(stages)?.problem(capacity: device.memoryBytes, device: device.name) }
+        let mesh = layout.mesh
+        var held: [String: (device: Device, stages: Set<Int>)] = [:]
+        for gpu in 0..<min(gpus, mesh.worldSize) {
+            let d = device(of: gpu)
+            held[d.name, default: (d, [])].stages.insert(mesh.coordinates(of: gpu).pp)
+        }
+        for (name, entry) in held.sorted(by: { $0.key < $1.key }) {
+            let mine = stages.filter { entry.stages.contains($0.stage) }
+            if let problem = largest(mine)?.problem(capacity: entry.device.memoryBytes, device: name) { return problem }
+        }
+        return nil
+    }
 }

@@ -60,6 +60,8 @@ public struct StepReport: Sendable {
     public var stages: [StageTraffic] = []
     /// With `algorithm: auto`, which algorithm each distinct collective of the step got.
     public var collectiveChoices: [String] = []
+    /// What one GPU of each pipeline stage holds (`memory` is the largest).
+    public internal(set) var memoryStages: [MemoryEstimate] = []
 
     /// A size the way the choices name it (decimal units, as buckets are given).
     static func format(bytes: Double) -> String {

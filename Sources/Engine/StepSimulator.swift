@@ -126,8 +126,9 @@ public struct StepSimulator {
         let globalTokens = Double(s.batch * s.sequence)
         let modelFLOPs = model.trainingFLOPsPerToken(sequence: s.sequence) * globalTokens
         let inFlight = (try? schedule.check())?.peakInFlightActivations ?? Array(repeating: layout.microbatches * schedule.virtualStages, count: layout.pp)
-        let memory = MemoryModel.estimate(model: model, layout: layout, zero: s.zero, microbatchSequences: microSequences, sequence: s.sequence,
-                                          precision: s.precision, recompute: s.recompute, flashAttention: s.flashAttention, inFlight: inFlight)
+        let memoryStages = MemoryModel.stages(model: model, layout: layout, zero: s.zero, microbatchSequences: microSequences, sequence: s.sequence,
+                                              precision: s.precision, recompute: s.recompute, flashAttention: s.flashAttention, inFlight: inFlight)
+        let memory = memoryStages.reduce(MemoryEstimate(weights: 0, gradients: 0, optimizer: 0, activations: 0, stage: 0)) { $1.total > $0.total ? $1 : $0 }
         var reductions: String
         if everyPipeline {
             reductions = "full fidelity: all \(layout.dp * layout.tp) pipelines simulated event by event on their own GPUs and routes, "
@@ -141,13 +142,14 @@ public struct StepSimulator {
                 + "one ring step timed per distinct bucket size (every step of a ring is identical)"
         }
         var report = StepReport(stepTime: step, tokensPerSecond: globalTokens / step.seconds,
-                          mfu: modelFLOPs / (Double(s.gpus) * s.device.peak(s.precision) * step.seconds),
+                          mfu: modelFLOPs / (s.fleetPeak * step.seconds),
                           breakdown: breakdown, bubbleFraction: scheduleTime > 0 ? totalIdle / scheduleTime : 0, memory: memory,
                           busiestLinks: ledger.busiest(5, over: step), spans: pipeline.spans, events: pipeline.events,
                           fidelity: network.fidelity,
                           reductions: reductions)
         report.stages = stageTraffic
         report.collectiveChoices = pricing.choices
+        report.memoryStages = memoryStages
         return report
     }
 }

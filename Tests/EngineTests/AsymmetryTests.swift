@@ -93,6 +93,20 @@ final class AsymmetryTests: XCTestCase {
         XCTAssertEqual(compute(report, stages: 2)[1], compute(a100, stages: 2)[1], accuracy: 1e-9)
         XCTAssertEqual(report.slowestRank, 1)
         XCTAssertTrue(report.criticalPath?.hasSuffix("is a different device (A100)") ?? false, report.criticalPath ?? "")
+        // MFU over the fleet's own peak: one H100 and one A100.
+        let flops = report.mfu * mixed.fleetPeak * report.stepTime.seconds
+        XCTAssertEqual(mixed.fleetPeak, DeviceCatalog.h100.peak(mixed.precision) + DeviceCatalog.a100.peak(mixed.precision))
+        XCTAssertEqual(flops, h100.mfu * 2 * DeviceCatalog.h100.peak(mixed.precision) * h100.stepTime.seconds, accuracy: flops * 1e-9, "the same model FLOPs")
+        // Memory: each device against the stages its GPUs hold — a small one on stage 1 is named.
+        XCTAssertNil(mixed.memoryProblem(report.memoryStages))
+        var small = DeviceCatalog.a100
+        small.memoryBytes = report.memoryStages[1].total * 0.9
+        mixed.asymmetry.groups = [Asymmetry.DeviceGroup(nodes: 1...1, device: small)]
+        let problem = mixed.memoryProblem(report.memoryStages) ?? ""
+        XCTAssertTrue(problem.contains("on stage 1, more than A100's"), problem)
+        small.memoryBytes = report.memoryStages[1].total * 1.1
+        mixed.asymmetry.groups = [Asymmetry.DeviceGroup(nodes: 1...1, device: small)]
+        XCTAssertNil(mixed.memoryProblem(report.memoryStages), "stage 1 fits the smaller device")
     }
 
     /// Stragglers by seed: the same devices at any scale, about the fraction asked for.

@@ -58,7 +58,7 @@ public struct ScenarioRun {
                 let simulator = StepSimulator(scenario: s)
                 let report = everyPipeline ? simulator.runEveryPipeline() : simulator.run()
                 let wall = ContinuousClock.now - start
-                let memoryProblem = report.problem ?? report.memory.problem(capacity: s.device.memoryBytes, device: s.device.name)
+                let memoryProblem = report.problem ?? s.memoryProblem(report.memoryStages)
                 rows[index] = SweepRow(sweep.base, point.values, s, report, problem: memoryProblem)
                 problem = memoryProblem
                 if first == nil { first = Point(scenario: s, report: report, wall: wall) }
