@@ -27,7 +27,7 @@ struct Simulate: ParsableCommand {
     @Option(help: "For sweeps: write tokens/s per point as an SVG bar chart.")
     var plot: String?
 
-    @Flag(help: "Simulate every pipeline (dp × tp of them) instead of one representative, and report the slowest.")
+    @Flag(help: "Full fidelity: simulate every pipeline (dp × tp of them) on its own GPUs and routes, not one standing for all (or, on an uneven fleet, those that differ); report the slowest.")
     var everyPipeline = false
 
     @Flag(help: "Instead of a step: time every all-reduce algorithm on the scenario's fabric over message and group sizes, with the ring/tree crossover.")
