@@ -15,3 +15,4 @@ static inline MPI_Errhandler _Nonnull fleet_mpi_errors_return(void) { return MPI
 static inline MPI_Request _Nonnull fleet_mpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Group _Nonnull fleet_mpi_group_null(void) { return MPI_GROUP_NULL; }
 static inline int fleet_mpi_any_source(void) { return MPI_ANY_SOURCE; }
+static inline int fleet_mpi_any_tag(void) { return MPI_ANY_TAG; }

@@ -32,11 +32,26 @@ public final class MPITransport: HostAwareTransport {
         MPI_Comm_size(fleet_mpi_comm_world(), &n)
         rank = Int(r)
         worldSize = Int(n)
+        // Which rank runs where, for the shared-memory lanes and the paths a run reports.
+        if worldSize > 1 { hosts = try allGather(Rendezvous.localHost) }
     }
 
     /// Every rank's host (gathered over MPI) and a job name rank 0 draws.
     public func hostTable() throws -> (hosts: [String], job: String) {
-        (try allGather(Rendezvous.localHost), try broadcast(rank == 0 ? "\(getpid())-\(UInt32.random(in: 0...UInt32.max))" : "", root: 0))
+        (hosts, try broadcast(rank == 0 ? "\(getpid())-\(UInt32.random(in: 0...UInt32.max))" : "", root: 0))
+    }
+
+    /// Every rank's host, gathered as the world opens.
+    private var hosts: [String] = []
+
+    /// Ranks on this host talk through OpenMPI's shared memory (vader), the others over its
+    /// network transport — TCP where `OMPI_MCA_btl` allows only that (as on the test hosts).
+    public func path(to peer: Int) -> String {
+        guard peer != rank else { return "self" }
+        guard hosts.count == worldSize else { return "mpi" }
+        if hosts[peer] == hosts[rank], !hosts[rank].isEmpty { return "shm" }
+        let btl = ProcessInfo.processInfo.environment["OMPI_MCA_btl"] ?? ""
+        return btl.contains("tcp") && !btl.contains("openib") && !btl.contains("uct") ? "tcp" : "network"
     }
 
     /// Texts travel in fixed fields of this many bytes, NUL-padded.
@@ -123,9 +138,14 @@ public final class MPITransport: HostAwareTransport {
     }
 
     public func progress(maxWait: Duration) throws {
-        // MPI_Test drives OpenMPI's progress engine. With more ranks on this node than cores a
-        // waiting rank yields, so the rank it waits for can run; otherwise a syscall per poll
-        // only adds latency to every message.
+        // Drive OpenMPI's progress engine even with no request of ours tested: a rank waiting
+        // on shared-memory lanes still owes its peers on other hosts the rest of a large send
+        // (over TCP the sender moves the bytes; vader's single copy on one host did not need it).
+        var flag: Int32 = 0
+        var status = MPI_Status()
+        MPI_Iprobe(fleet_mpi_any_source(), fleet_mpi_any_tag(), fleet_mpi_comm_world(), &flag, &status)
+        // With more ranks on this node than cores a waiting rank yields, so the rank it waits
+        // for can run; otherwise a syscall per poll only adds latency to every message.
         if Self.oversubscribed { sched_yield() }
     }
 

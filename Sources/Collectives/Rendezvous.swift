@@ -25,12 +25,15 @@ enum Rendezvous {
         }
     }
 
-    /// This process's host: the kernel's boot id and its PID namespace, since only processes
-    /// under one kernel that see each other's process ids can attach to each other's memory.
+    /// This process's host: the kernel's boot id, its PID namespace (only processes under one
+    /// kernel that see each other's process ids can attach to each other's memory) and its
+    /// network namespace (a container or test host of its own: its ranks reach the others
+    /// over the network, as on separate machines — scripts/test-hosts.sh relies on it).
     static let localHost: String = {
         guard let boot = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8),
-              let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid") else { return "" }
-        let key = boot.trimmingCharacters(in: .whitespacesAndNewlines) + "/" + namespace
+              let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid"),
+              let network = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net") else { return "" }
+        let key = boot.trimmingCharacters(in: .whitespacesAndNewlines) + "/" + namespace + "/" + network
         return key.contains(where: { $0 == " " || $0 == "\n" }) ? "" : key
     }()
 

@@ -23,6 +23,7 @@ public final class SharedMemoryTransport: TransportDecorator {
     private var spins = 0
 
     public var sharedMemoryPeers: Int { lanes.served.count }
+    public func path(to peer: Int) -> String { lanes.serves(peer) ? "shm" : inner.path(to: peer) }
 
     /// `inner` with lanes to the ranks on this host, or `inner` itself when no other rank
     /// shares the host (or shared memory cannot be set up there).
@@ -113,6 +114,8 @@ extension TransportDecorator {
     public var worldSize: Int { inner.worldSize }
     public var backendName: String { inner.backendName }
     public var clock: TransportClock { inner.clock }
+    public var sharedMemoryPeers: Int { inner.sharedMemoryPeers }
+    public func path(to peer: Int) -> String { inner.path(to: peer) }
     public var timeout: Duration {
         get { inner.timeout }
         set { inner.timeout = newValue }

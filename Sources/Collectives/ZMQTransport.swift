@@ -51,6 +51,8 @@ public final class ZMQTransport: HostAwareTransport, PeerLiveness {
     /// Every rank's host, and a name of this world that all ranks derive alike (from the rendezvous table).
     private var hosts: [String] = []
     private var job = ""
+    /// Where each rank's inbox listens.
+    private var peerEndpoints: [String] = []
     /// How a receiver reads a peer's memory; replaceable to exercise the socket fallback.
     public var singleCopyReader: MemoryReader = ZMQTransport.crossMemoryAttach
 
@@ -88,13 +90,20 @@ public final class ZMQTransport: HostAwareTransport, PeerLiveness {
         inboxEndpoint = try Self.lastEndpoint(inbox)
         let entry = Rendezvous.Entry(endpoint: inboxEndpoint, host: Rendezvous.localHost)
         let table = try Rendezvous.exchange(context: context, configuration: configuration, entry: entry)
-        try connect(to: table.map(\.endpoint))
+        peerEndpoints = table.map(\.endpoint)
+        try connect(to: peerEndpoints)
         enableSingleCopy(hosts: table.map(\.host))
         hosts = table.map(\.host)
         job = String(table.map(\.line).joined(separator: "\n").utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }, radix: 16)
     }
 
     public func hostTable() throws -> (hosts: [String], job: String) { (hosts, job) }
+
+    public func path(to peer: Int) -> String {
+        guard peer != rank else { return "self" }
+        let endpoint = peerEndpoints.indices.contains(peer) ? peerEndpoints[peer] : ""
+        return String(endpoint.prefix { $0 != ":" })
+    }
 
     /// Peers whose connection dropped more than `grace` ago (their last messages had time to arrive).
     public func departedPeers(grace: Duration) -> [Int] {

@@ -16,6 +16,7 @@ extension DistributedTrainer {
         // shared with them; the machine's peak is that rate per thread times the cores in use.
         if isReporter { gemmFLOPs = BLAS.measureGEMMRate(threads: c.threads) }
         let blasKernels = try gatherBLASKernels()
+        let placement = try gatherPlacement()
         let coresInUse = min(transport.worldSize * c.threads, WorldSetup.usableCores)
         let peak = gemmFLOPs / Double(c.threads) * Double(max(coresInUse, c.threads))
         // The CPU's own peak does not depend on the kernel, so a slow fallback cannot look efficient against it.
@@ -82,7 +83,7 @@ extension DistributedTrainer {
         let tokensPerSecond = seconds > 0 ? Double(tokens) / seconds : 0
         return TrainingSummary(finalLoss: losses.last ?? .nan, validationLoss: validation, tokensPerSecond: tokensPerSecond,
                                achievedFLOPs: tokensPerSecond * flopsPerToken, gemmFLOPs: peak, cpuPeakFLOPs: cpuPeak,
-                               losses: losses, stragglers: stragglers, blasKernels: blasKernels)
+                               losses: losses, stragglers: stragglers, blasKernels: blasKernels, hosts: placement.hosts, transportPaths: placement.paths)
     }
 
     /// Every rank's compute per step, gathered: ranks slower than 1.5× the median of their

@@ -107,9 +107,13 @@ public struct TrainingSummary: Sendable {
     public var stragglers: [Straggler] = []
     /// Each rank's BLAS kernel, by rank.
     public var blasKernels: [String] = []
+    /// How many distinct hosts the ranks ran on, and how many rank pairs talked over each path (`shm`, `tcp`, …).
+    public var hosts = 1
+    public var transportPaths: [String: Int] = [:]
 
     public init(finalLoss: Float, validationLoss: Float, tokensPerSecond: Double, achievedFLOPs: Double, gemmFLOPs: Double,
-                cpuPeakFLOPs: Double?, losses: [Float], stragglers: [Straggler] = [], blasKernels: [String] = []) {
+                cpuPeakFLOPs: Double?, losses: [Float], stragglers: [Straggler] = [], blasKernels: [String] = [],
+                hosts: Int = 1, transportPaths: [String: Int] = [:]) {
         self.finalLoss = finalLoss
         self.validationLoss = validationLoss
         self.tokensPerSecond = tokensPerSecond
@@ -119,6 +123,8 @@ public struct TrainingSummary: Sendable {
         self.losses = losses
         self.stragglers = stragglers
         self.blasKernels = blasKernels
+        self.hosts = hosts
+        self.transportPaths = transportPaths
     }
 }
 

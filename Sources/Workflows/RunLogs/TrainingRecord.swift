@@ -30,6 +30,7 @@ public enum TrainingRecord {
          ("cpu_peak_gflops", s.cpuPeakFLOPs.map { $0 / 1e9 } ?? Double.nan), ("mfu_cpu_peak", s.cpuPeakMFU ?? Double.nan),
          ("blas_kernel", blas.kernel), ("blas_kernel_source", blas.source.rawValue), ("blas_kernels", s.blasKernels),
          ("blas_kernel_detected", blas.detected ?? ""), ("blas_kernel_note", blas.note ?? ""),
-         ("straggler_ranks", s.stragglers.map(\.rank))]
+         ("straggler_ranks", s.stragglers.map(\.rank)), ("hosts", s.hosts),
+         ("transport_paths", JSONObject(s.transportPaths.sorted { $0.key < $1.key }.map { ($0.key, $0.value) as (String, Any) }))]
     }
 }

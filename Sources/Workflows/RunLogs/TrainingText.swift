@@ -32,6 +32,10 @@ public enum TrainingText {
             notes.append("warning: ranks run different BLAS kernels (\(s.blasKernels.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: ", "))): "
                          + "their results differ in the last bits")
         }
+        if s.hosts > 1 {
+            notes.append("ranks ran on \(s.hosts) hosts; rank pairs by path: "
+                         + s.transportPaths.sorted { $0.key < $1.key }.map { "\($0.value) over \($0.key)" }.joined(separator: ", "))
+        }
         guard !s.losses.isEmpty else {
             return (notes, [String(format: "done: no step left to train (resumed at the last one); validation loss %.4f", s.validationLoss)]
                 + (saved.map { ["weights saved to \($0)"] } ?? []))
