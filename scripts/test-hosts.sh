@@ -72,7 +72,7 @@ rsh() {
         if [[ "$ns" == "$target" ]] || ip -n "$ns" -4 -o addr show dev eth0 | grep -q " $target/"; then
             # Its own hostname too (a UTS namespace), as a separate machine has: OpenMPI names
             # its shared-memory files after the host, and two "hosts" called alike collide.
-            exec ip netns exec "$ns" unshare --uts /bin/sh -c "hostname $ns && exec $*"
+            exec ip netns exec "$ns" unshare --uts /bin/sh -c "hostname $ns && $*"
         fi
     done
     echo "test-hosts: no test host has address '$target' (scripts/test-hosts.sh list shows them)" >&2

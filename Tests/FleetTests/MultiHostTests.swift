@@ -1,0 +1,80 @@
+import Foundation
+import XCTest
+
+/// Runs across hosts, on test hosts made by scripts/test-hosts.sh (network namespaces of this
+/// machine, each with its own stack, hostname and address): ranks on one host talk through
+/// shared memory, ranks on different hosts over TCP. Needs root (CI runs as root).
+final class MultiHostTests: FleetProcessTestCase {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("scripts/test-hosts.sh").path
+
+    /// `scripts/test-hosts.sh ARGUMENTS`, its output and status.
+    @discardableResult
+    func hosts(_ arguments: [String]) throws -> FleetProcess.Outcome {
+        try FleetProcess.run("/bin/bash", [Self.script] + arguments, environment: [:], timeout: 60)
+    }
+
+    /// The test hosts' addresses and the environment `env` exports, with `count` hosts up.
+    func up(_ count: Int) throws -> (addresses: [String], environment: [String: String]) {
+        guard getuid() == 0 else { throw XCTSkip("test hosts need root (network namespaces)") }
+        let made = try hosts(["up", "\(count)"])
+        if made.status != 0, made.stderr.contains("Operation not permitted") {
+            throw XCTSkip("this machine refuses network namespaces: \(made.stderr)")
+        }
+        XCTAssertEqual(made.status, 0, made.output)
+        let addresses = made.stdout.split(separator: "\n").map { String($0.split(separator: " ")[1]) }
+        var environment: [String: String] = [:]
+        for line in try hosts(["env"]).stdout.split(separator: "\n") where line.hasPrefix("export ") {
+            let pair = line.dropFirst("export ".count).split(separator: "=", maxSplits: 1)
+            environment[String(pair[0])] = String(pair[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        }
+        return (addresses, environment)
+    }
+
+    override func tearDown() {
+        if getuid() == 0 { _ = try? hosts(["down"]) }
+        super.tearDown()
+    }
+
+    private func losses(_ outcome: FleetProcess.Outcome) throws -> [Double] {
+        try outcome.stdout.split(separator: "\n").compactMap {
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], String($0))
+            return object["step"] != nil ? object["loss"] as? Double : nil
+        }
+    }
+
+    /// dp2·pp2 with two ranks on each of two hosts, under mpirun: bitwise the one-process run
+    /// with --deterministic; two hosts, and of the six rank pairs two on shared memory (each
+    /// host's pair) and four over TCP.
+    func testMPIRanksOnTwoHostsTrainBitwiseAsOneProcess() throws {
+        let (addresses, environment) = try up(2)
+        XCTAssertEqual(addresses, ["198.18.0.1", "198.18.0.2"])
+        let arguments = ["train", "gpt-tiny", "--deterministic", "--steps", "4", "--json", "--eval-batches", "1"]
+        let alone = try FleetProcess.fleet(arguments)
+        XCTAssertEqual(alone.status, 0, alone.output)
+        let spread = try FleetProcess.run("/usr/bin/mpirun", ["-n", "4", "--host", addresses.map { $0 + ":2" }.joined(separator: ","), FleetProcess.binary]
+                                          + arguments + ["--dp", "2", "--pp", "2"],
+                                          environment: FleetProcess.mpiEnvironment.merging(environment) { _, new in new }, timeout: 180)
+        XCTAssertEqual(spread.status, 0, spread.output)
+        XCTAssertEqual(try losses(spread), try losses(alone), "bitwise across hosts")
+        XCTAssertEqual(try losses(spread).count, 4)
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data((spread.stdout.split(separator: "\n").last ?? "").utf8)) as? [String: Any])
+        XCTAssertEqual(summary["hosts"] as? Int, 2, spread.output)
+        XCTAssertEqual(summary["transport_paths"] as? [String: Int], ["shm": 2, "tcp": 4], spread.output)
+    }
+
+    /// The script cleans leftovers on `up`, lists what is up, removes everything on `down`,
+    /// and its launch agent refuses an address no test host has.
+    func testTheTestHostsScriptCleansUpAndRefusesUnknownHosts() throws {
+        _ = try up(3)
+        XCTAssertEqual(try up(2).addresses.count, 2, "up again replaces the hosts")
+        XCTAssertEqual(try hosts(["list"]).stdout.split(separator: "\n").count, 2)
+        let inside = try hosts(["rsh", "198.18.0.2", "hostname"])
+        XCTAssertEqual(inside.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "fleet-h2", inside.output)
+        let stray = try hosts(["rsh", "198.18.0.9", "true"])
+        XCTAssertEqual(stray.status, 255)
+        XCTAssertTrue(stray.stderr.contains("no test host has address '198.18.0.9'"), stray.output)
+        XCTAssertEqual(try hosts(["down"]).status, 0)
+        XCTAssertEqual(try hosts(["list"]).stdout, "")
+    }
+}
