@@ -19,6 +19,10 @@ public struct LocalLauncher {
     /// When set, each worker's output (stdout and stderr) is also kept in `rank-N.log` here,
     /// while the launcher's own output shows all of it merged.
     public var logDirectory: String?
+    /// Hosts to start the workers on through `agent` (`AGENT HOST 'COMMAND'`), over TCP
+    /// bound to each host's own address; nil: this machine.
+    public var hosts: LaunchHosts?
+    public var agent = LaunchHosts.agent()
 
     public init(ranks: Int, executable: String = LocalLauncher.currentExecutable, arguments: @escaping @Sendable (WorkerRole) -> [String]) {
         self.ranks = ranks
@@ -80,7 +84,9 @@ public struct LocalLauncher {
             .appendingPathComponent("fleet-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let coordinator = endpoints == .ipc ? "ipc://\(directory.path)/coordinator" : "tcp://127.0.0.1:\(try Self.freePort())"
+        let placement = try hosts?.placement(ranks: ranks)
+        let coordinator = try placement.map { "tcp://\($0[0]):\(Self.randomPort())" }
+            ?? (endpoints == .ipc ? "ipc://\(directory.path)/coordinator" : "tcp://127.0.0.1:\(Self.freePort())")
 
         let interrupts = SignalWatcher(signals: [SIGINT, SIGTERM, SIGHUP])
         defer { interrupts.stop() }
@@ -99,10 +105,15 @@ public struct LocalLauncher {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
             let role = WorkerRole(rank: rank, worldSize: ranks, coordinator: coordinator,
-                                  bind: endpoints == .ipc ? "ipc://\(directory.path)/r\(rank)" : "tcp://127.0.0.1:*",
-                                  launcherPID: getpid(), runDirectory: logDirectory)
+                                  bind: placement.map { "tcp://\($0[rank]):*" } ?? (endpoints == .ipc ? "ipc://\(directory.path)/r\(rank)" : "tcp://127.0.0.1:*"),
+                                  launcherPID: placement == nil ? getpid() : WorkerRole.launchAgent, runDirectory: logDirectory)
             process.arguments = arguments(role)
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+            if let placement {
+                // Through the agent, with the environment a remote shell would not pass on.
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                process.arguments = agent + [placement[rank], LaunchHosts.shellLine(["env"] + remoteEnvironment() + [executable] + arguments(role))]
+            }
             if let logDirectory {
                 let log = try RankLog(path: "\(logDirectory)/rank-\(rank).log")
                 process.standardOutput = log.stdout
@@ -122,6 +133,12 @@ public struct LocalLauncher {
             for (rank, process) in processes.enumerated() where exits[rank] == nil && !process.isRunning {
                 let exit = Exit(rank: rank, process)
                 exits[rank] = exit
+                if let placement, !exit.signaled, exit.status == 255 {
+                    // ssh's own failure (and the test hosts' agent's): the worker never started.
+                    Self.stop(processes, grace: .zero)
+                    throw LaunchError.cannotStart("the launch agent '\(agent.joined(separator: " "))' could not start rank \(rank) on host \(placement[rank]) "
+                        + "(exit 255, its message is above): check that the host is reachable that way, or set FLEET_LAUNCH_AGENT")
+                }
                 if !exit.succeeded {
                     // The others wait on a dead peer: nothing of theirs is worth a grace period
                     // (and a worker that saves on SIGTERM would only wait for its timeout).
@@ -167,11 +184,22 @@ public struct LocalLauncher {
     }
 
     /// Call first thing in a worker: it dies with its launcher, and refuses to run if the launcher is already gone.
+    /// A worker started on another host dies with the launch agent's process that started it.
     public static func bindToLauncher(_ launcher: Int32?) {
         guard let launcher else { return }
         _ = fleet_set_parent_death_signal(SIGKILL)
-        if getppid() != launcher { exit(1) }
+        if launcher == WorkerRole.launchAgent ? getppid() == 1 : getppid() != launcher { exit(1) }
     }
+
+    /// `FLEET_*`, `OPENBLAS_*` and `OMP_*` of this process and the workers' own variables, as `K=V` words.
+    func remoteEnvironment() -> [String] {
+        let mine = ProcessInfo.processInfo.environment.filter { key, _ in ["FLEET_", "OPENBLAS_", "OMP_"].contains { key.hasPrefix($0) } }
+        return mine.merging(environment) { _, new in new }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    }
+
+    /// A port for a coordinator on another host (which this machine cannot probe): one from
+    /// the dynamic range; a taken one fails rank 0's bind with the address in its error.
+    static func randomPort() -> Int { Int.random(in: 49152...65000) }
 }
 
 /// Copies one worker's output to its log file and to the launcher's own stdout/stderr.

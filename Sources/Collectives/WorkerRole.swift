@@ -7,8 +7,10 @@ public struct WorkerRole: Sendable, Equatable {
     /// Rank 0's rendezvous address, and this rank's inbox.
     public var coordinator: String
     public var bind: String
-    /// The launcher's pid: the worker dies with it, and refuses to start if it is gone.
+    /// The launcher's pid: the worker dies with it, and refuses to start if it is gone
+    /// (`launchAgent`: started on another host; it dies with the agent's process there).
     public var launcherPID: Int32?
+    public static let launchAgent: Int32 = 0
     public var runDirectory: String?
 
     public init(rank: Int, worldSize: Int, coordinator: String, bind: String, launcherPID: Int32? = nil, runDirectory: String? = nil) {

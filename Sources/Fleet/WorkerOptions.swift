@@ -20,6 +20,12 @@ struct WorkerOptions: ParsableArguments {
 
     @Option(help: "Directory for self-launched workers' logs (rank-N.log).")
     var runDir: String?
+
+    @Option(help: "Start the ZeroMQ workers on these hosts, filling each one's slots in order (A:2,B:2), through FLEET_LAUNCH_AGENT (default ssh); fleet must sit at the same path on every host.")
+    var hosts: String?
+
+    @Option(help: "Like --hosts, from an OpenMPI-style hostfile (one 'HOST slots=N' per line).")
+    var hostfile: String?
     /// How long stopped workers get before they are killed (time to save a checkpoint).
     var stopGrace: Duration?
 
@@ -29,7 +35,19 @@ struct WorkerOptions: ParsableArguments {
     var extraEnvironment: [String: String] = [:]
     var launchAlways = false
 
-    private enum CodingKeys: String, CodingKey { case transport, ranks, endpoints, timeout, runDir }
+    private enum CodingKeys: String, CodingKey { case transport, ranks, endpoints, timeout, runDir, hosts, hostfile }
+
+    /// The hosts --hosts or --hostfile names, if either does.
+    func launchHosts() throws -> LaunchHosts? {
+        do {
+            if let hosts { return try LaunchHosts(list: hosts) }
+            if let hostfile { return try LaunchHosts(hostfile: hostfile) }
+        } catch let error as LocalLauncher.LaunchError {
+            if case let .cannotStart(reason) = error { throw ValidationError((hosts != nil ? "--hosts: " : "--hostfile: ") + reason) }
+            throw error
+        }
+        return nil
+    }
 
     func validate() throws {
         guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1") }
@@ -44,12 +62,19 @@ struct WorkerOptions: ParsableArguments {
         if ranks > 1 && transport == .local {
             throw ValidationError("--transport local is a single-process backend for tests; use zmq for --ranks \(ranks)")
         }
+        if hosts != nil || hostfile != nil {
+            if hosts != nil && hostfile != nil { throw ValidationError("give --hosts or --hostfile, not both") }
+            if MPITransport.isUnderMPIRun { throw ValidationError("--hosts places self-launched ZeroMQ workers; under mpirun say where ranks run with mpirun --host or --hostfile") }
+            if transport == .mpi || transport == .local { throw ValidationError("--hosts starts ZeroMQ workers; drop --transport \(transport!.rawValue)") }
+            _ = try launchHosts()
+        }
     }
 
     /// Either relaunches this command as `ranks` ZeroMQ workers and returns nil once they
     /// all succeed, or (in a worker, or with one rank) opens and returns this process's transport.
     func workerTransport() throws -> Transport? {
-        if !Settings.current.isWorker && (ranks > 1 || launchAlways) {
+        let hosts = try launchHosts()
+        if !Settings.current.isWorker && (ranks > 1 || launchAlways || hosts != nil) {
             // Checked here too: commands like `train` set the rank count from the layout after validate().
             if transport == .mpi { throw ValidationError("--transport mpi needs mpirun: mpirun -n \(ranks) fleet …") }
             if transport == .local { throw ValidationError("--transport local is a single-process backend for tests; use zmq for \(ranks) ranks") }
@@ -59,6 +84,7 @@ struct WorkerOptions: ParsableArguments {
             launcher.environment.merge(extraEnvironment) { _, new in new }
             launcher.endpoints = LocalLauncher.Endpoints(rawValue: endpoints) ?? .ipc
             launcher.logDirectory = runDir
+            launcher.hosts = hosts
             if let stopGrace { launcher.gracePeriod = stopGrace }
             // Ranks share the cores: one BLAS thread each unless the user says otherwise.
             if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil {

@@ -63,6 +63,26 @@ final class MultiHostTests: FleetProcessTestCase {
         XCTAssertEqual(summary["transport_paths"] as? [String: Int], ["shm": 2, "tcp": 4], spread.output)
     }
 
+    /// The same over ZeroMQ, self-launched with --hosts through the test hosts' launch agent:
+    /// each worker binds its own host's address, and the run is bitwise the one-process run.
+    func testZeroMQWorkersOnTwoHostsTrainBitwiseAsOneProcess() throws {
+        let (addresses, environment) = try up(2)
+        let arguments = ["train", "gpt-tiny", "--deterministic", "--steps", "4", "--json", "--eval-batches", "1"]
+        let alone = try FleetProcess.fleet(arguments)
+        let agent = ["FLEET_LAUNCH_AGENT": try XCTUnwrap(environment["OMPI_MCA_plm_rsh_agent"])]
+        let spread = try FleetProcess.fleet(arguments + ["--dp", "2", "--pp", "2", "--hosts", addresses.map { $0 + ":2" }.joined(separator: ",")],
+                                            environment: agent, timeout: 180)
+        XCTAssertEqual(spread.status, 0, spread.output)
+        XCTAssertEqual(try losses(spread), try losses(alone), "bitwise across hosts")
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data((spread.stdout.split(separator: "\n").last ?? "").utf8)) as? [String: Any])
+        XCTAssertEqual(summary["hosts"] as? Int, 2, spread.output)
+        XCTAssertEqual(summary["transport_paths"] as? [String: Int], ["shm": 2, "tcp": 4], spread.output)
+        // A host the agent cannot reach: a clear error naming it, and no worker left behind.
+        let stray = try FleetProcess.fleet(["train", "gpt-tiny", "--dp", "2", "--steps", "2", "--hosts", "198.18.0.9:2"], environment: agent)
+        XCTAssertNotEqual(stray.status, 0)
+        XCTAssertTrue(stray.stderr.contains("could not start rank 0 on host 198.18.0.9"), stray.output)
+    }
+
     /// The script cleans leftovers on `up`, lists what is up, removes everything on `down`,
     /// and its launch agent refuses an address no test host has.
     func testTheTestHostsScriptCleansUpAndRefusesUnknownHosts() throws {
