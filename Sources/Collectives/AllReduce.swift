@@ -10,8 +10,11 @@ public enum AllReduceAlgorithm: String, Sendable, CaseIterable {
     case tree
     /// `MPI_Allreduce` (MPI transport only): the baseline.
     case native
+    /// Reduce-scatter on each host, ring across hosts, all-gather on each host (a flat ring
+    /// where the group sits on one host or splits unevenly).
+    case hierarchical
 
-    /// Parses `ring`, `hd` (or `halving-doubling`), `tree`, `naive`, `native`.
+    /// Parses `ring`, `hd` (or `halving-doubling`), `tree`, `naive`, `native`, `hierarchical`.
     public init?(name: String) {
         switch name.lowercased() {
         case "halving-doubling", "halvingdoubling", "rabenseifner": self = .halvingDoubling
@@ -34,6 +37,10 @@ extension Communicator {
                               steps: 0..<(2 * (size - 1)), op: op, tag: tag, name: "all-reduce (ring)")
             case .halvingDoubling: try halvingDoublingAllReduce(buffer, op: op, tag: tag)
             case .tree: try treeAllReduce(buffer, op: op, tag: tag)
+            case .hierarchical:
+                // Its phases take their own tags (and finish an average themselves).
+                try hierarchicalOperation(buffer, op: op).finish()
+                return
             case .native:
                 guard let mpi = transport.mpi else {
                     throw TransportError.unsupported("the native all-reduce is MPI_Allreduce and needs the MPI transport (run under mpirun)")

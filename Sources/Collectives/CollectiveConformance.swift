@@ -14,7 +14,8 @@ public struct CollectiveConformance {
 
     /// Runs all checks; returns the failures (empty when all passed).
     public mutating func run() throws -> [String] {
-        var algorithms: [AllReduceAlgorithm] = [.ring, .halvingDoubling, .tree]
+        // Hierarchical splits the group by host where the transport knows hosts (a flat ring otherwise).
+        var algorithms: [AllReduceAlgorithm] = [.ring, .halvingDoubling, .tree, .hierarchical]
         if communicator.transport.mpi != nil { algorithms.append(.native) }
         let defaultChunk = communicator.chunkBytes
         for chunkBytes in [defaultChunk, 12] {
@@ -32,13 +33,15 @@ public struct CollectiveConformance {
         // small eager messages never exercise.
         for (chunk, length) in [(64 << 10, 1 << 20), (1 << 20, 65_536)] {
             communicator.chunkBytes = chunk
-            for algorithm in [AllReduceAlgorithm.ring, .halvingDoubling, .tree] {
+            for algorithm in [AllReduceAlgorithm.ring, .halvingDoubling, .tree, .hierarchical] {
                 try checkAllReduce(communicator, length: length, op: .sum, algorithm: algorithm)
             }
-            try checkOverlappedAllReduces(finishNewestFirst: false)
+            for hierarchical in [false, true] { try checkOverlappedAllReduces(finishNewestFirst: false, hierarchical: hierarchical) }
         }
         communicator.chunkBytes = defaultChunk
-        for newestFirst in [false, true] { try checkOverlappedAllReduces(finishNewestFirst: newestFirst) }
+        for newestFirst in [false, true] {
+            for hierarchical in [false, true] { try checkOverlappedAllReduces(finishNewestFirst: newestFirst, hierarchical: hierarchical) }
+        }
         try checkSubgroups()
         try communicator.barrier()
         return failures
@@ -108,7 +111,7 @@ public struct CollectiveConformance {
 
     /// Several ring all-reduces in flight at once, driven by `advance()` in varying order,
     /// must each equal the naive result (the gradient-bucket pattern of data parallelism).
-    private mutating func checkOverlappedAllReduces(finishNewestFirst: Bool) throws {
+    private mutating func checkOverlappedAllReduces(finishNewestFirst: Bool, hierarchical: Bool) throws {
         let comm = communicator
         let lengths = [1000, 3, 4097, 0, 65_537, 300_001]
         var references = lengths.enumerated().map { input(comm, $1, salt: $0) }
@@ -118,16 +121,17 @@ public struct CollectiveConformance {
         for (i, n) in lengths.enumerated() {
             for j in 0..<n { buffers[i][j] = CollectiveBenchmark.value(rank: comm.rank + i, index: j) }
         }
-        var operations: [RingOperation] = []
+        var operations: [CollectiveOperation] = []
         for (i, n) in lengths.enumerated() {
-            operations.append(try comm.startAllReduce(UnsafeMutableBufferPointer(rebasing: buffers[i][0..<n])))
+            let buffer = UnsafeMutableBufferPointer(rebasing: buffers[i][0..<n])
+            operations.append(hierarchical ? try comm.startHierarchicalAllReduce(buffer) : try comm.startAllReduce(buffer))
             for operation in operations.reversed() { try operation.advance() }
         }
         // Finished newest first: a ring must not wait on an older one that nobody drives.
         for operation in finishNewestFirst ? operations.reversed() : operations { try operation.finish() }
         for (i, n) in lengths.enumerated() {
             expect(Self.same(Array(buffers[i][0..<n]), references[i]),
-                   "overlapped all-reduce #\(i) of \(n) floats differs from naive (finished \(finishNewestFirst ? "newest" : "oldest") first)")
+                   "overlapped \(hierarchical ? "hierarchical" : "ring") all-reduce #\(i) of \(n) floats differs from naive (finished \(finishNewestFirst ? "newest" : "oldest") first)")
         }
     }
 

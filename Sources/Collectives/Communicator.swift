@@ -22,6 +22,8 @@ public final class Communicator {
     /// What the group is for in a training step (`tensor`, `data`, `pipeline`, …): how its
     /// collectives and messages are named in an `OpLog`.
     public var role = ""
+    /// This group split by host, once worked out (`hostHierarchy()`; `.some(nil)`: no split).
+    var hierarchy: (local: Communicator, across: Communicator)??
 
     /// The communicator of all ranks of `transport`.
     public convenience init(world transport: Transport) {

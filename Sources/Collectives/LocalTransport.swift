@@ -8,6 +8,8 @@ public final class LocalFabric: @unchecked Sendable {   // `condition` guards th
     fileprivate let condition = NSCondition()
     fileprivate var mailboxes: [[LocalMessage]]
     fileprivate var departed: Set<Int> = []
+    /// Which host each rank stands for (tests of host-aware collectives); nil: all on one.
+    public var hosts: [String]?
 
     public init(worldSize: Int) {
         precondition(worldSize > 0)
@@ -22,8 +24,9 @@ public final class LocalFabric: @unchecked Sendable {   // `condition` guards th
 
     /// Runs `body` on `worldSize` threads, one per rank, and returns their results in rank order.
     public static func run<T>(worldSize: Int, timeout: Duration = .seconds(30), clock: TransportClock = SystemTransportClock.shared,
-                              _ body: @escaping @Sendable (LocalTransport) throws -> T) -> [Result<T, Error>] {
+                              hosts: [String]? = nil, _ body: @escaping @Sendable (LocalTransport) throws -> T) -> [Result<T, Error>] {
         let fabric = LocalFabric(worldSize: worldSize)
+        fabric.hosts = hosts
         let results = ResultBox<T>(count: worldSize)
         let group = DispatchGroup()
         for rank in 0..<worldSize {
@@ -145,6 +148,8 @@ public final class LocalTransport: Transport {
             }
         }
     }
+
+    public func host(of rank: Int) -> String? { fabric.hosts.flatMap { $0.indices.contains(rank) ? $0[rank] : nil } }
 
     public func shutdown() {
         fabric.condition.lock()

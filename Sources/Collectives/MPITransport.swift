@@ -46,6 +46,8 @@ public final class MPITransport: HostAwareTransport {
 
     /// Ranks on this host talk through OpenMPI's shared memory (vader), the others over its
     /// network transport — TCP where `OMPI_MCA_btl` allows only that (as on the test hosts).
+    public func host(of rank: Int) -> String? { hosts.indices.contains(rank) ? hosts[rank] : nil }
+
     public func path(to peer: Int) -> String {
         guard peer != rank else { return "self" }
         guard hosts.count == worldSize else { return "mpi" }

@@ -116,6 +116,7 @@ extension TransportDecorator {
     public var clock: TransportClock { inner.clock }
     public var sharedMemoryPeers: Int { inner.sharedMemoryPeers }
     public func path(to peer: Int) -> String { inner.path(to: peer) }
+    public func host(of rank: Int) -> String? { inner.host(of: rank) }
     public var timeout: Duration {
         get { inner.timeout }
         set { inner.timeout = newValue }

@@ -29,6 +29,8 @@ public protocol Transport: AnyObject {
     /// How this rank's messages reach `peer`: `shm` (shared memory, fleet's lanes or MPI's own),
     /// `tcp`, `ipc` (a ZeroMQ socket file), `local` (in-process), or `self`.
     func path(to peer: Int) -> String
+    /// The host `rank` runs on (an identity, equal for ranks that share a machine), where known.
+    func host(of rank: Int) -> String?
     /// Starts a receive that combines the arriving floats into `buffer` (`buffer ⊕ message`)
     /// as they come, saving a staging copy; nil where the backend cannot (then receive and
     /// combine separately).
@@ -75,6 +77,7 @@ public final class Request {
 extension Transport {
     public var sharedMemoryPeers: Int { 0 }
     public func path(to peer: Int) -> String { peer == rank ? "self" : "local" }
+    public func host(of rank: Int) -> String? { nil }
     public var clock: TransportClock { SystemTransportClock.shared }
     public func irecvReducing(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, from peer: Int, tag: Int32) throws -> Request? { nil }
     public func irecvForwarding(into buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp?, from peer: Int, tag: Int32,

@@ -99,6 +99,8 @@ public final class ZMQTransport: HostAwareTransport, PeerLiveness {
 
     public func hostTable() throws -> (hosts: [String], job: String) { (hosts, job) }
 
+    public func host(of rank: Int) -> String? { hosts.indices.contains(rank) ? hosts[rank] : nil }
+
     public func path(to peer: Int) -> String {
         guard peer != rank else { return "self" }
         let endpoint = peerEndpoints.indices.contains(peer) ? peerEndpoints[peer] : ""

@@ -20,6 +20,29 @@ final class InProcessCollectivesTests: XCTestCase {
         }
     }
 
+    /// Ranks standing for several hosts: the hierarchical all-reduce splits the group by host
+    /// (contiguous or interleaved placement) and still equals naive bit for bit; hosts holding
+    /// different numbers of ranks take the flat ring.
+    func testHierarchicalAllReduceMatchesNaiveOnSeveralHosts() throws {
+        let placements = [["a", "a", "b", "b"], ["a", "b", "a", "b"], ["a", "a", "a", "b", "b", "b"], ["a", "a", "b", "b", "c", "c"],
+                          ["x", "y", "z"], ["a", "a", "b"]]
+        for hosts in placements {
+            let results = LocalFabric.run(worldSize: hosts.count, hosts: hosts) { transport -> (Int, [String], Bool) in
+                let world = Communicator(world: transport)
+                var suite = CollectiveConformance(communicator: world)
+                suite.lengths = [0, 1, 3, 7, 100, 4097]
+                let failures = try suite.run()
+                return (suite.checks, failures, try world.hostHierarchy() != nil)
+            }
+            for (rank, result) in results.enumerated() {
+                let (checks, failures, split) = try result.get()
+                XCTAssertGreaterThan(checks, 100)
+                XCTAssertEqual(failures, [], "\(hosts) rank \(rank)")
+                XCTAssertEqual(split, hosts != ["a", "a", "b"], "\(hosts): split by host unless uneven")
+            }
+        }
+    }
+
     func testRingMatchesExactSumsForManyRandomLengthsAndChunkSizes() throws {
         var generator = SplitMix(seed: 42)
         for _ in 0..<40 {
