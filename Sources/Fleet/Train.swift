@@ -36,6 +36,9 @@ struct Train: ParsableCommand {
     @Option(help: "Bucket size of the data-parallel gradient all-reduce.")
     var bucket: ByteSize = ByteSize(bytes: 1 << 20)
 
+    @Option(help: "The data-parallel buckets' all-reduce: ring, or hierarchical (each host's ranks over shared memory, then a ring across hosts).")
+    var dpAlgo: String = "ring"
+
     @Option(help: "Write a Chrome/Perfetto trace of every rank's compute and communication here: each phase of a step and every op inside it (args: rank, kind, bytes or FLOPs as fleet plan --json names them).")
     var trace: String?
 
@@ -53,6 +56,15 @@ struct Train: ParsableCommand {
         if workers.ranks != 1 && workers.ranks != layoutOptions.layout.worldSize && !Settings.current.isWorker {
             throw ValidationError("--ranks \(workers.ranks) contradicts the layout \(layoutOptions.layout) (\(layoutOptions.layout.worldSize) ranks); "
                                   + "leave --ranks out: fleet train starts one worker per rank of --dp × --tp × --pp")
+        }
+        guard ["ring", "hierarchical"].contains(dpAlgo) else { throw ValidationError("--dp-algo must be ring or hierarchical (got '\(dpAlgo)')") }
+        if dpAlgo == "hierarchical" {
+            if options.deterministic {
+                throw ValidationError("--dp-algo hierarchical sums in an order that depends on the hosts; --deterministic sums every gradient in one fixed tree: drop one of them")
+            }
+            if layoutOptions.zero > 0 {
+                throw ValidationError("--dp-algo hierarchical is for the buckets' all-reduce; under --zero \(layoutOptions.zero) the buckets are reduce-scattered: drop one of them")
+            }
         }
         if faultOptions.maxRestarts > 0 && checkpoints.checkpointDir == nil {
             throw ValidationError("--max-restarts needs --checkpoint-dir DIR: restarted workers resume from its newest valid checkpoint")
@@ -145,6 +157,7 @@ struct Train: ParsableCommand {
         trainer.injector = injector
         trainer.replicaCheckEvery = faultOptions.checkReplicas
         trainer.bucketBytes = bucket.bytes
+        trainer.dataParallelAlgorithm = AllReduceAlgorithm(name: dpAlgo) ?? .ring
         trainer.checkpointing = checkpoints.policy
         trainer.stopAfter = checkpoints.stopAt
         // With a checkpoint directory, SIGTERM (a scheduler's preemption) or Ctrl-C stops the run

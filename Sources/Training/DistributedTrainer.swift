@@ -73,6 +73,10 @@ public final class DistributedTrainer {
         }
     }
     public internal(set) var gemmFLOPs: Double = 0
+    /// The data-parallel buckets' all-reduce: `.ring` or `.hierarchical` (set before the first step).
+    public var dataParallelAlgorithm = AllReduceAlgorithm.ring {
+        didSet { buckets?.algorithm = dataParallelAlgorithm }
+    }
 
     /// Communicators of this rank, created in the same order on every rank.
     struct Groups {
@@ -170,6 +174,7 @@ public final class DistributedTrainer {
         let sharded = layout.zeroStage == 1 && layout.dp > 1
         buckets = layout.dp > 1 && !configuration.deterministic
             ? GradientBuckets(program: program, group: groups.dp, gradients: model.gradients.pointer) : nil
+        buckets?.algorithm = dataParallelAlgorithm
         shardedState = sharded ? ShardedOptimizerState(blocks: buckets!.blocks) : nil
     }
 

@@ -31,7 +31,10 @@ final class GradientBuckets {
     private let group: Communicator
     private let gradients: UnsafeMutablePointer<Float>
     private var started = 0
-    private var active: [(RingOperation, Int)] = []
+    private var active: [(CollectiveOperation, Int)] = []
+    /// How the all-reduce buckets run: a ring over the group, or hierarchical (each host's
+    /// ranks first, then the ring across hosts).
+    var algorithm = AllReduceAlgorithm.ring
     private(set) var floats = 0
 
     init(program: StepProgram, group: Communicator, gradients: UnsafeMutablePointer<Float>) {
@@ -94,7 +97,7 @@ final class GradientBuckets {
             precondition(mine == bucket.block, "a reduce-scatter leaves this rank the block the plan gives it")
             unpack(bucket, into: gradients)
         default:
-            active.append((try group.startAllReduce(data), index))
+            active.append((algorithm == .hierarchical ? try group.startHierarchicalAllReduce(data) : try group.startAllReduce(data), index))
         }
         floats += bucket.count
         started += 1

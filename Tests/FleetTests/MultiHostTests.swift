@@ -83,6 +83,30 @@ final class MultiHostTests: FleetProcessTestCase {
         XCTAssertTrue(stray.stderr.contains("could not start rank 0 on host 198.18.0.9"), stray.output)
     }
 
+    /// The collective conformance suite with ranks on two hosts, over MPI and over ZeroMQ:
+    /// the hierarchical all-reduce splits by host for real (shared memory inside, TCP between)
+    /// and every algorithm still equals naive bit for bit; then dp4 trains with hierarchical
+    /// buckets within 1e-5 of one process.
+    func testCollectivesAndHierarchicalBucketsAcrossHosts() throws {
+        let (addresses, environment) = try up(2)
+        let slots = addresses.map { $0 + ":2" }.joined(separator: ",")
+        let mpi = try FleetProcess.run("/usr/bin/mpirun", ["-n", "4", "--host", slots, FleetProcess.binary, "selftest", "--timeout", "30"],
+                                       environment: FleetProcess.mpiEnvironment.merging(environment) { _, new in new }, timeout: 240)
+        XCTAssertEqual(mpi.status, 0, mpi.output)
+        XCTAssertEqual(mpi.stdout.components(separatedBy: "collective checks passed over mpi").count - 1, 4, mpi.output)
+        let agent = ["FLEET_LAUNCH_AGENT": try XCTUnwrap(environment["OMPI_MCA_plm_rsh_agent"])]
+        let zmq = try FleetProcess.fleet(["selftest", "--ranks", "4", "--hosts", slots, "--timeout", "30"], environment: agent, timeout: 240)
+        XCTAssertEqual(zmq.status, 0, zmq.output)
+        XCTAssertEqual(zmq.stdout.components(separatedBy: "collective checks passed over zmq").count - 1, 4, zmq.output)
+        let arguments = ["train", "gpt-tiny", "--steps", "4", "--json", "--eval-batches", "1"]
+        let alone = try losses(try FleetProcess.fleet(arguments))
+        let hierarchical = try FleetProcess.fleet(arguments + ["--dp", "4", "--dp-algo", "hierarchical", "--hosts", slots], environment: agent, timeout: 180)
+        XCTAssertEqual(hierarchical.status, 0, hierarchical.output)
+        let spread = try losses(hierarchical)
+        XCTAssertEqual(spread.count, alone.count)
+        for (a, b) in zip(spread, alone) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+    }
+
     /// The script cleans leftovers on `up`, lists what is up, removes everything on `down`,
     /// and its launch agent refuses an address no test host has.
     func testTheTestHostsScriptCleansUpAndRefusesUnknownHosts() throws {

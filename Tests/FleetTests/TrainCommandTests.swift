@@ -94,6 +94,16 @@ final class TrainCommandTests: FleetProcessTestCase {
         XCTAssertNotEqual(onto.status, 0)
         XCTAssertTrue(onto.stderr.contains("it is a directory; name a file"), onto.output)
         XCTAssertFalse(onto.stdout.contains("weights saved"), onto.output)
+        // Hierarchical buckets with what has no all-reduce buckets, and hosts that cannot hold the ranks.
+        for (arguments, message) in [(["--dp-algo", "hierarchical", "--deterministic"], "drop one of them"),
+                                     (["--dp-algo", "hierarchical", "--zero", "1"], "the buckets are reduce-scattered"),
+                                     (["--dp-algo", "tree"], "--dp-algo must be ring or hierarchical"),
+                                     (["--hosts", "a:1"], "4 ranks need 4 slots"),
+                                     (["--hosts", "a:0"], "--hosts: 'a:0': the slots after ':' must be a whole number")] {
+            let refused = try FleetProcess.fleet(["train", "gpt-tiny", "--dp", "4", "--steps", "1"] + arguments)
+            XCTAssertNotEqual(refused.status, 0, arguments.joined(separator: " "))
+            XCTAssertTrue(refused.stderr.contains(message), refused.output)
+        }
     }
 
     /// Two runs started together in one directory never share a run directory.
