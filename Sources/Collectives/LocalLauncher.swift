@@ -82,12 +82,16 @@ public struct LocalLauncher {
     public func run() throws -> [Exit] {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("fleet-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // Only this user may reach the ipc sockets inside.
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(at: directory) }
         let placement = try hosts?.placement(ranks: ranks)
         let coordinator = try placement.map { "tcp://\($0[0]):\(Self.randomPort())" }
             ?? (endpoints == .ipc ? "ipc://\(directory.path)/coordinator" : "tcp://127.0.0.1:\(Self.freePort())")
 
+        // Over TCP anyone who reaches a port could join: the job's key keeps them out (ipc
+        // sockets sit in this user's private directory).
+        let key = placement != nil || endpoints == .tcp ? try JobKey.generate() : nil
         let interrupts = SignalWatcher(signals: [SIGINT, SIGTERM, SIGHUP])
         defer { interrupts.stop() }
         var processes: [Process] = []
@@ -109,10 +113,17 @@ public struct LocalLauncher {
                                   launcherPID: placement == nil ? getpid() : WorkerRole.launchAgent, runDirectory: logDirectory)
             process.arguments = arguments(role)
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+            process.environment![JobKey.variable] = key?.secretKey
+            var keyInput: Pipe?
             if let placement {
-                // Through the agent, with the environment a remote shell would not pass on.
+                // Through the agent, with the environment a remote shell would not pass on; the
+                // key goes through its standard input, never on a command line others can list.
                 process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                process.arguments = agent + [placement[rank], LaunchHosts.shellLine(["env"] + remoteEnvironment() + [executable] + arguments(role))]
+                let readKey = key == nil ? "" : "IFS= read -r \(JobKey.variable) && export \(JobKey.variable) && "
+                process.arguments = agent + [placement[rank], readKey + LaunchHosts.shellLine(["env"] + remoteEnvironment() + [executable] + arguments(role))]
+                process.environment![JobKey.variable] = nil
+                keyInput = Pipe()
+                process.standardInput = keyInput
             }
             if let logDirectory {
                 let log = try RankLog(path: "\(logDirectory)/rank-\(rank).log")
@@ -121,6 +132,10 @@ public struct LocalLauncher {
                 logs.append(log)
             }
             do { try process.run() } catch { throw LaunchError.cannotStart("\(executable): \(error)") }
+            if let keyInput {
+                if let key { keyInput.fileHandleForWriting.write(Data((key.secretKey + "\n").utf8)) }
+                try? keyInput.fileHandleForWriting.close()
+            }
             processes.append(process)
         }
         var exits: [Int: Exit] = [:]
@@ -193,7 +208,9 @@ public struct LocalLauncher {
 
     /// `FLEET_*`, `OPENBLAS_*` and `OMP_*` of this process and the workers' own variables, as `K=V` words.
     func remoteEnvironment() -> [String] {
-        let mine = ProcessInfo.processInfo.environment.filter { key, _ in ["FLEET_", "OPENBLAS_", "OMP_"].contains { key.hasPrefix($0) } }
+        let mine = ProcessInfo.processInfo.environment.filter { key, _ in
+            ["FLEET_", "OPENBLAS_", "OMP_"].contains { key.hasPrefix($0) } && key != JobKey.variable
+        }
         return mine.merging(environment) { _, new in new }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
     }
 

@@ -53,6 +53,7 @@ enum Rendezvous {
             ZMQTransport.removeSocketFile(configuration.coordinator)
         }
         try ZMQTransport.setOption(router, ZMQ_LINGER, 2000)
+        try configuration.key?.serve(router)
         guard zmq_bind(router, configuration.coordinator) == 0 else {
             throw TransportError.rendezvousFailed("rank 0 could not bind the coordinator address \(configuration.coordinator): "
                 + String(cString: zmq_strerror(zmq_errno())))
@@ -92,6 +93,7 @@ enum Rendezvous {
         guard let dealer = zmq_socket(context, ZMQ_DEALER) else { throw ZMQTransport.lastError("zmq_socket(DEALER)") }
         defer { zmq_close(dealer) }
         try ZMQTransport.setOption(dealer, ZMQ_LINGER, 0)
+        try configuration.key?.join(dealer)
         guard zmq_connect(dealer, configuration.coordinator) == 0 else {
             throw TransportError.rendezvousFailed("cannot connect to coordinator \(configuration.coordinator)")
         }

@@ -55,8 +55,13 @@ public enum WorldSetup {
             }
             return try lanes(MPITransport())
         }
-        if let configuration = role?.zmq ?? external {
+        if var configuration = role?.zmq ?? external {
             LocalLauncher.bindToLauncher(role?.launcherPID)
+            configuration.key = try JobKey.fromEnvironment()
+            if configuration.key == nil, configuration.bind.hasPrefix("tcp://"), !configuration.bind.hasPrefix("tcp://127.") {
+                FileHandle.standardError.write(Data(("fleet: warning: rank \(configuration.rank) listens on \(configuration.bind) without a job key: "
+                    + "anyone who reaches it can join the job; set \(JobKey.variable) to the same secret on every rank (fleet's launcher does)\n").utf8))
+            }
             let transport = try ZMQTransport(configuration)
             if pin { Self.pin(rank: transport.rank) }
             return try lanes(transport)

@@ -23,6 +23,9 @@ public final class ZMQTransport: HostAwareTransport, PeerLiveness {
         /// Address this rank's inbox binds: `tcp://127.0.0.1:*` picks a free port.
         public var bind: String
         public var rendezvousTimeout: Duration = .seconds(60)
+        /// The job's key: with it every socket authenticates and encrypts (CURVE), and only
+        /// peers holding it get in; without it, anyone who reaches the addresses can.
+        public var key: JobKey?
 
         public init(rank: Int, worldSize: Int, coordinator: String, bind: String = "tcp://127.0.0.1:*") {
             self.rank = rank
@@ -69,6 +72,15 @@ public final class ZMQTransport: HostAwareTransport, PeerLiveness {
     private var isShutDown = false
     /// Where the inbox listens (an ipc socket file is removed at shutdown).
     private var inboxEndpoint = ""
+    /// The job's key and the handler that admits only its holders (nil: no authentication).
+    private var key: JobKey?
+    private var zap: ZAPHandler?
+
+    /// Every rank's inbox address, by rank.
+    public var endpoints: [String] { peerEndpoints }
+
+    /// Connection attempts this rank refused (a wrong key, none at all), as reported.
+    public var refusedConnections: [String] { zap?.refused ?? [] }
 
     public init(_ configuration: Configuration) throws {
         guard configuration.worldSize > 0, (0..<configuration.worldSize).contains(configuration.rank) else {
@@ -81,9 +93,12 @@ public final class ZMQTransport: HostAwareTransport, PeerLiveness {
         context = ctx
         // One I/O thread: on 2 cores with 4 ranks, more threads only compete with compute.
         zmq_ctx_set(context, ZMQ_IO_THREADS, 1)
+        if let key = configuration.key { zap = try ZAPHandler(context: context, key: key, rank: configuration.rank) }
+        key = configuration.key
         guard let socket = zmq_socket(context, ZMQ_PULL) else { throw Self.lastError("zmq_socket(PULL)") }
         inbox = socket
         try Self.setOption(inbox, ZMQ_RCVHWM, 0)
+        try configuration.key?.serve(inbox)
         guard zmq_bind(inbox, configuration.bind) == 0 else {
             throw Self.lastError("binding this rank's inbox at \(configuration.bind)")
         }
@@ -121,6 +136,7 @@ public final class ZMQTransport: HostAwareTransport, PeerLiveness {
             try Self.setOption(push, ZMQ_SNDHWM, 0)
             try Self.setOption(push, ZMQ_LINGER, 2000)
             let monitorAddress = "inproc://fleet-monitor-\(peer)"
+            try key?.join(push)
             zmq_socket_monitor(push, monitorAddress, ZMQ_EVENT_DISCONNECTED)
             guard let monitor = zmq_socket(context, ZMQ_PAIR), zmq_connect(monitor, monitorAddress) == 0 else {
                 throw Self.lastError("monitoring the connection to rank \(peer)")

@@ -77,6 +77,8 @@ final class MultiHostTests: FleetProcessTestCase {
         let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data((spread.stdout.split(separator: "\n").last ?? "").utf8)) as? [String: Any])
         XCTAssertEqual(summary["hosts"] as? Int, 2, spread.output)
         XCTAssertEqual(summary["transport_paths"] as? [String: Int], ["shm": 2, "tcp": 4], spread.output)
+        // Every worker got the job's key through its agent's standard input: nobody was refused.
+        XCTAssertFalse(spread.stderr.contains("refused a connection"), spread.output)
         // A host the agent cannot reach: a clear error naming it, and no worker left behind.
         let stray = try FleetProcess.fleet(["train", "gpt-tiny", "--dp", "2", "--steps", "2", "--hosts", "198.18.0.9:2"], environment: agent)
         XCTAssertNotEqual(stray.status, 0)
