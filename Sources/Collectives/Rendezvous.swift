@@ -33,9 +33,17 @@ enum Rendezvous {
         guard let boot = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8),
               let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid"),
               let network = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net") else { return "" }
-        let key = boot.trimmingCharacters(in: .whitespacesAndNewlines) + "/" + namespace + "/" + network
+        // The hostname goes first, for messages (`name(ofHost:)`); the rest tells hosts apart.
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, name.count - 1)
+        let key = String(cString: name).replacingOccurrences(of: "@", with: "_") + "@" + boot.trimmingCharacters(in: .whitespacesAndNewlines) + "/" + namespace + "/" + network
         return key.contains(where: { $0 == " " || $0 == "\n" }) ? "" : key
     }()
+
+    /// The hostname part of a host identity (`localHost`).
+    static func name(ofHost identity: String) -> String {
+        identity.split(separator: "@", maxSplits: 1).first.map(String.init) ?? identity
+    }
 
     static func exchange(context: UnsafeMutableRawPointer, configuration: ZMQTransport.Configuration,
                          entry: Entry) throws -> [Entry] {

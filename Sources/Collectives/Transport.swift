@@ -101,7 +101,12 @@ extension Transport {
             if now >= deadline {
                 // A missing receive names the silent peer better than a blocked send does.
                 let culprit = pending.first { $0.kind == .receive } ?? pending[0]
-                throw TransportError.peerTimedOut(rank: culprit.peer, operation: operation(), after: timeout)
+                var what = operation()
+                // A peer on another host may be cut off rather than stuck: say where it runs.
+                if let theirs = host(of: culprit.peer), let mine = host(of: rank), theirs != mine, !theirs.isEmpty {
+                    what += "; rank \(culprit.peer) runs on host \(Rendezvous.name(ofHost: theirs)), reached over the network (check the link to it too)"
+                }
+                throw TransportError.peerTimedOut(rank: culprit.peer, operation: what, after: timeout)
             }
             let slice = min(deadline - now, .milliseconds(50))
             try progress(maxWait: clock.realWait(slice))

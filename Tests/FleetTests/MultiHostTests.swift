@@ -109,6 +109,49 @@ final class MultiHostTests: FleetProcessTestCase {
         for (a, b) in zip(spread, alone) { XCTAssertEqual(a, b, accuracy: 1e-5) }
     }
 
+    /// A link cut between hosts mid-run: detected within one deadline, naming the rank and the
+    /// host it runs on; the supervisor restarts the workers, whose rendezvous waits until the
+    /// link is back, and the run ends with the fault-free run's weights, bitwise.
+    func testALinkCutBetweenHostsIsNamedAndRecoveredBitwise() throws {
+        let (addresses, environment) = try up(2)
+        let base = ["train", "gpt-tiny", "--deterministic", "--steps", "30", "--seq", "64", "--dp", "2", "--eval-batches", "1", "--log-every", "1"]
+        let reference = try FleetProcess.fleet(base + ["--run-dir", directory + "/reference"])
+        XCTAssertEqual(reference.status, 0, reference.output)
+        let run = directory + "/cut"
+        let agent = ProcessInfo.processInfo.environment.merging(["FLEET_LAUNCH_AGENT": try XCTUnwrap(environment["OMPI_MCA_plm_rsh_agent"])]) { _, new in new }
+        func link(_ state: String) throws {
+            let outcome = try FleetProcess.run("/usr/sbin/ip", ["-n", "fleet-h2", "link", "set", "eth0", state], environment: [:], timeout: 10)
+            XCTAssertEqual(outcome.status, 0, outcome.output)
+        }
+        let (status, output) = try FleetProcess.interrupted(
+            FleetProcess.binary, base + ["--hosts", addresses.map { $0 + ":1" }.joined(separator: ","), "--checkpoint-dir", run + "/ck",
+                                         "--checkpoint-every", "5", "--max-restarts", "3", "--timeout", "3", "--run-dir", run + "/run"],
+            environment: agent, output: directory + "/cut.log", ready: { $0.contains("step    12/30") },
+            act: { _ in
+                try link("down")
+                // Back after a while: the restarted workers' rendezvous waits for it.
+                DispatchQueue.global().asyncAfter(deadline: .now() + 8) { _ = try? FleetProcess.run("/usr/sbin/ip", ["-n", "fleet-h2", "link", "set", "eth0", "up"], environment: [:], timeout: 10) }
+            }, stuck: "the run did not recover from the cut link")
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("did not answer within 3.0 s"), output)
+        XCTAssertTrue(output.contains("runs on host fleet-h"), output)
+        XCTAssertTrue(output.contains("recovered"), output)
+        let diff = try FleetProcess.fleet(["diff", directory + "/reference", run + "/run"])
+        XCTAssertTrue(diff.stdout.contains("final weights: bitwise identical"), diff.output)
+    }
+
+    /// A simulation sweep spread over ranks on two hosts prints what one process prints.
+    func testASweepAcrossHostsGivesTheOneProcessTable() throws {
+        let (addresses, environment) = try up(2)
+        let sweep = SimulateCommandTests.scenarios + "/llama-70b-sweep.yaml"
+        let alone = try FleetProcess.fleet(["simulate", sweep])
+        XCTAssertEqual(alone.status, 0, alone.output)
+        let spread = try FleetProcess.run("/usr/bin/mpirun", ["-n", "4", "--host", addresses.map { $0 + ":2" }.joined(separator: ","), FleetProcess.binary, "simulate", sweep],
+                                          environment: FleetProcess.mpiEnvironment.merging(environment) { _, new in new }, timeout: 180)
+        XCTAssertEqual(spread.status, 0, spread.output)
+        XCTAssertEqual(spread.stdout, alone.stdout)
+    }
+
     /// The script cleans leftovers on `up`, lists what is up, removes everything on `down`,
     /// and its launch agent refuses an address no test host has.
     func testTheTestHostsScriptCleansUpAndRefusesUnknownHosts() throws {
