@@ -1,4 +1,5 @@
 import ArgumentParser
+import Collectives
 import FaultInjection
 import Foundation
 import Parallelism
@@ -16,6 +17,10 @@ struct Chaos: ParsableCommand {
         bitwise one process's run in deterministic mode, so one fault-free reference serves them all.
           fleet chaos gpt-tiny --dp 2 --pp 2 --runs 20 --seed 7
           fleet chaos gpt-tiny --layouts dp2,tp2,pp2,dp2pp2 --transports zmq,mpi --runs 100 --steps 10
+        Network faults, on test hosts (scripts/test-hosts.sh up 2, then eval "$(scripts/test-hosts.sh env)" and
+        FLEET_LAUNCH_AGENT="scripts/test-hosts.sh rsh"): each run spreads its ranks over --hosts and has one host's
+        link cut for 2–8 s from a drawn step.
+          fleet chaos gpt-tiny --dp 2 --hosts 198.18.0.1:1,198.18.0.2:1 --network-faults --runs 4
         """)
 
     @Argument(help: "Model to train.")
@@ -41,6 +46,12 @@ struct Chaos: ParsableCommand {
     @Option(help: "Transports the runs take in turn: zmq (self-launched workers), mpi (mpirun under fleet supervise).")
     var transports: String = "zmq"
 
+    @Option(help: "Spread each run's ranks over these hosts (A:N,B:N), self-launched through FLEET_LAUNCH_AGENT.")
+    var hosts: String?
+
+    @Flag(help: "Cut a host's link in every run instead of injecting a fault (test hosts only: FLEET_TEST_HOSTS must list every --hosts address).")
+    var networkFaults = false
+
     @Option(help: "Directory for the runs (kept for inspection).")
     var dir: String?
 
@@ -59,14 +70,26 @@ struct Chaos: ParsableCommand {
         for name in kinds.split(separator: ",") where Fault.Kind(rawValue: String(name)) == nil {
             throw ValidationError("unknown fault kind '\(name)' in --kinds")
         }
+        if let hosts {
+            guard transports == "zmq" else { throw ValidationError("--hosts spreads self-launched ZeroMQ workers: use --transports zmq") }
+            let list: LaunchHosts
+            do { list = try LaunchHosts(list: hosts) } catch { throw ValidationError("--hosts: \(error)") }
+            if networkFaults && !LinkCut.allowed(list) {
+                throw ValidationError("--network-faults cuts links only between test hosts: FLEET_TEST_HOSTS (from scripts/test-hosts.sh env) must list every --hosts address")
+            }
+        } else if networkFaults {
+            throw ValidationError("--network-faults needs --hosts: the runs' ranks spread over test hosts whose links are cut")
+        }
     }
 
     func run() throws {
         try Console.reportingErrors {
             let chosen = try layouts.map { try $0.split(separator: ",").map { try LayoutName.parse(String($0)) } } ?? [layoutOptions.layout]
-            let campaign = try ChaosCampaign(model: model, layouts: chosen, transports: transports.split(separator: ",").map(String.init),
+            var campaign = try ChaosCampaign(model: model, layouts: chosen, transports: transports.split(separator: ",").map(String.init),
                                              steps: steps, seed: seed, kinds: kinds.split(separator: ",").compactMap { Fault.Kind(rawValue: String($0)) },
                                              directory: try dir ?? RunDirectory.create("chaos"))
+            campaign.hosts = try hosts.map(LaunchHosts.init(list:))
+            campaign.networkFaults = networkFaults
             let say: (String) -> Void = json ? Console.err : Console.out
             say("fleet chaos \(model) over \(chosen.map(\.description).joined(separator: ", ")), \(campaign.transports.joined(separator: " and ")), "
                 + "\(runs) runs, seed \(seed); runs in \(campaign.directory)")

@@ -140,6 +140,25 @@ final class MultiHostTests: FleetProcessTestCase {
         XCTAssertTrue(diff.stdout.contains("final weights: bitwise identical"), diff.output)
     }
 
+    /// fleet chaos with network faults: every run has a test host's link cut for a while, is
+    /// detected (or rides it out) and recovers bitwise; outside test hosts it refuses.
+    func testChaosCutsLinksBetweenTestHostsAndEveryRunRecovers() throws {
+        let (addresses, environment) = try up(2)
+        let hosts = addresses.map { $0 + ":1" }.joined(separator: ",")
+        let network = ["FLEET_LAUNCH_AGENT": try XCTUnwrap(environment["OMPI_MCA_plm_rsh_agent"]), "FLEET_TEST_HOSTS": try XCTUnwrap(environment["FLEET_TEST_HOSTS"])]
+        let outcome = try FleetProcess.fleet(["chaos", "gpt-tiny", "--dp", "2", "--hosts", hosts, "--network-faults", "--runs", "2", "--steps", "10",
+                                              "--seed", "2", "--json", "--dir", directory + "/chaos"], environment: network, timeout: 300)
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        let objects = try outcome.stdout.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let summary = try XCTUnwrap(objects.last)
+        XCTAssertEqual(summary["passed"] as? Int, 2, outcome.output)
+        XCTAssertEqual(summary["kinds"] as? [String], ["link"])
+        XCTAssertTrue(objects.dropLast().allSatisfy { ($0["fault"] as? String ?? "").hasPrefix("link:host=198.18.0.") }, outcome.stdout)
+        let elsewhere = try FleetProcess.fleet(["chaos", "gpt-tiny", "--dp", "2", "--hosts", "10.0.0.1:1,10.0.0.2:1", "--network-faults"], environment: network)
+        XCTAssertNotEqual(elsewhere.status, 0)
+        XCTAssertTrue(elsewhere.stderr.contains("cuts links only between test hosts"), elsewhere.output)
+    }
+
     /// A simulation sweep spread over ranks on two hosts prints what one process prints.
     func testASweepAcrossHostsGivesTheOneProcessTable() throws {
         let (addresses, environment) = try up(2)

@@ -1,3 +1,4 @@
+import Collectives
 import FaultInjection
 import Foundation
 import Parallelism
@@ -20,6 +21,10 @@ public struct ChaosCampaign {
     public var seed: UInt64
     public var kinds: [Fault.Kind]
     public var directory: String
+    /// Hosts the runs spread their ranks over (`--hosts`); with `networkFaults` (test hosts
+    /// only) every run instead has a host's link cut for a while (see `LinkCut`).
+    public var hosts: LaunchHosts?
+    public var networkFaults = false
 
     public init(model: String, layouts: [ParallelLayout], transports: [String] = ["zmq"], steps: Int, seed: UInt64,
                 kinds: [Fault.Kind], directory: String) throws {
@@ -58,10 +63,12 @@ public struct ChaosCampaign {
     public struct Plan: Sendable {
         public let layout: ParallelLayout
         public let transport: String
-        public let kind: Fault.Kind
+        /// The injected fault's kind (nil for a cut link).
+        public let kind: Fault.Kind?
         public let rank: Int
-        /// The `--inject` spec.
+        /// The `--inject` spec, or the cut link's description.
         public let spec: String
+        public var link: LinkCut? = nil
     }
 
     /// The `count` runs of this campaign: layouts and transports in turn, faults drawn from
@@ -74,6 +81,10 @@ public struct ChaosCampaign {
         }
         return (0..<count).map { index in
             let layout = layouts[index % layouts.count], transport = transports[(index / layouts.count) % transports.count]
+            if networkFaults, let hosts {
+                let cut = LinkCut(host: hosts.hosts[draw(hosts.hosts.count)].address, step: 3 + draw(steps - 5), seconds: 2 + draw(7))
+                return Plan(layout: layout, transport: transport, kind: nil, rank: 0, spec: cut.description, link: cut)
+            }
             let kind = kinds[draw(kinds.count)], rank = draw(layout.worldSize), step = 3 + draw(steps - 5)
             var spec = "\(kind.rawValue):rank=\(rank),step=\(step)"
             switch kind {
@@ -96,8 +107,16 @@ public struct ChaosCampaign {
         let runDir = directory + "/run-\(number)"
         try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
         let channel = EventChannel(path: runDir + "/events.jsonl")
-        let train = arguments(plan.layout) + ["--checkpoint-dir", runDir + "/ck", "--checkpoint-every", "5", "--timeout", "3", "--checksums",
-                                              "--check-replicas", "1", "--inject", plan.spec, "--run-dir", runDir + "/run"]
+        var train: [String] = arguments(plan.layout) + ["--checkpoint-dir", runDir + "/ck", "--checkpoint-every", "5", "--timeout", "3", "--checksums",
+                                                        "--check-replicas", "1", "--run-dir", runDir + "/run"]
+        if plan.link == nil { train += ["--inject", plan.spec] }
+        if let hosts {
+            let list: [String] = hosts.hosts.map { "\($0.address):\($0.slots)" }
+            train += ["--hosts", list.joined(separator: ",")]
+        }
+        // A cut link is made from outside the run, once it reaches the cut's step.
+        let cutter = plan.link.map { LinkCutter($0, channel: channel) }
+        defer { cutter?.stop() }
         let environment = [EventChannel.variable: channel.path]
         let child: (status: Int32, stdout: String, stderr: String)
         if plan.transport == "mpi", let mpirun = ChildProcess.mpirun(ranks: plan.layout.worldSize, train) {
@@ -111,7 +130,7 @@ public struct ChaosCampaign {
         var outcome = ChaosOutcome(run: number, fault: plan.spec)
         outcome.layout = plan.layout.description
         outcome.transport = plan.transport
-        outcome.kind = plan.kind.rawValue
+        outcome.kind = plan.kind?.rawValue ?? "link"
         let failures = events.filter { $0.event == .attemptFailed }
         if let first = failures.first {
             outcome.detected = first.cause?.title ?? "failure"
