@@ -90,7 +90,8 @@ struct Compare: ParsableCommand {
                 rows[index].measured = try comparison.measure(rows[index], directory: "\(directory)/\(rows[index].name)")
             }
             if json {
-                rows.forEach { Console.json($0.record) }
+                let baseline = ComparisonRow.baseline(rows)
+                rows.forEach { Console.json($0.record(baseline: baseline)) }
             } else {
                 Console.progress("")
                 ComparisonRow.table(rows).forEach(Console.out)
@@ -99,8 +100,15 @@ struct Compare: ParsableCommand {
         }
     }
 
+    /// Step times measured and simulated; with dp1 among the layouts, speed-ups over it instead (what scaling is).
     private func plotChart(_ rows: [ComparisonRow]) -> String {
-        SVGChart.lines(title: "\(model.name): measured vs simulated step time (\(transport), batch \(batch))", unit: "ms per step",
+        if let baseline = ComparisonRow.baseline(rows), rows.count > 1 {
+            return SVGChart.lines(title: "\(model.name): speed-up over one process, measured vs simulated (\(transport), batch \(batch))", unit: "× dp1",
+                                  labels: rows.map(\.name),
+                                  series: [("measured", "#c0392b", rows.map { $0.speedup(over: baseline).measured }),
+                                           ("simulated", "#2c6fbb", rows.map { $0.speedup(over: baseline).simulated })])
+        }
+        return SVGChart.lines(title: "\(model.name): measured vs simulated step time (\(transport), batch \(batch))", unit: "ms per step",
                        labels: rows.map(\.name),
                        series: [("measured", "#c0392b", rows.map { $0.measuredStep * 1000 }),
                                 ("simulated", "#2c6fbb", rows.map { $0.simulated.stepTime.seconds * 1000 })])

@@ -94,6 +94,22 @@ public struct ComparisonRow {
         return String(format: "%@ %+.1f ms", worst.0, worst.1 * 1000)
     }
 
+    /// How many times faster than `baseline` (the one-process step of the same run) this layout
+    /// steps, measured and simulated: every layout trains the same global batch, so it is the
+    /// ratio of step times — what scaling teaches, independent of the model's absolute error.
+    public func speedup(over baseline: ComparisonRow) -> (measured: Double, simulated: Double) {
+        (baseline.measuredStep / measuredStep, baseline.simulated.stepTime.seconds / simulated.stepTime.seconds)
+    }
+
+    /// The one-process row among `rows` (dp1), the baseline of every speed-up.
+    public static func baseline(_ rows: [ComparisonRow]) -> ComparisonRow? { rows.first { $0.layout.worldSize == 1 } }
+
+    /// What `fleet compare --json` prints for a measured row (speed-ups over `baseline`, when the run had one).
+    public func record(baseline: ComparisonRow?) -> [(String, Any)] {
+        let speedup = baseline.map { self.speedup(over: $0) } ?? (measured: Double.nan, simulated: Double.nan)
+        return record + [("measured_speedup", speedup.measured), ("simulated_speedup", speedup.simulated)]
+    }
+
     /// What `fleet compare --json` prints for a measured row.
     public var record: [(String, Any)] {
         let m = measured ?? StepLogs()
@@ -114,14 +130,16 @@ public struct ComparisonRow {
     }
 
     public static func table(_ rows: [ComparisonRow]) -> [String] {
+        let baseline = Self.baseline(rows)
         let table = Table(columns: [("layout", max(8, rows.map(\.name.count).max() ?? 0)), ("ranks", 5), ("measured ms", 11), ("p25–p75", 13), ("simulated", 9), ("error", 7),
-                                    ("compute m/s", 13), ("comm m/s", 11), ("bubble m/s", 11), ("largest difference", 24)])
+                                    ("speed-up m/s", 12), ("compute m/s", 13), ("comm m/s", 11), ("bubble m/s", 11), ("largest difference", 24)])
         var lines = [table.header()]
         for row in rows {
             let m = row.measured ?? StepLogs()
             lines.append(table.row([row.name, "\(row.layout.worldSize)", String(format: "%.2f", row.measuredStep * 1000),
                                     String(format: "%.1f–%.1f", StepLogs.quantile(m.steps, 0.25) * 1000, StepLogs.quantile(m.steps, 0.75) * 1000),
                                     String(format: "%.2f", row.simulated.stepTime.seconds * 1000), String(format: "%+.1f%%", row.error),
+                                    baseline.map { let s = row.speedup(over: $0); return String(format: "%.2f/%.2f", s.measured, s.simulated) } ?? "-",
                                     String(format: "%.1f/%.1f", m.compute * 1000, row.simulatedCompute * 1000),
                                     String(format: "%.1f/%.1f", m.communication * 1000, row.simulatedCommunication * 1000),
                                     String(format: "%.1f/%.1f", m.bubble * 1000, row.simulatedBubble * 1000),
@@ -130,6 +148,13 @@ public struct ComparisonRow {
         let errors = rows.map { abs($0.error) }
         lines.append(String(format: "|error|: median %.1f%%, largest %.1f%% (%@)", StepLogs.median(errors), errors.max() ?? 0,
                             rows.max { abs($0.error) < abs($1.error) }?.name ?? "-"))
+        if let baseline {
+            // Scaling: each layout's speed-up over the one-process step, measured against simulated.
+            let off = rows.filter { $0.layout.worldSize > 1 }.map { row -> Double in let s = row.speedup(over: baseline); return abs(s.simulated - s.measured) / s.measured * 100 }
+            if !off.isEmpty { lines.append(String(format: "speed-up over dp1: simulated within %.1f%% of measured (median), %.1f%% at most", StepLogs.median(off), off.max()!)) }
+        } else {
+            lines.append("(add dp1 to --layouts to see each layout's speed-up over one process, measured against simulated)")
+        }
         return lines
     }
 }

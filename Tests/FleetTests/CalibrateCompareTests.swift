@@ -46,7 +46,12 @@ final class CalibrateCompareTests: FleetProcessTestCase {
             }
             let measured = row["measured_step_s"] as! Double, simulated = row["simulated_step_s"] as! Double
             XCTAssertEqual(row["error_pct"] as! Double, (simulated - measured) / measured * 100, accuracy: 1e-9)
+            // The scaling view: speed-ups over the dp1 row of the same run, measured and simulated.
+            let dp1 = rows[0]
+            XCTAssertEqual(row["measured_speedup"] as? Double ?? .nan, (dp1["measured_step_s"] as! Double) / measured, accuracy: 1e-12)
+            XCTAssertEqual(row["simulated_speedup"] as? Double ?? .nan, (dp1["simulated_step_s"] as! Double) / simulated, accuracy: 1e-12)
         }
+        XCTAssertEqual(rows[0]["measured_speedup"] as? Double, 1)
         // Every prediction was on disk before the first rank of any run wrote its log.
         let files = FileManager.default
         let predicted = try XCTUnwrap(files.attributesOfItem(atPath: runs + "/predictions.jsonl")[.modificationDate] as? Date)
@@ -63,6 +68,7 @@ final class CalibrateCompareTests: FleetProcessTestCase {
         }
         let svg = try String(contentsOfFile: plot, encoding: .utf8)
         XCTAssertTrue(svg.contains("<polyline") && svg.contains("measured") && svg.contains("simulated"))
+        XCTAssertTrue(svg.contains("speed-up over one process"), "with dp1 the plot shows scaling")
 
         // The human table under MPI: predictions printed first, then the table with the error column.
         let human = try FleetProcess.fleet(["compare", "gpt-tiny", "--scenario", scenario, "--layouts", "dp2", "--steps", "4", "--warmup", "1",
@@ -71,6 +77,7 @@ final class CalibrateCompareTests: FleetProcessTestCase {
         let prediction = try XCTUnwrap(human.stdout.range(of: "simulated")), table = try XCTUnwrap(human.stdout.range(of: "measured ms"))
         XCTAssertLessThan(prediction.lowerBound, table.lowerBound)
         XCTAssertTrue(human.stdout.contains("|error|"), human.stdout)
+        XCTAssertTrue(human.stdout.contains("add dp1 to --layouts"), "without dp1 no speed-up, and it says how to get one: " + human.stdout)
     }
 
     func testCompareExplainsWhatIsMissingOrWrong() throws {
