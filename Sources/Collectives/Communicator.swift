@@ -49,10 +49,14 @@ public final class Communicator {
             throw TransportError.invalidGroup("rank \(transport.rank) is not in group \(members)")
         }
         if let id, !(1...1023).contains(id) { throw TransportError.invalidGroup("group id \(id) is outside 1…1023") }
-        let derived = members.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 } % 1023 + 1
-        let group = Communicator(transport: transport, members: members, groupID: id ?? Int32(derived))
+        let group = Communicator(transport: transport, members: members, groupID: id ?? Self.derivedID(members))
         group.chunkBytes = chunkBytes
         return group
+    }
+
+    /// A tag space (1…1023) derived from a member list (FNV-1a from `seed`), the same on every member.
+    static func derivedID(_ members: [Int], seed: UInt32 = 2_166_136_261) -> Int32 {
+        Int32(members.reduce(seed) { ($0 ^ UInt32($1)) &* 16_777_619 } % 1023 + 1)
     }
 
     /// The tag base of the next collective: group id in bits 20…29, sequence in bits 8…19;

@@ -60,11 +60,9 @@ extension Communicator {
         let groups = order.map { byHost[$0]! }
         guard groups.count > 1, Set(groups.map(\.count)).count == 1 else { hierarchy = .some(nil); return nil }
         let mine = groups.first { $0.contains(transport.rank) }!, place = mine.firstIndex(of: transport.rank)!
-        // Tag spaces of their own (not the ones derived from the member lists, which another group may share).
-        func id(_ members: [Int], _ kind: UInt32) -> Int32 {
-            Int32((members.reduce(UInt32(groupID) &* 31 &+ kind) { ($0 ^ UInt32($1)) &* 16_777_619 }) % 1023 + 1)
-        }
-        let local = try subgroup(mine, id: id(mine, 1)), across = try subgroup(groups.map { $0[place] }, id: id(groups.map { $0[place] }, 2))
+        // Tag spaces of their own (not the ones derived from the member lists alone, which another group may share).
+        let seed = UInt32(groupID) &* 31, ring = groups.map { $0[place] }
+        let local = try subgroup(mine, id: Self.derivedID(mine, seed: seed &+ 1)), across = try subgroup(ring, id: Self.derivedID(ring, seed: seed &+ 2))
         hierarchy = .some((local, across))
         return (local, across)
     }
@@ -78,11 +76,7 @@ extension Communicator {
 
     /// The phases of a hierarchical all-reduce (or a ring, see above), unlogged.
     func hierarchicalOperation(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp) throws -> CollectiveOperation {
-        guard size > 1, let (local, across) = try hostHierarchy() else {
-            let tag = nextCollectiveTag(), n = size
-            return try RingOperation(self, data: buffer, partition: BlockPartition(count: buffer.count, parts: n), shift: 1,
-                                     steps: 0..<(n > 1 ? 2 * (n - 1) : 0), op: op, tag: tag, name: "all-reduce (ring)") { op.finish(buffer, groupSize: n) }
-        }
+        guard size > 1, let (local, across) = try hostHierarchy() else { return try ringAllReduce(buffer, op: op, name: "all-reduce (ring)") }
         let inner: ReduceOp = op == .average ? .sum : op
         let l = local.size, h = across.size
         let partition = BlockPartition(count: buffer.count, parts: l), block = partition.range(local.rank)

@@ -249,13 +249,13 @@ extension Communicator {
     /// between pieces of other work and complete it with `finish()`. Collectives started on
     /// one communicator must be started in the same order on every member.
     public func startAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp = .sum) throws -> RingOperation {
-        try logged("allreduce", floats: buffer.count) {
-            let tag = nextCollectiveTag()
-            let n = size
-            return try RingOperation(self, data: buffer, partition: BlockPartition(count: buffer.count, parts: n), shift: 1,
-                                     steps: 0..<(n > 1 ? 2 * (n - 1) : 0), op: op, tag: tag, name: "all-reduce (ring, overlapped)") {
-                op.finish(buffer, groupSize: n)
-            }
-        }
+        try logged("allreduce", floats: buffer.count) { try ringAllReduce(buffer, op: op, name: "all-reduce (ring, overlapped)") }
+    }
+
+    /// A ring all-reduce of `buffer` as a resumable operation (unlogged), named `name` in errors.
+    func ringAllReduce(_ buffer: UnsafeMutableBufferPointer<Float>, op: ReduceOp, name: String) throws -> RingOperation {
+        let tag = nextCollectiveTag(), n = size
+        return try RingOperation(self, data: buffer, partition: BlockPartition(count: buffer.count, parts: n), shift: 1,
+                                 steps: 0..<(n > 1 ? 2 * (n - 1) : 0), op: op, tag: tag, name: name) { op.finish(buffer, groupSize: n) }
     }
 }

@@ -35,10 +35,6 @@ public enum WorldSetup {
         return Array(allowed.prefix(max(0, count)))
     }
 
-    /// This process's host as ranks tell hosts apart: the kernel's boot, PID and network
-    /// namespace (two network namespaces of one machine are two hosts).
-    public static var hostIdentity: String { Rendezvous.localHost }
-
     /// Opens the transport of a worker process: MPI under mpirun, ZeroMQ for a worker started
     /// by fleet's launcher (`role`) or given an external coordinator (`zmq`), a one-rank world
     /// otherwise. `pin` binds the process to core `rank mod cores`; with `sharedMemory`, ranks on

@@ -13,13 +13,12 @@ extension StepSimulator {
     /// (the first of equals) and the events it took to find it.
     func slowest(of pipelines: [(dp: Int, tp: Int)], pricing: StepPricing) -> (dp: Int, tp: Int, events: Int) {
         let s = scenario, layout = s.layout, mesh = layout.mesh, schedule = layout.pipeline
-        let messageBytes = Double(s.batch / layout.dp / layout.microbatches * s.sequence) * Double(s.model.dModel) * Double(s.precision.bytes)
         var slowest: (finish: SimTime, dp: Int, tp: Int)?
         var events = 0
         for (dp, tp) in pipelines {
             let gpus = (0..<layout.pp).map { mesh.rank(dp: dp, tp: tp, pp: $0) }
             var pipeline = PipelineRun(schedule: schedule, costs: stageCosts(pipeline: (dp, tp), pricing: pricing),
-                                       transfer: { pricing.transfer(from: gpus[$0], to: gpus[$1], bytes: messageBytes) },
+                                       transfer: { pricing.transfer(from: gpus[$0], to: gpus[$1]) },
                                        sharing: sharing(gpus), recordsSpans: false)
             pipeline.run()
             events += pipeline.events

@@ -26,20 +26,26 @@ final class StepPricing {
     struct Pair: Hashable { let from: Int, to: Int }
 
     private let simulator: StepSimulator
+    /// The scenario's shard plan and step options, which every rank's program is made from.
+    let plan: ShardPlan
+    let options: StepOptions
     private var stages: [Int: StageWork] = [:]
     private var collectives: [GroupKey: SimTime] = [:]
     private var transfers: [Pair: SimTime] = [:]
     /// What `auto` picked for each kind of collective, in the order first met.
     private(set) var choices: [String] = []
 
-    init(simulator: StepSimulator) { self.simulator = simulator }
+    init(simulator: StepSimulator) {
+        self.simulator = simulator
+        let s = simulator.scenario
+        plan = ShardPlan(model: s.model, layout: s.layout, zero: s.zero)
+        options = StepOptions(batch: s.batch, sequence: s.sequence, bytesPerElement: s.precision.bytes,
+                              bucketBytes: max(1, Int(s.bucketBytes)), recompute: s.recompute == .full)
+    }
 
     func stage(_ stage: Int) -> StageWork {
         if let work = stages[stage] { return work }
         let s = simulator.scenario, layout = s.layout
-        let plan = ShardPlan(model: s.model, layout: layout, zero: s.zero)
-        let options = StepOptions(batch: s.batch, sequence: s.sequence, bytesPerElement: s.precision.bytes,
-                                  bucketBytes: max(1, Int(s.bucketBytes)), recompute: s.recompute == .full)
         let program = StepProgram(plan: plan, rank: layout.mesh.rank(dp: 0, tp: 0, pp: stage), options: options)
         let chunkWork = program.chunkWork
         func tensorBytes(_ ops: [StepOp]) -> [Bytes] {
@@ -63,17 +69,23 @@ final class StepPricing {
         return value
     }
 
-    /// A pipeline message of `bytes` from GPU `from` to GPU `to`, alone on the fabric.
-    func transfer(from: Int, to: Int, bytes: Double) -> SimTime {
+    /// A pipeline message (`activationBytes`) from GPU `from` to GPU `to`, alone on the fabric.
+    func transfer(from: Int, to: Int) -> SimTime {
         let pair = Pair(from: from, to: to)
         if let known = transfers[pair] { return known }
-        let value = simulator.network.time([Message(from: from, to: to, bytes: bytes)])
+        let value = simulator.network.time([Message(from: from, to: to, bytes: simulator.activationBytes)])
         transfers[pair] = value
         return value
     }
 }
 
 extension StepSimulator {
+    /// Bytes of one micro-batch's activations (or their gradient) handed between pipeline stages.
+    var activationBytes: Double {
+        let s = scenario
+        return Double(s.batch / s.layout.dp / s.layout.microbatches * s.sequence) * Double(s.model.dModel) * Double(s.precision.bytes)
+    }
+
     /// Each stage's costs in the pipeline of replica `dp`, tensor shard `tp`: its chunks'
     /// passes on its tensor-parallel group's slowest member, with their all-reduces; its
     /// data-parallel buckets; its optimizer step (and ZeRO all-gather).
@@ -173,7 +185,6 @@ extension StepSimulator {
             if layout.dp > 1 { ledger.ring(mesh.dpGroup(of: gpus[index]), bytes: cost.gradientBytes, times: s.zero >= 1 ? 1 : 2, halfRing: s.zero >= 1) }
         }
         // Every virtual stage hands each micro-batch's activations on and its gradients back.
-        let activationBytes = Double(s.batch / layout.dp / layout.microbatches * s.sequence * s.model.dModel * s.precision.bytes)
         for k in 0..<(schedule.virtualStageCount - 1) {
             let from = gpus[schedule.stage(ofVirtual: k)], to = gpus[schedule.stage(ofVirtual: k + 1)]
             ledger.add(Message(from: from, to: to, bytes: activationBytes), times: layout.microbatches)

@@ -45,18 +45,13 @@ public struct StepSimulator {
     func run(pipeline which: (dp: Int, tp: Int), pricing: StepPricing, everyPipeline: Bool = false) -> StepReport {
         let s = scenario, layout = s.layout, model = s.model, mesh = layout.mesh
         let microSequences = s.batch / layout.dp / layout.microbatches
-        let tokens = Double(microSequences * s.sequence), bytes = Double(s.precision.bytes)
-        let c = Double(model.dModel)
         let representative = (0..<layout.pp).map { mesh.rank(dp: which.dp, tp: which.tp, pp: $0) }
-        let plan = ShardPlan(model: model, layout: layout, zero: s.zero)
-        let options = StepOptions(batch: s.batch, sequence: s.sequence, bytesPerElement: s.precision.bytes,
-                                  bucketBytes: max(1, Int(s.bucketBytes)), recompute: s.recompute == .full)
+        let plan = pricing.plan
         // Each representative rank's step, from the one plan the trainer runs.
-        let programs = representative.map { StepProgram(plan: plan, rank: $0, options: options) }
+        let programs = representative.map { StepProgram(plan: plan, rank: $0, options: pricing.options) }
         let costs = stageCosts(pipeline: which, pricing: pricing)
         let ledger = ledger(pipeline: representative, costs: costs)
 
-        let activationBytes = tokens * c * bytes
         let stageTraffic = programs.map { program -> StepReport.StageTraffic in
             let totals = program.totals
             return StepReport.StageTraffic(parameters: plan.heldElements(stage: program.stage), flops: totals.flops,
@@ -64,7 +59,7 @@ public struct StepSimulator {
                                            tensorParallelBytes: totals.collectiveBytes[.tensor] ?? .zero, pipelineBytes: totals.sentBytes)
         }
         let schedule = layout.pipeline
-        var pipeline = PipelineRun(schedule: schedule, costs: costs, transfer: { pricing.transfer(from: representative[$0], to: representative[$1], bytes: activationBytes) },
+        var pipeline = PipelineRun(schedule: schedule, costs: costs, transfer: { pricing.transfer(from: representative[$0], to: representative[$1]) },
                                    sharing: sharing(representative))
         pipeline.run()
 

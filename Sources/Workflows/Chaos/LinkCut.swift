@@ -21,14 +21,7 @@ public struct LinkCut: Sendable, Equatable, CustomStringConvertible {
     /// Runs `ip link set eth0 STATE` inside the host; returns whether it worked.
     @discardableResult
     func set(_ state: String) -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = LaunchHosts.agent() + [host, "ip link set eth0 \(state)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
+        (try? ChildProcess.bounded("/usr/bin/env", LaunchHosts.agent() + [host, "ip link set eth0 \(state)"], timeout: 30))?.status == 0
     }
 }
 
