@@ -25,6 +25,16 @@ extension Communicator {
         }
     }
 
+    /// Starts the ring all-gather of `allGather(inPlace:)` and returns at once (ZeRO-3's
+    /// prefetch of the next unit's weights); drive it with `advance()`, complete it with `finish()`.
+    public func startAllGather(inPlace buffer: UnsafeMutableBufferPointer<Float>) throws -> RingOperation {
+        try logged("all_gather", floats: BlockPartition(count: buffer.count, parts: size).range(rank).count) {
+            let tag = nextCollectiveTag()
+            return try RingOperation(self, data: buffer, partition: BlockPartition(count: buffer.count, parts: size), shift: 0,
+                                     steps: (size - 1)..<(2 * (size - 1)), op: .sum, tag: tag, name: "all-gather (ring, prefetched)")
+        }
+    }
+
     /// Gathers equal-sized contributions: `output[r * input.count ..< (r + 1) * input.count]` is rank r's input.
     public func allGather(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws {
         guard output.count == input.count * size else {

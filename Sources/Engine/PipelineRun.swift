@@ -57,6 +57,8 @@ struct PipelineRun {
 
     private struct Phase {
         var work: Work, start: SimTime, remaining: Double, tail: SimTime, meetings: Int, version: Int
+        /// ZeRO-3's weight gathers the pass waits for (not hidden behind its compute).
+        var gathers = SimTime.zero
     }
     private var computing: [Phase?]
     private var versions: [Int]
@@ -118,10 +120,10 @@ struct PipelineRun {
 
     /// Starts `work` of kernels on `stage`, followed by `tail` of tensor-parallel communication
     /// (`meetings` all-reduces, each of which may wait for a descheduled peer).
-    private mutating func compute(_ stage: Int, _ what: Work, work: SimTime, tail: SimTime = .zero, meetings: Int = 0) {
+    private mutating func compute(_ stage: Int, _ what: Work, work: SimTime, tail: SimTime = .zero, meetings: Int = 0, gathers: SimTime = .zero) {
         settle()
         // reschedule() gives the phase its version (and every running phase a new one).
-        computing[stage] = Phase(work: what, start: queue.now, remaining: work.seconds, tail: tail, meetings: meetings, version: 0)
+        computing[stage] = Phase(work: what, start: queue.now, remaining: work.seconds, tail: tail, meetings: meetings, version: 0, gathers: gathers)
         reschedule()
     }
 
@@ -179,8 +181,9 @@ struct PipelineRun {
         }
         breakdown[stage].compute += now - phase.start
         breakdown[stage].tensorParallel += phase.tail
-        if recordsSpans { spans.append(StepReport.Span(stage: stage, name: phase.work.name, lane: "compute", start: phase.start, end: now + phase.tail)) }
-        queue.schedule(.wake(stage: stage), at: now + phase.tail)
+        breakdown[stage].dataParallelExposed += phase.gathers
+        if recordsSpans { spans.append(StepReport.Span(stage: stage, name: phase.work.name, lane: "compute", start: phase.start, end: now + phase.tail + phase.gathers)) }
+        queue.schedule(.wake(stage: stage), at: now + phase.tail + phase.gathers)
     }
 
     /// How much longer than alone a stage's kernels would take if it started now.
@@ -199,7 +202,8 @@ struct PipelineRun {
             case let .forward(_, c):
                 position[stage] += 1
                 let pass = cost.chunks[c]
-                return compute(stage, .pass(action), work: pass.forward, tail: pass.tensorForward, meetings: pass.tensorSyncs.forward)
+                return compute(stage, .pass(action), work: pass.forward, tail: pass.tensorForward, meetings: pass.tensorSyncs.forward,
+                               gathers: pass.exposedGathers(pass.gatherForward, compute: pass.forward))
             case let .backward(_, c):
                 position[stage] += 1
                 let pass = cost.chunks[c]
@@ -207,7 +211,8 @@ struct PipelineRun {
                     let expected = SimTime(seconds: pass.backward.seconds * slowdown(stage)) + pass.tensorBackward
                     startBuckets(stage, chunk: c, backwardStart: now, backward: expected)
                 }
-                return compute(stage, .pass(action), work: pass.backward, tail: pass.tensorBackward, meetings: pass.tensorSyncs.backward)
+                return compute(stage, .pass(action), work: pass.backward, tail: pass.tensorBackward, meetings: pass.tensorSyncs.backward,
+                               gathers: pass.exposedGathers(pass.gatherBackward, compute: pass.backward))
             case .sendActivation, .sendGradient:
                 position[stage] += 1
                 let message = action.message!, to = schedule.stage(ofVirtual: message.to)

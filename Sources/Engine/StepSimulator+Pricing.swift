@@ -12,6 +12,8 @@ final class StepPricing {
         let flops: [(forward: FLOPs, backward: FLOPs)]
         let kernels: [(forward: KernelWork, backward: KernelWork)]
         let tensor: [(forward: [Bytes], backward: [Bytes])]
+        /// ZeRO-3's weight all-gathers per pass, as this rank's block of each bucket.
+        let gathers: [(forward: [Bytes], backward: [Bytes])]
         let held: Double
         let buckets: [Double]
     }
@@ -51,10 +53,14 @@ final class StepPricing {
         func tensorBytes(_ ops: [StepOp]) -> [Bytes] {
             ops.compactMap { if case let .collective(_, .tensor, bytes) = $0 { return bytes } else { return nil } }
         }
+        func gatherBytes(_ ops: [StepOp]) -> [Bytes] {
+            ops.compactMap { if case let .collective(.allGather, .data, bytes) = $0 { return bytes } else { return nil } }
+        }
         let work = StageWork(program: program,
                              flops: chunkWork.map { ($0.forward.reduce(.zero) { $0 + $1.flops }, $0.backward.reduce(.zero) { $0 + $1.flops }) },
                              kernels: chunkWork.map { (KernelWork($0.forward), KernelWork($0.backward)) },
                              tensor: chunkWork.map { (tensorBytes($0.forward), tensorBytes($0.backward)) },
+                             gathers: chunkWork.map { (gatherBytes($0.forward), gatherBytes($0.backward)) },
                              held: Double(plan.heldElements(stage: stage)),
                              buckets: program.sync.buckets.map { Double($0.held.count) * Double(s.precision.bytes) })
         stages[stage] = work
@@ -127,6 +133,16 @@ extension StepSimulator {
                 pass.tensorSyncs = (tensor.forward.count, tensor.backward.count)
                 pass.tensorForward = oneTP * tensor.forward.count
                 pass.tensorBackward = oneTP * tensor.backward.count
+                // ZeRO-3: every unit's weights gathered over the data-parallel group before each pass uses them.
+                func gather(_ block: Bytes) -> SimTime {
+                    let size = (block * layout.dp).value
+                    let key = StepPricing.GroupKey(kind: .data, index: which.tp, stage: index, bytes: size, part: 3)
+                    return pricing.collective(key) {
+                        timedCollective(.allGather, mesh.dpGroup(of: rank), bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO-3 weight all-gather", into: &$0)
+                    }
+                }
+                pass.gatherForward = work.gathers[chunk].forward.map(gather)
+                pass.gatherBackward = work.gathers[chunk].backward.map(gather)
                 cost.chunks.append(pass)
             }
             // Data parallelism: this stage's buckets, in the order the backward pass finishes them.
@@ -182,7 +198,9 @@ extension StepSimulator {
                     ledger.ring(mesh.tpGroup(of: gpus[index]), bytes: pass.tensorBytes, times: (pass.tensorSyncs.forward + pass.tensorSyncs.backward) * layout.microbatches)
                 }
             }
-            if layout.dp > 1 { ledger.ring(mesh.dpGroup(of: gpus[index]), bytes: cost.gradientBytes, times: s.zero >= 1 ? 1 : 2, halfRing: s.zero >= 1) }
+            // ZeRO-3 also gathers the stage's weights for every forward and backward pass of every micro-batch.
+            let gathers = s.zero >= 3 ? 2 * layout.microbatches : 0
+            if layout.dp > 1 { ledger.ring(mesh.dpGroup(of: gpus[index]), bytes: cost.gradientBytes, times: s.zero >= 1 ? 1 + gathers : 2, halfRing: s.zero >= 1) }
         }
         // Every virtual stage hands each micro-batch's activations on and its gradients back.
         for k in 0..<(schedule.virtualStageCount - 1) {

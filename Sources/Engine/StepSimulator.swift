@@ -25,6 +25,17 @@ public struct StepSimulator {
         var tensorForward = SimTime.zero, tensorBackward = SimTime.zero
         /// Tensor-parallel all-reduces in a forward and a backward pass (each a meeting of the group).
         var tensorSyncs = (forward: 0, backward: 0)
+        /// ZeRO-3: each unit's weight all-gather in a forward and a backward pass, in the order used.
+        var gatherForward: [SimTime] = [], gatherBackward: [SimTime] = []
+
+        /// What of a pass's unit gathers its compute cannot hide: each gather is started one unit
+        /// ahead (the first before the pass) and hides behind the previous unit's share of
+        /// the compute; a gather longer than that share holds the pass up by the difference.
+        func exposedGathers(_ gathers: [SimTime], compute: SimTime) -> SimTime {
+            guard let first = gathers.first else { return .zero }
+            let share = compute.seconds / Double(gathers.count)
+            return gathers.dropFirst().reduce(first) { $0 + SimTime(seconds: max(0, $1.seconds - share)) }
+        }
     }
 
     /// Per-stage costs: each chunk's passes, the gradient sum's buckets and the optimizer.

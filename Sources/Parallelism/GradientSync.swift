@@ -2,8 +2,9 @@
 /// (its tensor-parallel share of the stage's parameters), cut into buckets from the top of
 /// the buffer down — the order the backward pass finishes them — each bucket started as soon
 /// as the backward pass has finished its parameters. Without ZeRO each bucket is all-reduced;
-/// under ZeRO-1 reduce-scattered (each rank keeps and updates its block, then all-gathers
-/// the parameters). The trainer moves exactly these buckets; the simulator prices them.
+/// under ZeRO reduce-scattered (each rank keeps and updates its block; ZeRO-1 and 2 then
+/// all-gather the parameters, ZeRO-3 gathers each unit's weights when a pass uses them, so
+/// its buckets never cross a unit's edge). The trainer moves exactly these buckets; the simulator prices them.
 public struct GradientSync: Sendable {
     /// A run of consecutive parameters (entry indices of the shard plan) one rank of the stage holds.
     public struct Segment: Sendable, Hashable {
@@ -55,15 +56,25 @@ public struct GradientSync: Sendable {
             // Packed index where each of the segment's parameters starts, to find a bucket's lowest.
             var starts: [Int] = [], seen = 0
             for index in segment.entries { starts.append(seen); seen += plan.entries[index].elementsPerRank }
+            func holder(_ element: Int) -> Int {   // the last parameter starting at or below `element`: the one holding it
+                var low = 0, high = starts.count - 1
+                while low < high {
+                    let mid = (low + high + 1) / 2
+                    if starts[mid] <= element { low = mid } else { high = mid - 1 }
+                }
+                return low
+            }
             var top = segment.held
             while top > 0 {
-                let bottom = max(0, top - max(1, bucketElements))
-                var low = 0, high = starts.count - 1
-                while low < high {   // the last parameter starting at or below `bottom`: the one holding it
-                    let mid = (low + high + 1) / 2
-                    if starts[mid] <= bottom { low = mid } else { high = mid - 1 }
+                var bottom = max(0, top - max(1, bucketElements))
+                if plan.zero >= 3 {
+                    // ZeRO-3 gathers a unit's weights alone: no bucket crosses a unit's edge.
+                    var first = holder(top - 1)
+                    let unit = ParameterUnit(plan.entries[segment.entries.lowerBound + first].parameter)
+                    while first > 0 && ParameterUnit(plan.entries[segment.entries.lowerBound + first - 1].parameter) == unit { first -= 1 }
+                    bottom = max(bottom, starts[first])
                 }
-                let first = segment.entries.lowerBound + low
+                let first = segment.entries.lowerBound + holder(bottom)
                 let embedding = tied && plan.entries[first].parameter.role == .tokenEmbedding
                 buckets.append(Bucket(segment: s, held: bottom..<top, firstEntry: first, afterEmbedding: embedding))
                 top = bottom
@@ -79,6 +90,26 @@ public struct GradientSync: Sendable {
         if let layer = parameter.layer, let k = plan.chunkLayers.firstIndex(where: { $0.contains(layer) }) { return k / p }
         let embedding = parameter.role == .tokenEmbedding || parameter.role == .positionEmbedding
         return embedding && stage == 0 ? 0 : plan.layout.chunksPerStage - 1
+    }
+
+    /// The parameters (entry indices) `bucket` holds elements of.
+    public func entries(of bucket: Bucket) -> Range<Int> {
+        var seen = 0, last = bucket.firstEntry
+        for index in segments[bucket.segment].entries {
+            if seen < bucket.held.upperBound { last = index }
+            seen += plan.entries[index].elementsPerRank
+        }
+        return bucket.firstEntry..<(last + 1)
+    }
+
+    /// Under ZeRO-3, the buckets (indices into `buckets`) holding the weights a pass through
+    /// `unit` uses: the unit's own, and for the head of a tied model the token embedding's.
+    public func buckets(for unit: ParameterUnit) -> [Int] {
+        buckets.indices.filter { index in
+            let entries = self.entries(of: buckets[index])
+            return entries.contains { ParameterUnit(plan.entries[$0].parameter) == unit }
+                || (unit == .head && plan.model.tiedEmbeddings && entries.contains { plan.entries[$0].parameter.role == .tokenEmbedding })
+        }
     }
 
     /// Elements this rank sums over its data-parallel group.

@@ -59,7 +59,7 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
             try fail("each data-parallel rank gets \(perRank) sequences, which \(microbatches) micro-batches do not divide; "
                      + "use \(fits) micro-batches or another divisor of \(perRank) (--microbatches; fleet's default is 2 × --pp)")
         }
-        if !(0...1).contains(zeroStage) { try fail("--zero supports stages 0 and 1 (got \(zeroStage))") }
+        if !(0...3).contains(zeroStage) { try fail("--zero takes a ZeRO stage: 0 (none), 1 (optimizer state), 2 (and gradients) or 3 (and parameters); got \(zeroStage)") }
         if schedule != .interleaved && virtualStages != 1 {
             try fail("--virtual-stages \(virtualStages) needs --schedule interleaved (the \(schedule.rawValue) schedule runs one chunk per stage)")
         }

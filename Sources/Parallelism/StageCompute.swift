@@ -38,11 +38,15 @@ struct StageCompute {
         return ops
     }
 
-    func forward(layers: Range<Int>, embed: Bool, head: Bool, loss: Bool = true) -> [StepOp] {
+    /// The forward pass; `gather(unit)` gives what must run before a unit's weights are used
+    /// (ZeRO-3's all-gathers).
+    func forward(layers: Range<Int>, embed: Bool, head: Bool, loss: Bool = true,
+                 gather: (ParameterUnit) -> [StepOp] = { _ in [] }) -> [StepOp] {
         var ops: [StepOp] = []
         let headSize = Double(model.headSize), hidden = model.mlpHidden / tp
-        if embed { ops.append(.kernel(.embeddingForward, elements: rows * c, flops: .zero)) }
-        for _ in layers {
+        if embed { ops += gather(.embeddings) + [.kernel(.embeddingForward, elements: rows * c, flops: .zero)] }
+        for l in layers {
+            ops += gather(.layer(l))
             ops.append(.kernel(.layerNormForward, elements: rows * c, flops: .zero))
             ops += forwardProducts(sections: qkvSections, k: c)
             // Scores (q·kᵀ) and mixing (p·v): 2·head size each per score element.
@@ -56,6 +60,7 @@ struct StageCompute {
             ops.append(.kernel(.residual, elements: rows * c, flops: .zero))
         }
         if head {
+            ops += gather(.head)
             ops.append(.kernel(.layerNormForward, elements: rows * c, flops: .zero))
             ops.append(.matmul(GEMMShape(m: rows, n: model.vocabulary, k: c, transB: true)))
             if loss { ops.append(.kernel(.crossEntropy, elements: rows * model.vocabulary, flops: .zero)) }
@@ -86,16 +91,19 @@ struct StageCompute {
 
     /// The backward pass; `finished(entry)` gives what may start once every parameter from
     /// buffer entry `entry` up has its final gradient (the data-parallel buckets).
-    func backward(layers: Range<Int>, embed: Bool, head: Bool, plan: ShardPlan, finished: (Int) -> [StepOp]) -> [StepOp] {
+    func backward(layers: Range<Int>, embed: Bool, head: Bool, plan: ShardPlan,
+                  gather: (ParameterUnit) -> [StepOp] = { _ in [] }, finished: (Int) -> [StepOp]) -> [StepOp] {
         var ops: [StepOp] = []
         let headSize = Double(model.headSize), hidden = model.mlpHidden / tp
         if head {
+            ops += gather(.head)
             ops.append(.matmul(GEMMShape(m: rows, n: c, k: model.vocabulary)))
             ops.append(.matmul(GEMMShape(m: model.vocabulary, n: c, k: rows, transA: true)))
             ops.append(.kernel(.layerNormBackward, elements: rows * c, flops: .zero))
             ops += finished(plan.index(of: "lnf.w")!)
         }
         for l in layers.reversed() {
+            ops += gather(.layer(l))
             // MLP output projection (row-parallel): input gradient, then weight and bias.
             ops.append(.matmul(GEMMShape(m: rows, n: hidden, k: c)))
             ops += rowParameterGradients(k: hidden)

@@ -32,7 +32,7 @@ public struct StepProgram: Sendable {
         case schedule(PipelineSchedule.Action)
         /// After the schedule: what is left of the gradient sum.
         case gradientSync
-        /// The global gradient norm, the update, and (ZeRO) the parameters' all-gather.
+        /// The global gradient norm, the update, and (ZeRO-1, 2) the parameters' all-gather.
         case optimizer
         /// The step's loss summed over the data-parallel group (last stage).
         case loss
@@ -82,17 +82,34 @@ public struct StepProgram: Sendable {
         func bucketOp(_ bucket: GradientSync.Bucket) -> StepOp {
             .collective(sync.kind, group: .data, bytes: Bytes(elements: bucket.held.count, of: bytes))
         }
+        // ZeRO-3: each unit's weights are all-gathered (this rank's block of each bucket) for every
+        // pass through it, one unit ahead: a pass starts its first two units' gathers, and each
+        // unit then starts the next one's before it computes.
+        let gathers = plan.zero >= 3 && dataParallel
+        func gather(_ unit: ParameterUnit) -> [StepOp] {
+            sync.buckets(for: unit).map { index in
+                .collective(.allGather, group: .data, bytes: Bytes(elements: Self.block(sync.buckets[index], rank: coordinates.dp, dp: layout.dp).count, of: bytes))
+            }
+        }
+        func prefetching(_ units: [ParameterUnit]) -> (ParameterUnit) -> [StepOp] {
+            { unit in
+                guard gathers, let i = units.firstIndex(of: unit) else { return [] }
+                return (i == 0 ? gather(unit) : []) + (i + 1 < units.count ? gather(units[i + 1]) : [])
+            }
+        }
         var blocks: [Block] = []
         for (position, action) in actions.enumerated() {
             var ops: [StepOp] = []
             switch action {
             case let .forward(_, c):
                 let virtual = schedule.virtualStage(stage: stage, chunk: c)
-                ops = compute.forward(layers: chunks[c], embed: virtual == 0, head: virtual == lastVirtual)
+                let units = ParameterUnit.forward(layers: chunks[c], embed: virtual == 0, head: virtual == lastVirtual)
+                ops = compute.forward(layers: chunks[c], embed: virtual == 0, head: virtual == lastVirtual, gather: prefetching(units))
             case let .backward(_, c):
                 let virtual = schedule.virtualStage(stage: stage, chunk: c)
                 if options.recompute { ops = compute.forward(layers: chunks[c], embed: false, head: false, loss: false) }
-                ops += compute.backward(layers: chunks[c], embed: virtual == 0, head: virtual == lastVirtual, plan: plan) { entry in
+                ops += compute.backward(layers: chunks[c], embed: virtual == 0, head: virtual == lastVirtual, plan: plan,
+                                        gather: prefetching(ParameterUnit.backward(layers: chunks[c], head: virtual == lastVirtual))) { entry in
                     // A chunk's last backward pass starts every bucket it has finished.
                     guard dataParallel, lastBackwards.contains(position) else { return [] }
                     var starting: [StepOp] = []
@@ -132,10 +149,16 @@ public struct StepProgram: Sendable {
         let zero = plan.zero >= 1 && layout.dp > 1
         if zero { update.append(.collective(.allReduce, group: .data, bytes: 4)) }
         if layout.tp * layout.pp > 1 { update.append(.collective(.allReduce, group: .replica, bytes: 4)) }
-        func owned(_ bucket: GradientSync.Bucket) -> Int { BlockPartition(count: bucket.held.count, parts: layout.dp).range(dataParallelRank).count }
+        func owned(_ bucket: GradientSync.Bucket) -> Int { block(bucket, rank: dataParallelRank, dp: layout.dp).count }
         update.append(.optimizer(parameters: zero ? sync.buckets.reduce(0) { $0 + owned($1) } : sync.heldElements))
-        if zero { update += sync.buckets.map { .collective(.allGather, group: .data, bytes: Bytes(elements: owned($0), of: bytes)) } }
+        // ZeRO-1 and 2 hand the updated blocks round; under ZeRO-3 they stay sharded until a pass gathers them.
+        if zero && plan.zero < 3 { update += sync.buckets.map { .collective(.allGather, group: .data, bytes: Bytes(elements: owned($0), of: bytes)) } }
         return update
+    }
+
+    /// Data-parallel rank `rank`'s block of `bucket` under ZeRO (packed indices of the bucket).
+    public static func block(_ bucket: GradientSync.Bucket, rank: Int, dp: Int) -> Range<Int> {
+        BlockPartition(count: bucket.held.count, parts: dp).range(rank)
     }
 
     /// What the whole step computes and moves, summed over its operations.

@@ -29,9 +29,6 @@ public enum DeterministicMode {
 
     /// Rejects layouts whose partial sums are not nodes of the canonical trees, with what to change.
     public static func check(_ layout: ParallelLayout, model: ModelSpec, batch: Int) throws {
-        if layout.zeroStage != 0 {
-            throw Unsupported.layout("--deterministic does not support --zero \(layout.zeroStage) yet; drop --zero (ZeRO-1 changes no numbers, only memory)")
-        }
         guard model.dModel % model.heads == 0, model.mlpHidden % model.heads == 0 else {
             throw Unsupported.layout("--deterministic needs \(model.name)'s width and MLP width divisible by its \(model.heads) heads")
         }

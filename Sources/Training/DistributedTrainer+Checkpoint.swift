@@ -49,13 +49,15 @@ final class PendingCheckpoint: @unchecked Sendable {   // its result is written 
 
 extension DistributedTrainer {
     /// What this rank saves: each element of every tensor is saved by exactly one rank (the
-    /// first data-parallel replica for parameters; for ZeRO-1 moments, the dp rank that owns them).
+    /// first data-parallel replica for parameters; for ZeRO moments, and ZeRO-3 parameters, the
+    /// dp rank that owns them).
     func checkpointSlices() -> [(slice: CheckpointSlice, source: UnsafePointer<Float>)] {
         var pieces: [(CheckpointKind, Range<Int>, UnsafePointer<Float>)] = []
         let counted = ranges(stage: stage, shard: coordinates.tp, counted: true)
         if coordinates.dp == 0 {
             for range in counted {
-                pieces.append((.parameters, range, UnsafePointer(model.parameters.pointer + range.lowerBound)))
+                // Under ZeRO-3 each block's owner saves its parameters (below): no rank holds them all.
+                if zero < 3 { pieces.append((.parameters, range, UnsafePointer(model.parameters.pointer + range.lowerBound))) }
                 if shardedState == nil {
                     pieces.append((.firstMoment, range, UnsafePointer(firstMoment.pointer + range.lowerBound)))
                     pieces.append((.secondMoment, range, UnsafePointer(secondMoment.pointer + range.lowerBound)))
@@ -65,6 +67,7 @@ extension DistributedTrainer {
         if let state = shardedState {
             Self.intersect(state.blocks.map(\.range), counted) { part, index in
                 let (block, moment) = state.blocks[index], at = moment + part.lowerBound - block.lowerBound
+                if zero >= 3 { pieces.append((.parameters, part, UnsafePointer(model.parameters.pointer + part.lowerBound))) }
                 pieces.append((.firstMoment, part, UnsafePointer(state.firstMoment.pointer + at)))
                 pieces.append((.secondMoment, part, UnsafePointer(state.secondMoment.pointer + at)))
             }
@@ -198,15 +201,20 @@ extension DistributedTrainer {
         guard saved.training.step <= c.steps else {
             throw incompatible("it is at step \(saved.training.step), past --steps \(c.steps) (--steps is the total step count)")
         }
-        model.parameters.copy(from: checkpoint.parameters)
+        // Only what this rank holds is copied in (the rest would fill pages it gives back).
+        for range in heldParameterRanges {
+            (model.parameters.pointer + range.lowerBound).update(from: checkpoint.parameters.pointer + range.lowerBound, count: range.count)
+        }
         if let state = shardedState {
             for (block, moment) in state.blocks {
                 (state.firstMoment.pointer + moment).update(from: checkpoint.firstMoment.pointer + block.lowerBound, count: block.count)
                 (state.secondMoment.pointer + moment).update(from: checkpoint.secondMoment.pointer + block.lowerBound, count: block.count)
             }
         } else {
-            firstMoment.copy(from: checkpoint.firstMoment)
-            secondMoment.copy(from: checkpoint.secondMoment)
+            for range in ownedRanges {
+                (firstMoment.pointer + range.lowerBound).update(from: checkpoint.firstMoment.pointer + range.lowerBound, count: range.count)
+                (secondMoment.pointer + range.lowerBound).update(from: checkpoint.secondMoment.pointer + range.lowerBound, count: range.count)
+            }
         }
         optimizer.restore(step: saved.training.step)
         startStep = saved.training.step

@@ -70,6 +70,10 @@ extension DistributedTrainer {
     /// FNV-1a over each canonical block's bits, then over the blocks' checksums. Every rank
     /// of a replica takes part; every rank gets the result.
     public func parameterChecksums() throws -> [UInt64] {
+        try withWholeParameters { try checksums() }
+    }
+
+    private func checksums() throws -> [UInt64] {
         let (perEntry, mine) = canonicalBlocks()
         // 16 bits per float slot: small integers survive a sum with zeros exactly.
         var slots = [Float](repeating: 0, count: 4 * perEntry.reduce(0, +))

@@ -79,11 +79,13 @@ extension DistributedTrainer {
         if preemptedAfter != nil { return nil }
         let validation = try validationLoss()
         let stragglers = try findStragglers(computePerStep: computeSteps > 0 ? computeTotal / Double(computeSteps) : 0)
+        let state = try largestStateBytes()
         guard isReporter else { return nil }
         let tokensPerSecond = seconds > 0 ? Double(tokens) / seconds : 0
         return TrainingSummary(finalLoss: losses.last ?? .nan, validationLoss: validation, tokensPerSecond: tokensPerSecond,
                                achievedFLOPs: tokensPerSecond * flopsPerToken, gemmFLOPs: peak, cpuPeakFLOPs: cpuPeak,
-                               losses: losses, stragglers: stragglers, blasKernels: blasKernels, hosts: placement.hosts, transportPaths: placement.paths)
+                               losses: losses, stragglers: stragglers, blasKernels: blasKernels, hosts: placement.hosts, transportPaths: placement.paths,
+                               stateBytesPerRank: state.held, residentStateBytesPerRank: state.resident)
     }
 
     /// Every rank's compute per step, gathered: ranks slower than 1.5× the median of their
@@ -174,6 +176,8 @@ extension DistributedTrainer {
     /// Collects every stage's and shard's parameters (of the first data-parallel replica)
     /// on the reporting rank, which then holds the whole model; other ranks send theirs.
     public func gatherParameters() throws {
+        // ZeRO-3: every data-parallel rank first hands its blocks round, and the weights stay (the run is over).
+        try withWholeParameters(keep: true) {}
         guard coordinates.dp == 0, layout.pp * layout.tp > 1 else { return }
         let replica = groups.replica, tag: Int32 = 1 << 19
         let reporter = mesh.rank(dp: 0, tp: 0, pp: layout.pp - 1)

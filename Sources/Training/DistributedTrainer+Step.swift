@@ -61,10 +61,11 @@ extension DistributedTrainer {
         while microActivations.count < layout.microbatches {
             microActivations.append(model.makeActivations(batch: samplesPerMicrobatch, sequence: c.sequence))
         }
-        model.zeroGradients()
+        if !holdingApplied { releaseUnheld() }
+        model.zeroGradients(in: heldGradientRanges)
         let tensorBefore = (model.shard.allReduces, model.shard.reducedFloats, model.shard.reduceTime)
         var pipelineWait: Duration = .zero
-        let sharded = layout.zeroStage == 1 && layout.dp > 1
+        let sharded = zero >= 1
         let deterministic = c.deterministic
         if deterministic && orderedGradients == nil {
             orderedGradients = OrderedGradients(tree: batchTree, ranges: ranges(stage: stage, shard: coordinates.tp, counted: false),
@@ -149,7 +150,7 @@ extension DistributedTrainer {
                 let chunk = stage.chunks[chunkIndex]
                 if chunk.head { try settleGradientSend(i) }
                 let began = ContinuousClock.now
-                let overlap: ((Int) throws -> Void)? = lastBackwards.contains(position) ? buckets.map { b in { try b.finalized(from: $0) } } : nil
+                let overlap: ((Int) throws -> Void)? = lastBackwards.contains(position) && !deterministic ? buckets.map { b in { try b.finalized(from: $0) } } : nil
                 // Deterministic mode keeps each micro-batch's gradient apart and joins them in tree order.
                 orderedGradients?.clear(model, chunk: chunkIndex)
                 try trace(StepProgram.Phase.schedule(action).description, lane: "compute") {
@@ -195,7 +196,7 @@ extension DistributedTrainer {
         var exposedData: Duration
         if sharded {
             // What is left of the reduce-scatters, the sharded update and the all-gather are exposed here.
-            (norm, traffic.dataAllReduces, traffic.dataFloats) = try trace("ZeRO-1 update", lane: "data-parallel") {
+            (norm, traffic.dataAllReduces, traffic.dataFloats) = try trace("ZeRO-\(zero) update", lane: "data-parallel") {
                 try shardedUpdate(learningRate: rate)
             }
             exposedData = ContinuousClock.now - dataStart
@@ -224,11 +225,15 @@ extension DistributedTrainer {
             }
         }
         if sharded { try checkFinite(norm, step: step) }
-        injector?.corruptNumbers(step: step + 1, parameters: true, buffer: model.parameters.pointer,
-                                 ranges: ranges(stage: stage, shard: coordinates.tp, counted: false))
+        if let gathers = shardedWeights?.takeTraffic() {
+            traffic.dataAllReduces += gathers.gathers
+            traffic.dataFloats += gathers.floats
+        }
+        injector?.corruptNumbers(step: step + 1, parameters: true, buffer: model.parameters.pointer, ranges: heldParameterRanges)
         if replicaCheckEvery > 0 && (step + 1) % replicaCheckEvery == 0 { try checkReplicas(step: step) }
         var loss = [stage.isLast ? lossSum : 0]
         if deterministic { loss[0] = try orderedLoss(sampleLosses) } else if stage.isLast { try groups.dp.allReduce(&loss) }
+        lastStateBytes = stateBytes()
         let elapsed = (ContinuousClock.now - start).seconds
         return StepResult(loss: loss[0], gradientNorm: norm, learningRate: rate, seconds: elapsed,
                           computeSeconds: (compute - tensorTime).seconds, tensorSeconds: tensorTime.seconds,

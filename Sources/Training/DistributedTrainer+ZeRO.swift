@@ -2,9 +2,9 @@ import Collectives
 import OpLog
 import Tensor
 
-/// ZeRO stage 1 (Rajbhandari et al. 2020): the optimizer state is sharded over the dp group.
-/// Each rank reduce-scatters the gradients, updates only its block of the parameters with
-/// only its block of Adam's moments, and all-gathers the updated parameters.
+/// ZeRO (Rajbhandari et al. 2020): the optimizer state is sharded over the dp group. Each rank
+/// reduce-scatters the gradients, updates only its block of the parameters with only its
+/// block of Adam's moments, and (stages 1 and 2) all-gathers the updated parameters.
 final class ShardedOptimizerState {
     /// This rank's block of each owned range, and where its moments start.
     let blocks: [(range: Range<Int>, moment: Int)]
@@ -23,26 +23,35 @@ final class ShardedOptimizerState {
 }
 
 extension DistributedTrainer {
-    /// The ZeRO-1 end of a step: returns the global gradient norm and the dp collectives and floats.
+    /// The ZeRO end of a step: returns the global gradient norm and the dp collectives and floats.
+    /// Deterministic mode sums the gradient in tree order over the whole buffer first (the norm's
+    /// canonical per-tensor sums need every tensor's gradient on one rank), then drops what
+    /// other ranks own; the update and the all-gather are ZeRO's either way.
     func shardedUpdate(learningRate: Float) throws -> (norm: Float, collectives: Int, floats: Int) {
-        if let embedding = groups.embedding {
-            // The tied embedding's two copies are summed first, so both ends scatter the same totals.
-            let wte = model.layout.entry("wte")
-            try embedding.allReduce(UnsafeMutableBufferPointer(start: model.gradients.pointer + wte.offset, count: wte.count))
-        }
         let buckets = buckets!, state = shardedState!
-        // The reduce-scatters the backward pass has not started yet.
-        let (scatters, floats) = try buckets.finish()
-
-        // Norm over this rank's blocks (each parameter counted once per replica), summed over dp, then over the replica.
-        var local: Double = 0
-        Self.intersect(state.blocks.map(\.range), ranges(stage: stage, shard: coordinates.tp, counted: true)) { part, _ in
-            for i in part { let g = Double(model.gradients.pointer[i]); local += g * g }
+        let norm: Float, scatters: Int, floats: Int
+        if let ordered = orderedGradients {
+            (scatters, floats) = try synchronizeOrderedGradients(ordered)
+            norm = try orderedGradientNorm()
+            if zero >= 2 { for bucket in buckets.buckets { model.gradients.release(bucket.others) } }
+        } else {
+            if let embedding = groups.embedding {
+                // The tied embedding's two copies are summed first, so both ends scatter the same totals.
+                let wte = model.layout.entry("wte")
+                try embedding.allReduce(UnsafeMutableBufferPointer(start: model.gradients.pointer + wte.offset, count: wte.count))
+            }
+            // The reduce-scatters the backward pass has not started yet.
+            (scatters, floats) = try buckets.finish()
+            // Norm over this rank's blocks (each parameter counted once per replica), summed over dp, then over the replica.
+            var local: Double = 0
+            Self.intersect(state.blocks.map(\.range), ranges(stage: stage, shard: coordinates.tp, counted: true)) { part, _ in
+                for i in part { let g = Double(model.gradients.pointer[i]); local += g * g }
+            }
+            var total = [Float(local)]
+            try groups.dp.allReduce(&total)
+            try groups.replica.allReduce(&total)
+            norm = total[0].squareRoot()
         }
-        var total = [Float(local)]
-        try groups.dp.allReduce(&total)
-        try groups.replica.allReduce(&total)
-        let norm = total[0].squareRoot()
         let clip = configuration.gradientClip
         let scale: Float = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1
 
@@ -59,6 +68,8 @@ extension DistributedTrainer {
                 }
             }
         }
+        // ZeRO-3 keeps its blocks until a pass gathers them; 1 and 2 hand the updated blocks round now.
+        guard zero < 3 else { return (norm, scatters, floats) }
         try buckets.allGather(model.parameters.pointer)
         return (norm, scatters + buckets.buckets.count, floats)
     }

@@ -42,8 +42,14 @@ public final class DistributedTrainer {
     var tracedSteps = 0
     /// The tracer while this step is being traced.
     var recording: Tracer? { tracedSteps < traceSteps ? tracer : nil }
-    /// This rank's block of the optimizer state under ZeRO-1.
+    /// This rank's block of the optimizer state under ZeRO.
     var shardedState: ShardedOptimizerState?
+    /// ZeRO-3: gathers each unit's weights for the passes that use them.
+    var shardedWeights: ShardedWeights?
+    /// Whether the pages of what this rank does not hold have been given back (before the first step).
+    var holdingApplied = false
+    /// Parameters, gradients and optimizer state held at the end of the last step.
+    public internal(set) var lastStateBytes = StateBytes.zero
     /// Checkpoint saves of `run`, when set.
     public var checkpointing: CheckpointPolicy?
     /// The save being written in the background, and its policy.
@@ -68,6 +74,7 @@ public final class DistributedTrainer {
     /// Bytes per all-reduce bucket of the data-parallel gradient average (set before the first step).
     public var bucketBytes = 1 << 20 {
         didSet {
+            precondition(!holdingApplied || zero < 3, "bucket sizes are set before the first step (ZeRO-3 shards the weights by bucket)")
             program = Self.program(configuration: configuration, layout: layout, rank: transport.rank, bucketBytes: bucketBytes)
             prepareGradientSum()
         }
@@ -137,10 +144,11 @@ public final class DistributedTrainer {
         model.reductionOrder = context.reductionOrder
         data = try DataLoader(corpus: corpus, sequence: configuration.sequence, seed: configuration.seed)
         optimizer = AdamW(weightDecay: configuration.weightDecay)
-        // Under ZeRO-1 each rank keeps only its block of the moments (ShardedOptimizerState).
-        let sharded = layout.zeroStage == 1 && layout.dp > 1
-        firstMoment = FloatBuffer(count: sharded ? 0 : model.layout.count)
-        secondMoment = FloatBuffer(count: sharded ? 0 : model.layout.count)
+        // Under ZeRO each rank keeps only its block of the moments (ShardedOptimizerState); else
+        // the moments are page-backed like the model's buffers, so only the stage's pages fill.
+        let sharded = layout.zeroStage >= 1 && layout.dp > 1
+        firstMoment = FloatBuffer(pageBackedCount: sharded ? 0 : model.layout.count)
+        secondMoment = FloatBuffer(pageBackedCount: sharded ? 0 : model.layout.count)
 
         let dp = try group(mesh.allDPGroups, mesh.dpGroup(of: rank), GroupIDs.data)
         let pp = try group(mesh.allPPGroups, mesh.ppGroup(of: rank), GroupIDs.pipeline)
@@ -168,14 +176,20 @@ public final class DistributedTrainer {
                     options: StepOptions(batch: c.batch, sequence: c.sequence, bucketBytes: bucketBytes))
     }
 
-    /// What executes the program's gradient sum: its buckets and, under ZeRO-1, the optimizer
-    /// state of the blocks their reduce-scatters leave here.
+    /// What executes the program's gradient sum: its buckets and, under ZeRO, the optimizer
+    /// state of the blocks their reduce-scatters leave here (and ZeRO-3's weight gathers).
+    /// Deterministic mode sums gradients in tree order instead, but under ZeRO still shards by these buckets.
     func prepareGradientSum() {
-        let sharded = layout.zeroStage == 1 && layout.dp > 1
-        buckets = layout.dp > 1 && !configuration.deterministic
+        buckets = layout.dp > 1 && (!configuration.deterministic || zero >= 1)
             ? GradientBuckets(program: program, group: groups.dp, gradients: model.gradients.pointer) : nil
         buckets?.algorithm = dataParallelAlgorithm
-        shardedState = sharded ? ShardedOptimizerState(blocks: buckets!.blocks) : nil
+        buckets?.releasing = zero >= 2 && !configuration.deterministic ? model.gradients : nil
+        shardedState = zero >= 1 ? ShardedOptimizerState(blocks: buckets!.blocks) : nil
+        shardedWeights = zero >= 3
+            ? ShardedWeights(buckets: buckets!, sync: program.sync, parameters: model.parameters,
+                             units: stage.chunks.flatMap { ParameterUnit.forward(layers: $0.layers, embed: $0.embed, head: $0.head) })
+            : nil
+        model.weights = shardedWeights
     }
 
     /// The layers and parameter ranges of pipeline stage `index`.

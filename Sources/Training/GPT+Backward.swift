@@ -1,3 +1,4 @@
+import Parallelism
 import Tensor
 
 extension GPT {
@@ -19,17 +20,20 @@ extension GPT {
         let r = shard.index, split = shard.size > 1
         let shape = Attention.Shape(batch: b, sequence: t, channels: cl, heads: local.heads)
         let dResidual = a.dResidual.pointer, dNormed = a.dNormed.pointer
+        let units = ParameterUnit.backward(layers: layers, head: head), first = head ? 1 : 0
         if head {
-            Linear.inputGradient(dinp: dNormed, dout: a.logits.pointer, weight: pointer("wte"), m: rows, k: c, n: spec.vocabulary,
-                                 accumulate: false)
-            weightGradient(outputProjectionGradient, dout: a.logits.pointer, inp: a.lnf.pointer, batch: b, sequence: t,
-                           k: c, n: spec.vocabulary)
-            a.dResidual.zero()
-            layerNorm(backward: "lnf", dResidual: dResidual, dout: dNormed, inp: a.residual[spec.layers].pointer, weight: pointer("lnf.w"),
-                      mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer, batch: b, sequence: t)
+            try using(units, 0) {
+                Linear.inputGradient(dinp: dNormed, dout: a.logits.pointer, weight: pointer("wte"), m: rows, k: c, n: spec.vocabulary,
+                                     accumulate: false)
+                weightGradient(outputProjectionGradient, dout: a.logits.pointer, inp: a.lnf.pointer, batch: b, sequence: t,
+                               k: c, n: spec.vocabulary)
+                a.dResidual.zero()
+                layerNorm(backward: "lnf", dResidual: dResidual, dout: dNormed, inp: a.residual[spec.layers].pointer, weight: pointer("lnf.w"),
+                          mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer, batch: b, sequence: t)
+            }
             try finalized?(layout.entry("lnf.w").offset)
         }
-        for l in layers.reversed() {
+        for l in layers.reversed() { try using(units, first + layers.upperBound - 1 - l) {
             let p = "h\(l).", mid = a.afterAttention[l].pointer, dHidden = a.dHidden.pointer
             // MLP: residual[l+1] = mid + proj(gelu(fc(ln2(mid)))); proj is row-parallel, fc column-parallel.
             let mlpProjection = r * hl
@@ -68,7 +72,8 @@ extension GPT {
             }
             layerNorm(backward: p + "ln1", dResidual: dResidual, dout: dNormed, inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"),
                       mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, batch: b, sequence: t)
-            try finalized?(layout.entry(p + "ln1.w").offset)
+          }
+            try finalized?(layout.entry("h\(l).ln1.w").offset)
         }
         guard embed else { return }
         kernel(.embeddingBackward, rows * c) { embeddingGradients(dout: dResidual, tokens: a.tokens, batch: b, sequence: t) }

@@ -16,13 +16,16 @@ extension GPT {
         let c = spec.dModel, local = shard.dimensions(spec), cl = local.channels, hl = local.hidden
         let r = shard.index, split = shard.size > 1
         let shape = Attention.Shape(batch: b, sequence: t, channels: cl, heads: local.heads)
+        let units = ParameterUnit.forward(layers: layers, embed: embed, head: head), first = embed ? 1 : 0
         if embed {
-            kernel(.embeddingForward, rows * c) {
-                Embedding.forward(out: a.residual[0].pointer, tokens: a.tokens, wte: pointer("wte"), wpe: pointer("wpe"),
-                                  batch: b, sequence: t, channels: c)
+            try using(units, 0) {
+                kernel(.embeddingForward, rows * c) {
+                    Embedding.forward(out: a.residual[0].pointer, tokens: a.tokens, wte: pointer("wte"), wpe: pointer("wpe"),
+                                      batch: b, sequence: t, channels: c)
+                }
             }
         }
-        for l in layers {
+        for l in layers { try using(units, first + l - layers.lowerBound) {
             let x = a.residual[l].pointer, p = "h\(l)."
             kernel(.layerNormForward, rows * c) {
                 LayerNorm.forward(out: a.ln1[l].pointer, mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, inp: x,
@@ -58,14 +61,16 @@ extension GPT {
             try rowParallel(out: out, inp: a.gelu[l].pointer, weight: p + "mlp.proj.w", bias: p + "mlp.proj.b",
                             rows: rows, local: hl, full: spec.mlpHidden)
             kernel(.residual, rows * c) { Elementwise.accumulate(out, mid, count: rows * c) }
-        }
+        } }
         guard head else { return }
-        kernel(.layerNormForward, rows * c) {
-            LayerNorm.forward(out: a.lnf.pointer, mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer, inp: a.residual[spec.layers].pointer,
-                              weight: pointer("lnf.w"), bias: pointer("lnf.b"), rows: rows, columns: c)
+        try using(units, units.count - 1) {
+            kernel(.layerNormForward, rows * c) {
+                LayerNorm.forward(out: a.lnf.pointer, mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer, inp: a.residual[spec.layers].pointer,
+                                  weight: pointer("lnf.w"), bias: pointer("lnf.b"), rows: rows, columns: c)
+            }
+            // Tied output projection: logits = lnf · wteᵀ.
+            Linear.forward(out: a.logits.pointer, inp: a.lnf.pointer, weight: pointer("wte"), bias: nil, m: rows, k: c, n: spec.vocabulary)
         }
-        // Tied output projection: logits = lnf · wteᵀ.
-        Linear.forward(out: a.logits.pointer, inp: a.lnf.pointer, weight: pointer("wte"), bias: nil, m: rows, k: c, n: spec.vocabulary)
     }
 }
 

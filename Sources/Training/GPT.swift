@@ -1,3 +1,4 @@
+import Parallelism
 import Tensor
 import Workload
 
@@ -20,6 +21,8 @@ public final class GPT {
     /// In deterministic mode, the output projection's part of the tied embedding's gradient.
     public private(set) var tiedHeadGradient: FloatBuffer?
     let scratch = ScratchPool()
+    /// Where the passes' weights come from under ZeRO-3 (nil: always in place).
+    var weights: WeightSource?
 
     /// Every process initialises the full parameter buffer from the same keyed streams, so a
     /// tensor-parallel shard starts from exactly the single-process values of its slice.
@@ -27,8 +30,9 @@ public final class GPT {
         self.spec = spec
         self.shard = shard
         layout = ParameterLayout(spec: spec)
-        parameters = FloatBuffer(count: layout.count)
-        gradients = FloatBuffer(count: layout.count)
+        // Page-backed: a rank holding part of the model (a stage, a shard) keeps only that part's pages.
+        parameters = FloatBuffer(pageBackedCount: layout.count)
+        gradients = FloatBuffer(pageBackedCount: layout.count)
         layout.initialize(parameters, seed: seed)
     }
 
@@ -77,6 +81,21 @@ public final class GPT {
 
     public func zeroGradients() {
         gradients.zero()
+        tiedHeadGradient?.zero()
+    }
+
+    /// Runs `body` with `units[index]`'s weights in place (ZeRO-3 gathers them, and starts the
+    /// next unit's gather, before; and lets them go after).
+    func using<T>(_ units: [ParameterUnit], _ index: Int, _ body: () throws -> T) throws -> T {
+        guard let weights else { return try body() }
+        try weights.use(units[index], then: index + 1 < units.count ? units[index + 1] : nil)
+        defer { weights.done(units[index]) }
+        return try body()
+    }
+
+    /// Zeroes the gradient in `ranges` only (a rank's part; the rest is released and reads as zero).
+    func zeroGradients(in ranges: [Range<Int>]) {
+        for range in ranges { (gradients.pointer + range.lowerBound).update(repeating: 0, count: range.count) }
         tiedHeadGradient?.zero()
     }
 }

@@ -24,6 +24,8 @@ final class GradientBuckets {
         /// Under ZeRO: this rank's block of the bucket (packed indices) and its buffer ranges.
         let block: Range<Int>
         let blockPieces: [Range<Int>]
+        /// The buffer ranges of the bucket outside this rank's block: what ZeRO-2 and 3 let go.
+        let others: [Range<Int>]
     }
 
     let buckets: [Bucket]
@@ -36,6 +38,9 @@ final class GradientBuckets {
     /// ranks first, then the ring across hosts).
     var algorithm = AllReduceAlgorithm.ring
     private(set) var floats = 0
+    /// ZeRO-2 and 3: the gradient buffer whose elements outside this rank's block are released
+    /// as soon as a bucket's reduce-scatter is done.
+    var releasing: FloatBuffer?
 
     init(program: StepProgram, group: Communicator, gradients: UnsafeMutablePointer<Float>) {
         let sync = program.sync, tp = program.coordinates.tp
@@ -48,13 +53,13 @@ final class GradientBuckets {
                                                 tensorRank: tp)
             return Bucket(pieces: pieces, count: bucket.held.count, startOffset: program.plan.offsets[bucket.firstEntry],
                           afterEmbedding: bucket.afterEmbedding, staging: pieces.count > 1 ? FloatBuffer(count: bucket.held.count) : nil,
-                          block: block, blockPieces: blockPieces)
+                          block: block, blockPieces: blockPieces, others: Self.subtract(blockPieces, from: pieces))
         }
         self.group = group
         self.gradients = gradients
     }
 
-    /// This rank's blocks under ZeRO-1, in buffer order: the elements whose update it owns.
+    /// This rank's blocks under ZeRO, in buffer order: the elements whose update it owns.
     var blocks: [Range<Int>] { buckets.flatMap(\.blockPieces).sorted { $0.lowerBound < $1.lowerBound } }
 
     /// The bucket's elements of `buffer` as one run: in place, or packed into its staging copy.
@@ -96,6 +101,7 @@ final class GradientBuckets {
             let mine = try group.reduceScatter(data)
             precondition(mine == bucket.block, "a reduce-scatter leaves this rank the block the plan gives it")
             unpack(bucket, into: gradients)
+            releasing?.release(bucket.others)
         default:
             active.append((algorithm == .hierarchical ? try group.startHierarchicalAllReduce(data) : try group.startAllReduce(data), index))
         }
@@ -115,11 +121,33 @@ final class GradientBuckets {
         return (started, floats)
     }
 
-    /// ZeRO-1: all-gathers every bucket's updated `parameters` from the ranks that own each block.
+    /// ZeRO-1 and 2: all-gathers every bucket's updated `parameters` from the ranks that own each block.
     func allGather(_ parameters: UnsafeMutablePointer<Float>) throws {
-        for bucket in buckets {
-            try group.allGather(inPlace: packed(bucket, of: parameters))
-            unpack(bucket, into: parameters)
+        for index in buckets.indices { try finishGather(index, try startGather(index, into: parameters), into: parameters) }
+    }
+
+    /// Starts the all-gather of bucket `index` of `parameters` (this rank's block in place);
+    /// `finishGather` completes it. A bucket's staging copy is its own until then.
+    func startGather(_ index: Int, into parameters: UnsafeMutablePointer<Float>) throws -> CollectiveOperation {
+        try group.startAllGather(inPlace: packed(buckets[index], of: parameters))
+    }
+
+    func finishGather(_ index: Int, _ operation: CollectiveOperation, into parameters: UnsafeMutablePointer<Float>) throws {
+        try operation.finish()
+        unpack(buckets[index], into: parameters)
+    }
+
+    /// `ranges` less `removed` (both sorted and disjoint, `removed` lying within `ranges`).
+    static func subtract(_ removed: [Range<Int>], from ranges: [Range<Int>]) -> [Range<Int>] {
+        var result: [Range<Int>] = []
+        for range in ranges {
+            var low = range.lowerBound
+            for cut in removed where cut.overlaps(range) {
+                if cut.lowerBound > low { result.append(low..<cut.lowerBound) }
+                low = max(low, cut.upperBound)
+            }
+            if low < range.upperBound { result.append(low..<range.upperBound) }
         }
+        return result
     }
 }

@@ -110,10 +110,14 @@ public struct TrainingSummary: Sendable {
     /// How many distinct hosts the ranks ran on, and how many rank pairs talked over each path (`shm`, `tcp`, …).
     public var hosts = 1
     public var transportPaths: [String: Int] = [:]
+    /// The most any rank holds of parameters, gradients and optimizer state (ZeRO shards them):
+    /// the elements it keeps × 4 bytes, and the pages of those buffers the kernel reports in memory.
+    public var stateBytesPerRank = 0
+    public var residentStateBytesPerRank = 0
 
     public init(finalLoss: Float, validationLoss: Float, tokensPerSecond: Double, achievedFLOPs: Double, gemmFLOPs: Double,
                 cpuPeakFLOPs: Double?, losses: [Float], stragglers: [Straggler] = [], blasKernels: [String] = [],
-                hosts: Int = 1, transportPaths: [String: Int] = [:]) {
+                hosts: Int = 1, transportPaths: [String: Int] = [:], stateBytesPerRank: Int = 0, residentStateBytesPerRank: Int = 0) {
         self.finalLoss = finalLoss
         self.validationLoss = validationLoss
         self.tokensPerSecond = tokensPerSecond
@@ -125,6 +129,8 @@ public struct TrainingSummary: Sendable {
         self.blasKernels = blasKernels
         self.hosts = hosts
         self.transportPaths = transportPaths
+        self.stateBytesPerRank = stateBytesPerRank
+        self.residentStateBytesPerRank = residentStateBytesPerRank
     }
 }
 

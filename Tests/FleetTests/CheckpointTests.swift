@@ -75,11 +75,18 @@ final class CheckpointTests: FleetProcessTestCase {
             XCTAssertEqual(resumed.keys.sorted(), Array(11...20))
             for step in 11...20 { XCTAssertEqual(resumed[step], straight[step], "dp2·pp2 → \(layout): step \(step)") }
         }
+        // Saved under ZeRO-3 (each block by its owner), resumed by one process, and back.
+        let zero3 = directory + "/zero3"
+        _ = steps(try run(exact + ["--dp", "2", "--pp", "2", "--zero", "3", "--checkpoint-dir", zero3, "--stop-at", "10"], ranks: 4, mpi: true))
+        let fromZeRO = steps(try run(exact + ["--resume-from", zero3]))
+        for step in 11...20 { XCTAssertEqual(fromZeRO[step], straight[step], "dp2·pp2 ZeRO-3 → one process: step \(step)") }
         // And the reverse: one process → dp2·pp2.
         let single = directory + "/single"
         _ = steps(try run(exact + ["--checkpoint-dir", single, "--stop-at", "10"]))
         let reverse = steps(try run(exact + ["--dp", "2", "--pp", "2", "--resume-from", single], ranks: 4))
         for step in 11...20 { XCTAssertEqual(reverse[step], straight[step], "one process → dp2·pp2: step \(step)") }
+        let intoZeRO = steps(try run(exact + ["--dp", "4", "--zero", "3", "--resume-from", single], ranks: 4))
+        for step in 11...20 { XCTAssertEqual(intoZeRO[step], straight[step], "one process → dp4 ZeRO-3: step \(step)") }
         // Interleaved: a stage's chunks are not contiguous (pp2·v2: layers 0, 2 | 1, 3), yet the
         // checkpoint is the model's — saved by pp2·v2, resumed by dp2; one process → dp2·pp2·v2.
         let interleaved = ["--schedule", "interleaved", "--virtual-stages", "2"]
@@ -106,9 +113,13 @@ final class CheckpointTests: FleetProcessTestCase {
         // Zero steps to train: each run loads the checkpoint and saves it again in its own layout.
         _ = steps(try run(Self.base + ["--steps", "10", "--tp", "2", "--resume-from", a, "--checkpoint-dir", b], ranks: 2))
         _ = steps(try run(Self.base + ["--steps", "10", "--dp", "2", "--pp", "2", "--zero", "1", "--resume-from", b, "--checkpoint-dir", back], ranks: 4, mpi: true))
+        // ZeRO-3: no rank holds a whole tensor; each block's owner saves it.
+        let sharded = directory + "/zero3"
+        _ = steps(try run(Self.base + ["--steps", "10", "--dp", "2", "--tp", "2", "--zero", "3", "--resume-from", back, "--checkpoint-dir", sharded], ranks: 4))
         let original = try tensors(a + "/step-00000010")
         XCTAssertEqual(try tensors(b + "/step-00000010"), original, "dp2·pp2 → tp2")
         XCTAssertEqual(try tensors(back + "/step-00000010"), original, "dp2·pp2 → tp2 → dp2·pp2 (ZeRO-1)")
+        XCTAssertEqual(try tensors(sharded + "/step-00000010"), original, "… → dp2·tp2 (ZeRO-3)")
     }
 
     func testAnInterruptedSaveLeavesThePreviousCheckpointValid() throws {

@@ -56,6 +56,7 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         for layout in [["--dp", "2"], ["--dp", "4"], ["--tp", "2"], ["--tp", "4"], ["--pp", "2"], ["--pp", "4"],
                        ["--dp", "2", "--tp", "2"], ["--dp", "2", "--pp", "2"], ["--tp", "2", "--pp", "2"],
                        ["--dp", "2", "--zero", "1"], ["--dp", "2", "--pp", "2", "--zero", "1"],
+                       ["--dp", "4", "--zero", "3"], ["--dp", "2", "--pp", "2", "--zero", "3"], ["--dp", "2", "--tp", "2", "--zero", "2"],
                        ["--tp", "2", "--pp", "2", "--schedule", "gpipe"],
                        ["--pp", "2", "--schedule", "gpipe", "--microbatches", "2"], ["--pp", "4", "--schedule", "1f1b", "--microbatches", "8"],
                        ["--dp", "2", "--pp", "2", "--schedule", "interleaved", "--virtual-stages", "2", "--microbatches", "2"]] {
@@ -66,7 +67,7 @@ final class ParallelTrainingTests: FleetProcessTestCase {
     func testDataAndPipelineLayoutsEqualOneProcessOverZeroMQ() throws {
         let reference = try reference()
         for layout in [["--dp", "2"], ["--tp", "2"], ["--pp", "2"], ["--dp", "2", "--pp", "2"], ["--tp", "2", "--pp", "2"],
-                       ["--dp", "2", "--tp", "2", "--zero", "1"],
+                       ["--dp", "2", "--tp", "2", "--zero", "1"], ["--dp", "2", "--zero", "3"],
                        ["--pp", "4", "--schedule", "gpipe"], ["--pp", "2", "--schedule", "interleaved", "--microbatches", "4"]] {
             try assertMatches(layout, mpi: false, reference: reference)
         }

@@ -9,39 +9,12 @@ import XCTest
 /// the layouts against one process in seconds, without starting a worker. The real
 /// multi-process runs over MPI and ZeroMQ live in FleetTests.
 final class InProcessLayoutTests: XCTestCase {
-    static let steps = 4
-
-    func configuration(deterministic: Bool) -> TrainingConfiguration {
-        var c = TrainingConfiguration(model: ModelCatalog.gptTiny)
-        c.batch = 8
-        c.sequence = 64
-        c.steps = Self.steps
-        c.threads = 1
-        c.deterministic = deterministic
-        return c
-    }
-
-    /// Per-step losses (from the reporting rank) and the gathered final parameters of `layout`.
     func train(_ layout: ParallelLayout, deterministic: Bool, context: ExecutionContext = ExecutionContext(),
                threads: [Int]? = nil) throws -> (losses: [Float], parameters: [Float]) {
-        let c = configuration(deterministic: deterministic)
-        let results = LocalFabric.run(worldSize: layout.worldSize, timeout: .seconds(120)) { transport -> (losses: [Float], parameters: [Float])? in
-            var mine = c
-            if let threads { mine.threads = threads[transport.rank] }
-            let trainer = try DistributedTrainer(configuration: mine, layout: layout, transport: transport, corpus: .builtIn(), context: context)
-            let losses = try (0..<Self.steps).map { try trainer.trainStep($0).loss }
-            try trainer.gatherParameters()
-            return trainer.isReporter ? (losses, trainer.model.parameters.array) : nil
-        }
-        let reported = try results.map { try $0.get() }.compactMap { $0 }
-        return try XCTUnwrap(reported.first, "one rank reports")
+        try InProcessTraining.train(layout, deterministic: deterministic, context: context, threads: threads)
     }
 
-    func splitInvariantKernel() throws {
-        if let failure = BLASKernelCheck.splitInvariance() {
-            throw XCTSkip("OpenBLAS kernel \(BLAS.coreName) in this test process computes other bits in pieces (\(failure))")
-        }
-    }
+    func splitInvariantKernel() throws { try InProcessTraining.splitInvariantKernel() }
 
     func testDeterministicLayoutsAreBitwiseOneProcess() throws {
         try splitInvariantKernel()

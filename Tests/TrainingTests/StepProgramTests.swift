@@ -100,6 +100,13 @@ final class StepProgramTests: XCTestCase {
         try assertRanThePlan(ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2, zeroStage: 1))
     }
 
+    func testZeROTwoAndThreeRunThePlanOpForOp() throws {
+        try assertRanThePlan(ParallelLayout(dp: 2, zeroStage: 2))
+        try assertRanThePlan(ParallelLayout(dp: 2, zeroStage: 3))
+        try assertRanThePlan(ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2, zeroStage: 3))
+        try assertRanThePlan(ParallelLayout(dp: 2, pp: 2, microbatches: 4, schedule: .interleaved, virtualStages: 2, zeroStage: 3))
+    }
+
     /// A plan that differs from what runs is caught: the same step against another layout's plan.
     func testADifferentPlanIsCaught() throws {
         let ran = try recordedStep(ParallelLayout(dp: 2))[0].ran.map(line)

@@ -31,6 +31,7 @@ public enum TrainingRecord {
          ("blas_kernel", blas.kernel), ("blas_kernel_source", blas.source.rawValue), ("blas_kernels", s.blasKernels),
          ("blas_kernel_detected", blas.detected ?? ""), ("blas_kernel_note", blas.note ?? ""),
          ("straggler_ranks", s.stragglers.map(\.rank)), ("hosts", s.hosts),
+         ("state_bytes_per_rank", s.stateBytesPerRank), ("resident_state_bytes_per_rank", s.residentStateBytesPerRank),
          ("transport_paths", JSONObject(s.transportPaths.sorted { $0.key < $1.key }.map { ($0.key, $0.value) as (String, Any) }))]
     }
 }

@@ -1,0 +1,81 @@
+import Parallelism
+import Tensor
+
+/// What a rank keeps of the flat buffers. Every rank maps the whole model (so offsets,
+/// checkpoints and messages look the same everywhere) but keeps only the pages of what it
+/// holds: its stage's parameters (its shard's part of the split ones), their gradients and
+/// optimizer state; ZeRO cuts each of these to the rank's 1/dp blocks in turn (1: optimizer
+/// state, 2: and gradients, 3: and parameters between uses).
+extension DistributedTrainer {
+    /// The ZeRO stage in effect (none with one data-parallel rank: there is nothing to shard over).
+    var zero: Int { layout.dp > 1 ? layout.zeroStage : 0 }
+
+    /// Every range this rank updates: its stage's parameters, its shard's part of the split ones.
+    var ownedRanges: [Range<Int>] { ranges(stage: stage, shard: coordinates.tp, counted: false) }
+
+    /// Parameters kept between uses: the rank's ZeRO blocks under ZeRO-3, else all it updates.
+    var heldParameterRanges: [Range<Int>] { zero >= 3 ? buckets!.blocks : ownedRanges }
+    /// Gradients kept once summed: the rank's blocks under ZeRO-2 and 3, else all it updates.
+    var heldGradientRanges: [Range<Int>] { zero >= 2 ? buckets!.blocks : ownedRanges }
+
+    /// Gives back the pages of every parameter this rank does not hold (another stage's or
+    /// shard's; under ZeRO-3 other ranks' blocks). Done before the first step and after a restore.
+    func releaseUnheld() {
+        model.parameters.release(Self.complement(heldParameterRanges, count: model.layout.count))
+        holdingApplied = true
+    }
+
+    /// Parameters, gradients and optimizer state this rank holds, in bytes: `held` counts the
+    /// elements it keeps (what the memory model predicts), `resident` the pages the kernel
+    /// reports in memory for those buffers now (mincore).
+    func stateBytes() -> StateBytes {
+        let elements = { (ranges: [Range<Int>]) in ranges.reduce(0) { $0 + $1.count } }
+        let moments = shardedState.map { 2 * $0.firstMoment.count } ?? 2 * elements(ownedRanges)
+        let held = (elements(heldParameterRanges) + elements(heldGradientRanges) + moments) * MemoryLayout<Float>.stride
+        var resident = model.parameters.residentBytes + model.gradients.residentBytes
+        resident += shardedState.map { $0.firstMoment.residentBytes + $0.secondMoment.residentBytes }
+            ?? firstMoment.residentBytes + secondMoment.residentBytes
+        return StateBytes(held: held, resident: resident)
+    }
+
+    /// The largest `lastStateBytes` over all ranks (held and resident each), on every rank.
+    func largestStateBytes() throws -> StateBytes {
+        // 16-bit pieces: exact in Float.
+        func pieces(_ value: Int) -> [Float] { (0..<4).map { Float((UInt64(value) >> (16 * UInt64($0))) & 0xFFFF) } }
+        func value(_ pieces: ArraySlice<Float>) -> Int { pieces.enumerated().reduce(0) { $0 | Int($1.element) << (16 * $1.offset) } }
+        let mine = pieces(lastStateBytes.held) + pieces(lastStateBytes.resident), n = transport.worldSize
+        var all = [Float](repeating: 0, count: 8 * n)
+        try mine.withUnsafeBufferPointer { input in try all.withUnsafeMutableBufferPointer { try groups.world.allGather(input, into: $0) } }
+        return (0..<n).reduce(StateBytes.zero) { best, r in
+            StateBytes(held: max(best.held, value(all[(8 * r)..<(8 * r + 4)])), resident: max(best.resident, value(all[(8 * r + 4)..<(8 * r + 8)])))
+        }
+    }
+
+    /// The gaps of sorted, disjoint `ranges` within `0..<count`.
+    static func complement(_ ranges: [Range<Int>], count: Int) -> [Range<Int>] {
+        var gaps: [Range<Int>] = [], low = 0
+        for range in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if range.lowerBound > low { gaps.append(low..<range.lowerBound) }
+            low = max(low, range.upperBound)
+        }
+        if low < count { gaps.append(low..<count) }
+        return gaps
+    }
+
+    /// Runs `body` with the whole stage's parameters in place (under ZeRO-3 gathered for it and
+    /// let go after; `keep` leaves them in place, at the end of a run). Every rank of the
+    /// data-parallel group must call it together.
+    func withWholeParameters<T>(keep: Bool = false, _ body: () throws -> T) throws -> T {
+        guard let weights = shardedWeights else { return try body() }
+        try weights.gatherAll()
+        defer { if !keep { weights.releaseAll() } }
+        return try body()
+    }
+}
+
+/// Bytes of parameters, gradients and optimizer state one rank holds (see `stateBytes()`).
+public struct StateBytes: Sendable, Hashable {
+    public var held: Int
+    public var resident: Int
+    public static let zero = StateBytes(held: 0, resident: 0)
+}

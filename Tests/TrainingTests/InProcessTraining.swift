@@ -1,0 +1,44 @@
+import Collectives
+import Parallelism
+import Tensor
+import Training
+import Workload
+import XCTest
+
+/// The distributed trainer on the in-process transport, every rank a thread of this process.
+enum InProcessTraining {
+    static let steps = 4
+
+    static func configuration(deterministic: Bool) -> TrainingConfiguration {
+        var c = TrainingConfiguration(model: ModelCatalog.gptTiny)
+        c.batch = 8
+        c.sequence = 64
+        c.steps = Self.steps
+        c.threads = 1
+        c.deterministic = deterministic
+        return c
+    }
+
+    /// Per-step losses (from the reporting rank) and the gathered final parameters of `layout`.
+    static func train(_ layout: ParallelLayout, deterministic: Bool, context: ExecutionContext = ExecutionContext(),
+               threads: [Int]? = nil) throws -> (losses: [Float], parameters: [Float]) {
+        let c = Self.configuration(deterministic: deterministic)
+        let results = LocalFabric.run(worldSize: layout.worldSize, timeout: .seconds(120)) { transport -> (losses: [Float], parameters: [Float])? in
+            var mine = c
+            if let threads { mine.threads = threads[transport.rank] }
+            let trainer = try DistributedTrainer(configuration: mine, layout: layout, transport: transport, corpus: .builtIn(), context: context)
+            let losses = try (0..<Self.steps).map { try trainer.trainStep($0).loss }
+            try trainer.gatherParameters()
+            return trainer.isReporter ? (losses, trainer.model.parameters.array) : nil
+        }
+        let reported = try results.map { try $0.get() }.compactMap { $0 }
+        return try XCTUnwrap(reported.first, "one rank reports")
+    }
+
+    static func splitInvariantKernel() throws {
+        if let failure = BLASKernelCheck.splitInvariance() {
+            throw XCTSkip("OpenBLAS kernel \(BLAS.coreName) in this test process computes other bits in pieces (\(failure))")
+        }
+    }
+
+}
