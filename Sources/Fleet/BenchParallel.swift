@@ -8,7 +8,7 @@ import Workflows
 /// `fleet bench train` with a parallel layout: the one-process baseline and the layout,
 /// measured one after the other in the same command with the same per-replica batch; an
 /// interleaved layout also runs its plain 1F1B counterpart, so the bubble each leaves is
-/// measured side by side.
+/// measured side by side, and a ZeRO layout its unsharded counterpart (memory and speed).
 struct ParallelBenchmark {
     let options: TrainOptions
     let layout: ParallelLayout
@@ -36,24 +36,33 @@ struct ParallelBenchmark {
         launcher.runDir = try workers.runDir ?? RunDirectory.create("bench")
         _ = try launcher.workerTransport()
         let result = try LayoutThroughput(layout: layout, runDirectory: launcher.runDir!).result(single: single.tokensPerSecond)
-        var plain: LayoutThroughput.Result?
-        if layout.schedule == .interleaved {
-            // The same command once more, its workers told to run one chunk per stage (the last flag wins).
-            var counterpart = layout
-            counterpart.schedule = .oneFOneB
-            counterpart.virtualStages = 1
+        // An interleaved layout also runs as 1F1B, a ZeRO layout unsharded: the difference, measured side by side.
+        func counterpart(_ other: ParallelLayout, _ arguments: [String], _ name: String) throws -> LayoutThroughput.Result {
             var again = launcher
-            again.runDir = launcher.runDir! + "/1f1b"
-            again.extraArguments = ["--schedule", "1f1b", "--virtual-stages", "1"]
+            again.runDir = launcher.runDir! + "/" + name
+            again.extraArguments = arguments   // the last flag wins
             try FileManager.default.createDirectory(atPath: again.runDir!, withIntermediateDirectories: true)
             _ = try again.workerTransport()
-            plain = try LayoutThroughput(layout: counterpart, runDirectory: again.runDir!).result(single: single.tokensPerSecond)
+            return try LayoutThroughput(layout: other, runDirectory: again.runDir!).result(single: single.tokensPerSecond)
+        }
+        var plain: LayoutThroughput.Result?, unsharded: LayoutThroughput.Result?
+        if layout.schedule == .interleaved {
+            var other = layout
+            other.schedule = .oneFOneB
+            other.virtualStages = 1
+            plain = try counterpart(other, ["--schedule", "1f1b", "--virtual-stages", "1"], "1f1b")
+        }
+        if layout.zeroStage > 0 && layout.dp > 1 {
+            var other = layout
+            other.zeroStage = 0
+            unsharded = try counterpart(other, ["--zero", "0"], "zero0")
         }
         if json {
-            Console.json(result.record + (plain.map { result.interleaving(against: $0).record } ?? []))
+            Console.json(result.record + (plain.map { result.interleaving(against: $0).record } ?? []) + (unsharded.map(result.sharding) ?? []))
         } else {
             result.lines(model: options.model.name, batchPerReplica: options.batch, runDirectory: launcher.runDir!).forEach(Console.out)
             if let plain { result.interleaving(against: plain).lines.forEach(Console.out) }
+            if let unsharded { result.shardingLines(against: unsharded).forEach(Console.out) }
         }
     }
 }

@@ -14,6 +14,7 @@ struct BenchTrain: ParsableCommand {
           fleet bench train gpt-tiny --threads 2 --batch 32 --vs-pytorch
           fleet bench train gpt-tiny --dp 2        # one process vs dp2, same batch per replica, side by side
           fleet bench train gpt-tiny --pp 2 --microbatches 4   # step breakdown and measured vs predicted bubble
+          fleet bench train gpt-tiny --dp 4 --zero 3   # state per rank and speed beside the same layout unsharded
         """)
 
     @OptionGroup var options: TrainOptions

@@ -27,7 +27,7 @@ struct LayoutOptions: ParsableArguments {
             help: "Model chunks per pipeline stage under --schedule interleaved (default 2 there, 1 otherwise).")
     var virtualStages: Int?
 
-    @Option(parsing: .unconditional, help: "ZeRO stage: 0 (replicated optimizer state) or 1 (sharded over the dp group).")
+    @Option(parsing: .unconditional, help: "ZeRO stage, sharded over the dp group: 0 (nothing), 1 (optimizer state), 2 (and gradients) or 3 (and weights, gathered per layer).")
     var zero: Int = 0
 
     /// The largest degree or micro-batch count a flag takes: beyond it no layout describes a

@@ -66,6 +66,10 @@ struct Train: ParsableCommand {
                 throw ValidationError("--dp-algo hierarchical is for the buckets' all-reduce; under --zero \(layoutOptions.zero) the buckets are reduce-scattered: drop one of them")
             }
         }
+        if faultOptions.checkReplicas > 0 && layoutOptions.zero >= 3 && layoutOptions.dp > 1 {
+            throw ValidationError("--check-replicas compares the replicas' parameters, and under --zero 3 each rank holds only its own block of them: "
+                                  + "use --zero 2 or less to check replicas, or drop --check-replicas")
+        }
         if faultOptions.maxRestarts > 0 && checkpoints.checkpointDir == nil {
             throw ValidationError("--max-restarts needs --checkpoint-dir DIR: restarted workers resume from its newest valid checkpoint")
         }

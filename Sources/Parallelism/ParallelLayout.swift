@@ -11,7 +11,8 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
     public var schedule: PipelineSchedule.Kind
     /// Model chunks per pipeline stage under the interleaved schedule (1 otherwise).
     public var virtualStages: Int
-    /// 0: replicated optimizer state; 1: optimizer state sharded over the dp group.
+    /// ZeRO stage over the dp group: 0 nothing sharded; 1 the optimizer state; 2 and the
+    /// gradients; 3 and the weights (gathered per unit for each pass).
     public var zeroStage: Int
 
     public init(dp: Int = 1, tp: Int = 1, pp: Int = 1, microbatches: Int = 1,

@@ -20,7 +20,9 @@ public struct LayoutThroughput {
         let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: corpus)
         let log = try RankStepLog(path: "\(runDirectory)/rank-\(transport.rank).steps.jsonl")
         if let summary = try trainer.run(everyRank: { m, r in try log.write(m, r, rank: transport.rank) }) {
-            try JSONLine.encode([("tokens_per_s", summary.tokensPerSecond), ("mfu", summary.mfu)])
+            try JSONLine.encode([("tokens_per_s", summary.tokensPerSecond), ("mfu", summary.mfu),
+                                 ("state_bytes_per_rank", Double(summary.stateBytesPerRank)),
+                                 ("resident_state_bytes_per_rank", Double(summary.residentStateBytesPerRank))])
                 .write(toFile: "\(runDirectory)/summary.json", atomically: true, encoding: .utf8)
         }
     }
@@ -31,6 +33,8 @@ public struct LayoutThroughput {
         public let single: Double
         public let parallel: Double
         public let ranks: [RankAverage]
+        /// The most any rank held of parameters, gradients and optimizer state: counted, and resident pages.
+        public var stateBytes = 0.0, residentStateBytes = 0.0
 
         public var speedup: Double { single > 0 ? parallel / single : 0 }
         /// The schedule's idle fraction (forward = 1, backward = 2).
@@ -60,6 +64,8 @@ public struct LayoutThroughput {
                 lines.append(table.row(["\(rank.rank)", "\(layout.mesh.coordinates(of: rank.rank))"]
                     + [rank.step, rank.compute, rank.tensor, rank.pipelineWait, rank.dataExposed].map { String(format: "%.1f", $0 * 1000) }))
             }
+            lines.append(String(format: "\nstate per rank (parameters, gradients, optimizer): %.2f MiB held, %.2f MiB resident",
+                                stateBytes / 1_048_576, residentStateBytes / 1_048_576))
             if layout.pp > 1 {
                 lines.append(String(format: "\npipeline: predicted bubble %.1f%% (schedule, forward = 1, backward = 2), measured waiting %.1f%% of the step",
                                     predictedBubble * 100, measuredBubble * 100))
@@ -74,7 +80,24 @@ public struct LayoutThroughput {
         public var record: [(String, Any)] {
             [("layout", layout.description), ("ranks", layout.worldSize), ("one_process_tokens_per_s", single),
              ("tokens_per_s", parallel), ("speedup", speedup), ("predicted_bubble", predictedBubble),
-             ("measured_pipeline_wait_fraction", measuredBubble)]
+             ("measured_pipeline_wait_fraction", measuredBubble), ("state_bytes_per_rank", stateBytes),
+             ("resident_state_bytes_per_rank", residentStateBytes)]
+        }
+
+        /// What ZeRO changed against `unsharded`, the same layout without it measured in this run.
+        public func sharding(against unsharded: Result) -> [(String, Any)] {
+            [("unsharded_tokens_per_s", unsharded.parallel), ("unsharded_state_bytes_per_rank", unsharded.stateBytes),
+             ("state_ratio", unsharded.stateBytes > 0 ? stateBytes / unsharded.stateBytes : 0),
+             ("resident_state_ratio", unsharded.residentStateBytes > 0 ? residentStateBytes / unsharded.residentStateBytes : 0)]
+        }
+
+        public func shardingLines(against unsharded: Result) -> [String] {
+            [String(format: "\nZeRO-%d, side by side with the same layout unsharded in this run:", layout.zeroStage),
+             String(format: "  state per rank   %7.2f MiB → %7.2f MiB  (%.2f×; resident pages %.2f×)", unsharded.stateBytes / 1_048_576,
+                    stateBytes / 1_048_576, unsharded.stateBytes > 0 ? stateBytes / unsharded.stateBytes : 0,
+                    unsharded.residentStateBytes > 0 ? residentStateBytes / unsharded.residentStateBytes : 0),
+             String(format: "  tokens/s         %7.0f     → %7.0f      (%.2f×)", unsharded.parallel, parallel,
+                    unsharded.parallel > 0 ? parallel / unsharded.parallel : 0)]
         }
     }
 
@@ -118,6 +141,9 @@ public struct LayoutThroughput {
             throw FleetError("the workers left no summary at \(path)", duringRun: true)
         }
         let ranks = try (0..<layout.worldSize).map { try RankAverage(rank: $0, path: "\(runDirectory)/rank-\($0).steps.jsonl") }
-        return Result(layout: layout, single: single, parallel: object["tokens_per_s"] ?? 0, ranks: ranks)
+        var result = Result(layout: layout, single: single, parallel: object["tokens_per_s"] ?? 0, ranks: ranks)
+        result.stateBytes = object["state_bytes_per_rank"] ?? 0
+        result.residentStateBytes = object["resident_state_bytes_per_rank"] ?? 0
+        return result
     }
 }
