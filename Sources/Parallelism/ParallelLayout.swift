@@ -29,10 +29,11 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
     public var worldSize: Int { dp * tp * pp }
     public var mesh: DeviceMesh { DeviceMesh(dp: dp, tp: tp, pp: pp) }
 
-    /// `dp2·tp2`, `pp4`, `pp2·v2` (interleaved, two chunks per stage), `single process`.
+    /// `dp2·tp2`, `pp4`, `pp2·v2` (interleaved, two chunks per stage), `dp4·z3` (ZeRO-3), `single process`.
     public var description: String {
         var parts = [("dp", dp), ("tp", tp), ("pp", pp)].filter { $0.1 > 1 }.map { "\($0.0)\($0.1)" }
         if schedule == .interleaved { parts.append("v\(virtualStages)") }
+        if zeroStage > 0 && dp > 1 { parts.append("z\(zeroStage)") }
         return parts.isEmpty ? "single process" : parts.joined(separator: "·")
     }
 

@@ -85,6 +85,11 @@ final class FigureTests: XCTestCase {
         XCTAssertEqual(interleaved["bubble-interleaved-p4-m8-v2"]!, 3.0 / 19, accuracy: 1e-12)
         XCTAssertEqual(interleaved["message-ratio-p4-v2"]!, 7.0 / 3, accuracy: 1e-12)
         XCTAssertEqual(interleaved["activation-ratio-p4-m8-v2"]!, 11.0 / 2 / 4, accuracy: 1e-12)
+        let sharding = try ZeROSharding().solve()
+        XCTAssertEqual(sharding["state-ratio-zero1-dp4"]!, 10.0 / 16, accuracy: 1e-3)
+        XCTAssertEqual(sharding["state-ratio-zero2-dp4"]!, 7.0 / 16, accuracy: 1e-3)
+        XCTAssertEqual(sharding["state-ratio-zero3-dp4"]!, 4.0 / 16, accuracy: 1e-3)
+        XCTAssertEqual(sharding["gathers-per-step-zero3"]!, 8, "4 forward and 4 backward passes")
         let zero = try ZeROMemory().solve()
         XCTAssertEqual(zero["optimizer-gb-zero1"]! * 16, zero["optimizer-gb-zero0"]!, accuracy: zero["optimizer-gb-zero0"]! * 0.02)
     }
