@@ -228,6 +228,9 @@ extension DistributedTrainer {
         if let gathers = shardedWeights?.takeTraffic() {
             traffic.dataAllReduces += gathers.gathers
             traffic.dataFloats += gathers.floats
+            // Waiting for ZeRO-3's gathers happened inside the passes: it is exposed communication, not compute.
+            compute -= gathers.waited
+            exposedData += gathers.waited
         }
         injector?.corruptNumbers(step: step + 1, parameters: true, buffer: model.parameters.pointer, ranges: heldParameterRanges)
         if replicaCheckEvery > 0 && (step + 1) % replicaCheckEvery == 0 { try checkReplicas(step: step) }

@@ -33,46 +33,47 @@ extension GPT {
             }
             try finalized?(layout.entry("lnf.w").offset)
         }
-        for l in layers.reversed() { try using(units, first + layers.upperBound - 1 - l) {
-            let p = "h\(l).", mid = a.afterAttention[l].pointer, dHidden = a.dHidden.pointer
-            // MLP: residual[l+1] = mid + proj(gelu(fc(ln2(mid)))); proj is row-parallel, fc column-parallel.
-            let mlpProjection = r * hl
-            Linear.inputGradient(dinp: dHidden, dout: dResidual, weight: pointer(p + "mlp.proj.w") + mlpProjection,
-                                 m: rows, k: hl, n: c, accumulate: false, ldWeight: spec.mlpHidden)
-            linearParameterGradients(p + "mlp.proj", weightOffset: mlpProjection, dout: dResidual, inp: a.gelu[l].pointer,
-                                     batch: b, sequence: t, k: hl, n: c, ldWeight: spec.mlpHidden)
-            // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
-            let dPreActivation = a.gelu[l].pointer
-            kernel(.geluBackward, rows * hl) { GELU.backward(dPreActivation, a.fc[l].pointer, tanh: a.geluTanh[l].pointer, dHidden, count: rows * hl) }
-            try columnParallelInputGradient(dinp: dNormed, dout: dPreActivation, weight: p + "mlp.fc.w", rows: rows,
-                                            sections: 1, sectionSize: spec.mlpHidden, width: hl, ldOut: hl)
-            linearParameterGradients(p + "mlp.fc", weightOffset: r * hl * c, biasOffset: r * hl, dout: dPreActivation,
-                                     inp: a.ln2[l].pointer, batch: b, sequence: t, k: c, n: hl)
-            layerNorm(backward: p + "ln2", dResidual: dResidual, dout: dNormed, inp: mid, weight: pointer(p + "ln2.w"),
-                      mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer, batch: b, sequence: t)
-            // Attention: mid = residual[l] + proj(attention(qkv(ln1(residual[l])))).
-            Linear.inputGradient(dinp: a.dAttention.pointer, dout: dResidual, weight: pointer(p + "attn.proj.w") + r * cl,
-                                 m: rows, k: cl, n: c, accumulate: false, ldWeight: c)
-            linearParameterGradients(p + "attn.proj", weightOffset: r * cl, dout: dResidual, inp: a.attention[l].pointer,
-                                     batch: b, sequence: t, k: cl, n: c, ldWeight: c)
-            kernel(.attentionBackward, b * local.heads * t * t, flops: 8 * Double(spec.headSize * b * local.heads * t * t)) {
-                Attention.backward(dqkv: a.dQKV.pointer, dout: a.dAttention.pointer, qkv: a.qkv[l].pointer,
-                                   probabilities: a.probabilities[l].pointer, scratch: a.attentionScratch.pointer, shape: shape)
-            }
-            try columnParallelInputGradient(dinp: dNormed, dout: a.dQKV.pointer, weight: p + "attn.qkv.w", rows: rows,
-                                            sections: 3, sectionSize: c, width: cl, ldOut: 3 * cl)
-            if split {
-                for s in 0..<3 {
-                    let row = s * c + r * cl
-                    linearParameterGradients(p + "attn.qkv", weightOffset: row * c, biasOffset: row, dout: a.dQKV.pointer + s * cl,
-                                             inp: a.ln1[l].pointer, batch: b, sequence: t, k: c, n: cl, ldOut: 3 * cl)
+        for l in layers.reversed() {
+            try using(units, first + layers.upperBound - 1 - l) {
+                let p = "h\(l).", mid = a.afterAttention[l].pointer, dHidden = a.dHidden.pointer
+                // MLP: residual[l+1] = mid + proj(gelu(fc(ln2(mid)))); proj is row-parallel, fc column-parallel.
+                let mlpProjection = r * hl
+                Linear.inputGradient(dinp: dHidden, dout: dResidual, weight: pointer(p + "mlp.proj.w") + mlpProjection,
+                                     m: rows, k: hl, n: c, accumulate: false, ldWeight: spec.mlpHidden)
+                linearParameterGradients(p + "mlp.proj", weightOffset: mlpProjection, dout: dResidual, inp: a.gelu[l].pointer,
+                                         batch: b, sequence: t, k: hl, n: c, ldWeight: spec.mlpHidden)
+                // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
+                let dPreActivation = a.gelu[l].pointer
+                kernel(.geluBackward, rows * hl) { GELU.backward(dPreActivation, a.fc[l].pointer, tanh: a.geluTanh[l].pointer, dHidden, count: rows * hl) }
+                try columnParallelInputGradient(dinp: dNormed, dout: dPreActivation, weight: p + "mlp.fc.w", rows: rows,
+                                                sections: 1, sectionSize: spec.mlpHidden, width: hl, ldOut: hl)
+                linearParameterGradients(p + "mlp.fc", weightOffset: r * hl * c, biasOffset: r * hl, dout: dPreActivation,
+                                         inp: a.ln2[l].pointer, batch: b, sequence: t, k: c, n: hl)
+                layerNorm(backward: p + "ln2", dResidual: dResidual, dout: dNormed, inp: mid, weight: pointer(p + "ln2.w"),
+                          mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer, batch: b, sequence: t)
+                // Attention: mid = residual[l] + proj(attention(qkv(ln1(residual[l])))).
+                Linear.inputGradient(dinp: a.dAttention.pointer, dout: dResidual, weight: pointer(p + "attn.proj.w") + r * cl,
+                                     m: rows, k: cl, n: c, accumulate: false, ldWeight: c)
+                linearParameterGradients(p + "attn.proj", weightOffset: r * cl, dout: dResidual, inp: a.attention[l].pointer,
+                                         batch: b, sequence: t, k: cl, n: c, ldWeight: c)
+                kernel(.attentionBackward, b * local.heads * t * t, flops: 8 * Double(spec.headSize * b * local.heads * t * t)) {
+                    Attention.backward(dqkv: a.dQKV.pointer, dout: a.dAttention.pointer, qkv: a.qkv[l].pointer,
+                                       probabilities: a.probabilities[l].pointer, scratch: a.attentionScratch.pointer, shape: shape)
                 }
-            } else {
-                linearParameterGradients(p + "attn.qkv", dout: a.dQKV.pointer, inp: a.ln1[l].pointer, batch: b, sequence: t, k: c, n: 3 * c)
+                try columnParallelInputGradient(dinp: dNormed, dout: a.dQKV.pointer, weight: p + "attn.qkv.w", rows: rows,
+                                                sections: 3, sectionSize: c, width: cl, ldOut: 3 * cl)
+                if split {
+                    for s in 0..<3 {
+                        let row = s * c + r * cl
+                        linearParameterGradients(p + "attn.qkv", weightOffset: row * c, biasOffset: row, dout: a.dQKV.pointer + s * cl,
+                                                 inp: a.ln1[l].pointer, batch: b, sequence: t, k: c, n: cl, ldOut: 3 * cl)
+                    }
+                } else {
+                    linearParameterGradients(p + "attn.qkv", dout: a.dQKV.pointer, inp: a.ln1[l].pointer, batch: b, sequence: t, k: c, n: 3 * c)
+                }
+                layerNorm(backward: p + "ln1", dResidual: dResidual, dout: dNormed, inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"),
+                          mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, batch: b, sequence: t)
             }
-            layerNorm(backward: p + "ln1", dResidual: dResidual, dout: dNormed, inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"),
-                      mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, batch: b, sequence: t)
-          }
             try finalized?(layout.entry("h\(l).ln1.w").offset)
         }
         guard embed else { return }

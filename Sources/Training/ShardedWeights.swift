@@ -24,6 +24,9 @@ final class ShardedWeights: WeightSource {
     /// Weights gathered per step (a rank's blocks included), for the step's traffic.
     private(set) var gatheredFloats = 0
     private(set) var gathers = 0
+    /// Time spent waiting for gathers to complete: inside the passes, yet not compute (a slow
+    /// peer's lateness lands here, not in this rank's compute).
+    private(set) var waited: Duration = .zero
 
     init(buckets: GradientBuckets, sync: GradientSync, parameters: FloatBuffer, units: [ParameterUnit]) {
         self.buckets = buckets
@@ -32,6 +35,8 @@ final class ShardedWeights: WeightSource {
     }
 
     func use(_ unit: ParameterUnit, then next: ParameterUnit?) throws {
+        let began = ContinuousClock.now
+        defer { waited += ContinuousClock.now - began }
         let pending = try prefetched.removeValue(forKey: unit) ?? start(unit)
         for (index, operation) in pending { try buckets.finishGather(index, operation, into: parameters.pointer) }
         if let next, next != unit, prefetched[next] == nil { prefetched[next] = try start(next) }
@@ -62,9 +67,9 @@ final class ShardedWeights: WeightSource {
         for bucket in buckets.buckets { parameters.release(bucket.others) }
     }
 
-    /// Counts since the last call.
-    func takeTraffic() -> (gathers: Int, floats: Int) {
-        defer { gathers = 0; gatheredFloats = 0 }
-        return (gathers, gatheredFloats)
+    /// Counts and waiting since the last call.
+    func takeTraffic() -> (gathers: Int, floats: Int, waited: Duration) {
+        defer { gathers = 0; gatheredFloats = 0; waited = .zero }
+        return (gathers, gatheredFloats, waited)
     }
 }

@@ -94,10 +94,13 @@ final class TrainCommandTests: FleetProcessTestCase {
         XCTAssertNotEqual(onto.status, 0)
         XCTAssertTrue(onto.stderr.contains("it is a directory; name a file"), onto.output)
         XCTAssertFalse(onto.stdout.contains("weights saved"), onto.output)
-        // Hierarchical buckets with what has no all-reduce buckets, and hosts that cannot hold the ranks.
+        // Hierarchical buckets with what has no all-reduce buckets, ZeRO stages fleet does not have or
+        // replicas that hold nothing in common, and hosts that cannot hold the ranks.
         for (arguments, message) in [(["--dp-algo", "hierarchical", "--deterministic"], "drop one of them"),
                                      (["--dp-algo", "hierarchical", "--zero", "1"], "the buckets are reduce-scattered"),
                                      (["--dp-algo", "tree"], "--dp-algo must be ring or hierarchical"),
+                                     (["--zero", "4"], "--zero takes a ZeRO stage: 0 (none), 1 (optimizer state), 2 (and gradients) or 3"),
+                                     (["--zero", "3", "--check-replicas", "2"], "each rank holds only its own block"),
                                      (["--hosts", "a:1"], "4 ranks need 4 slots"),
                                      (["--hosts", "a:0"], "--hosts: 'a:0': the slots after ':' must be a whole number")] {
             let refused = try FleetProcess.fleet(["train", "gpt-tiny", "--dp", "4", "--steps", "1"] + arguments)

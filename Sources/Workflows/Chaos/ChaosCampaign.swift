@@ -93,8 +93,10 @@ public struct ChaosCampaign {
             case .bitflip:
                 // A flip in a parameter's low bits changes no check's outcome unless a replica holds
                 // the same parameter to compare (--check-replicas); without one no check can see it.
+                // Under ZeRO-3 no two ranks hold the same weights, and a flipped weight that stays
+                // finite is silent corruption no check can see: only gradients are flipped there.
                 let targets = [",target=gradient", ",target=parameter", ",target=parameter,bit=\(2 + draw(20))"]
-                spec += targets[draw(layout.dp > 1 ? 3 : 2)]
+                spec += targets[draw(layout.dp > 1 && layout.zeroStage >= 3 ? 1 : Self.replicated(layout) ? 3 : 2)]
             case .checkpoint: spec = "checkpoint:rank=\(rank),step=\(5 * (1 + draw(max(1, (steps - 1) / 5)))),mode=\(["full", "torn"][draw(2)])"
             default: break
             }
@@ -102,13 +104,17 @@ public struct ChaosCampaign {
         }
     }
 
+    /// Whether two ranks hold the same parameters between steps, so replicas can be compared.
+    static func replicated(_ layout: ParallelLayout) -> Bool { layout.dp > 1 && layout.zeroStage < 3 }
+
     /// Run `number` as planned, judged against the reference's parameters.
     public func run(_ number: Int, _ plan: Plan, reference: [Float]) throws -> ChaosOutcome {
         let runDir = directory + "/run-\(number)"
         try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
         let channel = EventChannel(path: runDir + "/events.jsonl")
         var train: [String] = arguments(plan.layout) + ["--checkpoint-dir", runDir + "/ck", "--checkpoint-every", "5", "--timeout", "3", "--checksums",
-                                                        "--check-replicas", "1", "--run-dir", runDir + "/run"]
+                                                        "--run-dir", runDir + "/run"]
+        if Self.replicated(plan.layout) { train += ["--check-replicas", "1"] }
         if plan.link == nil { train += ["--inject", plan.spec] }
         if let hosts {
             let list: [String] = hosts.hosts.map { "\($0.address):\($0.slots)" }
