@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tensor", "Workload", "Collectives", "Engine", "OpLog"]),
         // Runs the real `fleet` binary (self-launched ZeroMQ workers and mpirun).
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "Workload", "Engine"]),
-        .testTarget(name: "WorkflowsTests", dependencies: ["Workflows", "Training", "Workload", "Parallelism"]),
+        .testTarget(name: "WorkflowsTests", dependencies: ["Workflows", "Training", "Workload", "Parallelism", "Engine"]),
         .testTarget(name: "LabTests", dependencies: ["Lab", "Workflows"]),
     ],
     swiftLanguageModes: [.v5]

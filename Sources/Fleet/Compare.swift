@@ -85,8 +85,11 @@ struct Compare: ParsableCommand {
                 Console.out("predictions, written to \(directory)/predictions.jsonl before any run:")
                 rows.map(\.prediction).forEach(Console.out)
             }
+            // Right before each run, the machine's speed against the calibration's (drift control).
+            let probe = base.device.calibration.map { DriftProbe(calibration: $0, model: model, sequence: model.context) }
             for index in rows.indices {
-                if !json { Console.progress("running \(rows[index].name) (\(rows[index].layout.worldSize) ranks, \(steps) steps)…") }
+                if !json { Console.progress("probing this machine's speed, then running \(rows[index].name) (\(rows[index].layout.worldSize) ranks, \(steps) steps)…") }
+                rows[index].drift = probe.map { $0.speed() - 1 }
                 rows[index].measured = try comparison.measure(rows[index], directory: "\(directory)/\(rows[index].name)")
             }
             if json {

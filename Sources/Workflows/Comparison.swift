@@ -77,6 +77,12 @@ public struct ComparisonRow {
     public var layout: ParallelLayout
     public var simulated: StepReport
     public var measured: StepLogs?
+    /// The machine's speed right before this layout ran, over its calibrated speed, less 1
+    /// (`DriftProbe`; −0.1: 10 % slower than when calibrated); nil without a calibration.
+    public var drift: Double?
+    /// Drift beyond this is flagged: the layout was measured on a machine the calibration no
+    /// longer describes (the probe itself moves by a few percent).
+    public static let driftTolerance = 0.08
 
     public var simulatedCompute: Double { simulated.breakdown.compute.seconds + simulated.breakdown.optimizer.seconds }
     public var simulatedCommunication: Double { simulated.breakdown.tensorParallel.seconds + simulated.breakdown.dataParallelExposed.seconds }
@@ -84,6 +90,13 @@ public struct ComparisonRow {
     public var measuredStep: Double { measured.map { StepLogs.median($0.steps) } ?? .nan }
     /// Simulated minus measured, in percent of measured.
     public var error: Double { (simulated.stepTime.seconds - measuredStep) / measuredStep * 100 }
+    /// The prediction with its kernels rescaled to the machine's speed at the time of the run:
+    /// compute (and the optimizer) divided by 1 + drift, communication and waiting as they were.
+    public var driftAdjustedSimulated: Double {
+        simulated.stepTime.seconds + simulatedCompute * (1 / (1 + (drift ?? 0)) - 1)
+    }
+    public var driftAdjustedError: Double { (driftAdjustedSimulated - measuredStep) / measuredStep * 100 }
+    public var drifted: Bool { abs(drift ?? 0) > Self.driftTolerance }
 
     /// The part of the step whose simulated and measured times differ most.
     public var worstComponent: String {
@@ -119,7 +132,8 @@ public struct ComparisonRow {
                 ("measured_compute_s", m.compute), ("simulated_compute_s", simulatedCompute),
                 ("measured_communication_s", m.communication), ("simulated_communication_s", simulatedCommunication),
                 ("measured_bubble_s", m.bubble), ("simulated_bubble_s", simulatedBubble),
-                ("largest_difference", worstComponent)]
+                ("largest_difference", worstComponent), ("drift_pct", (drift ?? .nan) * 100),
+                ("drift_adjusted_simulated_s", driftAdjustedSimulated), ("drift_adjusted_error_pct", driftAdjustedError)]
     }
 
     /// Measured against simulated, one row per layout, and the errors' median and largest.
@@ -132,7 +146,7 @@ public struct ComparisonRow {
     public static func table(_ rows: [ComparisonRow]) -> [String] {
         let baseline = Self.baseline(rows)
         let table = Table(columns: [("layout", max(8, rows.map(\.name.count).max() ?? 0)), ("ranks", 5), ("measured ms", 11), ("p25–p75", 13), ("simulated", 9), ("error", 7),
-                                    ("speed-up m/s", 12), ("compute m/s", 13), ("comm m/s", 11), ("bubble m/s", 11), ("largest difference", 24)])
+                                    ("speed-up m/s", 12), ("compute m/s", 13), ("comm m/s", 11), ("bubble m/s", 11), ("drift", 7), ("largest difference", 24)])
         var lines = [table.header()]
         for row in rows {
             let m = row.measured ?? StepLogs()
@@ -143,11 +157,24 @@ public struct ComparisonRow {
                                     String(format: "%.1f/%.1f", m.compute * 1000, row.simulatedCompute * 1000),
                                     String(format: "%.1f/%.1f", m.communication * 1000, row.simulatedCommunication * 1000),
                                     String(format: "%.1f/%.1f", m.bubble * 1000, row.simulatedBubble * 1000),
+                                    row.drift.map { String(format: "%+.0f%%%@", $0 * 100, row.drifted ? "!" : "") } ?? "-",
                                     abs(row.error) > 10 ? row.worstComponent : "-"]))
         }
         let errors = rows.map { abs($0.error) }
         lines.append(String(format: "|error|: median %.1f%%, largest %.1f%% (%@)", StepLogs.median(errors), errors.max() ?? 0,
                             rows.max { abs($0.error) < abs($1.error) }?.name ?? "-"))
+        // Drift: the machine's speed before each run against the calibration's.
+        let drifts = rows.compactMap(\.drift)
+        if !drifts.isEmpty {
+            let adjusted = rows.map { abs($0.driftAdjustedError) }
+            lines.append(String(format: "machine speed before each run vs the calibration: %+.0f%% to %+.0f%%; with the kernels rescaled to it, |error| median %.1f%%, largest %.1f%%",
+                                (drifts.min() ?? 0) * 100, (drifts.max() ?? 0) * 100, StepLogs.median(adjusted), adjusted.max() ?? 0))
+            let flagged = rows.filter(\.drifted).map(\.name)
+            if !flagged.isEmpty {
+                lines.append(String(format: "! measured more than %.0f%% off the calibrated speed: %@ — the error there tells of the hour, not the model; run again, or calibrate again",
+                                    Self.driftTolerance * 100, flagged.joined(separator: ", ")))
+            }
+        }
         if let baseline {
             // Scaling: each layout's speed-up over the one-process step, measured against simulated.
             let off = rows.filter { $0.layout.worldSize > 1 }.map { row -> Double in let s = row.speedup(over: baseline); return abs(s.simulated - s.measured) / s.measured * 100 }

@@ -46,6 +46,13 @@ final class CalibrateCompareTests: FleetProcessTestCase {
             }
             let measured = row["measured_step_s"] as! Double, simulated = row["simulated_step_s"] as! Double
             XCTAssertEqual(row["error_pct"] as! Double, (simulated - measured) / measured * 100, accuracy: 1e-9)
+            // Drift control: the machine's speed was probed before the run, and the rescaled prediction follows from it.
+            let drift = try XCTUnwrap(row["drift_pct"] as? Double, "drift_pct in \(row)")
+            XCTAssertTrue(drift.isFinite && drift > -100, "drift \(drift) %")
+            let adjusted = try XCTUnwrap(row["drift_adjusted_simulated_s"] as? Double)
+            let compute = row["simulated_compute_s"] as! Double
+            XCTAssertEqual(adjusted, simulated + compute * (1 / (1 + drift / 100) - 1), accuracy: 1e-12)
+            XCTAssertEqual(row["drift_adjusted_error_pct"] as! Double, (adjusted - measured) / measured * 100, accuracy: 1e-9)
             // The scaling view: speed-ups over the dp1 row of the same run, measured and simulated.
             let dp1 = rows[0]
             XCTAssertEqual(row["measured_speedup"] as? Double ?? .nan, (dp1["measured_step_s"] as! Double) / measured, accuracy: 1e-12)
@@ -77,6 +84,7 @@ final class CalibrateCompareTests: FleetProcessTestCase {
         let prediction = try XCTUnwrap(human.stdout.range(of: "simulated")), table = try XCTUnwrap(human.stdout.range(of: "measured ms"))
         XCTAssertLessThan(prediction.lowerBound, table.lowerBound)
         XCTAssertTrue(human.stdout.contains("|error|"), human.stdout)
+        XCTAssertTrue(human.stdout.contains("machine speed before each run vs the calibration"), human.stdout)
         XCTAssertTrue(human.stdout.contains("add dp1 to --layouts"), "without dp1 no speed-up, and it says how to get one: " + human.stdout)
     }
 

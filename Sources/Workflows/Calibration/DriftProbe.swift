@@ -1,0 +1,31 @@
+import Engine
+import Foundation
+import Parallelism
+import Workload
+
+/// How fast this machine runs now against its calibration: the calibration's heaviest product
+/// shapes timed again, one thread, the way `fleet calibrate` timed them. `fleet compare` probes
+/// right before each layout's run, so a layout measured in a slow (or fast) minute says so.
+public struct DriftProbe {
+    public let calibration: KernelCalibration
+    public let model: ModelSpec
+    public let sequence: Int
+    /// Shapes probed: the calibration's heaviest (their rates are the steadiest).
+    public let shapes: [GEMMShape]
+
+    public init(calibration: KernelCalibration, model: ModelSpec, sequence: Int, shapes count: Int = 3) {
+        self.calibration = calibration
+        self.model = model
+        self.sequence = sequence
+        shapes = calibration.gemm.keys.sorted { ($0.flops.count, "\($0)") > ($1.flops.count, "\($1)") }.prefix(count).map { $0 }
+    }
+
+    /// The speed now over the calibrated speed (1: unchanged, 0.8: 20 % slower now): the
+    /// geometric mean over the probed shapes of their rate now over their calibrated rate.
+    public func speed() -> Double {
+        guard !shapes.isEmpty else { return 1 }
+        let bench = KernelBenchmark(model: model, sequence: sequence, repeats: 5)
+        let logs = shapes.map { shape in log(bench.gemm(shape).median / calibration.rate(shape)) }
+        return exp(logs.reduce(0, +) / Double(logs.count))
+    }
+}

@@ -1,0 +1,26 @@
+import Engine
+import Parallelism
+import Workflows
+import Workload
+import XCTest
+
+/// The drift probe times the calibration's heaviest shapes again: against a calibration that
+/// claims a thousandfold faster (or slower) machine it must say so, whatever the machine's noise.
+final class DriftProbeTests: XCTestCase {
+    func calibration(rate: Double) -> KernelCalibration {
+        let shapes = [GEMMShape(m: 128, n: 128, k: 128), GEMMShape(m: 256, n: 128, k: 512), GEMMShape(m: 64, n: 64, k: 64)]
+        return KernelCalibration(gemm: Dictionary(uniqueKeysWithValues: shapes.map { ($0, rate) }), perElement: [:], cores: 1)
+    }
+
+    func testTheProbeComparesTheMachineWithItsCalibration() {
+        let model = ModelCatalog.gptTiny
+        let fast = DriftProbe(calibration: calibration(rate: 1e14), model: model, sequence: 64)
+        XCTAssertEqual(fast.shapes.first, GEMMShape(m: 256, n: 128, k: 512), "the heaviest shape first")
+        XCTAssertEqual(fast.shapes.count, 3)
+        XCTAssertLessThan(fast.speed(), 0.01, "a CPU core does not reach 100 TFLOP/s: the machine is far slower than that calibration")
+        XCTAssertGreaterThan(DriftProbe(calibration: calibration(rate: 1e6), model: model, sequence: 64).speed(), 100,
+                             "and far faster than 1 MFLOP/s")
+        XCTAssertEqual(DriftProbe(calibration: KernelCalibration(gemm: [:], perElement: [:], cores: 1), model: model, sequence: 64).speed(), 1,
+                       "nothing to probe: no drift claimed")
+    }
+}
