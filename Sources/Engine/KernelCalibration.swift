@@ -30,6 +30,27 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// The BLAS kernel the rates were measured with (OpenBLAS's name, e.g. "Haswell"); rates
     /// taken with another kernel do not describe this one.
     public var blasKernel: String?
+    /// Every repeat calibrate took of each input (the rates above are their medians): what
+    /// `fleet compare` draws from for its prediction intervals. Empty when not recorded.
+    public var gemmRepeats: [GEMMShape: [Double]] = [:]
+    public var perElementRepeats: [ElementKernel: [Double]] = [:]
+    public var inStepRepeats: [Double] = []
+
+    /// Whether any input kept its repeats.
+    public var hasRepeats: Bool { !gemmRepeats.isEmpty || !perElementRepeats.isEmpty || !inStepRepeats.isEmpty }
+
+    /// This calibration with every input that kept its repeats replaced by one of them, each
+    /// drawn on its own by `pick(count)` (an index below count): one sample of what the
+    /// machine measured, for a Monte Carlo over the calibration's spread.
+    public func drawn(_ pick: (Int) -> Int) -> KernelCalibration {
+        var copy = self
+        for (shape, repeats) in gemmRepeats.sorted(by: { $0.key < $1.key }) where !repeats.isEmpty { copy.gemm[shape] = repeats[pick(repeats.count)] }
+        for kernel in ElementKernel.allCases {
+            if let repeats = perElementRepeats[kernel], !repeats.isEmpty { copy.perElement[kernel] = repeats[pick(repeats.count)] }
+        }
+        if !inStepRepeats.isEmpty { copy.inStep = inStepRepeats[pick(inStepRepeats.count)] }
+        return copy
+    }
 
     public init(gemm: [GEMMShape: Double], perElement: [ElementKernel: Double], cores: Int) {
         self.gemm = gemm

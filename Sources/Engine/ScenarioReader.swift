@@ -78,7 +78,7 @@ public struct ScenarioReader {
             guard let device = DeviceCatalog.named(name) else { throw fail(node, "unknown device '\(name)'; expected one of \(known)") }
             return device
         }
-        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel"])
+        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel", "kernel_repeats_ns", "in_step_repeats"])
         let nameNode = try required(map, "name", "cluster.device")
         guard var device = nameNode.string.flatMap(DeviceCatalog.named) else {
             throw fail(nameNode, "cluster.device.name must name the device the measurements refine; expected one of \(known)")
@@ -89,11 +89,20 @@ public struct ScenarioReader {
         if let n = map["watts"] { device.watts = try number(n, "cluster.device.watts") }
         guard map["gemm"] != nil || map["kernels"] != nil || map["cores"] != nil else { return device }
         let cores = try int(required(map, "cores", "cluster.device"), "cluster.device.cores", minimum: 1)
-        var gemm: [GEMMShape: Double] = [:]
+        var gemm: [GEMMShape: Double] = [:], gemmRepeats: [GEMMShape: [Double]] = [:]
+        // Repeats calibrate kept (compare's prediction intervals draw from them): positive numbers.
+        func repeats(_ node: Node, _ name: String) throws -> [Double] {
+            guard let items = node.sequence else { throw fail(node, "\(name) must be a list of numbers") }
+            return try items.map { item in
+                let value = try number(item, name)
+                guard value > 0 else { throw fail(item, "\(name) must be positive numbers") }
+                return value
+            }
+        }
         if let list = map["gemm"] {
             guard let items = list.sequence else { throw fail(list, "cluster.device.gemm must be a list of {m, n, k, trans, rate}") }
             for item in items {
-                let entry = try mapping(item, "a gemm entry", allowed: ["m", "n", "k", "trans", "rate"])
+                let entry = try mapping(item, "a gemm entry", allowed: ["m", "n", "k", "trans", "rate", "repeats_gflops"])
                 var shape = GEMMShape(m: try int(required(entry, "m", "gemm"), "gemm.m", minimum: 1),
                                       n: try int(required(entry, "n", "gemm"), "gemm.n", minimum: 1),
                                       k: try int(required(entry, "k", "gemm"), "gemm.k", minimum: 1))
@@ -103,6 +112,7 @@ public struct ScenarioReader {
                     shape.transB = value == "B"
                 }
                 gemm[shape] = try quantity(required(entry, "rate", "gemm"), "gemm.rate", Units.flops)
+                if let node = entry["repeats_gflops"] { gemmRepeats[shape] = try repeats(node, "gemm.repeats_gflops").map { $0 * 1e9 } }
             }
         }
         var perElement: [ElementKernel: Double] = [:]
@@ -111,6 +121,14 @@ public struct ScenarioReader {
             for (key, value) in kernels.pairs { perElement[ElementKernel(rawValue: key)!] = try quantity(value, "kernels.\(key)", Units.time) }
         }
         var calibration = KernelCalibration(gemm: gemm, perElement: perElement, cores: cores)
+        calibration.gemmRepeats = gemmRepeats
+        if let node = map["kernel_repeats_ns"] {
+            let kernels = try mapping(node, "cluster.device.kernel_repeats_ns", allowed: ElementKernel.allCases.map(\.rawValue))
+            for (key, value) in kernels.pairs {
+                calibration.perElementRepeats[ElementKernel(rawValue: key)!] = try repeats(value, "kernel_repeats_ns.\(key)").map { $0 * 1e-9 }
+            }
+        }
+        if let node = map["in_step_repeats"] { calibration.inStepRepeats = try repeats(node, "cluster.device.in_step_repeats") }
         if let n = map["in_step"] {
             calibration.inStep = try number(n, "cluster.device.in_step")
             guard calibration.inStep > 0 else { throw fail(n, "cluster.device.in_step must be positive") }

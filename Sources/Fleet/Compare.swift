@@ -104,16 +104,23 @@ struct Compare: ParsableCommand {
     }
 
     /// Step times measured and simulated; with dp1 among the layouts, speed-ups over it instead (what scaling is).
+    /// The simulated 10–90 % band is drawn as two thin lines either side of the prediction.
     private func plotChart(_ rows: [ComparisonRow]) -> String {
+        let banded = rows.allSatisfy { $0.interval != nil }
         if let baseline = ComparisonRow.baseline(rows), rows.count > 1 {
+            let reference = baseline.simulated.stepTime.seconds
+            let band: [(String, String, [Double])] = banded
+                ? [("simulated p10", "#9dbbe0", rows.map { reference / $0.interval!.p10 }), ("simulated p90", "#9dbbe0", rows.map { reference / $0.interval!.p90 })] : []
             return SVGChart.lines(title: "\(model.name): speed-up over one process, measured vs simulated (\(transport), batch \(batch))", unit: "× dp1",
                                   labels: rows.map(\.name),
                                   series: [("measured", "#c0392b", rows.map { $0.speedup(over: baseline).measured }),
-                                           ("simulated", "#2c6fbb", rows.map { $0.speedup(over: baseline).simulated })])
+                                           ("simulated", "#2c6fbb", rows.map { $0.speedup(over: baseline).simulated })] + band)
         }
+        let band: [(String, String, [Double])] = banded
+            ? [("simulated p10", "#9dbbe0", rows.map { $0.interval!.p10 * 1000 }), ("simulated p90", "#9dbbe0", rows.map { $0.interval!.p90 * 1000 })] : []
         return SVGChart.lines(title: "\(model.name): measured vs simulated step time (\(transport), batch \(batch))", unit: "ms per step",
                        labels: rows.map(\.name),
                        series: [("measured", "#c0392b", rows.map { $0.measuredStep * 1000 }),
-                                ("simulated", "#2c6fbb", rows.map { $0.simulated.stepTime.seconds * 1000 })])
+                                ("simulated", "#2c6fbb", rows.map { $0.simulated.stepTime.seconds * 1000 })] + band)
     }
 }

@@ -15,6 +15,9 @@ public struct Comparison {
     public var base: Scenario
     /// `mpi` (through mpirun) or `zmq` (self-launched workers).
     public var transport: String
+    /// Simulations per layout behind its prediction interval, each on the calibration with
+    /// every input replaced by one of its recorded repeats (a Monte Carlo over calibrate's spread).
+    public var draws = 100
 
     public init(model: ModelSpec, batch: Int, steps: Int, warmup: Int, base: Scenario, transport: String) {
         self.model = model
@@ -36,7 +39,30 @@ public struct Comparison {
         s.dataParallelAuto = false
         if base.nodes > 1 && layout.worldSize % base.nodes == 0 { s.gpusPerNode = layout.worldSize / base.nodes } else { s.nodes = 1; s.gpusPerNode = layout.worldSize }
         if let problem = s.problems().first { throw FleetError("cannot simulate \(LayoutName.name(layout)): \(problem)") }
-        return ComparisonRow(name: LayoutName.name(layout), layout: layout, simulated: StepSimulator(scenario: s).run())
+        var row = ComparisonRow(name: LayoutName.name(layout), layout: layout, simulated: StepSimulator(scenario: s).run())
+        row.interval = interval(s, seed: row.name)
+        return row
+    }
+
+    /// The 10th and 90th percentiles of the step time over `draws` simulations of `scenario`,
+    /// each drawing every calibrated input from its repeats (seeded by `seed`, so a run is
+    /// reproducible); nil when the calibration kept no repeats.
+    public func interval(_ scenario: Scenario, seed: String) -> (p10: Double, p90: Double)? {
+        guard let calibration = scenario.device.calibration, calibration.hasRepeats, draws > 1 else { return nil }
+        var state = seed.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+        func pick(_ count: Int) -> Int {   // SplitMix64
+            state &+= 0x9e37_79b9_7f4a_7c15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+            return Int((z ^ (z >> 31)) % UInt64(count))
+        }
+        let times = (0..<draws).map { _ -> Double in
+            var s = scenario
+            s.device.calibration = calibration.drawn(pick)
+            return StepSimulator(scenario: s).run().stepTime.seconds
+        }
+        return (Measurement.quantile(times, 0.1), Measurement.quantile(times, 0.9))
     }
 
     /// Writes every prediction to `directory/predictions.jsonl`, stamped, before any run starts.
@@ -45,6 +71,7 @@ public struct Comparison {
         let lines = rows.map { row in
             JSONLine.encode([("layout", row.name), ("simulated_step_s", row.simulated.stepTime.seconds), ("simulated_compute_s", row.simulatedCompute),
                              ("simulated_communication_s", row.simulatedCommunication), ("simulated_bubble_s", row.simulatedBubble),
+                             ("simulated_p10_s", row.interval?.p10 ?? .nan), ("simulated_p90_s", row.interval?.p90 ?? .nan),
                              ("predicted_at", stamp)])
         }
         try (lines.joined(separator: "\n") + "\n").write(toFile: "\(directory)/predictions.jsonl", atomically: true, encoding: .utf8)
@@ -80,6 +107,10 @@ public struct ComparisonRow {
     /// The machine's speed right before this layout ran, over its calibrated speed, less 1
     /// (`DriftProbe`; −0.1: 10 % slower than when calibrated); nil without a calibration.
     public var drift: Double?
+    /// The simulated step's 10–90 % interval over the calibration's repeats (`Comparison.interval`).
+    public var interval: (p10: Double, p90: Double)?
+    /// Whether the measured median falls inside `interval`.
+    public var inside: Bool? { interval.map { $0.p10 <= measuredStep && measuredStep <= $0.p90 } }
     /// Drift beyond this is flagged: the layout was measured on a machine the calibration no
     /// longer describes (the probe itself moves by a few percent).
     public static let driftTolerance = 0.08
@@ -128,7 +159,8 @@ public struct ComparisonRow {
         let m = measured ?? StepLogs()
         return [("layout", name), ("ranks", layout.worldSize), ("measured_step_s", measuredStep),
                 ("measured_p25_s", StepLogs.quantile(m.steps, 0.25)), ("measured_p75_s", StepLogs.quantile(m.steps, 0.75)),
-                ("simulated_step_s", simulated.stepTime.seconds), ("error_pct", error),
+                ("simulated_step_s", simulated.stepTime.seconds), ("simulated_p10_s", interval?.p10 ?? .nan),
+                ("simulated_p90_s", interval?.p90 ?? .nan), ("measured_inside_interval", inside.map { $0 as Any } ?? NSNull()), ("error_pct", error),
                 ("measured_compute_s", m.compute), ("simulated_compute_s", simulatedCompute),
                 ("measured_communication_s", m.communication), ("simulated_communication_s", simulatedCommunication),
                 ("measured_bubble_s", m.bubble), ("simulated_bubble_s", simulatedBubble),
@@ -145,14 +177,16 @@ public struct ComparisonRow {
 
     public static func table(_ rows: [ComparisonRow]) -> [String] {
         let baseline = Self.baseline(rows)
-        let table = Table(columns: [("layout", max(8, rows.map(\.name.count).max() ?? 0)), ("ranks", 5), ("measured ms", 11), ("p25–p75", 13), ("simulated", 9), ("error", 7),
+        let table = Table(columns: [("layout", max(8, rows.map(\.name.count).max() ?? 0)), ("ranks", 5), ("measured ms", 11), ("p25–p75", 13), ("simulated", 9), ("sim p10–p90", 13), ("error", 7),
                                     ("speed-up m/s", 12), ("compute m/s", 13), ("comm m/s", 11), ("bubble m/s", 11), ("drift", 7), ("largest difference", 24)])
         var lines = [table.header()]
         for row in rows {
             let m = row.measured ?? StepLogs()
             lines.append(table.row([row.name, "\(row.layout.worldSize)", String(format: "%.2f", row.measuredStep * 1000),
                                     String(format: "%.1f–%.1f", StepLogs.quantile(m.steps, 0.25) * 1000, StepLogs.quantile(m.steps, 0.75) * 1000),
-                                    String(format: "%.2f", row.simulated.stepTime.seconds * 1000), String(format: "%+.1f%%", row.error),
+                                    String(format: "%.2f", row.simulated.stepTime.seconds * 1000),
+                                    row.interval.map { String(format: "%.1f–%.1f%@", $0.p10 * 1000, $0.p90 * 1000, row.inside == true ? "" : "*") } ?? "-",
+                                    String(format: "%+.1f%%", row.error),
                                     baseline.map { let s = row.speedup(over: $0); return String(format: "%.2f/%.2f", s.measured, s.simulated) } ?? "-",
                                     String(format: "%.1f/%.1f", m.compute * 1000, row.simulatedCompute * 1000),
                                     String(format: "%.1f/%.1f", m.communication * 1000, row.simulatedCommunication * 1000),
@@ -163,6 +197,10 @@ public struct ComparisonRow {
         let errors = rows.map { abs($0.error) }
         lines.append(String(format: "|error|: median %.1f%%, largest %.1f%% (%@)", StepLogs.median(errors), errors.max() ?? 0,
                             rows.max { abs($0.error) < abs($1.error) }?.name ?? "-"))
+        let judged = rows.compactMap(\.inside)
+        if !judged.isEmpty {
+            lines.append("measured median inside the simulated 10–90 % interval (over calibrate's repeats): \(judged.filter { $0 }.count) of \(judged.count) layouts (* outside)")
+        }
         // Drift: the machine's speed before each run against the calibration's.
         let drifts = rows.compactMap(\.drift)
         if !drifts.isEmpty {

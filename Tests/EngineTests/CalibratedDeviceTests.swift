@@ -189,5 +189,24 @@ final class CalibratedDeviceTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("c.yaml:12"), "\(error)")
         }
         XCTAssertThrowsError(try ScenarioReader(path: "c.yaml", text: yaml.replacingOccurrences(of: "waiting: spin", with: "waiting: sometimes")).read())
+        XCTAssertFalse(c.hasRepeats, "no repeats recorded")
+
+        // The repeats calibrate keeps: read in the rates' units, drawn from one by one.
+        let repeated = yaml.replacingOccurrences(of: "rate: 50 GFLOP/s}", with: "rate: 50 GFLOP/s, repeats_gflops: [40, 50, 60]}")
+            .replacingOccurrences(of: "      gelu_forward: 1.5 ns\n", with: "      gelu_forward: 1.5 ns\n    kernel_repeats_ns: {gelu_forward: [1, 1.5, 2]}\n    in_step_repeats: [1.0, 1.1, 1.2]\n")
+        let r = try XCTUnwrap(try ScenarioReader(path: "c.yaml", text: repeated).read().base.device.calibration)
+        XCTAssertEqual(r.gemmRepeats[GEMMShape(m: 64, n: 64, k: 64)], [40e9, 50e9, 60e9])
+        for (read, expected) in zip(r.perElementRepeats[.geluForward]!, [1e-9, 1.5e-9, 2e-9]) { XCTAssertEqual(read, expected, accuracy: 1e-20, "ns per element") }
+        XCTAssertEqual(r.inStepRepeats, [1.0, 1.1, 1.2])
+        let first = r.drawn { _ in 0 }, last = r.drawn { $0 - 1 }
+        XCTAssertEqual(first.gemm[GEMMShape(m: 64, n: 64, k: 64)], 40e9)
+        XCTAssertEqual(last.perElement[.geluForward]!, 2e-9, accuracy: 1e-18)
+        XCTAssertEqual(first.inStep, 1.0)
+        XCTAssertEqual(last.inStep, 1.2)
+        for bad in ["repeats_gflops: [40, -1, 60]", "repeats_gflops: 40"] {
+            XCTAssertThrowsError(try ScenarioReader(path: "c.yaml", text: repeated.replacingOccurrences(of: "repeats_gflops: [40, 50, 60]", with: bad)).read()) { error in
+                XCTAssertTrue("\(error)".contains("gemm.repeats_gflops must be"), "\(error)")
+            }
+        }
     }
 }

@@ -20,7 +20,8 @@ final class CalibrateCompareTests: FleetProcessTestCase {
         XCTAssertTrue((1...ProcessInfo.processInfo.activeProcessorCount).contains(cores), yaml)
         XCTAssertTrue(yaml.contains("# mpi, \(2 * cores) ranks"), yaml)
         for expected in ["name: local", "in_step:", "pinned: true", "waiting: sleep", "meeting_wait:", "handoff_wait:", "oversubscribed_meeting_wait:", "gemm:", "trans: B",
-                         "layernorm_backward:", "optimizer:", "storage:", "per_client:", "# zmq, 2 ranks", "all-reduce (native"] {
+                         "layernorm_backward:", "optimizer:", "storage:", "per_client:", "# zmq, 2 ranks", "all-reduce (native",
+                         "repeats_gflops: [", "kernel_repeats_ns:", "in_step_repeats: ["] {
             XCTAssertTrue(yaml.contains(expected), "calibration lacks \(expected):\n\(yaml)")
         }
         XCTAssertTrue(yaml.contains("spread"), "every figure says how much it varied")
@@ -53,6 +54,10 @@ final class CalibrateCompareTests: FleetProcessTestCase {
             let compute = row["simulated_compute_s"] as! Double
             XCTAssertEqual(adjusted, simulated + compute * (1 / (1 + drift / 100) - 1), accuracy: 1e-12)
             XCTAssertEqual(row["drift_adjusted_error_pct"] as! Double, (adjusted - measured) / measured * 100, accuracy: 1e-9)
+            // The prediction interval over calibrate's repeats, and whether the measurement fell in it.
+            let p10 = try XCTUnwrap(row["simulated_p10_s"] as? Double), p90 = try XCTUnwrap(row["simulated_p90_s"] as? Double)
+            XCTAssertTrue(p10.isFinite && p10 > 0 && p10 <= p90, "\(p10)–\(p90)")
+            XCTAssertEqual(row["measured_inside_interval"] as? Bool, p10 <= measured && measured <= p90)
             // The scaling view: speed-ups over the dp1 row of the same run, measured and simulated.
             let dp1 = rows[0]
             XCTAssertEqual(row["measured_speedup"] as? Double ?? .nan, (dp1["measured_step_s"] as! Double) / measured, accuracy: 1e-12)
@@ -72,6 +77,7 @@ final class CalibrateCompareTests: FleetProcessTestCase {
         for (line, row) in zip(predictions, rows) {
             let p = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             XCTAssertEqual(p["simulated_step_s"] as? Double, row["simulated_step_s"] as? Double, "the table shows the recorded prediction")
+            XCTAssertEqual(p["simulated_p90_s"] as? Double, row["simulated_p90_s"] as? Double, "and its interval, recorded before the run")
         }
         let svg = try String(contentsOfFile: plot, encoding: .utf8)
         XCTAssertTrue(svg.contains("<polyline") && svg.contains("measured") && svg.contains("simulated"))
@@ -85,6 +91,7 @@ final class CalibrateCompareTests: FleetProcessTestCase {
         XCTAssertLessThan(prediction.lowerBound, table.lowerBound)
         XCTAssertTrue(human.stdout.contains("|error|"), human.stdout)
         XCTAssertTrue(human.stdout.contains("machine speed before each run vs the calibration"), human.stdout)
+        XCTAssertTrue(human.stdout.contains("inside the simulated 10–90 % interval"), human.stdout)
         XCTAssertTrue(human.stdout.contains("add dp1 to --layouts"), "without dp1 no speed-up, and it says how to get one: " + human.stdout)
     }
 

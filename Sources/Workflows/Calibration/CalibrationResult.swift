@@ -35,6 +35,9 @@ public struct CalibrationResult {
         c.oversubscribedMeetingWait = loaded?.meetingWait ?? 0
         c.handoffWait = loaded?.handoff?.median ?? 0
         c.blasKernel = blas.kernel
+        c.gemmRepeats = gemm.mapValues(\.samples)
+        c.perElementRepeats = kernels.mapValues(\.samples)
+        c.inStepRepeats = inStep.samples
         return c
     }
 
@@ -52,7 +55,8 @@ public struct CalibrationResult {
         let peak = gemm.values.map(\.median).max() ?? 1e9
         var y = """
         # Written by `fleet calibrate \(model.name)` on \(host) at \(date).
-        # Every figure is the median of \(repeats) repeats; "spread" is (max − min) / median.
+        # Every figure is the median of \(repeats) repeats; "spread" is (max − min) / median. The kernels'
+        # repeats are kept (repeats_gflops, kernel_repeats_ns, in_step_repeats): fleet compare draws from them.
         # `fleet compare` sets the layout and ranks per run; the rest describes this machine.
         name: \(model.name) on \(host) (calibrated)
         cluster:
@@ -60,6 +64,7 @@ public struct CalibrationResult {
             name: local
             cores: \(cores)   # cores the ranks share (this process's affinity); busier ranks share them
             in_step: \(String(format: "%.4f", inStep.median))   # one-process steps at batch \(batch): forward+backward time / the sum of its kernels measured alone; \(inStep.spreadText) steps
+            in_step_repeats: [\(inStep.samples.map { String(format: "%.4f", $0) }.joined(separator: ", "))]
             pinned: true   # fleet compare pins rank r to core r mod \(cores) (mpirun --bind-to core --map-by core; FLEET_PIN_CORES for its own workers): only ranks on one core share it
             waiting: sleep   # a waiting rank leaves its core to the rank it shares it with (ZeroMQ sleeps in zmq_poll; MPI yields while oversubscribed)
             blas_kernel: \(blas.kernel)   # \(blas.headerLine.replacingOccurrences(of: "blas: ", with: "")); fleet compare warns when it runs another
@@ -70,7 +75,8 @@ public struct CalibrationResult {
         """
         for (shape, m) in gemm.sorted(by: { $0.key < $1.key }) {
             let trans = shape.transA ? "A" : shape.transB ? "B" : "none"
-            y += "      - {m: \(shape.m), n: \(shape.n), k: \(shape.k), trans: \(trans), rate: \(String(format: "%.3f", m.median / 1e9)) GFLOP/s}   # \(m.spreadText)\n"
+            let repeats = m.samples.map { String(format: "%.3f", $0 / 1e9) }.joined(separator: ", ")
+            y += "      - {m: \(shape.m), n: \(shape.n), k: \(shape.k), trans: \(trans), rate: \(String(format: "%.3f", m.median / 1e9)) GFLOP/s, repeats_gflops: [\(repeats)]}   # \(m.spreadText)\n"
         }
         y += "    kernels:   # one-thread time per element at 4 × \(sequence) tokens (attention: per score element)\n"
         if let isolated = isolatedOptimizer {
@@ -79,6 +85,11 @@ public struct CalibrationResult {
         for kernel in ElementKernel.allCases {
             guard let m = kernels[kernel] else { continue }
             y += "      \(kernel.rawValue): \(String(format: "%.4f", m.median * 1e9)) ns   # \(m.spreadText)\n"
+        }
+        y += "    kernel_repeats_ns:   # every repeat of each kernel above, ns per element\n"
+        for kernel in ElementKernel.allCases {
+            guard let m = kernels[kernel] else { continue }
+            y += "      \(kernel.rawValue): [\(m.samples.map { String(format: "%.4f", $0 * 1e9) }.joined(separator: ", "))]\n"
         }
         let f = fabric
         let link = f.map { "{bandwidth: \(String(format: "%.3f", $0.beta / 1e9)) GB/s, latency: \(String(format: "%.2f", $0.alpha * 1e6)) us}" }

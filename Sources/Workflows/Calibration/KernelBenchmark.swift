@@ -87,12 +87,14 @@ public struct KernelBenchmark {
     private func per(_ elements: Int, _ body: () -> Void) -> Measurement {
         var m = Measurement.seconds(repeats: repeats, body)
         m.median /= Double(elements)
+        m.samples = m.samples.map { $0 / Double(elements) }
         return m
     }
 
     private func rate(_ flops: Double, _ time: Measurement) -> Measurement {
         var m = time
         m.median = flops / time.median
+        m.samples = time.samples.map { flops / $0 }
         return m
     }
 

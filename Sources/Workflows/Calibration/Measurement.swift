@@ -6,8 +6,11 @@ public struct Measurement: Codable {
     public var median: Double
     public var spread: Double
     public var repeats: Int
+    /// Every repeat, in the order taken.
+    public var samples: [Double]
 
     public init(_ samples: [Double]) {
+        self.samples = samples
         median = Self.quantile(samples, 0.5)
         spread = median > 0 ? ((samples.max() ?? 0) - (samples.min() ?? 0)) / median : 0
         repeats = samples.count
