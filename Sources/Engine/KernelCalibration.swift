@@ -39,14 +39,24 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// Whether any input kept its repeats.
     public var hasRepeats: Bool { !gemmRepeats.isEmpty || !perElementRepeats.isEmpty || !inStepRepeats.isEmpty }
 
-    /// This calibration with every input that kept its repeats replaced by one of them, each
-    /// drawn on its own by `pick(count)` (an index below count): one sample of what the
-    /// machine measured, for a Monte Carlo over the calibration's spread.
+    /// This calibration with every input that kept its repeats replaced by one of them, drawn
+    /// by `pick(count)` (an index below count): one sample of what the machine measured, for a
+    /// Monte Carlo over the calibration's spread. calibrate takes the kernels' repeats in
+    /// rounds (round r of every kernel in the same minute), so the kernels draw one round
+    /// together, keeping a slow minute's effect on all of them; `in_step` draws on its own.
     public func drawn(_ pick: (Int) -> Int) -> KernelCalibration {
         var copy = self
-        for (shape, repeats) in gemmRepeats.sorted(by: { $0.key < $1.key }) where !repeats.isEmpty { copy.gemm[shape] = repeats[pick(repeats.count)] }
+        // The rounds are the products' repeats; a kernel measured otherwise (the optimizer's
+        // per-parameter rest of a step, from training steps) draws on its own.
+        let rounds = Set(gemmRepeats.values.map(\.count))
+        let round = rounds.count == 1 && rounds.first! > 0 ? (count: rounds.first!, index: pick(rounds.first!)) : nil
+        func draw(_ repeats: [Double]) -> Double {
+            if let round, round.count == repeats.count { return repeats[round.index] }
+            return repeats[pick(repeats.count)]
+        }
+        for (shape, repeats) in gemmRepeats.sorted(by: { $0.key < $1.key }) where !repeats.isEmpty { copy.gemm[shape] = draw(repeats) }
         for kernel in ElementKernel.allCases {
-            if let repeats = perElementRepeats[kernel], !repeats.isEmpty { copy.perElement[kernel] = repeats[pick(repeats.count)] }
+            if let repeats = perElementRepeats[kernel], !repeats.isEmpty { copy.perElement[kernel] = draw(repeats) }
         }
         if !inStepRepeats.isEmpty { copy.inStep = inStepRepeats[pick(inStepRepeats.count)] }
         return copy

@@ -52,19 +52,26 @@ public struct MachineCalibration {
                                        cores: WorldSetup.usableCores, repeats: repeats)
         result.fabricTransport = fabric
         result.storageDirectory = storageDirectory
-        let bench = KernelBenchmark(model: model, sequence: model.context, repeats: repeats)
+        // Repeats are taken in rounds, each round timing every kernel once: a slow minute then
+        // shows in every kernel's round alike (compare draws whole rounds) instead of biasing
+        // the kernels measured during it.
+        let bench = KernelBenchmark(model: model, sequence: model.context, repeats: 1)
         let shapes = try shapes()
-        progress("calibrating \(model.name) on \(result.cores) core(s), \(repeats) repeats each")
-        for (i, shape) in shapes.enumerated() {
-            let rate = bench.gemm(shape)
-            result.gemm[shape] = rate
-            status("  sgemm \(i + 1)/\(shapes.count) \(shape): \(String(format: "%.2f", rate.median / 1e9)) GFLOP/s")
+        progress("calibrating \(model.name) on \(result.cores) core(s), \(repeats) rounds of every kernel")
+        var gemm: [GEMMShape: [Double]] = [:], kernels: [ElementKernel: [Double]] = [:]
+        for round in 0..<repeats {
+            for (i, shape) in shapes.enumerated() {
+                gemm[shape, default: []].append(bench.gemm(shape).median)
+                status("  round \(round + 1)/\(repeats): sgemm \(i + 1)/\(shapes.count) \(shape)")
+            }
+            for kernel in ElementKernel.allCases { kernels[kernel, default: []].append(bench.element(kernel).median) }
         }
+        result.gemm = gemm.mapValues(Measurement.init)
+        result.kernels = kernels.mapValues(Measurement.init)
         let rates = result.gemm.values.map(\.median)
         progress("  sgemm: \(shapes.count) shapes, \(String(format: "%.2f–%.2f", (rates.min() ?? 0) / 1e9, (rates.max() ?? 0) / 1e9)) GFLOP/s")
         for kernel in ElementKernel.allCases {
-            let time = bench.element(kernel)
-            result.kernels[kernel] = time
+            guard let time = result.kernels[kernel] else { continue }
             progress("  \(kernel.rawValue): \(String(format: "%.3f", time.median * 1e9)) ns/element (\(time.spreadText))")
         }
         try measureInStep(&result)
