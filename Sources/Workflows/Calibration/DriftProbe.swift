@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import Parallelism
+import Tensor
 import Workload
 
 /// How fast this machine runs now against its calibration: the calibration's heaviest product
@@ -24,6 +25,8 @@ public struct DriftProbe {
     /// geometric mean over the probed shapes of their rate now over their calibrated rate.
     public func speed() -> Double {
         guard !shapes.isEmpty else { return 1 }
+        // One BLAS thread, as calibrate measured (OpenBLAS would otherwise use every core).
+        BLAS.setThreads(1)
         let bench = KernelBenchmark(model: model, sequence: sequence, repeats: 5)
         let logs = shapes.map { shape in log(bench.gemm(shape).median / calibration.rate(shape)) }
         return exp(logs.reduce(0, +) / Double(logs.count))
