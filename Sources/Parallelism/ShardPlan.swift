@@ -30,7 +30,7 @@ public struct ShardPlan: Sendable {
     public let model: ModelSpec
     public let layout: ParallelLayout
     /// ZeRO stage: 1 shards the optimizer state over the data-parallel group, 2 the gradients
-    /// too, 3 the weights too (the simulator models all; the trainer runs 0 and 1).
+    /// too, 3 the weights too (the trainer runs each; the simulator prices each from the plan).
     public let zero: Int
     /// In buffer order.
     public let entries: [Entry]

@@ -30,8 +30,8 @@ public final class DistributedTrainer {
     var microActivations: [Activations] = []
     /// This rank's step, from the plan the simulator prices (`fleet plan` prints it).
     public private(set) var program: StepProgram
-    /// The plan's data-parallel buckets (dp > 1, outside deterministic mode): all-reduced, or
-    /// reduce-scattered under ZeRO-1.
+    /// The plan's data-parallel buckets (dp > 1; in deterministic mode only under ZeRO, for its blocks): all-reduced, or
+    /// reduce-scattered under ZeRO.
     var buckets: GradientBuckets?
     /// Deterministic mode's per-micro-batch gradients, joined in tree order.
     var orderedGradients: OrderedGradients?

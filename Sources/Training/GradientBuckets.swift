@@ -5,7 +5,7 @@ import Tensor
 /// The data-parallel gradient sum of the step plan (`GradientSync`): buckets of the elements
 /// this rank holds, from the top of the buffer down, each started as soon as the backward pass
 /// has finished its parameters. All-reduces run in the background and overlap the rest of the
-/// backward pass; ZeRO-1's reduce-scatters run where they start and leave this rank its block.
+/// backward pass; ZeRO's reduce-scatters run where they start and leave this rank its block.
 ///
 /// A bucket whose elements are one contiguous run of the buffer (always, without tensor
 /// parallelism) is summed in place; a tensor-parallel shard's scattered pieces are packed into
