@@ -32,22 +32,30 @@ extension DistributedTrainer {
         let elements = { (ranges: [Range<Int>]) in ranges.reduce(0) { $0 + $1.count } }
         let moments = shardedState.map { 2 * $0.firstMoment.count } ?? 2 * elements(ownedRanges)
         let held = (elements(heldParameterRanges) + elements(heldGradientRanges) + moments) * MemoryLayout<Float>.stride
+        let resident = residentStateBytes()
+        return StateBytes(held: held, resident: resident, peakResident: max(resident, stepPeakResident))
+    }
+
+    /// The pages of the parameter, gradient and moment buffers in memory now (mincore).
+    func residentStateBytes() -> Int {
         var resident = model.parameters.residentBytes + model.gradients.residentBytes
         resident += shardedState.map { $0.firstMoment.residentBytes + $0.secondMoment.residentBytes }
             ?? firstMoment.residentBytes + secondMoment.residentBytes
-        return StateBytes(held: held, resident: resident)
+        return resident
     }
 
-    /// The largest `lastStateBytes` over all ranks (held and resident each), on every rank.
+    /// The largest `lastStateBytes` over all ranks (each figure on its own), on every rank.
     func largestStateBytes() throws -> StateBytes {
         // 16-bit pieces: exact in Float.
         func pieces(_ value: Int) -> [Float] { (0..<4).map { Float((UInt64(value) >> (16 * UInt64($0))) & 0xFFFF) } }
         func value(_ pieces: ArraySlice<Float>) -> Int { pieces.enumerated().reduce(0) { $0 | Int($1.element) << (16 * $1.offset) } }
-        let mine = pieces(lastStateBytes.held) + pieces(lastStateBytes.resident), n = transport.worldSize
-        var all = [Float](repeating: 0, count: 8 * n)
+        let s = lastStateBytes, n = transport.worldSize
+        let mine = pieces(s.held) + pieces(s.resident) + pieces(s.peakResident)
+        var all = [Float](repeating: 0, count: 12 * n)
         try mine.withUnsafeBufferPointer { input in try all.withUnsafeMutableBufferPointer { try groups.world.allGather(input, into: $0) } }
+        func figure(_ r: Int, _ k: Int) -> Int { value(all[(12 * r + 4 * k)..<(12 * r + 4 * k + 4)]) }
         return (0..<n).reduce(StateBytes.zero) { best, r in
-            StateBytes(held: max(best.held, value(all[(8 * r)..<(8 * r + 4)])), resident: max(best.resident, value(all[(8 * r + 4)..<(8 * r + 8)])))
+            StateBytes(held: max(best.held, figure(r, 0)), resident: max(best.resident, figure(r, 1)), peakResident: max(best.peakResident, figure(r, 2)))
         }
     }
 
@@ -73,9 +81,12 @@ extension DistributedTrainer {
     }
 }
 
-/// Bytes of parameters, gradients and optimizer state one rank holds (see `stateBytes()`).
+/// Bytes of parameters, gradients and optimizer state one rank holds (see `stateBytes()`), and
+/// the most of those buffers' pages in memory at once during the step (sampled after every
+/// backward pass: with several micro-batches, gradients accumulate unsharded until the last).
 public struct StateBytes: Sendable, Hashable {
     public var held: Int
     public var resident: Int
-    public static let zero = StateBytes(held: 0, resident: 0)
+    public var peakResident: Int
+    public static let zero = StateBytes(held: 0, resident: 0, peakResident: 0)
 }

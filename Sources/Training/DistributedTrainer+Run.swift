@@ -85,7 +85,8 @@ extension DistributedTrainer {
         return TrainingSummary(finalLoss: losses.last ?? .nan, validationLoss: validation, tokensPerSecond: tokensPerSecond,
                                achievedFLOPs: tokensPerSecond * flopsPerToken, gemmFLOPs: peak, cpuPeakFLOPs: cpuPeak,
                                losses: losses, stragglers: stragglers, blasKernels: blasKernels, hosts: placement.hosts, transportPaths: placement.paths,
-                               stateBytesPerRank: state.held, residentStateBytesPerRank: state.resident)
+                               stateBytesPerRank: state.held, residentStateBytesPerRank: state.resident,
+                               peakResidentStateBytesPerRank: state.peakResident)
     }
 
     /// Every rank's compute per step, gathered: ranks slower than 1.5× the median of their

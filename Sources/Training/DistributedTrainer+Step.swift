@@ -63,6 +63,7 @@ extension DistributedTrainer {
         }
         if !holdingApplied { releaseUnheld() }
         model.zeroGradients(in: heldGradientRanges)
+        stepPeakResident = 0
         let tensorBefore = (model.shard.allReduces, model.shard.reducedFloats, model.shard.reduceTime)
         var pipelineWait: Duration = .zero
         let sharded = zero >= 1
@@ -158,6 +159,7 @@ extension DistributedTrainer {
                                        finalized: overlap)
                 }
                 orderedGradients?.add(node: samples(microbatch: i), chunk: chunkIndex, from: model)
+                stepPeakResident = max(stepPeakResident, residentStateBytes())
                 injector?.slowdown(step: step + 1, phase: .backward, seconds: (ContinuousClock.now - began).seconds)
                 compute += ContinuousClock.now - began
             case let .sendActivation(i, to):

@@ -50,6 +50,8 @@ public final class DistributedTrainer {
     var holdingApplied = false
     /// Parameters, gradients and optimizer state held at the end of the last step.
     public internal(set) var lastStateBytes = StateBytes.zero
+    /// The most resident state seen in the step under way (see `StateBytes.peakResident`).
+    var stepPeakResident = 0
     /// Checkpoint saves of `run`, when set.
     public var checkpointing: CheckpointPolicy?
     /// The save being written in the background, and its policy.

@@ -114,10 +114,13 @@ public struct TrainingSummary: Sendable {
     /// the elements it keeps × 4 bytes, and the pages of those buffers the kernel reports in memory.
     public var stateBytesPerRank = 0
     public var residentStateBytesPerRank = 0
+    /// The most of those pages any rank had in memory at once during a step.
+    public var peakResidentStateBytesPerRank = 0
 
     public init(finalLoss: Float, validationLoss: Float, tokensPerSecond: Double, achievedFLOPs: Double, gemmFLOPs: Double,
                 cpuPeakFLOPs: Double?, losses: [Float], stragglers: [Straggler] = [], blasKernels: [String] = [],
-                hosts: Int = 1, transportPaths: [String: Int] = [:], stateBytesPerRank: Int = 0, residentStateBytesPerRank: Int = 0) {
+                hosts: Int = 1, transportPaths: [String: Int] = [:], stateBytesPerRank: Int = 0, residentStateBytesPerRank: Int = 0,
+                peakResidentStateBytesPerRank: Int = 0) {
         self.finalLoss = finalLoss
         self.validationLoss = validationLoss
         self.tokensPerSecond = tokensPerSecond
@@ -131,6 +134,7 @@ public struct TrainingSummary: Sendable {
         self.transportPaths = transportPaths
         self.stateBytesPerRank = stateBytesPerRank
         self.residentStateBytesPerRank = residentStateBytesPerRank
+        self.peakResidentStateBytesPerRank = peakResidentStateBytesPerRank
     }
 }
 

@@ -74,6 +74,20 @@ final class ZeROTests: XCTestCase {
         XCTAssertLessThanOrEqual(Double(sharded), 0.35 * Double(full), "ZeRO-3 dp4 holds \(sharded) bytes per rank against \(full)")
     }
 
+    /// With several micro-batches the gradient accumulates unsharded until the last backward
+    /// pass reduce-scatters it: the step's peak shows what the state at its end does not.
+    func testThePeakShowsGradientsAccumulatingAcrossMicroBatches() throws {
+        let one = try state(ParallelLayout(dp: 2, zeroStage: 2)), four = try state(ParallelLayout(dp: 2, microbatches: 4, zeroStage: 2))
+        for (rank, s) in one.enumerated() {
+            XCTAssertEqual(s.peakResident, s.resident, "one micro-batch, rank \(rank): its buckets are let go as the backward pass ends")
+        }
+        for (rank, s) in four.enumerated() {
+            XCTAssertEqual(s.resident, one[rank].resident, "the same state at the end of the step, rank \(rank)")
+            // Between micro-batches a rank holds its whole gradient (4 bytes a parameter) instead of its half.
+            XCTAssertGreaterThan(Double(s.peakResident), Double(s.resident) * 1.15, "rank \(rank): peak \(s.peakResident), at the end \(s.resident)")
+        }
+    }
+
     /// A page-backed buffer gives released pages back and reads zero there; the edges that
     /// share a page with kept elements are zeroed but stay.
     func testReleasedPagesLeaveMemoryAndReadZero() {
