@@ -35,13 +35,9 @@ extension DistributedTrainer {
             norm = try orderedGradientNorm()
             if zero >= 2 { for bucket in buckets.buckets { model.gradients.release(bucket.others) } }
         } else {
-            if let embedding = groups.embedding {
-                // The tied embedding's two copies are summed first, so both ends scatter the same totals.
-                let wte = model.layout.entry("wte")
-                try embedding.allReduce(UnsafeMutableBufferPointer(start: model.gradients.pointer + wte.offset, count: wte.count))
-            }
-            // The reduce-scatters the backward pass has not started yet.
-            (scatters, floats) = try buckets.finish()
+            // The tied embedding's two copies summed first (both ends then scatter the same totals),
+            // then the reduce-scatters the backward pass has not started yet.
+            (scatters, floats) = try synchronizeGradients()
             // Norm over this rank's blocks (each parameter counted once per replica), summed over dp, then over the replica.
             var local: Double = 0
             Self.intersect(state.blocks.map(\.range), ranges(stage: stage, shard: coordinates.tp, counted: true)) { part, _ in
