@@ -85,15 +85,17 @@ public struct StepProgram: Sendable {
         // ZeRO-3: each unit's weights are all-gathered (this rank's block of each bucket) for every
         // pass through it, one unit ahead: a pass starts its first two units' gathers, and each
         // unit then starts the next one's before it computes.
-        let gathers = plan.zero >= 3 && dataParallel
-        func gather(_ unit: ParameterUnit) -> [StepOp] {
-            sync.buckets(for: unit).map { index in
+        // Each unit's gathers are worked out once, not again for every pass of every micro-batch.
+        let units = [ParameterUnit.embeddings, .head] + chunks.flatMap { $0.map { ParameterUnit.layer($0) } }
+        let unitGathers = plan.zero >= 3 && dataParallel ? Dictionary(uniqueKeysWithValues: units.map { unit in
+            (unit, sync.buckets(for: unit).map { index -> StepOp in
                 .collective(.allGather, group: .data, bytes: Bytes(elements: Self.block(sync.buckets[index], rank: coordinates.dp, dp: layout.dp).count, of: bytes))
-            }
-        }
+            })
+        }) : [:]
+        func gather(_ unit: ParameterUnit) -> [StepOp] { unitGathers[unit] ?? [] }
         func prefetching(_ units: [ParameterUnit]) -> (ParameterUnit) -> [StepOp] {
             { unit in
-                guard gathers, let i = units.firstIndex(of: unit) else { return [] }
+                guard !unitGathers.isEmpty, let i = units.firstIndex(of: unit) else { return [] }
                 return (i == 0 ? gather(unit) : []) + (i + 1 < units.count ? gather(units[i + 1]) : [])
             }
         }

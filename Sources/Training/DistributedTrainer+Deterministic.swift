@@ -80,16 +80,14 @@ extension DistributedTrainer {
         for (slot, parts) in mine {
             var hash = Checksum.fnvOffset
             for part in parts { hash = Checksum.fnv1a(model.parameters.pointer + part.lowerBound, count: part.count, hash) }
-            for piece in 0..<4 { slots[4 * slot + piece] = Float((hash >> (16 * UInt64(piece))) & 0xFFFF) }
+            slots.replaceSubrange((4 * slot)..<(4 * slot + 4), with: ExactFloats.pieces(hash))
         }
         try groups.replica.allReduce(&slots)
         var result: [UInt64] = [], slot = 0
         for blocks in perEntry {
             var hash = Checksum.fnvOffset
             for _ in 0..<blocks {
-                var value: UInt64 = 0
-                for piece in 0..<4 { value |= UInt64(slots[4 * slot + piece]) << (16 * UInt64(piece)) }
-                hash = Checksum.fnv1a(value, hash)
+                hash = Checksum.fnv1a(ExactFloats.value(slots[(4 * slot)..<(4 * slot + 4)]), hash)
                 slot += 1
             }
             result.append(hash)

@@ -46,14 +46,11 @@ extension DistributedTrainer {
 
     /// The largest `lastStateBytes` over all ranks (each figure on its own), on every rank.
     func largestStateBytes() throws -> StateBytes {
-        // 16-bit pieces: exact in Float.
-        func pieces(_ value: Int) -> [Float] { (0..<4).map { Float((UInt64(value) >> (16 * UInt64($0))) & 0xFFFF) } }
-        func value(_ pieces: ArraySlice<Float>) -> Int { pieces.enumerated().reduce(0) { $0 | Int($1.element) << (16 * $1.offset) } }
         let s = lastStateBytes, n = transport.worldSize
-        let mine = pieces(s.held) + pieces(s.resident) + pieces(s.peakResident)
+        let mine = [s.held, s.resident, s.peakResident].flatMap { ExactFloats.pieces(UInt64($0)) }
         var all = [Float](repeating: 0, count: 12 * n)
         try mine.withUnsafeBufferPointer { input in try all.withUnsafeMutableBufferPointer { try groups.world.allGather(input, into: $0) } }
-        func figure(_ r: Int, _ k: Int) -> Int { value(all[(12 * r + 4 * k)..<(12 * r + 4 * k + 4)]) }
+        func figure(_ r: Int, _ k: Int) -> Int { Int(ExactFloats.value(all[(12 * r + 4 * k)..<(12 * r + 4 * k + 4)])) }
         return (0..<n).reduce(StateBytes.zero) { best, r in
             StateBytes(held: max(best.held, figure(r, 0)), resident: max(best.resident, figure(r, 1)), peakResident: max(best.peakResident, figure(r, 2)))
         }

@@ -29,11 +29,10 @@ extension DistributedTrainer {
         for range in ranges(stage: stage, shard: coordinates.tp, counted: false) {
             crc = CRC32C.checksum(UnsafeRawBufferPointer(start: model.parameters.pointer + range.lowerBound, count: range.count * 4), continuing: crc)
         }
-        // Two 16-bit halves per rank: exact in Float.
-        let mine: [Float] = [Float(crc & 0xFFFF), Float(crc >> 16)]
+        let mine = ExactFloats.pieces(UInt64(crc), count: 2)
         var all = [Float](repeating: 0, count: 2 * layout.dp)
         try mine.withUnsafeBufferPointer { input in try all.withUnsafeMutableBufferPointer { try groups.dp.allGather(input, into: $0) } }
-        let hashes = (0..<layout.dp).map { UInt64(all[2 * $0]) | UInt64(all[2 * $0 + 1]) << 16 }
+        let hashes = (0..<layout.dp).map { ExactFloats.value(all[(2 * $0)..<(2 * $0 + 2)]) }
         guard Set(hashes).count > 1 else { return }
         // The majority is presumed right; without one (two replicas), every replica is suspect.
         let counts = Dictionary(hashes.map { ($0, 1) }, uniquingKeysWith: +)
