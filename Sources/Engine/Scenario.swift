@@ -115,7 +115,7 @@ public struct Scenario: Sendable {
         }
         var checked = layout
         checked.zeroStage = 0
-        do { try checked.validate(model: model, batch: batch) } catch { found.append("\(error)") }
+        do { try checked.validate(model: model, batch: batch, sequence: sequence) } catch { found.append("\(error)") }
         if !(0...3).contains(zero) { found.append("zero must be 0, 1, 2 or 3 (got \(zero))") }
         if !(efficiency > 0 && efficiency <= 1) { found.append("efficiency must be in (0, 1] (got \(efficiency))") }
         if sequence < 1 || sequence > model.context { found.append("sequence \(sequence) must be 1…\(model.context) tokens") }

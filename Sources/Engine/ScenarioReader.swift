@@ -190,7 +190,7 @@ public struct ScenarioReader {
             scenario.flashAttention = value
         }
 
-        let layout = try mapping(required(top, "layout", "the scenario"), "layout", allowed: ["dp", "tp", "pp", "microbatches", "schedule", "virtual_stages", "zero", "recompute"])
+        let layout = try mapping(required(top, "layout", "the scenario"), "layout", allowed: ["dp", "tp", "pp", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "sequence_parallel"])
         for (key, value) in layout.pairs { try apply(key, value, to: &scenario) }
 
         if let node = top["collectives"] {
@@ -345,7 +345,8 @@ public struct ScenarioReader {
             + "use ring, halving-doubling, hierarchical or auto, or zero: 0"
     }
 
-    static let sweepable = ["dp", "tp", "pp", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "batch", "nodes", "device"]
+    static let sweepable = ["dp", "tp", "pp", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "sequence_parallel",
+                            "batch", "nodes", "device"]
 
     /// Sets one layout (or sweepable) value.
     private func apply(_ key: String, _ value: Node, to scenario: inout Scenario) throws {
@@ -366,6 +367,9 @@ public struct ScenarioReader {
         case "zero":
             scenario.zero = try int(value, key, minimum: 0)
             if let problem = Self.zeroProblem(scenario) { throw fail(value, problem) }
+        case "sequence_parallel":
+            guard let on = value.bool else { throw fail(value, "sequence_parallel must be true or false") }
+            scenario.layout.sequenceParallel = on
         case "recompute": scenario.recompute = try choice(value, key, [MemoryModel.Recompute.none, .full])
         case "batch": scenario.batch = try int(value, key, minimum: 1)
         case "nodes": scenario.nodes = try int(value, key, minimum: 1)

@@ -20,7 +20,7 @@ struct ParallelBenchmark {
         var configuration = try options.configuration()
         let perReplica = configuration.batch
         configuration.batch = perReplica * layout.dp
-        try layout.validate(model: configuration.model, batch: configuration.batch,
+        try layout.validate(model: configuration.model, batch: configuration.batch, sequence: configuration.sequence,
                             worldSize: Settings.current.isWorker ? nil : layout.worldSize)
         if Settings.current.isWorker {
             guard let transport = try workers.workerTransport() else { return }

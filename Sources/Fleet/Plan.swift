@@ -30,6 +30,10 @@ struct LayoutOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "ZeRO stage, sharded over the dp group: 0 (nothing), 1 (optimizer state), 2 (and gradients) or 3 (and weights, gathered per layer).")
     var zero: Int = 0
 
+    @Flag(name: .customLong("sequence-parallel"),
+          help: "Sequence parallelism with --tp: LayerNorms, residuals and stage boundaries hold 1/tp of each sequence; all-gather/reduce-scatter replace the tensor all-reduces.")
+    var sequenceParallel = false
+
     /// The largest degree or micro-batch count a flag takes: beyond it no layout describes a
     /// real run, and products such as dp × tp × pp must stay far from overflowing.
     static let degreeLimit = 1 << 20
@@ -43,7 +47,8 @@ struct LayoutOptions: ParsableArguments {
 
     var layout: ParallelLayout {
         ParallelLayout(dp: dp, tp: tp, pp: pp, microbatches: microbatches ?? ParallelLayout.defaultMicrobatches(pp: pp), schedule: schedule,
-                       virtualStages: virtualStages ?? ParallelLayout.defaultVirtualStages(schedule), zeroStage: zero)
+                       virtualStages: virtualStages ?? ParallelLayout.defaultVirtualStages(schedule), zeroStage: zero,
+                       sequenceParallel: sequenceParallel)
     }
 }
 
@@ -89,6 +94,7 @@ struct Plan: ParsableCommand {
         guard (1...spec.context).contains(sequence) else {
             throw ValidationError("--seq \(sequence) must be between 1 and \(spec.name)'s context of \(spec.context) tokens")
         }
+        try layout.validate(model: spec, batch: batch, sequence: sequence)
         guard bucket.bytes >= 4 else { throw ValidationError("--bucket must hold at least one float (4 bytes)") }
         return (spec, layout, try layout.pipeline.check(), sequence)
     }

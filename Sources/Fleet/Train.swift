@@ -80,10 +80,11 @@ struct Train: ParsableCommand {
     func preflight() throws -> (TrainingConfiguration, ParallelLayout) {
         let configuration = try options.configuration()
         let layout = layoutOptions.layout
-        try layout.validate(model: configuration.model, batch: configuration.batch,
+        try layout.validate(model: configuration.model, batch: configuration.batch, sequence: configuration.sequence,
                             worldSize: Settings.current.isWorker ? nil : layout.worldSize)
         if configuration.deterministic {
-            try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch)
+            try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch,
+                                        sequence: configuration.sequence)
             try DeterministicMode.checkKernel()
         }
         // Before any rank allocates: the launcher for its workers, or each rank under mpirun for the whole job.

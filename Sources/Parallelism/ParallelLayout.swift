@@ -1,8 +1,8 @@
 import Workload
 
 /// How one training job is split: data × tensor × pipeline parallelism, micro-batches,
-/// pipeline schedule (and its virtual stages) and ZeRO stage. Checked against a model and a global batch before
-/// any work starts.
+/// pipeline schedule (and its virtual stages), ZeRO stage and sequence parallelism. Checked against a model
+/// and a global batch before any work starts.
 public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertible {
     public var dp: Int
     public var tp: Int
@@ -14,9 +14,14 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
     /// ZeRO stage over the dp group: 0 nothing sharded; 1 the optimizer state; 2 and the
     /// gradients; 3 and the weights (gathered per unit for each pass).
     public var zeroStage: Int
+    /// Sequence parallelism (Korthikanti et al. 2022, tp ≥ 2): the regions outside the tensor-parallel
+    /// products (LayerNorms, residual additions, the stage boundary) hold 1/tp of each sequence's
+    /// positions; the f and g all-reduces become all-gather / reduce-scatter pairs.
+    public var sequenceParallel: Bool
 
     public init(dp: Int = 1, tp: Int = 1, pp: Int = 1, microbatches: Int = 1,
-                schedule: PipelineSchedule.Kind = .oneFOneB, virtualStages: Int = 1, zeroStage: Int = 0) {
+                schedule: PipelineSchedule.Kind = .oneFOneB, virtualStages: Int = 1, zeroStage: Int = 0,
+                sequenceParallel: Bool = false) {
         self.dp = dp
         self.tp = tp
         self.pp = pp
@@ -24,14 +29,17 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
         self.schedule = schedule
         self.virtualStages = virtualStages
         self.zeroStage = zeroStage
+        self.sequenceParallel = sequenceParallel
     }
 
     public var worldSize: Int { dp * tp * pp }
     public var mesh: DeviceMesh { DeviceMesh(dp: dp, tp: tp, pp: pp) }
 
-    /// `dp2·tp2`, `pp4`, `pp2·v2` (interleaved, two chunks per stage), `dp4·z3` (ZeRO-3), `single process`.
+    /// `dp2·tp2`, `pp4`, `pp2·v2` (interleaved, two chunks per stage), `dp4·z3` (ZeRO-3), `tp2·sp`
+    /// (sequence parallel), `single process`.
     public var description: String {
         var parts = [("dp", dp), ("tp", tp), ("pp", pp)].filter { $0.1 > 1 }.map { "\($0.0)\($0.1)" }
+        if sequenceParallel { parts.append("sp") }
         if schedule == .interleaved { parts.append("v\(virtualStages)") }
         if zeroStage > 0 && dp > 1 { parts.append("z\(zeroStage)") }
         return parts.isEmpty ? "single process" : parts.joined(separator: "·")
@@ -42,8 +50,9 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
         public var description: String { switch self { case .reason(let r): return r } }
     }
 
-    /// Rejects layouts that cannot run `model` on a global batch of `batch` sequences (over `worldSize` ranks, if given).
-    public func validate(model: ModelSpec, batch: Int, worldSize actual: Int? = nil) throws {
+    /// Rejects layouts that cannot run `model` on a global batch of `batch` sequences of `sequence`
+    /// tokens (over `worldSize` ranks, if given).
+    public func validate(model: ModelSpec, batch: Int, sequence: Int? = nil, worldSize actual: Int? = nil) throws {
         func fail(_ text: String) throws -> Never { throw Invalid.reason(text) }
         for (name, value) in [("--dp", dp), ("--tp", tp), ("--pp", pp), ("--microbatches", microbatches)] where value < 1 {
             try fail("\(name) must be at least 1 (got \(value))")
@@ -62,6 +71,13 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
                      + "use \(fits) micro-batches or another divisor of \(perRank) (--microbatches; fleet's default is 2 × --pp)")
         }
         if !(0...3).contains(zeroStage) { try fail("--zero takes a ZeRO stage: 0 (none), 1 (optimizer state), 2 (and gradients) or 3 (and parameters); got \(zeroStage)") }
+        if sequenceParallel && tp < 2 {
+            try fail("--sequence-parallel splits each sequence over the tensor-parallel group, so it needs --tp 2 or more (got --tp \(tp))")
+        }
+        if sequenceParallel, let sequence, sequence % tp != 0 {
+            let fits = max(tp, sequence - sequence % tp)
+            try fail("--sequence-parallel gives each of the --tp \(tp) ranks an equal share of every sequence, which \(sequence) tokens do not make; use --seq \(fits) or another multiple of \(tp)")
+        }
         if schedule != .interleaved && virtualStages != 1 {
             try fail("--virtual-stages \(virtualStages) needs --schedule interleaved (the \(schedule.rawValue) schedule runs one chunk per stage)")
         }

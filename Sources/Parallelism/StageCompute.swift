@@ -4,21 +4,43 @@ import Workload
 /// order fleet's trainer runs it (`GPT+Forward`, `GPT+Backward`, Megatron's split): column-
 /// parallel QKV and MLP input (one product per section when split), row-parallel output
 /// projections followed by the g operator's all-reduce, the f operator's all-reduce after
-/// the column-parallel input gradients; norms, embeddings and the head replicated.
+/// the column-parallel input gradients; norms, embeddings and the head replicated. Under
+/// sequence parallelism the norms and residual additions run on the rank's `held` rows, each
+/// norm's output is all-gathered before the split products, the sums are reduce-scattered, the
+/// residual's gradient is all-gathered before each row-parallel backward (and before the
+/// embeddings'), and the norms' parameter gradients are all-reduced over the group.
 struct StageCompute {
     let model: ModelSpec
     let tp: Int
     let sequences: Int
     let sequence: Int
     let bytesPerElement: Int
+    var sequenceParallel = false
 
     var rows: Int { sequences * sequence }
+    /// Rows of the regions outside the split products this rank holds (1/tp of each sequence
+    /// under sequence parallelism).
+    var held: Int { sequenceParallel ? sequences * (sequence / tp) : rows }
     private var c: Int { model.dModel }
     private var qkvSections: [Int] { [c, model.kvHeads * model.headSize, model.kvHeads * model.headSize] }
     private var mlpSections: [Int] { model.gatedMLP ? [model.mlpHidden, model.mlpHidden] : [model.mlpHidden] }
     /// Score elements of this rank's heads (the whole T×T square).
     private var scores: Int { sequences * (model.heads / tp) * sequence * sequence }
-    private var tensorAllReduce: StepOp { .collective(.allReduce, group: .tensor, bytes: Bytes(elements: rows * c, of: bytesPerElement)) }
+    private func bytes(_ elements: Int) -> Bytes { Bytes(elements: elements, of: bytesPerElement) }
+    /// The sum of a split product over the group: all-reduced, or reduce-scattered to the held rows.
+    private var tensorSum: StepOp {
+        .collective(sequenceParallel ? .reduceScatter : .allReduce, group: .tensor, bytes: bytes(rows * c))
+    }
+    /// Sequence parallelism: the held rows' `rows × c` tensor gathered over the group (this rank's block).
+    private var sequenceGather: [StepOp] { sequenceParallel ? [.collective(.allGather, group: .tensor, bytes: bytes(held * c))] : [] }
+    /// A LayerNorm's forward pass, gathered under sequence parallelism.
+    private var normForward: [StepOp] { [.kernel(.layerNormForward, elements: held * c, flops: .zero)] + sequenceGather }
+    /// A LayerNorm's backward pass; under sequence parallelism its parameters' gradients are summed over the group.
+    private var normBackward: [StepOp] {
+        [.kernel(.layerNormBackward, elements: held * c, flops: .zero)]
+            + (sequenceParallel ? [.collective(.allReduce, group: .tensor, bytes: bytes(2 * c))] : [])
+    }
+    private var residual: StepOp { .kernel(.residual, elements: held * c, flops: .zero) }
 
     /// `out = inp · Wᵀ` for a layer of `sections` output rows (split over the group when
     /// column-parallel) and `k` inputs.
@@ -32,8 +54,8 @@ struct StageCompute {
     private func rowParallel(k: Int) -> [StepOp] {
         var ops: [StepOp] = [.matmul(GEMMShape(m: rows, n: c, k: k, transB: true))]
         if tp > 1 {
-            ops.append(tensorAllReduce)
-            if model.biases { ops.append(.kernel(.residual, elements: rows * c, flops: .zero)) }
+            ops.append(tensorSum)
+            if model.biases { ops.append(residual) }
         }
         return ops
     }
@@ -47,21 +69,21 @@ struct StageCompute {
         if embed { ops += gather(.embeddings) + [.kernel(.embeddingForward, elements: rows * c, flops: .zero)] }
         for l in layers {
             ops += gather(.layer(l))
-            ops.append(.kernel(.layerNormForward, elements: rows * c, flops: .zero))
+            ops += normForward
             ops += forwardProducts(sections: qkvSections, k: c)
             // Scores (q·kᵀ) and mixing (p·v): 2·head size each per score element.
             ops.append(.kernel(.attentionForward, elements: scores, flops: FLOPs(4 * headSize * Double(scores))))
             ops += rowParallel(k: c / tp)
-            ops.append(.kernel(.residual, elements: rows * c, flops: .zero))
-            ops.append(.kernel(.layerNormForward, elements: rows * c, flops: .zero))
+            ops.append(residual)
+            ops += normForward
             ops += forwardProducts(sections: mlpSections, k: c)
             ops.append(.kernel(.geluForward, elements: rows * hidden, flops: .zero))
             ops += rowParallel(k: hidden)
-            ops.append(.kernel(.residual, elements: rows * c, flops: .zero))
+            ops.append(residual)
         }
         if head {
             ops += gather(.head)
-            ops.append(.kernel(.layerNormForward, elements: rows * c, flops: .zero))
+            ops += normForward
             ops.append(.matmul(GEMMShape(m: rows, n: model.vocabulary, k: c, transB: true)))
             if loss { ops.append(.kernel(.crossEntropy, elements: rows * model.vocabulary, flops: .zero)) }
         }
@@ -72,7 +94,7 @@ struct StageCompute {
     /// then the f operator's sum over the group.
     private func columnInputGradient(sections: [Int]) -> [StepOp] {
         guard tp > 1 else { return [.matmul(GEMMShape(m: rows, n: c, k: sections.reduce(0, +)))] }
-        return sections.map { .matmul(GEMMShape(m: rows, n: c, k: $0 / tp)) } + [tensorAllReduce]
+        return sections.map { .matmul(GEMMShape(m: rows, n: c, k: $0 / tp)) } + [tensorSum]
     }
 
     /// Weight (`dW += doutᵀ · inp`) and bias gradients of a layer with `sections` output rows
@@ -99,27 +121,30 @@ struct StageCompute {
             ops += gather(.head)
             ops.append(.matmul(GEMMShape(m: rows, n: c, k: model.vocabulary)))
             ops.append(.matmul(GEMMShape(m: model.vocabulary, n: c, k: rows, transA: true)))
-            ops.append(.kernel(.layerNormBackward, elements: rows * c, flops: .zero))
+            ops += normBackward
             ops += finished(plan.index(of: "lnf.w")!)
         }
         for l in layers.reversed() {
             ops += gather(.layer(l))
             // MLP output projection (row-parallel): input gradient, then weight and bias.
+            ops += sequenceGather
             ops.append(.matmul(GEMMShape(m: rows, n: hidden, k: c)))
             ops += rowParameterGradients(k: hidden)
             ops.append(.kernel(.geluBackward, elements: rows * hidden, flops: .zero))
             ops += columnInputGradient(sections: mlpSections)
             ops += parameterGradients(sections: mlpSections, k: c)
-            ops.append(.kernel(.layerNormBackward, elements: rows * c, flops: .zero))
+            ops += normBackward
+            ops += sequenceGather
             ops.append(.matmul(GEMMShape(m: rows, n: c / tp, k: c)))
             ops += rowParameterGradients(k: c / tp)
             ops.append(.kernel(.attentionBackward, elements: scores, flops: FLOPs(8 * headSize * Double(scores))))
             ops += columnInputGradient(sections: qkvSections)
             ops += parameterGradients(sections: qkvSections, k: c)
-            ops.append(.kernel(.layerNormBackward, elements: rows * c, flops: .zero))
+            ops += normBackward
             ops += finished(plan.index(of: "h\(l).ln1.w")!)
         }
         if embed {
+            ops += sequenceGather
             ops.append(.kernel(.embeddingBackward, elements: rows * c, flops: .zero))
             ops += finished(0)
         }

@@ -73,8 +73,9 @@ public struct StepProgram: Sendable {
         let isFirst = stage == 0, isLast = stage == layout.pp - 1
         let lastVirtual = schedule.virtualStageCount - 1
         let compute = StageCompute(model: model, tp: layout.tp, sequences: options.batch / layout.dp / layout.microbatches,
-                                   sequence: options.sequence, bytesPerElement: bytes)
-        let messageBytes = Bytes(elements: compute.rows * model.dModel, of: bytes)
+                                   sequence: options.sequence, bytesPerElement: bytes, sequenceParallel: layout.sequenceParallel)
+        // Under sequence parallelism a stage hands on only its shard's positions.
+        let messageBytes = Bytes(elements: compute.held * model.dModel, of: bytes)
         let dataParallel = layout.dp > 1
         let tiedEnds = model.tiedEmbeddings && layout.pp > 1 && (isFirst || isLast)
         let actions = schedule.actions[stage], lastBackwards = schedule.lastBackwards(stage: stage)

@@ -2,8 +2,13 @@ import Tensor
 import Workload
 
 /// Forward activations (kept for the backward pass) and backward scratch for one batch shape.
+/// Under sequence parallelism the residual stream, the LayerNorms' statistics and the residual's
+/// gradient hold only this shard's `localSequence` positions of each sequence; the LayerNorm
+/// outputs the split products read are kept gathered (whole sequences).
 final class Activations {
     let batch: Int, sequence: Int
+    /// Positions of each sequence this rank holds outside the split products.
+    let localSequence: Int
     let tokens: UnsafeMutablePointer<Int32>
     let targets: UnsafeMutablePointer<Int32>
     /// residual[0] is the embedding output; residual[l + 1] the output of block l.
@@ -23,32 +28,42 @@ final class Activations {
     // Backward scratch, reused by every layer.
     let dResidual: FloatBuffer, dNormed: FloatBuffer, dQKV: FloatBuffer, dAttention: FloatBuffer, dHidden: FloatBuffer
     let attentionScratch: FloatBuffer
+    /// Sequence parallelism only (else empty): a LayerNorm's output before it is gathered (and
+    /// the head's input gradient taken back to this shard's positions); a split product's
+    /// partial sum over whole sequences before its reduce-scatter; the residual's gradient gathered.
+    let normedLocal: FloatBuffer, partial: FloatBuffer, dGathered: FloatBuffer
 
-    /// `local` gives the tensor-parallel shard's attention channels, heads and MLP width.
-    init(spec: ModelSpec, batch: Int, sequence: Int, local: TensorShard.Dimensions) {
+    /// `local` gives the tensor-parallel shard's attention channels, heads and MLP width;
+    /// `localSequence` the positions of each sequence it holds outside them.
+    init(spec: ModelSpec, batch: Int, sequence: Int, local: TensorShard.Dimensions, localSequence: Int) {
         self.batch = batch
         self.sequence = sequence
+        self.localSequence = localSequence
         let rows = batch * sequence, c = spec.dModel, h = local.hidden, layers = spec.layers, cl = local.channels
+        let held = batch * localSequence, split = localSequence < sequence
         func many(_ count: Int) -> [FloatBuffer] { (0..<layers).map { _ in FloatBuffer(count: count) } }
         tokens = .allocate(capacity: rows)
         targets = .allocate(capacity: rows)
-        residual = (0...layers).map { _ in FloatBuffer(count: rows * c) }
-        afterAttention = many(rows * c)
-        ln1 = many(rows * c); ln1Mean = many(rows); ln1Rstd = many(rows)
+        residual = (0...layers).map { _ in FloatBuffer(count: held * c) }
+        afterAttention = many(held * c)
+        ln1 = many(rows * c); ln1Mean = many(held); ln1Rstd = many(held)
         qkv = many(rows * 3 * cl)
         probabilities = many(batch * local.heads * sequence * sequence)
         attention = many(rows * cl)
-        ln2 = many(rows * c); ln2Mean = many(rows); ln2Rstd = many(rows)
+        ln2 = many(rows * c); ln2Mean = many(held); ln2Rstd = many(held)
         fc = many(rows * h); gelu = many(rows * h); geluTanh = many(rows * h)
-        lnf = FloatBuffer(count: rows * c); lnfMean = FloatBuffer(count: rows); lnfRstd = FloatBuffer(count: rows)
+        lnf = FloatBuffer(count: rows * c); lnfMean = FloatBuffer(count: held); lnfRstd = FloatBuffer(count: held)
         logits = FloatBuffer(count: rows * spec.vocabulary)
         losses = FloatBuffer(count: rows)
-        dResidual = FloatBuffer(count: rows * c)
+        dResidual = FloatBuffer(count: held * c)
         dNormed = FloatBuffer(count: rows * c)
         dQKV = FloatBuffer(count: rows * 3 * cl)
         dAttention = FloatBuffer(count: rows * cl)
         dHidden = FloatBuffer(count: rows * h)
         attentionScratch = FloatBuffer(count: max(1, Parallel.threads) * sequence * sequence)
+        normedLocal = FloatBuffer(count: split ? held * c : 0)
+        partial = FloatBuffer(count: split ? rows * c : 0)
+        dGathered = FloatBuffer(count: split ? rows * c : 0)
     }
 
     deinit {

@@ -8,7 +8,8 @@ import Workload
 /// summed over the global batch's samples in tree order (within a micro-batch, across
 /// micro-batches, then across data-parallel ranks by an ordered all-reduce); products that
 /// tensor parallelism splits are formed per attention head and summed over the heads in
-/// tree order; the tied embedding's two parts are summed separately and added last; the
+/// tree order; a LayerNorm's parameter gradient is summed over a sample's positions in tree
+/// order (a sequence-parallel shard holds a node); the tied embedding's two parts are summed separately and added last; the
 /// loss and the gradient norm are summed per sample and per (tensor, head) block in a fixed
 /// order. Everything else (per-row kernels, attention per head, AdamW) is already
 /// independent of the layout and of the thread count.
@@ -28,7 +29,7 @@ public enum DeterministicMode {
     }
 
     /// Rejects layouts whose partial sums are not nodes of the canonical trees, with what to change.
-    public static func check(_ layout: ParallelLayout, model: ModelSpec, batch: Int) throws {
+    public static func check(_ layout: ParallelLayout, model: ModelSpec, batch: Int, sequence: Int) throws {
         guard model.dModel % model.heads == 0, model.mlpHidden % model.heads == 0 else {
             throw Unsupported.layout("--deterministic needs \(model.name)'s width and MLP width divisible by its \(model.heads) heads")
         }
@@ -44,6 +45,11 @@ public enum DeterministicMode {
         if !ReductionTree(leaves: model.heads).isAligned(parts: layout.tp) {
             throw Unsupported.layout("--deterministic cannot split \(model.name)'s \(model.heads) heads exactly over --tp \(layout.tp): "
                 + "each shard's heads must be a node of the pairwise summation tree over heads (try --tp \(alignedDivisors(model.heads).map(String.init).joined(separator: ", ")))")
+        }
+        if layout.sequenceParallel && !ReductionTree(leaves: sequence).isAligned(parts: layout.tp) {
+            let fits = (1...sequence).reversed().first { ReductionTree(leaves: $0).isAligned(parts: layout.tp) } ?? layout.tp
+            throw Unsupported.layout("--deterministic with --sequence-parallel sums each LayerNorm gradient over a sequence's positions in a pairwise tree, "
+                + "and --tp \(layout.tp) shares of \(sequence) positions are not nodes of it: use --seq \(fits) (or a power of two times --tp)")
         }
     }
 

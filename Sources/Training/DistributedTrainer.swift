@@ -124,8 +124,11 @@ public final class DistributedTrainer {
     public init(configuration: TrainingConfiguration, layout: ParallelLayout, transport: Transport, corpus: Corpus,
                 context: ExecutionContext = ExecutionContext()) throws {
         try configuration.validate()
-        try layout.validate(model: configuration.model, batch: configuration.batch, worldSize: transport.worldSize)
-        if configuration.deterministic { try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch) }
+        try layout.validate(model: configuration.model, batch: configuration.batch, sequence: configuration.sequence,
+                            worldSize: transport.worldSize)
+        if configuration.deterministic {
+            try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch, sequence: configuration.sequence)
+        }
         self.configuration = configuration
         self.layout = layout
         self.transport = transport
@@ -141,7 +144,8 @@ public final class DistributedTrainer {
         }
         let tensor = try group(mesh.allTPGroups, mesh.tpGroup(of: rank), GroupIDs.tensor)
         model = GPT(spec: configuration.model, seed: configuration.seed,
-                    shard: TensorShard(size: layout.tp, index: coordinates.tp, group: layout.tp > 1 ? tensor : nil))
+                    shard: TensorShard(size: layout.tp, index: coordinates.tp, group: layout.tp > 1 ? tensor : nil,
+                                       sequenceParallel: layout.sequenceParallel))
         model.deterministic = configuration.deterministic
         model.reductionOrder = context.reductionOrder
         data = try DataLoader(corpus: corpus, sequence: configuration.sequence, seed: configuration.seed)

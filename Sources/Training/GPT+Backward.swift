@@ -10,16 +10,24 @@ extension GPT {
     /// The backward pass of a stage: from d(loss)/d(logits) in `a.logits` when `head`, else
     /// from the gradient already in `a.dResidual`; leaves the stage's input gradient in
     /// `a.dResidual` (or accumulates the embeddings' gradients when `embed`). Under tensor
-    /// parallelism the f operator sums each LayerNorm output's gradient over the group.
+    /// parallelism the f operator sums each LayerNorm output's gradient over the group; under
+    /// sequence parallelism that sum is reduce-scattered to the shard's positions, and the
+    /// residual's gradient is all-gathered before each row-parallel projection's backward.
     /// `finalized(offset)` is called as parts of the gradient become final: everything this
     /// stage owns at flat offsets ≥ `offset` (except the tied embedding) will not change again.
     func backward(_ a: Activations, layers: Range<Int>, embed: Bool, head: Bool,
                   finalized: ((Int) throws -> Void)? = nil) throws {
         let b = a.batch, t = a.sequence, rows = b * t
         let c = spec.dModel, local = shard.dimensions(spec), cl = local.channels, hl = local.hidden
-        let r = shard.index, split = shard.size > 1
+        let r = shard.index, split = shard.size > 1, sp = shard.sequenceParallel
         let shape = Attention.Shape(batch: b, sequence: t, channels: cl, heads: local.heads)
         let dResidual = a.dResidual.pointer, dNormed = a.dNormed.pointer
+        // The residual's gradient over whole sequences (gathered under sequence parallelism).
+        func gatheredResidualGradient() throws -> UnsafeMutablePointer<Float> {
+            guard sp else { return dResidual }
+            try shard.gatherSequence(dResidual, into: a.dGathered.pointer, batch: b, sequence: t, width: c)
+            return a.dGathered.pointer
+        }
         let units = ParameterUnit.backward(layers: layers, head: head), first = head ? 1 : 0
         if head {
             try using(units, 0) {
@@ -28,8 +36,10 @@ extension GPT {
                 weightGradient(outputProjectionGradient, dout: a.logits.pointer, inp: a.lnf.pointer, batch: b, sequence: t,
                                k: c, n: spec.vocabulary)
                 a.dResidual.zero()
-                layerNorm(backward: "lnf", dResidual: dResidual, dout: dNormed, inp: a.residual[spec.layers].pointer, weight: pointer("lnf.w"),
-                          mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer, batch: b, sequence: t)
+                // The head is replicated: each shard takes its positions of the final LayerNorm's gradient.
+                if sp { shard.takeSequence(dNormed, into: a.normedLocal.pointer, batch: b, sequence: t, width: c) }
+                try layerNorm(a, backward: "lnf", dout: sp ? a.normedLocal.pointer : dNormed, inp: a.residual[spec.layers].pointer,
+                              weight: pointer("lnf.w"), mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer)
             }
             try finalized?(layout.entry("lnf.w").offset)
         }
@@ -37,30 +47,31 @@ extension GPT {
             try using(units, first + layers.upperBound - 1 - l) {
                 let p = "h\(l).", mid = a.afterAttention[l].pointer, dHidden = a.dHidden.pointer
                 // MLP: residual[l+1] = mid + proj(gelu(fc(ln2(mid)))); proj is row-parallel, fc column-parallel.
-                let mlpProjection = r * hl
-                Linear.inputGradient(dinp: dHidden, dout: dResidual, weight: pointer(p + "mlp.proj.w") + mlpProjection,
+                let mlpProjection = r * hl, dOut = try gatheredResidualGradient()
+                Linear.inputGradient(dinp: dHidden, dout: dOut, weight: pointer(p + "mlp.proj.w") + mlpProjection,
                                      m: rows, k: hl, n: c, accumulate: false, ldWeight: spec.mlpHidden)
-                linearParameterGradients(p + "mlp.proj", weightOffset: mlpProjection, dout: dResidual, inp: a.gelu[l].pointer,
+                linearParameterGradients(p + "mlp.proj", weightOffset: mlpProjection, dout: dOut, inp: a.gelu[l].pointer,
                                          batch: b, sequence: t, k: hl, n: c, ldWeight: spec.mlpHidden)
                 // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
                 let dPreActivation = a.gelu[l].pointer
                 kernel(.geluBackward, rows * hl) { GELU.backward(dPreActivation, a.fc[l].pointer, tanh: a.geluTanh[l].pointer, dHidden, count: rows * hl) }
-                try columnParallelInputGradient(dinp: dNormed, dout: dPreActivation, weight: p + "mlp.fc.w", rows: rows,
+                try columnParallelInputGradient(a, dinp: dNormed, dout: dPreActivation, weight: p + "mlp.fc.w",
                                                 sections: 1, sectionSize: spec.mlpHidden, width: hl, ldOut: hl)
                 linearParameterGradients(p + "mlp.fc", weightOffset: r * hl * c, biasOffset: r * hl, dout: dPreActivation,
                                          inp: a.ln2[l].pointer, batch: b, sequence: t, k: c, n: hl)
-                layerNorm(backward: p + "ln2", dResidual: dResidual, dout: dNormed, inp: mid, weight: pointer(p + "ln2.w"),
-                          mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer, batch: b, sequence: t)
+                try layerNorm(a, backward: p + "ln2", dout: dNormed, inp: mid, weight: pointer(p + "ln2.w"),
+                              mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer)
                 // Attention: mid = residual[l] + proj(attention(qkv(ln1(residual[l])))).
-                Linear.inputGradient(dinp: a.dAttention.pointer, dout: dResidual, weight: pointer(p + "attn.proj.w") + r * cl,
+                let dMid = try gatheredResidualGradient()
+                Linear.inputGradient(dinp: a.dAttention.pointer, dout: dMid, weight: pointer(p + "attn.proj.w") + r * cl,
                                      m: rows, k: cl, n: c, accumulate: false, ldWeight: c)
-                linearParameterGradients(p + "attn.proj", weightOffset: r * cl, dout: dResidual, inp: a.attention[l].pointer,
+                linearParameterGradients(p + "attn.proj", weightOffset: r * cl, dout: dMid, inp: a.attention[l].pointer,
                                          batch: b, sequence: t, k: cl, n: c, ldWeight: c)
                 kernel(.attentionBackward, b * local.heads * t * t, flops: 8 * Double(spec.headSize * b * local.heads * t * t)) {
                     Attention.backward(dqkv: a.dQKV.pointer, dout: a.dAttention.pointer, qkv: a.qkv[l].pointer,
                                        probabilities: a.probabilities[l].pointer, scratch: a.attentionScratch.pointer, shape: shape)
                 }
-                try columnParallelInputGradient(dinp: dNormed, dout: a.dQKV.pointer, weight: p + "attn.qkv.w", rows: rows,
+                try columnParallelInputGradient(a, dinp: dNormed, dout: a.dQKV.pointer, weight: p + "attn.qkv.w",
                                                 sections: 3, sectionSize: c, width: cl, ldOut: 3 * cl)
                 if split {
                     for s in 0..<3 {
@@ -71,24 +82,28 @@ extension GPT {
                 } else {
                     linearParameterGradients(p + "attn.qkv", dout: a.dQKV.pointer, inp: a.ln1[l].pointer, batch: b, sequence: t, k: c, n: 3 * c)
                 }
-                layerNorm(backward: p + "ln1", dResidual: dResidual, dout: dNormed, inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"),
-                          mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, batch: b, sequence: t)
+                try layerNorm(a, backward: p + "ln1", dout: dNormed, inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"),
+                              mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer)
             }
             try finalized?(layout.entry("h\(l).ln1.w").offset)
         }
         guard embed else { return }
-        kernel(.embeddingBackward, rows * c) { embeddingGradients(dout: dResidual, tokens: a.tokens, batch: b, sequence: t) }
+        // The embeddings are replicated: under sequence parallelism they read the gathered gradient.
+        let dEmbedded = try gatheredResidualGradient()
+        kernel(.embeddingBackward, rows * c) { embeddingGradients(dout: dEmbedded, tokens: a.tokens, batch: b, sequence: t) }
         try finalized?(0)
     }
 
-    /// A LayerNorm's backward pass: accumulates its input gradient into `dResidual` and its parameters' gradients.
-    private func layerNorm(backward name: String, dResidual: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                           inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, mean: UnsafePointer<Float>,
-                           rstd: UnsafePointer<Float>, batch: Int, sequence: Int) {
-        kernel(.layerNormBackward, batch * sequence * spec.dModel) {
-            LayerNorm.inputGradient(dinp: dResidual, dout: dout, inp: inp, weight: weight, mean: mean, rstd: rstd,
-                                    rows: batch * sequence, columns: spec.dModel)
-            layerNormGradients(name, dout: dout, inp: inp, mean: mean, rstd: rstd, batch: batch, sequence: sequence)
+    /// A LayerNorm's backward pass over the rows this rank holds: accumulates its input gradient
+    /// into `a.dResidual` and its parameters' gradients.
+    private func layerNorm(_ a: Activations, backward name: String, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                           weight: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>) throws {
+        let held = a.batch * a.localSequence
+        let finish = kernel(.layerNormBackward, held * spec.dModel) {
+            LayerNorm.inputGradient(dinp: a.dResidual.pointer, dout: dout, inp: inp, weight: weight, mean: mean, rstd: rstd,
+                                    rows: held, columns: spec.dModel)
+            return layerNormGradients(name, a, dout: dout, inp: inp, mean: mean, rstd: rstd)
         }
+        try finish?()
     }
 }

@@ -11,27 +11,30 @@ extension GPT {
     /// `a.residual[layers.lowerBound]`; through the final LayerNorm and logits when `head`.
     /// Under tensor parallelism each block computes its heads and MLP columns and the g
     /// operator sums the row-parallel projections over the group (two all-reduces a block).
+    /// Under sequence parallelism the LayerNorms and residual additions run on this shard's
+    /// positions only: each LayerNorm's output is all-gathered before the split products and
+    /// each row-parallel sum is reduce-scattered back to the shard's positions.
     func forward(_ a: Activations, layers: Range<Int>, embed: Bool, head: Bool) throws {
-        let b = a.batch, t = a.sequence, rows = b * t
+        let b = a.batch, t = a.sequence, rows = b * t, held = b * a.localSequence
         let c = spec.dModel, local = shard.dimensions(spec), cl = local.channels, hl = local.hidden
         let r = shard.index, split = shard.size > 1
         let shape = Attention.Shape(batch: b, sequence: t, channels: cl, heads: local.heads)
         let units = ParameterUnit.forward(layers: layers, embed: embed, head: head), first = embed ? 1 : 0
         if embed {
             try using(units, 0) {
+                // Replicated over the tensor group: under sequence parallelism each shard keeps its positions.
+                let out = shard.sequenceParallel ? a.partial.pointer : a.residual[0].pointer
                 kernel(.embeddingForward, rows * c) {
-                    Embedding.forward(out: a.residual[0].pointer, tokens: a.tokens, wte: pointer("wte"), wpe: pointer("wpe"),
+                    Embedding.forward(out: out, tokens: a.tokens, wte: pointer("wte"), wpe: pointer("wpe"),
                                       batch: b, sequence: t, channels: c)
                 }
+                if shard.sequenceParallel { shard.takeSequence(out, into: a.residual[0].pointer, batch: b, sequence: t, width: c) }
             }
         }
         for l in layers {
             try using(units, first + l - layers.lowerBound) {
                 let x = a.residual[l].pointer, p = "h\(l)."
-                kernel(.layerNormForward, rows * c) {
-                    LayerNorm.forward(out: a.ln1[l].pointer, mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer, inp: x,
-                                      weight: pointer(p + "ln1.w"), bias: pointer(p + "ln1.b"), rows: rows, columns: c)
-                }
+                try layerNorm(a, inp: x, name: p + "ln1", out: a.ln1[l], mean: a.ln1Mean[l], rstd: a.ln1Rstd[l])
                 if split {
                     // Column-parallel QKV: this shard's rows of each of the Q, K and V sections.
                     for s in 0..<3 {
@@ -48,31 +51,37 @@ extension GPT {
                     Attention.forward(out: a.attention[l].pointer, probabilities: a.probabilities[l].pointer, qkv: a.qkv[l].pointer, shape: shape)
                 }
                 let mid = a.afterAttention[l].pointer
-                try rowParallel(out: mid, inp: a.attention[l].pointer, weight: p + "attn.proj.w", bias: p + "attn.proj.b",
-                                rows: rows, local: cl, full: c)
-                kernel(.residual, rows * c) { Elementwise.accumulate(mid, x, count: rows * c) }
-                kernel(.layerNormForward, rows * c) {
-                    LayerNorm.forward(out: a.ln2[l].pointer, mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer, inp: mid,
-                                      weight: pointer(p + "ln2.w"), bias: pointer(p + "ln2.b"), rows: rows, columns: c)
-                }
+                try rowParallel(a, out: mid, inp: a.attention[l].pointer, weight: p + "attn.proj.w", bias: p + "attn.proj.b",
+                                local: cl, full: c)
+                kernel(.residual, held * c) { Elementwise.accumulate(mid, x, count: held * c) }
+                try layerNorm(a, inp: mid, name: p + "ln2", out: a.ln2[l], mean: a.ln2Mean[l], rstd: a.ln2Rstd[l])
                 Linear.forward(out: a.fc[l].pointer, inp: a.ln2[l].pointer, weight: pointer(p + "mlp.fc.w") + r * hl * c,
                                bias: pointer(p + "mlp.fc.b") + r * hl, m: rows, k: c, n: hl)
                 kernel(.geluForward, rows * hl) { GELU.forward(a.gelu[l].pointer, a.fc[l].pointer, count: rows * hl, tanhOut: a.geluTanh[l].pointer) }
                 let out = a.residual[l + 1].pointer
-                try rowParallel(out: out, inp: a.gelu[l].pointer, weight: p + "mlp.proj.w", bias: p + "mlp.proj.b",
-                                rows: rows, local: hl, full: spec.mlpHidden)
-                kernel(.residual, rows * c) { Elementwise.accumulate(out, mid, count: rows * c) }
+                try rowParallel(a, out: out, inp: a.gelu[l].pointer, weight: p + "mlp.proj.w", bias: p + "mlp.proj.b",
+                                local: hl, full: spec.mlpHidden)
+                kernel(.residual, held * c) { Elementwise.accumulate(out, mid, count: held * c) }
             }
         }
         guard head else { return }
         try using(units, units.count - 1) {
-            kernel(.layerNormForward, rows * c) {
-                LayerNorm.forward(out: a.lnf.pointer, mean: a.lnfMean.pointer, rstd: a.lnfRstd.pointer, inp: a.residual[spec.layers].pointer,
-                                  weight: pointer("lnf.w"), bias: pointer("lnf.b"), rows: rows, columns: c)
-            }
+            try layerNorm(a, inp: a.residual[spec.layers].pointer, name: "lnf", out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd)
             // Tied output projection: logits = lnf · wteᵀ.
             Linear.forward(out: a.logits.pointer, inp: a.lnf.pointer, weight: pointer("wte"), bias: nil, m: rows, k: c, n: spec.vocabulary)
         }
+    }
+
+    /// LayerNorm `name` of the rows this rank holds into `out`, gathered into whole sequences
+    /// under sequence parallelism (the split products read every position).
+    private func layerNorm(_ a: Activations, inp: UnsafePointer<Float>, name: String, out: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer) throws {
+        let c = spec.dModel, held = a.batch * a.localSequence, sp = shard.sequenceParallel
+        let normed = sp ? a.normedLocal.pointer : out.pointer
+        kernel(.layerNormForward, held * c) {
+            LayerNorm.forward(out: normed, mean: mean.pointer, rstd: rstd.pointer, inp: inp,
+                              weight: pointer(name + ".w"), bias: pointer(name + ".b"), rows: held, columns: c)
+        }
+        if sp { try shard.gatherSequence(normed, into: out.pointer, batch: a.batch, sequence: a.sequence, width: c) }
     }
 }
 

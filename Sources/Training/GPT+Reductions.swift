@@ -82,23 +82,56 @@ extension GPT {
         }
     }
 
-    /// LayerNorm `name`'s weight and bias gradients.
-    func layerNormGradients(_ name: String, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, mean: UnsafePointer<Float>,
-                            rstd: UnsafePointer<Float>, batch: Int, sequence: Int) {
+    /// LayerNorm `name`'s weight and bias gradients from the rows this rank holds (`dout`, `inp`,
+    /// `mean`, `rstd`: `a.batch` sequences of `a.localSequence` positions). Without sequence
+    /// parallelism or deterministic mode they are accumulated at once and nil is returned;
+    /// otherwise this rank's part is formed and the returned step finishes the sum (outside the
+    /// kernel, since it communicates): under sequence parallelism the parts are summed over the
+    /// tensor-parallel group. In deterministic mode each sample's gradient is summed over its
+    /// positions in the order of a tree over positions (a shard holds a node of it), then the
+    /// samples are summed.
+    func layerNormGradients(_ name: String, _ a: Activations, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                            mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>) -> (() throws -> Void)? {
         let c = spec.dModel, dweight = gradient(name + ".w"), dbias = gradient(name + ".b")
+        let batch = a.batch, n = a.localSequence, sp = shard.sequenceParallel
+        func accumulate(_ total: UnsafePointer<Float>) {
+            Elementwise.accumulate(dweight, total, count: c)
+            Elementwise.accumulate(dbias, total + c, count: c)
+        }
         guard deterministic else {
-            return LayerNorm.parameterGradients(dweight: dweight, dbias: dbias, dout: dout, inp: inp, mean: mean, rstd: rstd,
-                                                rows: batch * sequence, columns: c)
+            guard sp else {
+                LayerNorm.parameterGradients(dweight: dweight, dbias: dbias, dout: dout, inp: inp, mean: mean, rstd: rstd,
+                                             rows: batch * n, columns: c)
+                return nil
+            }
+            let part = scratch.floats(Self.positionSlot, 2 * c)
+            part.update(repeating: 0, count: 2 * c)
+            LayerNorm.parameterGradients(dweight: part, dbias: part + c, dout: dout, inp: inp, mean: mean, rstd: rstd, rows: batch * n, columns: c)
+            return { [self] in
+                try shard.reduce(part, count: 2 * c)
+                accumulate(part)
+            }
         }
-        let total = sumOverSamples(batch, count: 2 * c) { s, out in
-            out.update(repeating: 0, count: 2 * c)
-            let rows = s * sequence
-            LayerNorm.parameterGradients(dweight: out, dbias: out + c, dout: dout + rows * c, inp: inp + rows * c, mean: mean + rows,
-                                         rstd: rstd + rows, rows: sequence, columns: c)
+        let positions = ReductionTree(leaves: a.sequence), node = shard.positions(of: a.sequence)
+        let perSample = scratch.floats(Self.positionSlot, batch * 2 * c)
+        for s in 0..<batch {
+            positions.sum(node, into: perSample + s * 2 * c, count: 2 * c, value: { leaf, out in
+                guard leaf.count == 1 else { return false }
+                let row = s * n + leaf.lowerBound - node.lowerBound
+                out.update(repeating: 0, count: 2 * c)
+                LayerNorm.parameterGradients(dweight: out, dbias: out + c, dout: dout + row * c, inp: inp + row * c, mean: mean + row,
+                                             rstd: rstd + row, rows: 1, columns: c)
+                return true
+            }, scratch: { scratch.floats(Self.positionSlot + 1 + $0, 2 * c) }, add: { Elementwise.accumulate($0, $1, count: $2) })
         }
-        Elementwise.accumulate(dweight, total, count: c)
-        Elementwise.accumulate(dbias, total + c, count: c)
+        return { [self] in
+            if sp { try shard.orderedReduce(perSample, count: batch * 2 * c, tree: positions) }
+            accumulate(sumOverSamples(batch, count: 2 * c) { s, out in out.update(from: perSample + s * 2 * c, count: 2 * c) })
+        }
     }
+
+    /// The first scratch slot of the per-position sums (clear of `sumOverSamples`' slots).
+    static let positionSlot = 32
 
     /// The token and position embeddings' gradients from the embedding output's gradient.
     func embeddingGradients(dout: UnsafePointer<Float>, tokens: UnsafePointer<Int32>, batch: Int, sequence: Int) {
@@ -125,28 +158,34 @@ extension GPT {
 
     /// Row-parallel `out[rows, c] = inp[rows, local] · W[:, shard's columns]ᵀ`, summed over the
     /// tensor-parallel group (the g operator), then the bias. In deterministic mode the product
-    /// is formed per head (`full / heads` columns each) and summed in `headTree` order.
-    func rowParallel(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: String, bias: String,
-                     rows: Int, local: Int, full: Int) throws {
-        let c = spec.dModel
+    /// is formed per head (`full / heads` columns each) and summed in `headTree` order. Under
+    /// sequence parallelism the sum is reduce-scattered: `out` receives this shard's positions.
+    func rowParallel(_ a: Activations, out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: String, bias: String,
+                     local: Int, full: Int) throws {
+        let c = spec.dModel, rows = a.batch * a.sequence, sp = shard.sequenceParallel
+        let sum = sp ? a.partial.pointer : out
+        func reduce(tree: ReductionTree?) throws {
+            if sp { return try shard.scatterSequence(sum, into: out, batch: a.batch, sequence: a.sequence, width: c, tree: tree) }
+            if let tree { try shard.orderedReduce(out, count: rows * c, tree: tree) } else { try shard.reduce(out, count: rows * c) }
+        }
         if deterministic {
             let width = full / spec.heads, first = headNode.lowerBound
-            treeSum(headTree, headNode, into: out, count: rows * c) { head, buffer in
+            treeSum(headTree, headNode, into: sum, count: rows * c) { head, buffer in
                 Linear.forward(out: buffer, inp: inp + (head - first) * width, weight: pointer(weight) + head * width, bias: nil,
                                m: rows, k: width, n: c, ldInput: local, ldWeight: full)
             }
-            try shard.orderedReduce(out, count: rows * c, tree: headTree)
+            try reduce(tree: headTree)
         } else if shard.size == 1 {
             Linear.forward(out: out, inp: inp, weight: pointer(weight), bias: pointer(bias), m: rows, k: full, n: c)
             return
         } else {
-            Linear.forward(out: out, inp: inp, weight: pointer(weight) + shard.index * local, bias: nil,
+            Linear.forward(out: sum, inp: inp, weight: pointer(weight) + shard.index * local, bias: nil,
                            m: rows, k: local, n: c, ldWeight: full)
-            try shard.reduce(out, count: rows * c)
+            try reduce(tree: nil)
         }
-        let b = pointer(bias)
-        kernel(.residual, rows * c) {
-            Parallel.forEach(rows, minimumPerThread: 64) { range in
+        let b = pointer(bias), held = a.batch * a.localSequence
+        kernel(.residual, held * c) {
+            Parallel.forEach(held, minimumPerThread: 64) { range in
                 for row in range { Elementwise.accumulate(out + row * c, b, count: c) }
             }
         }
@@ -156,9 +195,15 @@ extension GPT {
     /// (the f operator): `dinp[rows, c] = Σ_sections dout[:, section] · W[section rows, :]`,
     /// where each of `sections` (Q, K, V for attention; one for the MLP) holds this shard's
     /// `width` of `sectionSize` output rows of `weight`, and `dout` rows are `ldOut` apart.
-    func columnParallelInputGradient(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, weight: String,
-                                     rows: Int, sections: Int, sectionSize: Int, width: Int, ldOut: Int) throws {
-        let c = spec.dModel, w = pointer(weight)
+    /// Under sequence parallelism the sum is reduce-scattered: `dinp` receives this shard's positions.
+    func columnParallelInputGradient(_ a: Activations, dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, weight: String,
+                                     sections: Int, sectionSize: Int, width: Int, ldOut: Int) throws {
+        let c = spec.dModel, w = pointer(weight), rows = a.batch * a.sequence, sp = shard.sequenceParallel
+        let sum = sp ? a.partial.pointer : dinp
+        func reduce(tree: ReductionTree?) throws {
+            if sp { return try shard.scatterSequence(sum, into: dinp, batch: a.batch, sequence: a.sequence, width: c, tree: tree) }
+            if let tree { try shard.orderedReduce(dinp, count: rows * c, tree: tree) } else { try shard.reduce(dinp, count: rows * c) }
+        }
         guard deterministic else {
             if shard.size == 1 {
                 // One shard's sections are contiguous: a single fused product.
@@ -166,19 +211,19 @@ extension GPT {
                 return
             }
             for s in 0..<sections {
-                Linear.inputGradient(dinp: dinp, dout: dout + s * width, weight: w + (s * sectionSize + shard.index * width) * c,
+                Linear.inputGradient(dinp: sum, dout: dout + s * width, weight: w + (s * sectionSize + shard.index * width) * c,
                                      m: rows, k: c, n: width, accumulate: s > 0, ldOut: ldOut)
             }
-            return try shard.reduce(dinp, count: rows * c)
+            return try reduce(tree: nil)
         }
         let perHead = sectionSize / spec.heads, first = headNode.lowerBound
-        treeSum(headTree, headNode, into: dinp, count: rows * c) { head, buffer in
+        treeSum(headTree, headNode, into: sum, count: rows * c) { head, buffer in
             for s in 0..<sections {
                 Linear.inputGradient(dinp: buffer, dout: dout + s * width + (head - first) * perHead,
                                      weight: w + (s * sectionSize + head * perHead) * c, m: rows, k: c, n: perHead,
                                      accumulate: s > 0, ldOut: ldOut)
             }
         }
-        try shard.orderedReduce(dinp, count: rows * c, tree: headTree)
+        try reduce(tree: headTree)
     }
 }

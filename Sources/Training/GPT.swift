@@ -41,7 +41,8 @@ public final class GPT {
 
     /// Fresh buffers for one micro-batch (pipeline stages keep several alive at once).
     func makeActivations(batch: Int, sequence: Int) -> Activations {
-        Activations(spec: spec, batch: batch, sequence: sequence, local: shard.dimensions(spec))
+        Activations(spec: spec, batch: batch, sequence: sequence, local: shard.dimensions(spec),
+                    localSequence: shard.positions(of: sequence).count)
     }
 
     /// Buffers for a batch shape, reused while the shape stays the same.

@@ -108,6 +108,12 @@ final class StepProgramTests: XCTestCase {
     }
 
     /// A plan that differs from what runs is caught: the same step against another layout's plan.
+    func testSequenceParallelRunsThePlanOpForOp() throws {
+        try assertRanThePlan(ParallelLayout(tp: 2, sequenceParallel: true))
+        try assertRanThePlan(ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2, sequenceParallel: true))
+        try assertRanThePlan(ParallelLayout(tp: 2, pp: 2, microbatches: 2, schedule: .interleaved, virtualStages: 2, sequenceParallel: true))
+    }
+
     func testADifferentPlanIsCaught() throws {
         let ran = try recordedStep(ParallelLayout(dp: 2))[0].ran.map(line)
         let other = StepProgram(plan: ShardPlan(model: ModelCatalog.gptTiny, layout: ParallelLayout(dp: 2)), rank: 0,

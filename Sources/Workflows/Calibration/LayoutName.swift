@@ -4,19 +4,20 @@ import Parallelism
 /// Layouts written compactly, as `dp2pp2`, `tp2`, `dp1`: degrees in any order, unnamed ones 1;
 /// then, as `fleet train` takes them, `v2` (the interleaved schedule, two chunks per stage:
 /// `pp2v2`), `gpipe`, `m8` (micro-batches; pipelines get 2·pp by default, as `fleet train`
-/// gives them) and `z1` (ZeRO stage): `dp2pp2m8gpipe`, `dp2z1`.
+/// gives them), `z1` (ZeRO stage) and `sp` (sequence parallel): `dp2pp2m8gpipe`, `dp2z1`, `tp2sp`.
 public enum LayoutName {
     public static func parse(_ text: String) throws -> ParallelLayout {
         var values = ["dp": 1, "tp": 1, "pp": 1, "v": 1, "z": 0]
-        var microbatches: Int?, gpipe = false
+        var microbatches: Int?, gpipe = false, sequenceParallel = false
         var rest = Substring(text.lowercased())
         guard !rest.isEmpty else { throw FleetError("an empty layout name; write e.g. dp2pp2") }
         func unreadable() -> FleetError {
             FleetError("cannot read layout '\(text)': write degrees like dp2pp2, tp2 or dp1 (dp, tp, pp followed by a number), "
-                       + "then optionally v2 (interleaved chunks per stage), gpipe, m8 (micro-batches) or z1 (ZeRO stage)")
+                       + "then optionally v2 (interleaved chunks per stage), gpipe, m8 (micro-batches), z1 (ZeRO stage) or sp (sequence parallel)")
         }
         while !rest.isEmpty {
             if rest.hasPrefix("gpipe") { gpipe = true; rest = rest.dropFirst(5); continue }
+            if rest.hasPrefix("sp") { sequenceParallel = true; rest = rest.dropFirst(2); continue }
             let key = ["dp", "tp", "pp"].first { rest.hasPrefix($0) } ?? String(rest.prefix(1))
             guard ["dp", "tp", "pp", "v", "m", "z"].contains(key) else { throw unreadable() }
             rest = rest.dropFirst(key.count)
@@ -28,7 +29,8 @@ public enum LayoutName {
         let pp = values["pp"]!, v = values["v"]!
         if gpipe && v > 1 { throw FleetError("layout '\(text)' asks for both gpipe and interleaving (v\(v)); choose one") }
         return ParallelLayout(dp: values["dp"]!, tp: values["tp"]!, pp: pp, microbatches: microbatches ?? ParallelLayout.defaultMicrobatches(pp: pp),
-                              schedule: v > 1 ? .interleaved : gpipe ? .gpipe : .oneFOneB, virtualStages: v, zeroStage: values["z"]!)
+                              schedule: v > 1 ? .interleaved : gpipe ? .gpipe : .oneFOneB, virtualStages: v, zeroStage: values["z"]!,
+                              sequenceParallel: sequenceParallel)
     }
 
     public static func name(_ layout: ParallelLayout) -> String {
@@ -40,11 +42,12 @@ public enum LayoutName {
         if layout.microbatches != ParallelLayout.defaultMicrobatches(pp: layout.pp) { parts.append("m\(layout.microbatches)") }
         if layout.schedule == .gpipe { parts.append("gpipe") }
         if layout.zeroStage > 0 { parts.append("z\(layout.zeroStage)") }
+        if layout.sequenceParallel { parts.append("sp") }
         return parts.joined()
     }
 
     /// The `fleet train` flags that give `layout`: its degrees and micro-batches, then its
-    /// schedule and ZeRO stage where they are not the defaults.
+    /// schedule, ZeRO stage and sequence parallelism where they are not the defaults.
     public static func trainArguments(_ layout: ParallelLayout) -> [String] {
         var arguments = ["--dp", "\(layout.dp)", "--tp", "\(layout.tp)", "--pp", "\(layout.pp)", "--microbatches", "\(layout.microbatches)"]
         switch layout.schedule {
@@ -53,6 +56,7 @@ public enum LayoutName {
         case .interleaved: arguments += ["--schedule", "interleaved", "--virtual-stages", "\(layout.virtualStages)"]
         }
         if layout.zeroStage > 0 { arguments += ["--zero", "\(layout.zeroStage)"] }
+        if layout.sequenceParallel { arguments.append("--sequence-parallel") }
         return arguments
     }
 
