@@ -19,7 +19,7 @@ public struct MemoryEstimate: Sendable, Hashable, Codable {
         let gib = { (bytes: Double) in String(format: "%.1f GiB", bytes / 1_073_741_824) }
         return "the layout needs \(gib(total)) per GPU on stage \(stage), more than \(device)'s \(gib(capacity)): weights \(gib(weights)), "
             + "gradients \(gib(gradients)), optimizer state \(gib(optimizer)), activations \(gib(activations)); "
-            + "try more tensor or pipeline parallelism, ZeRO (zero: 1–3), recompute: full, or fewer micro-batch sequences"
+            + "try more tensor or pipeline parallelism, ZeRO (zero: 1–3), sequence_parallel: true (with tp ≥ 2), recompute: full, or fewer micro-batch sequences"
     }
 }
 
@@ -53,8 +53,12 @@ public enum MemoryModel {
             let local = Double(plan.heldElements(stage: s))
             let optimizerBytes = (precision == .fp32 ? 8.0 : 12.0) * local
             let (sq, b, h, a) = (Double(sequence), Double(microbatchSequences), Double(model.dModel), Double(model.heads))
-            let perLayer = recompute == .full ? 2 * sq * b * h
-                : sq * b * h * (10 + 24 / tp + (flashAttention ? 0 : 5 * a * sq / (h * tp))) * bytes / 2
+            // Korthikanti et al. 2022: sbh(10 + 24/t + 5as/(ht)) bytes a layer at 2 bytes an element; sequence
+            // parallelism splits the 10 too, sbh(34 + 5as/h)/t. Full recomputation keeps each layer's input.
+            let attention = flashAttention ? 0 : 5 * a * sq / h
+            let sp = layout.sequenceParallel && layout.tp > 1
+            let perLayer = recompute == .full ? 2 * sq * b * h / (sp ? tp : 1)
+                : sq * b * h * (sp ? (34 + attention) / tp : 10 + (24 + attention) / tp) * bytes / 2
             let held = Double(inFlight.indices.contains(s) ? inFlight[s] : 1)
             return MemoryEstimate(weights: bytes * local / (zero >= 3 ? dp : 1),
                                   gradients: bytes * local / (zero >= 2 ? dp : 1),

@@ -117,6 +117,9 @@ public struct Scenario: Sendable {
         checked.zeroStage = 0
         do { try checked.validate(model: model, batch: batch, sequence: sequence) } catch { found.append("\(error)") }
         if !(0...3).contains(zero) { found.append("zero must be 0, 1, 2 or 3 (got \(zero))") }
+        if layout.sequenceParallel && !tensorParallelAlgorithm.hasHalves {
+            found.append("sequence_parallel: true all-gathers and reduce-scatters over the tensor-parallel group, which collectives.tensor_parallel: \(tensorParallelAlgorithm.rawValue) cannot do; use ring, halving-doubling, hierarchical or auto")
+        }
         if !(efficiency > 0 && efficiency <= 1) { found.append("efficiency must be in (0, 1] (got \(efficiency))") }
         if sequence < 1 || sequence > model.context { found.append("sequence \(sequence) must be 1…\(model.context) tokens") }
         if let problem = fabric.problem() { found.append(problem) }

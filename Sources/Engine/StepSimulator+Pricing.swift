@@ -11,7 +11,7 @@ final class StepPricing {
         let program: StepProgram
         let flops: [(forward: FLOPs, backward: FLOPs)]
         let kernels: [(forward: KernelWork, backward: KernelWork)]
-        let tensor: [(forward: [Bytes], backward: [Bytes])]
+        let tensor: [(forward: [TensorCollective], backward: [TensorCollective])]
         /// ZeRO-3's weight all-gathers per pass, as this rank's block of each bucket.
         let gathers: [(forward: [Bytes], backward: [Bytes])]
         let held: Double
@@ -26,6 +26,16 @@ final class StepPricing {
     }
 
     struct Pair: Hashable { let from: Int, to: Int }
+
+    /// A tensor-parallel collective inside a pass: its kind and the whole buffer it sums or
+    /// gathers (an all-gather's plan bytes are one member's block).
+    struct TensorCollective: Hashable {
+        let kind: CollectiveKind
+        let bytes: Double
+
+        var part: CollectiveModel.Part { kind == .allGather ? .allGather : kind == .reduceScatter ? .reduceScatter : .all }
+        var name: String { kind == .allGather ? "all-gather" : kind == .reduceScatter ? "reduce-scatter" : "all-reduce" }
+    }
 
     private let simulator: StepSimulator
     /// The scenario's shard plan and step options, which every rank's program is made from.
@@ -50,8 +60,11 @@ final class StepPricing {
         let s = simulator.scenario, layout = s.layout
         let program = StepProgram(plan: plan, rank: layout.mesh.rank(dp: 0, tp: 0, pp: stage), options: options)
         let chunkWork = program.chunkWork
-        func tensorBytes(_ ops: [StepOp]) -> [Bytes] {
-            ops.compactMap { if case let .collective(_, .tensor, bytes) = $0 { return bytes } else { return nil } }
+        func tensorBytes(_ ops: [StepOp]) -> [TensorCollective] {
+            ops.compactMap { op in
+                guard case let .collective(kind, .tensor, bytes) = op else { return nil }
+                return TensorCollective(kind: kind, bytes: (kind == .allGather ? bytes * layout.tp : bytes).value)
+            }
         }
         func gatherBytes(_ ops: [StepOp]) -> [Bytes] {
             ops.compactMap { if case let .collective(.allGather, .data, bytes) = $0 { return bytes } else { return nil } }
@@ -86,10 +99,11 @@ final class StepPricing {
 }
 
 extension StepSimulator {
-    /// Bytes of one micro-batch's activations (or their gradient) handed between pipeline stages.
+    /// Bytes of one micro-batch's activations (or their gradient) handed between pipeline stages
+    /// (under sequence parallelism, the shard's share of each sequence).
     var activationBytes: Double {
-        let s = scenario
-        return Double(s.batch / s.layout.dp / s.layout.microbatches * s.sequence) * Double(s.model.dModel) * Double(s.precision.bytes)
+        let s = scenario, held = s.layout.sequenceParallel ? s.sequence / s.layout.tp : s.sequence
+        return Double(s.batch / s.layout.dp / s.layout.microbatches * held) * Double(s.model.dModel) * Double(s.precision.bytes)
     }
 
     /// Each stage's costs in the pipeline of replica `dp`, tensor shard `tp`: its chunks'
@@ -125,14 +139,21 @@ extension StepSimulator {
                     device.calibration.map { SimTime(seconds: $0.stepSeconds(kernels.backward)) }
                         ?? device.time(flops: flops.backward, bytes: (2 + recompute) * traffic, precision: s.precision, efficiency: s.efficiency)
                 }
-                // Tensor-parallel all-reduces inside the passes, as the plan places them.
+                // Tensor-parallel collectives inside the passes, as the plan places them (all-reduces;
+                // under sequence parallelism all-gather/reduce-scatter pairs and the norms' small all-reduces).
                 let tensor = work.tensor[chunk]
-                pass.tensorBytes = (tensor.forward.first ?? tensor.backward.first ?? .zero).value
-                let key = StepPricing.GroupKey(kind: .tensor, index: which.dp, stage: index, bytes: pass.tensorBytes, part: 0)
-                let oneTP = pricing.collective(key) { timedCollective(.all, tpGroup, bytes: pass.tensorBytes, algorithm: s.tensorParallelAlgorithm, what: "tensor-parallel all-reduce", into: &$0) }
+                func time(_ op: StepPricing.TensorCollective) -> SimTime {
+                    let key = StepPricing.GroupKey(kind: .tensor, index: which.dp, stage: index, bytes: op.bytes,
+                                                   part: op.kind == .allGather ? 4 : op.kind == .reduceScatter ? 5 : 0)
+                    return pricing.collective(key) {
+                        timedCollective(op.part, tpGroup, bytes: op.bytes, algorithm: s.tensorParallelAlgorithm,
+                                        what: "tensor-parallel \(op.name)", into: &$0)
+                    }
+                }
+                pass.tensorCollectives = tensor.forward + tensor.backward
                 pass.tensorSyncs = (tensor.forward.count, tensor.backward.count)
-                pass.tensorForward = oneTP * tensor.forward.count
-                pass.tensorBackward = oneTP * tensor.backward.count
+                pass.tensorForward = tensor.forward.reduce(.zero) { $0 + time($1) }
+                pass.tensorBackward = tensor.backward.reduce(.zero) { $0 + time($1) }
                 // ZeRO-3: every unit's weights gathered over the data-parallel group before each pass uses them.
                 func gather(_ block: Bytes) -> SimTime {
                     let size = (block * layout.dp).value
@@ -195,7 +216,9 @@ extension StepSimulator {
         for (index, cost) in costs.enumerated() {
             if layout.tp > 1 {
                 for pass in cost.chunks {
-                    ledger.ring(mesh.tpGroup(of: gpus[index]), bytes: pass.tensorBytes, times: (pass.tensorSyncs.forward + pass.tensorSyncs.backward) * layout.microbatches)
+                    for op in pass.tensorCollectives {
+                        ledger.ring(mesh.tpGroup(of: gpus[index]), bytes: op.bytes, times: layout.microbatches, halfRing: op.kind != .allReduce)
+                    }
                 }
             }
             // ZeRO-3 also gathers the stage's weights for every forward and backward pass of every micro-batch.

@@ -20,10 +20,10 @@ public struct StepSimulator {
     /// Costs of one micro-batch's pass through one chunk of a stage (the whole stage unless interleaved).
     struct PassCost {
         var forward = SimTime.zero, backward = SimTime.zero
-        /// Bytes of one tensor-parallel all-reduce.
-        var tensorBytes = 0.0
+        /// The tensor-parallel collectives of a forward and a backward pass.
+        var tensorCollectives: [StepPricing.TensorCollective] = []
         var tensorForward = SimTime.zero, tensorBackward = SimTime.zero
-        /// Tensor-parallel all-reduces in a forward and a backward pass (each a meeting of the group).
+        /// Tensor-parallel collectives in a forward and a backward pass (each a meeting of the group).
         var tensorSyncs = (forward: 0, backward: 0)
         /// ZeRO-3: each unit's weight all-gather in a forward and a backward pass, in the order used.
         var gatherForward: [SimTime] = [], gatherBackward: [SimTime] = []

@@ -127,7 +127,8 @@ extension DistributedTrainer {
 
     private func measureValidationLoss() throws -> Float {
         let c = configuration
-        let rows = samplesPerMicrobatch * c.sequence, width = rows * c.model.dModel
+        // A stage hands on the positions it holds (a shard's share of each sequence under sequence parallelism).
+        let rows = samplesPerMicrobatch * c.sequence, width = model.shard.localRows(batch: samplesPerMicrobatch, sequence: c.sequence) * c.model.dModel
         let pp = groups.pp, schedule = layout.pipeline
         // One slot per validation sequence, filled by the rank that evaluates it and summed in
         // a fixed order: the same bits from every layout.

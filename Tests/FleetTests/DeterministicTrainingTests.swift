@@ -23,11 +23,7 @@ final class DeterministicTrainingTests: FleetProcessTestCase {
         }
     }
 
-    private func ranks(_ layout: [String]) -> Int {
-        stride(from: 0, to: layout.count, by: 2).reduce(1) { product, i in
-            ["--dp", "--tp", "--pp"].contains(layout[i]) ? product * Int(layout[i + 1])! : product
-        }
-    }
+    private func ranks(_ layout: [String]) -> Int { FleetProcess.ranks(of: layout) }
 
     /// Runs the reference in one process, then each layout, and requires identical bits.
     private func assertBitwiseEqual(_ base: [String], layouts: [[String]], mpi: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
@@ -67,6 +63,12 @@ final class DeterministicTrainingTests: FleetProcessTestCase {
         try assertBitwiseEqual(Self.tiny, layouts: [["--dp", "2", "--zero", "1"], ["--dp", "2", "--pp", "2", "--zero", "3"],
                                                     ["--dp", "2", "--tp", "2", "--zero", "2"]], mpi: true)
         try assertBitwiseEqual(Self.tiny, layouts: [["--dp", "4", "--zero", "3"]], mpi: false)
+    }
+
+    /// Sequence parallelism: ordered reduce-scatters, and norms' gradients summed over positions in tree order.
+    func testSequenceParallelLayoutsAreBitwiseTheSingleProcessRun() throws {
+        try assertBitwiseEqual(Self.tiny, layouts: [["--tp", "2", "--sequence-parallel"], ["--dp", "2", "--tp", "2", "--sequence-parallel"]], mpi: true)
+        try assertBitwiseEqual(Self.tiny, layouts: [["--tp", "2", "--pp", "2", "--sequence-parallel"]], mpi: false)
     }
 
     func testGPTSmallLayoutsAreBitwiseTheSingleProcessRun() throws {

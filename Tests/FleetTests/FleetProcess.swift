@@ -31,6 +31,13 @@ enum FleetProcess {
         try run(binary, arguments, environment: environment, timeout: timeout)
     }
 
+    /// Ranks a layout's flags ask for: the product of --dp, --tp and --pp (flags without values may sit between).
+    static func ranks(of layout: [String]) -> Int {
+        zip(layout, layout.dropFirst()).reduce(1) { product, pair in
+            ["--dp", "--tp", "--pp"].contains(pair.0) ? product * (Int(pair.1) ?? 1) : product
+        }
+    }
+
     static func mpirun(_ ranks: Int, _ arguments: [String], environment: [String: String] = [:], timeout: Double = 120) throws -> Outcome {
         try run("/usr/bin/mpirun", ["-n", "\(ranks)", binary] + arguments,
                 environment: mpiEnvironment.merging(environment) { _, new in new }, timeout: timeout)

@@ -34,9 +34,7 @@ final class ParallelTrainingTests: FleetProcessTestCase {
                                file: StaticString = #filePath, line: UInt = #line) throws {
         let path = directory + "/\(layout.joined())-\(mpi).w"
         let arguments = Self.common + layout + ["--save", path]
-        let ranks = stride(from: 0, to: layout.count, by: 2).reduce(1) { product, i in
-            ["--dp", "--tp", "--pp"].contains(layout[i]) ? product * Int(layout[i + 1])! : product
-        }
+        let ranks = FleetProcess.ranks(of: layout)
         let outcome = mpi ? try FleetProcess.mpirun(ranks, arguments) : try FleetProcess.fleet(arguments + ["--transport", "zmq"])
         let name = "\(layout.joined(separator: " ")) over \(mpi ? "MPI" : "ZeroMQ")"
         XCTAssertEqual(outcome.status, 0, "\(name): \(outcome.output)", file: file, line: line)
@@ -59,7 +57,8 @@ final class ParallelTrainingTests: FleetProcessTestCase {
                        ["--dp", "4", "--zero", "3"], ["--dp", "2", "--pp", "2", "--zero", "3"], ["--dp", "2", "--tp", "2", "--zero", "2"],
                        ["--tp", "2", "--pp", "2", "--schedule", "gpipe"],
                        ["--pp", "2", "--schedule", "gpipe", "--microbatches", "2"], ["--pp", "4", "--schedule", "1f1b", "--microbatches", "8"],
-                       ["--dp", "2", "--pp", "2", "--schedule", "interleaved", "--virtual-stages", "2", "--microbatches", "2"]] {
+                       ["--dp", "2", "--pp", "2", "--schedule", "interleaved", "--virtual-stages", "2", "--microbatches", "2"],
+                       ["--tp", "2", "--sequence-parallel"], ["--dp", "2", "--tp", "2", "--sequence-parallel"]] {
             try assertMatches(layout, mpi: true, reference: reference)
         }
     }
@@ -68,7 +67,8 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         let reference = try reference()
         for layout in [["--dp", "2"], ["--tp", "2"], ["--pp", "2"], ["--dp", "2", "--pp", "2"], ["--tp", "2", "--pp", "2"],
                        ["--dp", "2", "--tp", "2", "--zero", "1"], ["--dp", "2", "--zero", "3"],
-                       ["--pp", "4", "--schedule", "gpipe"], ["--pp", "2", "--schedule", "interleaved", "--microbatches", "4"]] {
+                       ["--pp", "4", "--schedule", "gpipe"], ["--pp", "2", "--schedule", "interleaved", "--microbatches", "4"],
+                       ["--tp", "2", "--pp", "2", "--sequence-parallel"]] {
             try assertMatches(layout, mpi: false, reference: reference)
         }
     }
@@ -90,6 +90,12 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         XCTAssertEqual(tp["tp_allreduces"], 4 * layers)
         XCTAssertEqual(tp["tp_bytes"], 4 * layers * rows * c * 4)
         XCTAssertEqual(tp["dp_allreduces"], 0)
+        // Sequence parallelism: per layer two norms gathered forward and the residual's gradient twice
+        // backward (half of the rows each), four sums reduce-scattered, two norms' gradients
+        // all-reduced; the head's norm gathered and its gradient summed; the embeddings' gradient gathered.
+        let sp = try traffic(["--tp", "2", "--sequence-parallel"])
+        XCTAssertEqual(sp["tp_allreduces"], 10 * layers + 3)
+        XCTAssertEqual(sp["tp_bytes"], (4 * layers + 2) * rows / 2 * c * 4 + 4 * layers * rows * c * 4 + (2 * layers + 1) * 2 * c * 4)
         let dp = try traffic(["--dp", "2", "--bucket", "1MiB"])
         XCTAssertEqual(dp["dp_allreduces"], (parameters + 262_143) / 262_144)
         XCTAssertEqual(dp["dp_bytes"], parameters * 4)
@@ -197,6 +203,8 @@ final class ParallelTrainingTests: FleetProcessTestCase {
             (["--pp", "2", "--schedule", "interleaved", "--virtual-stages", "3"], "use --virtual-stages 2"),
             (["--pp", "2", "--schedule", "interleaved", "--microbatches", "1"], "must be a multiple of 2"),
             (["--pp", "2", "--virtual-stages", "2"], "needs --schedule interleaved"),
+            (["--dp", "2", "--sequence-parallel"], "needs --tp 2 or more"),
+            (["--tp", "2", "--sequence-parallel", "--seq", "63"], "use --seq 62"),
         ]
         for (layout, message) in cases {
             let outcome = try FleetProcess.fleet(["train", "gpt-tiny", "--steps", "2"] + layout)

@@ -66,7 +66,10 @@ final class SequenceParallelTests: XCTestCase {
         XCTAssertTrue(problem(ParallelLayout(tp: 4, sequenceParallel: true), sequence: 66).contains("use --seq 64"))
         XCTAssertEqual(problem(ParallelLayout(tp: 4, sequenceParallel: true)), "")
         // Three shards of 96 positions are not nodes of the pairwise tree over positions.
-        XCTAssertThrowsError(try DeterministicMode.check(ParallelLayout(tp: 3, sequenceParallel: true), model: ModelCatalog.gptSmall,
+        let threeHeads = ModelSpec(name: "three-heads", vocabulary: 256, context: 128, layers: 2, heads: 3, kvHeads: 3, dModel: 96,
+                                   mlpHidden: 384, gatedMLP: false, tiedEmbeddings: true, learnedPositions: true, biases: true)
+        XCTAssertNoThrow(try DeterministicMode.check(ParallelLayout(tp: 3), model: threeHeads, batch: 8, sequence: 96))
+        XCTAssertThrowsError(try DeterministicMode.check(ParallelLayout(tp: 3, sequenceParallel: true), model: threeHeads,
                                                          batch: 8, sequence: 96)) {
             XCTAssertTrue("\($0)".contains("--seq"), "\($0)")
         }
