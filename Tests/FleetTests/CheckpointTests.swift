@@ -96,6 +96,13 @@ final class CheckpointTests: FleetProcessTestCase {
         for step in 11...20 { XCTAssertEqual(fromChunks[step], straight[step], "pp2·v2 → dp2: step \(step)") }
         let intoChunks = steps(try run(exact + ["--dp", "2", "--pp", "2", "--microbatches", "2", "--resume-from", single] + interleaved, ranks: 4, mpi: true))
         for step in 11...20 { XCTAssertEqual(intoChunks[step], straight[step], "one process → dp2·pp2·v2: step \(step)") }
+        // Sequence parallel: saved by tp2·pp2·sp over ZeroMQ, resumed by one process; one process → dp2·tp2·sp over MPI.
+        let sequence = directory + "/tp2pp2sp"
+        _ = steps(try run(exact + ["--tp", "2", "--pp", "2", "--sequence-parallel", "--checkpoint-dir", sequence, "--stop-at", "10"], ranks: 4))
+        let fromSequence = steps(try run(exact + ["--resume-from", sequence]))
+        for step in 11...20 { XCTAssertEqual(fromSequence[step], straight[step], "tp2·pp2·sp → one process: step \(step)") }
+        let intoSequence = steps(try run(exact + ["--dp", "2", "--tp", "2", "--sequence-parallel", "--resume-from", single], ranks: 4, mpi: true))
+        for step in 11...20 { XCTAssertEqual(intoSequence[step], straight[step], "one process → dp2·tp2·sp: step \(step)") }
         // Without --deterministic the layouts' summation orders differ: the tolerance of parallel training.
         let loose = steps(try run(Self.base))
         let looseSaved = directory + "/loose"
