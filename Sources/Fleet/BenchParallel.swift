@@ -45,7 +45,7 @@ struct ParallelBenchmark {
             _ = try again.workerTransport()
             return try LayoutThroughput(layout: other, runDirectory: again.runDir!).result(single: single.tokensPerSecond)
         }
-        var plain: LayoutThroughput.Result?, unsharded: LayoutThroughput.Result?
+        var plain: LayoutThroughput.Result?, unsharded: LayoutThroughput.Result?, unsplit: LayoutThroughput.Result?
         if layout.schedule == .interleaved {
             var other = layout
             other.schedule = .oneFOneB
@@ -57,12 +57,19 @@ struct ParallelBenchmark {
             other.zeroStage = 0
             unsharded = try counterpart(other, ["--zero", "0"], "zero0")
         }
+        if layout.sequenceParallel {
+            var other = layout
+            other.sequenceParallel = false
+            unsplit = try counterpart(other, ["--no-sequence-parallel"], "no-sp")
+        }
         if json {
-            Console.json(result.record + (plain.map { result.interleaving(against: $0).record } ?? []) + (unsharded.map(result.sharding) ?? []))
+            Console.json(result.record + (plain.map { result.interleaving(against: $0).record } ?? []) + (unsharded.map(result.sharding) ?? [])
+                         + (unsplit.map(result.sequenceParallelism) ?? []))
         } else {
             result.lines(model: options.model.name, batchPerReplica: options.batch, runDirectory: launcher.runDir!).forEach(Console.out)
             if let plain { result.interleaving(against: plain).lines.forEach(Console.out) }
             if let unsharded { result.shardingLines(against: unsharded).forEach(Console.out) }
+            if let unsplit { result.sequenceParallelLines(against: unsplit).forEach(Console.out) }
         }
     }
 }

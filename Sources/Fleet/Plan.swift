@@ -30,7 +30,7 @@ struct LayoutOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "ZeRO stage, sharded over the dp group: 0 (nothing), 1 (optimizer state), 2 (and gradients) or 3 (and weights, gathered per layer).")
     var zero: Int = 0
 
-    @Flag(name: .customLong("sequence-parallel"),
+    @Flag(name: [.customLong("sequence-parallel")], inversion: .prefixedNo,
           help: "Sequence parallelism with --tp: LayerNorms, residuals and stage boundaries hold 1/tp of each sequence; all-gather/reduce-scatter replace the tensor all-reduces.")
     var sequenceParallel = false
 

@@ -8,7 +8,8 @@ import Workload
 /// sequence parallelism the norms and residual additions run on the rank's `held` rows, each
 /// norm's output is all-gathered before the split products, the sums are reduce-scattered, the
 /// residual's gradient is all-gathered before each row-parallel backward (and before the
-/// embeddings'), and the norms' parameter gradients are all-reduced over the group.
+/// embeddings'), each norm's output is gathered again for the weight gradients that read it,
+/// and the norms' parameter gradients are all-reduced over the group.
 struct StageCompute {
     let model: ModelSpec
     let tp: Int
@@ -132,6 +133,8 @@ struct StageCompute {
             ops += rowParameterGradients(k: hidden)
             ops.append(.kernel(.geluBackward, elements: rows * hidden, flops: .zero))
             ops += columnInputGradient(sections: mlpSections)
+            // Sequence parallelism keeps a shard of each norm: gathered again for the weight gradients.
+            ops += sequenceGather
             ops += parameterGradients(sections: mlpSections, k: c)
             ops += normBackward
             ops += sequenceGather
@@ -139,6 +142,7 @@ struct StageCompute {
             ops += rowParameterGradients(k: c / tp)
             ops.append(.kernel(.attentionBackward, elements: scores, flops: FLOPs(8 * headSize * Double(scores))))
             ops += columnInputGradient(sections: qkvSections)
+            ops += sequenceGather
             ops += parameterGradients(sections: qkvSections, k: c)
             ops += normBackward
             ops += finished(plan.index(of: "h\(l).ln1.w")!)

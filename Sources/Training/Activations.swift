@@ -2,9 +2,11 @@ import Tensor
 import Workload
 
 /// Forward activations (kept for the backward pass) and backward scratch for one batch shape.
-/// Under sequence parallelism the residual stream, the LayerNorms' statistics and the residual's
-/// gradient hold only this shard's `localSequence` positions of each sequence; the LayerNorm
-/// outputs the split products read are kept gathered (whole sequences).
+/// Under sequence parallelism the residual stream, the LayerNorms (outputs and statistics) and
+/// the residual's gradient hold only this shard's `localSequence` positions of each sequence; a
+/// block's LayerNorm output is gathered into `gatheredNorm` when a split product reads it, in
+/// the forward pass and again in the backward (as Megatron-LM does), and only the final one is
+/// kept gathered (`lnf`, which the replicated head reads).
 final class Activations {
     let batch: Int, sequence: Int
     /// Positions of each sequence this rank holds outside the split products.
@@ -28,10 +30,11 @@ final class Activations {
     // Backward scratch, reused by every layer.
     let dResidual: FloatBuffer, dNormed: FloatBuffer, dQKV: FloatBuffer, dAttention: FloatBuffer, dHidden: FloatBuffer
     let attentionScratch: FloatBuffer
-    /// Sequence parallelism only (else empty): a LayerNorm's output before it is gathered (and
-    /// the head's input gradient taken back to this shard's positions); a split product's
-    /// partial sum over whole sequences before its reduce-scatter; the residual's gradient gathered.
-    let normedLocal: FloatBuffer, partial: FloatBuffer, dGathered: FloatBuffer
+    /// Sequence parallelism only (else empty): the final LayerNorm's output before it is gathered
+    /// (and the head's input gradient taken back to this shard's positions); a split product's
+    /// partial sum over whole sequences before its reduce-scatter; the residual's gradient and a
+    /// block's LayerNorm output gathered.
+    let normedLocal: FloatBuffer, partial: FloatBuffer, dGathered: FloatBuffer, gatheredNorm: FloatBuffer
 
     /// `local` gives the tensor-parallel shard's attention channels, heads and MLP width;
     /// `localSequence` the positions of each sequence it holds outside them.
@@ -46,11 +49,11 @@ final class Activations {
         targets = .allocate(capacity: rows)
         residual = (0...layers).map { _ in FloatBuffer(count: held * c) }
         afterAttention = many(held * c)
-        ln1 = many(rows * c); ln1Mean = many(held); ln1Rstd = many(held)
+        ln1 = many(held * c); ln1Mean = many(held); ln1Rstd = many(held)
         qkv = many(rows * 3 * cl)
         probabilities = many(batch * local.heads * sequence * sequence)
         attention = many(rows * cl)
-        ln2 = many(rows * c); ln2Mean = many(held); ln2Rstd = many(held)
+        ln2 = many(held * c); ln2Mean = many(held); ln2Rstd = many(held)
         fc = many(rows * h); gelu = many(rows * h); geluTanh = many(rows * h)
         lnf = FloatBuffer(count: rows * c); lnfMean = FloatBuffer(count: held); lnfRstd = FloatBuffer(count: held)
         logits = FloatBuffer(count: rows * spec.vocabulary)
@@ -64,6 +67,16 @@ final class Activations {
         normedLocal = FloatBuffer(count: split ? held * c : 0)
         partial = FloatBuffer(count: split ? rows * c : 0)
         dGathered = FloatBuffer(count: split ? rows * c : 0)
+        gatheredNorm = FloatBuffer(count: split ? rows * c : 0)
+    }
+
+    /// Bytes of every buffer (what a micro-batch in flight costs this rank).
+    var bytes: Int {
+        let lists = [residual, afterAttention, ln1, ln1Mean, ln1Rstd, qkv, probabilities, attention, ln2, ln2Mean, ln2Rstd, fc, gelu, geluTanh]
+        let single = [lnf, lnfMean, lnfRstd, logits, losses, dResidual, dNormed, dQKV, dAttention, dHidden, attentionScratch,
+                      normedLocal, partial, dGathered, gatheredNorm]
+        let floats = lists.joined().reduce(0) { $0 + $1.count } + single.reduce(0) { $0 + $1.count }
+        return floats * MemoryLayout<Float>.stride + 2 * batch * sequence * MemoryLayout<Int32>.stride
     }
 
     deinit {

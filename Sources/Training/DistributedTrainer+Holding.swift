@@ -33,7 +33,8 @@ extension DistributedTrainer {
         let moments = shardedState.map { 2 * $0.firstMoment.count } ?? 2 * elements(ownedRanges)
         let held = (elements(heldParameterRanges) + elements(heldGradientRanges) + moments) * MemoryLayout<Float>.stride
         let resident = residentStateBytes()
-        return StateBytes(held: held, resident: resident, peakResident: max(resident, stepPeakResident))
+        return StateBytes(held: held, resident: resident, peakResident: max(resident, stepPeakResident),
+                          activations: microActivations.reduce(0) { $0 + $1.bytes })
     }
 
     /// The pages of the parameter, gradient and moment buffers in memory now (mincore).
@@ -47,12 +48,13 @@ extension DistributedTrainer {
     /// The largest `lastStateBytes` over all ranks (each figure on its own), on every rank.
     func largestStateBytes() throws -> StateBytes {
         let s = lastStateBytes, n = transport.worldSize
-        let mine = [s.held, s.resident, s.peakResident].flatMap { ExactFloats.pieces(UInt64($0)) }
-        var all = [Float](repeating: 0, count: 12 * n)
+        let mine = [s.held, s.resident, s.peakResident, s.activations].flatMap { ExactFloats.pieces(UInt64($0)) }
+        var all = [Float](repeating: 0, count: 16 * n)
         try mine.withUnsafeBufferPointer { input in try all.withUnsafeMutableBufferPointer { try groups.world.allGather(input, into: $0) } }
-        func figure(_ r: Int, _ k: Int) -> Int { Int(ExactFloats.value(all[(12 * r + 4 * k)..<(12 * r + 4 * k + 4)])) }
+        func figure(_ r: Int, _ k: Int) -> Int { Int(ExactFloats.value(all[(16 * r + 4 * k)..<(16 * r + 4 * k + 4)])) }
         return (0..<n).reduce(StateBytes.zero) { best, r in
-            StateBytes(held: max(best.held, figure(r, 0)), resident: max(best.resident, figure(r, 1)), peakResident: max(best.peakResident, figure(r, 2)))
+            StateBytes(held: max(best.held, figure(r, 0)), resident: max(best.resident, figure(r, 1)), peakResident: max(best.peakResident, figure(r, 2)),
+                       activations: max(best.activations, figure(r, 3)))
         }
     }
 
@@ -80,10 +82,12 @@ extension DistributedTrainer {
 
 /// Bytes of parameters, gradients and optimizer state one rank holds (see `stateBytes()`), and
 /// the most of those buffers' pages in memory at once during the step (sampled after every
-/// backward pass: with several micro-batches, gradients accumulate unsharded until the last).
+/// backward pass: with several micro-batches, gradients accumulate unsharded until the last);
+/// beside them, the bytes of the activation buffers it keeps for its micro-batches.
 public struct StateBytes: Sendable, Hashable {
     public var held: Int
     public var resident: Int
     public var peakResident: Int
+    public var activations = 0
     public static let zero = StateBytes(held: 0, resident: 0, peakResident: 0)
 }

@@ -86,7 +86,7 @@ extension DistributedTrainer {
                                achievedFLOPs: tokensPerSecond * flopsPerToken, gemmFLOPs: peak, cpuPeakFLOPs: cpuPeak,
                                losses: losses, stragglers: stragglers, blasKernels: blasKernels, hosts: placement.hosts, transportPaths: placement.paths,
                                stateBytesPerRank: state.held, residentStateBytesPerRank: state.resident,
-                               peakResidentStateBytesPerRank: state.peakResident)
+                               peakResidentStateBytesPerRank: state.peakResident, activationBytesPerRank: state.activations)
     }
 
     /// Every rank's compute per step, gathered: ranks slower than 1.5× the median of their

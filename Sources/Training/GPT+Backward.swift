@@ -57,8 +57,9 @@ extension GPT {
                 kernel(.geluBackward, rows * hl) { GELU.backward(dPreActivation, a.fc[l].pointer, tanh: a.geluTanh[l].pointer, dHidden, count: rows * hl) }
                 try columnParallelInputGradient(a, dinp: dNormed, dout: dPreActivation, weight: p + "mlp.fc.w",
                                                 sections: 1, sectionSize: spec.mlpHidden, width: hl, ldOut: hl)
+                // Sequence parallelism keeps its shard of the norm: gathered again for the weight gradient.
                 linearParameterGradients(p + "mlp.fc", weightOffset: r * hl * c, biasOffset: r * hl, dout: dPreActivation,
-                                         inp: a.ln2[l].pointer, batch: b, sequence: t, k: c, n: hl)
+                                         inp: try wholeSequences(a.ln2[l], a, into: a.gatheredNorm), batch: b, sequence: t, k: c, n: hl)
                 try layerNorm(a, backward: p + "ln2", dout: dNormed, inp: mid, weight: pointer(p + "ln2.w"),
                               mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer)
                 // Attention: mid = residual[l] + proj(attention(qkv(ln1(residual[l])))).
@@ -73,14 +74,15 @@ extension GPT {
                 }
                 try columnParallelInputGradient(a, dinp: dNormed, dout: a.dQKV.pointer, weight: p + "attn.qkv.w",
                                                 sections: 3, sectionSize: c, width: cl, ldOut: 3 * cl)
+                let normed = try wholeSequences(a.ln1[l], a, into: a.gatheredNorm)
                 if split {
                     for s in 0..<3 {
                         let row = s * c + r * cl
                         linearParameterGradients(p + "attn.qkv", weightOffset: row * c, biasOffset: row, dout: a.dQKV.pointer + s * cl,
-                                                 inp: a.ln1[l].pointer, batch: b, sequence: t, k: c, n: cl, ldOut: 3 * cl)
+                                                 inp: normed, batch: b, sequence: t, k: c, n: cl, ldOut: 3 * cl)
                     }
                 } else {
-                    linearParameterGradients(p + "attn.qkv", dout: a.dQKV.pointer, inp: a.ln1[l].pointer, batch: b, sequence: t, k: c, n: 3 * c)
+                    linearParameterGradients(p + "attn.qkv", dout: a.dQKV.pointer, inp: normed, batch: b, sequence: t, k: c, n: 3 * c)
                 }
                 try layerNorm(a, backward: p + "ln1", dout: dNormed, inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"),
                               mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer)

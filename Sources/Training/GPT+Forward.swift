@@ -34,16 +34,16 @@ extension GPT {
         for l in layers {
             try using(units, first + l - layers.lowerBound) {
                 let x = a.residual[l].pointer, p = "h\(l)."
-                try layerNorm(a, inp: x, name: p + "ln1", out: a.ln1[l], mean: a.ln1Mean[l], rstd: a.ln1Rstd[l])
+                let normed = try layerNorm(a, inp: x, name: p + "ln1", out: a.ln1[l], mean: a.ln1Mean[l], rstd: a.ln1Rstd[l], gathered: a.gatheredNorm)
                 if split {
                     // Column-parallel QKV: this shard's rows of each of the Q, K and V sections.
                     for s in 0..<3 {
                         let row = s * c + r * cl
-                        Linear.forward(out: a.qkv[l].pointer + s * cl, inp: a.ln1[l].pointer, weight: pointer(p + "attn.qkv.w") + row * c,
+                        Linear.forward(out: a.qkv[l].pointer + s * cl, inp: normed, weight: pointer(p + "attn.qkv.w") + row * c,
                                        bias: pointer(p + "attn.qkv.b") + row, m: rows, k: c, n: cl, ldOut: 3 * cl)
                     }
                 } else {
-                    Linear.forward(out: a.qkv[l].pointer, inp: a.ln1[l].pointer, weight: pointer(p + "attn.qkv.w"),
+                    Linear.forward(out: a.qkv[l].pointer, inp: normed, weight: pointer(p + "attn.qkv.w"),
                                    bias: pointer(p + "attn.qkv.b"), m: rows, k: c, n: 3 * c)
                 }
                 // Scores (q·kᵀ) and mixing (p·v): 2 · head size FLOPs each per score element.
@@ -54,8 +54,9 @@ extension GPT {
                 try rowParallel(a, out: mid, inp: a.attention[l].pointer, weight: p + "attn.proj.w", bias: p + "attn.proj.b",
                                 local: cl, full: c)
                 kernel(.residual, held * c) { Elementwise.accumulate(mid, x, count: held * c) }
-                try layerNorm(a, inp: mid, name: p + "ln2", out: a.ln2[l], mean: a.ln2Mean[l], rstd: a.ln2Rstd[l])
-                Linear.forward(out: a.fc[l].pointer, inp: a.ln2[l].pointer, weight: pointer(p + "mlp.fc.w") + r * hl * c,
+                let normed2 = try layerNorm(a, inp: mid, name: p + "ln2", out: a.ln2[l], mean: a.ln2Mean[l], rstd: a.ln2Rstd[l],
+                                            gathered: a.gatheredNorm)
+                Linear.forward(out: a.fc[l].pointer, inp: normed2, weight: pointer(p + "mlp.fc.w") + r * hl * c,
                                bias: pointer(p + "mlp.fc.b") + r * hl, m: rows, k: c, n: hl)
                 kernel(.geluForward, rows * hl) { GELU.forward(a.gelu[l].pointer, a.fc[l].pointer, count: rows * hl, tanhOut: a.geluTanh[l].pointer) }
                 let out = a.residual[l + 1].pointer
@@ -66,22 +67,34 @@ extension GPT {
         }
         guard head else { return }
         try using(units, units.count - 1) {
-            try layerNorm(a, inp: a.residual[spec.layers].pointer, name: "lnf", out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd)
+            // The replicated head reads the final norm gathered: it is kept whole for its backward pass.
+            try layerNorm(a, inp: a.residual[spec.layers].pointer, name: "lnf", out: shard.sequenceParallel ? a.normedLocal : a.lnf,
+                          mean: a.lnfMean, rstd: a.lnfRstd, gathered: a.lnf)
             // Tied output projection: logits = lnf · wteᵀ.
             Linear.forward(out: a.logits.pointer, inp: a.lnf.pointer, weight: pointer("wte"), bias: nil, m: rows, k: c, n: spec.vocabulary)
         }
     }
 
-    /// LayerNorm `name` of the rows this rank holds into `out`, gathered into whole sequences
-    /// under sequence parallelism (the split products read every position).
-    private func layerNorm(_ a: Activations, inp: UnsafePointer<Float>, name: String, out: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer) throws {
-        let c = spec.dModel, held = a.batch * a.localSequence, sp = shard.sequenceParallel
-        let normed = sp ? a.normedLocal.pointer : out.pointer
+    /// LayerNorm `name` of the rows this rank holds into `out`; returns its output over whole
+    /// sequences (the split products read every position): `out` itself, or under sequence
+    /// parallelism `gathered`, where it is all-gathered.
+    @discardableResult
+    private func layerNorm(_ a: Activations, inp: UnsafePointer<Float>, name: String, out: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer,
+                           gathered: FloatBuffer) throws -> UnsafePointer<Float> {
+        let c = spec.dModel, held = a.batch * a.localSequence
         kernel(.layerNormForward, held * c) {
-            LayerNorm.forward(out: normed, mean: mean.pointer, rstd: rstd.pointer, inp: inp,
+            LayerNorm.forward(out: out.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: inp,
                               weight: pointer(name + ".w"), bias: pointer(name + ".b"), rows: held, columns: c)
         }
-        if sp { try shard.gatherSequence(normed, into: out.pointer, batch: a.batch, sequence: a.sequence, width: c) }
+        return try wholeSequences(out, a, into: gathered)
+    }
+
+    /// `local` (rows this rank holds) over whole sequences: itself, or gathered into `into` under
+    /// sequence parallelism.
+    func wholeSequences(_ local: FloatBuffer, _ a: Activations, into: FloatBuffer) throws -> UnsafePointer<Float> {
+        guard shard.sequenceParallel else { return UnsafePointer(local.pointer) }
+        try shard.gatherSequence(local.pointer, into: into.pointer, batch: a.batch, sequence: a.sequence, width: spec.dModel)
+        return UnsafePointer(into.pointer)
     }
 }
 

@@ -116,11 +116,13 @@ public struct TrainingSummary: Sendable {
     public var residentStateBytesPerRank = 0
     /// The most of those pages any rank had in memory at once during a step.
     public var peakResidentStateBytesPerRank = 0
+    /// The most any rank allocates for its micro-batches' activations (sequence parallelism splits them).
+    public var activationBytesPerRank = 0
 
     public init(finalLoss: Float, validationLoss: Float, tokensPerSecond: Double, achievedFLOPs: Double, gemmFLOPs: Double,
                 cpuPeakFLOPs: Double?, losses: [Float], stragglers: [Straggler] = [], blasKernels: [String] = [],
                 hosts: Int = 1, transportPaths: [String: Int] = [:], stateBytesPerRank: Int = 0, residentStateBytesPerRank: Int = 0,
-                peakResidentStateBytesPerRank: Int = 0) {
+                peakResidentStateBytesPerRank: Int = 0, activationBytesPerRank: Int = 0) {
         self.finalLoss = finalLoss
         self.validationLoss = validationLoss
         self.tokensPerSecond = tokensPerSecond
@@ -135,6 +137,7 @@ public struct TrainingSummary: Sendable {
         self.stateBytesPerRank = stateBytesPerRank
         self.residentStateBytesPerRank = residentStateBytesPerRank
         self.peakResidentStateBytesPerRank = peakResidentStateBytesPerRank
+        self.activationBytesPerRank = activationBytesPerRank
     }
 }
 

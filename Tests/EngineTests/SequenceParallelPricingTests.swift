@@ -32,8 +32,10 @@ final class SequenceParallelPricingTests: XCTestCase {
         }
     }
 
-    /// The same bytes on the tensor group's ring (a reduce-scatter plus an all-gather is an
-    /// all-reduce), a few norms' gradients more, and pipeline messages of 1/tp of each sequence.
+    /// On the tensor group's ring a reduce-scatter plus an all-gather is an all-reduce; the
+    /// backward pass gathers each norm again for its weight gradient (Megatron-LM's choice, to
+    /// keep only a shard of it), so a layer's 8 half-collectives become 10 (and two small
+    /// all-reduces of the norms' gradients); pipeline messages carry 1/tp of each sequence.
     func testTrafficAndTimeFollowThePlan() {
         let plain = StepSimulator(scenario: scenario(ParallelLayout(tp: 2, pp: 2, microbatches: 4))).run()
         let split = StepSimulator(scenario: scenario(ParallelLayout(tp: 2, pp: 2, microbatches: 4, sequenceParallel: true))).run()
@@ -45,9 +47,8 @@ final class SequenceParallelPricingTests: XCTestCase {
             let tensor = program.ops.reduce(Bytes.zero) { sum, op in if case let .collective(_, .tensor, bytes) = op { return sum + bytes } else { return sum } }
             XCTAssertEqual(traffic.tensorParallelBytes, tensor, "stage \(stage)")
         }
-        // On a ring the pair moves what the all-reduce moved: the tensor-parallel time stays within a few per cent.
         let ratio = split.breakdown.tensorParallel.seconds / plain.breakdown.tensorParallel.seconds
-        XCTAssertEqual(ratio, 1, accuracy: 0.1, "tensor-parallel time \(split.breakdown.tensorParallel.seconds) vs \(plain.breakdown.tensorParallel.seconds)")
+        XCTAssertEqual(ratio, 10.0 / 8.0, accuracy: 0.03, "tensor-parallel time \(split.breakdown.tensorParallel.seconds) vs \(plain.breakdown.tensorParallel.seconds)")
         XCTAssertGreaterThan(split.breakdown.tensorParallel.seconds, 0)
     }
 

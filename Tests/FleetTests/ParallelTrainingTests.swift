@@ -90,12 +90,13 @@ final class ParallelTrainingTests: FleetProcessTestCase {
         XCTAssertEqual(tp["tp_allreduces"], 4 * layers)
         XCTAssertEqual(tp["tp_bytes"], 4 * layers * rows * c * 4)
         XCTAssertEqual(tp["dp_allreduces"], 0)
-        // Sequence parallelism: per layer two norms gathered forward and the residual's gradient twice
-        // backward (half of the rows each), four sums reduce-scattered, two norms' gradients
-        // all-reduced; the head's norm gathered and its gradient summed; the embeddings' gradient gathered.
+        // Sequence parallelism: per layer two norms gathered forward, and backward the residual's
+        // gradient twice and the norms again (half of the rows each); four sums reduce-scattered,
+        // two norms' gradients all-reduced; the head's norm gathered and its gradient summed; the
+        // embeddings' gradient gathered.
         let sp = try traffic(["--tp", "2", "--sequence-parallel"])
-        XCTAssertEqual(sp["tp_allreduces"], 10 * layers + 3)
-        XCTAssertEqual(sp["tp_bytes"], (4 * layers + 2) * rows / 2 * c * 4 + 4 * layers * rows * c * 4 + (2 * layers + 1) * 2 * c * 4)
+        XCTAssertEqual(sp["tp_allreduces"], 12 * layers + 3)
+        XCTAssertEqual(sp["tp_bytes"], (6 * layers + 2) * rows / 2 * c * 4 + 4 * layers * rows * c * 4 + (2 * layers + 1) * 2 * c * 4)
         let dp = try traffic(["--dp", "2", "--bucket", "1MiB"])
         XCTAssertEqual(dp["dp_allreduces"], (parameters + 262_143) / 262_144)
         XCTAssertEqual(dp["dp_bytes"], parameters * 4)

@@ -51,8 +51,9 @@ final class SequenceParallelTests: XCTestCase {
         let rows = 4 * 64, c = model.dModel, layers = 2, m = 2
         XCTAssertEqual(collectives(plain, .allReduce), Array(repeating: rows * c * 4, count: 4 * layers * m))
         XCTAssertEqual(collectives(split, .reduceScatter), Array(repeating: rows * c * 4, count: 4 * layers * m))
-        // Stage 0 gathers two norms a layer forward, the residual's gradient twice a layer and once for the embeddings backward.
-        XCTAssertEqual(collectives(split, .allGather), Array(repeating: rows / 2 * c * 4, count: (4 * layers + 1) * m))
+        // Stage 0 gathers two norms a layer forward; backward, the residual's gradient and the two norms again
+        // (for the weight gradients) twice a layer each, and the residual's gradient once for the embeddings.
+        XCTAssertEqual(collectives(split, .allGather), Array(repeating: rows / 2 * c * 4, count: (6 * layers + 1) * m))
         XCTAssertEqual(collectives(split, .allReduce), Array(repeating: 2 * c * 4, count: 2 * layers * m))
         XCTAssertEqual(split.totals.sentBytes.count * 2, plain.totals.sentBytes.count, "messages carry half of each sequence")
     }
@@ -74,5 +75,24 @@ final class SequenceParallelTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("--seq"), "\($0)")
         }
         XCTAssertNoThrow(try DeterministicMode.check(ParallelLayout(tp: 4, sequenceParallel: true), model: tiny, batch: 8, sequence: 96))
+    }
+}
+
+extension SequenceParallelTests {
+    /// Each shard allocates 1/tp of the residual stream, the norms and the residual's gradient;
+    /// the gathered scratch it needs instead is one layer's worth.
+    func testActivationBuffersShrinkWithTheShards() throws {
+        func activations(_ layout: ParallelLayout) throws -> Int {
+            var c = InProcessTraining.configuration(deterministic: false)
+            c.steps = 1
+            let results = LocalFabric.run(worldSize: layout.worldSize, timeout: .seconds(120)) { transport -> Int in
+                let trainer = try DistributedTrainer(configuration: c, layout: layout, transport: transport, corpus: .builtIn())
+                _ = try trainer.trainStep(0)
+                return trainer.lastStateBytes.activations
+            }
+            return try results.map { try $0.get() }.max() ?? 0
+        }
+        let plain = try activations(ParallelLayout(tp: 4)), split = try activations(ParallelLayout(tp: 4, sequenceParallel: true))
+        XCTAssertLessThan(Double(split), 0.9 * Double(plain), "tp4·sp \(split) bytes against tp4's \(plain)")
     }
 }

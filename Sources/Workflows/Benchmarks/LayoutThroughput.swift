@@ -22,7 +22,8 @@ public struct LayoutThroughput {
         if let summary = try trainer.run(everyRank: { m, r in try log.write(m, r, rank: transport.rank) }) {
             try JSONLine.encode([("tokens_per_s", summary.tokensPerSecond), ("mfu", summary.mfu),
                                  ("state_bytes_per_rank", Double(summary.stateBytesPerRank)),
-                                 ("resident_state_bytes_per_rank", Double(summary.residentStateBytesPerRank))])
+                                 ("resident_state_bytes_per_rank", Double(summary.residentStateBytesPerRank)),
+                                 ("activation_bytes_per_rank", Double(summary.activationBytesPerRank))])
                 .write(toFile: "\(runDirectory)/summary.json", atomically: true, encoding: .utf8)
         }
     }
@@ -35,6 +36,10 @@ public struct LayoutThroughput {
         public let ranks: [RankAverage]
         /// The most any rank held of parameters, gradients and optimizer state: counted, and resident pages.
         public var stateBytes = 0.0, residentStateBytes = 0.0
+        /// The most any rank allocated for its micro-batches' activations.
+        public var activationBytes = 0.0
+        /// Mean tensor-parallel communication per step over the ranks.
+        public var tensorSeconds: Double { ranks.map(\.tensor).reduce(0, +) / Double(max(1, ranks.count)) }
 
         public var speedup: Double { single > 0 ? parallel / single : 0 }
         /// The schedule's idle fraction (forward = 1, backward = 2).
@@ -81,7 +86,23 @@ public struct LayoutThroughput {
             [("layout", layout.description), ("ranks", layout.worldSize), ("one_process_tokens_per_s", single),
              ("tokens_per_s", parallel), ("speedup", speedup), ("predicted_bubble", predictedBubble),
              ("measured_pipeline_wait_fraction", measuredBubble), ("state_bytes_per_rank", stateBytes),
-             ("resident_state_bytes_per_rank", residentStateBytes)]
+             ("resident_state_bytes_per_rank", residentStateBytes), ("activation_bytes_per_rank", activationBytes)]
+        }
+
+        /// What sequence parallelism changed against `plain`, the same layout without it measured in this run.
+        public func sequenceParallelism(against plain: Result) -> [(String, Any)] {
+            [("plain_tokens_per_s", plain.parallel), ("plain_activation_bytes_per_rank", plain.activationBytes),
+             ("activation_ratio", plain.activationBytes > 0 ? activationBytes / plain.activationBytes : 0),
+             ("plain_tensor_parallel_s", plain.tensorSeconds), ("tensor_parallel_s", tensorSeconds)]
+        }
+
+        public func sequenceParallelLines(against plain: Result) -> [String] {
+            ["\nsequence parallelism, side by side with the same layout without it in this run:",
+             String(format: "  activations per rank %7.2f MiB → %7.2f MiB  (%.2f×)", plain.activationBytes / 1_048_576, activationBytes / 1_048_576,
+                    plain.activationBytes > 0 ? activationBytes / plain.activationBytes : 0),
+             String(format: "  tensor-parallel      %7.1f ms  → %7.1f ms   a step (all-reduces → all-gather/reduce-scatter pairs)",
+                    plain.tensorSeconds * 1000, tensorSeconds * 1000),
+             String(format: "  tokens/s             %7.0f     → %7.0f      (%.2f×)", plain.parallel, parallel, plain.parallel > 0 ? parallel / plain.parallel : 0)]
         }
 
         /// What ZeRO changed against `unsharded`, the same layout without it measured in this run.
@@ -144,6 +165,7 @@ public struct LayoutThroughput {
         var result = Result(layout: layout, single: single, parallel: object["tokens_per_s"] ?? 0, ranks: ranks)
         result.stateBytes = object["state_bytes_per_rank"] ?? 0
         result.residentStateBytes = object["resident_state_bytes_per_rank"] ?? 0
+        result.activationBytes = object["activation_bytes_per_rank"] ?? 0
         return result
     }
 }

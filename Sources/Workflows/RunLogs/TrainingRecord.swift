@@ -32,7 +32,7 @@ public enum TrainingRecord {
          ("blas_kernel_detected", blas.detected ?? ""), ("blas_kernel_note", blas.note ?? ""),
          ("straggler_ranks", s.stragglers.map(\.rank)), ("hosts", s.hosts),
          ("state_bytes_per_rank", s.stateBytesPerRank), ("resident_state_bytes_per_rank", s.residentStateBytesPerRank),
-         ("peak_resident_state_bytes_per_rank", s.peakResidentStateBytesPerRank),
+         ("peak_resident_state_bytes_per_rank", s.peakResidentStateBytesPerRank), ("activation_bytes_per_rank", s.activationBytesPerRank),
          ("transport_paths", JSONObject(s.transportPaths.sorted { $0.key < $1.key }.map { ($0.key, $0.value) as (String, Any) }))]
     }
 }
