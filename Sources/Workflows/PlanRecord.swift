@@ -34,7 +34,7 @@ public enum PlanRecord {
             "microbatches": layout.microbatches, "schedule": schedule.kind.rawValue, "virtual_stages": schedule.virtualStages,
             "world_size": layout.worldSize,
             "batch": programs.first!.options.batch, "sequence": programs.first!.options.sequence,
-            "bucket_bytes": programs.first!.options.bucketBytes, "zero": layout.zeroStage,
+            "bucket_bytes": programs.first!.options.bucketBytes, "zero": layout.zeroStage, "sequence_parallel": layout.sequenceParallel,
             "bubble_fraction": report.bubbleFraction, "ideal_bubble_fraction": report.idealBubbleFraction,
             "peak_in_flight_activations": report.peakInFlightActivations, "ranks": ranks,
             "memory_per_stage": memory(spec: spec, layout: layout, report: report, options: programs.first!.options).map { m in

@@ -90,6 +90,10 @@ final class FigureTests: XCTestCase {
         XCTAssertEqual(sharding["state-ratio-zero2-dp4"]!, 7.0 / 16, accuracy: 1e-3)
         XCTAssertEqual(sharding["state-ratio-zero3-dp4"]!, 4.0 / 16, accuracy: 1e-3)
         XCTAssertEqual(sharding["gathers-per-step-zero3"]!, 8, "4 forward and 4 backward passes")
+        let sequence = try SequenceParallel().solve()
+        XCTAssertEqual(sequence["activation-ratio-llama70b-tp8"]!, (34.0 / 8) / (10 + 24.0 / 8), accuracy: 1e-9)
+        XCTAssertEqual(sequence["tensor-collectives-per-layer"], 12)
+        XCTAssertEqual(sequence["message-ratio-tp2"], 0.5)
         let zero = try ZeROMemory().solve()
         XCTAssertEqual(zero["optimizer-gb-zero1"]! * 16, zero["optimizer-gb-zero0"]!, accuracy: zero["optimizer-gb-zero0"]! * 0.02)
     }
