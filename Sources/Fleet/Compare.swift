@@ -22,7 +22,7 @@ struct Compare: ParsableCommand {
     @Argument(help: "Model to train and simulate: \(ModelCatalog.trainable.map(\.name).joined(separator: ", ")).")
     var model: ModelSpec = ModelCatalog.gptTiny
 
-    @Option(help: "Layouts, comma-separated: dp, tp and pp degrees (dp2pp2), then optionally v2 (interleaved), gpipe, m8 (micro-batches), z1 (ZeRO): pp2v2, dp2z1.")
+    @Option(help: "Layouts, comma-separated: dp, tp and pp degrees (dp2pp2), then optionally v2 (interleaved), gpipe, m8 (micro-batches), z1 (ZeRO), sp (sequence parallel): pp2v2, dp2z1, tp2sp.")
     var layouts: String = LayoutName.standard.joined(separator: ",")
 
     @Option(help: "Training steps per real run.")
