@@ -156,6 +156,16 @@ extension GPT {
     /// parts are each summed over the batch before they are added (as pipeline stages must).
     var outputProjectionGradient: UnsafeMutablePointer<Float> { tiedHeadGradient?.pointer ?? gradient("wte") }
 
+    /// Sums a split product's partial `sum` (whole sequences × d) over the tensor-parallel group:
+    /// all-reduced in place (`sum` is `out`), or under sequence parallelism reduce-scattered to
+    /// this shard's positions in `out`; in `tree`'s order when given (deterministic mode).
+    private func sumOverTensorGroup(_ a: Activations, _ sum: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                                    tree: ReductionTree?) throws {
+        let c = spec.dModel, count = a.batch * a.sequence * c
+        if shard.sequenceParallel { return try shard.scatterSequence(sum, into: out, batch: a.batch, sequence: a.sequence, width: c, tree: tree) }
+        if let tree { try shard.orderedReduce(out, count: count, tree: tree) } else { try shard.reduce(out, count: count) }
+    }
+
     /// Row-parallel `out[rows, c] = inp[rows, local] · W[:, shard's columns]ᵀ`, summed over the
     /// tensor-parallel group (the g operator), then the bias. In deterministic mode the product
     /// is formed per head (`full / heads` columns each) and summed in `headTree` order. Under
@@ -164,10 +174,7 @@ extension GPT {
                      local: Int, full: Int) throws {
         let c = spec.dModel, rows = a.batch * a.sequence, sp = shard.sequenceParallel
         let sum = sp ? a.partial.pointer : out
-        func reduce(tree: ReductionTree?) throws {
-            if sp { return try shard.scatterSequence(sum, into: out, batch: a.batch, sequence: a.sequence, width: c, tree: tree) }
-            if let tree { try shard.orderedReduce(out, count: rows * c, tree: tree) } else { try shard.reduce(out, count: rows * c) }
-        }
+        func reduce(tree: ReductionTree?) throws { try sumOverTensorGroup(a, sum, into: out, tree: tree) }
         if deterministic {
             let width = full / spec.heads, first = headNode.lowerBound
             treeSum(headTree, headNode, into: sum, count: rows * c) { head, buffer in
@@ -200,10 +207,7 @@ extension GPT {
                                      sections: Int, sectionSize: Int, width: Int, ldOut: Int) throws {
         let c = spec.dModel, w = pointer(weight), rows = a.batch * a.sequence, sp = shard.sequenceParallel
         let sum = sp ? a.partial.pointer : dinp
-        func reduce(tree: ReductionTree?) throws {
-            if sp { return try shard.scatterSequence(sum, into: dinp, batch: a.batch, sequence: a.sequence, width: c, tree: tree) }
-            if let tree { try shard.orderedReduce(dinp, count: rows * c, tree: tree) } else { try shard.reduce(dinp, count: rows * c) }
-        }
+        func reduce(tree: ReductionTree?) throws { try sumOverTensorGroup(a, sum, into: dinp, tree: tree) }
         guard deterministic else {
             if shard.size == 1 {
                 // One shard's sections are contiguous: a single fused product.
