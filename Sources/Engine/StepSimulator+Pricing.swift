@@ -12,6 +12,8 @@ final class StepPricing {
         let flops: [(forward: FLOPs, backward: FLOPs)]
         let kernels: [(forward: KernelWork, backward: KernelWork)]
         let tensor: [(forward: [TensorCollective], backward: [TensorCollective])]
+        /// Per chunk, the times a forward and a backward pass meets its tensor-parallel group (see `meetings`).
+        let meetings: [(forward: Int, backward: Int)]
         /// ZeRO-3's weight all-gathers per pass, as this rank's block of each bucket.
         let gathers: [(forward: [Bytes], backward: [Bytes])]
         let held: Double
@@ -66,6 +68,20 @@ final class StepPricing {
                 return TensorCollective(kind: kind, bytes: (kind == .allGather ? bytes * layout.tp : bytes).value)
             }
         }
+        // A rank meets its group where it computed since it last met it: collectives back to back
+        // (sequence parallelism's reduce-scatter and the next norm's all-gather) meet once.
+        func meetings(_ ops: [StepOp]) -> Int {
+            var count = 0, computed = true
+            for op in ops {
+                if case .collective(_, .tensor, _) = op {
+                    if computed { count += 1 }
+                    computed = false
+                } else if op.flops > .zero {
+                    computed = true
+                }
+            }
+            return count
+        }
         func gatherBytes(_ ops: [StepOp]) -> [Bytes] {
             ops.compactMap { if case let .collective(.allGather, .data, bytes) = $0 { return bytes } else { return nil } }
         }
@@ -73,6 +89,7 @@ final class StepPricing {
                              flops: chunkWork.map { ($0.forward.reduce(.zero) { $0 + $1.flops }, $0.backward.reduce(.zero) { $0 + $1.flops }) },
                              kernels: chunkWork.map { (KernelWork($0.forward), KernelWork($0.backward)) },
                              tensor: chunkWork.map { (tensorBytes($0.forward), tensorBytes($0.backward)) },
+                             meetings: chunkWork.map { (meetings($0.forward), meetings($0.backward)) },
                              gathers: chunkWork.map { (gatherBytes($0.forward), gatherBytes($0.backward)) },
                              held: Double(plan.heldElements(stage: stage)),
                              buckets: program.sync.buckets.map { Double($0.held.count) * Double(s.precision.bytes) })
@@ -151,7 +168,7 @@ extension StepSimulator {
                     }
                 }
                 pass.tensorCollectives = tensor.forward + tensor.backward
-                pass.tensorSyncs = (tensor.forward.count, tensor.backward.count)
+                pass.tensorSyncs = work.meetings[chunk]
                 pass.tensorForward = tensor.forward.reduce(.zero) { $0 + time($1) }
                 pass.tensorBackward = tensor.backward.reduce(.zero) { $0 + time($1) }
                 // ZeRO-3: every unit's weights gathered over the data-parallel group before each pass uses them.

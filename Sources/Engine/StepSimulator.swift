@@ -23,7 +23,8 @@ public struct StepSimulator {
         /// The tensor-parallel collectives of a forward and a backward pass.
         var tensorCollectives: [StepPricing.TensorCollective] = []
         var tensorForward = SimTime.zero, tensorBackward = SimTime.zero
-        /// Tensor-parallel collectives in a forward and a backward pass (each a meeting of the group).
+        /// Times a forward and a backward pass meets its tensor-parallel group: its collectives,
+        /// those back to back (nothing computed between) counted once.
         var tensorSyncs = (forward: 0, backward: 0)
         /// ZeRO-3: each unit's weight all-gather in a forward and a backward pass, in the order used.
         var gatherForward: [SimTime] = [], gatherBackward: [SimTime] = []

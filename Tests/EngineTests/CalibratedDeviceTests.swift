@@ -210,3 +210,21 @@ final class CalibratedDeviceTests: XCTestCase {
         }
     }
 }
+
+extension CalibratedDeviceTests {
+    /// A pass meets its tensor-parallel group where it computed since it last met it: sequence
+    /// parallelism's collectives that follow one another with nothing computed between (a
+    /// reduce-scatter and the next norm's gather, a norm's gradient sum and the residual
+    /// gradient's gather) meet once. gpt-tiny, one micro-batch: tp2 meets 2 + 2 times a layer;
+    /// tp2·sp 2 forward (and once more at the first gather) and 4 backward (and once at the head).
+    func testCollectivesBackToBackMeetOnce() {
+        let wait = 1e-3
+        func waited(_ layout: ParallelLayout) -> Double {
+            StepSimulator(scenario: scenario(layout, cores: 2, waits: (wait, wait))).run().stepTime.seconds
+                - StepSimulator(scenario: scenario(layout, cores: 2)).run().stepTime.seconds
+        }
+        let layers = Double(model.layers)
+        XCTAssertEqual(waited(ParallelLayout(tp: 2)), 4 * layers * wait, accuracy: 1e-9)
+        XCTAssertEqual(waited(ParallelLayout(tp: 2, sequenceParallel: true)), (1 + 2 * layers + 1 + 4 * layers) * wait, accuracy: 1e-9)
+    }
+}
