@@ -116,11 +116,12 @@ final class StepPricing {
 }
 
 extension StepSimulator {
-    /// Bytes of one micro-batch's activations (or their gradient) handed between pipeline stages
-    /// (under sequence parallelism, the shard's share of each sequence).
+    /// Bytes of one micro-batch's activations (or their gradient) handed between pipeline stages,
+    /// as the plan sends them (under sequence parallelism, the shard's share of each sequence).
     var activationBytes: Double {
-        let s = scenario, held = s.layout.sequenceParallel ? s.sequence / s.layout.tp : s.sequence
-        return Double(s.batch / s.layout.dp / s.layout.microbatches * held) * Double(s.model.dModel) * Double(s.precision.bytes)
+        let s = scenario
+        return StepProgram.messageBytes(model: s.model, layout: s.layout,
+                                        options: StepOptions(batch: s.batch, sequence: s.sequence, bytesPerElement: s.precision.bytes)).value
     }
 
     /// Each stage's costs in the pipeline of replica `dp`, tensor shard `tp`: its chunks'

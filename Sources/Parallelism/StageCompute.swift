@@ -22,6 +22,8 @@ struct StageCompute {
     /// Rows of the regions outside the split products this rank holds (1/tp of each sequence
     /// under sequence parallelism).
     var held: Int { sequenceParallel ? sequences * (sequence / tp) : rows }
+    /// Elements of a pipeline message: the held rows of the residual (or of its gradient).
+    var messageElements: Int { held * model.dModel }
     private var c: Int { model.dModel }
     private var qkvSections: [Int] { [c, model.kvHeads * model.headSize, model.kvHeads * model.headSize] }
     private var mlpSections: [Int] { model.gatedMLP ? [model.mlpHidden, model.mlpHidden] : [model.mlpHidden] }
@@ -153,5 +155,13 @@ struct StageCompute {
             ops += finished(0)
         }
         return ops
+    }
+}
+
+extension StageCompute {
+    /// One micro-batch of `layout`'s pipeline under `options`, on one tensor-parallel rank.
+    init(model: ModelSpec, layout: ParallelLayout, options: StepOptions) {
+        self.init(model: model, tp: layout.tp, sequences: options.batch / layout.dp / layout.microbatches, sequence: options.sequence,
+                  bytesPerElement: options.bytesPerElement, sequenceParallel: layout.sequenceParallel)
     }
 }

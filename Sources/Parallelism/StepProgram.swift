@@ -72,10 +72,8 @@ public struct StepProgram: Sendable {
         self.sync = sync
         let isFirst = stage == 0, isLast = stage == layout.pp - 1
         let lastVirtual = schedule.virtualStageCount - 1
-        let compute = StageCompute(model: model, tp: layout.tp, sequences: options.batch / layout.dp / layout.microbatches,
-                                   sequence: options.sequence, bytesPerElement: bytes, sequenceParallel: layout.sequenceParallel)
-        // Under sequence parallelism a stage hands on only its shard's positions.
-        let messageBytes = Bytes(elements: compute.held * model.dModel, of: bytes)
+        let compute = StageCompute(model: model, layout: layout, options: options)
+        let messageBytes = Bytes(elements: compute.messageElements, of: bytes)
         let dataParallel = layout.dp > 1
         let tiedEnds = model.tiedEmbeddings && layout.pp > 1 && (isFirst || isLast)
         let actions = schedule.actions[stage], lastBackwards = schedule.lastBackwards(stage: stage)
@@ -157,6 +155,12 @@ public struct StepProgram: Sendable {
         // ZeRO-1 and 2 hand the updated blocks round; under ZeRO-3 they stay sharded until a pass gathers them.
         if zero && plan.zero < 3 { update += sync.buckets.map { .collective(.allGather, group: .data, bytes: Bytes(elements: owned($0), of: bytes)) } }
         return update
+    }
+
+    /// Bytes of one pipeline message — a micro-batch's activations or their gradient at a stage
+    /// boundary; under sequence parallelism the shard's positions only.
+    public static func messageBytes(model: ModelSpec, layout: ParallelLayout, options: StepOptions) -> Bytes {
+        Bytes(elements: StageCompute(model: model, layout: layout, options: options).messageElements, of: options.bytesPerElement)
     }
 
     /// Data-parallel rank `rank`'s block of `bucket` under ZeRO (packed indices of the bucket).
