@@ -17,27 +17,17 @@ final class InProcessLayoutTests: XCTestCase {
     func splitInvariantKernel() throws { try InProcessTraining.splitInvariantKernel() }
 
     func testDeterministicLayoutsAreBitwiseOneProcess() throws {
-        try splitInvariantKernel()
-        let one = try train(ParallelLayout(), deterministic: true)
-        for layout in [ParallelLayout(dp: 2), ParallelLayout(tp: 2), ParallelLayout(pp: 2, microbatches: 4),
-                       ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 4),
-                       ParallelLayout(pp: 2, microbatches: 4, schedule: .interleaved, virtualStages: 2),
-                       ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2, schedule: .interleaved, virtualStages: 2)] {
-            let run = try train(layout, deterministic: true)
-            XCTAssertEqual(run.losses.map(\.bitPattern), one.losses.map(\.bitPattern), "\(layout) losses")
-            XCTAssertTrue(run.parameters.map(\.bitPattern) == one.parameters.map(\.bitPattern), "\(layout) parameters differ")
-        }
+        try InProcessTraining.assertBitwiseOneProcess([
+            ParallelLayout(dp: 2), ParallelLayout(tp: 2), ParallelLayout(pp: 2, microbatches: 4),
+            ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 4),
+            ParallelLayout(pp: 2, microbatches: 4, schedule: .interleaved, virtualStages: 2),
+            ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2, schedule: .interleaved, virtualStages: 2)])
     }
 
     func testDefaultModeLayoutsAgreeWithOneProcessWithinTolerance() throws {
-        let one = try train(ParallelLayout(), deterministic: false)
-        for layout in [ParallelLayout(dp: 2), ParallelLayout(tp: 2), ParallelLayout(pp: 2, microbatches: 4),
-                       ParallelLayout(dp: 2, pp: 2, microbatches: 2, schedule: .interleaved, virtualStages: 2)] {
-            let run = try train(layout, deterministic: false)
-            for (a, b) in zip(run.losses, one.losses) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(layout)") }
-            let largest = zip(run.parameters, one.parameters).map { abs($0 - $1) }.max() ?? .infinity
-            XCTAssertLessThan(largest, 1e-4, "\(layout): largest parameter difference")
-        }
+        try InProcessTraining.assertCloseToOneProcess([
+            ParallelLayout(dp: 2), ParallelLayout(tp: 2), ParallelLayout(pp: 2, microbatches: 4),
+            ParallelLayout(dp: 2, pp: 2, microbatches: 2, schedule: .interleaved, virtualStages: 2)])
     }
 
     /// The reduction order is the trainer's own (its execution context), not the process's:

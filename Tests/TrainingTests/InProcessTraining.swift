@@ -35,6 +35,28 @@ enum InProcessTraining {
         return try XCTUnwrap(reported.first, "one rank reports")
     }
 
+    /// Deterministic mode: each layout's losses and final parameters bit for bit one process's.
+    static func assertBitwiseOneProcess(_ layouts: [ParallelLayout], file: StaticString = #filePath, line: UInt = #line) throws {
+        try splitInvariantKernel()
+        let one = try train(ParallelLayout(), deterministic: true)
+        for layout in layouts {
+            let run = try train(layout, deterministic: true)
+            XCTAssertEqual(run.losses.map(\.bitPattern), one.losses.map(\.bitPattern), "\(layout) losses", file: file, line: line)
+            XCTAssertTrue(run.parameters.map(\.bitPattern) == one.parameters.map(\.bitPattern), "\(layout) parameters differ", file: file, line: line)
+        }
+    }
+
+    /// Default mode: each layout's losses within 1e-5 of one process's, its parameters within 1e-4.
+    static func assertCloseToOneProcess(_ layouts: [ParallelLayout], file: StaticString = #filePath, line: UInt = #line) throws {
+        let one = try train(ParallelLayout(), deterministic: false)
+        for layout in layouts {
+            let run = try train(layout, deterministic: false)
+            for (a, b) in zip(run.losses, one.losses) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(layout)", file: file, line: line) }
+            let largest = zip(run.parameters, one.parameters).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThan(largest, 1e-4, "\(layout): largest parameter difference", file: file, line: line)
+        }
+    }
+
     static func splitInvariantKernel() throws {
         if let failure = BLASKernelCheck.splitInvariance() {
             throw XCTSkip("OpenBLAS kernel \(BLAS.coreName) in this test process computes other bits in pieces (\(failure))")

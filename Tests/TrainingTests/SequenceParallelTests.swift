@@ -16,23 +16,11 @@ final class SequenceParallelTests: XCTestCase {
                                   sequenceParallel: true)]
 
     func testDeterministicSequenceParallelLayoutsAreBitwiseOneProcess() throws {
-        try InProcessTraining.splitInvariantKernel()
-        let one = try InProcessTraining.train(ParallelLayout(), deterministic: true)
-        for layout in layouts {
-            let run = try InProcessTraining.train(layout, deterministic: true)
-            XCTAssertEqual(run.losses.map(\.bitPattern), one.losses.map(\.bitPattern), "\(layout) losses")
-            XCTAssertTrue(run.parameters.map(\.bitPattern) == one.parameters.map(\.bitPattern), "\(layout) parameters differ")
-        }
+        try InProcessTraining.assertBitwiseOneProcess(layouts)
     }
 
     func testDefaultModeSequenceParallelAgreesWithOneProcessWithinTolerance() throws {
-        let one = try InProcessTraining.train(ParallelLayout(), deterministic: false)
-        for layout in layouts {
-            let run = try InProcessTraining.train(layout, deterministic: false)
-            for (a, b) in zip(run.losses, one.losses) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(layout)") }
-            let largest = zip(run.parameters, one.parameters).map { abs($0 - $1) }.max() ?? .infinity
-            XCTAssertLessThan(largest, 1e-4, "\(layout): largest parameter difference")
-        }
+        try InProcessTraining.assertCloseToOneProcess(layouts)
     }
 
     /// The same tensor-parallel layout with and without sequence parallelism: the f/g

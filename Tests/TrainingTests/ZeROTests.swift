@@ -15,25 +15,11 @@ final class ZeROTests: XCTestCase {
                    ParallelLayout(dp: 2, pp: 2, microbatches: 2, schedule: .interleaved, virtualStages: 2, zeroStage: 3)]
 
     func testDeterministicZeROLayoutsAreBitwiseOneProcess() throws {
-        let runs = InProcessTraining.self
-        try runs.splitInvariantKernel()
-        let one = try runs.train(ParallelLayout(), deterministic: true)
-        for layout in layouts + [ParallelLayout(dp: 2, zeroStage: 1)] {
-            let run = try runs.train(layout, deterministic: true)
-            XCTAssertEqual(run.losses.map(\.bitPattern), one.losses.map(\.bitPattern), "\(layout) losses")
-            XCTAssertTrue(run.parameters.map(\.bitPattern) == one.parameters.map(\.bitPattern), "\(layout) parameters differ")
-        }
+        try InProcessTraining.assertBitwiseOneProcess(layouts + [ParallelLayout(dp: 2, zeroStage: 1)])
     }
 
     func testDefaultModeZeROLayoutsAgreeWithOneProcessWithinTolerance() throws {
-        let runs = InProcessTraining.self
-        let one = try runs.train(ParallelLayout(), deterministic: false)
-        for layout in layouts {
-            let run = try runs.train(layout, deterministic: false)
-            for (a, b) in zip(run.losses, one.losses) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(layout)") }
-            let largest = zip(run.parameters, one.parameters).map { abs($0 - $1) }.max() ?? .infinity
-            XCTAssertLessThan(largest, 1e-4, "\(layout): largest parameter difference")
-        }
+        try InProcessTraining.assertCloseToOneProcess(layouts)
     }
 
     /// Every rank's state after one step, by rank.
