@@ -20,6 +20,9 @@ public struct LoggedOp: Sendable, Hashable {
     public var group = ""
     /// A message's tag.
     public var tag = 0
+    /// Run for the tokens routed to one expert: its rows (a product's m, a kernel's elements)
+    /// depend on the routing, where the plan gives the balanced load.
+    public var routed = false
     /// CLOCK_MONOTONIC nanoseconds, when the log is timed.
     public var start: UInt64 = 0, end: UInt64 = 0
 
@@ -34,6 +37,7 @@ public struct LoggedOp: Sendable, Hashable {
     /// Its fields as JSON values, named as in the step plan (`StepOp.fields`).
     public var fields: [String: Any] {
         var fields: [String: Any] = ["kind": kind]
+        if routed { fields["routed"] = true }
         switch kind {
         case "matmul":
             fields.merge(["m": m, "n": n, "k": k, "trans_a": transA, "trans_b": transB, "flops": 2 * Double(m) * Double(n) * Double(k)]) { $1 }
@@ -59,6 +63,7 @@ public final class OpLog: @unchecked Sendable {   // used by the one thread it i
     /// Whether each op carries its start and end times.
     public let timed: Bool
     private var depth = 0
+    private var routedDepth = 0
 
     public init(timed: Bool = false) { self.timed = timed }
 
@@ -100,6 +105,7 @@ public final class OpLog: @unchecked Sendable {   // used by the one thread it i
     public static func run<T>(_ op: @autoclosure () -> LoggedOp, _ body: () throws -> T) rethrows -> T {
         guard let log = current, log.depth == 0 else { return try body() }
         var entry = op()
+        entry.routed = log.routedDepth > 0
         if log.timed { entry.start = now() }
         log.depth += 1
         defer {
@@ -107,6 +113,14 @@ public final class OpLog: @unchecked Sendable {   // used by the one thread it i
             if log.timed { entry.end = now() }
             log.ops.append(entry)
         }
+        return try body()
+    }
+
+    /// Marks the operations `body` runs as routed (one expert's share of the tokens).
+    public static func routed<T>(_ body: () throws -> T) rethrows -> T {
+        guard let log = current else { return try body() }
+        log.routedDepth += 1
+        defer { log.routedDepth -= 1 }
         return try body()
     }
 

@@ -62,6 +62,9 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
         }
         if model.heads % tp != 0 { try fail("\(model.name) has \(model.heads) attention heads, which --tp \(tp) does not divide") }
         if model.mlpHidden % tp != 0 { try fail("\(model.name)'s MLP width \(model.mlpHidden) is not divisible by --tp \(tp)") }
+        if let moe = model.moe, moe.expertHidden % tp != 0 {
+            try fail("\(model.name)'s expert width \(moe.expertHidden) is not divisible by --tp \(tp)")
+        }
         if pp > model.layers { try fail("--pp \(pp) asks for more pipeline stages than \(model.name) has layers (\(model.layers))") }
         if batch % dp != 0 { try fail("the global batch of \(batch) sequences is not divisible by --dp \(dp)") }
         if (batch / dp) % microbatches != 0 {

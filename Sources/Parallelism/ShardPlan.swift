@@ -67,9 +67,10 @@ public struct ShardPlan: Sendable {
     /// norms, embeddings, the head and the row-parallel layers' biases replicated.
     public static func split(of role: ModelSpec.ParameterRole) -> TensorSplit {
         switch role {
-        case .qkvWeight, .qkvBias, .mlpInputWeight, .mlpInputBias: return .column
-        case .attentionOutputWeight, .mlpOutputWeight: return .row
-        case .tokenEmbedding, .positionEmbedding, .norm, .attentionOutputBias, .mlpOutputBias, .outputHead: return .replicated
+        case .qkvWeight, .qkvBias, .mlpInputWeight, .mlpInputBias, .expertInputWeight, .expertInputBias: return .column
+        case .attentionOutputWeight, .mlpOutputWeight, .expertOutputWeight: return .row
+        case .tokenEmbedding, .positionEmbedding, .norm, .attentionOutputBias, .mlpOutputBias, .outputHead, .router, .expertOutputBias:
+            return .replicated
         }
     }
 

@@ -24,18 +24,18 @@ struct StageCompute {
     var held: Int { sequenceParallel ? sequences * (sequence / tp) : rows }
     /// Elements of a pipeline message: the held rows of the residual (or of its gradient).
     var messageElements: Int { held * model.dModel }
-    private var c: Int { model.dModel }
+    var c: Int { model.dModel }
     private var qkvSections: [Int] { [c, model.kvHeads * model.headSize, model.kvHeads * model.headSize] }
     private var mlpSections: [Int] { model.gatedMLP ? [model.mlpHidden, model.mlpHidden] : [model.mlpHidden] }
     /// Score elements of this rank's heads (the whole T×T square).
     private var scores: Int { sequences * (model.heads / tp) * sequence * sequence }
-    private func bytes(_ elements: Int) -> Bytes { Bytes(elements: elements, of: bytesPerElement) }
+    func bytes(_ elements: Int) -> Bytes { Bytes(elements: elements, of: bytesPerElement) }
     /// The sum of a split product over the group: all-reduced, or reduce-scattered to the held rows.
-    private var tensorSum: StepOp {
+    var tensorSum: StepOp {
         .collective(sequenceParallel ? .reduceScatter : .allReduce, group: .tensor, bytes: bytes(rows * c))
     }
     /// Sequence parallelism: the held rows' `rows × c` tensor gathered over the group (this rank's block).
-    private var sequenceGather: [StepOp] { sequenceParallel ? [.collective(.allGather, group: .tensor, bytes: bytes(held * c))] : [] }
+    var sequenceGather: [StepOp] { sequenceParallel ? [.collective(.allGather, group: .tensor, bytes: bytes(held * c))] : [] }
     /// A LayerNorm's forward pass, gathered under sequence parallelism.
     private var normForward: [StepOp] { [.kernel(.layerNormForward, elements: held * c, flops: .zero)] + sequenceGather }
     /// A LayerNorm's backward pass; under sequence parallelism its parameters' gradients are summed over the group.
@@ -79,9 +79,13 @@ struct StageCompute {
             ops += rowParallel(k: c / tp)
             ops.append(residual)
             ops += normForward
-            ops += forwardProducts(sections: mlpSections, k: c)
-            ops.append(.kernel(.geluForward, elements: rows * hidden, flops: .zero))
-            ops += rowParallel(k: hidden)
+            if model.isExpertLayer(l) {
+                ops += expertsForward
+            } else {
+                ops += forwardProducts(sections: mlpSections, k: c)
+                ops.append(.kernel(.geluForward, elements: rows * hidden, flops: .zero))
+                ops += rowParallel(k: hidden)
+            }
             ops.append(residual)
         }
         if head {
@@ -129,15 +133,19 @@ struct StageCompute {
         }
         for l in layers.reversed() {
             ops += gather(.layer(l))
-            // MLP output projection (row-parallel): input gradient, then weight and bias.
             ops += sequenceGather
-            ops.append(.matmul(GEMMShape(m: rows, n: hidden, k: c)))
-            ops += rowParameterGradients(k: hidden)
-            ops.append(.kernel(.geluBackward, elements: rows * hidden, flops: .zero))
-            ops += columnInputGradient(sections: mlpSections)
-            // Sequence parallelism keeps a shard of each norm: gathered again for the weight gradients.
-            ops += sequenceGather
-            ops += parameterGradients(sections: mlpSections, k: c)
+            if model.isExpertLayer(l) {
+                ops += expertsBackward
+            } else {
+                // MLP output projection (row-parallel): input gradient, then weight and bias.
+                ops.append(.matmul(GEMMShape(m: rows, n: hidden, k: c)))
+                ops += rowParameterGradients(k: hidden)
+                ops.append(.kernel(.geluBackward, elements: rows * hidden, flops: .zero))
+                ops += columnInputGradient(sections: mlpSections)
+                // Sequence parallelism keeps a shard of each norm: gathered again for the weight gradients.
+                ops += sequenceGather
+                ops += parameterGradients(sections: mlpSections, k: c)
+            }
             ops += normBackward
             ops += sequenceGather
             ops.append(.matmul(GEMMShape(m: rows, n: c / tp, k: c)))

@@ -4,13 +4,16 @@ import Workload
 public struct GEMMShape: Sendable, Hashable, Codable, Comparable, CustomStringConvertible {
     public var m: Int, n: Int, k: Int
     public var transA = false, transB = false
+    /// One routed expert's product: its token count (m, or k for a weight gradient) is the
+    /// balanced load in a plan; a run's depends on the routing.
+    public var routed = false
 
-    public init(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false) {
-        self.m = m; self.n = n; self.k = k; self.transA = transA; self.transB = transB
+    public init(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, routed: Bool = false) {
+        self.m = m; self.n = n; self.k = k; self.transA = transA; self.transB = transB; self.routed = routed
     }
 
     public var flops: FLOPs { FLOPs(2 * Double(m) * Double(n) * Double(k)) }
-    public var description: String { "\(m)×\(n)×\(k)\(transA ? " Aᵀ" : "")\(transB ? " Bᵀ" : "")" }
+    public var description: String { "\(m)×\(n)×\(k)\(transA ? " Aᵀ" : "")\(transB ? " Bᵀ" : "")\(routed ? " routed" : "")" }
     public static func < (a: GEMMShape, b: GEMMShape) -> Bool {
         (a.m, a.n, a.k, a.transA ? 1 : 0, a.transB ? 1 : 0) < (b.m, b.n, b.k, b.transA ? 1 : 0, b.transB ? 1 : 0)
     }
@@ -30,6 +33,15 @@ public enum ElementKernel: String, Sendable, Hashable, Codable, CaseIterable {
     case crossEntropy = "cross_entropy"
     /// Per parameter a rank updates: gradient zeroing, norm, clipping and AdamW.
     case optimizer
+    /// Mixture of experts, per router logit (rows × experts): softmax, top-k, gates, capacity
+    /// and the load-balancing loss; backward, the logits' gradient.
+    case expertRoute = "moe_route", expertRouteBackward = "moe_route_backward"
+    /// Per element of the rows × top-k slots (× d_model): copying each token to its experts' inputs
+    /// (and, backward, adding their input gradients back).
+    case expertDispatch = "moe_dispatch"
+    /// Per element of the slots: the gate-weighted sum of the experts' outputs; backward, the
+    /// gates' gradients and the outputs' gradients.
+    case expertCombine = "moe_combine", expertCombineBackward = "moe_combine_backward"
 }
 
 /// The communicator a collective runs over.
@@ -113,6 +125,7 @@ extension StepOp {
         switch self {
         case let .matmul(g):
             fields.merge(["m": g.m, "n": g.n, "k": g.k, "trans_a": g.transA, "trans_b": g.transB, "flops": g.flops.count]) { $1 }
+            if g.routed { fields["routed"] = true }
         case let .kernel(_, elements, flops):
             fields["elements"] = elements
             if flops > .zero { fields["flops"] = flops.count }
@@ -146,6 +159,7 @@ extension StepProgram.Phase: CustomStringConvertible {
         case .gradientSync: return "gradient sync"
         case .optimizer: return "optimizer"
         case .loss: return "loss"
+        case .routing: return "routing"
         }
     }
 }

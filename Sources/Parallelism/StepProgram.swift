@@ -36,6 +36,9 @@ public struct StepProgram: Sendable {
         case optimizer
         /// The step's loss summed over the data-parallel group (last stage).
         case loss
+        /// A mixture of experts' routing counts (tokens per expert, dropped, balance loss of each
+        /// MoE block) summed over the data-parallel group, then over the replica's ranks.
+        case routing
     }
 
     public struct Block: Sendable, Hashable {
@@ -137,6 +140,11 @@ public struct StepProgram: Sendable {
         blocks.append(Block(phase: .gradientSync, ops: rest))
         blocks.append(Block(phase: .optimizer, ops: Self.update(plan: plan, sync: sync, dataParallelRank: coordinates.dp, bytesPerElement: bytes)))
         blocks.append(Block(phase: .loss, ops: isLast && dataParallel ? [.collective(.allReduce, group: .data, bytes: 4)] : []))
+        if let moe = model.moe {
+            let counts = Bytes(elements: model.expertLayers * (moe.experts + 2), of: 4)
+            blocks.append(Block(phase: .routing, ops: (dataParallel ? [.collective(.allReduce, group: .data, bytes: counts)] : [])
+                                + (layout.tp * layout.pp > 1 ? [.collective(.allReduce, group: .replica, bytes: counts)] : [])))
+        }
         self.blocks = blocks
     }
 

@@ -35,6 +35,11 @@ final class Activations {
     /// partial sum over whole sequences before its reduce-scatter; the residual's gradient and a
     /// block's LayerNorm output gathered.
     let normedLocal: FloatBuffer, partial: FloatBuffer, dGathered: FloatBuffer, gatheredNorm: FloatBuffer
+    /// Each MoE block's buffers (nil for dense blocks), and their shared backward scratch.
+    let experts: [ExpertActivations?]
+    let expertScratch: ExpertActivations.Scratch?
+    /// Sequences of the global batch the loss averages over (the load-balancing loss's gradient is scaled by it).
+    var lossSequences: Int
 
     /// `local` gives the tensor-parallel shard's attention channels, heads and MLP width;
     /// `localSequence` the positions of each sequence it holds outside them.
@@ -54,7 +59,9 @@ final class Activations {
         probabilities = many(batch * local.heads * sequence * sequence)
         attention = many(rows * cl)
         ln2 = many(held * c); ln2Mean = many(held); ln2Rstd = many(held)
-        fc = many(rows * h); gelu = many(rows * h); geluTanh = many(rows * h)
+        // An MoE block keeps its experts' hidden units in `experts` instead.
+        func mlp() -> [FloatBuffer] { (0..<layers).map { FloatBuffer(count: spec.isExpertLayer($0) ? 0 : rows * h) } }
+        fc = mlp(); gelu = mlp(); geluTanh = mlp()
         lnf = FloatBuffer(count: rows * c); lnfMean = FloatBuffer(count: held); lnfRstd = FloatBuffer(count: held)
         logits = FloatBuffer(count: rows * spec.vocabulary)
         losses = FloatBuffer(count: rows)
@@ -68,13 +75,16 @@ final class Activations {
         partial = FloatBuffer(count: split ? rows * c : 0)
         dGathered = FloatBuffer(count: split ? rows * c : 0)
         gatheredNorm = FloatBuffer(count: split ? rows * c : 0)
+        experts = (0..<layers).map { l in spec.moe.flatMap { spec.isExpertLayer(l) ? ExpertActivations(rows: rows, moe: $0, channels: c) : nil } }
+        expertScratch = spec.moe.map { ExpertActivations.Scratch(rows: rows, moe: $0, channels: c) }
+        lossSequences = batch
     }
 
     /// Bytes of every buffer (what a micro-batch in flight costs this rank).
     var bytes: Int {
         let lists = [residual, afterAttention, ln1, ln1Mean, ln1Rstd, qkv, probabilities, attention, ln2, ln2Mean, ln2Rstd, fc, gelu, geluTanh]
         let single = [lnf, lnfMean, lnfRstd, logits, losses, dResidual, dNormed, dQKV, dAttention, dHidden, attentionScratch,
-                      normedLocal, partial, dGathered, gatheredNorm]
+                      normedLocal, partial, dGathered, gatheredNorm] + experts.flatMap { $0?.buffers ?? [] } + (expertScratch?.buffers ?? [])
         let floats = lists.joined().reduce(0) { $0 + $1.count } + single.reduce(0) { $0 + $1.count }
         return floats * MemoryLayout<Float>.stride + 2 * batch * sequence * MemoryLayout<Int32>.stride
     }

@@ -24,6 +24,8 @@ extension DistributedTrainer {
         public var communicationSeconds: Double { max(0, seconds - computeSeconds) }
         /// What this rank sent in the step: all-reduces and floats over the tp and dp groups, pipeline messages and floats.
         public let traffic: Traffic
+        /// A mixture of experts' routing over the whole global batch (every rank has it).
+        public var experts: ExpertStatistics? = nil
     }
 
     /// Communication counted by kind, so tests can pin exact numbers per step.
@@ -59,7 +61,9 @@ extension DistributedTrainer {
         injector?.reach(step: step + 1, phase: .forward)
         let rows = samplesPerMicrobatch * c.sequence, globalRows = c.batch * c.sequence
         while microActivations.count < layout.microbatches {
-            microActivations.append(model.makeActivations(batch: samplesPerMicrobatch, sequence: c.sequence))
+            let a = model.makeActivations(batch: samplesPerMicrobatch, sequence: c.sequence)
+            a.lossSequences = c.batch
+            microActivations.append(a)
         }
         if !holdingApplied { releaseUnheld() }
         model.zeroGradients(in: heldGradientRanges)
@@ -238,11 +242,13 @@ extension DistributedTrainer {
         if replicaCheckEvery > 0 && (step + 1) % replicaCheckEvery == 0 { try checkReplicas(step: step) }
         var loss = [stage.isLast ? lossSum : 0]
         if deterministic { loss[0] = try orderedLoss(sampleLosses) } else if stage.isLast { try groups.dp.allReduce(&loss) }
+        let experts = try routingStatistics()
         lastStateBytes = stateBytes()
         let elapsed = (ContinuousClock.now - start).seconds
         return StepResult(loss: loss[0], gradientNorm: norm, learningRate: rate, seconds: elapsed,
                           computeSeconds: (compute - tensorTime).seconds, tensorSeconds: tensorTime.seconds,
-                          pipelineWaitSeconds: pipelineWait.seconds, exposedDataSeconds: exposedData.seconds, traffic: traffic)
+                          pipelineWaitSeconds: pipelineWait.seconds, exposedDataSeconds: exposedData.seconds, traffic: traffic,
+                          experts: experts)
     }
 
     /// The first `floats` of `buffer` as bytes: the activations or gradients crossing a stage boundary.

@@ -126,6 +126,7 @@ public final class DistributedTrainer {
         try configuration.validate()
         try layout.validate(model: configuration.model, batch: configuration.batch, sequence: configuration.sequence,
                             worldSize: transport.worldSize)
+        try GPT.checkExperts(layout, model: configuration.model)
         if configuration.deterministic {
             try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch, sequence: configuration.sequence)
         }

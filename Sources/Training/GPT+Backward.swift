@@ -46,6 +46,10 @@ extension GPT {
         for l in layers.reversed() {
             try using(units, first + layers.upperBound - 1 - l) {
                 let p = "h\(l).", mid = a.afterAttention[l].pointer, dHidden = a.dHidden.pointer
+                if spec.isExpertLayer(l) {
+                    // residual[l+1] = mid + experts(ln2(mid)).
+                    expertsBackward(a, layer: l, dout: try gatheredResidualGradient(), normed: a.ln2[l].pointer, dinp: dNormed)
+                } else {
                 // MLP: residual[l+1] = mid + proj(gelu(fc(ln2(mid)))); proj is row-parallel, fc column-parallel.
                 let mlpProjection = r * hl, dOut = try gatheredResidualGradient()
                 Linear.inputGradient(dinp: dHidden, dout: dOut, weight: pointer(p + "mlp.proj.w") + mlpProjection,
@@ -60,6 +64,7 @@ extension GPT {
                 // Sequence parallelism keeps its shard of the norm: gathered again for the weight gradient.
                 linearParameterGradients(p + "mlp.fc", weightOffset: r * hl * c, biasOffset: r * hl, dout: dPreActivation,
                                          inp: try wholeSequences(a.ln2[l], a, into: a.gatheredNorm), batch: b, sequence: t, k: c, n: hl)
+                }
                 try layerNorm(a, backward: p + "ln2", dout: dNormed, inp: mid, weight: pointer(p + "ln2.w"),
                               mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer)
                 // Attention: mid = residual[l] + proj(attention(qkv(ln1(residual[l])))).

@@ -56,12 +56,16 @@ extension GPT {
                 kernel(.residual, held * c) { Elementwise.accumulate(mid, x, count: held * c) }
                 let normed2 = try layerNorm(a, inp: mid, name: p + "ln2", out: a.ln2[l], mean: a.ln2Mean[l], rstd: a.ln2Rstd[l],
                                             gathered: a.gatheredNorm)
-                Linear.forward(out: a.fc[l].pointer, inp: normed2, weight: pointer(p + "mlp.fc.w") + r * hl * c,
-                               bias: pointer(p + "mlp.fc.b") + r * hl, m: rows, k: c, n: hl)
-                kernel(.geluForward, rows * hl) { GELU.forward(a.gelu[l].pointer, a.fc[l].pointer, count: rows * hl, tanhOut: a.geluTanh[l].pointer) }
                 let out = a.residual[l + 1].pointer
-                try rowParallel(a, out: out, inp: a.gelu[l].pointer, weight: p + "mlp.proj.w", bias: p + "mlp.proj.b",
-                                local: hl, full: spec.mlpHidden)
+                if spec.isExpertLayer(l) {
+                    experts(a, layer: l, normed: normed2, out: out)
+                } else {
+                    Linear.forward(out: a.fc[l].pointer, inp: normed2, weight: pointer(p + "mlp.fc.w") + r * hl * c,
+                                   bias: pointer(p + "mlp.fc.b") + r * hl, m: rows, k: c, n: hl)
+                    kernel(.geluForward, rows * hl) { GELU.forward(a.gelu[l].pointer, a.fc[l].pointer, count: rows * hl, tanhOut: a.geluTanh[l].pointer) }
+                    try rowParallel(a, out: out, inp: a.gelu[l].pointer, weight: p + "mlp.proj.w", bias: p + "mlp.proj.b",
+                                    local: hl, full: spec.mlpHidden)
+                }
                 kernel(.residual, held * c) { Elementwise.accumulate(out, mid, count: held * c) }
             }
         }

@@ -133,6 +133,33 @@ extension GPT {
         }
     }
 
+    /// A routed expert's weight and bias gradients (`name.w`, `name.b`) from its inputs' rows,
+    /// which come from the micro-batch's samples in `samples` (row ranges, in sample order). In
+    /// deterministic mode each sample's part is formed apart and the samples summed in tree order,
+    /// as for every other parameter.
+    func expertParameterGradients(_ name: String, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, samples: [Range<Int>], k: Int, n: Int) {
+        let rows = samples.last?.upperBound ?? 0, dweight = gradient(name + ".w"), dbias = gradient(name + ".b")
+        guard deterministic else {
+            Linear.weightGradient(dweight: dweight, dout: dout, inp: inp, m: rows, k: k, n: n, accumulate: true)
+            return kernel(.residual, rows * n) { Elementwise.addColumnSums(dbias, dout, rows: rows, columns: n) }
+        }
+        let weights = sumOverSamples(samples.count, count: n * k) { s, out in
+            let part = samples[s]
+            // A sample that sent this expert nothing adds zeros.
+            guard !part.isEmpty else { return out.update(repeating: 0, count: n * k) }
+            Linear.weightGradient(dweight: out, dout: dout + part.lowerBound * n, inp: inp + part.lowerBound * k, m: part.count, k: k, n: n,
+                                  accumulate: false)
+        }
+        Elementwise.accumulate(dweight, weights, count: n * k)
+        kernel(.residual, rows * n) {
+            let biases = sumOverSamples(samples.count, count: n) { s, out in
+                out.update(repeating: 0, count: n)
+                Elementwise.addColumnSums(out, dout + samples[s].lowerBound * n, rows: samples[s].count, columns: n)
+            }
+            Elementwise.accumulate(dbias, biases, count: n)
+        }
+    }
+
     /// The first scratch slot of the per-position sums (clear of `sumOverSamples`' slots).
     static let positionSlot = 32
 

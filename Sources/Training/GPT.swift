@@ -45,6 +45,9 @@ public final class GPT {
                     localSequence: shard.positions(of: sequence).count)
     }
 
+    /// The buffers `step` last used.
+    var lastActivations: Activations? { activations }
+
     /// Buffers for a batch shape, reused while the shape stays the same.
     func activations(batch: Int, sequence: Int) -> Activations {
         if let a = activations, a.batch == batch, a.sequence == sequence { return a }

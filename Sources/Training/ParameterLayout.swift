@@ -33,11 +33,11 @@ public struct ParameterLayout: Sendable {
         for p in spec.parameters {
             let std: Float?, fill: Float
             switch p.role {
-            case .tokenEmbedding, .qkvWeight, .mlpInputWeight, .outputHead: (std, fill) = (0.02, 0)
+            case .tokenEmbedding, .qkvWeight, .mlpInputWeight, .outputHead, .router, .expertInputWeight: (std, fill) = (0.02, 0)
             case .positionEmbedding: (std, fill) = (0.01, 0)
-            case .attentionOutputWeight, .mlpOutputWeight: (std, fill) = (projectionStd, 0)
+            case .attentionOutputWeight, .mlpOutputWeight, .expertOutputWeight: (std, fill) = (projectionStd, 0)
             case .norm: (std, fill) = (nil, p.name.hasSuffix(".w") ? 1 : 0)
-            case .qkvBias, .attentionOutputBias, .mlpInputBias, .mlpOutputBias: (std, fill) = (nil, 0)
+            case .qkvBias, .attentionOutputBias, .mlpInputBias, .mlpOutputBias, .expertInputBias, .expertOutputBias: (std, fill) = (nil, 0)
             }
             let entry = Entry(parameter: p, offset: count, initStd: std, fill: fill, decay: p.shape.count == 2)
             index[p.name] = entries.count

@@ -17,6 +17,7 @@ public enum JSONLine {
         case let a as [Double]: return "[" + a.map { Self.value($0) }.joined(separator: ",") + "]"
         case let a as [Int]: return "[" + a.map { "\($0)" }.joined(separator: ",") + "]"
         case let a as [String]: return "[" + a.map { Self.value($0) }.joined(separator: ",") + "]"
+        case let rows as [[Int]]: return "[" + rows.map { Self.value($0) }.joined(separator: ",") + "]"
         case let objects as [[(String, Any)]]: return "[" + objects.map { encode($0) }.joined(separator: ",") + "]"
         case let object as JSONObject: return encode(object.fields)
         case let raw as JSONRaw: return raw.text

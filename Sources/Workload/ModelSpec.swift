@@ -17,9 +17,12 @@ public struct ModelSpec: Sendable, Hashable, Codable {
     public var learnedPositions: Bool
     /// Bias vectors in linear layers and LayerNorm (GPT) or none (Llama, RMSNorm).
     public var biases: Bool
+    /// Experts in place of some blocks' MLPs (nil: a dense model).
+    public var moe: MixtureOfExperts?
 
     public init(name: String, vocabulary: Int, context: Int, layers: Int, heads: Int, kvHeads: Int, dModel: Int,
-                mlpHidden: Int, gatedMLP: Bool, tiedEmbeddings: Bool, learnedPositions: Bool, biases: Bool) {
+                mlpHidden: Int, gatedMLP: Bool, tiedEmbeddings: Bool, learnedPositions: Bool, biases: Bool,
+                moe: MixtureOfExperts? = nil) {
         self.name = name
         self.vocabulary = vocabulary
         self.context = context
@@ -32,32 +35,55 @@ public struct ModelSpec: Sendable, Hashable, Codable {
         self.tiedEmbeddings = tiedEmbeddings
         self.learnedPositions = learnedPositions
         self.biases = biases
+        self.moe = moe
     }
 
     public var headSize: Int { dModel / heads }
 
-    /// Parameters of one transformer block.
-    public var parametersPerLayer: Int {
+    /// Parameters of one dense transformer block.
+    public var parametersPerLayer: Int { attentionAndNormParameters + (gatedMLP ? 3 : 2) * dModel * mlpHidden + (biases ? (gatedMLP ? 2 : 1) * mlpHidden + dModel : 0) }
+
+    private var attentionAndNormParameters: Int {
         let c = dModel, kv = kvHeads * headSize
-        let attention = c * (c + 2 * kv) + c * c + (biases ? c + 2 * kv + c : 0)
-        let mlp = (gatedMLP ? 3 : 2) * c * mlpHidden + (biases ? mlpHidden + c : 0)
-        let norms = biases ? 4 * c : 2 * c
-        return attention + mlp + norms
+        return c * (c + 2 * kv) + c * c + (biases ? c + 2 * kv + c : 0) + (biases ? 4 * c : 2 * c)
+    }
+
+    /// Parameters of block `layer`; with `activeOnly`, an MoE block counts only the experts one token reaches.
+    public func parameters(layer: Int, activeOnly: Bool = false) -> Int {
+        guard let moe, isExpertLayer(layer) else { return parametersPerLayer }
+        let experts = (activeOnly ? moe.topK : moe.experts) + moe.sharedExperts
+        return attentionAndNormParameters + dModel * moe.experts + experts * parametersPerExpert
+    }
+
+    private var embeddingAndFinalParameters: Int {
+        vocabulary * dModel * (tiedEmbeddings ? 1 : 2) + (learnedPositions ? context * dModel : 0) + (biases ? 2 * dModel : dModel)
     }
 
     /// All parameters (tied embeddings counted once).
-    public var parameterCount: Int {
-        let embeddings = vocabulary * dModel * (tiedEmbeddings ? 1 : 2) + (learnedPositions ? context * dModel : 0)
-        return embeddings + layers * parametersPerLayer + (biases ? 2 * dModel : dModel)
+    public var parameterCount: Int { embeddingAndFinalParameters + (0..<layers).reduce(0) { $0 + parameters(layer: $1) } }
+
+    /// Parameters one token's forward pass uses (every parameter of a dense model).
+    public var activeParameterCount: Int {
+        embeddingAndFinalParameters + (0..<layers).reduce(0) { $0 + parameters(layer: $1, activeOnly: true) }
     }
 
-    /// Matmul FLOPs of one token's forward pass through one block at sequence length `seq`: 2
-    /// per weight of its linear layers, plus attention scores and mixing (2·2·T·C, the whole
+    /// Matmul FLOPs of one token's forward pass through one dense block at sequence length `seq`:
+    /// 2 per weight of its linear layers, plus attention scores and mixing (2·2·T·C, the whole
     /// T×T square as the trainer computes it).
     public func layerForwardFLOPsPerToken(sequence seq: Int) -> Double {
-        let c = Double(dModel), kv = Double(kvHeads * headSize), h = Double(mlpHidden)
-        let linear = c * (c + 2 * kv) + c * c + (gatedMLP ? 3 : 2) * c * h
-        return 2 * linear + 2 * 2 * Double(seq) * c
+        let c = Double(dModel), h = Double(mlpHidden)
+        return attentionForwardFLOPsPerToken(sequence: seq) + 2 * (gatedMLP ? 3 : 2) * c * h
+    }
+
+    /// The same for block `layer`: an MoE block counts its router and the experts one token reaches.
+    public func layerForwardFLOPsPerToken(_ layer: Int, sequence seq: Int) -> Double {
+        guard isExpertLayer(layer) else { return layerForwardFLOPsPerToken(sequence: seq) }
+        return attentionForwardFLOPsPerToken(sequence: seq) + expertForwardFLOPsPerToken
+    }
+
+    private func attentionForwardFLOPsPerToken(sequence seq: Int) -> Double {
+        let c = Double(dModel), kv = Double(kvHeads * headSize)
+        return 2 * (c * (c + 2 * kv) + c * c) + 2 * 2 * Double(seq) * c
     }
 
     /// Matmul FLOPs of one token through the output projection.
@@ -65,7 +91,7 @@ public struct ModelSpec: Sendable, Hashable, Codable {
 
     /// Matmul FLOPs of one token's forward pass at full context: every block and the head.
     public var forwardFLOPsPerToken: Double {
-        Double(layers) * layerForwardFLOPsPerToken(sequence: context) + headForwardFLOPsPerToken
+        (0..<layers).reduce(0) { $0 + layerForwardFLOPsPerToken($1, sequence: context) } + headForwardFLOPsPerToken
     }
 
     /// Forward + backward: three times the forward matmul work.

@@ -35,6 +35,22 @@ final class StepProgramTests: XCTestCase {
         XCTAssertEqual(half, (whole - head) / 2 + head, accuracy: 1e-6 * whole)
     }
 
+    func testMixtureOfExpertsPlanHasTheModelsFLOPsAndMarksTheExperts() {
+        let moe = ModelCatalog.gptTinyMoE, tokens = Double(8 * moe.context)
+        let ops = StepProgram(plan: ShardPlan(model: moe, layout: ParallelLayout()), rank: 0, options: StepOptions(batch: 8, sequence: moe.context)).ops
+        let flops = ops.reduce(FLOPs.zero) { $0 + $1.flops }.count
+        XCTAssertEqual(flops, moe.trainingFLOPsPerToken * tokens, accuracy: 1e-6 * flops)
+        // Each block: every expert's two products forward and four backward, at the balanced load 8·128·2/8.
+        let routed = ops.compactMap { op -> GEMMShape? in if case let .matmul(g) = op, g.routed { return g } else { return nil } }
+        XCTAssertEqual(routed.count, 2 * 8 * 6)
+        XCTAssertTrue(routed.allSatisfy { ($0.transA ? $0.k : $0.m) == 256 })
+        // A capacity below the balanced load caps it: ⌈0.5 · 128 · 2 / 8⌉ = 16 a sequence.
+        var capped = moe
+        capped.moe?.capacityFactor = 0.5
+        let cappedOps = StepProgram(plan: ShardPlan(model: capped, layout: ParallelLayout()), rank: 0, options: StepOptions(batch: 8, sequence: 128)).ops
+        XCTAssertTrue(cappedOps.contains { if case let .matmul(g) = $0 { return g.routed && g.m == 8 * 16 } else { return false } })
+    }
+
     func testBucketsCoverWhatTheRankHoldsOnceFromTheTopDown() {
         for layout in [ParallelLayout(dp: 2), ParallelLayout(dp: 2, tp: 2), ParallelLayout(dp: 2, tp: 2, pp: 2), ParallelLayout(dp: 2, pp: 2)] {
             let plan = ShardPlan(model: tiny, layout: layout)

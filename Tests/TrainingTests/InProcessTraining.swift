@@ -9,8 +9,8 @@ import XCTest
 enum InProcessTraining {
     static let steps = 4
 
-    static func configuration(deterministic: Bool) -> TrainingConfiguration {
-        var c = TrainingConfiguration(model: ModelCatalog.gptTiny)
+    static func configuration(deterministic: Bool, model: ModelSpec = ModelCatalog.gptTiny) -> TrainingConfiguration {
+        var c = TrainingConfiguration(model: model)
         c.batch = 8
         c.sequence = 64
         c.steps = Self.steps
@@ -21,8 +21,8 @@ enum InProcessTraining {
 
     /// Per-step losses (from the reporting rank) and the gathered final parameters of `layout`.
     static func train(_ layout: ParallelLayout, deterministic: Bool, context: ExecutionContext = ExecutionContext(),
-               threads: [Int]? = nil) throws -> (losses: [Float], parameters: [Float]) {
-        let c = Self.configuration(deterministic: deterministic)
+               threads: [Int]? = nil, model: ModelSpec = ModelCatalog.gptTiny) throws -> (losses: [Float], parameters: [Float]) {
+        let c = Self.configuration(deterministic: deterministic, model: model)
         let results = LocalFabric.run(worldSize: layout.worldSize, timeout: .seconds(120)) { transport -> (losses: [Float], parameters: [Float])? in
             var mine = c
             if let threads { mine.threads = threads[transport.rank] }
@@ -36,21 +36,23 @@ enum InProcessTraining {
     }
 
     /// Deterministic mode: each layout's losses and final parameters bit for bit one process's.
-    static func assertBitwiseOneProcess(_ layouts: [ParallelLayout], file: StaticString = #filePath, line: UInt = #line) throws {
+    static func assertBitwiseOneProcess(_ layouts: [ParallelLayout], model: ModelSpec = ModelCatalog.gptTiny,
+                                        file: StaticString = #filePath, line: UInt = #line) throws {
         try splitInvariantKernel()
-        let one = try train(ParallelLayout(), deterministic: true)
+        let one = try train(ParallelLayout(), deterministic: true, model: model)
         for layout in layouts {
-            let run = try train(layout, deterministic: true)
+            let run = try train(layout, deterministic: true, model: model)
             XCTAssertEqual(run.losses.map(\.bitPattern), one.losses.map(\.bitPattern), "\(layout) losses", file: file, line: line)
             XCTAssertTrue(run.parameters.map(\.bitPattern) == one.parameters.map(\.bitPattern), "\(layout) parameters differ", file: file, line: line)
         }
     }
 
     /// Default mode: each layout's losses within 1e-5 of one process's, its parameters within 1e-4.
-    static func assertCloseToOneProcess(_ layouts: [ParallelLayout], file: StaticString = #filePath, line: UInt = #line) throws {
-        let one = try train(ParallelLayout(), deterministic: false)
+    static func assertCloseToOneProcess(_ layouts: [ParallelLayout], model: ModelSpec = ModelCatalog.gptTiny,
+                                        file: StaticString = #filePath, line: UInt = #line) throws {
+        let one = try train(ParallelLayout(), deterministic: false, model: model)
         for layout in layouts {
-            let run = try train(layout, deterministic: false)
+            let run = try train(layout, deterministic: false, model: model)
             for (a, b) in zip(run.losses, one.losses) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(layout)", file: file, line: line) }
             let largest = zip(run.parameters, one.parameters).map { abs($0 - $1) }.max() ?? .infinity
             XCTAssertLessThan(largest, 1e-4, "\(layout): largest parameter difference", file: file, line: line)

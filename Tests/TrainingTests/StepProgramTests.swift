@@ -31,8 +31,8 @@ final class StepProgramTests: XCTestCase {
 
     /// Each rank's plan and what it ran in one step of `layout`, every rank a thread of this
     /// process over the in-process transport, with small buckets (several per stage).
-    func recordedStep(_ layout: ParallelLayout, batch: Int = 8) throws -> [(plan: StepProgram, ran: [LoggedOp])] {
-        var configuration = TrainingConfiguration(model: ModelCatalog.gptTiny)
+    func recordedStep(_ layout: ParallelLayout, batch: Int = 8, model: ModelSpec = ModelCatalog.gptTiny) throws -> [(plan: StepProgram, ran: [LoggedOp])] {
+        var configuration = TrainingConfiguration(model: model)
         configuration.batch = batch
         configuration.steps = 1
         configuration.threads = 1
@@ -68,9 +68,28 @@ final class StepProgramTests: XCTestCase {
         }
     }
 
-    func assertRanThePlan(_ layout: ParallelLayout, file: StaticString = #filePath, line number: UInt = #line) throws {
-        for (rank, step) in try recordedStep(layout).enumerated() {
-            let planned = step.plan.ops.map { line($0, stages: layout.pipeline.virtualStageCount) }, ran = step.ran.map(line)
+    /// An MoE block's experts run between its dispatch and combine (backward: between the
+    /// combine's backward and the dispatch): their row counts depend on the routing, so only
+    /// their kinds are compared there.
+    func maskingExperts(_ lines: [String]) -> [String] {
+        var inside = false
+        return lines.map { line in
+            let kind = String(line.prefix { $0 != " " })
+            switch kind {
+            case "moe_dispatch": inside.toggle()   // opens the experts forward, closes them backward
+            case "moe_combine": inside = false
+            case "moe_combine_backward": inside = true
+            default: break
+            }
+            return inside && !kind.hasPrefix("moe_") ? kind + (line.contains(" At") ? " At" : "") : line
+        }
+    }
+
+    func assertRanThePlan(_ layout: ParallelLayout, model: ModelSpec = ModelCatalog.gptTiny,
+                          file: StaticString = #filePath, line number: UInt = #line) throws {
+        for (rank, step) in try recordedStep(layout, model: model).enumerated() {
+            let planned = maskingExperts(step.plan.ops.map { line($0, stages: layout.pipeline.virtualStageCount) })
+            let ran = maskingExperts(step.ran.map(line))
             if planned != ran {
                 let first = zip(planned, ran).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(planned.count, ran.count)
                 XCTFail("\(layout) rank \(rank): op \(first) of \(planned.count) planned / \(ran.count) ran differs: "
@@ -112,6 +131,20 @@ final class StepProgramTests: XCTestCase {
         try assertRanThePlan(ParallelLayout(tp: 2, sequenceParallel: true))
         try assertRanThePlan(ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2, sequenceParallel: true))
         try assertRanThePlan(ParallelLayout(tp: 2, pp: 2, microbatches: 2, schedule: .interleaved, virtualStages: 2, sequenceParallel: true))
+    }
+
+    func testMixtureOfExpertsRunsThePlanOpForOp() throws {
+        let moe = ModelCatalog.gptTinyMoE
+        try assertRanThePlan(ParallelLayout(), model: moe)
+        try assertRanThePlan(ParallelLayout(dp: 2, pp: 2, microbatches: 2), model: moe)
+        // The experts' products are the only ones marked routed, and together take every kept token.
+        let step = try recordedStep(ParallelLayout(), model: moe)[0]
+        let routed = step.ran.filter(\.routed)
+        XCTAssertFalse(routed.isEmpty)
+        XCTAssertTrue(routed.allSatisfy { $0.kind == "matmul" || $0.kind.hasPrefix("gelu") || $0.kind == "residual" })
+        let inputs = routed.filter { $0.kind == "matmul" && $0.n == 256 && $0.k == 128 && $0.transB }
+        XCTAssertEqual(inputs.count, 2 * 8, "one input product per expert and block")
+        XCTAssertEqual(inputs.reduce(0) { $0 + $1.m }, 2 * 8 * 128 * 2, "every token's two choices (no capacity: none dropped)")
     }
 
     func testADifferentPlanIsCaught() throws {

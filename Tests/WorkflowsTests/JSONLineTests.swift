@@ -7,12 +7,13 @@ import Workflows
 final class JSONLineTests: XCTestCase {
     func testEveryStringRoundTrips() throws {
         let awkward = "quote \" backslash \\ newline \n tab \t bell \u{7} nul \u{0} é ✓"
-        let line = JSONLine.encode([("s", awkward), ("ranks", [3, 1]), ("x", Double.nan), ("n", 7)])
+        let line = JSONLine.encode([("s", awkward), ("ranks", [3, 1]), ("x", Double.nan), ("n", 7), ("rows", [[1, 2], [], [3]])])
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         XCTAssertEqual(object["s"] as? String, awkward)
         XCTAssertEqual(object["ranks"] as? [Int], [3, 1])
         XCTAssertTrue(object["x"] is NSNull)
         XCTAssertEqual(object["n"] as? Int, 7)
+        XCTAssertEqual(object["rows"] as? [[Int]], [[1, 2], [], [3]])
     }
 
     func testStepKeysReadSecondsAndLegacyMilliseconds() {

@@ -71,6 +71,8 @@ public struct KernelBenchmark {
             return per(rows * v) {
                 _ = CrossEntropy.forwardBackward(logits: logits.pointer, targets: tokens, losses: losses.pointer, rows: rows, vocabulary: v, gradient: true)
             }
+        case .expertRoute, .expertRouteBackward, .expertDispatch, .expertCombine, .expertCombineBackward:
+            return expertKernel(kernel, rows: rows, x: x, y: y, z: z)
         case .optimizer:
             let n = model.parameterCount
             let params = filled(n), grads = filled(n), m = FloatBuffer(count: n), v2 = FloatBuffer(count: n)
@@ -81,6 +83,26 @@ public struct KernelBenchmark {
                 adam.update(params: params.pointer, grads: grads.pointer, m: m.pointer, v: v2.pointer, count: n, learningRate: 1e-9, decay: true)
                 grads.zero()
             }
+        }
+    }
+
+    /// An MoE kernel, routed as the model routes (a dense model: 8 experts, top-2).
+    private func expertKernel(_ kernel: ElementKernel, rows: Int, x: FloatBuffer, y: FloatBuffer, z: FloatBuffer) -> Measurement {
+        let moe = model.moe ?? MixtureOfExperts(experts: 8, topK: 2, expertHidden: model.mlpHidden / 4), c = model.dModel
+        let logits = filled(rows * moe.experts), slots = rows * moe.topK
+        func route() -> ExpertRouting {
+            ExpertRouting(logits: logits.pointer, rows: rows, experts: moe.experts, topK: moe.topK, sequence: sequence,
+                          capacity: moe.capacity(sequence: sequence))
+        }
+        let routing = route()
+        switch kernel {
+        case .expertRoute: return per(rows * moe.experts) { _ = route() }
+        case .expertRouteBackward:
+            let dGates = [Float](repeating: 0.5, count: slots)
+            return per(rows * moe.experts) { routing.logitGradients(dGates: dGates, balanceScale: 0.01, into: y.pointer) }
+        case .expertDispatch: return per(slots * c) { routing.dispatch(x.pointer, into: y.pointer, width: c) }
+        case .expertCombine: return per(slots * c) { routing.combine(x.pointer, into: y.pointer, width: c) }
+        default: return per(slots * c) { _ = routing.combineBackward(x.pointer, expertOut: y.pointer, dExpertOut: z.pointer, width: c) }
         }
     }
 

@@ -18,6 +18,11 @@ public enum TrainingRecord {
                    ("dp_allreduces", b.traffic.dataAllReduces), ("dp_bytes", b.traffic.dataFloats * 4),
                    ("pp_messages", b.traffic.pipelineMessages), ("pp_bytes", b.traffic.pipelineFloats * 4)]
         }
+        if let e = b?.experts {
+            // Per MoE block: the assignments each expert took (tokens × top-k), and the busiest over the mean.
+            fields += [("expert_tokens", e.tokensPerExpert), ("expert_imbalance", e.imbalance.max() ?? 1),
+                       ("dropped_tokens", e.dropped.reduce(0, +)), ("balance_loss", Double(e.balanceLoss))]
+        }
         if let v = m.validationLoss { fields.append(("val_loss", Double(v))) }
         return fields
     }

@@ -12,6 +12,9 @@ public enum TrainingText {
             line += String(format: "  [compute %.1f, tp %.1f, pipeline wait %.1f, dp exposed %.1f ms]", b.computeSeconds * 1000,
                            b.tensorSeconds * 1000, b.pipelineWaitSeconds * 1000, b.exposedDataSeconds * 1000)
         }
+        if let e = b?.experts {
+            line += String(format: "  experts: busiest %.2f× the mean, %d dropped", e.imbalance.max() ?? 1, e.dropped.reduce(0, +))
+        }
         if let v = m.validationLoss { line += String(format: "  val %.4f", v) }
         return line
     }
