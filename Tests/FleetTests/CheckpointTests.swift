@@ -114,6 +114,20 @@ final class CheckpointTests: FleetProcessTestCase {
         }
     }
 
+    /// gpt-tiny-moe's experts are parameters like any other: saved by dp2·pp2 over ZeroMQ, resumed by
+    /// one process bitwise; and the model generates from its weights.
+    func testMixtureOfExpertsResumesAcrossLayoutsAndGenerates() throws {
+        let exact = ["train", "gpt-tiny-moe", "--steps", "20", "--seq", "64", "--json", "--eval-batches", "1", "--deterministic"]
+        let straight = steps(try run(exact + ["--save", directory + "/moe.w"]))
+        let saved = directory + "/moe-dp2pp2"
+        _ = steps(try run(exact + ["--dp", "2", "--pp", "2", "--checkpoint-dir", saved, "--stop-at", "10"], ranks: 4))
+        let resumed = steps(try run(exact + ["--resume-from", saved]))
+        for step in 11...20 { XCTAssertEqual(resumed[step], straight[step], "gpt-tiny-moe dp2·pp2 → one process: step \(step)") }
+        let generated = try FleetProcess.fleet(["generate", "--weights", directory + "/moe.w", "--tokens", "40", "--prompt", "ROMEO:"])
+        XCTAssertEqual(generated.status, 0, generated.output)
+        XCTAssertTrue(generated.stdout.hasPrefix("ROMEO:") && generated.stdout.count > 30, generated.output)
+    }
+
     func testRoundTripThroughAnotherLayoutReproducesEveryTensor() throws {
         let a = directory + "/a", b = directory + "/b", back = directory + "/back"
         _ = steps(try run(Self.base + ["--dp", "2", "--pp", "2", "--checkpoint-dir", a, "--stop-at", "10"], ranks: 4))

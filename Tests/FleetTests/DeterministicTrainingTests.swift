@@ -71,6 +71,13 @@ final class DeterministicTrainingTests: FleetProcessTestCase {
         try assertBitwiseEqual(Self.tiny, layouts: [["--tp", "2", "--pp", "2", "--sequence-parallel"]], mpi: false)
     }
 
+    /// Mixture of experts: routing per token and per sequence, experts' gradients per sample in tree order.
+    func testMixtureOfExpertsLayoutsAreBitwiseTheSingleProcessRun() throws {
+        let moe = ["train", "gpt-tiny-moe", "--deterministic", "--steps", "20", "--json", "--eval-batches", "2"]
+        try assertBitwiseEqual(moe, layouts: [["--dp", "2"], ["--dp", "2", "--pp", "2"]], mpi: true)
+        try assertBitwiseEqual(moe, layouts: [["--dp", "2"], ["--dp", "2", "--pp", "2", "--zero", "3"]], mpi: false)
+    }
+
     func testGPTSmallLayoutsAreBitwiseTheSingleProcessRun() throws {
         let small = ["train", "gpt-small", "--deterministic", "--steps", "50", "--batch", "4", "--seq", "64", "--json", "--eval-batches", "1"]
         try assertBitwiseEqual(small, layouts: [["--dp", "2"], ["--tp", "2", "--pp", "2"]], mpi: true)

@@ -147,6 +147,30 @@ final class MixtureOfExpertsTests: XCTestCase {
                                                       model: ModelCatalog.gptTinyMoE)
     }
 
+    /// The step's routing counts are the global batch's on every rank, whatever the layout.
+    func testRoutingStatisticsAreTheGlobalBatchsInEveryLayout() throws {
+        let configuration = InProcessTraining.configuration(deterministic: true, model: Self.tinyDropping)
+        func firstStep(_ layout: ParallelLayout) throws -> [ExpertStatistics] {
+            let results = LocalFabric.run(worldSize: layout.worldSize, timeout: .seconds(60)) { transport -> ExpertStatistics in
+                let trainer = try DistributedTrainer(configuration: configuration, layout: layout, transport: transport, corpus: .builtIn())
+                return try XCTUnwrap(try trainer.trainStep(0).experts)
+            }
+            return try results.map { try $0.get() }
+        }
+        let one = try XCTUnwrap(try firstStep(ParallelLayout()).first)
+        XCTAssertEqual(one.layers, [1, 3])
+        XCTAssertEqual(one.tokensPerExpert.map { $0.reduce(0, +) }, [8 * 64 * 2, 8 * 64 * 2], "every token's two choices")
+        XCTAssertGreaterThan(one.dropped.reduce(0, +), 0, "capacity 1 drops some")
+        XCTAssertGreaterThan(one.balanceLoss, 0)
+        for layout in [ParallelLayout(dp: 2), ParallelLayout(pp: 2, microbatches: 4), ParallelLayout(dp: 2, pp: 2, microbatches: 2)] {
+            for (rank, s) in try firstStep(layout).enumerated() {
+                XCTAssertEqual(s.tokensPerExpert, one.tokensPerExpert, "\(layout) rank \(rank)")
+                XCTAssertEqual(s.dropped, one.dropped, "\(layout) rank \(rank)")
+                XCTAssertEqual(s.balanceLoss, one.balanceLoss, accuracy: 1e-6 * one.balanceLoss, "\(layout) rank \(rank)")
+            }
+        }
+    }
+
     func testTensorParallelExpertsAreRefused() {
         let configuration = InProcessTraining.configuration(deterministic: false, model: ModelCatalog.gptTinyMoE)
         let results = LocalFabric.run(worldSize: 2, timeout: .seconds(30)) { transport in
