@@ -41,8 +41,20 @@ struct TrainOptions: ParsableArguments {
     @Flag(help: "Make every parallel layout bitwise identical to the single-process run (fixed summation orders; slower).")
     var deterministic = false
 
+    @Option(parsing: .unconditional, help: "Mixture of experts: each expert takes at most this many times its even share of a sequence's tokens; the rest are dropped (default: no limit).")
+    var capacityFactor: Double?
+
     func configuration() throws -> TrainingConfiguration {
         var c = TrainingConfiguration(model: model)
+        if let capacityFactor {
+            guard model.moe != nil else {
+                throw ValidationError("--capacity-factor limits a mixture of experts' tokens per expert, and \(model.name) has no experts; train gpt-tiny-moe")
+            }
+            guard capacityFactor > 0, capacityFactor.isFinite else {
+                throw ValidationError("--capacity-factor must be a positive number (1.0: each expert takes at most its even share; got \(capacityFactor))")
+            }
+            c.model.moe?.capacityFactor = capacityFactor
+        }
         c.steps = steps
         c.batch = batch
         c.sequence = seq ?? model.context

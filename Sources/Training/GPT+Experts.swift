@@ -92,8 +92,8 @@ public struct ExpertStatistics: Sendable, Equatable {
     public var chosen: [[Int]]
     /// The load-balancing loss, weighted, summed over blocks and averaged over the pass's sequences.
     public var balanceLoss: Float
-    /// Per block, the unweighted balance loss averaged over the pass's sequences (1 when perfectly even).
-    var balanceLosses: [Float] = []
+    /// Per block, Switch's balance E · Σₑ fₑ · Pₑ averaged over the pass's sequences, unweighted (1 when perfectly even).
+    public var balance: [Float] = []
 
     /// The busiest expert's tokens over the mean, per block (1: perfectly even).
     public var imbalance: [Double] {
@@ -118,8 +118,8 @@ extension GPT {
             s.tokensPerExpert.append(routing.chosenCounts)
             s.dropped.append(routing.dropped)
             s.chosen.append(routing.chosen)
-            s.balanceLosses.append(routing.balanceLoss.reduce(0, +) / Float(a.batch))
-            s.balanceLoss += Float(moe.auxLossWeight) * s.balanceLosses.last!
+            s.balance.append(routing.balanceLoss.reduce(0, +) / Float(a.batch))
+            s.balanceLoss += Float(moe.auxLossWeight) * s.balance.last!
         }
         return s
     }
@@ -139,14 +139,14 @@ extension DistributedTrainer {
                 let slot = blocks.firstIndex(of: l)! * width
                 for e in 0..<moe.experts { counts[slot + e] += Float(s.tokensPerExpert[i][e]) }
                 counts[slot + moe.experts] += Float(s.dropped[i])
-                counts[slot + moe.experts + 1] += s.balanceLosses[i] * Float(a.batch)
+                counts[slot + moe.experts + 1] += s.balance[i] * Float(a.batch)
             }
         }
         if layout.dp > 1 { try groups.dp.allReduce(&counts) }
         if layout.tp * layout.pp > 1 { try groups.replica.allReduce(&counts) }
-        let weight = Float(moe.auxLossWeight) / Float(configuration.batch)
+        let balance = blocks.indices.map { counts[$0 * width + moe.experts + 1] / Float(configuration.batch) }
         return ExpertStatistics(layers: blocks, tokensPerExpert: blocks.indices.map { b in (0..<moe.experts).map { Int(counts[b * width + $0]) } },
                                 dropped: blocks.indices.map { Int(counts[$0 * width + moe.experts]) }, chosen: [],
-                                balanceLoss: blocks.indices.reduce(0) { $0 + weight * counts[$1 * width + moe.experts + 1] })
+                                balanceLoss: Float(moe.auxLossWeight) * balance.reduce(0, +), balance: balance)
     }
 }

@@ -19,9 +19,11 @@ public enum TrainingRecord {
                    ("pp_messages", b.traffic.pipelineMessages), ("pp_bytes", b.traffic.pipelineFloats * 4)]
         }
         if let e = b?.experts {
-            // Per MoE block: the assignments each expert took (tokens × top-k), and the busiest over the mean.
+            // Per MoE block: the assignments each expert took (tokens × top-k), and the busiest over the mean;
+            // Switch's balance per block (1: even), and the weighted sum of them the objective adds.
             fields += [("expert_tokens", e.tokensPerExpert), ("expert_imbalance", e.imbalance.max() ?? 1),
-                       ("dropped_tokens", e.dropped.reduce(0, +)), ("balance_loss", Double(e.balanceLoss))]
+                       ("dropped_tokens", e.dropped.reduce(0, +)), ("expert_balance", e.balance.map(Double.init)),
+                       ("balance_loss", Double(e.balanceLoss))]
         }
         if let v = m.validationLoss { fields.append(("val_loss", Double(v))) }
         return fields
