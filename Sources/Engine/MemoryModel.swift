@@ -19,7 +19,7 @@ public struct MemoryEstimate: Sendable, Hashable, Codable {
         let gib = { (bytes: Double) in String(format: "%.1f GiB", bytes / 1_073_741_824) }
         return "the layout needs \(gib(total)) per GPU on stage \(stage), more than \(device)'s \(gib(capacity)): weights \(gib(weights)), "
             + "gradients \(gib(gradients)), optimizer state \(gib(optimizer)), activations \(gib(activations)); "
-            + "try more tensor or pipeline parallelism, ZeRO (zero: 1–3), sequence_parallel: true (with tp ≥ 2), recompute: full, or fewer micro-batch sequences"
+            + "try more tensor or pipeline parallelism, ZeRO (zero: 1–3), sequence_parallel: true (with tp ≥ 2), expert parallelism (ep, for a mixture of experts), recompute: full, or fewer micro-batch sequences"
     }
 }
 
@@ -50,8 +50,10 @@ public enum MemoryModel {
         return layout.stageLayers(model: model).enumerated().map { s, chunks in
             // A pass in flight holds one chunk's layers (the whole stage unless interleaved).
             let layersPerPass = Double(chunks.reduce(0) { $0 + $1.count }) / Double(max(1, chunks.count))
-            let local = Double(plan.heldElements(stage: s))
-            let optimizerBytes = (precision == .fp32 ? 8.0 : 12.0) * local
+            let local = Double(plan.heldElements(stage: s)), experts = Double(plan.heldExpertElements(stage: s))
+            // ZeRO shards over the ranks holding the same parameters: dp for the dense ones, dp/ep for routed experts.
+            let sharded = (local - experts) / dp + experts / max(1, dp / Double(layout.ep))
+            let optimizerBytes = (precision == .fp32 ? 8.0 : 12.0)
             let (sq, b, h, a) = (Double(sequence), Double(microbatchSequences), Double(model.dModel), Double(model.heads))
             // Korthikanti et al. 2022: sbh(10 + 24/t + 5as/(ht)) bytes a layer at 2 bytes an element; sequence
             // parallelism splits the 10 too, sbh(34 + 5as/h)/t. Full recomputation keeps each layer's input.
@@ -60,9 +62,9 @@ public enum MemoryModel {
             let perLayer = recompute == .full ? 2 * sq * b * h / (sp ? tp : 1)
                 : sq * b * h * (sp ? (34 + attention) / tp : 10 + (24 + attention) / tp) * bytes / 2
             let held = Double(inFlight.indices.contains(s) ? inFlight[s] : 1)
-            return MemoryEstimate(weights: bytes * local / (zero >= 3 ? dp : 1),
-                                  gradients: bytes * local / (zero >= 2 ? dp : 1),
-                                  optimizer: optimizerBytes / (zero >= 1 ? dp : 1),
+            return MemoryEstimate(weights: bytes * (zero >= 3 ? sharded : local),
+                                  gradients: bytes * (zero >= 2 ? sharded : local),
+                                  optimizer: optimizerBytes * (zero >= 1 ? sharded : local),
                                   activations: perLayer * layersPerPass * held, stage: s)
         }
     }

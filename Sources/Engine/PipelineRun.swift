@@ -57,6 +57,8 @@ struct PipelineRun {
 
     private struct Phase {
         var work: Work, start: SimTime, remaining: Double, tail: SimTime, meetings: Int, version: Int
+        /// Expert parallelism's all-to-alls inside the pass.
+        var exchanges = SimTime.zero
         /// ZeRO-3's weight gathers the pass waits for (not hidden behind its compute).
         var gathers = SimTime.zero
     }
@@ -120,10 +122,12 @@ struct PipelineRun {
 
     /// Starts `work` of kernels on `stage`, followed by `tail` of tensor-parallel communication
     /// (`meetings` all-reduces, each of which may wait for a descheduled peer).
-    private mutating func compute(_ stage: Int, _ what: Work, work: SimTime, tail: SimTime = .zero, meetings: Int = 0, gathers: SimTime = .zero) {
+    private mutating func compute(_ stage: Int, _ what: Work, work: SimTime, tail: SimTime = .zero, meetings: Int = 0, gathers: SimTime = .zero,
+                                  exchanges: SimTime = .zero) {
         settle()
         // reschedule() gives the phase its version (and every running phase a new one).
-        computing[stage] = Phase(work: what, start: queue.now, remaining: work.seconds, tail: tail, meetings: meetings, version: 0, gathers: gathers)
+        computing[stage] = Phase(work: what, start: queue.now, remaining: work.seconds, tail: tail, meetings: meetings, version: 0, exchanges: exchanges,
+                                 gathers: gathers)
         reschedule()
     }
 
@@ -182,8 +186,10 @@ struct PipelineRun {
         breakdown[stage].compute += now - phase.start
         breakdown[stage].tensorParallel += phase.tail
         breakdown[stage].dataParallelExposed += phase.gathers
-        if recordsSpans { spans.append(StepReport.Span(stage: stage, name: phase.work.name, lane: "compute", start: phase.start, end: now + phase.tail + phase.gathers)) }
-        queue.schedule(.wake(stage: stage), at: now + phase.tail + phase.gathers)
+        breakdown[stage].expertAllToAll += phase.exchanges
+        let end = now + phase.tail + phase.gathers + phase.exchanges
+        if recordsSpans { spans.append(StepReport.Span(stage: stage, name: phase.work.name, lane: "compute", start: phase.start, end: end)) }
+        queue.schedule(.wake(stage: stage), at: end)
     }
 
     /// How much longer than alone a stage's kernels would take if it started now.
@@ -203,16 +209,16 @@ struct PipelineRun {
                 position[stage] += 1
                 let pass = cost.chunks[c]
                 return compute(stage, .pass(action), work: pass.forward, tail: pass.tensorForward, meetings: pass.tensorSyncs.forward,
-                               gathers: pass.exposedGathers(pass.gatherForward, compute: pass.forward))
+                               gathers: pass.exposedGathers(pass.gatherForward, compute: pass.forward), exchanges: pass.expertForward)
             case let .backward(_, c):
                 position[stage] += 1
                 let pass = cost.chunks[c]
                 if lastBackwards[stage].contains(index) {
-                    let expected = SimTime(seconds: pass.backward.seconds * slowdown(stage)) + pass.tensorBackward
+                    let expected = SimTime(seconds: pass.backward.seconds * slowdown(stage)) + pass.tensorBackward + pass.expertBackward
                     startBuckets(stage, chunk: c, backwardStart: now, backward: expected)
                 }
                 return compute(stage, .pass(action), work: pass.backward, tail: pass.tensorBackward, meetings: pass.tensorSyncs.backward,
-                               gathers: pass.exposedGathers(pass.gatherBackward, compute: pass.backward))
+                               gathers: pass.exposedGathers(pass.gatherBackward, compute: pass.backward), exchanges: pass.expertBackward)
             case .sendActivation, .sendGradient:
                 position[stage] += 1
                 let message = action.message!, to = schedule.stage(ofVirtual: message.to)

@@ -54,6 +54,8 @@ public struct Scenario: Sendable {
     public var flashAttention = true
     public var dataParallelAlgorithm: CollectiveModel.Algorithm = .ring
     public var tensorParallelAlgorithm: CollectiveModel.Algorithm = .ring
+    /// A mixture of experts' busiest expert's load over the balanced one (`workload.hot_expert`).
+    public var hotExpert = 1.0
     public var bucketBytes: Double = 25e6
     /// Save a checkpoint every this many steps (0: never), synchronously or asynchronously.
     public var checkpointEvery = 0

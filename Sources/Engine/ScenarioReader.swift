@@ -166,7 +166,7 @@ public struct ScenarioReader {
         let topology = try self.topology(fabric)
         let scaleOut = try link(required(fabric, "link", "fabric"), "fabric.link")
 
-        let workload = try mapping(required(top, "workload", "the scenario"), "workload", allowed: ["model", "batch", "sequence", "precision", "efficiency", "flash_attention", "tokens", "steps"])
+        let workload = try mapping(required(top, "workload", "the scenario"), "workload", allowed: ["model", "batch", "sequence", "precision", "efficiency", "flash_attention", "hot_expert", "tokens", "steps"])
         let modelNode = try required(workload, "model", "workload")
         guard let model = modelNode.string.flatMap(ModelCatalog.named) else {
             throw fail(modelNode, "unknown model '\(modelNode.string ?? "")'; expected one of \(ModelCatalog.all.map(\.name).joined(separator: ", "))")
@@ -185,12 +185,19 @@ public struct ScenarioReader {
             scenario.efficiency = try number(node, "workload.efficiency")
             guard scenario.efficiency <= 1 else { throw fail(node, "workload.efficiency is the share of peak compute achieved, above 0 and at most 1 (got '\(node.string ?? "?")')") }
         }
+        if let node = workload["hot_expert"] {
+            guard model.moe != nil else { throw fail(node, "workload.hot_expert sets a mixture of experts' busiest expert's load, and \(model.name) has no experts") }
+            scenario.hotExpert = try number(node, "workload.hot_expert")
+            guard scenario.hotExpert >= 1 else {
+                throw fail(node, "workload.hot_expert is the busiest expert's load over the balanced one: 1 (even) or more (got '\(node.string ?? "?")')")
+            }
+        }
         if let node = workload["flash_attention"] {
             guard let value = node.bool else { throw fail(node, "workload.flash_attention must be true or false") }
             scenario.flashAttention = value
         }
 
-        let layout = try mapping(required(top, "layout", "the scenario"), "layout", allowed: ["dp", "tp", "pp", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "sequence_parallel"])
+        let layout = try mapping(required(top, "layout", "the scenario"), "layout", allowed: ["dp", "tp", "pp", "ep", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "sequence_parallel"])
         for (key, value) in layout.pairs { try apply(key, value, to: &scenario) }
 
         if let node = top["collectives"] {
@@ -345,7 +352,7 @@ public struct ScenarioReader {
             + "use ring, halving-doubling, hierarchical or auto, or zero: 0"
     }
 
-    static let sweepable = ["dp", "tp", "pp", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "sequence_parallel",
+    static let sweepable = ["dp", "tp", "pp", "ep", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "sequence_parallel",
                             "batch", "nodes", "device"]
 
     /// Sets one layout (or sweepable) value.
@@ -356,6 +363,7 @@ public struct ScenarioReader {
             if !scenario.dataParallelAuto { scenario.layout.dp = try int(value, "dp (a number or auto)", minimum: 1) }
         case "tp": scenario.layout.tp = try int(value, key, minimum: 1)
         case "pp": scenario.layout.pp = try int(value, key, minimum: 1)
+        case "ep": scenario.layout.ep = try int(value, key, minimum: 1)
         case "microbatches": scenario.layout.microbatches = try int(value, key, minimum: 1)
         case "schedule":
             scenario.layout.schedule = try choice(value, key, PipelineSchedule.Kind.allCases)

@@ -8,6 +8,8 @@ public struct StepReport: Sendable {
         public var compute = SimTime.zero
         /// Tensor-parallel all-reduces (inside forward and backward, not overlapped).
         public var tensorParallel = SimTime.zero
+        /// A mixture of experts' token all-to-alls over the expert-parallel group (inside the passes, not overlapped).
+        public var expertAllToAll = SimTime.zero
         /// Waiting for pipeline activations and gradients: the bubble and transfers.
         public var pipelineWait = SimTime.zero
         /// Data-parallel gradient communication left after the backward pass.
@@ -72,7 +74,7 @@ public struct StepReport: Sendable {
     /// efficiency, bandwidth or latency far outside any real machine's) saturated.
     public var problem: String? {
         let b = breakdown
-        let parts = [stepTime, b.compute, b.tensorParallel, b.pipelineWait, b.dataParallelExposed, b.optimizer, b.checkpoint, b.dataStall]
+        let parts = [stepTime, b.compute, b.tensorParallel, b.expertAllToAll, b.pipelineWait, b.dataParallelExposed, b.optimizer, b.checkpoint, b.dataStall]
         guard parts.contains(where: \.isSaturated) else { return nil }
         return String(format: "the simulated step would last more than %.0e s (%.1f years): check the device's efficiency and peak, and the "
                       + "bandwidths and latencies of its links and storage", SimTime.limit.seconds, SimTime.limit.seconds / 31_557_600)

@@ -16,14 +16,17 @@ final class StepPricing {
         let meetings: [(forward: Int, backward: Int)]
         /// ZeRO-3's weight all-gathers per pass, as this rank's block of each bucket.
         let gathers: [(forward: [Bytes], backward: [Bytes])]
+        /// Expert parallelism's all-to-alls per pass, as the bytes each member hands in.
+        let exchanges: [(forward: [Double], backward: [Double])]
         let held: Double
         let buckets: [Double]
     }
 
-    /// A collective's group: the tensor-parallel group of replica `dp` at `stage`, or the
-    /// data-parallel group of shard `tp` (every shard's at once under flow-level sharing: tp −1).
+    /// A collective's group: the tensor-parallel group of replica `dp` at `stage`, the
+    /// data-parallel group of shard `tp` (every shard's at once under flow-level sharing: tp −1),
+    /// or an expert-parallel group (numbered by its block of data-parallel indices and its shard).
     struct GroupKey: Hashable {
-        enum Kind: Hashable { case tensor, data }
+        enum Kind: Hashable { case tensor, data, expert }
         let kind: Kind, index: Int, stage: Int, bytes: Double, part: Int
     }
 
@@ -54,7 +57,7 @@ final class StepPricing {
         let s = simulator.scenario
         plan = ShardPlan(model: s.model, layout: s.layout, zero: s.zero)
         options = StepOptions(batch: s.batch, sequence: s.sequence, bytesPerElement: s.precision.bytes,
-                              bucketBytes: max(1, Int(s.bucketBytes)), recompute: s.recompute == .full)
+                              bucketBytes: max(1, Int(s.bucketBytes)), recompute: s.recompute == .full, hotExpert: s.hotExpert)
     }
 
     func stage(_ stage: Int) -> StageWork {
@@ -82,6 +85,9 @@ final class StepPricing {
             }
             return count
         }
+        func exchangeBytes(_ ops: [StepOp]) -> [Double] {
+            ops.compactMap { if case let .collective(.allToAll, .expert, bytes) = $0 { return bytes.value } else { return nil } }
+        }
         func gatherBytes(_ ops: [StepOp]) -> [Bytes] {
             ops.compactMap { if case let .collective(.allGather, .data, bytes) = $0 { return bytes } else { return nil } }
         }
@@ -91,6 +97,7 @@ final class StepPricing {
                              tensor: chunkWork.map { (tensorBytes($0.forward), tensorBytes($0.backward)) },
                              meetings: chunkWork.map { (meetings($0.forward), meetings($0.backward)) },
                              gathers: chunkWork.map { (gatherBytes($0.forward), gatherBytes($0.backward)) },
+                             exchanges: chunkWork.map { (exchangeBytes($0.forward), exchangeBytes($0.backward)) },
                              held: Double(plan.heldElements(stage: stage)),
                              buckets: program.sync.buckets.map { Double($0.held.count) * Double(s.precision.bytes) })
         stages[stage] = work
@@ -182,6 +189,15 @@ extension StepSimulator {
                 }
                 pass.gatherForward = work.gathers[chunk].forward.map(gather)
                 pass.gatherBackward = work.gathers[chunk].backward.map(gather)
+                // Expert parallelism: the tokens' all-to-alls to and from the experts, on this rank's group.
+                func exchange(_ bytes: Double) -> SimTime {
+                    let key = StepPricing.GroupKey(kind: .expert, index: which.dp / layout.ep * layout.tp + which.tp, stage: index, bytes: bytes, part: 6)
+                    return pricing.collective(key) { _ in collectives.allToAll(mesh.epGroup(of: rank), bytes: bytes) }
+                }
+                let exchanges = work.exchanges[chunk]
+                pass.expertExchanges = exchanges.forward + exchanges.backward
+                pass.expertForward = exchanges.forward.reduce(.zero) { $0 + exchange($1) }
+                pass.expertBackward = exchanges.backward.reduce(.zero) { $0 + exchange($1) }
                 cost.chunks.append(pass)
             }
             // Data parallelism: this stage's buckets, in the order the backward pass finishes them.
@@ -236,6 +252,17 @@ extension StepSimulator {
                 for pass in cost.chunks {
                     for op in pass.tensorCollectives {
                         ledger.ring(mesh.tpGroup(of: gpus[index]), bytes: op.bytes, times: layout.microbatches, halfRing: op.kind != .allReduce)
+                    }
+                }
+            }
+            // Expert parallelism: every all-to-all sends each other member of the group 1/ep of what a member hands in.
+            if layout.ep > 1 {
+                let group = mesh.epGroup(of: gpus[index])
+                for pass in cost.chunks {
+                    for bytes in pass.expertExchanges {
+                        for from in group { for to in group where to != from {
+                            ledger.add(Message(from: from, to: to, bytes: bytes / Double(layout.ep)), times: layout.microbatches)
+                        } }
                     }
                 }
             }

@@ -26,6 +26,9 @@ public struct StepSimulator {
         /// Times a forward and a backward pass meets its tensor-parallel group: its collectives,
         /// those back to back (nothing computed between) counted once.
         var tensorSyncs = (forward: 0, backward: 0)
+        /// Expert parallelism: each all-to-all's bytes (all a member hands in), and their times in a forward and a backward pass.
+        var expertExchanges: [Double] = []
+        var expertForward = SimTime.zero, expertBackward = SimTime.zero
         /// ZeRO-3: each unit's weight all-gather in a forward and a backward pass, in the order used.
         var gatherForward: [SimTime] = [], gatherBackward: [SimTime] = []
 
@@ -125,7 +128,7 @@ public struct StepSimulator {
         let makespan = (pipeline.finish.max() ?? .zero).seconds
         var totalIdle = 0.0, scheduleTime = 0.0
         for b in pipeline.breakdown {
-            let passes = (b.compute + b.tensorParallel).seconds
+            let passes = (b.compute + b.tensorParallel + b.expertAllToAll).seconds
             let idle = max(0, makespan - passes - (b.dataParallelExposed + b.optimizer).seconds)
             totalIdle += idle
             scheduleTime += idle + passes

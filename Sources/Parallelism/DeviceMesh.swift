@@ -7,17 +7,21 @@ public struct DeviceMesh: Sendable, Hashable, Codable {
     public let dp: Int
     public let tp: Int
     public let pp: Int
+    /// Expert parallelism: consecutive groups of `ep` data-parallel indices split the experts.
+    public let ep: Int
 
     public struct Coordinates: Sendable, Hashable, Codable, CustomStringConvertible {
         public let dp: Int, tp: Int, pp: Int
         public var description: String { "dp\(dp) tp\(tp) pp\(pp)" }
     }
 
-    public init(dp: Int, tp: Int, pp: Int) {
-        precondition(dp > 0 && tp > 0 && pp > 0, "mesh dimensions must be positive")
+    public init(dp: Int, tp: Int, pp: Int, ep: Int = 1) {
+        // ep dividing dp is the layout's check (with a message); a mesh only needs positive sizes.
+        precondition(dp > 0 && tp > 0 && pp > 0 && ep > 0, "mesh dimensions must be positive")
         self.dp = dp
         self.tp = tp
         self.pp = pp
+        self.ep = ep
     }
 
     public var worldSize: Int { dp * tp * pp }
@@ -34,6 +38,13 @@ public struct DeviceMesh: Sendable, Hashable, Codable {
     public func dpGroup(of rank: Int) -> [Int] {
         let c = coordinates(of: rank)
         return (0..<dp).map { self.rank(dp: $0, tp: c.tp, pp: c.pp) }
+    }
+
+    /// Ranks that split one replica's experts among them and trade tokens (all-to-all): `ep`
+    /// consecutive data-parallel indices, same tensor shard and stage.
+    public func epGroup(of rank: Int) -> [Int] {
+        let c = coordinates(of: rank), first = c.dp / ep * ep
+        return (first..<min(dp, first + ep)).map { self.rank(dp: $0, tp: c.tp, pp: c.pp) }
     }
 
     /// Ranks that split the same layers' matrices.

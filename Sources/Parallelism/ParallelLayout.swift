@@ -18,10 +18,13 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
     /// products (LayerNorms, residual additions, the stage boundary) hold 1/tp of each sequence's
     /// positions; the f and g all-reduces become all-gather / reduce-scatter pairs.
     public var sequenceParallel: Bool
+    /// Expert parallelism: each group of `ep` data-parallel ranks splits a mixture of experts'
+    /// experts among its members and trades tokens with all-to-alls (ep divides dp).
+    public var ep: Int
 
     public init(dp: Int = 1, tp: Int = 1, pp: Int = 1, microbatches: Int = 1,
                 schedule: PipelineSchedule.Kind = .oneFOneB, virtualStages: Int = 1, zeroStage: Int = 0,
-                sequenceParallel: Bool = false) {
+                sequenceParallel: Bool = false, ep: Int = 1) {
         self.dp = dp
         self.tp = tp
         self.pp = pp
@@ -30,15 +33,29 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
         self.virtualStages = virtualStages
         self.zeroStage = zeroStage
         self.sequenceParallel = sequenceParallel
+        self.ep = ep
+    }
+
+    private enum CodingKeys: String, CodingKey { case dp, tp, pp, microbatches, schedule, virtualStages, zeroStage, sequenceParallel, ep }
+
+    /// Layouts written before sequence and expert parallelism existed read as without them.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(dp: try c.decode(Int.self, forKey: .dp), tp: try c.decode(Int.self, forKey: .tp), pp: try c.decode(Int.self, forKey: .pp),
+                  microbatches: try c.decode(Int.self, forKey: .microbatches), schedule: try c.decode(PipelineSchedule.Kind.self, forKey: .schedule),
+                  virtualStages: try c.decodeIfPresent(Int.self, forKey: .virtualStages) ?? 1,
+                  zeroStage: try c.decodeIfPresent(Int.self, forKey: .zeroStage) ?? 0,
+                  sequenceParallel: try c.decodeIfPresent(Bool.self, forKey: .sequenceParallel) ?? false,
+                  ep: try c.decodeIfPresent(Int.self, forKey: .ep) ?? 1)
     }
 
     public var worldSize: Int { dp * tp * pp }
-    public var mesh: DeviceMesh { DeviceMesh(dp: dp, tp: tp, pp: pp) }
+    public var mesh: DeviceMesh { DeviceMesh(dp: dp, tp: tp, pp: pp, ep: ep) }
 
     /// `dp2·tp2`, `pp4`, `pp2·v2` (interleaved, two chunks per stage), `dp4·z3` (ZeRO-3), `tp2·sp`
     /// (sequence parallel), `single process`.
     public var description: String {
-        var parts = [("dp", dp), ("tp", tp), ("pp", pp)].filter { $0.1 > 1 }.map { "\($0.0)\($0.1)" }
+        var parts = [("dp", dp), ("ep", ep), ("tp", tp), ("pp", pp)].filter { $0.1 > 1 }.map { "\($0.0)\($0.1)" }
         if sequenceParallel { parts.append("sp") }
         if schedule == .interleaved { parts.append("v\(virtualStages)") }
         if zeroStage > 0 && dp > 1 { parts.append("z\(zeroStage)") }
@@ -74,6 +91,19 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
                      + "use \(fits) micro-batches or another divisor of \(perRank) (--microbatches; fleet's default is 2 × --pp)")
         }
         if !(0...3).contains(zeroStage) { try fail("--zero takes a ZeRO stage: 0 (none), 1 (optimizer state), 2 (and gradients) or 3 (and parameters); got \(zeroStage)") }
+        if ep < 1 { try fail("--ep must be at least 1 (got \(ep))") }
+        if ep > 1 {
+            guard let moe = model.moe else {
+                try fail("expert parallelism splits a mixture of experts' experts, and \(model.name) has none; use a model with experts (gpt-tiny-moe, mixtral-8x7b, deepseek-v3-like) or ep 1")
+            }
+            if dp % ep != 0 {
+                try fail("expert parallelism splits each group of --ep \(ep) data-parallel ranks' experts among them, so --ep must divide --dp \(dp)")
+            }
+            if moe.experts % ep != 0 {
+                let fits = (1...moe.experts).filter { moe.experts % $0 == 0 && dp % $0 == 0 }.map(String.init).joined(separator: ", ")
+                try fail("\(model.name)'s \(moe.experts) experts do not split evenly over --ep \(ep); use one of \(fits)")
+            }
+        }
         if sequenceParallel && tp < 2 {
             try fail("--sequence-parallel splits each sequence over the tensor-parallel group, so it needs --tp 2 or more (got --tp \(tp))")
         }

@@ -56,7 +56,9 @@ public struct ShardPlan: Sendable {
             default:
                 stages = [p.layer.map { l in (chunkLayers.firstIndex { $0.contains(l) } ?? last) % max(1, layout.pp) } ?? last]
             }
-            return Entry(parameter: p, split: split, stages: stages, elementsPerRank: split == .replicated ? p.count : p.count / layout.tp)
+            // A routed expert lives on one rank of each expert-parallel group: per rank, 1/ep of every expert's elements on average.
+            let perShard = split == .replicated ? p.count : p.count / layout.tp
+            return Entry(parameter: p, split: split, stages: stages, elementsPerRank: p.expert == nil ? perShard : perShard / max(1, layout.ep))
         }
         var offset = 0
         offsets = entries.map { entry in defer { offset += entry.parameter.count }; return offset }
@@ -108,6 +110,11 @@ public struct ShardPlan: Sendable {
     /// Elements one rank of `stage` holds: its share of split parameters and all of the replicated ones.
     public func heldElements(stage: Int) -> Int {
         entries.reduce(0) { $0 + ($1.stages.contains(stage) ? $1.elementsPerRank : 0) }
+    }
+
+    /// Of those, a mixture of experts' routed experts' (ZeRO shards them over the dp/ep ranks that hold the same experts).
+    public func heldExpertElements(stage: Int) -> Int {
+        entries.reduce(0) { $0 + ($1.stages.contains(stage) && $1.parameter.expert != nil ? $1.elementsPerRank : 0) }
     }
 
     /// Bytes of gradient one rank of `stage` sums over its data-parallel group per step (or

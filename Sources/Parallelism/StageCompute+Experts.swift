@@ -7,15 +7,27 @@ import Workload
 /// run's own counts depend on the routing, so its products are marked `routed`. Under
 /// tensor parallelism (simulated only) each expert's MLP is split like the dense one and
 /// the combined output, and backward the dispatched input gradient, are summed over the group.
+/// Under expert parallelism (simulated only) a rank runs its experts/ep experts over the tokens
+/// every member of its group sent them: an all-to-all after the dispatch and before the combine
+/// (backward: after the combine's backward and before the dispatch's); the busiest rank's first
+/// expert takes `hotExpert` times the balanced load.
 extension StageCompute {
     private var moe: MixtureOfExperts { model.moe! }
     private var slots: Int { rows * moe.topK }
 
-    /// Tokens one routed expert takes when the router spreads them evenly.
+    /// Tokens one routed expert takes when the router spreads them evenly (from every member of its expert-parallel group).
     var balancedLoad: Int {
-        let even = (slots + moe.experts - 1) / moe.experts
-        return min(even, moe.capacity(sequence: sequence) * sequences)
+        let even = (slots * ep + moe.experts - 1) / moe.experts
+        return min(even, moe.capacity(sequence: sequence) * sequences * ep)
     }
+
+    /// The loads of this rank's experts: the balanced one, the first `hotExpert` times it.
+    private var loads: [Int] {
+        (0..<(moe.experts / ep)).map { $0 == 0 ? Int((Double(balancedLoad) * hotExpert).rounded(.up)) : balancedLoad }
+    }
+
+    /// The tokens' trip to or from the experts on the other members of the group (each rank's slots, all of them handed in).
+    private var exchange: [StepOp] { ep > 1 ? [.collective(.allToAll, group: .expert, bytes: bytes(slots * c))] : [] }
 
     private var expertSections: [Int] { model.gatedMLP ? [moe.expertHidden, moe.expertHidden] : [moe.expertHidden] }
 
@@ -41,8 +53,9 @@ extension StageCompute {
     var expertsForward: [StepOp] {
         var ops: [StepOp] = [.matmul(GEMMShape(m: rows, n: moe.experts, k: c, transB: true)),
                              .kernel(.expertRoute, elements: rows * moe.experts, flops: .zero),
-                             .kernel(.expertDispatch, elements: slots * c, flops: .zero)]
-        for _ in 0..<moe.experts { ops += expertForward(m: balancedLoad, routed: true) }
+                             .kernel(.expertDispatch, elements: slots * c, flops: .zero)] + exchange
+        for load in loads { ops += expertForward(m: load, routed: true) }
+        ops += exchange
         for _ in 0..<moe.sharedExperts { ops += expertForward(m: rows, routed: false) }
         ops.append(.kernel(.expertCombine, elements: slots * c, flops: .zero))
         if tp > 1 { ops.append(tensorSum) }
@@ -50,8 +63,9 @@ extension StageCompute {
     }
 
     var expertsBackward: [StepOp] {
-        var ops: [StepOp] = [.kernel(.expertCombineBackward, elements: slots * c, flops: .zero)]
-        for _ in 0..<moe.experts { ops += expertBackward(m: balancedLoad, routed: true) }
+        var ops: [StepOp] = [.kernel(.expertCombineBackward, elements: slots * c, flops: .zero)] + exchange
+        for load in loads { ops += expertBackward(m: load, routed: true) }
+        ops += exchange
         for _ in 0..<moe.sharedExperts { ops += expertBackward(m: rows, routed: false) }
         ops.append(.kernel(.expertDispatch, elements: slots * c, flops: .zero))
         if tp > 1 { ops.append(tensorSum) }

@@ -17,6 +17,9 @@ struct StageCompute {
     let sequence: Int
     let bytesPerElement: Int
     var sequenceParallel = false
+    /// Expert parallelism: the group splitting the experts, and the busiest expert's load over the balanced one.
+    var ep = 1
+    var hotExpert = 1.0
 
     var rows: Int { sequences * sequence }
     /// Rows of the regions outside the split products this rank holds (1/tp of each sequence
@@ -170,6 +173,6 @@ extension StageCompute {
     /// One micro-batch of `layout`'s pipeline under `options`, on one tensor-parallel rank.
     init(model: ModelSpec, layout: ParallelLayout, options: StepOptions) {
         self.init(model: model, tp: layout.tp, sequences: options.batch / layout.dp / layout.microbatches, sequence: options.sequence,
-                  bytesPerElement: options.bytesPerElement, sequenceParallel: layout.sequenceParallel)
+                  bytesPerElement: options.bytesPerElement, sequenceParallel: layout.sequenceParallel, ep: layout.ep, hotExpert: options.hotExpert)
     }
 }

@@ -54,6 +54,8 @@ public enum StepGroup: String, Sendable, Hashable, Codable, CaseIterable {
     case embedding
     /// Every rank of one model replica (the global gradient norm).
     case replica
+    /// The expert-parallel group (a mixture of experts' token all-to-alls).
+    case expert
 }
 
 /// A collective operation's kind, by the names plans, traces and recordings share.

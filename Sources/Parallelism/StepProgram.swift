@@ -11,13 +11,17 @@ public struct StepOptions: Sendable, Hashable {
     public var bucketBytes = 1 << 20
     /// Full activation recomputation: each backward pass first runs its layers' forward again.
     public var recompute = false
+    /// A mixture of experts' busiest expert takes this many times the balanced load (1: even);
+    /// the plan is that of the rank holding it, which the all-to-alls make everyone wait for.
+    public var hotExpert = 1.0
 
-    public init(batch: Int, sequence: Int, bytesPerElement: Int = 4, bucketBytes: Int = 1 << 20, recompute: Bool = false) {
+    public init(batch: Int, sequence: Int, bytesPerElement: Int = 4, bucketBytes: Int = 1 << 20, recompute: Bool = false, hotExpert: Double = 1) {
         self.batch = batch
         self.sequence = sequence
         self.bytesPerElement = bytesPerElement
         self.bucketBytes = bucketBytes
         self.recompute = recompute
+        self.hotExpert = hotExpert
     }
 }
 

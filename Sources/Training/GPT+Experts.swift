@@ -11,6 +11,9 @@ import Workload
 extension GPT {
     /// Refuses layouts the trainer cannot run a mixture of experts in (the simulator prices them all).
     public static func checkExperts(_ layout: ParallelLayout, model: ModelSpec) throws {
+        if layout.ep > 1 {
+            throw ParallelLayout.Invalid.reason("expert parallelism (ep \(layout.ep)) is priced by fleet simulate (layout.ep in a scenario) but not run by fleet's trainer yet; train \(model.name) with --dp and --pp")
+        }
         guard model.moe != nil, layout.tp > 1 else { return }
         throw ParallelLayout.Invalid.reason("\(model.name)'s experts are not split by tensor parallelism in fleet's trainer (--tp \(layout.tp)"
             + (layout.sequenceParallel ? " with --sequence-parallel" : "") + "); train it with --dp and --pp, or simulate the layout with fleet simulate")

@@ -116,7 +116,10 @@ public struct ComparisonRow {
     public static let driftTolerance = 0.08
 
     public var simulatedCompute: Double { simulated.breakdown.compute.seconds + simulated.breakdown.optimizer.seconds }
-    public var simulatedCommunication: Double { simulated.breakdown.tensorParallel.seconds + simulated.breakdown.dataParallelExposed.seconds }
+    public var simulatedCommunication: Double {
+        let b = simulated.breakdown
+        return (b.tensorParallel + b.expertAllToAll + b.dataParallelExposed).seconds
+    }
     public var simulatedBubble: Double { simulated.breakdown.pipelineWait.seconds }
     public var measuredStep: Double { measured.map { StepLogs.median($0.steps) } ?? .nan }
     /// Simulated minus measured, in percent of measured.

@@ -83,6 +83,7 @@ public enum SimulationText {
         lines.append("breakdown of the slowest stage:")
         line("compute", b.compute)
         line("tensor-parallel", b.tensorParallel)
+        if s.layout.ep > 1 { line("expert all-to-all", b.expertAllToAll) }
         line("pipeline wait", b.pipelineWait, String(format: "   (bubble: %.1f %% of all stages' time)", r.bubbleFraction * 100))
         line("dp exposed", b.dataParallelExposed)
         line("optimizer", b.optimizer)
