@@ -107,6 +107,24 @@ public struct CollectiveConformance {
             CollectiveBenchmark.value(rank: ($0 / max(perPeer, 1)) * n + comm.rank, index: $0 % max(perPeer, 1))
         }
         expect(Self.same(received, expectedExchange), "all-to-all of \(perPeer) floats per peer is wrong")
+        try checkUnevenAllToAll(comm, length: length)
+    }
+
+    /// All-to-all-v: rank i sends rank j a block whose size depends on both (zero for some
+    /// pairs), each element naming its sender, receiver and place; the reference is the same
+    /// formula read from the receiver's side.
+    private mutating func checkUnevenAllToAll(_ comm: Communicator, length: Int) throws {
+        let n = comm.size
+        func count(_ from: Int, _ to: Int) -> Int { (from + 1) * (to + 2) * length % (length / 2 + 3) }
+        func value(_ from: Int, _ to: Int, _ k: Int) -> Float { CollectiveBenchmark.value(rank: from * n + to, index: k) }
+        let counts = (0..<n).map { count(comm.rank, $0) }
+        let sent = (0..<n).flatMap { to in (0..<counts[to]).map { value(comm.rank, to, $0) } }
+        let expectedCounts = (0..<n).map { count($0, comm.rank) }
+        var received = [Float](repeating: .nan, count: expectedCounts.reduce(0, +) + 1)
+        let got = try sent.withUnsafeBufferPointer { s in try received.withUnsafeMutableBufferPointer { try comm.allToAllV(s, sendCounts: counts, into: $0) } }
+        let expected = (0..<n).flatMap { from in (0..<expectedCounts[from]).map { value(from, comm.rank, $0) } }
+        expect(got == expectedCounts && Self.same(Array(received.prefix(expected.count)), expected),
+               "all-to-all-v (sent \(counts), expected \(expectedCounts), got \(got)) is wrong")
     }
 
     /// Several ring all-reduces in flight at once, driven by `advance()` in varying order,

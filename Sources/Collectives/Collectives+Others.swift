@@ -71,6 +71,54 @@ extension Communicator {
         }
     }
 
+    /// Personalised exchange of uneven blocks (MPI's all-to-all-v; a mixture of experts' token
+    /// dispatch): `sendCounts[r]` floats of `input`, blocks in group-rank order, go to rank r.
+    /// What came from each rank lands in `output` in group-rank order; returns how many floats
+    /// each sent. The counts travel first (one per pair), so a receiver need not know them;
+    /// `output` must hold their sum. Pairwise rounds as `allToAll`: in round s, rank i sends
+    /// to i + s and receives from i − s.
+    @discardableResult
+    public func allToAllV(_ input: UnsafeBufferPointer<Float>, sendCounts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws -> [Int] {
+        try logged("alltoall", floats: input.count) {
+            guard sendCounts.count == size, sendCounts.allSatisfy({ $0 >= 0 }), sendCounts.reduce(0, +) == input.count else {
+                throw TransportError.invalidGroup("all-to-all-v needs one count per member (\(size)), none negative, summing to the input's \(input.count) floats; got \(sendCounts)")
+            }
+            let countTag = nextCollectiveTag(), dataTag = nextCollectiveTag()
+            let outgoing = sendCounts.map(UInt64.init)
+            var incoming = [UInt64](repeating: 0, count: size)
+            incoming[rank] = outgoing[rank]
+            var requests: [Request] = []
+            try outgoing.withUnsafeBytes { sent in
+                try incoming.withUnsafeMutableBytes { received in
+                    let width = MemoryLayout<UInt64>.stride
+                    for step in 1..<max(size, 1) {
+                        let to = (rank + step) % size, from = (rank - step + size) % size
+                        requests.append(try irecv(into: UnsafeMutableRawBufferPointer(rebasing: received[(from * width)..<((from + 1) * width)]), from: from, tag: countTag))
+                        requests.append(try isend(UnsafeRawBufferPointer(rebasing: sent[(to * width)..<((to + 1) * width)]), to: to, tag: countTag))
+                    }
+                    try wait(requests, "all-to-all-v counts")
+                }
+            }
+            let received = incoming.map { Int($0) }
+            guard received.reduce(0, +) <= output.count else {
+                throw TransportError.invalidGroup("all-to-all-v receives \(received.reduce(0, +)) floats (\(received) from each member), more than the output's \(output.count)")
+            }
+            func offsets(_ counts: [Int]) -> [Int] { counts.reduce(into: [0]) { $0.append($0.last! + $1) } }
+            let sendAt = offsets(sendCounts), receiveAt = offsets(received)
+            if received[rank] > 0 {
+                output.baseAddress!.advanced(by: receiveAt[rank]).update(from: input.baseAddress!.advanced(by: sendAt[rank]), count: received[rank])
+            }
+            requests = []
+            for step in 1..<max(size, 1) {
+                let to = (rank + step) % size, from = (rank - step + size) % size
+                requests.append(try irecv(output.slice(receiveAt[from]..<receiveAt[from + 1]), from: from, tag: dataTag))
+                requests.append(try isend(UnsafeBufferPointer(rebasing: input[sendAt[to]..<sendAt[to + 1]]), to: to, tag: dataTag))
+            }
+            try wait(requests, "all-to-all-v")
+            return received
+        }
+    }
+
     /// Returns once every member has entered the barrier (dissemination algorithm).
     public func barrier() throws {
         let tag = nextCollectiveTag()

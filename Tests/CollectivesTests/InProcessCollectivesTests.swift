@@ -131,6 +131,24 @@ final class InProcessCollectivesTests: XCTestCase {
         XCTAssertEqual([receiver, expected, sender, sent], [0, 40, 1, 44])
     }
 
+    /// All-to-all-v refuses counts that do not describe its input, and an output too small for what arrives, saying which.
+    func testUnevenAllToAllRefusesCountsThatDoNotFit() throws {
+        let badCounts = LocalFabric.run(worldSize: 2, timeout: .seconds(5)) { transport -> Void in
+            let input = [Float](repeating: 1, count: 3)
+            var output = [Float](repeating: 0, count: 8)
+            try input.withUnsafeBufferPointer { i in try output.withUnsafeMutableBufferPointer { try Communicator(world: transport).allToAllV(i, sendCounts: [1, 1], into: $0) } }
+        }
+        for result in badCounts {
+            XCTAssertThrowsError(try result.get()) { XCTAssertTrue("\($0)".contains("summing to the input's 3 floats"), "\($0)") }
+        }
+        let small = LocalFabric.run(worldSize: 2, timeout: .seconds(5)) { transport -> Void in
+            let input = [Float](repeating: 1, count: 6)
+            var output = [Float](repeating: 0, count: transport.rank == 0 ? 2 : 8)
+            try input.withUnsafeBufferPointer { i in try output.withUnsafeMutableBufferPointer { try Communicator(world: transport).allToAllV(i, sendCounts: [3, 3], into: $0) } }
+        }
+        XCTAssertThrowsError(try small[0].get()) { XCTAssertTrue("\($0)".contains("more than the output's 2"), "\($0)") }
+    }
+
     func testDepartedPeerIsReportedNotWaitedFor() throws {
         let results = LocalFabric.run(worldSize: 2, timeout: .seconds(20)) { transport -> Void in
             if transport.rank == 1 { return }
