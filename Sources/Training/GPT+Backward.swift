@@ -45,25 +45,12 @@ extension GPT {
         }
         for l in layers.reversed() {
             try using(units, first + layers.upperBound - 1 - l) {
-                let p = "h\(l).", mid = a.afterAttention[l].pointer, dHidden = a.dHidden.pointer
+                let p = "h\(l).", mid = a.afterAttention[l].pointer, dOut = try gatheredResidualGradient()
+                // residual[l+1] = mid + mlp(ln2(mid)): a dense MLP, or a mixture of experts.
                 if spec.isExpertLayer(l) {
-                    // residual[l+1] = mid + experts(ln2(mid)).
-                    expertsBackward(a, layer: l, dout: try gatheredResidualGradient(), normed: a.ln2[l].pointer, dinp: dNormed)
+                    expertsBackward(a, layer: l, dout: dOut, normed: a.ln2[l].pointer, dinp: dNormed)
                 } else {
-                // MLP: residual[l+1] = mid + proj(gelu(fc(ln2(mid)))); proj is row-parallel, fc column-parallel.
-                let mlpProjection = r * hl, dOut = try gatheredResidualGradient()
-                Linear.inputGradient(dinp: dHidden, dout: dOut, weight: pointer(p + "mlp.proj.w") + mlpProjection,
-                                     m: rows, k: hl, n: c, accumulate: false, ldWeight: spec.mlpHidden)
-                linearParameterGradients(p + "mlp.proj", weightOffset: mlpProjection, dout: dOut, inp: a.gelu[l].pointer,
-                                         batch: b, sequence: t, k: hl, n: c, ldWeight: spec.mlpHidden)
-                // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
-                let dPreActivation = a.gelu[l].pointer
-                kernel(.geluBackward, rows * hl) { GELU.backward(dPreActivation, a.fc[l].pointer, tanh: a.geluTanh[l].pointer, dHidden, count: rows * hl) }
-                try columnParallelInputGradient(a, dinp: dNormed, dout: dPreActivation, weight: p + "mlp.fc.w",
-                                                sections: 1, sectionSize: spec.mlpHidden, width: hl, ldOut: hl)
-                // Sequence parallelism keeps its shard of the norm: gathered again for the weight gradient.
-                linearParameterGradients(p + "mlp.fc", weightOffset: r * hl * c, biasOffset: r * hl, dout: dPreActivation,
-                                         inp: try wholeSequences(a.ln2[l], a, into: a.gatheredNorm), batch: b, sequence: t, k: c, n: hl)
+                    try mlpBackward(a, layer: l, dout: dOut)
                 }
                 try layerNorm(a, backward: p + "ln2", dout: dNormed, inp: mid, weight: pointer(p + "ln2.w"),
                               mean: a.ln2Mean[l].pointer, rstd: a.ln2Rstd[l].pointer)
@@ -99,6 +86,25 @@ extension GPT {
         let dEmbedded = try gatheredResidualGradient()
         kernel(.embeddingBackward, rows * c) { embeddingGradients(dout: dEmbedded, tokens: a.tokens, batch: b, sequence: t) }
         try finalized?(0)
+    }
+
+    /// A dense block's MLP backward from its output's gradient `dout` (whole sequences): proj is
+    /// row-parallel, fc column-parallel; leaves ln2's output gradient in `a.dNormed`.
+    private func mlpBackward(_ a: Activations, layer l: Int, dout dOut: UnsafeMutablePointer<Float>) throws {
+        let b = a.batch, t = a.sequence, rows = b * t, c = spec.dModel, hl = shard.dimensions(spec).hidden, r = shard.index
+        let p = "h\(l).", dHidden = a.dHidden.pointer, mlpProjection = r * hl
+        Linear.inputGradient(dinp: dHidden, dout: dOut, weight: pointer(p + "mlp.proj.w") + mlpProjection,
+                             m: rows, k: hl, n: c, accumulate: false, ldWeight: spec.mlpHidden)
+        linearParameterGradients(p + "mlp.proj", weightOffset: mlpProjection, dout: dOut, inp: a.gelu[l].pointer,
+                                 batch: b, sequence: t, k: hl, n: c, ldWeight: spec.mlpHidden)
+        // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
+        let dPreActivation = a.gelu[l].pointer
+        kernel(.geluBackward, rows * hl) { GELU.backward(dPreActivation, a.fc[l].pointer, tanh: a.geluTanh[l].pointer, dHidden, count: rows * hl) }
+        try columnParallelInputGradient(a, dinp: a.dNormed.pointer, dout: dPreActivation, weight: p + "mlp.fc.w",
+                                        sections: 1, sectionSize: spec.mlpHidden, width: hl, ldOut: hl)
+        // Sequence parallelism keeps its shard of the norm: gathered again for the weight gradient.
+        linearParameterGradients(p + "mlp.fc", weightOffset: r * hl * c, biasOffset: r * hl, dout: dPreActivation,
+                                 inp: try wholeSequences(a.ln2[l], a, into: a.gatheredNorm), batch: b, sequence: t, k: c, n: hl)
     }
 
     /// A LayerNorm's backward pass over the rows this rank holds: accumulates its input gradient
