@@ -14,8 +14,8 @@ final class StepPricing {
         let tensor: [(forward: [TensorCollective], backward: [TensorCollective])]
         /// Per chunk, the times a forward and a backward pass meets its tensor-parallel group (see `meetings`).
         let meetings: [(forward: Int, backward: Int)]
-        /// ZeRO-3's weight all-gathers per pass, as this rank's block of each bucket.
-        let gathers: [(forward: [Bytes], backward: [Bytes])]
+        /// ZeRO-3's weight all-gathers per pass: each bucket's group and this rank's block of it.
+        let gathers: [(forward: [(group: StepGroup, block: Bytes)], backward: [(group: StepGroup, block: Bytes)])]
         /// Expert parallelism's all-to-alls per pass, as the bytes each member hands in.
         let exchanges: [(forward: [Double], backward: [Double])]
         let held: Double
@@ -24,9 +24,10 @@ final class StepPricing {
 
     /// A collective's group: the tensor-parallel group of replica `dp` at `stage`, the
     /// data-parallel group of shard `tp` (every shard's at once under flow-level sharing: tp −1),
-    /// or an expert-parallel group (numbered by its block of data-parallel indices and its shard).
+    /// an expert-parallel group (numbered by its block of data-parallel indices and its shard), or
+    /// the ranks holding the same experts (numbered by their position in their expert-parallel group and shard).
     struct GroupKey: Hashable {
-        enum Kind: Hashable { case tensor, data, expert }
+        enum Kind: Hashable { case tensor, data, expert, expertData }
         let kind: Kind, index: Int, stage: Int, bytes: Double, part: Int
     }
 
@@ -88,8 +89,11 @@ final class StepPricing {
         func exchangeBytes(_ ops: [StepOp]) -> [Double] {
             ops.compactMap { if case let .collective(.allToAll, .expert, bytes) = $0 { return bytes.value } else { return nil } }
         }
-        func gatherBytes(_ ops: [StepOp]) -> [Bytes] {
-            ops.compactMap { if case let .collective(.allGather, .data, bytes) = $0 { return bytes } else { return nil } }
+        func gatherBytes(_ ops: [StepOp]) -> [(group: StepGroup, block: Bytes)] {
+            ops.compactMap { op in
+                guard case let .collective(.allGather, group, bytes) = op, group == .data || group == .expertData else { return nil }
+                return (group, bytes)
+            }
         }
         let work = StageWork(program: program,
                              flops: chunkWork.map { ($0.forward.reduce(.zero) { $0 + $1.flops }, $0.backward.reduce(.zero) { $0 + $1.flops }) },
@@ -179,12 +183,17 @@ extension StepSimulator {
                 pass.tensorSyncs = work.meetings[chunk]
                 pass.tensorForward = tensor.forward.reduce(.zero) { $0 + time($1) }
                 pass.tensorBackward = tensor.backward.reduce(.zero) { $0 + time($1) }
-                // ZeRO-3: every unit's weights gathered over the data-parallel group before each pass uses them.
-                func gather(_ block: Bytes) -> SimTime {
-                    let size = (block * layout.dp).value
-                    let key = StepPricing.GroupKey(kind: .data, index: which.tp, stage: index, bytes: size, part: 3)
+                // ZeRO-3: every unit's weights gathered over the data-parallel group (a routed expert's
+                // over the ranks holding it) before each pass uses them.
+                func gather(_ gathered: (group: StepGroup, block: Bytes)) -> SimTime {
+                    let experts = gathered.group == .expertData
+                    let members = experts ? mesh.expertDataGroup(of: rank) : mesh.dpGroup(of: rank)
+                    guard members.count > 1 else { return .zero }
+                    let size = (gathered.block * members.count).value
+                    let key = StepPricing.GroupKey(kind: experts ? .expertData : .data, index: experts ? (which.dp % layout.ep) * layout.tp + which.tp : which.tp,
+                                                   stage: index, bytes: size, part: 3)
                     return pricing.collective(key) {
-                        timedCollective(.allGather, mesh.dpGroup(of: rank), bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO-3 weight all-gather", into: &$0)
+                        timedCollective(.allGather, members, bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO-3 weight all-gather", into: &$0)
                     }
                 }
                 pass.gatherForward = work.gathers[chunk].forward.map(gather)
@@ -209,34 +218,44 @@ extension StepSimulator {
                 // the same time and they share links.
                 let concurrent = s.fidelity == .flow && s.zero == 0 && s.dataParallelAlgorithm == .ring
                 let peers = concurrent ? (0..<layout.tp).map { mesh.dpGroup(of: mesh.rank(dp: 0, tp: $0, pp: index)) } : []
+                // Under expert parallelism the routed experts' buckets are summed over the ranks holding the same experts.
+                let expertGroup = mesh.expertDataGroup(of: rank)
                 for (bucket, size) in zip(sync.buckets, work.buckets) {
-                    let key = StepPricing.GroupKey(kind: .data, index: concurrent ? -1 : which.tp, stage: index, bytes: size, part: 1)
-                    let time = pricing.collective(key) { choices in
-                        concurrent ? collectives.concurrentRingAllReduce(peers, bytes: size)
+                    let experts = bucket.group == .expertData, group = experts ? expertGroup : dpGroup
+                    let shared = concurrent && !experts
+                    let key = StepPricing.GroupKey(kind: experts ? .expertData : .data, index: shared ? -1 : experts ? (which.dp % layout.ep) * layout.tp + which.tp : which.tp,
+                                                   stage: index, bytes: size, part: 1)
+                    let time = group.count < 2 ? .zero : pricing.collective(key) { choices in
+                        shared ? collectives.concurrentRingAllReduce(peers, bytes: size)
                             : sync.kind == .reduceScatter
-                            ? timedCollective(.reduceScatter, dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel reduce-scatter", into: &choices)
-                            : timedCollective(.all, dpGroup, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel all-reduce", into: &choices)
+                            ? timedCollective(.reduceScatter, group, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel reduce-scatter", into: &choices)
+                            : timedCollective(.all, group, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel all-reduce", into: &choices)
                     }
-                    cost.dataParallel.append(time + bucketSynchronization(group: layout.dp))
+                    cost.dataParallel.append(group.count < 2 ? .zero : time + bucketSynchronization(group: group.count))
                     cost.bucketChunks.append(sync.chunk(of: bucket))
                 }
             }
             // AdamW: read and write weights, master copy, moments and gradients (memory-bound).
             var updated = 0.0
-            var gathers: [Double] = []
+            var gathers: [(group: [Int], bytes: Double)] = []
             for op in StepProgram.update(plan: work.program.plan, sync: sync, dataParallelRank: which.dp, bytesPerElement: s.precision.bytes) {
                 if case let .optimizer(parameters) = op { updated += Double(parameters) }
-                if case let .collective(.allGather, .data, bytes) = op { gathers.append((bytes * layout.dp).value) }
+                if case let .collective(.allGather, group, bytes) = op, group == .data || group == .expertData {
+                    let members = group == .data ? mesh.dpGroup(of: rank) : mesh.expertDataGroup(of: rank)
+                    if members.count > 1 { gathers.append((members, (bytes * members.count).value)) }
+                }
             }
             cost.optimizer = slowest { device in
                 device.calibration.map { SimTime(seconds: updated * ($0.perElement[.optimizer] ?? 0)) }
                     ?? device.time(flops: .zero, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
             }
             // ZeRO: the updated parameters are all-gathered, bucket by bucket.
-            for size in gathers {
-                let key = StepPricing.GroupKey(kind: .data, index: which.tp, stage: index, bytes: size, part: 2)
+            for (group, size) in gathers {
+                let experts = group.count != layout.dp
+                let key = StepPricing.GroupKey(kind: experts ? .expertData : .data, index: experts ? (which.dp % layout.ep) * layout.tp + which.tp : which.tp,
+                                               stage: index, bytes: size, part: 2)
                 cost.optimizer += pricing.collective(key) {
-                    timedCollective(.allGather, mesh.dpGroup(of: rank), bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO all-gather", into: &$0)
+                    timedCollective(.allGather, group, bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO all-gather", into: &$0)
                 }
             }
             return cost

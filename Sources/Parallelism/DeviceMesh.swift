@@ -47,6 +47,14 @@ public struct DeviceMesh: Sendable, Hashable, Codable {
         return (first..<min(dp, first + ep)).map { self.rank(dp: $0, tp: c.tp, pp: c.pp) }
     }
 
+    /// Ranks holding the same experts: the members of every expert-parallel group at this rank's
+    /// position in it (same tensor shard and stage), in data-parallel order. Their experts'
+    /// gradients are summed among them, as the rest of the model's are over the dp group.
+    public func expertDataGroup(of rank: Int) -> [Int] {
+        let c = coordinates(of: rank)
+        return stride(from: c.dp % ep, to: dp, by: ep).map { self.rank(dp: $0, tp: c.tp, pp: c.pp) }
+    }
+
     /// Ranks that split the same layers' matrices.
     public func tpGroup(of rank: Int) -> [Int] {
         let c = coordinates(of: rank)
@@ -63,6 +71,8 @@ public struct DeviceMesh: Sendable, Hashable, Codable {
     public var allDPGroups: [[Int]] { uniqueGroups(dpGroup) }
     public var allTPGroups: [[Int]] { uniqueGroups(tpGroup) }
     public var allPPGroups: [[Int]] { uniqueGroups(ppGroup) }
+    public var allEPGroups: [[Int]] { uniqueGroups(epGroup) }
+    public var allExpertDataGroups: [[Int]] { uniqueGroups(expertDataGroup) }
 
     private func uniqueGroups(_ group: (Int) -> [Int]) -> [[Int]] {
         var seen = Set<[Int]>(), result: [[Int]] = []

@@ -4,13 +4,17 @@
 /// as the backward pass has finished its parameters. Without ZeRO each bucket is all-reduced;
 /// under ZeRO reduce-scattered (each rank keeps and updates its block; ZeRO-1 and 2 then
 /// all-gather the parameters, ZeRO-3 gathers each unit's weights when a pass uses them, so
-/// its buckets never cross a unit's edge). The trainer moves exactly these buckets; the simulator prices them.
+/// its buckets never cross a unit's edge). Under expert parallelism a rank holds only its own
+/// routed experts, whose gradients are summed over the ranks holding the same experts (the
+/// expert-data group) in buckets of their own. The trainer moves exactly these buckets; the simulator prices them.
 public struct GradientSync: Sendable {
     /// A run of consecutive parameters (entry indices of the shard plan) one rank of the stage holds.
     public struct Segment: Sendable, Hashable {
         public let entries: Range<Int>
         /// Elements of those parameters this rank holds, packed in buffer order.
         public let held: Int
+        /// The group its gradients are summed over: `.data`, or `.expertData` for routed experts under expert parallelism.
+        public let group: StepGroup
     }
 
     public struct Bucket: Sendable, Hashable {
@@ -23,6 +27,8 @@ public struct GradientSync: Sendable {
         /// It holds the tied embedding, whose two gradients (first and last stage) are summed
         /// first: it starts after that all-reduce.
         public let afterEmbedding: Bool
+        /// The group it is summed over (its segment's).
+        public let group: StepGroup
     }
 
     public let kind: CollectiveKind
@@ -32,22 +38,29 @@ public struct GradientSync: Sendable {
     public let buckets: [Bucket]
     let plan: ShardPlan
     let stage: Int
+    /// Elements of each entry (buffer order) this rank holds: 0 for another stage's or another expert-parallel rank's.
+    let held: [Int]
 
-    /// The buckets of pipeline stage `stage`, at most `bucketElements` elements each.
-    public init(plan: ShardPlan, stage: Int, bucketElements: Int) {
+    /// The buckets of pipeline stage `stage`, at most `bucketElements` elements each, for the
+    /// rank at position `expertRank` of its expert-parallel group.
+    public init(plan: ShardPlan, stage: Int, bucketElements: Int, expertRank: Int = 0) {
         self.plan = plan
         self.stage = stage
         kind = plan.zero >= 1 ? .reduceScatter : .allReduce
+        let held = plan.entries.map { $0.stages.contains(stage) ? plan.heldElements(of: $0, expertRank: expertRank) : 0 }
+        self.held = held
+        func group(_ index: Int) -> StepGroup {
+            plan.layout.ep > 1 && plan.entries[index].parameter.expert != nil ? .expertData : .data
+        }
         var segments: [Segment] = []
         var start: Int?
         for index in 0...plan.entries.count {
-            let holds = index < plan.entries.count && plan.entries[index].stages.contains(stage)
-            if holds, start == nil { start = index }
-            if !holds, let first = start {
-                segments.append(Segment(entries: first..<index,
-                                        held: plan.entries[first..<index].reduce(0) { $0 + $1.elementsPerRank }))
+            let holds = index < plan.entries.count && held[index] > 0
+            if let first = start, !holds || group(index) != group(first) {
+                segments.append(Segment(entries: first..<index, held: held[first..<index].reduce(0, +), group: group(first)))
                 start = nil
             }
+            if holds, start == nil { start = index }
         }
         self.segments = segments
         let tied = plan.model.tiedEmbeddings && plan.layout.pp > 1
@@ -55,7 +68,7 @@ public struct GradientSync: Sendable {
         for (s, segment) in segments.enumerated().reversed() {
             // Packed index where each of the segment's parameters starts, to find a bucket's lowest.
             var starts: [Int] = [], seen = 0
-            for index in segment.entries { starts.append(seen); seen += plan.entries[index].elementsPerRank }
+            for index in segment.entries { starts.append(seen); seen += held[index] }
             func holder(_ element: Int) -> Int {   // the last parameter starting at or below `element`: the one holding it
                 var low = 0, high = starts.count - 1
                 while low < high {
@@ -76,7 +89,7 @@ public struct GradientSync: Sendable {
                 }
                 let first = segment.entries.lowerBound + holder(bottom)
                 let embedding = tied && plan.entries[first].parameter.role == .tokenEmbedding
-                buckets.append(Bucket(segment: s, held: bottom..<top, firstEntry: first, afterEmbedding: embedding))
+                buckets.append(Bucket(segment: s, held: bottom..<top, firstEntry: first, afterEmbedding: embedding, group: segment.group))
                 top = bottom
             }
         }
@@ -97,7 +110,7 @@ public struct GradientSync: Sendable {
         var seen = 0, last = bucket.firstEntry
         for index in segments[bucket.segment].entries {
             if seen < bucket.held.upperBound { last = index }
-            seen += plan.entries[index].elementsPerRank
+            seen += held[index]
         }
         return bucket.firstEntry..<(last + 1)
     }
@@ -112,8 +125,14 @@ public struct GradientSync: Sendable {
         }
     }
 
-    /// Elements this rank sums over its data-parallel group.
+    /// Elements this rank sums over its data-parallel (and expert-data) group.
     public var heldElements: Int { segments.reduce(0) { $0 + $1.held } }
+
+    /// Bucket `bucket`'s group under `layout` for the rank at data-parallel index `dataParallelRank`:
+    /// its size and this rank's position in it (the dp group, or the ranks holding the same experts).
+    public static func member(of bucket: Bucket, dataParallelRank dp: Int, layout: ParallelLayout) -> (rank: Int, size: Int) {
+        bucket.group == .expertData ? (dp / layout.ep, layout.dp / layout.ep) : (dp, layout.dp)
+    }
 
     /// The buffer ranges (flat offsets) holding packed elements `packed` of `segment` on
     /// tensor-parallel rank `tensorRank`, in buffer order, adjacent pieces joined.
@@ -121,7 +140,7 @@ public struct GradientSync: Sendable {
         var pieces: [Range<Int>] = [], seen = 0
         for index in segments[segment].entries where seen < packed.upperBound {
             let entry = plan.entries[index]
-            guard seen + entry.elementsPerRank > packed.lowerBound else { seen += entry.elementsPerRank; continue }
+            guard seen + held[index] > packed.lowerBound else { seen += held[index]; continue }
             for range in plan.ranges(of: entry, tensorRank: tensorRank) {
                 let low = max(packed.lowerBound, seen), high = min(packed.upperBound, seen + range.count)
                 if low < high {

@@ -22,8 +22,10 @@ public struct ShardPlan: Sendable {
         /// Pipeline stages that hold it: one, or the first and the last for a tied embedding
         /// (the last uses it as the output head; their gradients are summed between them).
         public let stages: [Int]
-        /// Elements one tensor-parallel rank holds.
+        /// Elements one tensor-parallel rank holds (a routed expert's: on average over its expert-parallel group).
         public let elementsPerRank: Int
+        /// Elements of it a rank of one tensor-parallel shard holds when it holds it at all.
+        public let elementsPerShard: Int
         public var name: String { parameter.name }
     }
 
@@ -58,7 +60,8 @@ public struct ShardPlan: Sendable {
             }
             // A routed expert lives on one rank of each expert-parallel group: per rank, 1/ep of every expert's elements on average.
             let perShard = split == .replicated ? p.count : p.count / layout.tp
-            return Entry(parameter: p, split: split, stages: stages, elementsPerRank: p.expert == nil ? perShard : perShard / max(1, layout.ep))
+            return Entry(parameter: p, split: split, stages: stages, elementsPerRank: p.expert == nil ? perShard : perShard / max(1, layout.ep),
+                         elementsPerShard: perShard)
         }
         var offset = 0
         offsets = entries.map { entry in defer { offset += entry.parameter.count }; return offset }
@@ -105,6 +108,20 @@ public struct ShardPlan: Sendable {
             let (rows, columns) = (p.shape[0], p.shape[1]), share = columns / tp
             return (0..<rows).map { r in (r * columns + rank * share)..<(r * columns + (rank + 1) * share) }
         }
+    }
+
+    /// The routed experts the member at position `expertRank` of an expert-parallel group holds
+    /// (experts/ep consecutive ones; all of them without expert parallelism).
+    public func heldExperts(expertRank: Int) -> Range<Int> {
+        let experts = model.moe?.experts ?? 0, share = experts / max(1, layout.ep)
+        return layout.ep > 1 ? (expertRank * share)..<((expertRank + 1) * share) : 0..<experts
+    }
+
+    /// Elements of `entry` a rank at position `expertRank` of its expert-parallel group holds when
+    /// its stage holds the entry: its tensor-parallel share, none of another member's expert.
+    public func heldElements(of entry: Entry, expertRank: Int) -> Int {
+        guard let expert = entry.parameter.expert, layout.ep > 1 else { return entry.elementsPerShard }
+        return heldExperts(expertRank: expertRank).contains(expert) ? entry.elementsPerShard : 0
     }
 
     /// Elements one rank of `stage` holds: its share of split parameters and all of the replicated ones.

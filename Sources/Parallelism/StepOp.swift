@@ -56,6 +56,8 @@ public enum StepGroup: String, Sendable, Hashable, Codable, CaseIterable {
     case replica
     /// The expert-parallel group (a mixture of experts' token all-to-alls).
     case expert
+    /// The ranks holding the same experts, one per expert-parallel group (their gradient buckets).
+    case expertData = "expert_data"
 }
 
 /// A collective operation's kind, by the names plans, traces and recordings share.

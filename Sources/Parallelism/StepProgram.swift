@@ -75,7 +75,7 @@ public struct StepProgram: Sendable {
         self.stage = stage
         self.chunks = chunks
         let bytes = options.bytesPerElement
-        let sync = GradientSync(plan: plan, stage: stage, bucketElements: max(1, options.bucketBytes / bytes))
+        let sync = GradientSync(plan: plan, stage: stage, bucketElements: max(1, options.bucketBytes / bytes), expertRank: coordinates.dp % layout.ep)
         self.sync = sync
         let isFirst = stage == 0, isLast = stage == layout.pp - 1
         let lastVirtual = schedule.virtualStageCount - 1
@@ -85,8 +85,10 @@ public struct StepProgram: Sendable {
         let tiedEnds = model.tiedEmbeddings && layout.pp > 1 && (isFirst || isLast)
         let actions = schedule.actions[stage], lastBackwards = schedule.lastBackwards(stage: stage)
         var started = 0
-        func bucketOp(_ bucket: GradientSync.Bucket) -> StepOp {
-            .collective(sync.kind, group: .data, bytes: Bytes(elements: bucket.held.count, of: bytes))
+        // A bucket of experts no other rank holds (ep = dp) is summed over nobody: it moves nothing.
+        func bucketOp(_ bucket: GradientSync.Bucket) -> [StepOp] {
+            GradientSync.member(of: bucket, dataParallelRank: coordinates.dp, layout: layout).size > 1
+                ? [.collective(sync.kind, group: bucket.group, bytes: Bytes(elements: bucket.held.count, of: bytes))] : []
         }
         // ZeRO-3: each unit's weights are all-gathered (this rank's block of each bucket) for every
         // pass through it, one unit ahead: a pass starts its first two units' gathers, and each
@@ -95,7 +97,8 @@ public struct StepProgram: Sendable {
         let units = [ParameterUnit.embeddings, .head] + chunks.flatMap { $0.map { ParameterUnit.layer($0) } }
         let unitGathers = plan.zero >= 3 && dataParallel ? Dictionary(uniqueKeysWithValues: units.map { unit in
             (unit, sync.buckets(for: unit).map { index -> StepOp in
-                .collective(.allGather, group: .data, bytes: Bytes(elements: Self.block(sync.buckets[index], rank: coordinates.dp, dp: layout.dp).count, of: bytes))
+                .collective(.allGather, group: sync.buckets[index].group,
+                            bytes: Bytes(elements: Self.block(sync.buckets[index], dataParallelRank: coordinates.dp, layout: layout).count, of: bytes))
             })
         }) : [:]
         func gather(_ unit: ParameterUnit) -> [StepOp] { unitGathers[unit] ?? [] }
@@ -122,7 +125,7 @@ public struct StepProgram: Sendable {
                     guard dataParallel, lastBackwards.contains(position) else { return [] }
                     var starting: [StepOp] = []
                     while started < sync.buckets.count, sync.buckets[started].firstEntry >= entry, !sync.buckets[started].afterEmbedding {
-                        starting.append(bucketOp(sync.buckets[started]))
+                        starting += bucketOp(sync.buckets[started])
                         started += 1
                     }
                     return starting
@@ -140,7 +143,7 @@ public struct StepProgram: Sendable {
         if tiedEnds, let wte = plan.index(of: "wte") {
             rest.append(.collective(.allReduce, group: .embedding, bytes: Bytes(elements: plan.entries[wte].elementsPerRank, of: bytes)))
         }
-        if dataParallel { rest += sync.buckets[started...].map(bucketOp) }
+        if dataParallel { rest += sync.buckets[started...].flatMap(bucketOp) }
         blocks.append(Block(phase: .gradientSync, ops: rest))
         blocks.append(Block(phase: .optimizer, ops: Self.update(plan: plan, sync: sync, dataParallelRank: coordinates.dp, bytesPerElement: bytes)))
         blocks.append(Block(phase: .loss, ops: isLast && dataParallel ? [.collective(.allReduce, group: .data, bytes: 4)] : []))
@@ -160,12 +163,18 @@ public struct StepProgram: Sendable {
         // The norm: partial sums of squares over the replica (under ZeRO over the dp group first).
         var update: [StepOp] = []
         let zero = plan.zero >= 1 && layout.dp > 1
+        // Under expert parallelism the routed experts' part is a second partial sum: over the
+        // replica beside the rest, then over the expert-parallel group (each holds other experts).
+        let experts = layout.ep > 1
         if zero { update.append(.collective(.allReduce, group: .data, bytes: 4)) }
-        if layout.tp * layout.pp > 1 { update.append(.collective(.allReduce, group: .replica, bytes: 4)) }
-        func owned(_ bucket: GradientSync.Bucket) -> Int { block(bucket, rank: dataParallelRank, dp: layout.dp).count }
+        if layout.tp * layout.pp > 1 { update.append(.collective(.allReduce, group: .replica, bytes: experts ? 8 : 4)) }
+        if experts { update.append(.collective(.allReduce, group: .expert, bytes: 4)) }
+        func owned(_ bucket: GradientSync.Bucket) -> Int { block(bucket, dataParallelRank: dataParallelRank, layout: layout).count }
         update.append(.optimizer(parameters: zero ? sync.buckets.reduce(0) { $0 + owned($1) } : sync.heldElements))
         // ZeRO-1 and 2 hand the updated blocks round; under ZeRO-3 they stay sharded until a pass gathers them.
-        if zero && plan.zero < 3 { update += sync.buckets.map { .collective(.allGather, group: .data, bytes: Bytes(elements: owned($0), of: bytes)) } }
+        if zero && plan.zero < 3 {
+            update += sync.buckets.map { .collective(.allGather, group: $0.group, bytes: Bytes(elements: owned($0), of: bytes)) }
+        }
         return update
     }
 
@@ -175,9 +184,11 @@ public struct StepProgram: Sendable {
         Bytes(elements: StageCompute(model: model, layout: layout, options: options).messageElements, of: options.bytesPerElement)
     }
 
-    /// Data-parallel rank `rank`'s block of `bucket` under ZeRO (packed indices of the bucket).
-    public static func block(_ bucket: GradientSync.Bucket, rank: Int, dp: Int) -> Range<Int> {
-        BlockPartition(count: bucket.held.count, parts: dp).range(rank)
+    /// The block of `bucket` (packed indices) the rank at data-parallel index `dataParallelRank`
+    /// owns under ZeRO: its part of the bucket's group (the dp group, or the expert-data group).
+    public static func block(_ bucket: GradientSync.Bucket, dataParallelRank: Int, layout: ParallelLayout) -> Range<Int> {
+        let member = GradientSync.member(of: bucket, dataParallelRank: dataParallelRank, layout: layout)
+        return BlockPartition(count: bucket.held.count, parts: member.size).range(member.rank)
     }
 
     /// What the whole step computes and moves, summed over its operations.
