@@ -38,12 +38,15 @@ final class Activations {
     /// Each MoE block's buffers (nil for dense blocks), and their shared backward scratch.
     let experts: [ExpertActivations?]
     let expertScratch: ExpertActivations.Scratch?
+    /// The global batch index of its first sample (expert parallelism's holders key gradients by it).
+    var firstSample = 0
     /// Sequences of the global batch the loss averages over (the load-balancing loss's gradient is scaled by it).
     var lossSequences: Int
 
     /// `local` gives the tensor-parallel shard's attention channels, heads and MLP width;
-    /// `localSequence` the positions of each sequence it holds outside them.
-    init(spec: ModelSpec, batch: Int, sequence: Int, local: TensorShard.Dimensions, localSequence: Int) {
+    /// `localSequence` the positions of each sequence it holds outside them; `expertMembers` the
+    /// expert-parallel group whose rows this rank's experts may serve.
+    init(spec: ModelSpec, batch: Int, sequence: Int, local: TensorShard.Dimensions, localSequence: Int, expertMembers: Int = 1) {
         self.batch = batch
         self.sequence = sequence
         self.localSequence = localSequence
@@ -75,8 +78,10 @@ final class Activations {
         partial = FloatBuffer(count: split ? rows * c : 0)
         dGathered = FloatBuffer(count: split ? rows * c : 0)
         gatheredNorm = FloatBuffer(count: split ? rows * c : 0)
-        experts = (0..<layers).map { l in spec.moe.flatMap { spec.isExpertLayer(l) ? ExpertActivations(rows: rows, moe: $0, channels: c) : nil } }
-        expertScratch = spec.moe.map { ExpertActivations.Scratch(rows: rows, moe: $0, channels: c) }
+        experts = (0..<layers).map { l in
+            spec.moe.flatMap { spec.isExpertLayer(l) ? ExpertActivations(rows: rows, moe: $0, channels: c, members: expertMembers) : nil }
+        }
+        expertScratch = spec.moe.map { ExpertActivations.Scratch(rows: rows, moe: $0, channels: c, members: expertMembers) }
         lossSequences = batch
     }
 

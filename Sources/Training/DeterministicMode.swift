@@ -42,6 +42,10 @@ public enum DeterministicMode {
             throw Unsupported.layout("--deterministic cannot split a batch of \(batch) sequences into \(layout.dp * layout.microbatches) micro-batches exactly: "
                 + "use a micro-batch count whose shares are nodes of the pairwise summation tree (a power of two dividing the batch)")
         }
+        if layout.ep > 1 && !samples.isAligned(parts: layout.dp / layout.ep) {
+            throw Unsupported.layout("--deterministic sums each routed expert's gradient over its expert-parallel group's samples first, and a batch of \(batch) sequences "
+                + "does not split into \(layout.dp / layout.ep) such groups of --ep \(layout.ep) replicas on nodes of the pairwise summation tree; use a batch that is --dp times a power of two")
+        }
         if !ReductionTree(leaves: model.heads).isAligned(parts: layout.tp) {
             throw Unsupported.layout("--deterministic cannot split \(model.name)'s \(model.heads) heads exactly over --tp \(layout.tp): "
                 + "each shard's heads must be a node of the pairwise summation tree over heads (try --tp \(alignedDivisors(model.heads).map(String.init).joined(separator: ", ")))")

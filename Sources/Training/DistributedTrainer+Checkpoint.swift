@@ -48,14 +48,25 @@ final class PendingCheckpoint: @unchecked Sendable {   // its result is written 
 }
 
 extension DistributedTrainer {
+    /// Of `counted` (the counted ranges of this rank, or of one at data-parallel index `dp`), what it holds as the first replica's copy: all
+    /// of them at data-parallel index 0, its routed experts at the other indices of the first
+    /// expert-parallel group (which hold the experts index 0 does not), nothing elsewhere.
+    func firstReplicaRanges(_ counted: [Range<Int>], dp: Int? = nil) -> [Range<Int>] {
+        let dp = dp ?? coordinates.dp
+        if dp == 0 { return counted }
+        guard dp < layout.ep else { return [] }
+        return counted.filter { model.layout.entry(containing: $0.lowerBound).parameter.expert != nil }
+    }
+
     /// What this rank saves: each element of every tensor is saved by exactly one rank (the
-    /// first data-parallel replica for parameters; for ZeRO moments, and ZeRO-3 parameters, the
-    /// dp rank that owns them).
+    /// first data-parallel replica for parameters — under expert parallelism the first
+    /// expert-parallel group, each member its own routed experts; for ZeRO moments, and ZeRO-3
+    /// parameters, the dp rank that owns them).
     func checkpointSlices() -> [(slice: CheckpointSlice, source: UnsafePointer<Float>)] {
         var pieces: [(CheckpointKind, Range<Int>, UnsafePointer<Float>)] = []
         let counted = ranges(stage: stage, shard: coordinates.tp, counted: true)
-        if coordinates.dp == 0 {
-            for range in counted {
+        if coordinates.dp < layout.ep || coordinates.dp == 0 {
+            for range in firstReplicaRanges(counted) {
                 // Under ZeRO-3 each block's owner saves its parameters (below): no rank holds them all.
                 if zero < 3 { pieces.append((.parameters, range, UnsafePointer(model.parameters.pointer + range.lowerBound))) }
                 if shardedState == nil {

@@ -9,6 +9,28 @@ extension DistributedTrainer {
     /// This replica's samples: its node of `batchTree`.
     var replicaSamples: Range<Int> { (coordinates.dp * samplesPerReplica)..<((coordinates.dp + 1) * samplesPerReplica) }
 
+    /// The ranges deterministic mode joins per micro-batch: all this rank updates but (under
+    /// expert parallelism) its routed experts, whose nodes come from every member (`expertGradients`).
+    var denseRanges: [Range<Int>] {
+        ranges(stage: stage, shard: coordinates.tp, counted: false).filter {
+            layout.ep == 1 || model.layout.entry(containing: $0.lowerBound).parameter.expert == nil
+        }
+    }
+
+    /// The flat range of MoE block `layer`'s routed experts this rank holds (consecutive experts: contiguous).
+    func expertRange(layer: Int) -> Range<Int> {
+        let held = model.expertShard.held
+        let first = model.layout.entry("h\(layer).moe.e\(held.lowerBound).fc.w")
+        let last = model.layout.entry("h\(layer).moe.e\(held.upperBound - 1).proj.b")
+        return first.offset..<(last.offset + last.count)
+    }
+
+    /// The samples of this rank's expert-parallel group: every member's replica, a node of `batchTree`.
+    var expertGroupSamples: Range<Int> {
+        let first = coordinates.dp / layout.ep * layout.ep
+        return (first * samplesPerReplica)..<((first + layout.ep) * samplesPerReplica)
+    }
+
     /// Sums the replica's gradient over the dp group in tree order, then adds the tied
     /// embedding's two parts (here, or between the first and last stage). Returns the dp
     /// collectives and floats.
@@ -16,6 +38,16 @@ extension DistributedTrainer {
         let packed = ordered.total(of: replicaSamples)
         try groups.dp.orderedAllReduce(packed.buffer, tree: batchTree)
         ordered.unpack(packed, into: model)
+        var collectives = layout.dp > 1 ? 2 : 0, floats = layout.dp > 1 ? packed.count : 0
+        // Each MoE block's held experts: the group's nodes joined here, then summed over the ranks holding the same experts.
+        for layer in expertGradients.keys.sorted() {
+            let experts = expertGradients[layer]!, total = experts.total(of: expertGroupSamples)
+            if let group = groups.expertData, group.size > 1 {
+                try group.orderedAllReduce(total.buffer, tree: batchTree)
+                (collectives, floats) = (collectives + 2, floats + total.count)
+            }
+            experts.unpack(total, into: model)
+        }
         let wte = model.layout.entry("wte"), own = model.gradients.pointer + wte.offset
         if let head = model.tiedHeadGradient {
             if groups.embedding == nil { Elementwise.accumulate(own, head.pointer, count: wte.count) }
@@ -25,13 +57,15 @@ extension DistributedTrainer {
             // Two members: embedding part + output part, in either order the same bits.
             try embedding.allReduce(UnsafeMutableBufferPointer(start: own, count: wte.count))
         }
-        return (layout.dp > 1 ? 2 : 0, layout.dp > 1 ? packed.count : 0)
+        return (collectives, floats)
     }
 
     /// The canonical blocks of the parameters: each tensor that tensor parallelism splits is
     /// cut into one block per attention head, every other tensor is one block. Returns the
     /// blocks per tensor (layout order) and, for the blocks this rank counts (each block is
     /// counted by exactly one rank of a replica), their slot and flat ranges.
+    /// Under expert parallelism a routed expert's blocks are counted by its holder in the replica
+    /// of the expert-parallel group that holds it (see `shareExpertSlots`).
     func canonicalBlocks() -> (perEntry: [Int], mine: [(slot: Int, parts: [Range<Int>])]) {
         let spec = configuration.model, heads = spec.heads
         let counted = ranges(stage: stage, shard: coordinates.tp, counted: true)
@@ -61,6 +95,7 @@ extension DistributedTrainer {
             slots[slot] = Float(sum)
         }
         try groups.replica.allReduce(&slots)
+        try shareExpertSlots(&slots, width: 1)
         var total: Double = 0
         for slot in slots { total += Double(slot) }
         return Float(total.squareRoot())
@@ -83,6 +118,7 @@ extension DistributedTrainer {
             slots.replaceSubrange((4 * slot)..<(4 * slot + 4), with: ExactFloats.pieces(hash))
         }
         try groups.replica.allReduce(&slots)
+        try shareExpertSlots(&slots, width: 4)
         var result: [UInt64] = [], slot = 0
         for blocks in perEntry {
             var hash = Checksum.fnvOffset
@@ -93,6 +129,21 @@ extension DistributedTrainer {
             result.append(hash)
         }
         return result
+    }
+
+    /// Under expert parallelism, after the replica's exchange: the routed experts' slots (`width`
+    /// floats each) summed over the expert-parallel group, where exactly one member holds each.
+    private func shareExpertSlots(_ slots: inout [Float], width: Int) throws {
+        guard let group = groups.expert else { return }
+        var routed: [Int] = [], slot = 0
+        for entry in model.layout.entries {
+            let blocks = TensorShard.isSplit(entry, size: configuration.model.heads) ? configuration.model.heads : 1
+            if entry.parameter.expert != nil { routed += (slot * width)..<((slot + blocks) * width) }
+            slot += blocks
+        }
+        var part = routed.map { slots[$0] }
+        try group.allReduce(&part)
+        for (index, value) in zip(routed, part) { slots[index] = value }
     }
 
     /// The mean loss over the global batch from per-sample sums placed in their slots

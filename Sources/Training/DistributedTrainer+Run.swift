@@ -175,21 +175,25 @@ extension DistributedTrainer {
         return Float(total / Double(slots.count * c.sequence))
     }
 
-    /// Collects every stage's and shard's parameters (of the first data-parallel replica)
-    /// on the reporting rank, which then holds the whole model; other ranks send theirs.
+    /// Collects every stage's and shard's parameters (of the first data-parallel replica, and
+    /// under expert parallelism the first expert-parallel group's routed experts) on the reporting rank, which then holds the whole model; other ranks send theirs.
     public func gatherParameters() throws {
         // ZeRO-3: every data-parallel rank first hands its blocks round, and the weights stay (the run is over).
         try withWholeParameters(keep: true) {}
-        guard coordinates.dp == 0, layout.pp * layout.tp > 1 else { return }
-        let replica = groups.replica, tag: Int32 = 1 << 19
+        // The first replica holds everything, but under expert parallelism the other experts are
+        // with the rest of the first expert-parallel group.
+        guard coordinates.dp < max(1, layout.ep), layout.pp * layout.tp * layout.ep > 1 else { return }
+        let world = groups.world, tag: Int32 = 1 << 19
         let reporter = mesh.rank(dp: 0, tp: 0, pp: layout.pp - 1)
         if isReporter {
-            for member in replica.members where member != reporter {
+            for member in 0..<mesh.worldSize where member != reporter && mesh.coordinates(of: member).dp < max(1, layout.ep) {
                 let c = mesh.coordinates(of: member)
-                let wanted = ranges(stage: Self.stage(c.pp, layout: layout, parameters: model.layout), shard: c.tp, counted: true)
+                let counted = ranges(stage: Self.stage(c.pp, layout: layout, parameters: model.layout), shard: c.tp, counted: true,
+                                     expertRank: c.dp % layout.ep)
+                let wanted = firstReplicaRanges(counted, dp: c.dp)
                 var packed = [Float](repeating: 0, count: wanted.reduce(0) { $0 + $1.count })
                 try packed.withUnsafeMutableBytes {
-                    let request = try replica.irecv(into: $0, from: replica.members.firstIndex(of: member)!, tag: tag)
+                    let request = try world.irecv(into: $0, from: member, tag: tag)
                     try transport.wait(request, operation: "gathering the parameters of rank \(member)")
                 }
                 var offset = 0
@@ -199,12 +203,12 @@ extension DistributedTrainer {
                 }
             }
         } else {
-            let mine = ranges(stage: stage, shard: coordinates.tp, counted: true)
+            let mine = firstReplicaRanges(ranges(stage: stage, shard: coordinates.tp, counted: true))
             var packed: [Float] = []
             for range in mine { packed += UnsafeBufferPointer(start: model.parameters.pointer + range.lowerBound, count: range.count) }
             // The bytes must stay put until the send completes, so the wait is inside the closure.
             try packed.withUnsafeBytes {
-                let request = try replica.isend($0, to: replica.members.firstIndex(of: reporter)!, tag: tag)
+                let request = try world.isend($0, to: reporter, tag: tag)
                 try transport.wait(request, operation: "sending parameters to rank \(reporter)")
             }
         }

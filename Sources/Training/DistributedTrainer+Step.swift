@@ -16,6 +16,8 @@ extension DistributedTrainer {
         public let computeSeconds: Double
         /// Tensor-parallel all-reduces (inside forward and backward).
         public let tensorSeconds: Double
+        /// Expert parallelism's token all-to-alls (inside forward and backward).
+        public var expertSeconds: Double = 0
         /// Waiting for pipeline activations and gradients: the bubble and transfer time.
         public let pipelineWaitSeconds: Double
         /// Data-parallel gradient communication left after the backward pass (not overlapped).
@@ -33,6 +35,8 @@ extension DistributedTrainer {
         public var tensorAllReduces = 0, tensorFloats = 0
         public var dataAllReduces = 0, dataFloats = 0
         public var pipelineMessages = 0, pipelineFloats = 0
+        /// Expert parallelism's all-to-alls and the floats this rank handed to them.
+        public var expertExchanges = 0, expertFloats = 0
     }
 
     /// One optimizer step on the global batch of `step`; while tracing, every op it runs is
@@ -69,11 +73,12 @@ extension DistributedTrainer {
         model.zeroGradients(in: heldGradientRanges)
         stepPeakResident = 0
         let tensorBefore = (model.shard.allReduces, model.shard.reducedFloats, model.shard.reduceTime)
+        let exchanges = model.expertShard, exchangesBefore = (exchanges.exchanges, exchanges.exchangedFloats, exchanges.exchangeTime)
         var pipelineWait: Duration = .zero
         let sharded = zero >= 1
         let deterministic = c.deterministic
         if deterministic && orderedGradients == nil {
-            orderedGradients = OrderedGradients(tree: batchTree, ranges: ranges(stage: stage, shard: coordinates.tp, counted: false),
+            orderedGradients = OrderedGradients(tree: batchTree, ranges: denseRanges,
                                                 headCount: stage.isLast ? model.layout.entry("wte").count : 0,
                                                 chunkSpans: stage.chunks.map(\.spans))
         }
@@ -124,6 +129,7 @@ extension DistributedTrainer {
             case let .forward(i, chunkIndex):
                 let began = ContinuousClock.now
                 let a = microActivations[i], chunk = stage.chunks[chunkIndex]
+                a.firstSample = samples(microbatch: i).lowerBound
                 // Only the first chunk needs the tokens and only the last the targets; each
                 // micro-batch keeps its own buffers, so the backward pass finds them still there.
                 let (tokens, targets) = chunk.embed || chunk.head
@@ -196,6 +202,9 @@ extension DistributedTrainer {
         traffic.tensorAllReduces = model.shard.allReduces - tensorBefore.0
         traffic.tensorFloats = model.shard.reducedFloats - tensorBefore.1
         let tensorTime = model.shard.reduceTime - tensorBefore.2
+        traffic.expertExchanges = exchanges.exchanges - exchangesBefore.0
+        traffic.expertFloats = exchanges.exchangedFloats - exchangesBefore.1
+        let expertTime = exchanges.exchangeTime - exchangesBefore.2
         let dataStart = ContinuousClock.now
         let rate = c.schedule.rate(at: step)
         let norm: Float
@@ -216,7 +225,7 @@ extension DistributedTrainer {
             injector?.reach(step: step + 1, phase: .optimizer)
             if c.gradientClip > 0 && norm > c.gradientClip {
                 let scale = c.gradientClip / (norm + 1e-6)
-                for range in stage.owned { for i in range { model.gradients.pointer[i] *= scale } }
+                for range in ownedRanges { for i in range { model.gradients.pointer[i] *= scale } }
             }
             optimizer.begin()
             let updated = ranges(stage: stage, shard: coordinates.tp, counted: false)
@@ -246,7 +255,7 @@ extension DistributedTrainer {
         lastStateBytes = stateBytes()
         let elapsed = (ContinuousClock.now - start).seconds
         return StepResult(loss: loss[0], gradientNorm: norm, learningRate: rate, seconds: elapsed,
-                          computeSeconds: (compute - tensorTime).seconds, tensorSeconds: tensorTime.seconds,
+                          computeSeconds: (compute - tensorTime - expertTime).seconds, tensorSeconds: tensorTime.seconds, expertSeconds: expertTime.seconds,
                           pipelineWaitSeconds: pipelineWait.seconds, exposedDataSeconds: exposedData.seconds, traffic: traffic,
                           experts: experts)
     }
@@ -274,14 +283,20 @@ extension DistributedTrainer {
     }
 
     /// √(Σ g²) over every parameter of the model, each counted once across the pipeline and
-    /// the tensor-parallel shards of this replica.
+    /// the tensor-parallel shards of this replica — and under expert parallelism the routed
+    /// experts' part over the expert-parallel group too (each member holds other experts).
     func globalGradientNorm() throws -> Float {
-        var local: Double = 0
+        var local: Double = 0, routed: Double = 0
         for range in ranges(stage: stage, shard: coordinates.tp, counted: true) {
-            for i in range { let g = Double(model.gradients.pointer[i]); local += g * g }
+            var sum: Double = 0
+            for i in range { let g = Double(model.gradients.pointer[i]); sum += g * g }
+            if layout.ep > 1 && model.layout.entry(containing: range.lowerBound).parameter.expert != nil { routed += sum } else { local += sum }
         }
-        var total = [Float(local)]
+        var total = layout.ep > 1 ? [Float(local), Float(routed)] : [Float(local)]
         try groups.replica.allReduce(&total)
-        return total[0].squareRoot()
+        guard let expert = groups.expert else { return total[0].squareRoot() }
+        var experts = [total[1]]
+        try expert.allReduce(&experts)
+        return (total[0] + experts[0]).squareRoot()
     }
 }

@@ -35,6 +35,9 @@ public final class DistributedTrainer {
     var buckets: GradientBuckets?
     /// Deterministic mode's per-micro-batch gradients, joined in tree order.
     var orderedGradients: OrderedGradients?
+    /// Deterministic mode under expert parallelism: per MoE block, its held experts' gradients
+    /// by node (each member's micro-batch), joined in tree order.
+    var expertGradients: [Int: OrderedGradients] = [:]
     /// Records the first `traceSteps` steps for a Chrome/Perfetto trace when set (see
     /// `collectTrace`): each phase as a span and, inside it, every op the rank ran.
     public var tracer: Tracer?
@@ -96,6 +99,10 @@ public final class DistributedTrainer {
         let embedding: Communicator?
         /// Every rank of this data-parallel replica (all stages and shards).
         let replica: Communicator
+        /// Expert parallelism: the ranks that split the experts and trade tokens, and those
+        /// holding the same experts as this rank (their gradients are summed among them).
+        let expert: Communicator?
+        let expertData: Communicator?
     }
 
     /// Which layers this rank runs and which parameter ranges it owns.
@@ -168,14 +175,30 @@ public final class DistributedTrainer {
         // One model replica: every pipeline stage and tensor shard with this data-parallel index.
         let replicas = (0..<layout.dp).map { d in (0..<mesh.worldSize).filter { r in mesh.coordinates(of: r).dp == d } }
         let replica = try group(replicas, replicas[coordinates.dp], GroupIDs.replica)
-        groups = Groups(world: world, dp: dp, pp: pp, embedding: embedding, replica: replica)
+        var expert: Communicator?, expertData: Communicator?
+        if layout.ep > 1 {
+            expert = try group(mesh.allEPGroups, mesh.epGroup(of: rank), GroupIDs.expert)
+            expertData = try group(mesh.allExpertDataGroups, mesh.expertDataGroup(of: rank), GroupIDs.expertData)
+            model.expertShard = ExpertShard(size: layout.ep, index: coordinates.dp % layout.ep, experts: configuration.model.moe!.experts, group: expert)
+        }
+        groups = Groups(world: world, dp: dp, pp: pp, embedding: embedding, replica: replica, expert: expert, expertData: expertData)
         // How the plan and an OpLog name each group's collectives.
         (tensor.role, dp.role, pp.role, replica.role) = ("tensor", "data", "pipeline", "replica")
         embedding?.role = "embedding"
+        expert?.role = StepGroup.expert.rawValue
+        expertData?.role = StepGroup.expertData.rawValue
 
         stage = Self.stage(coordinates.pp, layout: layout, parameters: model.layout)
         program = Self.program(configuration: configuration, layout: layout, rank: rank, bucketBytes: bucketBytes)
         prepareGradientSum()
+        if configuration.deterministic && layout.ep > 1 {
+            model.expertGradientNodes = { [unowned self] layer, node, packed in
+                let range = expertRange(layer: layer)
+                let joined = expertGradients[layer] ?? OrderedGradients(tree: batchTree, ranges: [range], headCount: 0, chunkSpans: [[range]])
+                expertGradients[layer] = joined
+                joined.add(node: node, packed: packed)
+            }
+        }
     }
 
     static func program(configuration c: TrainingConfiguration, layout: ParallelLayout, rank: Int, bucketBytes: Int) -> StepProgram {
@@ -188,7 +211,7 @@ public final class DistributedTrainer {
     /// Deterministic mode sums gradients in tree order instead, but under ZeRO still shards by these buckets.
     func prepareGradientSum() {
         buckets = layout.dp > 1 && (!configuration.deterministic || zero >= 1)
-            ? GradientBuckets(program: program, group: groups.dp, gradients: model.gradients.pointer) : nil
+            ? GradientBuckets(program: program, groups: { [groups] in $0 == .expertData ? groups.expertData! : groups.dp }, gradients: model.gradients.pointer) : nil
         buckets?.algorithm = dataParallelAlgorithm
         buckets?.releasing = zero >= 2 && !configuration.deterministic ? model.gradients : nil
         shardedState = zero >= 1 ? ShardedOptimizerState(blocks: buckets!.blocks) : nil
@@ -230,14 +253,18 @@ public final class DistributedTrainer {
         return Stage(index: index, chunks: chunks, isLast: isLast, owned: owned, counted: counted)
     }
 
-    /// Parameter ranges rank (`stage`, tensor shard `shard`) computes, in flat-buffer order:
-    /// with `counted`, each parameter of the model appears on exactly one rank of a replica
-    /// (replicated ones on shard 0, the tied embedding on the first stage); without, every
-    /// range the rank updates.
-    func ranges(stage: Stage, shard: Int, counted: Bool) -> [Range<Int>] {
+    /// Parameter ranges rank (`stage`, tensor shard `shard`, position `expertRank` in its
+    /// expert-parallel group; this rank's by default) computes, in flat-buffer order: with
+    /// `counted`, each parameter of the model appears on exactly one rank of a replica
+    /// (replicated ones on shard 0, the tied embedding on the first stage) — under expert
+    /// parallelism, of the replica and its expert-parallel group for a routed expert; without,
+    /// every range the rank updates. Another member's routed experts are never among them.
+    func ranges(stage: Stage, shard: Int, counted: Bool, expertRank: Int? = nil) -> [Range<Int>] {
         let spans = counted ? stage.counted : stage.owned
+        let experts = layout.ep > 1 ? program.plan.heldExperts(expertRank: expertRank ?? coordinates.dp % layout.ep) : nil
         var result: [Range<Int>] = []
         for entry in model.layout.entries where spans.contains(where: { $0.contains(entry.offset) }) {
+            if let experts, let expert = entry.parameter.expert, !experts.contains(expert) { continue }
             if TensorShard.isSplit(entry, size: layout.tp) {
                 result += TensorShard.ownedRanges(of: entry, size: layout.tp, index: shard)
             } else if !counted || shard == 0 {

@@ -48,7 +48,7 @@ extension GPT {
                 let p = "h\(l).", mid = a.afterAttention[l].pointer, dOut = try gatheredResidualGradient()
                 // residual[l+1] = mid + mlp(ln2(mid)): a dense MLP, or a mixture of experts.
                 if spec.isExpertLayer(l) {
-                    expertsBackward(a, layer: l, dout: dOut, normed: a.ln2[l].pointer, dinp: dNormed)
+                    try expertsBackward(a, layer: l, dout: dOut, normed: a.ln2[l].pointer, dinp: dNormed)
                 } else {
                     try mlpBackward(a, layer: l, dout: dOut)
                 }

@@ -6,23 +6,26 @@ import Workload
 /// An MoE block's feed-forward half (`ModelSpec.moe`), in place of the dense MLP: the router
 /// (a bias-free linear layer to one logit per expert), top-k routing (`ExpertRouting`), each
 /// expert's GELU MLP over the tokens sent to it, and the gate-weighted sum back per token.
-/// The experts' products are logged as routed (`OpLog.routed`): their row counts depend on
-/// where the tokens went, so the plan can only give the balanced load.
+/// Under expert parallelism (`experts`) the dispatched rows go to their expert's holder and
+/// the outputs come back (`GPT+ExpertExchange`); routing and combining stay on the token's own
+/// rank. The experts' products are logged as routed (`OpLog.routed`): their row counts depend
+/// on where the tokens went, so the plan can only give the balanced load.
 extension GPT {
     /// Refuses layouts the trainer cannot run a mixture of experts in (the simulator prices them all).
     public static func checkExperts(_ layout: ParallelLayout, model: ModelSpec) throws {
-        if layout.ep > 1 {
-            throw ParallelLayout.Invalid.reason("expert parallelism (ep \(layout.ep)) is priced by fleet simulate (layout.ep in a scenario) but not run by fleet's trainer yet; train \(model.name) with --dp and --pp")
+        if layout.ep > 1 && layout.zeroStage >= 1 {
+            throw ParallelLayout.Invalid.reason("fleet's trainer does not shard the optimizer state (ZeRO-\(layout.zeroStage)) under expert parallelism (--ep \(layout.ep)) yet; "
+                + "drop --zero, or simulate the layout with fleet simulate (layout.ep and zero in a scenario)")
         }
         guard model.moe != nil, layout.tp > 1 else { return }
         throw ParallelLayout.Invalid.reason("\(model.name)'s experts are not split by tensor parallelism in fleet's trainer (--tp \(layout.tp)"
-            + (layout.sequenceParallel ? " with --sequence-parallel" : "") + "); train it with --dp and --pp, or simulate the layout with fleet simulate")
+            + (layout.sequenceParallel ? " with --sequence-parallel" : "") + "); train it with --dp, --ep and --pp, or simulate the layout with fleet simulate")
     }
 
     /// `out = Σ gates · expert(normed)` over `a`'s rows for MoE block `layer`.
-    func experts(_ a: Activations, layer l: Int, normed: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    func experts(_ a: Activations, layer l: Int, normed: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) throws {
         guard let moe = spec.moe, let x = a.experts[l] else { preconditionFailure("block \(l) is not an MoE block") }
-        let rows = a.batch * a.sequence, c = spec.dModel, h = moe.expertHidden, p = "h\(l).moe."
+        let rows = a.batch * a.sequence, c = spec.dModel, p = "h\(l).moe."
         Linear.forward(out: x.logits.pointer, inp: normed, weight: pointer(p + "router.w"), bias: nil, m: rows, k: c, n: moe.experts)
         let routing = kernel(.expertRoute, rows * moe.experts) {
             ExpertRouting(logits: x.logits.pointer, rows: rows, experts: moe.experts, topK: moe.topK, sequence: a.sequence,
@@ -30,47 +33,53 @@ extension GPT {
         }
         x.routing = routing
         kernel(.expertDispatch, rows * moe.topK * c) { routing.dispatch(normed, into: x.input.pointer, width: c) }
-        for e in 0..<moe.experts {
-            let first = routing.starts[e], n = routing.starts[e + 1] - first, name = p + "e\(e)."
-            OpLog.routed {
-                Linear.forward(out: x.fc.pointer + first * h, inp: x.input.pointer + first * c, weight: pointer(name + "fc.w"),
-                               bias: pointer(name + "fc.b"), m: n, k: c, n: h)
-                kernel(.geluForward, n * h) {
-                    GELU.forward(x.gelu.pointer + first * h, x.fc.pointer + first * h, count: n * h, tanhOut: x.geluTanh.pointer + first * h)
-                }
-                Linear.forward(out: x.output.pointer + first * c, inp: x.gelu.pointer + first * h, weight: pointer(name + "proj.w"),
-                               bias: pointer(name + "proj.b"), m: n, k: h, n: c)
-            }
+        if expertShard.size > 1 { x.served = try sendTokens(a, x, routing) }
+        for (k, e) in expertShard.held.enumerated() {
+            let (first, n) = servedRows(x, routing, expert: k)
+            OpLog.routed { expertForward(x, layer: l, expert: e, first: first, rows: n) }
         }
+        if expertShard.size > 1 { try returnOutputs(x, routing) }
         kernel(.expertCombine, rows * moe.topK * c) { routing.combine(x.output.pointer, into: out, width: c) }
     }
 
     /// Backward of `experts`: from `dout` (the block output's gradient over `a`'s rows), the
     /// experts' and router's parameter gradients, and the input's gradient into `dinp` (overwritten).
     func expertsBackward(_ a: Activations, layer l: Int, dout: UnsafePointer<Float>, normed: UnsafePointer<Float>,
-                         dinp: UnsafeMutablePointer<Float>) {
+                         dinp: UnsafeMutablePointer<Float>) throws {
         guard let moe = spec.moe, let x = a.experts[l], let routing = x.routing, let d = a.expertScratch else {
             preconditionFailure("block \(l) has no routing from a forward pass")
         }
-        let rows = a.batch * a.sequence, c = spec.dModel, h = moe.expertHidden, p = "h\(l).moe."
+        let rows = a.batch * a.sequence, c = spec.dModel, p = "h\(l).moe."
         let dGates = kernel(.expertCombineBackward, rows * moe.topK * c) {
             routing.combineBackward(dout, expertOut: x.output.pointer, dExpertOut: d.dOutput.pointer, width: c)
         }
-        for e in 0..<moe.experts {
-            let first = routing.starts[e], n = routing.starts[e + 1] - first, name = p + "e\(e)."
-            let samples = routing.sampleRanges(expert: e, samples: a.batch)
+        let parallel = expertShard.size > 1
+        if parallel { try sendOutputGradients(x, d, routing) }
+        // Deterministic mode under expert parallelism: each member's samples' part of the held
+        // experts' gradients is formed apart (the node that member's micro-batch is of the batch
+        // tree) and handed on, to be summed in tree order with the rest.
+        let nodes = parallel && deterministic ? x.served.map { ExpertGradientNodes(model: self, layer: l, served: $0, batch: a.batch) } : nil
+        for (k, e) in expertShard.held.enumerated() {
+            let (first, n) = servedRows(x, routing, expert: k)
             OpLog.routed {
-                let dOut = d.dOutput.pointer + first * c, dHidden = d.dHidden.pointer + first * h
-                Linear.inputGradient(dinp: dHidden, dout: dOut, weight: pointer(name + "proj.w"), m: n, k: h, n: c, accumulate: false)
-                expertParameterGradients(name + "proj", dout: dOut, inp: x.gelu.pointer + first * h, samples: samples, k: h, n: c)
-                // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
-                let dPre = x.gelu.pointer + first * h
-                kernel(.geluBackward, n * h) { GELU.backward(dPre, x.fc.pointer + first * h, tanh: x.geluTanh.pointer + first * h, dHidden, count: n * h) }
-                Linear.inputGradient(dinp: d.dInput.pointer + first * c, dout: dPre, weight: pointer(name + "fc.w"), m: n, k: c, n: h,
-                                     accumulate: false)
-                expertParameterGradients(name + "fc", dout: dPre, inp: x.input.pointer + first * c, samples: samples, k: c, n: h)
+                expertBackward(x, d, layer: l, expert: e, first: first, rows: n) { name, dOut, inp, width, outputs in
+                    if let nodes, let served = x.served {
+                        for member in 0..<served.members {
+                            let at = served.start(expert: k, member: member) - first
+                            expertParameterGradients(name, dout: dOut + at * outputs, inp: inp + at * width,
+                                                     samples: served.sampleRanges(member: member, expert: k), k: width, n: outputs,
+                                                     into: nodes.destination(name, member: member))
+                        }
+                    } else {
+                        // Each sample's rows, for deterministic mode's per-sample sums (one range will do otherwise).
+                        let samples = parallel ? [0..<n] : routing.sampleRanges(expert: e, samples: a.batch)
+                        expertParameterGradients(name, dout: dOut, inp: inp, samples: samples, k: width, n: outputs)
+                    }
+                }
             }
         }
+        nodes?.hand(to: expertGradientNodes)
+        if parallel { try returnInputGradients(x, d, routing) }
         kernel(.expertDispatch, rows * moe.topK * c) {
             dinp.update(repeating: 0, count: rows * c)
             routing.dispatchBackward(d.dInput.pointer, into: dinp, width: c)
@@ -81,75 +90,38 @@ extension GPT {
         Linear.inputGradient(dinp: dinp, dout: d.dLogits.pointer, weight: pointer(p + "router.w"), m: rows, k: c, n: moe.experts, accumulate: true)
         weightGradient(gradient(p + "router.w"), dout: d.dLogits.pointer, inp: normed, batch: a.batch, sequence: a.sequence, k: c, n: moe.experts)
     }
-}
 
-/// What the router did in a forward pass, per MoE block.
-public struct ExpertStatistics: Sendable, Equatable {
-    /// The MoE blocks, in order.
-    public var layers: [Int]
-    /// Per block, the assignments each expert was chosen for (tokens × top-k in all, before dropping).
-    public var tokensPerExpert: [[Int]]
-    /// Per block, assignments dropped at an expert's capacity.
-    public var dropped: [Int]
-    /// Per block, each row's chosen experts, best first (rows × top-k); empty when summed over a step.
-    public var chosen: [[Int]]
-    /// The load-balancing loss, weighted, summed over blocks and averaged over the pass's sequences.
-    public var balanceLoss: Float
-    /// Per block, Switch's balance E · Σₑ fₑ · Pₑ averaged over the pass's sequences, unweighted (1 when perfectly even).
-    public var balance: [Float] = []
-
-    /// The busiest expert's tokens over the mean, per block (1: perfectly even).
-    public var imbalance: [Double] {
-        tokensPerExpert.map { counts in
-            let mean = Double(counts.reduce(0, +)) / Double(max(1, counts.count))
-            return mean > 0 ? Double(counts.max() ?? 0) / mean : 1
-        }
+    /// The first row and row count, in the served buffers, of held expert `k`'s rows.
+    private func servedRows(_ x: ExpertActivations, _ routing: ExpertRouting, expert k: Int) -> (Int, Int) {
+        if let served = x.served { return (served.expertStart(k), served.rows(expert: k)) }
+        return (routing.starts[k], routing.starts[k + 1] - routing.starts[k])
     }
-}
 
-extension GPT {
-    /// The routing of the last forward pass of `step` (nil for a dense model).
-    public var expertStatistics: ExpertStatistics? { lastActivations.flatMap(expertStatistics) }
-
-    /// The routing `a`'s last forward pass made, over the MoE blocks it ran.
-    func expertStatistics(_ a: Activations) -> ExpertStatistics? {
-        guard let moe = spec.moe else { return nil }
-        var s = ExpertStatistics(layers: [], tokensPerExpert: [], dropped: [], chosen: [], balanceLoss: 0)
-        for (l, x) in a.experts.enumerated() {
-            guard let routing = x?.routing else { continue }
-            s.layers.append(l)
-            s.tokensPerExpert.append(routing.chosenCounts)
-            s.dropped.append(routing.dropped)
-            s.chosen.append(routing.chosen)
-            s.balance.append(routing.balanceLoss.reduce(0, +) / Float(a.batch))
-            s.balanceLoss += Float(moe.auxLossWeight) * s.balance.last!
+    /// Expert `e`'s MLP over `n` served rows from row `first`.
+    private func expertForward(_ x: ExpertActivations, layer l: Int, expert e: Int, first: Int, rows n: Int) {
+        let c = spec.dModel, h = spec.moe!.expertHidden, name = "h\(l).moe.e\(e)."
+        Linear.forward(out: x.fc.pointer + first * h, inp: x.servedInput.pointer + first * c, weight: pointer(name + "fc.w"),
+                       bias: pointer(name + "fc.b"), m: n, k: c, n: h)
+        kernel(.geluForward, n * h) {
+            GELU.forward(x.gelu.pointer + first * h, x.fc.pointer + first * h, count: n * h, tanhOut: x.geluTanh.pointer + first * h)
         }
-        return s
+        Linear.forward(out: x.servedOutput.pointer + first * c, inp: x.gelu.pointer + first * h, weight: pointer(name + "proj.w"),
+                       bias: pointer(name + "proj.b"), m: n, k: h, n: c)
     }
-}
 
-extension DistributedTrainer {
-    /// The step's routing over the global batch: each rank counts its micro-batches through its
-    /// stage's MoE blocks (every count in its block's slot, zeros elsewhere), then the counts
-    /// are summed over the data-parallel group and the replica (the plan's `routing` phase).
-    func routingStatistics() throws -> ExpertStatistics? {
-        guard let moe = configuration.model.moe else { return nil }
-        let blocks = (0..<configuration.model.layers).filter(configuration.model.isExpertLayer), width = moe.experts + 2
-        var counts = [Float](repeating: 0, count: blocks.count * width)
-        for a in microActivations {
-            guard let s = model.expertStatistics(a) else { continue }
-            for (i, l) in s.layers.enumerated() {
-                let slot = blocks.firstIndex(of: l)! * width
-                for e in 0..<moe.experts { counts[slot + e] += Float(s.tokensPerExpert[i][e]) }
-                counts[slot + moe.experts] += Float(s.dropped[i])
-                counts[slot + moe.experts + 1] += s.balance[i] * Float(a.batch)
-            }
-        }
-        if layout.dp > 1 { try groups.dp.allReduce(&counts) }
-        if layout.tp * layout.pp > 1 { try groups.replica.allReduce(&counts) }
-        let balance = blocks.indices.map { counts[$0 * width + moe.experts + 1] / Float(configuration.batch) }
-        return ExpertStatistics(layers: blocks, tokensPerExpert: blocks.indices.map { b in (0..<moe.experts).map { Int(counts[b * width + $0]) } },
-                                dropped: blocks.indices.map { Int(counts[$0 * width + moe.experts]) }, chosen: [],
-                                balanceLoss: Float(moe.auxLossWeight) * balance.reduce(0, +), balance: balance)
+    /// Backward of `expertForward`: the served rows' input gradients, and each layer's parameter
+    /// gradients through `parameters(name, dout, inp, inputWidth, outputWidth)`.
+    private func expertBackward(_ x: ExpertActivations, _ d: ExpertActivations.Scratch, layer l: Int, expert e: Int, first: Int, rows n: Int,
+                                parameters: (String, UnsafePointer<Float>, UnsafePointer<Float>, Int, Int) -> Void) {
+        let c = spec.dModel, h = spec.moe!.expertHidden, name = "h\(l).moe.e\(e)."
+        let dOut = d.servedDOutput.pointer + first * c, dHidden = d.dHidden.pointer + first * h
+        Linear.inputGradient(dinp: dHidden, dout: dOut, weight: pointer(name + "proj.w"), m: n, k: h, n: c, accumulate: false)
+        parameters(name + "proj", dOut, x.gelu.pointer + first * h, h, c)
+        // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
+        let dPre = x.gelu.pointer + first * h
+        kernel(.geluBackward, n * h) { GELU.backward(dPre, x.fc.pointer + first * h, tanh: x.geluTanh.pointer + first * h, dHidden, count: n * h) }
+        Linear.inputGradient(dinp: d.servedDInput.pointer + first * c, dout: dPre, weight: pointer(name + "fc.w"), m: n, k: c, n: h,
+                             accumulate: false)
+        parameters(name + "fc", dPre, x.servedInput.pointer + first * c, c, h)
     }
 }

@@ -58,7 +58,7 @@ extension GPT {
                                             gathered: a.gatheredNorm)
                 let out = a.residual[l + 1].pointer
                 if spec.isExpertLayer(l) {
-                    experts(a, layer: l, normed: normed2, out: out)
+                    try experts(a, layer: l, normed: normed2, out: out)
                 } else {
                     Linear.forward(out: a.fc[l].pointer, inp: normed2, weight: pointer(p + "mlp.fc.w") + r * hl * c,
                                    bias: pointer(p + "mlp.fc.b") + r * hl, m: rows, k: c, n: hl)

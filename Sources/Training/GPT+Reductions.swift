@@ -134,11 +134,13 @@ extension GPT {
     }
 
     /// A routed expert's weight and bias gradients (`name.w`, `name.b`) from its inputs' rows,
-    /// which come from the micro-batch's samples in `samples` (row ranges, in sample order). In
-    /// deterministic mode each sample's part is formed apart and the samples summed in tree order,
-    /// as for every other parameter.
-    func expertParameterGradients(_ name: String, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, samples: [Range<Int>], k: Int, n: Int) {
-        let rows = samples.last?.upperBound ?? 0, dweight = gradient(name + ".w"), dbias = gradient(name + ".b")
+    /// which come from the micro-batch's samples in `samples` (row ranges, in sample order), added
+    /// to the model's gradients or to `destination`. In deterministic mode each sample's part is
+    /// formed apart and the samples summed in tree order, as for every other parameter.
+    func expertParameterGradients(_ name: String, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, samples: [Range<Int>], k: Int, n: Int,
+                                  into destination: (weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>)? = nil) {
+        let rows = samples.last?.upperBound ?? 0
+        let dweight = destination?.weight ?? gradient(name + ".w"), dbias = destination?.bias ?? gradient(name + ".b")
         guard deterministic else {
             Linear.weightGradient(dweight: dweight, dout: dout, inp: inp, m: rows, k: k, n: n, accumulate: true)
             return kernel(.residual, rows * n) { Elementwise.addColumnSums(dbias, dout, rows: rows, columns: n) }

@@ -23,12 +23,18 @@ public final class GPT {
     let scratch = ScratchPool()
     /// Where the passes' weights come from under ZeRO-3 (nil: always in place).
     var weights: WeightSource?
+    /// Which routed experts this process computes, and whom it trades tokens with (all of them by default).
+    public var expertShard: ExpertShard
+    /// Deterministic mode under expert parallelism: takes each member's node of a block's held
+    /// experts' gradients (layer, the member's micro-batch's samples, the packed gradients).
+    var expertGradientNodes: ((_ layer: Int, _ node: Range<Int>, _ packed: FloatBuffer) -> Void)?
 
     /// Every process initialises the full parameter buffer from the same keyed streams, so a
     /// tensor-parallel shard starts from exactly the single-process values of its slice.
     public init(spec: ModelSpec, seed: UInt64, shard: TensorShard = .whole) {
         self.spec = spec
         self.shard = shard
+        expertShard = .whole(experts: spec.moe?.experts ?? 0)
         layout = ParameterLayout(spec: spec)
         // Page-backed: a rank holding part of the model (a stage, a shard) keeps only that part's pages.
         parameters = FloatBuffer(pageBackedCount: layout.count)
@@ -42,7 +48,7 @@ public final class GPT {
     /// Fresh buffers for one micro-batch (pipeline stages keep several alive at once).
     func makeActivations(batch: Int, sequence: Int) -> Activations {
         Activations(spec: spec, batch: batch, sequence: sequence, local: shard.dimensions(spec),
-                    localSequence: shard.positions(of: sequence).count)
+                    localSequence: shard.positions(of: sequence).count, expertMembers: expertShard.size)
     }
 
     /// The buffers `step` last used.

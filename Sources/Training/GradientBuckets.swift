@@ -26,11 +26,13 @@ final class GradientBuckets {
         let blockPieces: [Range<Int>]
         /// The buffer ranges of the bucket outside this rank's block: what ZeRO-2 and 3 let go.
         let others: [Range<Int>]
+        /// Who it is summed over: the data-parallel group, or (a routed expert's, under expert
+        /// parallelism) the ranks holding the same experts. A group of one moves nothing.
+        let group: Communicator
     }
 
     let buckets: [Bucket]
     let kind: CollectiveKind
-    private let group: Communicator
     private let gradients: UnsafeMutablePointer<Float>
     private var started = 0
     private var active: [(CollectiveOperation, Int)] = []
@@ -38,14 +40,17 @@ final class GradientBuckets {
     /// ranks first, then the ring across hosts).
     var algorithm = AllReduceAlgorithm.ring
     private(set) var floats = 0
+    private var collectives = 0
     /// ZeRO-2 and 3: the gradient buffer whose elements outside this rank's block are released
     /// as soon as a bucket's reduce-scatter is done.
     var releasing: FloatBuffer?
 
-    init(program: StepProgram, group: Communicator, gradients: UnsafeMutablePointer<Float>) {
+    /// `groups` gives the communicator of each bucket's group (`.data`, `.expertData`).
+    init(program: StepProgram, groups: (StepGroup) -> Communicator, gradients: UnsafeMutablePointer<Float>) {
         let sync = program.sync, tp = program.coordinates.tp
         kind = sync.kind
         buckets = sync.buckets.map { bucket in
+            let group = groups(bucket.group)
             let pieces = sync.bufferRanges(segment: bucket.segment, packed: bucket.held, tensorRank: tp)
             let block = BlockPartition(count: bucket.held.count, parts: group.size).range(group.rank)
             let blockPieces = sync.bufferRanges(segment: bucket.segment,
@@ -53,9 +58,8 @@ final class GradientBuckets {
                                                 tensorRank: tp)
             return Bucket(pieces: pieces, count: bucket.held.count, startOffset: program.plan.offsets[bucket.firstEntry],
                           afterEmbedding: bucket.afterEmbedding, staging: pieces.count > 1 ? FloatBuffer(count: bucket.held.count) : nil,
-                          block: block, blockPieces: blockPieces, others: Self.subtract(blockPieces, from: pieces))
+                          block: block, blockPieces: blockPieces, others: Self.subtract(blockPieces, from: pieces), group: group)
         }
-        self.group = group
         self.gradients = gradients
     }
 
@@ -94,7 +98,9 @@ final class GradientBuckets {
     }
 
     private func start(_ index: Int) throws {
-        let bucket = buckets[index]
+        let bucket = buckets[index], group = bucket.group
+        started += 1
+        guard group.size > 1 else { return }
         let data = packed(bucket, of: gradients)
         switch kind {
         case .reduceScatter:
@@ -106,7 +112,7 @@ final class GradientBuckets {
             active.append((algorithm == .hierarchical ? try group.startHierarchicalAllReduce(data) : try group.startAllReduce(data), index))
         }
         floats += bucket.count
-        started += 1
+        collectives += 1
     }
 
     /// Starts what is left and waits for all; returns the collectives and floats of the step.
@@ -117,8 +123,8 @@ final class GradientBuckets {
             unpack(buckets[index], into: gradients)
         }
         active.removeAll()
-        defer { started = 0; floats = 0 }
-        return (started, floats)
+        defer { started = 0; floats = 0; collectives = 0 }
+        return (collectives, floats)
     }
 
     /// ZeRO-1 and 2: all-gathers every bucket's updated `parameters` from the ranks that own each block.
@@ -129,7 +135,7 @@ final class GradientBuckets {
     /// Starts the all-gather of bucket `index` of `parameters` (this rank's block in place);
     /// `finishGather` completes it. A bucket's staging copy is its own until then.
     func startGather(_ index: Int, into parameters: UnsafeMutablePointer<Float>) throws -> CollectiveOperation {
-        try group.startAllGather(inPlace: packed(buckets[index], of: parameters))
+        try buckets[index].group.startAllGather(inPlace: packed(buckets[index], of: parameters))
     }
 
     func finishGather(_ index: Int, _ operation: CollectiveOperation, into parameters: UnsafeMutablePointer<Float>) throws {

@@ -5,7 +5,9 @@ import Collectives
 /// range, and a layout with more groups of a kind than its range holds is refused.
 enum GroupIDs {
     static let data: Range<Int32> = 1..<300
-    static let pipeline: Range<Int32> = 300..<600
+    static let pipeline: Range<Int32> = 300..<500
+    static let expert: Range<Int32> = 500..<550
+    static let expertData: Range<Int32> = 550..<600
     static let embedding: Range<Int32> = 600..<800
     static let replica: Range<Int32> = 800..<900
     static let tensor: Range<Int32> = 900..<1024

@@ -59,6 +59,12 @@ final class OrderedGradients {
         if given < pieces.count { forming[node] = (buffer, given) } else { insert(node, buffer) }
     }
 
+    /// Takes `packed` (this accumulator's ranges, packed; it becomes the accumulator's) as the partial sum over `node`.
+    func add(node: Range<Int>, packed: FloatBuffer) {
+        precondition(packed.count == count && pieces.count == 1, "a packed node holds every range of a one-chunk accumulator")
+        insert(node, packed)
+    }
+
     private func insert(_ node: Range<Int>, _ buffer: FloatBuffer) {
         guard let parent = tree.parent(of: node), let (left, right) = tree.children(of: parent),
               let sibling = nodes.removeValue(forKey: node == left ? right : left) else {

@@ -25,21 +25,30 @@ extension DistributedTrainer {
     func checkReplicas(step: Int) throws {
         // Under ZeRO-3 no two replicas hold the same parameters between passes: nothing to compare.
         guard layout.dp > 1, zero < 3 else { return }
+        // Under expert parallelism the routed experts are compared among the ranks holding the same ones.
+        let mine = ranges(stage: stage, shard: coordinates.tp, counted: false)
+        let routed = { (range: Range<Int>) in self.layout.ep > 1 && self.model.layout.entry(containing: range.lowerBound).parameter.expert != nil }
+        try compareReplicas(mine.filter { !routed($0) }, over: groups.dp, step: step)
+        if let holders = groups.expertData, holders.size > 1 { try compareReplicas(mine.filter(routed), over: holders, step: step) }
+    }
+
+    /// Throws `replicasDiverged` naming the members of `group` whose copies of `ranges` differ from the majority's.
+    private func compareReplicas(_ ranges: [Range<Int>], over group: Communicator, step: Int) throws {
         var crc: UInt32 = 0
-        for range in ranges(stage: stage, shard: coordinates.tp, counted: false) {
+        for range in ranges {
             crc = CRC32C.checksum(UnsafeRawBufferPointer(start: model.parameters.pointer + range.lowerBound, count: range.count * 4), continuing: crc)
         }
         let mine = ExactFloats.pieces(UInt64(crc), count: 2)
-        var all = [Float](repeating: 0, count: 2 * layout.dp)
-        try mine.withUnsafeBufferPointer { input in try all.withUnsafeMutableBufferPointer { try groups.dp.allGather(input, into: $0) } }
-        let hashes = (0..<layout.dp).map { ExactFloats.value(all[(2 * $0)..<(2 * $0 + 2)]) }
+        var all = [Float](repeating: 0, count: 2 * group.size)
+        try mine.withUnsafeBufferPointer { input in try all.withUnsafeMutableBufferPointer { try group.allGather(input, into: $0) } }
+        let hashes = (0..<group.size).map { ExactFloats.value(all[(2 * $0)..<(2 * $0 + 2)]) }
         guard Set(hashes).count > 1 else { return }
         // The majority is presumed right; without one (two replicas), every replica is suspect.
         let counts = Dictionary(hashes.map { ($0, 1) }, uniquingKeysWith: +)
         let best = counts.values.max()!
         let majority = counts.filter { $0.value == best }.count == 1 ? counts.first { $0.value == best }!.key : nil
-        let suspects = (0..<layout.dp).filter { majority == nil || hashes[$0] != majority }
-        throw TrainingFault.replicasDiverged(step: step + 1, ranks: try suspects.map { try groups.dp.worldRank($0) })
+        let suspects = (0..<group.size).filter { majority == nil || hashes[$0] != majority }
+        throw TrainingFault.replicasDiverged(step: step + 1, ranks: try suspects.map { try group.worldRank($0) })
     }
 
     /// Fails the step when the global gradient norm is NaN or infinite (every rank sees the
