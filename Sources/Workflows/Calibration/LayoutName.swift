@@ -4,22 +4,23 @@ import Parallelism
 /// Layouts written compactly, as `dp2pp2`, `tp2`, `dp1`: degrees in any order, unnamed ones 1;
 /// then, as `fleet train` takes them, `v2` (the interleaved schedule, two chunks per stage:
 /// `pp2v2`), `gpipe`, `m8` (micro-batches; pipelines get 2·pp by default, as `fleet train`
-/// gives them), `z1` (ZeRO stage) and `sp` (sequence parallel): `dp2pp2m8gpipe`, `dp2z1`, `tp2sp`.
+/// gives them), `z1` (ZeRO stage) and `sp` (sequence parallel): `dp2pp2m8gpipe`, `dp2z1`, `tp2sp`;
+/// `ep2` splits a mixture of experts' experts over two of the dp ranks: `dp4ep2`.
 public enum LayoutName {
     public static func parse(_ text: String) throws -> ParallelLayout {
-        var values = ["dp": 1, "tp": 1, "pp": 1, "v": 1, "z": 0]
+        var values = ["dp": 1, "tp": 1, "pp": 1, "ep": 1, "v": 1, "z": 0]
         var microbatches: Int?, gpipe = false, sequenceParallel = false
         var rest = Substring(text.lowercased())
         guard !rest.isEmpty else { throw FleetError("an empty layout name; write e.g. dp2pp2") }
         func unreadable() -> FleetError {
-            FleetError("cannot read layout '\(text)': write degrees like dp2pp2, tp2 or dp1 (dp, tp, pp followed by a number), "
+            FleetError("cannot read layout '\(text)': write degrees like dp2pp2, tp2, dp2ep2 or dp1 (dp, tp, pp, ep followed by a number), "
                        + "then optionally v2 (interleaved chunks per stage), gpipe, m8 (micro-batches), z1 (ZeRO stage) or sp (sequence parallel)")
         }
         while !rest.isEmpty {
             if rest.hasPrefix("gpipe") { gpipe = true; rest = rest.dropFirst(5); continue }
             if rest.hasPrefix("sp") { sequenceParallel = true; rest = rest.dropFirst(2); continue }
-            let key = ["dp", "tp", "pp"].first { rest.hasPrefix($0) } ?? String(rest.prefix(1))
-            guard ["dp", "tp", "pp", "v", "m", "z"].contains(key) else { throw unreadable() }
+            let key = ["dp", "tp", "pp", "ep"].first { rest.hasPrefix($0) } ?? String(rest.prefix(1))
+            guard ["dp", "tp", "pp", "ep", "v", "m", "z"].contains(key) else { throw unreadable() }
             rest = rest.dropFirst(key.count)
             let digits = rest.prefix { $0.isNumber }
             rest = rest.dropFirst(digits.count)
@@ -30,7 +31,7 @@ public enum LayoutName {
         if gpipe && v > 1 { throw FleetError("layout '\(text)' asks for both gpipe and interleaving (v\(v)); choose one") }
         return ParallelLayout(dp: values["dp"]!, tp: values["tp"]!, pp: pp, microbatches: microbatches ?? ParallelLayout.defaultMicrobatches(pp: pp),
                               schedule: v > 1 ? .interleaved : gpipe ? .gpipe : .oneFOneB, virtualStages: v, zeroStage: values["z"]!,
-                              sequenceParallel: sequenceParallel)
+                              sequenceParallel: sequenceParallel, ep: values["ep"]!)
     }
 
     public static func name(_ layout: ParallelLayout) -> String {
@@ -38,6 +39,7 @@ public enum LayoutName {
         if layout.dp > 1 || (layout.tp == 1 && layout.pp == 1) { parts.append("dp\(layout.dp)") }
         if layout.tp > 1 { parts.append("tp\(layout.tp)") }
         if layout.pp > 1 { parts.append("pp\(layout.pp)") }
+        if layout.ep > 1 { parts.append("ep\(layout.ep)") }
         if layout.schedule == .interleaved { parts.append("v\(layout.virtualStages)") }
         if layout.microbatches != ParallelLayout.defaultMicrobatches(pp: layout.pp) { parts.append("m\(layout.microbatches)") }
         if layout.schedule == .gpipe { parts.append("gpipe") }
@@ -57,6 +59,7 @@ public enum LayoutName {
         }
         if layout.zeroStage > 0 { arguments += ["--zero", "\(layout.zeroStage)"] }
         if layout.sequenceParallel { arguments.append("--sequence-parallel") }
+        if layout.ep > 1 { arguments += ["--ep", "\(layout.ep)"] }
         return arguments
     }
 

@@ -23,7 +23,9 @@ public enum TrainingRecord {
             // Switch's balance per block (1: even), and the weighted sum of them the objective adds.
             fields += [("expert_tokens", e.tokensPerExpert), ("expert_imbalance", e.imbalance.max() ?? 1),
                        ("dropped_tokens", e.dropped.reduce(0, +)), ("expert_balance", e.balance.map(Double.init)),
-                       ("balance_loss", Double(e.balanceLoss))]
+                       ("balance_loss", Double(e.balanceLoss)),
+                       // Expert parallelism's all-to-alls on this rank (none without --ep).
+                       ("alltoalls", b!.traffic.expertExchanges), ("alltoall_bytes", b!.traffic.expertFloats * 4)]
         }
         if let v = m.validationLoss { fields.append(("val_loss", Double(v))) }
         return fields

@@ -14,6 +14,7 @@ public enum TrainingText {
         }
         if let e = b?.experts {
             line += String(format: "  experts: busiest %.2f× the mean, %d dropped", e.imbalance.max() ?? 1, e.dropped.reduce(0, +))
+            if let b, b.traffic.expertExchanges > 0 { line += String(format: ", all-to-all %.1f ms", b.expertSeconds * 1000) }
         }
         if let v = m.validationLoss { line += String(format: "  val %.4f", v) }
         return line
