@@ -96,4 +96,21 @@ final class ExpertParallelPricingTests: XCTestCase {
         XCTAssertEqual(ParallelLayout(dp: 8, ep: 4).description, "dp8·ep4")
         XCTAssertEqual(DeviceMesh(dp: 8, tp: 2, pp: 1, ep: 4).epGroup(of: 9), [9, 11, 13, 15], "dp 4…7 of tensor shard 1")
     }
+
+    /// The routed experts' gradients are summed over the ranks holding the same experts: with ep = dp
+    /// nobody else does, and their buckets take no time (the dense ones still cross the dp group).
+    func testExpertBucketsAreSummedOverTheirHolders() throws {
+        var text = try String(contentsOfFile: EngineTests.scenarios + "/mixtral-8x7b-expert-parallel.yaml", encoding: .utf8)
+        text = text.replacingOccurrences(of: "nodes: 8", with: "nodes: 2").replacingOccurrences(of: "ep: 4,", with: "ep: 8,")
+        text = text.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("sweep:") }.joined(separator: "\n")
+        let s = try ScenarioReader(path: "mixtral.yaml", text: text).read().base
+        XCTAssertEqual(s.layout.dp, 8)
+        let report = StepSimulator(scenario: s).run()
+        let program = StepProgram(plan: ShardPlan(model: s.model, layout: s.layout, zero: s.zero), rank: 0,
+                                  options: StepOptions(batch: s.batch, sequence: s.sequence, bytesPerElement: s.precision.bytes, bucketBytes: Int(s.bucketBytes)))
+        let buckets = report.spans.filter { $0.lane == "data-parallel" && $0.name.hasPrefix("bucket ") && $0.stage == 0 }
+        XCTAssertEqual(buckets.count, program.sync.buckets.count)
+        XCTAssertEqual(buckets.filter { $0.end > $0.start }.count, program.sync.buckets.filter { $0.group == .data }.count)
+        XCTAssertGreaterThan(program.sync.buckets.filter { $0.group == .expertData }.count, 0)
+    }
 }

@@ -114,15 +114,18 @@ final class CheckpointTests: FleetProcessTestCase {
         }
     }
 
-    /// gpt-tiny-moe's experts are parameters like any other: saved by dp2·pp2 over ZeroMQ, resumed by
-    /// one process bitwise; and the model generates from its weights.
+    /// gpt-tiny-moe's experts are parameters like any other: saved by dp2·ep2·pp2 over ZeroMQ (each
+    /// expert by its holder in the first expert-parallel group), resumed by one process and by ep4
+    /// bitwise; and the model generates from its weights.
     func testMixtureOfExpertsResumesAcrossLayoutsAndGenerates() throws {
         let exact = ["train", "gpt-tiny-moe", "--steps", "20", "--seq", "64", "--json", "--eval-batches", "1", "--deterministic"]
         let straight = steps(try run(exact + ["--save", directory + "/moe.w"]))
-        let saved = directory + "/moe-dp2pp2"
-        _ = steps(try run(exact + ["--dp", "2", "--pp", "2", "--checkpoint-dir", saved, "--stop-at", "10"], ranks: 4))
+        let saved = directory + "/moe-dp2ep2pp2"
+        _ = steps(try run(exact + ["--dp", "2", "--ep", "2", "--pp", "2", "--checkpoint-dir", saved, "--stop-at", "10"], ranks: 4))
         let resumed = steps(try run(exact + ["--resume-from", saved]))
-        for step in 11...20 { XCTAssertEqual(resumed[step], straight[step], "gpt-tiny-moe dp2·pp2 → one process: step \(step)") }
+        for step in 11...20 { XCTAssertEqual(resumed[step], straight[step], "gpt-tiny-moe dp2·ep2·pp2 → one process: step \(step)") }
+        let spread = steps(try run(exact + ["--dp", "4", "--ep", "4", "--resume-from", saved], ranks: 4))
+        for step in 11...20 { XCTAssertEqual(spread[step], straight[step], "gpt-tiny-moe dp2·ep2·pp2 → dp4·ep4: step \(step)") }
         let generated = try FleetProcess.fleet(["generate", "--weights", directory + "/moe.w", "--tokens", "40", "--prompt", "ROMEO:"])
         XCTAssertEqual(generated.status, 0, generated.output)
         XCTAssertTrue(generated.stdout.hasPrefix("ROMEO:") && generated.stdout.count > 30, generated.output)

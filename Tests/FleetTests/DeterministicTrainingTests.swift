@@ -71,11 +71,13 @@ final class DeterministicTrainingTests: FleetProcessTestCase {
         try assertBitwiseEqual(Self.tiny, layouts: [["--tp", "2", "--pp", "2", "--sequence-parallel"]], mpi: false)
     }
 
-    /// Mixture of experts: routing per token and per sequence, experts' gradients per sample in tree order.
+    /// Mixture of experts: routing per token and per sequence, experts' gradients per sample in tree order;
+    /// under expert parallelism the tokens cross the group by all-to-all and each expert's gradient is
+    /// joined from its members' micro-batch nodes.
     func testMixtureOfExpertsLayoutsAreBitwiseTheSingleProcessRun() throws {
         let moe = ["train", "gpt-tiny-moe", "--deterministic", "--steps", "20", "--json", "--eval-batches", "2"]
-        try assertBitwiseEqual(moe, layouts: [["--dp", "2"], ["--dp", "2", "--pp", "2"]], mpi: true)
-        try assertBitwiseEqual(moe, layouts: [["--dp", "2"], ["--dp", "2", "--pp", "2", "--zero", "3"]], mpi: false)
+        try assertBitwiseEqual(moe, layouts: [["--dp", "2"], ["--dp", "2", "--pp", "2"], ["--dp", "2", "--ep", "2"], ["--dp", "4", "--ep", "2"]], mpi: true)
+        try assertBitwiseEqual(moe, layouts: [["--dp", "2", "--ep", "2"], ["--dp", "2", "--pp", "2", "--zero", "3"], ["--dp", "4", "--ep", "2"]], mpi: false)
     }
 
     func testGPTSmallLayoutsAreBitwiseTheSingleProcessRun() throws {
