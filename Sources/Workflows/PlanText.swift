@@ -12,13 +12,20 @@ public enum PlanText {
             + "\(layout.microbatches) micro-batch(es) of \(batch / layout.dp / layout.microbatches) per pipeline, schedule \(schedule.kind.rawValue)"
             + (schedule.virtualStages > 1 ? " with \(schedule.virtualStages) chunks per stage" : ""))
         lines.append("")
-        let table = Table(columns: [("rank", 4), ("dp", 3), ("tp", 3), ("pp", 3), ("layers", 8), ("dp group", 12), ("tp group", 12), ("pp group", 12)])
+        // Under expert parallelism: each rank's expert-parallel group and the routed experts it holds.
+        let experts = layout.ep > 1 ? [("ep group", 12), ("experts", 8)] : []
+        let table = Table(columns: [("rank", 4), ("dp", 3), ("tp", 3), ("pp", 3), ("layers", 8), ("dp group", 12), ("tp group", 12), ("pp group", 12)] + experts)
         lines.append(table.header())
+        let plan = programs.first?.plan
         for rank in 0..<mesh.worldSize {
             let c = mesh.coordinates(of: rank)
             let layers = stages[c.pp].map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)–\($0.upperBound - 1)" }.joined(separator: ",")
-            lines.append(table.row(["\(rank)", "\(c.dp)", "\(c.tp)", "\(c.pp)", layers,
-                                    "\(mesh.dpGroup(of: rank))", "\(mesh.tpGroup(of: rank))", "\(mesh.ppGroup(of: rank))"]))
+            var row = [String(rank), "\(c.dp)", "\(c.tp)", "\(c.pp)", layers, "\(mesh.dpGroup(of: rank))", "\(mesh.tpGroup(of: rank))", "\(mesh.ppGroup(of: rank))"]
+            if let plan, layout.ep > 1 {
+                let held = plan.heldExperts(expertRank: c.dp % layout.ep)
+                row += ["\(mesh.epGroup(of: rank))", held.count == 1 ? "\(held.lowerBound)" : "\(held.lowerBound)–\(held.upperBound - 1)"]
+            }
+            lines.append(table.row(row))
         }
         lines.append("")
         lines.append("schedule (per stage, one step):")
@@ -45,15 +52,21 @@ public enum PlanText {
         return lines
     }
 
-    /// One line per rank: what its step program runs and moves (the ops are in --json).
+    /// One line per rank: what its step program runs and moves (the ops are in --json). Under
+    /// expert parallelism "dp MiB" includes the experts' buckets over their holders, and "a2a MiB"
+    /// is the tokens' all-to-alls at the balanced load.
     static func summary(_ programs: [StepProgram]) -> String {
-        let table = Table(columns: [("rank", 4), ("ops", 6), ("GFLOP", 9), ("tp MiB", 8), ("dp MiB", 8), ("pp MiB", 8), ("buckets", 7), ("updates", 11)])
+        let experts = (programs.first?.plan.layout.ep ?? 1) > 1
+        let table = Table(columns: [("rank", 4), ("ops", 6), ("GFLOP", 9), ("tp MiB", 8), ("dp MiB", 8), ("pp MiB", 8)] + (experts ? [("a2a MiB", 8)] : [])
+                          + [("buckets", 7), ("updates", 11)])
         var lines = ["step program per rank (fleet plan --json lists every op):", table.header()]
         for p in programs {
             let totals = p.totals
             let mib = { (bytes: Bytes?) in String(format: "%.2f", (bytes ?? .zero).mebibytes) }
+            let data = (totals.collectiveBytes[.data] ?? .zero) + (totals.collectiveBytes[.expertData] ?? .zero)
             lines.append(table.row(["\(p.rank)", "\(p.ops.count)", String(format: "%.3f", totals.flops.gigaFLOPs), mib(totals.collectiveBytes[.tensor]),
-                                    mib(totals.collectiveBytes[.data]), mib(totals.sentBytes), "\(p.sync.buckets.count)", "\(totals.updated)"]))
+                                    mib(data), mib(totals.sentBytes)] + (experts ? [mib(totals.collectiveBytes[.expert])] : [])
+                                   + ["\(p.sync.buckets.count)", "\(totals.updated)"]))
         }
         return lines.joined(separator: "\n")
     }

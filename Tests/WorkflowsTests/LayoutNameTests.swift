@@ -12,7 +12,9 @@ final class LayoutNameTests: XCTestCase {
         XCTAssertEqual(try LayoutName.parse("dp2z1"), ParallelLayout(dp: 2, zeroStage: 1))
         XCTAssertEqual(try LayoutName.parse("tp2sp"), ParallelLayout(tp: 2, sequenceParallel: true))
         XCTAssertEqual(LayoutName.trainArguments(try LayoutName.parse("tp2pp2sp")).suffix(1), ["--sequence-parallel"])
-        for name in ["dp1", "dp2", "tp2", "dp2pp2", "pp2v2", "dp2pp2v2m2", "pp4m4gpipe", "dp2z1", "dp2tp2pp2m2z1", "tp2sp", "dp2tp2pp2z1sp"] {
+        XCTAssertEqual(try LayoutName.parse("dp4ep2"), ParallelLayout(dp: 4, ep: 2))
+        XCTAssertEqual(LayoutName.trainArguments(try LayoutName.parse("dp4ep2")).suffix(2), ["--ep", "2"])
+        for name in ["dp1", "dp2", "tp2", "dp2pp2", "pp2v2", "dp2pp2v2m2", "pp4m4gpipe", "dp2z1", "dp2tp2pp2m2z1", "tp2sp", "dp2tp2pp2z1sp", "dp4pp2ep2"] {
             XCTAssertEqual(LayoutName.name(try LayoutName.parse(name)), name, "round trip")
         }
         XCTAssertEqual(LayoutName.trainArguments(try LayoutName.parse("dp2pp2v2z1")),
