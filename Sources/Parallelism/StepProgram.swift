@@ -96,7 +96,7 @@ public struct StepProgram: Sendable {
         // Each unit's gathers are worked out once, not again for every pass of every micro-batch.
         let units = [ParameterUnit.embeddings, .head] + chunks.flatMap { $0.map { ParameterUnit.layer($0) } }
         let unitGathers = plan.zero >= 3 && dataParallel ? Dictionary(uniqueKeysWithValues: units.map { unit in
-            (unit, sync.buckets(for: unit).map { index -> StepOp in
+            (unit, sync.buckets(for: unit).filter { GradientSync.member(of: sync.buckets[$0], dataParallelRank: coordinates.dp, layout: layout).size > 1 }.map { index -> StepOp in
                 .collective(.allGather, group: sync.buckets[index].group,
                             bytes: Bytes(elements: Self.block(sync.buckets[index], dataParallelRank: coordinates.dp, layout: layout).count, of: bytes))
             })
@@ -167,13 +167,16 @@ public struct StepProgram: Sendable {
         // replica beside the rest, then over the expert-parallel group (each holds other experts).
         let experts = layout.ep > 1
         if zero { update.append(.collective(.allReduce, group: .data, bytes: 4)) }
+        if zero && experts && layout.dp > layout.ep { update.append(.collective(.allReduce, group: .expertData, bytes: 4)) }
         if layout.tp * layout.pp > 1 { update.append(.collective(.allReduce, group: .replica, bytes: experts ? 8 : 4)) }
         if experts { update.append(.collective(.allReduce, group: .expert, bytes: 4)) }
         func owned(_ bucket: GradientSync.Bucket) -> Int { block(bucket, dataParallelRank: dataParallelRank, layout: layout).count }
         update.append(.optimizer(parameters: zero ? sync.buckets.reduce(0) { $0 + owned($1) } : sync.heldElements))
-        // ZeRO-1 and 2 hand the updated blocks round; under ZeRO-3 they stay sharded until a pass gathers them.
+        // ZeRO-1 and 2 hand the updated blocks round (not those of experts no other rank holds); under
+        // ZeRO-3 they stay sharded until a pass gathers them.
         if zero && plan.zero < 3 {
-            update += sync.buckets.map { .collective(.allGather, group: $0.group, bytes: Bytes(elements: owned($0), of: bytes)) }
+            update += sync.buckets.filter { GradientSync.member(of: $0, dataParallelRank: dataParallelRank, layout: layout).size > 1 }
+                .map { .collective(.allGather, group: $0.group, bytes: Bytes(elements: owned($0), of: bytes)) }
         }
         return update
     }

@@ -2,7 +2,8 @@ import Collectives
 import OpLog
 import Tensor
 
-/// ZeRO (Rajbhandari et al. 2020): the optimizer state is sharded over the dp group. Each rank
+/// ZeRO (Rajbhandari et al. 2020): the optimizer state is sharded over the dp group (a routed
+/// expert's, under expert parallelism, over the ranks holding it: each bucket's group). Each rank
 /// reduce-scatters the gradients, updates only its block of the parameters with only its
 /// block of Adam's moments, and (stages 1 and 2) all-gathers the updated parameters.
 final class ShardedOptimizerState {
@@ -39,13 +40,24 @@ extension DistributedTrainer {
             // then the reduce-scatters the backward pass has not started yet.
             (scatters, floats) = try synchronizeGradients()
             // Norm over this rank's blocks (each parameter counted once per replica), summed over dp, then over the replica.
-            var local: Double = 0
+            // Under expert parallelism the routed experts' blocks are summed over their holders instead,
+            // then over the expert-parallel group (each member holds other experts).
+            var local: Double = 0, routed: Double = 0
             Self.intersect(state.blocks.map(\.range), ranges(stage: stage, shard: coordinates.tp, counted: true)) { part, _ in
-                for i in part { let g = Double(model.gradients.pointer[i]); local += g * g }
+                var sum: Double = 0
+                for i in part { let g = Double(model.gradients.pointer[i]); sum += g * g }
+                if layout.ep > 1 && model.layout.entry(containing: part.lowerBound).parameter.expert != nil { routed += sum } else { local += sum }
             }
-            var total = [Float(local)]
+            var total = [Float(local)], experts = [Float(routed)]
             try groups.dp.allReduce(&total)
+            if let holders = groups.expertData { try holders.allReduce(&experts) }
+            if layout.ep > 1 { total.append(experts[0]) }
             try groups.replica.allReduce(&total)
+            if let group = groups.expert {
+                experts = [total[1]]
+                try group.allReduce(&experts)
+                total[0] += experts[0]
+            }
             norm = total[0].squareRoot()
         }
         let clip = configuration.gradientClip

@@ -13,10 +13,6 @@ import Workload
 extension GPT {
     /// Refuses layouts the trainer cannot run a mixture of experts in (the simulator prices them all).
     public static func checkExperts(_ layout: ParallelLayout, model: ModelSpec) throws {
-        if layout.ep > 1 && layout.zeroStage >= 1 {
-            throw ParallelLayout.Invalid.reason("fleet's trainer does not shard the optimizer state (ZeRO-\(layout.zeroStage)) under expert parallelism (--ep \(layout.ep)) yet; "
-                + "drop --zero, or simulate the layout with fleet simulate (layout.ep and zero in a scenario)")
-        }
         guard model.moe != nil, layout.tp > 1 else { return }
         throw ParallelLayout.Invalid.reason("\(model.name)'s experts are not split by tensor parallelism in fleet's trainer (--tp \(layout.tp)"
             + (layout.sequenceParallel ? " with --sequence-parallel" : "") + "); train it with --dp, --ep and --pp, or simulate the layout with fleet simulate")

@@ -36,12 +36,14 @@ final class ExpertParallelTests: XCTestCase {
     /// predicts, and resident in memory no more than that.
     func testEachRankHoldsOnlyItsExperts() throws {
         let c = InProcessTraining.configuration(deterministic: false, model: moe)
-        for layout in [ParallelLayout(dp: 4), ParallelLayout(dp: 4, ep: 2), ParallelLayout(dp: 4, ep: 4)] {
-            let modelled = MemoryModel.stages(model: moe, layout: layout, zero: 0, microbatchSequences: 1, sequence: c.sequence,
+        for layout in [ParallelLayout(dp: 4), ParallelLayout(dp: 4, ep: 2), ParallelLayout(dp: 4, ep: 4),
+                       ParallelLayout(dp: 4, zeroStage: 1, ep: 2), ParallelLayout(dp: 4, zeroStage: 3, ep: 2)] {
+            let modelled = MemoryModel.stages(model: moe, layout: layout, zero: layout.zeroStage, microbatchSequences: 1, sequence: c.sequence,
                                               precision: .fp32, recompute: .none, inFlight: [])
                 .map { $0.weights + $0.gradients + $0.optimizer }.max()!
             for (rank, step) in try firstStep(layout, model: moe).enumerated() {
-                XCTAssertEqual(Double(step.state.held), modelled, accuracy: 1, "\(layout) rank \(rank)")
+                // ZeRO's blocks are whole elements, the first ranks' one larger per bucket.
+                XCTAssertEqual(Double(step.state.held), modelled, accuracy: max(1, modelled * 1e-3), "\(layout) rank \(rank)")
                 XCTAssertLessThanOrEqual(Double(step.state.resident), Double(step.state.held) * 1.03 + 256 * 1024, "\(layout) rank \(rank)")
             }
         }
@@ -71,15 +73,10 @@ final class ExpertParallelTests: XCTestCase {
         XCTAssertLessThan(steps[0].result.traffic.dataFloats, plain[0].result.traffic.dataFloats)
     }
 
-    func testZeROWithExpertParallelismIsRefused() {
-        let c = InProcessTraining.configuration(deterministic: false, model: moe)
-        let results = LocalFabric.run(worldSize: 2, timeout: .seconds(30)) { transport in
-            _ = try DistributedTrainer(configuration: c, layout: ParallelLayout(dp: 2, zeroStage: 1, ep: 2), transport: transport, corpus: .builtIn())
-        }
-        for result in results {
-            XCTAssertThrowsError(try result.get()) { error in
-                XCTAssertTrue("\(error)".contains("ZeRO-1") && "\(error)".contains("--ep 2") && "\(error)".contains("drop --zero"), "\(error)")
-            }
-        }
+    /// ZeRO shards a routed expert's state over the ranks holding it (each bucket's group): still bitwise.
+    func testZeROWithExpertParallelismIsBitwiseOneProcess() throws {
+        try InProcessTraining.assertBitwiseOneProcess([ParallelLayout(dp: 4, zeroStage: 1, ep: 2), ParallelLayout(dp: 4, zeroStage: 3, ep: 2),
+                                                       ParallelLayout(dp: 2, pp: 2, microbatches: 2, zeroStage: 2, ep: 2)], model: moe)
+        try InProcessTraining.assertCloseToOneProcess([ParallelLayout(dp: 4, zeroStage: 2, ep: 2)], model: moe)
     }
 }

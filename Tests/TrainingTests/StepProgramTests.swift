@@ -140,6 +140,8 @@ final class StepProgramTests: XCTestCase {
         // Expert parallelism: the all-to-alls around the experts, the experts' buckets over their holders.
         try assertRanThePlan(ParallelLayout(dp: 4, ep: 2), model: moe)
         try assertRanThePlan(ParallelLayout(dp: 2, pp: 2, microbatches: 2, ep: 2), model: moe)
+        try assertRanThePlan(ParallelLayout(dp: 4, zeroStage: 3, ep: 2), model: moe)
+        try assertRanThePlan(ParallelLayout(dp: 4, zeroStage: 1, ep: 4), model: moe)
         // The experts' products are the only ones marked routed, and together take every kept token.
         let step = try recordedStep(ParallelLayout(), model: moe)[0]
         let routed = step.ran.filter(\.routed)
