@@ -54,10 +54,11 @@ public enum MemoryModel {
             // ZeRO shards over the ranks holding the same parameters: dp for the dense ones, dp/ep for routed experts.
             let sharded = (local - experts) / dp + experts / max(1, dp / Double(layout.ep))
             let optimizerBytes = (precision == .fp32 ? 8.0 : 12.0)
-            let (sq, b, h, a) = (Double(sequence), Double(microbatchSequences), Double(model.dModel), Double(model.heads))
+            // Context parallelism: this rank's 1/cp of each sequence's positions, whose scores rows still span the whole sequence.
+            let (sq, b, h, a) = (Double(sequence / max(1, layout.cp)), Double(microbatchSequences), Double(model.dModel), Double(model.heads))
             // Korthikanti et al. 2022: sbh(10 + 24/t + 5as/(ht)) bytes a layer at 2 bytes an element; sequence
             // parallelism splits the 10 too, sbh(34 + 5as/h)/t. Full recomputation keeps each layer's input.
-            let attention = flashAttention ? 0 : 5 * a * sq / h
+            let attention = flashAttention ? 0 : 5 * a * Double(sequence) / h
             let sp = layout.sequenceParallel && layout.tp > 1
             let perLayer = recompute == .full ? 2 * sq * b * h / (sp ? tp : 1)
                 : sq * b * h * (sp ? (34 + attention) / tp : 10 + (24 + attention) / tp) * bytes / 2

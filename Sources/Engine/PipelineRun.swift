@@ -59,6 +59,8 @@ struct PipelineRun {
         var work: Work, start: SimTime, remaining: Double, tail: SimTime, meetings: Int, version: Int
         /// Expert parallelism's all-to-alls inside the pass.
         var exchanges = SimTime.zero
+        /// Context parallelism's ring traffic the pass's attention did not hide.
+        var ring = SimTime.zero
         /// ZeRO-3's weight gathers the pass waits for (not hidden behind its compute).
         var gathers = SimTime.zero
     }
@@ -123,11 +125,11 @@ struct PipelineRun {
     /// Starts `work` of kernels on `stage`, followed by `tail` of tensor-parallel communication
     /// (`meetings` all-reduces, each of which may wait for a descheduled peer).
     private mutating func compute(_ stage: Int, _ what: Work, work: SimTime, tail: SimTime = .zero, meetings: Int = 0, gathers: SimTime = .zero,
-                                  exchanges: SimTime = .zero) {
+                                  exchanges: SimTime = .zero, ring: SimTime = .zero) {
         settle()
         // reschedule() gives the phase its version (and every running phase a new one).
         computing[stage] = Phase(work: what, start: queue.now, remaining: work.seconds, tail: tail, meetings: meetings, version: 0, exchanges: exchanges,
-                                 gathers: gathers)
+                                 ring: ring, gathers: gathers)
         reschedule()
     }
 
@@ -187,7 +189,8 @@ struct PipelineRun {
         breakdown[stage].tensorParallel += phase.tail
         breakdown[stage].dataParallelExposed += phase.gathers
         breakdown[stage].expertAllToAll += phase.exchanges
-        let end = now + phase.tail + phase.gathers + phase.exchanges
+        breakdown[stage].contextParallel += phase.ring
+        let end = now + phase.tail + phase.gathers + phase.exchanges + phase.ring
         if recordsSpans { spans.append(StepReport.Span(stage: stage, name: phase.work.name, lane: "compute", start: phase.start, end: end)) }
         queue.schedule(.wake(stage: stage), at: end)
     }
@@ -209,16 +212,16 @@ struct PipelineRun {
                 position[stage] += 1
                 let pass = cost.chunks[c]
                 return compute(stage, .pass(action), work: pass.forward, tail: pass.tensorForward, meetings: pass.tensorSyncs.forward,
-                               gathers: pass.exposedGathers(pass.gatherForward, compute: pass.forward), exchanges: pass.expertForward)
+                               gathers: pass.exposedGathers(pass.gatherForward, compute: pass.forward), exchanges: pass.expertForward, ring: pass.ringForward)
             case let .backward(_, c):
                 position[stage] += 1
                 let pass = cost.chunks[c]
                 if lastBackwards[stage].contains(index) {
-                    let expected = SimTime(seconds: pass.backward.seconds * slowdown(stage)) + pass.tensorBackward + pass.expertBackward
+                    let expected = SimTime(seconds: pass.backward.seconds * slowdown(stage)) + pass.tensorBackward + pass.expertBackward + pass.ringBackward
                     startBuckets(stage, chunk: c, backwardStart: now, backward: expected)
                 }
                 return compute(stage, .pass(action), work: pass.backward, tail: pass.tensorBackward, meetings: pass.tensorSyncs.backward,
-                               gathers: pass.exposedGathers(pass.gatherBackward, compute: pass.backward), exchanges: pass.expertBackward)
+                               gathers: pass.exposedGathers(pass.gatherBackward, compute: pass.backward), exchanges: pass.expertBackward, ring: pass.ringBackward)
             case .sendActivation, .sendGradient:
                 position[stage] += 1
                 let message = action.message!, to = schedule.stage(ofVirtual: message.to)

@@ -197,7 +197,7 @@ public struct ScenarioReader {
             scenario.flashAttention = value
         }
 
-        let layout = try mapping(required(top, "layout", "the scenario"), "layout", allowed: ["dp", "tp", "pp", "ep", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "sequence_parallel"])
+        let layout = try mapping(required(top, "layout", "the scenario"), "layout", allowed: ["dp", "tp", "pp", "ep", "cp", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "sequence_parallel"])
         for (key, value) in layout.pairs { try apply(key, value, to: &scenario) }
 
         if let node = top["collectives"] {
@@ -352,7 +352,7 @@ public struct ScenarioReader {
             + "use ring, halving-doubling, hierarchical or auto, or zero: 0"
     }
 
-    static let sweepable = ["dp", "tp", "pp", "ep", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "sequence_parallel",
+    static let sweepable = ["dp", "tp", "pp", "ep", "cp", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "sequence_parallel",
                             "batch", "nodes", "device"]
 
     /// Sets one layout (or sweepable) value.
@@ -364,6 +364,7 @@ public struct ScenarioReader {
         case "tp": scenario.layout.tp = try int(value, key, minimum: 1)
         case "pp": scenario.layout.pp = try int(value, key, minimum: 1)
         case "ep": scenario.layout.ep = try int(value, key, minimum: 1)
+        case "cp": scenario.layout.cp = try int(value, key, minimum: 1)
         case "microbatches": scenario.layout.microbatches = try int(value, key, minimum: 1)
         case "schedule":
             scenario.layout.schedule = try choice(value, key, PipelineSchedule.Kind.allCases)

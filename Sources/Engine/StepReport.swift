@@ -10,6 +10,8 @@ public struct StepReport: Sendable {
         public var tensorParallel = SimTime.zero
         /// A mixture of experts' token all-to-alls over the expert-parallel group (inside the passes, not overlapped).
         public var expertAllToAll = SimTime.zero
+        /// Context parallelism's ring attention traffic the attention kernels did not hide.
+        public var contextParallel = SimTime.zero
         /// Waiting for pipeline activations and gradients: the bubble and transfers.
         public var pipelineWait = SimTime.zero
         /// Data-parallel gradient communication left after the backward pass.
@@ -74,7 +76,7 @@ public struct StepReport: Sendable {
     /// efficiency, bandwidth or latency far outside any real machine's) saturated.
     public var problem: String? {
         let b = breakdown
-        let parts = [stepTime, b.compute, b.tensorParallel, b.expertAllToAll, b.pipelineWait, b.dataParallelExposed, b.optimizer, b.checkpoint, b.dataStall]
+        let parts = [stepTime, b.compute, b.tensorParallel, b.expertAllToAll, b.contextParallel, b.pipelineWait, b.dataParallelExposed, b.optimizer, b.checkpoint, b.dataStall]
         guard parts.contains(where: \.isSaturated) else { return nil }
         return String(format: "the simulated step would last more than %.0e s (%.1f years): check the device's efficiency and peak, and the "
                       + "bandwidths and latencies of its links and storage", SimTime.limit.seconds, SimTime.limit.seconds / 31_557_600)

@@ -18,6 +18,10 @@ final class StepPricing {
         let gathers: [(forward: [(group: StepGroup, block: Bytes)], backward: [(group: StepGroup, block: Bytes)])]
         /// Expert parallelism's all-to-alls per pass, as the bytes each member hands in.
         let exchanges: [(forward: [Double], backward: [Double])]
+        /// Context parallelism's ring collectives per pass (K/V gathered; backward their gradients
+        /// reduce-scattered), whole buffers, and the attention FLOPs of the pass they overlap.
+        let ring: [(forward: [TensorCollective], backward: [TensorCollective])]
+        let attention: [(forward: FLOPs, backward: FLOPs)]
         let held: Double
         let buckets: [Double]
     }
@@ -27,7 +31,7 @@ final class StepPricing {
     /// an expert-parallel group (numbered by its block of data-parallel indices and its shard), or
     /// the ranks holding the same experts (numbered by their position in their expert-parallel group and shard).
     struct GroupKey: Hashable {
-        enum Kind: Hashable { case tensor, data, expert, expertData }
+        enum Kind: Hashable { case tensor, data, expert, expertData, context }
         let kind: Kind, index: Int, stage: Int, bytes: Double, part: Int
     }
 
@@ -86,6 +90,18 @@ final class StepPricing {
             }
             return count
         }
+        func ringCollectives(_ ops: [StepOp]) -> [TensorCollective] {
+            ops.compactMap { op in
+                guard case let .collective(kind, .context, bytes) = op else { return nil }
+                return TensorCollective(kind: kind, bytes: (kind == .allGather ? bytes * layout.cp : bytes).value)
+            }
+        }
+        func attentionFLOPs(_ ops: [StepOp]) -> FLOPs {
+            ops.reduce(.zero) { total, op in
+                guard case let .kernel(kind, _, flops) = op, kind == .attentionForward || kind == .attentionBackward else { return total }
+                return total + flops
+            }
+        }
         func exchangeBytes(_ ops: [StepOp]) -> [Double] {
             ops.compactMap { if case let .collective(.allToAll, .expert, bytes) = $0 { return bytes.value } else { return nil } }
         }
@@ -102,6 +118,8 @@ final class StepPricing {
                              meetings: chunkWork.map { (meetings($0.forward), meetings($0.backward)) },
                              gathers: chunkWork.map { (gatherBytes($0.forward), gatherBytes($0.backward)) },
                              exchanges: chunkWork.map { (exchangeBytes($0.forward), exchangeBytes($0.backward)) },
+                             ring: chunkWork.map { (ringCollectives($0.forward), ringCollectives($0.backward)) },
+                             attention: chunkWork.map { (attentionFLOPs($0.forward), attentionFLOPs($0.backward)) },
                              held: Double(plan.heldElements(stage: stage)),
                              buckets: program.sync.buckets.map { Double($0.held.count) * Double(s.precision.bytes) })
         stages[stage] = work
@@ -140,7 +158,7 @@ extension StepSimulator {
     /// data-parallel buckets; its optimizer step (and ZeRO all-gather).
     func stageCosts(pipeline which: (dp: Int, tp: Int), pricing: StepPricing) -> [StageCost] {
         let s = scenario, layout = s.layout, mesh = layout.mesh
-        let tokens = Double(s.batch / layout.dp / layout.microbatches * s.sequence), bytes = Double(s.precision.bytes)
+        let tokens = Double(layout.sequencesPerMicrobatch(batch: s.batch) * s.sequence / layout.cp), bytes = Double(s.precision.bytes)
         let c = Double(s.model.dModel), recompute = s.recompute == .full ? 1.0 : 0.0
         return (0..<layout.pp).map { index in
             let work = pricing.stage(index), rank = mesh.rank(dp: which.dp, tp: which.tp, pp: index)
@@ -207,6 +225,23 @@ extension StepSimulator {
                 pass.expertExchanges = exchanges.forward + exchanges.backward
                 pass.expertForward = exchanges.forward.reduce(.zero) { $0 + exchange($1) }
                 pass.expertBackward = exchanges.backward.reduce(.zero) { $0 + exchange($1) }
+                // Context parallelism: the ring's K/V traffic runs beside the attention kernels; only
+                // what outlasts them (their share of the pass's compute) holds the pass up.
+                let ring = work.ring[chunk], cpGroup = mesh.cpGroup(of: rank)
+                func ringTime(_ op: StepPricing.TensorCollective) -> SimTime {
+                    let key = StepPricing.GroupKey(kind: .context, index: which.dp / layout.cp * layout.tp + which.tp, stage: index, bytes: op.bytes,
+                                                   part: op.kind == .allGather ? 7 : 8)
+                    return pricing.collective(key) {
+                        timedCollective(op.part, cpGroup, bytes: op.bytes, algorithm: .ring, what: "ring attention \(op.name)", into: &$0)
+                    }
+                }
+                func exposed(_ ops: [StepPricing.TensorCollective], compute: SimTime, attention: FLOPs, of total: FLOPs) -> SimTime {
+                    let busy = total > .zero ? compute.seconds * attention.count / total.count : 0
+                    return SimTime(seconds: max(0, ops.reduce(.zero) { $0 + ringTime($1) }.seconds - busy))
+                }
+                pass.ringCollectives = ring.forward + ring.backward
+                pass.ringForward = exposed(ring.forward, compute: pass.forward, attention: work.attention[chunk].forward, of: flops.forward)
+                pass.ringBackward = exposed(ring.backward, compute: pass.backward, attention: work.attention[chunk].backward, of: flops.backward)
                 cost.chunks.append(pass)
             }
             // Data parallelism: this stage's buckets, in the order the backward pass finishes them.
@@ -282,6 +317,14 @@ extension StepSimulator {
                         for from in group { for to in group where to != from {
                             ledger.add(Message(from: from, to: to, bytes: bytes / Double(layout.ep)), times: layout.microbatches)
                         } }
+                    }
+                }
+            }
+            // Context parallelism: each ring collective's ring over the group, once per micro-batch.
+            if layout.cp > 1 {
+                for pass in cost.chunks {
+                    for op in pass.ringCollectives {
+                        ledger.ring(mesh.cpGroup(of: gpus[index]), bytes: op.bytes, times: layout.microbatches, halfRing: true)
                     }
                 }
             }

@@ -29,6 +29,9 @@ public struct StepSimulator {
         /// Expert parallelism: each all-to-all's bytes (all a member hands in), and their times in a forward and a backward pass.
         var expertExchanges: [Double] = []
         var expertForward = SimTime.zero, expertBackward = SimTime.zero
+        /// Context parallelism: the ring's collectives, and what of them a forward and a backward pass's attention cannot hide.
+        var ringCollectives: [StepPricing.TensorCollective] = []
+        var ringForward = SimTime.zero, ringBackward = SimTime.zero
         /// ZeRO-3: each unit's weight all-gather in a forward and a backward pass, in the order used.
         var gatherForward: [SimTime] = [], gatherBackward: [SimTime] = []
 
@@ -59,7 +62,7 @@ public struct StepSimulator {
 
     func run(pipeline which: (dp: Int, tp: Int), pricing: StepPricing, everyPipeline: Bool = false) -> StepReport {
         let s = scenario, layout = s.layout, model = s.model, mesh = layout.mesh
-        let microSequences = s.batch / layout.dp / layout.microbatches
+        let microSequences = layout.sequencesPerMicrobatch(batch: s.batch)
         let representative = (0..<layout.pp).map { mesh.rank(dp: which.dp, tp: which.tp, pp: $0) }
         let plan = pricing.plan
         // Each representative rank's step, from the one plan the trainer runs.
@@ -128,7 +131,7 @@ public struct StepSimulator {
         let makespan = (pipeline.finish.max() ?? .zero).seconds
         var totalIdle = 0.0, scheduleTime = 0.0
         for b in pipeline.breakdown {
-            let passes = (b.compute + b.tensorParallel + b.expertAllToAll).seconds
+            let passes = (b.compute + b.tensorParallel + b.expertAllToAll + b.contextParallel).seconds
             let idle = max(0, makespan - passes - (b.dataParallelExposed + b.optimizer).seconds)
             totalIdle += idle
             scheduleTime += idle + passes

@@ -9,19 +9,31 @@ public struct DeviceMesh: Sendable, Hashable, Codable {
     public let pp: Int
     /// Expert parallelism: consecutive groups of `ep` data-parallel indices split the experts.
     public let ep: Int
+    /// Context parallelism: consecutive groups of `cp` data-parallel indices split each sequence.
+    public let cp: Int
 
     public struct Coordinates: Sendable, Hashable, Codable, CustomStringConvertible {
         public let dp: Int, tp: Int, pp: Int
         public var description: String { "dp\(dp) tp\(tp) pp\(pp)" }
     }
 
-    public init(dp: Int, tp: Int, pp: Int, ep: Int = 1) {
+    public init(dp: Int, tp: Int, pp: Int, ep: Int = 1, cp: Int = 1) {
         // ep dividing dp is the layout's check (with a message); a mesh only needs positive sizes.
-        precondition(dp > 0 && tp > 0 && pp > 0 && ep > 0, "mesh dimensions must be positive")
+        precondition(dp > 0 && tp > 0 && pp > 0 && ep > 0 && cp > 0, "mesh dimensions must be positive")
         self.dp = dp
         self.tp = tp
         self.pp = pp
         self.ep = ep
+        self.cp = cp
+    }
+
+    private enum CodingKeys: String, CodingKey { case dp, tp, pp, ep, cp }
+
+    /// Meshes written before context parallelism existed read as without it.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(dp: try c.decode(Int.self, forKey: .dp), tp: try c.decode(Int.self, forKey: .tp), pp: try c.decode(Int.self, forKey: .pp),
+                  ep: try c.decodeIfPresent(Int.self, forKey: .ep) ?? 1, cp: try c.decodeIfPresent(Int.self, forKey: .cp) ?? 1)
     }
 
     public var worldSize: Int { dp * tp * pp }
@@ -45,6 +57,13 @@ public struct DeviceMesh: Sendable, Hashable, Codable {
     public func epGroup(of rank: Int) -> [Int] {
         let c = coordinates(of: rank), first = c.dp / ep * ep
         return (first..<min(dp, first + ep)).map { self.rank(dp: $0, tp: c.tp, pp: c.pp) }
+    }
+
+    /// Ranks that split the same sequences' positions and pass K/V blocks round a ring (ring
+    /// attention): `cp` consecutive data-parallel indices, same tensor shard and stage.
+    public func cpGroup(of rank: Int) -> [Int] {
+        let c = coordinates(of: rank), first = c.dp / cp * cp
+        return (first..<min(dp, first + cp)).map { self.rank(dp: $0, tp: c.tp, pp: c.pp) }
     }
 
     /// Ranks holding the same experts: the members of every expert-parallel group at this rank's

@@ -21,10 +21,14 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
     /// Expert parallelism: each group of `ep` data-parallel ranks splits a mixture of experts'
     /// experts among its members and trades tokens with all-to-alls (ep divides dp).
     public var ep: Int
+    /// Context parallelism (ring attention): each group of `cp` data-parallel ranks holds 1/cp of
+    /// the positions of the same sequences; K/V blocks travel around the group's ring (cp divides dp,
+    /// so a layout with cp needs only dp/cp sequences' worth of batch per step where dp needs dp).
+    public var cp: Int
 
     public init(dp: Int = 1, tp: Int = 1, pp: Int = 1, microbatches: Int = 1,
                 schedule: PipelineSchedule.Kind = .oneFOneB, virtualStages: Int = 1, zeroStage: Int = 0,
-                sequenceParallel: Bool = false, ep: Int = 1) {
+                sequenceParallel: Bool = false, ep: Int = 1, cp: Int = 1) {
         self.dp = dp
         self.tp = tp
         self.pp = pp
@@ -34,11 +38,12 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
         self.zeroStage = zeroStage
         self.sequenceParallel = sequenceParallel
         self.ep = ep
+        self.cp = cp
     }
 
-    private enum CodingKeys: String, CodingKey { case dp, tp, pp, microbatches, schedule, virtualStages, zeroStage, sequenceParallel, ep }
+    private enum CodingKeys: String, CodingKey { case dp, tp, pp, microbatches, schedule, virtualStages, zeroStage, sequenceParallel, ep, cp }
 
-    /// Layouts written before sequence and expert parallelism existed read as without them.
+    /// Layouts written before sequence, expert and context parallelism existed read as without them.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(dp: try c.decode(Int.self, forKey: .dp), tp: try c.decode(Int.self, forKey: .tp), pp: try c.decode(Int.self, forKey: .pp),
@@ -46,16 +51,23 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
                   virtualStages: try c.decodeIfPresent(Int.self, forKey: .virtualStages) ?? 1,
                   zeroStage: try c.decodeIfPresent(Int.self, forKey: .zeroStage) ?? 0,
                   sequenceParallel: try c.decodeIfPresent(Bool.self, forKey: .sequenceParallel) ?? false,
-                  ep: try c.decodeIfPresent(Int.self, forKey: .ep) ?? 1)
+                  ep: try c.decodeIfPresent(Int.self, forKey: .ep) ?? 1, cp: try c.decodeIfPresent(Int.self, forKey: .cp) ?? 1)
     }
 
+    /// Groups of ranks that hold different sequences (dp/cp): the batch is split over them.
+    public var dataShards: Int { max(1, dp / max(1, cp)) }
+
+    /// Sequences in one micro-batch of one rank's pipeline (whole sequences; under context
+    /// parallelism the rank holds 1/cp of each one's positions).
+    public func sequencesPerMicrobatch(batch: Int) -> Int { batch / dataShards / max(1, microbatches) }
+
     public var worldSize: Int { dp * tp * pp }
-    public var mesh: DeviceMesh { DeviceMesh(dp: dp, tp: tp, pp: pp, ep: ep) }
+    public var mesh: DeviceMesh { DeviceMesh(dp: dp, tp: tp, pp: pp, ep: ep, cp: cp) }
 
     /// `dp2·tp2`, `pp4`, `pp2·v2` (interleaved, two chunks per stage), `dp4·z3` (ZeRO-3), `tp2·sp`
     /// (sequence parallel), `single process`.
     public var description: String {
-        var parts = [("dp", dp), ("ep", ep), ("tp", tp), ("pp", pp)].filter { $0.1 > 1 }.map { "\($0.0)\($0.1)" }
+        var parts = [("dp", dp), ("ep", ep), ("cp", cp), ("tp", tp), ("pp", pp)].filter { $0.1 > 1 }.map { "\($0.0)\($0.1)" }
         if sequenceParallel { parts.append("sp") }
         if schedule == .interleaved { parts.append("v\(virtualStages)") }
         if zeroStage > 0 && dp > 1 { parts.append("z\(zeroStage)") }
@@ -83,9 +95,22 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
             try fail("\(model.name)'s expert width \(moe.expertHidden) is not divisible by --tp \(tp)")
         }
         if pp > model.layers { try fail("--pp \(pp) asks for more pipeline stages than \(model.name) has layers (\(model.layers))") }
-        if batch % dp != 0 { try fail("the global batch of \(batch) sequences is not divisible by --dp \(dp)") }
-        if (batch / dp) % microbatches != 0 {
-            let perRank = batch / dp
+        if cp < 1 { try fail("--cp must be at least 1 (got \(cp))") }
+        if cp > 1 {
+            if dp % cp != 0 {
+                try fail("context parallelism splits the sequences of each group of --cp \(cp) data-parallel ranks among them, so --cp must divide --dp \(dp)")
+            }
+            if ep > 1 { try fail("context parallelism (--cp \(cp)) and expert parallelism (--ep \(ep)) together are not modelled yet; use one of them") }
+            if let sequence, sequence % cp != 0 {
+                try fail("--cp \(cp) gives each rank of a group an equal block of every sequence, which \(sequence) tokens do not make; use a sequence length that is a multiple of \(cp)")
+            }
+        }
+        if batch % dataShards != 0 {
+            try fail("the global batch of \(batch) sequences is not divisible by --dp \(dp)" + (cp > 1 ? " / --cp \(cp) = \(dataShards) groups holding different sequences"
+                : batch < dp ? "; with fewer sequences than ranks, split each sequence over a context-parallel group (--cp, layout.cp) so only dp/cp groups need their own" : ""))
+        }
+        if (batch / dataShards) % microbatches != 0 {
+            let perRank = batch / dataShards
             let fits = (1...min(microbatches, max(perRank, 1))).last { perRank % $0 == 0 } ?? 1
             try fail("each data-parallel rank gets \(perRank) sequences, which \(microbatches) micro-batches do not divide; "
                      + "use \(fits) micro-batches or another divisor of \(perRank) (--microbatches; fleet's default is 2 × --pp)")

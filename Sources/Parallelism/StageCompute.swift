@@ -9,7 +9,11 @@ import Workload
 /// norm's output is all-gathered before the split products, the sums are reduce-scattered, the
 /// residual's gradient is all-gathered before each row-parallel backward (and before the
 /// embeddings'), each norm's output is gathered again for the weight gradients that read it,
-/// and the norms' parameter gradients are all-reduced over the group.
+/// and the norms' parameter gradients are all-reduced over the group. Under context parallelism
+/// (ring attention) the rank holds 1/cp of each sequence's positions: its queries meet every
+/// key, so each attention gathers the group's K/V blocks round the ring (overlapped with the
+/// scores) and its backward gathers them again and passes their gradients back round
+/// (a reduce-scatter); scores are counted as a dense square as everywhere in the plan.
 struct StageCompute {
     let model: ModelSpec
     let tp: Int
@@ -20,6 +24,8 @@ struct StageCompute {
     /// Expert parallelism: the group splitting the experts, and the busiest expert's load over the balanced one.
     var ep = 1
     var hotExpert = 1.0
+    /// Context parallelism: the ring's size (`sequence` is then this rank's positions of each sequence).
+    var cp = 1
 
     var rows: Int { sequences * sequence }
     /// Rows of the regions outside the split products this rank holds (1/tp of each sequence
@@ -30,8 +36,16 @@ struct StageCompute {
     var c: Int { model.dModel }
     private var qkvSections: [Int] { [c, model.kvHeads * model.headSize, model.kvHeads * model.headSize] }
     private var mlpSections: [Int] { model.gatedMLP ? [model.mlpHidden, model.mlpHidden] : [model.mlpHidden] }
-    /// Score elements of this rank's heads (the whole T×T square).
-    private var scores: Int { sequences * (model.heads / tp) * sequence * sequence }
+    /// Score elements of this rank's heads (its queries' rows of the whole T×T square).
+    private var scores: Int { sequences * (model.heads / tp) * sequence * sequence * cp }
+    /// Ring attention: this rank's K and V block, gathered round the context-parallel group.
+    private var keyValues: [StepOp] {
+        cp > 1 ? [.collective(.allGather, group: .context, bytes: bytes(rows * 2 * model.kvHeads * model.headSize / tp))] : []
+    }
+    /// Backward, the K and V blocks' gradients summed round the ring back to their ranks (the whole buffer, as plans count a reduce-scatter).
+    private var keyValueGradients: [StepOp] {
+        cp > 1 ? [.collective(.reduceScatter, group: .context, bytes: bytes(cp * rows * 2 * model.kvHeads * model.headSize / tp))] : []
+    }
     func bytes(_ elements: Int) -> Bytes { Bytes(elements: elements, of: bytesPerElement) }
     /// The sum of a split product over the group: all-reduced, or reduce-scattered to the held rows.
     var tensorSum: StepOp {
@@ -77,6 +91,7 @@ struct StageCompute {
             ops += gather(.layer(l))
             ops += normForward
             ops += forwardProducts(sections: qkvSections, k: c)
+            ops += keyValues
             // Scores (q·kᵀ) and mixing (p·v): 2·head size each per score element.
             ops.append(.kernel(.attentionForward, elements: scores, flops: FLOPs(4 * headSize * Double(scores))))
             ops += rowParallel(k: c / tp)
@@ -153,7 +168,9 @@ struct StageCompute {
             ops += sequenceGather
             ops.append(.matmul(GEMMShape(m: rows, n: c / tp, k: c)))
             ops += rowParameterGradients(k: c / tp)
+            ops += keyValues
             ops.append(.kernel(.attentionBackward, elements: scores, flops: FLOPs(8 * headSize * Double(scores))))
+            ops += keyValueGradients
             ops += columnInputGradient(sections: qkvSections)
             ops += sequenceGather
             ops += parameterGradients(sections: qkvSections, k: c)
@@ -172,7 +189,8 @@ struct StageCompute {
 extension StageCompute {
     /// One micro-batch of `layout`'s pipeline under `options`, on one tensor-parallel rank.
     init(model: ModelSpec, layout: ParallelLayout, options: StepOptions) {
-        self.init(model: model, tp: layout.tp, sequences: options.batch / layout.dp / layout.microbatches, sequence: options.sequence,
-                  bytesPerElement: options.bytesPerElement, sequenceParallel: layout.sequenceParallel, ep: layout.ep, hotExpert: options.hotExpert)
+        self.init(model: model, tp: layout.tp, sequences: layout.sequencesPerMicrobatch(batch: options.batch), sequence: options.sequence / layout.cp,
+                  bytesPerElement: options.bytesPerElement, sequenceParallel: layout.sequenceParallel, ep: layout.ep, hotExpert: options.hotExpert,
+                  cp: layout.cp)
     }
 }

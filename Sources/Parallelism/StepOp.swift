@@ -58,6 +58,8 @@ public enum StepGroup: String, Sendable, Hashable, Codable, CaseIterable {
     case expert
     /// The ranks holding the same experts, one per expert-parallel group (their gradient buckets).
     case expertData = "expert_data"
+    /// The context-parallel group (ring attention's K/V blocks and their gradients).
+    case context
 }
 
 /// A collective operation's kind, by the names plans, traces and recordings share.

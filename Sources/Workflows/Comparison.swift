@@ -118,7 +118,7 @@ public struct ComparisonRow {
     public var simulatedCompute: Double { simulated.breakdown.compute.seconds + simulated.breakdown.optimizer.seconds }
     public var simulatedCommunication: Double {
         let b = simulated.breakdown
-        return (b.tensorParallel + b.expertAllToAll + b.dataParallelExposed).seconds
+        return (b.tensorParallel + b.expertAllToAll + b.contextParallel + b.dataParallelExposed).seconds
     }
     public var simulatedBubble: Double { simulated.breakdown.pipelineWait.seconds }
     public var measuredStep: Double { measured.map { StepLogs.median($0.steps) } ?? .nan }

@@ -49,7 +49,7 @@ public enum PlanRecord {
     /// with the attention scores stored (no FlashAttention), activations for the passes the
     /// schedule keeps in flight at its peak.
     public static func memory(spec: ModelSpec, layout: ParallelLayout, report: ScheduleReport, options: StepOptions) -> [MemoryEstimate] {
-        MemoryModel.stages(model: spec, layout: layout, zero: layout.zeroStage, microbatchSequences: options.batch / layout.dp / layout.microbatches,
+        MemoryModel.stages(model: spec, layout: layout, zero: layout.zeroStage, microbatchSequences: layout.sequencesPerMicrobatch(batch: options.batch),
                            sequence: options.sequence, precision: .fp32, recompute: options.recompute ? .full : .none, flashAttention: false,
                            inFlight: report.peakInFlightActivations)
     }

@@ -96,7 +96,7 @@ enum FuzzCase {
         guard step.isFinite, step > 0 else { return "step time \(step)" }
         let b = r.breakdown
         let parts: [(String, Double)] = [("compute", b.compute.seconds), ("tensor", b.tensorParallel.seconds), ("expert all-to-all", b.expertAllToAll.seconds),
-                                         ("pipeline wait", b.pipelineWait.seconds),
+                                         ("ring attention", b.contextParallel.seconds), ("pipeline wait", b.pipelineWait.seconds),
                                          ("dp exposed", b.dataParallelExposed.seconds), ("optimizer", b.optimizer.seconds),
                                          ("checkpoint", b.checkpoint.seconds), ("data stall", b.dataStall.seconds)]
         for (name, value) in parts where !value.isFinite || value < 0 { return "\(name) \(value)" }

@@ -13,7 +13,7 @@ public enum SimulationRecord {
             let b = r.breakdown
             fields += [("scenario", s.name), ("model", s.model.name), ("gpus", s.gpus), ("layout", s.layout.description),
                        ("step_s", r.stepTime.seconds), ("tokens_per_s", r.tokensPerSecond), ("mfu", r.mfu),
-                       ("compute_s", b.compute.seconds), ("tensor_parallel_s", b.tensorParallel.seconds), ("alltoall_s", b.expertAllToAll.seconds),
+                       ("compute_s", b.compute.seconds), ("tensor_parallel_s", b.tensorParallel.seconds), ("alltoall_s", b.expertAllToAll.seconds), ("context_s", b.contextParallel.seconds),
                        ("pipeline_wait_s", b.pipelineWait.seconds), ("bubble_fraction", r.bubbleFraction),
                        ("dp_exposed_s", b.dataParallelExposed.seconds), ("optimizer_s", b.optimizer.seconds),
                        ("checkpoint_stall_s", b.checkpoint.seconds), ("data_stall_s", b.dataStall.seconds),

@@ -84,6 +84,7 @@ public enum SimulationText {
         line("compute", b.compute)
         line("tensor-parallel", b.tensorParallel)
         if s.layout.ep > 1 { line("expert all-to-all", b.expertAllToAll) }
+        if s.layout.cp > 1 { line("ring attention", b.contextParallel, "   (the K/V ring traffic its attention kernels did not hide)") }
         line("pipeline wait", b.pipelineWait, String(format: "   (bubble: %.1f %% of all stages' time)", r.bubbleFraction * 100))
         line("dp exposed", b.dataParallelExposed)
         line("optimizer", b.optimizer)
