@@ -20,6 +20,9 @@ struct LayoutOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Expert-parallel ranks, carved from --dp: each group of this many dp ranks splits a mixture of experts' experts and trades tokens by all-to-all.")
     var ep: Int = 1
 
+    @Option(parsing: .unconditional, help: "Context-parallel ranks (ring attention), carved from --dp: each group of this many dp ranks splits the same sequences' positions (fleet plan and fleet simulate; the trainer refuses it).")
+    var cp: Int = 1
+
     @Option(parsing: .unconditional, help: "Micro-batches per step on each pipeline.")
     var microbatches: Int?
 
@@ -42,7 +45,7 @@ struct LayoutOptions: ParsableArguments {
     static let degreeLimit = 1 << 20
 
     func validate() throws {
-        for (flag, value) in [("--dp", dp), ("--tp", tp), ("--pp", pp), ("--ep", ep), ("--microbatches", microbatches ?? 1), ("--virtual-stages", virtualStages ?? 1)]
+        for (flag, value) in [("--dp", dp), ("--tp", tp), ("--pp", pp), ("--ep", ep), ("--cp", cp), ("--microbatches", microbatches ?? 1), ("--virtual-stages", virtualStages ?? 1)]
             where !(1...Self.degreeLimit).contains(value) {
             throw ValidationError("\(flag) must be between 1 and \(Self.degreeLimit) (got \(value))")
         }
@@ -51,7 +54,7 @@ struct LayoutOptions: ParsableArguments {
     var layout: ParallelLayout {
         ParallelLayout(dp: dp, tp: tp, pp: pp, microbatches: microbatches ?? ParallelLayout.defaultMicrobatches(pp: pp), schedule: schedule,
                        virtualStages: virtualStages ?? ParallelLayout.defaultVirtualStages(schedule), zeroStage: zero,
-                       sequenceParallel: sequenceParallel, ep: ep)
+                       sequenceParallel: sequenceParallel, ep: ep, cp: cp)
     }
 }
 

@@ -82,7 +82,7 @@ struct Train: ParsableCommand {
         let layout = layoutOptions.layout
         try layout.validate(model: configuration.model, batch: configuration.batch, sequence: configuration.sequence,
                             worldSize: Settings.current.isWorker ? nil : layout.worldSize)
-        try GPT.checkExperts(layout, model: configuration.model)
+        try DistributedTrainer.checkRunnable(layout, model: configuration.model)
         if configuration.deterministic {
             try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch,
                                         sequence: configuration.sequence)

@@ -133,7 +133,7 @@ public final class DistributedTrainer {
         try configuration.validate()
         try layout.validate(model: configuration.model, batch: configuration.batch, sequence: configuration.sequence,
                             worldSize: transport.worldSize)
-        try GPT.checkExperts(layout, model: configuration.model)
+        try Self.checkRunnable(layout, model: configuration.model)
         if configuration.deterministic {
             try DeterministicMode.check(layout, model: configuration.model, batch: configuration.batch, sequence: configuration.sequence)
         }
@@ -198,6 +198,15 @@ public final class DistributedTrainer {
                 expertGradients[layer] = joined
                 joined.add(node: node, packed: packed)
             }
+        }
+    }
+
+    /// Refuses layouts the plan and the simulator describe but this trainer does not run, saying what to use.
+    public static func checkRunnable(_ layout: ParallelLayout, model: ModelSpec) throws {
+        try GPT.checkExperts(layout, model: model)
+        if layout.cp > 1 {
+            throw ParallelLayout.Invalid.reason("context parallelism (--cp \(layout.cp), ring attention) is priced by fleet simulate (layout.cp in a scenario) and shown by fleet plan, "
+                + "but fleet's trainer does not split sequences over ranks yet; train with --dp, --tp (and --sequence-parallel) or --pp")
         }
     }
 

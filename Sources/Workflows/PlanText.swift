@@ -9,12 +9,14 @@ public enum PlanText {
         let schedule = layout.pipeline, mesh = layout.mesh, stages = layout.stageLayers(model: spec)
         var lines: [String] = []
         lines.append("plan: \(spec.name) on \(layout) = \(layout.worldSize) ranks, global batch \(batch), "
-            + "\(layout.microbatches) micro-batch(es) of \(batch / layout.dp / layout.microbatches) per pipeline, schedule \(schedule.kind.rawValue)"
+            + "\(layout.microbatches) micro-batch(es) of \(layout.sequencesPerMicrobatch(batch: batch))\(layout.cp > 1 ? " sequences (1/\(layout.cp) of each one's positions a rank)" : "") per pipeline, schedule \(schedule.kind.rawValue)"
             + (schedule.virtualStages > 1 ? " with \(schedule.virtualStages) chunks per stage" : ""))
         lines.append("")
         // Under expert parallelism: each rank's expert-parallel group and the routed experts it holds.
-        let experts = layout.ep > 1 ? [("ep group", 12), ("experts", 8)] : []
-        let table = Table(columns: [("rank", 4), ("dp", 3), ("tp", 3), ("pp", 3), ("layers", 8), ("dp group", 12), ("tp group", 12), ("pp group", 12)] + experts)
+        // Under context parallelism: the group sharing each sequence's positions.
+        let experts = layout.ep > 1 ? [("ep group", 12), ("experts", 8)] : [], context = layout.cp > 1 ? [("cp group", 12)] : []
+        let table = Table(columns: [("rank", 4), ("dp", 3), ("tp", 3), ("pp", 3), ("layers", 8), ("dp group", 12), ("tp group", 12), ("pp group", 12)]
+                          + experts + context)
         lines.append(table.header())
         let plan = programs.first?.plan
         for rank in 0..<mesh.worldSize {
@@ -25,6 +27,7 @@ public enum PlanText {
                 let held = plan.heldExperts(expertRank: c.dp % layout.ep)
                 row += ["\(mesh.epGroup(of: rank))", held.count == 1 ? "\(held.lowerBound)" : "\(held.lowerBound)–\(held.upperBound - 1)"]
             }
+            if layout.cp > 1 { row.append("\(mesh.cpGroup(of: rank))") }
             lines.append(table.row(row))
         }
         lines.append("")
