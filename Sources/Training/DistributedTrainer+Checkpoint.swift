@@ -65,14 +65,12 @@ extension DistributedTrainer {
     func checkpointSlices() -> [(slice: CheckpointSlice, source: UnsafePointer<Float>)] {
         var pieces: [(CheckpointKind, Range<Int>, UnsafePointer<Float>)] = []
         let counted = ranges(stage: stage, shard: coordinates.tp, counted: true)
-        if coordinates.dp < layout.ep || coordinates.dp == 0 {
-            for range in firstReplicaRanges(counted) {
-                // Under ZeRO-3 each block's owner saves its parameters (below): no rank holds them all.
-                if zero < 3 { pieces.append((.parameters, range, UnsafePointer(model.parameters.pointer + range.lowerBound))) }
-                if shardedState == nil {
-                    pieces.append((.firstMoment, range, UnsafePointer(firstMoment.pointer + range.lowerBound)))
-                    pieces.append((.secondMoment, range, UnsafePointer(secondMoment.pointer + range.lowerBound)))
-                }
+        for range in firstReplicaRanges(counted) {
+            // Under ZeRO-3 each block's owner saves its parameters (below): no rank holds them all.
+            if zero < 3 { pieces.append((.parameters, range, UnsafePointer(model.parameters.pointer + range.lowerBound))) }
+            if shardedState == nil {
+                pieces.append((.firstMoment, range, UnsafePointer(firstMoment.pointer + range.lowerBound)))
+                pieces.append((.secondMoment, range, UnsafePointer(secondMoment.pointer + range.lowerBound)))
             }
         }
         if let state = shardedState {

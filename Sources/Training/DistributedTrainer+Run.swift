@@ -176,7 +176,8 @@ extension DistributedTrainer {
     }
 
     /// Collects every stage's and shard's parameters (of the first data-parallel replica, and
-    /// under expert parallelism the first expert-parallel group's routed experts) on the reporting rank, which then holds the whole model; other ranks send theirs.
+    /// under expert parallelism the first expert-parallel group's routed experts) on the
+    /// reporting rank, which then holds the whole model; other ranks send theirs.
     public func gatherParameters() throws {
         // ZeRO-3: every data-parallel rank first hands its blocks round, and the weights stay (the run is over).
         try withWholeParameters(keep: true) {}

@@ -288,9 +288,11 @@ extension DistributedTrainer {
     func globalGradientNorm() throws -> Float {
         var local: Double = 0, routed: Double = 0
         for range in ranges(stage: stage, shard: coordinates.tp, counted: true) {
-            var sum: Double = 0
-            for i in range { let g = Double(model.gradients.pointer[i]); sum += g * g }
-            if layout.ep > 1 && model.layout.entry(containing: range.lowerBound).parameter.expert != nil { routed += sum } else { local += sum }
+            let isRouted = layout.ep > 1 && model.layout.entry(containing: range.lowerBound).parameter.expert != nil
+            for i in range {
+                let g = Double(model.gradients.pointer[i])
+                if isRouted { routed += g * g } else { local += g * g }
+            }
         }
         var total = layout.ep > 1 ? [Float(local), Float(routed)] : [Float(local)]
         try groups.replica.allReduce(&total)

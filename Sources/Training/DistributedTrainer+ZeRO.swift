@@ -44,9 +44,11 @@ extension DistributedTrainer {
             // then over the expert-parallel group (each member holds other experts).
             var local: Double = 0, routed: Double = 0
             Self.intersect(state.blocks.map(\.range), ranges(stage: stage, shard: coordinates.tp, counted: true)) { part, _ in
-                var sum: Double = 0
-                for i in part { let g = Double(model.gradients.pointer[i]); sum += g * g }
-                if layout.ep > 1 && model.layout.entry(containing: part.lowerBound).parameter.expert != nil { routed += sum } else { local += sum }
+                let isRouted = layout.ep > 1 && model.layout.entry(containing: part.lowerBound).parameter.expert != nil
+                for i in part {
+                    let g = Double(model.gradients.pointer[i])
+                    if isRouted { routed += g * g } else { local += g * g }
+                }
             }
             var total = [Float(local)], experts = [Float(routed)]
             try groups.dp.allReduce(&total)

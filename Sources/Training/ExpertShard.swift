@@ -31,9 +31,6 @@ public final class ExpertShard {
         self.group = group
     }
 
-    /// The member holding expert `e`.
-    func holder(of e: Int) -> Int { e / held.count }
-
     /// Sends `counts[r]` floats of `input` (blocks in member order) to member r and returns what
     /// came from each, in member order, in `output` — timed and counted as one exchange.
     @discardableResult

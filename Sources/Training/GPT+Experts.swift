@@ -6,7 +6,7 @@ import Workload
 /// An MoE block's feed-forward half (`ModelSpec.moe`), in place of the dense MLP: the router
 /// (a bias-free linear layer to one logit per expert), top-k routing (`ExpertRouting`), each
 /// expert's GELU MLP over the tokens sent to it, and the gate-weighted sum back per token.
-/// Under expert parallelism (`experts`) the dispatched rows go to their expert's holder and
+/// Under expert parallelism (`expertShard`) the dispatched rows go to their expert's holder and
 /// the outputs come back (`GPT+ExpertExchange`); routing and combining stay on the token's own
 /// rank. The experts' products are logged as routed (`OpLog.routed`): their row counts depend
 /// on where the tokens went, so the plan can only give the balanced load.
