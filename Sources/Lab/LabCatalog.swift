@@ -2,7 +2,7 @@
 public enum LabCatalog {
     public static let all: [Exercise] = [
         RingAllReduce(), CollectiveAlgorithms(), FabricOversubscription(), DataParallelScaling(), TensorParallelTraffic(),
-        PipelineBubble(), InterleavedPipeline(), ZeROMemory(), ZeROSharding(), SequenceParallel(), MixtureOfExpertsExercise(), CheckpointCost(), YoungDaly(), FaultRecovery(), Stragglers(), UnevenFleet(), Determinism(), FleetScale(), EnergyCarbon(), InferenceServing(),
+        PipelineBubble(), InterleavedPipeline(), ZeROMemory(), ZeROSharding(), SequenceParallel(), MixtureOfExpertsExercise(), ContextParallel(), CheckpointCost(), YoungDaly(), FaultRecovery(), Stragglers(), UnevenFleet(), Determinism(), FleetScale(), EnergyCarbon(), InferenceServing(),
     ]
 
     public static func named(_ id: String) throws -> Exercise {
