@@ -164,6 +164,12 @@ extension StepSimulator {
             let work = pricing.stage(index), rank = mesh.rank(dp: which.dp, tp: which.tp, pp: index)
             var cost = StageCost()
             let tpGroup = mesh.tpGroup(of: rank)
+            // A gradient bucket's group and its pricing key: the dp group, or (a routed expert's
+            // under expert parallelism) the ranks holding the same experts.
+            func gradientGroup(_ group: StepGroup) -> (members: [Int], kind: StepPricing.GroupKey.Kind, index: Int) {
+                group == .expertData ? (mesh.expertDataGroup(of: rank), .expertData, (which.dp % layout.ep) * layout.tp + which.tp)
+                    : (mesh.dpGroup(of: rank), .data, which.tp)
+            }
             // The tensor-parallel group meets at every layer, so it computes at its slowest
             // member's pace: each distinct (device, slowdown) of the group is priced.
             let members = s.kinds(of: tpGroup)
@@ -204,12 +210,10 @@ extension StepSimulator {
                 // ZeRO-3: every unit's weights gathered over the data-parallel group (a routed expert's
                 // over the ranks holding it) before each pass uses them.
                 func gather(_ gathered: (group: StepGroup, block: Bytes)) -> SimTime {
-                    let experts = gathered.group == .expertData
-                    let members = experts ? mesh.expertDataGroup(of: rank) : mesh.dpGroup(of: rank)
+                    let (members, kind, group) = gradientGroup(gathered.group)
                     guard members.count > 1 else { return .zero }
                     let size = (gathered.block * members.count).value
-                    let key = StepPricing.GroupKey(kind: experts ? .expertData : .data, index: experts ? (which.dp % layout.ep) * layout.tp + which.tp : which.tp,
-                                                   stage: index, bytes: size, part: 3)
+                    let key = StepPricing.GroupKey(kind: kind, index: group, stage: index, bytes: size, part: 3)
                     return pricing.collective(key) {
                         timedCollective(.allGather, members, bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO-3 weight all-gather", into: &$0)
                     }
@@ -248,18 +252,14 @@ extension StepSimulator {
             let sync = work.program.sync
             cost.gradientBytes = Double(sync.heldElements) * bytes
             if layout.dp > 1 {
-                let dpGroup = mesh.dpGroup(of: rank)
                 // Under flow-level fidelity every tensor shard's dp group of this stage syncs at
                 // the same time and they share links.
                 let concurrent = s.fidelity == .flow && s.zero == 0 && s.dataParallelAlgorithm == .ring
                 let peers = concurrent ? (0..<layout.tp).map { mesh.dpGroup(of: mesh.rank(dp: 0, tp: $0, pp: index)) } : []
                 // Under expert parallelism the routed experts' buckets are summed over the ranks holding the same experts.
-                let expertGroup = mesh.expertDataGroup(of: rank)
                 for (bucket, size) in zip(sync.buckets, work.buckets) {
-                    let experts = bucket.group == .expertData, group = experts ? expertGroup : dpGroup
-                    let shared = concurrent && !experts
-                    let key = StepPricing.GroupKey(kind: experts ? .expertData : .data, index: shared ? -1 : experts ? (which.dp % layout.ep) * layout.tp + which.tp : which.tp,
-                                                   stage: index, bytes: size, part: 1)
+                    let (group, kind, number) = gradientGroup(bucket.group), shared = concurrent && kind == .data
+                    let key = StepPricing.GroupKey(kind: kind, index: shared ? -1 : number, stage: index, bytes: size, part: 1)
                     let time = group.count < 2 ? .zero : pricing.collective(key) { choices in
                         shared ? collectives.concurrentRingAllReduce(peers, bytes: size)
                             : sync.kind == .reduceScatter
@@ -272,12 +272,12 @@ extension StepSimulator {
             }
             // AdamW: read and write weights, master copy, moments and gradients (memory-bound).
             var updated = 0.0
-            var gathers: [(group: [Int], bytes: Double)] = []
+            var gathers: [(group: StepGroup, bytes: Double)] = []
             for op in StepProgram.update(plan: work.program.plan, sync: sync, dataParallelRank: which.dp, bytesPerElement: s.precision.bytes) {
                 if case let .optimizer(parameters) = op { updated += Double(parameters) }
                 if case let .collective(.allGather, group, bytes) = op, group == .data || group == .expertData {
-                    let members = group == .data ? mesh.dpGroup(of: rank) : mesh.expertDataGroup(of: rank)
-                    if members.count > 1 { gathers.append((members, (bytes * members.count).value)) }
+                    let members = gradientGroup(group).members
+                    if members.count > 1 { gathers.append((group, (bytes * members.count).value)) }
                 }
             }
             cost.optimizer = slowest { device in
@@ -285,10 +285,9 @@ extension StepSimulator {
                     ?? device.time(flops: .zero, bytes: updated * 32, precision: s.precision, efficiency: s.efficiency)
             }
             // ZeRO: the updated parameters are all-gathered, bucket by bucket.
-            for (group, size) in gathers {
-                let experts = group.count != layout.dp
-                let key = StepPricing.GroupKey(kind: experts ? .expertData : .data, index: experts ? (which.dp % layout.ep) * layout.tp + which.tp : which.tp,
-                                               stage: index, bytes: size, part: 2)
+            for (gathered, size) in gathers {
+                let (group, kind, number) = gradientGroup(gathered)
+                let key = StepPricing.GroupKey(kind: kind, index: number, stage: index, bytes: size, part: 2)
                 cost.optimizer += pricing.collective(key) {
                     timedCollective(.allGather, group, bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO all-gather", into: &$0)
                 }

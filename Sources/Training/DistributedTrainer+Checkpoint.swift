@@ -55,7 +55,7 @@ extension DistributedTrainer {
         let dp = dp ?? coordinates.dp
         if dp == 0 { return counted }
         guard dp < layout.ep else { return [] }
-        return counted.filter { model.layout.entry(containing: $0.lowerBound).parameter.expert != nil }
+        return counted.filter(isRoutedExpert)
     }
 
     /// What this rank saves: each element of every tensor is saved by exactly one rank (the

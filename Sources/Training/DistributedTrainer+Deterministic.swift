@@ -12,9 +12,7 @@ extension DistributedTrainer {
     /// The ranges deterministic mode joins per micro-batch: all this rank updates but (under
     /// expert parallelism) its routed experts, whose nodes come from every member (`expertGradients`).
     var denseRanges: [Range<Int>] {
-        ranges(stage: stage, shard: coordinates.tp, counted: false).filter {
-            layout.ep == 1 || model.layout.entry(containing: $0.lowerBound).parameter.expert == nil
-        }
+        ranges(stage: stage, shard: coordinates.tp, counted: false).filter { !isRoutedExpert($0) }
     }
 
     /// The flat range of MoE block `layer`'s routed experts this rank holds (consecutive experts: contiguous).

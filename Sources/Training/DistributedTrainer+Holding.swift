@@ -13,6 +13,12 @@ extension DistributedTrainer {
     /// Every range this rank updates: its stage's parameters, its shard's part of the split ones.
     var ownedRanges: [Range<Int>] { ranges(stage: stage, shard: coordinates.tp, counted: false) }
 
+    /// Whether `range` (within one parameter) is a routed expert's under expert parallelism: held by
+    /// one member of an expert-parallel group and summed over its holders, not the dp group.
+    func isRoutedExpert(_ range: Range<Int>) -> Bool {
+        layout.ep > 1 && model.layout.entry(containing: range.lowerBound).parameter.expert != nil
+    }
+
     /// Parameters kept between uses: the rank's ZeRO blocks under ZeRO-3, else all it updates.
     var heldParameterRanges: [Range<Int>] { zero >= 3 ? buckets!.blocks : ownedRanges }
     /// Gradients kept once summed: the rank's blocks under ZeRO-2 and 3, else all it updates.

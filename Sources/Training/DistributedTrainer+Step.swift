@@ -288,7 +288,7 @@ extension DistributedTrainer {
     func globalGradientNorm() throws -> Float {
         var local: Double = 0, routed: Double = 0
         for range in ranges(stage: stage, shard: coordinates.tp, counted: true) {
-            let isRouted = layout.ep > 1 && model.layout.entry(containing: range.lowerBound).parameter.expert != nil
+            let isRouted = isRoutedExpert(range)
             for i in range {
                 let g = Double(model.gradients.pointer[i])
                 if isRouted { routed += g * g } else { local += g * g }

@@ -44,7 +44,7 @@ extension DistributedTrainer {
             // then over the expert-parallel group (each member holds other experts).
             var local: Double = 0, routed: Double = 0
             Self.intersect(state.blocks.map(\.range), ranges(stage: stage, shard: coordinates.tp, counted: true)) { part, _ in
-                let isRouted = layout.ep > 1 && model.layout.entry(containing: part.lowerBound).parameter.expert != nil
+                let isRouted = isRoutedExpert(part)
                 for i in part {
                     let g = Double(model.gradients.pointer[i])
                     if isRouted { routed += g * g } else { local += g * g }

@@ -18,7 +18,7 @@ extension GPT {
     func backward(_ a: Activations, layers: Range<Int>, embed: Bool, head: Bool,
                   finalized: ((Int) throws -> Void)? = nil) throws {
         let b = a.batch, t = a.sequence, rows = b * t
-        let c = spec.dModel, local = shard.dimensions(spec), cl = local.channels, hl = local.hidden
+        let c = spec.dModel, local = shard.dimensions(spec), cl = local.channels
         let r = shard.index, split = shard.size > 1, sp = shard.sequenceParallel
         let shape = Attention.Shape(batch: b, sequence: t, channels: cl, heads: local.heads)
         let dResidual = a.dResidual.pointer, dNormed = a.dNormed.pointer

@@ -27,9 +27,8 @@ extension DistributedTrainer {
         guard layout.dp > 1, zero < 3 else { return }
         // Under expert parallelism the routed experts are compared among the ranks holding the same ones.
         let mine = ranges(stage: stage, shard: coordinates.tp, counted: false)
-        let routed = { (range: Range<Int>) in self.layout.ep > 1 && self.model.layout.entry(containing: range.lowerBound).parameter.expert != nil }
-        try compareReplicas(mine.filter { !routed($0) }, over: groups.dp, step: step)
-        if let holders = groups.expertData, holders.size > 1 { try compareReplicas(mine.filter(routed), over: holders, step: step) }
+        try compareReplicas(mine.filter { !isRoutedExpert($0) }, over: groups.dp, step: step)
+        if let holders = groups.expertData, holders.size > 1 { try compareReplicas(mine.filter(isRoutedExpert), over: holders, step: step) }
     }
 
     /// Throws `replicasDiverged` naming the members of `group` whose copies of `ranges` differ from the majority's.
