@@ -49,7 +49,10 @@ public enum WorldSetup {
                 throw TransportError.unsupported("this process runs under mpirun, which provides the MPI transport; "
                     + "drop --transport \(requested.rawValue) or run without mpirun (use --ranks N to self-launch ZeroMQ workers)")
             }
-            return try lanes(MPITransport())
+            let transport = try MPITransport()
+            // mpirun binds ranks itself; FLEET_PIN_CORES reaches a rank when mpirun cannot (test hosts, see ChildProcess.mpirun).
+            if pin { Self.pin(rank: transport.rank) }
+            return try lanes(transport)
         }
         if var configuration = role?.zmq ?? external {
             LocalLauncher.bindToLauncher(role?.launcherPID)

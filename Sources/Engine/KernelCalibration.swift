@@ -19,6 +19,9 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// Ranks are pinned round-robin to cores (rank r of a node on core r mod cores), so only
     /// ranks on the same core share it; otherwise the node's ranks share all of its cores.
     public var pinned = false
+    /// The nodes are one machine's network namespaces (test hosts): every node's ranks share
+    /// these `cores`, pinned by global rank (core r mod cores), not a node's own.
+    public var coresSharedByNodes = false
     /// Extra time of a tensor-parallel-like meeting (a pair all-reduce between compute
     /// chunks) beyond its α–β time, measured with as many ranks as cores (`meetingWait`)
     /// and with twice as many (`oversubscribedMeetingWait`: about a scheduler time slice).

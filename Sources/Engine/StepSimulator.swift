@@ -184,7 +184,7 @@ extension StepSimulator {
     public func bucketSynchronization(group: Int) -> SimTime {
         guard let c = scenario.device.calibration else { return .zero }
         let meetings = group > c.cores ? 2 * (group - 1) : 1
-        let perNode = Double(min(scenario.gpusPerNode, scenario.layout.worldSize))
+        let perNode = Double(min(coreSharingSpan(c), scenario.layout.worldSize))
         let wait = c.pinned ? c.meetingWait(busy: (perNode / Double(c.cores)).rounded(.up), cores: 1) : c.meetingWait(busy: perNode, cores: Double(c.cores))
         return SimTime(seconds: Double(meetings) * wait)
     }
@@ -192,8 +192,8 @@ extension StepSimulator {
     /// Processor sharing on a calibrated CPU device: for each simulated stage, how many ranks
     /// of every stage run on its node (nil when ranks have cores of their own).
     func sharing(_ representative: [Int]) -> PipelineRun.Sharing? {
-        guard let calibration = scenario.device.calibration, calibration.cores <= scenario.gpusPerNode else { return nil }
-        let cores = calibration.cores, mesh = scenario.layout.mesh, perNode = scenario.gpusPerNode
+        guard let calibration = scenario.device.calibration, calibration.cores <= coreSharingSpan(calibration) else { return nil }
+        let cores = calibration.cores, mesh = scenario.layout.mesh, perNode = coreSharingSpan(calibration)
         // Pinned: the ranks of a node on the same core (local index mod cores) share it.
         func shares(_ a: Int, _ b: Int) -> Bool { !calibration.pinned || (a % perNode) % cores == (b % perNode) % cores }
         let peers = representative.map { rank -> [Double] in
@@ -203,6 +203,12 @@ extension StepSimulator {
             return count
         }
         return PipelineRun.Sharing(cores: calibration.pinned ? 1 : Double(cores), peers: peers, calibration: calibration)
+    }
+
+    /// How many consecutive ranks share one set of `cores`: a node's, or on test hosts (one
+    /// machine's namespaces) every rank of the world.
+    func coreSharingSpan(_ calibration: KernelCalibration) -> Int {
+        calibration.coresSharedByNodes ? max(scenario.layout.worldSize, scenario.gpusPerNode) : scenario.gpusPerNode
     }
 }
 

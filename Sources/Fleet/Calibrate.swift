@@ -18,6 +18,9 @@ struct Calibrate: ParsableCommand {
           fleet calibrate                           # writes scenarios/local.yaml
           fleet calibrate gpt-tiny --repeats 9 --out my-machine.yaml
           mpirun -H a,b -n 2 fleet calibrate --out cluster.yaml
+          fleet calibrate --hosts 198.18.0.1:2,198.18.0.2:2 --out two-hosts.yaml   # inside a host and between hosts (docs/multi-host.md)
+
+        With --hosts (or --hostfile) the scenario has one node per host: the transport between two ranks of the first host is the link inside a node, between the first two hosts the network between nodes. The directory of --out must be visible on every host.
         """)
 
     @Argument(help: "Model whose kernels are measured: \(ModelCatalog.trainable.map(\.name).joined(separator: ", ")).")
@@ -71,14 +74,25 @@ struct Calibrate: ParsableCommand {
             if measureTransport != nil { return try transportWorker() }
             if MPITransport.isUnderMPIRun { return try underMPIRun() }
             let calibration = try calibration()
+            let hosts = try workers.launchHosts()?.hosts.map(\.address)
+            if let hosts {
+                guard hosts.count >= 2 else { throw FleetError("--hosts names one host; calibrating between hosts needs two or more (A:2,B:2)") }
+                Console.out("calibrating across \(hosts.count) hosts (\(hosts.joined(separator: ", "))): the kernels here, the transports inside \(hosts[0]) and between \(hosts[0]) and \(hosts[1])")
+            }
             var result = try calibration.measureMachine()
+            result.hosts = hosts ?? []
             // Two ranks per core: messages wait for computing ranks to be scheduled (on one core
             // the two-rank figures are already those, hand-off included).
             let loaded = 2 * result.cores
             for name in transports.split(separator: ",").map(String.init) {
-                guard let figures = try calibration.measureTransport(name, ranks: 2) else { continue }
+                guard let figures = try calibration.measureTransport(name, ranks: 2, hosts: hosts.map { "\($0[0]):2" }) else { continue }
                 result.transports.append(figures)
-                if loaded > 2, let busy = try calibration.measureTransport(name, ranks: loaded) { result.transports.append(busy) }
+                if loaded > 2, let busy = try calibration.measureTransport(name, ranks: loaded, hosts: hosts.map { "\($0[0]):\(loaded)" }) {
+                    result.transports.append(busy)
+                }
+                if let hosts, let between = try calibration.measureTransport(name, ranks: 2, hosts: "\(hosts[0]):1,\(hosts[1]):1") {
+                    result.transports.append(between)
+                }
             }
             try write(result)
         }
@@ -91,6 +105,8 @@ struct Calibrate: ParsableCommand {
         calibration.storageDirectory = storageDir
         calibration.fabric = fabric
         calibration.timeout = workers.timeout
+        let directory = PathName.directory(of: out)
+        calibration.resultDirectory = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
         calibration.progress = Console.out
         calibration.status = Console.progress
         return calibration
@@ -114,6 +130,7 @@ struct Calibrate: ParsableCommand {
 
     private func write(_ result: CalibrationResult) throws {
         try MachineCalibration.write(result, to: out)
-        Console.out("wrote \(out) — next: fleet compare \(model.name) --scenario \(out)")
+        let hosts = result.hosts.isEmpty ? "" : " --hosts " + result.hosts.joined(separator: ",")
+        Console.out("wrote \(out) — next: fleet compare \(model.name) --scenario \(out)\(hosts)")
     }
 }

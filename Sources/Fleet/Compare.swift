@@ -17,6 +17,7 @@ struct Compare: ParsableCommand {
           fleet calibrate && fleet compare gpt-tiny
           fleet compare gpt-tiny --layouts dp1,dp2,dp4,tp2,pp2,dp2pp2,tp2pp2,dp2tp2 --steps 30 --plot scaling.svg
           fleet compare gpt-tiny --transport mpi --json
+          fleet compare gpt-tiny --scenario two-hosts.yaml --hosts 198.18.0.1,198.18.0.2 --layouts dp1,dp2,dp4   # across hosts
         """)
 
     @Argument(help: "Model to train and simulate: \(ModelCatalog.trainable.map(\.name).joined(separator: ", ")).")
@@ -39,6 +40,9 @@ struct Compare: ParsableCommand {
 
     @Option(help: "Transport of the real runs: mpi (through mpirun; the default when it is installed) or zmq (self-launched workers).")
     var transport: String = ChildProcess.which("mpirun") != nil ? "mpi" : "zmq"
+
+    @Option(help: "The hosts of a calibration across hosts (fleet calibrate --hosts), in the same order: each layout's ranks spread evenly over them, as simulated (A,B or A:2,B:2; slots are ignored).")
+    var hosts: String?
 
     @Option(help: "Directory for the runs' logs and the predictions.")
     var runDir: String?
@@ -77,11 +81,13 @@ struct Compare: ParsableCommand {
             }
             let directory = try runDir ?? RunDirectory.create("compare")
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let comparison = Comparison(model: model, batch: batch, steps: steps, warmup: warmup, base: base, transport: transport)
+            var comparison = Comparison(model: model, batch: batch, steps: steps, warmup: warmup, base: base, transport: transport)
+            comparison.hosts = try hostList(nodes: base.nodes)
             var rows = try layouts.split(separator: ",").map { try comparison.simulate(try LayoutName.parse(String($0))) }
             try comparison.recordPredictions(rows, in: directory)
             if !json {
-                Console.out("fleet compare \(model.name): batch \(batch) × \(model.context), \(steps) steps (\(warmup) warm-up), \(transport), scenario \(scenario) (\(base.device.calibration?.cores ?? 0) cores)")
+                Console.out("fleet compare \(model.name): batch \(batch) × \(model.context), \(steps) steps (\(warmup) warm-up), \(transport), scenario \(scenario) (\(base.device.calibration?.cores ?? 0) cores)"
+                            + (comparison.hosts.isEmpty ? "" : ", ranks spread over \(comparison.hosts.joined(separator: ", "))"))
                 Console.out("predictions, written to \(directory)/predictions.jsonl before any run:")
                 rows.map(\.prediction).forEach(Console.out)
             }
@@ -101,6 +107,24 @@ struct Compare: ParsableCommand {
             }
             if let plot { try plotChart(rows).write(toFile: plot, atomically: true, encoding: .utf8) }
         }
+    }
+
+    /// The --hosts addresses, one per node of a calibration across hosts (checked against it).
+    private func hostList(nodes: Int) throws -> [String] {
+        guard let hosts else {
+            guard nodes == 1 else {
+                throw FleetError("\(scenario) was calibrated across \(nodes) hosts: pass --hosts with them, in the order fleet calibrate --hosts had them (its header names them)")
+            }
+            return []
+        }
+        let list: [String]
+        do { list = try LaunchHosts(list: hosts).hosts.map(\.address) } catch { throw FleetError("--hosts: \(error)") }
+        guard list.count == nodes else {
+            throw FleetError(nodes == 1
+                ? "\(scenario) describes one machine: calibrate across the hosts first (fleet calibrate --hosts \(hosts) --out FILE), then pass that scenario"
+                : "\(scenario) was calibrated across \(nodes) hosts, --hosts names \(list.count): give the calibration's \(nodes)")
+        }
+        return list
     }
 
     /// Step times measured and simulated; with dp1 among the layouts, speed-ups over it instead (what scaling is).

@@ -18,6 +18,9 @@ public struct Comparison {
     /// Simulations per layout behind its prediction interval, each on the calibration with
     /// every input replaced by one of its recorded repeats (a Monte Carlo over calibrate's spread).
     public var draws = 100
+    /// The hosts a calibration across hosts measured (`fleet calibrate --hosts`), one per node of
+    /// `base`: each layout's ranks are spread over them as the simulation spreads them.
+    public var hosts: [String] = []
 
     public init(model: ModelSpec, batch: Int, steps: Int, warmup: Int, base: Scenario, transport: String) {
         self.model = model
@@ -37,9 +40,12 @@ public struct Comparison {
         s.layout = layout
         s.zero = layout.zeroStage
         s.dataParallelAuto = false
-        if base.nodes > 1 && layout.worldSize % base.nodes == 0 { s.gpusPerNode = layout.worldSize / base.nodes } else { s.nodes = 1; s.gpusPerNode = layout.worldSize }
+        let nodes = self.nodes(layout)
+        s.nodes = nodes
+        s.gpusPerNode = layout.worldSize / nodes
         if let problem = s.problems().first { throw FleetError("cannot simulate \(LayoutName.name(layout)): \(problem)") }
         var row = ComparisonRow(name: LayoutName.name(layout), layout: layout, simulated: StepSimulator(scenario: s).run())
+        row.placement = placement(layout)
         row.interval = interval(s, seed: row.name)
         return row
     }
@@ -77,19 +83,33 @@ public struct Comparison {
         try (lines.joined(separator: "\n") + "\n").write(toFile: "\(directory)/predictions.jsonl", atomically: true, encoding: .utf8)
     }
 
+    /// The nodes a layout's ranks spread over: every node of a calibration across hosts when
+    /// they divide evenly, else the first alone.
+    func nodes(_ layout: ParallelLayout) -> Int {
+        base.nodes > 1 && layout.worldSize % base.nodes == 0 ? base.nodes : 1
+    }
+
+    /// Where the real run's ranks go (`A:2,B:2`, the simulation's spread); nil on this machine.
+    public func placement(_ layout: ParallelLayout) -> String? {
+        guard !hosts.isEmpty else { return nil }
+        let nodes = self.nodes(layout)
+        return hosts.prefix(nodes).map { "\($0):\(layout.worldSize / nodes)" }.joined(separator: ",")
+    }
+
     /// Trains the layout for real and reads its step logs.
     public func measure(_ row: ComparisonRow, directory: String) throws -> StepLogs {
         let l = row.layout
         var arguments = ["train", model.name, "--steps", "\(steps)", "--batch", "\(batch)", "--run-dir", directory, "--json"] + LayoutName.trainArguments(l)
         let run: (status: Int32, stdout: String, stderr: String)
+        let placement = self.placement(l)
         if transport == "mpi" && l.worldSize > 1 {
             arguments += ["--transport", "mpi"]
-            guard let mpirun = ChildProcess.mpirun(ranks: l.worldSize, pinned: true, arguments) else {
+            guard let mpirun = ChildProcess.mpirun(ranks: l.worldSize, pinned: true, hosts: placement, arguments) else {
                 throw FleetError("--transport mpi needs mpirun on PATH (install openmpi-bin), or use --transport zmq")
             }
             run = try ChildProcess.run(mpirun.path, mpirun.arguments, environment: mpirun.environment)
         } else {
-            run = try ChildProcess.fleet(arguments, environment: ["FLEET_PIN_CORES": "1"])
+            run = try ChildProcess.fleet(arguments + (placement.map { ["--hosts", $0] } ?? []), environment: ["FLEET_PIN_CORES": "1"])
         }
         guard run.status == 0 else {
             throw FleetError("the \(row.name) run failed (exit \(run.status)); its logs are in \(directory): \(run.stderr.suffix(800))", duringRun: true)
@@ -104,6 +124,8 @@ public struct ComparisonRow {
     public var layout: ParallelLayout
     public var simulated: StepReport
     public var measured: StepLogs?
+    /// Where its real ranks ran (`A:1,B:1`, from `Comparison.placement`); nil on this machine.
+    public var placement: String?
     /// The machine's speed right before this layout ran, over its calibrated speed, less 1
     /// (`DriftProbe`; −0.1: 10 % slower than when calibrated); nil without a calibration.
     public var drift: Double?
@@ -160,7 +182,7 @@ public struct ComparisonRow {
     /// What `fleet compare --json` prints for a measured row.
     public var record: [(String, Any)] {
         let m = measured ?? StepLogs()
-        return [("layout", name), ("ranks", layout.worldSize), ("measured_step_s", measuredStep),
+        return [("layout", name), ("ranks", layout.worldSize), ("hosts", placement ?? "local"), ("measured_step_s", measuredStep),
                 ("measured_p25_s", StepLogs.quantile(m.steps, 0.25)), ("measured_p75_s", StepLogs.quantile(m.steps, 0.75)),
                 ("simulated_step_s", simulated.stepTime.seconds), ("simulated_p10_s", interval?.p10 ?? .nan),
                 ("simulated_p90_s", interval?.p90 ?? .nan), ("measured_inside_interval", inside.map { $0 as Any } ?? NSNull()), ("error_pct", error),

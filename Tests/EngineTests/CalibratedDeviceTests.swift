@@ -109,6 +109,31 @@ final class CalibratedDeviceTests: XCTestCase {
                        StepSimulator(scenario: scenario(dp4, cores: 2)).run().breakdown.compute.seconds, accuracy: 1e-8)
     }
 
+    func testTestHostsShareTheMachinesCores() {
+        // dp4 over two nodes of two ranks, 2 cores each: on two machines every rank has a core
+        // of its own (dp4 computes like dp2 on two cores); as two test hosts of one 2-core
+        // machine the four ranks share its two cores (like dp4 on one node), pinned by global rank.
+        let dp4 = ParallelLayout(dp: 4)
+        var twoMachines = scenario(dp4, cores: 2, pinned: true)
+        twoMachines.nodes = 2
+        twoMachines.gpusPerNode = 2
+        var testHosts = twoMachines
+        testHosts.device.calibration?.coresSharedByNodes = true
+        let alone = StepSimulator(scenario: scenario(ParallelLayout(dp: 2), cores: 2, pinned: true, batch: 8)).run().breakdown.compute.seconds
+        let shared = StepSimulator(scenario: scenario(dp4, cores: 2, pinned: true)).run().breakdown.compute.seconds
+        XCTAssertEqual(StepSimulator(scenario: twoMachines).run().breakdown.compute.seconds, alone / 2, accuracy: 1e-8)
+        XCTAssertEqual(StepSimulator(scenario: testHosts).run().breakdown.compute.seconds, shared, accuracy: 1e-8)
+        XCTAssertEqual(shared, alone, accuracy: 1e-8, "four ranks on two cores take as long as two ranks of twice the batch")
+        // The reader takes the key and names a bad value.
+        let yaml = "cluster:\n  device: {name: local, cores: 2, cores_shared_by_nodes: true, gemm: [{m: 64, n: 64, k: 64, rate: 50 GFLOP/s}]}\n  nodes: 2\n  gpus_per_node: 2\n  scale_up: {bandwidth: 10 GB/s, latency: 1 us}\n"
+            + "fabric: {topology: single-switch, link: {bandwidth: 1 GB/s, latency: 40 us}}\nworkload: {model: gpt-tiny, batch: 8}\nlayout: {dp: 4}\n"
+        XCTAssertEqual(try ScenarioReader(path: "t.yaml", text: yaml).read().base.device.calibration?.coresSharedByNodes, true)
+        XCTAssertThrowsError(try ScenarioReader(path: "t.yaml", text: yaml.replacingOccurrences(of: "cores_shared_by_nodes: true", with: "cores_shared_by_nodes: 3"))
+                                .read()) { error in
+            XCTAssertTrue("\(error)".contains("cores_shared_by_nodes must be true"), "\(error)")
+        }
+    }
+
     func testPipelineMessagesBetweenRanksOnOneCorePayTheHandOff() {
         let layout = ParallelLayout(dp: 2, pp: 2, microbatches: 4), handoff = 1e-3
         var paying = scenario(layout, cores: 2, pinned: true)

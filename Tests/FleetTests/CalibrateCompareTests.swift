@@ -40,6 +40,12 @@ final class CalibrateCompareTests: FleetProcessTestCase {
         XCTAssertEqual(run.status, 0, run.output)
         let rows = try run.stdout.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
         XCTAssertEqual(rows.compactMap { $0["layout"] as? String }, ["dp1", "dp2", "tp2pp2"])
+        XCTAssertEqual(rows.compactMap { $0["hosts"] as? String }, ["local", "local", "local"])
+        // Hosts for a scenario of one machine: refused before any run, saying how to calibrate across them.
+        let elsewhere = try FleetProcess.fleet(["compare", "gpt-tiny", "--scenario", scenario, "--hosts", "198.18.0.1,198.18.0.2", "--layouts", "dp1",
+                                                "--transport", "zmq", "--run-dir", directory + "/elsewhere"])
+        XCTAssertNotEqual(elsewhere.status, 0)
+        XCTAssertTrue(elsewhere.stderr.contains("describes one machine: calibrate across the hosts first"), elsewhere.output)
         for row in rows {
             for key in ["measured_step_s", "simulated_step_s", "error_pct", "measured_compute_s", "simulated_compute_s"] {
                 let value = try XCTUnwrap(row[key] as? Double, "\(key) in \(row)")

@@ -85,6 +85,45 @@ final class MultiHostTests: FleetProcessTestCase {
         XCTAssertTrue(stray.stderr.contains("could not start rank 0 on host 198.18.0.9"), stray.output)
     }
 
+    /// `fleet calibrate --hosts` across two test hosts: the link inside a host (shared memory)
+    /// and the network between hosts (TCP) measured apart, one node per host, the machine's cores
+    /// shared by both; `fleet compare --hosts` then spreads each layout's ranks over the hosts as
+    /// the simulation does (dp2: one rank on each) and refuses to run without them.
+    func testCalibrateAndCompareAcrossHosts() throws {
+        let (addresses, environment) = try up(2)
+        let agent = ["FLEET_LAUNCH_AGENT": try XCTUnwrap(environment["OMPI_MCA_plm_rsh_agent"])]
+        let scenario = directory + "/two-hosts.yaml"
+        let calibrated = try FleetProcess.fleet(["calibrate", "gpt-tiny", "--hosts", addresses.map { $0 + ":2" }.joined(separator: ","), "--repeats", "1",
+                                                 "--transports", "zmq", "--fabric", "zmq", "--layouts", "dp1,dp2", "--out", scenario,
+                                                 "--storage-dir", directory], environment: agent, timeout: 300)
+        XCTAssertEqual(calibrated.status, 0, calibrated.output)
+        XCTAssertTrue(calibrated.stdout.contains("2 ranks on 198.18.0.1:2 (shm)"), calibrated.output)
+        XCTAssertTrue(calibrated.stdout.contains("2 ranks on 198.18.0.1:1,198.18.0.2:1 (tcp)"), calibrated.output)
+        XCTAssertTrue(calibrated.stdout.contains("--hosts 198.18.0.1,198.18.0.2"), "the next command names the hosts: " + calibrated.stdout)
+        let yaml = try String(contentsOfFile: scenario, encoding: .utf8)
+        for expected in ["nodes: 2", "cores_shared_by_nodes: true", "ranks on one host (shm)", "ranks on 2 hosts (tcp)"] {
+            XCTAssertTrue(yaml.contains(expected), "\(expected) in\n\(yaml)")
+        }
+        let alone = try FleetProcess.fleet(["compare", "gpt-tiny", "--scenario", scenario, "--layouts", "dp1", "--transport", "zmq",
+                                            "--run-dir", directory + "/alone"])
+        XCTAssertNotEqual(alone.status, 0)
+        XCTAssertTrue(alone.stderr.contains("calibrated across 2 hosts: pass --hosts"), alone.output)
+        let runs = directory + "/compare"
+        let compared = try FleetProcess.fleet(["compare", "gpt-tiny", "--scenario", scenario, "--hosts", addresses.joined(separator: ","),
+                                               "--layouts", "dp1,dp2", "--steps", "4", "--warmup", "1", "--transport", "zmq", "--json", "--run-dir", runs],
+                                              environment: agent, timeout: 300)
+        XCTAssertEqual(compared.status, 0, compared.output)
+        let rows = try compared.stdout.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        XCTAssertEqual(rows.compactMap { $0["hosts"] as? String }, ["198.18.0.1:1", "198.18.0.1:1,198.18.0.2:1"])
+        for row in rows {
+            let measured = try XCTUnwrap(row["measured_step_s"] as? Double), simulated = try XCTUnwrap(row["simulated_step_s"] as? Double)
+            XCTAssertTrue(measured.isFinite && measured > 0 && simulated.isFinite && simulated > 0, "\(row)")
+        }
+        // The dp2 run really crossed: its ranks reported two hosts, talking over TCP.
+        let log = try String(contentsOfFile: runs + "/dp2/rank-0.log", encoding: .utf8)
+        XCTAssertTrue(log.contains("\"hosts\":2") && log.contains("\"transport_paths\":{\"tcp\":1}"), log)
+    }
+
     /// The collective conformance suite with ranks on two hosts, over MPI and over ZeroMQ:
     /// the hierarchical all-reduce splits by host for real (shared memory inside, TCP between)
     /// and every algorithm still equals naive bit for bit; then dp4 trains with hierarchical

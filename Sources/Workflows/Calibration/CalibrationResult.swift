@@ -20,17 +20,28 @@ public struct CalibrationResult {
     public var memoryBandwidth = Measurement([])
     public var transports: [TransportFigures] = []
     public var fabricTransport = "zmq"
+    /// The hosts `fleet calibrate --hosts` measured between (empty: this machine only).
+    public var hosts: [String] = []
     public var storageBandwidth = Measurement([])
     public var storageLatency = Measurement([])
     public var storageDirectory = "."
     /// Which BLAS kernel measured the rates, and who chose it.
     public var blas = BLASKernelReport.current(environment: ProcessInfo.processInfo.environment)
 
+    public init(model: ModelSpec, batch: Int, sequence: Int, cores: Int, repeats: Int) {
+        self.model = model
+        self.batch = batch
+        self.sequence = sequence
+        self.cores = cores
+        self.repeats = repeats
+    }
+
     /// The measured kernels as the simulator uses them.
     public var calibration: KernelCalibration {
         var c = KernelCalibration(gemm: gemm.mapValues(\.median), perElement: kernels.mapValues(\.median), cores: cores)
         c.inStep = inStep.median
         c.pinned = true
+        c.coresSharedByNodes = coresSharedByNodes
         c.meetingWait = fabric?.meetingWait ?? 0
         c.oversubscribedMeetingWait = loaded?.meetingWait ?? 0
         c.handoffWait = loaded?.handoff?.median ?? 0
@@ -41,13 +52,19 @@ public struct CalibrationResult {
         return c
     }
 
-    /// The two-rank figures of the fabric's transport, and its figures with more ranks than cores.
+    /// The two-rank figures of the fabric's transport on one host, and its figures with more ranks than cores.
     public var fabric: TransportFigures? {
-        transports.first { $0.ranks == 2 && $0.transport.lowercased().hasPrefix(fabricTransport) } ?? transports.first
+        transports.first { $0.ranks == 2 && $0.hosts == 1 && isFabric($0) } ?? transports.first { $0.hosts == 1 }
     }
     public var loaded: TransportFigures? {
-        transports.first { $0.ranks > cores && $0.transport.lowercased().hasPrefix(fabricTransport) }
+        transports.first { $0.ranks > cores && $0.hosts == 1 && isFabric($0) }
     }
+    /// The fabric's transport between two hosts (`fleet calibrate --hosts`): the network between nodes.
+    public var betweenHosts: TransportFigures? { transports.first { $0.hosts > 1 && isFabric($0) } }
+    /// Whether the hosts are one machine's namespaces (test hosts): their ranks share this machine's cores.
+    public var coresSharedByNodes: Bool { betweenHosts.map { $0.machines == 1 } ?? false }
+
+    private func isFabric(_ figures: TransportFigures) -> Bool { figures.transport.lowercased().hasPrefix(fabricTransport) }
 
     public func yaml() -> String {
         let host = ProcessInfo.processInfo.hostName
@@ -65,7 +82,7 @@ public struct CalibrationResult {
             cores: \(cores)   # cores the ranks share (this process's affinity); busier ranks share them
             in_step: \(String(format: "%.4f", inStep.median))   # one-process steps at batch \(batch): forward+backward time / the sum of its kernels measured alone; \(inStep.spreadText) steps
             in_step_repeats: [\(inStep.samples.map { String(format: "%.4f", $0) }.joined(separator: ", "))]
-            pinned: true   # fleet compare pins rank r to core r mod \(cores) (mpirun --bind-to core --map-by core; FLEET_PIN_CORES for its own workers): only ranks on one core share it
+        \(coresSharedByNodes ? "    cores_shared_by_nodes: true   # the hosts are network namespaces of this one machine (test hosts): every node's ranks share these cores\n" : "")    pinned: true   # fleet compare pins rank r to core r mod \(cores) (mpirun --bind-to core --map-by core; FLEET_PIN_CORES for its own workers): only ranks on one core share it
             waiting: sleep   # a waiting rank leaves its core to the rank it shares it with (ZeroMQ sleeps in zmq_poll; MPI yields while oversubscribed)
             blas_kernel: \(blas.kernel)   # \(blas.headerLine.replacingOccurrences(of: "blas: ", with: "")); fleet compare warns when it runs another
             peak_fp32: \(String(format: "%.2f", peak / 1e9)) GFLOP/s   # best one-thread sgemm below
@@ -91,22 +108,36 @@ public struct CalibrationResult {
             guard let m = kernels[kernel] else { continue }
             y += "      \(kernel.rawValue): [\(m.samples.map { String(format: "%.4f", $0 * 1e9) }.joined(separator: ", "))]\n"
         }
+        func link(_ f: TransportFigures?) -> String {
+            f.map { "{bandwidth: \(String(format: "%.3f", $0.beta / 1e9)) GB/s, latency: \(String(format: "%.2f", $0.alpha * 1e6)) us}" }
+                ?? "{bandwidth: 2 GB/s, latency: 20 us}"
+        }
         let f = fabric
-        let link = f.map { "{bandwidth: \(String(format: "%.3f", $0.beta / 1e9)) GB/s, latency: \(String(format: "%.2f", $0.alpha * 1e6)) us}" }
-            ?? "{bandwidth: 2 GB/s, latency: 20 us}"
-        let how = f.map { "\($0.transport) ping-pong between 2 ranks: α = one-way time of 8 B, β = least-squares fit from 64 KiB to 16 MiB" }
+        let how = f.map { "\($0.transport) ping-pong between 2 ranks on one host (\($0.path)): α = one-way time of 8 B, β = least-squares fit from 64 KiB to 16 MiB" }
             ?? "not measured (no transport calibrated): a placeholder"
-        y += """
-          nodes: 1
-          gpus_per_node: 4
-          scale_up: \(link)   # \(how)
-        fabric:
-          topology: single-switch
-          link: \(link)   # the same: every rank is on this machine
+        if let between = betweenHosts {
+            y += """
+              nodes: \(hosts.count)   # the hosts of fleet calibrate --hosts: \(hosts.joined(separator: ", ")); fleet compare spreads each layout's ranks evenly over them
+              gpus_per_node: 2
+              scale_up: \(link(f))   # \(how)
+            fabric:
+              topology: single-switch
+              link: \(link(between))   # \(between.transport) ping-pong between 2 ranks on 2 hosts (\(between.path)): the network between nodes
 
-        """
+            """
+        } else {
+            y += """
+              nodes: 1
+              gpus_per_node: 4
+              scale_up: \(link(f))   # \(how)
+            fabric:
+              topology: single-switch
+              link: \(link(f))   # the same: every rank is on this machine
+
+            """
+        }
         for t in transports {
-            y += "# \(t.transport), \(t.ranks) ranks — one-way point-to-point time (median, spread) and the α–β fit:\n"
+            y += "# \(t.transport), \(t.ranks) ranks\(t.hosts > 1 ? " on \(t.hosts) hosts" : "") — one-way point-to-point time (median, spread) and the α–β fit:\n"
             for (bytes, m) in t.pingPong.sorted(by: { $0.key < $1.key }) {
                 let model = t.alpha + Double(bytes) / max(t.beta, 1)
                 y += "#   \(ByteSize(bytes: bytes).description.padding(toLength: 8, withPad: " ", startingAt: 0)) \(format(m.median)) (\(String(format: "%.1f%%", m.spread * 100)))  α–β: \(format(model))\n"

@@ -21,6 +21,9 @@ public struct MachineCalibration {
     public var fabric = "zmq"
     /// Seconds a transport-measuring worker waits for a peer.
     public var timeout = 60.0
+    /// A directory every host sees (the scenario's, as an absolute path): where workers on
+    /// other hosts leave their figures.
+    public var resultDirectory = FileManager.default.currentDirectoryPath
     public var progress: (String) -> Void = { _ in }
     /// Transient status (a terminal line overwritten by the next).
     public var status: (String) -> Void = { _ in }
@@ -108,27 +111,32 @@ public struct MachineCalibration {
     }
 
     /// A transport's figures from `ranks` worker processes running `fleet calibrate
-    /// --measure-transport`: ZeroMQ self-launched, MPI through mpirun. nil when mpirun is missing.
-    public func measureTransport(_ name: String, ranks: Int) throws -> TransportFigures? {
-        let file = NSTemporaryDirectory() + "fleet-calibrate-\(getpid())-\(name)-\(ranks).json"
+    /// --measure-transport`: ZeroMQ self-launched, MPI through mpirun; on `hosts` (`A:1,B:1`)
+    /// when given, else on this machine. nil when mpirun is missing.
+    public func measureTransport(_ name: String, ranks: Int, hosts: String? = nil) throws -> TransportFigures? {
+        // Rank 0 writes the figures: on other hosts, into a directory they all see (the scenario's).
+        let directory = hosts == nil ? NSTemporaryDirectory() : resultDirectory + "/"
+        let file = directory + ".fleet-calibrate-\(getpid())-\(name)-\(ranks).json"
         defer { try? FileManager.default.removeItem(atPath: file) }
         let arguments = ["calibrate", model.name, "--measure-transport", name, "--result-file", file, "--repeats", "\(repeats)", "--timeout", "\(timeout)",
                          "--host-cores", "\(WorldSetup.usableCores)"]
         let run: (status: Int32, stdout: String, stderr: String)
         if name == "mpi" {
-            guard let mpirun = ChildProcess.mpirun(ranks: ranks, pinned: true, arguments + ["--transport", "mpi"]) else {
+            guard let mpirun = ChildProcess.mpirun(ranks: ranks, pinned: true, hosts: hosts, arguments + ["--transport", "mpi"]) else {
                 progress("  mpi: mpirun is not on PATH, not measured")
                 return nil
             }
             run = try ChildProcess.run(mpirun.path, mpirun.arguments, environment: mpirun.environment)
         } else {
-            run = try ChildProcess.fleet(arguments + ["--transport", "zmq", "--ranks", "\(ranks)"], environment: ["FLEET_PIN_CORES": "1"])
+            run = try ChildProcess.fleet(arguments + ["--transport", "zmq", "--ranks", "\(ranks)"] + (hosts.map { ["--hosts", $0] } ?? []),
+                                         environment: ["FLEET_PIN_CORES": "1"])
         }
         guard run.status == 0, let data = FileManager.default.contents(atPath: file) else {
             throw FleetError("measuring \(name) failed (exit \(run.status)): \(run.stderr.suffix(600))", duringRun: true)
         }
         let figures = try JSONDecoder().decode(TransportFigures.self, from: data)
-        var line = String(format: "  %@, %d ranks: α %.1f µs, β %.3f GB/s", figures.transport, ranks, figures.alpha * 1e6, figures.beta / 1e9)
+        let placement = hosts.map { " on \($0) (\(figures.path))" } ?? ""
+        var line = String(format: "  %@, %d ranks%@: α %.1f µs, β %.3f GB/s", figures.transport, ranks, placement, figures.alpha * 1e6, figures.beta / 1e9)
         if let wait = figures.meetingWait { line += String(format: "; a pair all-reduce between compute waits %.1f µs more", wait * 1e6) }
         progress(line)
         return figures

@@ -6,6 +6,11 @@ import Foundation
 public struct TransportFigures: Codable {
     public var transport: String
     public var ranks: Int
+    /// Hosts the ranks ran on (as the transport tells them apart: two test hosts of one machine
+    /// are two), machines among them (distinct kernels), and how the ping-pong's bytes travelled
+    /// (`shm`, `tcp`, `ipc`, …).
+    public var hosts = 1, machines = 1
+    public var path = ""
     public var pingPong: [Int: Measurement] = [:]
     /// Latency (s) and bandwidth (B/s) of `t = α + bytes/β`.
     public var alpha = 0.0, beta = 0.0
@@ -20,6 +25,11 @@ public struct TransportFigures: Codable {
     /// The meeting's time beyond its α–β ring time (2 steps of half the buffer).
     public var meetingWait: Double? {
         loadedMeeting.map { max(0, $0.median - 2 * (alpha + Double(Self.meetingBytes) / 2 / max(beta, 1))) }
+    }
+
+    public init(transport: String, ranks: Int) {
+        self.transport = transport
+        self.ranks = ranks
     }
 
     public static let pingPongSizes = [8, 4 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
@@ -45,6 +55,10 @@ public struct TransportFigures: Codable {
         var figures = TransportFigures(transport: transport.backendName, ranks: transport.worldSize)
         let communicator = Communicator(world: transport)
         let last = transport.worldSize - 1, me = transport.rank
+        let identities = (0...last).map { transport.host(of: $0) ?? "" }
+        figures.hosts = Set(identities).count
+        figures.machines = Set(identities.map(Self.machine(ofHost:))).count
+        figures.path = transport.path(to: last)
         for bytes in pingPongSizes {
             var buffer = [UInt8](repeating: UInt8(me), count: bytes)
             let rounds = bytes <= 64 << 10 ? 200 : bytes <= 1 << 20 ? 40 : 8
@@ -86,6 +100,12 @@ public struct TransportFigures: Codable {
             }
         }
         return figures
+    }
+
+    /// The kernel a host identity (`hostname@boot-id/pid-ns/net-ns`) runs under: its boot id.
+    static func machine(ofHost identity: String) -> String {
+        guard let at = identity.firstIndex(of: "@") else { return identity }
+        return String(identity[identity.index(after: at)...].prefix { $0 != "/" })
     }
 
     /// Iterations of a register-only loop that take this rank about 2 ms on a core of its own,
