@@ -18,9 +18,11 @@ struct Chaos: ParsableCommand {
           fleet chaos gpt-tiny --dp 2 --pp 2 --runs 20 --seed 7
           fleet chaos gpt-tiny --layouts dp2,tp2,pp2,dp2pp2 --transports zmq,mpi --runs 100 --steps 10
         Network faults, on test hosts (scripts/test-hosts.sh up 2, then eval "$(scripts/test-hosts.sh env)" and
-        FLEET_LAUNCH_AGENT="scripts/test-hosts.sh rsh"): each run spreads its ranks over --hosts and has one host's
-        link cut for 2–8 s from a drawn step.
+        FLEET_LAUNCH_AGENT="scripts/test-hosts.sh rsh"): each run spreads its ranks over --hosts and, from a drawn step,
+        one host's link is cut for 2–8 s (link), drops 20–50 % of its TCP packets for 3–6 s (loss; needs nft on the
+        hosts) or is held to 10–50 Mbit/s for 3–6 s (slow-link).
           fleet chaos gpt-tiny --dp 2 --hosts 198.18.0.1:1,198.18.0.2:1 --network-faults --runs 4
+          fleet chaos gpt-tiny --dp 2 --hosts 198.18.0.1:1,198.18.0.2:1 --network-faults --network-kinds loss --runs 2
         """)
 
     @Argument(help: "Model to train.")
@@ -49,8 +51,11 @@ struct Chaos: ParsableCommand {
     @Option(help: "Spread each run's ranks over these hosts (A:N,B:N), self-launched through FLEET_LAUNCH_AGENT.")
     var hosts: String?
 
-    @Flag(help: "Cut a host's link in every run instead of injecting a fault (test hosts only: FLEET_TEST_HOSTS must list every --hosts address).")
+    @Flag(help: "Break a host's link in every run instead of injecting a fault (test hosts only: FLEET_TEST_HOSTS must list every --hosts address).")
     var networkFaults = false
+
+    @Option(help: "Network fault kinds to draw from with --network-faults: link (cut), loss (dropped packets), slow-link (rate-limited).")
+    var networkKinds: String = "link,loss,slow-link"
 
     @Option(help: "Directory for the runs (kept for inspection).")
     var dir: String?
@@ -71,11 +76,14 @@ struct Chaos: ParsableCommand {
             guard transports == "zmq" else { throw ValidationError("--hosts spreads self-launched ZeroMQ workers: use --transports zmq") }
             let list: LaunchHosts
             do { list = try LaunchHosts(list: hosts) } catch { throw ValidationError("--hosts: \(error)") }
-            if networkFaults && !LinkCut.allowed(list) {
+            if networkFaults && !LinkFault.allowed(list) {
                 throw ValidationError("--network-faults cuts links only between test hosts: FLEET_TEST_HOSTS (from scripts/test-hosts.sh env) must list every --hosts address")
             }
         } else if networkFaults {
             throw ValidationError("--network-faults needs --hosts: the runs' ranks spread over test hosts whose links are cut")
+        }
+        for name in networkKinds.split(separator: ",") where !ChaosCampaign.networkKinds.contains(String(name)) {
+            throw ValidationError("unknown network fault kind '\(name)' in --network-kinds; choose from \(ChaosCampaign.networkKinds.joined(separator: ", "))")
         }
     }
 
@@ -87,6 +95,8 @@ struct Chaos: ParsableCommand {
                                              directory: try dir ?? RunDirectory.create("chaos"))
             campaign.hosts = try hosts.map(LaunchHosts.init(list:))
             campaign.networkFaults = networkFaults
+            campaign.networkKinds = networkKinds.split(separator: ",").map(String.init)
+            if networkFaults { try campaign.checkNetworkTools() }
             let say: (String) -> Void = json ? Console.err : Console.out
             say("fleet chaos \(model) over \(chosen.map(\.description).joined(separator: ", ")), \(campaign.transports.joined(separator: " and ")), "
                 + "\(runs) runs, seed \(seed); runs in \(campaign.directory)")

@@ -22,9 +22,13 @@ public struct ChaosCampaign {
     public var kinds: [Fault.Kind]
     public var directory: String
     /// Hosts the runs spread their ranks over (`--hosts`); with `networkFaults` (test hosts
-    /// only) every run instead has a host's link cut for a while (see `LinkCut`).
+    /// only) every run instead has a host's link broken for a while, in one of `networkKinds`
+    /// (see `LinkFault`).
     public var hosts: LaunchHosts?
     public var networkFaults = false
+    public var networkKinds = ChaosCampaign.networkKinds
+    /// The network faults a campaign can draw.
+    public static let networkKinds = ["link", "loss", "slow-link"]
 
     public init(model: String, layouts: [ParallelLayout], transports: [String] = ["zmq"], steps: Int, seed: UInt64,
                 kinds: [Fault.Kind], directory: String) throws {
@@ -63,12 +67,12 @@ public struct ChaosCampaign {
     public struct Plan: Sendable {
         public let layout: ParallelLayout
         public let transport: String
-        /// The injected fault's kind (nil for a cut link).
+        /// The injected fault's kind (nil for a network fault).
         public let kind: Fault.Kind?
         public let rank: Int
-        /// The `--inject` spec, or the cut link's description.
+        /// The `--inject` spec, or the network fault's description.
         public let spec: String
-        public var link: LinkCut? = nil
+        public var link: LinkFault? = nil
     }
 
     /// The `count` runs of this campaign: layouts and transports in turn, faults drawn from
@@ -82,8 +86,13 @@ public struct ChaosCampaign {
         return (0..<count).map { index in
             let layout = layouts[index % layouts.count], transport = transports[(index / layouts.count) % transports.count]
             if networkFaults, let hosts {
-                let cut = LinkCut(host: hosts.hosts[draw(hosts.hosts.count)].address, step: 3 + draw(steps - 5), seconds: 2 + draw(7))
-                return Plan(layout: layout, transport: transport, kind: nil, rank: 0, spec: cut.description, link: cut)
+                let host = hosts.hosts[draw(hosts.hosts.count)].address, step = 3 + draw(steps - 5)
+                let fault = switch networkKinds[draw(networkKinds.count)] {
+                case "loss": LinkFault(host: host, kind: .loss(percent: 20 + 10 * draw(4)), step: step, seconds: 3 + draw(4))
+                case "slow-link": LinkFault(host: host, kind: .slow(mbit: [10, 20, 50][draw(3)]), step: step, seconds: 3 + draw(4))
+                default: LinkFault(host: host, step: step, seconds: 2 + draw(7))
+                }
+                return Plan(layout: layout, transport: transport, kind: nil, rank: 0, spec: fault.description, link: fault)
             }
             let kind = kinds[draw(kinds.count)], rank = draw(layout.worldSize), step = 3 + draw(steps - 5)
             var spec = "\(kind.rawValue):rank=\(rank),step=\(step)"
@@ -104,6 +113,20 @@ public struct ChaosCampaign {
         }
     }
 
+    /// Network faults need tools on the hosts (`ip`, `nft`, `tc`): checked through the launch
+    /// agent before any run, so a missing one is named instead of a fault that silently never happens.
+    public func checkNetworkTools() throws {
+        guard networkFaults, let host = hosts?.hosts.first?.address else { return }
+        let tools = ["link": "ip", "loss": "nft", "slow-link": "tc"], packages = ["ip": "iproute2", "nft": "nftables", "tc": "iproute2"]
+        for kind in networkKinds {
+            guard let tool = tools[kind] else { continue }
+            let found = try? ChildProcess.bounded("/usr/bin/env", LaunchHosts.agent() + [host, "command -v \(tool)"], timeout: 30)
+            guard found?.status == 0 else {
+                throw FleetError("network fault kind \(kind) needs \(tool) on the hosts (\(host) has none; apt-get install \(packages[tool]!)), or leave \(kind) out of --network-kinds")
+            }
+        }
+    }
+
     /// Whether two ranks hold the same parameters between steps, so replicas can be compared.
     static func replicated(_ layout: ParallelLayout) -> Bool { layout.dp > 1 && layout.zeroStage < 3 }
 
@@ -120,9 +143,9 @@ public struct ChaosCampaign {
             let list: [String] = hosts.hosts.map { "\($0.address):\($0.slots)" }
             train += ["--hosts", list.joined(separator: ",")]
         }
-        // A cut link is made from outside the run, once it reaches the cut's step.
-        let cutter = plan.link.map { LinkCutter($0, channel: channel) }
-        defer { cutter?.stop() }
+        // A network fault is made from outside the run, once it reaches the fault's step.
+        let maker = plan.link.map { LinkFaultMaker($0, channel: channel) }
+        defer { maker?.stop() }
         let environment = [EventChannel.variable: channel.path]
         let child: (status: Int32, stdout: String, stderr: String)
         if plan.transport == "mpi", let mpirun = ChildProcess.mpirun(ranks: plan.layout.worldSize, train) {
@@ -136,7 +159,7 @@ public struct ChaosCampaign {
         var outcome = ChaosOutcome(run: number, fault: plan.spec)
         outcome.layout = plan.layout.description
         outcome.transport = plan.transport
-        outcome.kind = plan.kind?.rawValue ?? "link"
+        outcome.kind = plan.kind?.rawValue ?? plan.link?.kindName ?? "link"
         let failures = events.filter { $0.event == .attemptFailed }
         if let first = failures.first {
             outcome.detected = first.cause?.title ?? "failure"
@@ -145,6 +168,8 @@ public struct ChaosCampaign {
             let named = events.contains { $0.event == .straggler && $0.rank == plan.rank }
             outcome.detected = named ? "straggler rank \(plan.rank)" : "straggler not named"
             outcome.missedDetection = !named
+        } else if plan.link != nil {
+            outcome.detected = "no failure: the run went on"
         } else {
             outcome.detected = "no effect on the result"
         }
