@@ -27,6 +27,9 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// and with twice as many (`oversubscribedMeetingWait`: about a scheduler time slice).
     public var meetingWait = 0.0
     public var oversubscribedMeetingWait = 0.0
+    /// The full-load meeting's extra wait for a pair on two nodes (`fleet calibrate --hosts`:
+    /// a transport over TCP needs more turns of the scheduler than shared memory); nil: as inside a node.
+    public var networkMeetingWait: Double?
     /// With ranks pinned two to a core: what passing the turn to the other rank costs (a
     /// pipeline message to the rank that shares the sender's core).
     public var handoffWait = 0.0
@@ -90,9 +93,10 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// `cores` a rank may run on (its node's, or its own when pinned): none with a core to spare; with every core taken, the measured full-load wait;
     /// beyond, the chance the peer is off a core (1 − cores/busy) times half the measured
     /// wait for a descheduled peer, whichever is larger.
-    public func meetingWait(busy: Double, cores c: Double) -> Double {
+    /// `acrossNodes`: the peer is on another node (the measured wait between nodes applies).
+    public func meetingWait(busy: Double, cores c: Double, acrossNodes: Bool = false) -> Double {
         guard busy >= c else { return 0 }
-        return max(meetingWait, (1 - c / busy) * oversubscribedMeetingWait / 2)
+        return max(acrossNodes ? networkMeetingWait ?? meetingWait : meetingWait, (1 - c / busy) * oversubscribedMeetingWait / 2)
     }
 
     /// Single-core seconds of forward or backward `work` inside a training step.

@@ -24,6 +24,10 @@ struct PipelineRun {
         let peers: [[Double]]
         /// Whether waiting ranks keep competing for the cores, and the measured waits.
         let calibration: KernelCalibration
+        /// Per simulated stage, whether its tensor-parallel group spans nodes; per pair of
+        /// stages, whether a message between them crosses nodes (their meetings wait as measured between nodes).
+        var tensorAcrossNodes: [Bool] = []
+        var pipelineAcrossNodes: [[Bool]] = []
     }
 
     private(set) var finish: [SimTime]
@@ -136,11 +140,12 @@ struct PipelineRun {
     /// The expected wait of `meetings` meetings of `stage` with peers (tensor-parallel
     /// all-reduces; a pipeline message reaching it), given how many ranks compute on the cores
     /// it shares now, itself included.
-    private func meetingDelay(_ stage: Int, meetings: Int) -> SimTime {
+    private func meetingDelay(_ stage: Int, meetings: Int, acrossNodes: Bool? = nil) -> SimTime {
         guard let sharing, meetings > 0 else { return .zero }
         var busy = 0.0
         for other in computing.indices where computing[other] != nil || other == stage { busy += sharing.peers[stage][other] }
-        return SimTime(seconds: Double(meetings) * sharing.calibration.meetingWait(busy: busy, cores: sharing.cores))
+        let across = acrossNodes ?? (sharing.tensorAcrossNodes.indices.contains(stage) && sharing.tensorAcrossNodes[stage])
+        return SimTime(seconds: Double(meetings) * sharing.calibration.meetingWait(busy: busy, cores: sharing.cores, acrossNodes: across))
     }
 
     /// How fast each computing stage progresses now (1: a core of its own).
@@ -229,7 +234,8 @@ struct PipelineRun {
                 // elsewhere it may be waiting off its core behind a rank that computes there.
                 let sameCore = (sharing?.peers[to][stage] ?? 0) > 0 && sharing?.cores == 1
                 let transfer = transfers[stage * programs.count + to]!
-                    + (sameCore ? SimTime(seconds: sharing?.calibration.handoffWait ?? 0) : meetingDelay(to, meetings: 1))
+                    + (sameCore ? SimTime(seconds: sharing?.calibration.handoffWait ?? 0)
+                        : meetingDelay(to, meetings: 1, acrossNodes: sharing.map { $0.pipelineAcrossNodes.indices.contains(stage) && $0.pipelineAcrossNodes[stage][to] }))
                 queue.schedule(.arrival(tag: message.tag(stages: schedule.virtualStageCount)), at: now + transfer)
             case .receiveActivation, .receiveGradient:
                 let wanted = action.message!.tag(stages: schedule.virtualStageCount)

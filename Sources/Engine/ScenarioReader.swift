@@ -78,7 +78,7 @@ public struct ScenarioReader {
             guard let device = DeviceCatalog.named(name) else { throw fail(node, "unknown device '\(name)'; expected one of \(known)") }
             return device
         }
-        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "cores_shared_by_nodes", "meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel", "kernel_repeats_ns", "in_step_repeats"])
+        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "cores_shared_by_nodes", "meeting_wait", "network_meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel", "kernel_repeats_ns", "in_step_repeats"])
         let nameNode = try required(map, "name", "cluster.device")
         guard var device = nameNode.string.flatMap(DeviceCatalog.named) else {
             throw fail(nameNode, "cluster.device.name must name the device the measurements refine; expected one of \(known)")
@@ -142,6 +142,7 @@ public struct ScenarioReader {
             calibration.coresSharedByNodes = value
         }
         if let n = map["meeting_wait"] { calibration.meetingWait = try quantity(n, "cluster.device.meeting_wait", Units.time) }
+        if let n = map["network_meeting_wait"] { calibration.networkMeetingWait = try quantity(n, "cluster.device.network_meeting_wait", Units.time) }
         if let n = map["handoff_wait"] { calibration.handoffWait = try quantity(n, "cluster.device.handoff_wait", Units.time) }
         if let n = map["oversubscribed_meeting_wait"] {
             calibration.oversubscribedMeetingWait = try quantity(n, "cluster.device.oversubscribed_meeting_wait", Units.time)

@@ -266,7 +266,7 @@ extension StepSimulator {
                             ? timedCollective(.reduceScatter, group, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel reduce-scatter", into: &choices)
                             : timedCollective(.all, group, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel all-reduce", into: &choices)
                     }
-                    cost.dataParallel.append(group.count < 2 ? .zero : time + bucketSynchronization(group: group.count))
+                    cost.dataParallel.append(group.count < 2 ? .zero : time + bucketSynchronization(group: group.count, acrossNodes: spansNodes(group)))
                     cost.bucketChunks.append(sync.chunk(of: bucket))
                 }
             }

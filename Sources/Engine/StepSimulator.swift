@@ -181,12 +181,19 @@ extension StepSimulator {
     /// A data-parallel bucket's waits on a calibrated CPU, every rank of the node busy: a ring
     /// over more ranks than cores cannot take a step without a context switch (2(g − 1)
     /// meetings); a smaller group meets once.
-    public func bucketSynchronization(group: Int) -> SimTime {
+    /// `acrossNodes`: the group spans nodes (its meetings wait as measured between nodes).
+    public func bucketSynchronization(group: Int, acrossNodes: Bool = false) -> SimTime {
         guard let c = scenario.device.calibration else { return .zero }
         let meetings = group > c.cores ? 2 * (group - 1) : 1
         let perNode = Double(min(coreSharingSpan(c), scenario.layout.worldSize))
-        let wait = c.pinned ? c.meetingWait(busy: (perNode / Double(c.cores)).rounded(.up), cores: 1) : c.meetingWait(busy: perNode, cores: Double(c.cores))
+        let wait = c.pinned ? c.meetingWait(busy: (perNode / Double(c.cores)).rounded(.up), cores: 1, acrossNodes: acrossNodes)
+            : c.meetingWait(busy: perNode, cores: Double(c.cores), acrossNodes: acrossNodes)
         return SimTime(seconds: Double(meetings) * wait)
+    }
+
+    /// Whether `ranks` sit on more than one node.
+    func spansNodes(_ ranks: [Int]) -> Bool {
+        Set(ranks.map { $0 / scenario.gpusPerNode }).count > 1
     }
 
     /// Processor sharing on a calibrated CPU device: for each simulated stage, how many ranks
@@ -202,7 +209,10 @@ extension StepSimulator {
             for other in node * perNode..<min((node + 1) * perNode, mesh.worldSize) where shares(rank, other) { count[mesh.coordinates(of: other).pp] += 1 }
             return count
         }
-        return PipelineRun.Sharing(cores: calibration.pinned ? 1 : Double(cores), peers: peers, calibration: calibration)
+        var sharing = PipelineRun.Sharing(cores: calibration.pinned ? 1 : Double(cores), peers: peers, calibration: calibration)
+        sharing.tensorAcrossNodes = representative.map { spansNodes(mesh.tpGroup(of: $0)) }
+        sharing.pipelineAcrossNodes = representative.map { a in representative.map { b in spansNodes([a, b]) } }
+        return sharing
     }
 
     /// How many consecutive ranks share one set of `cores`: a node's, or on test hosts (one

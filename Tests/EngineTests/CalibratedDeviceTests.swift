@@ -134,6 +134,33 @@ final class CalibratedDeviceTests: XCTestCase {
         }
     }
 
+    func testMeetingsAcrossNodesWaitAsMeasuredBetweenThem() {
+        let full = 0.3e-3, network = 0.8e-3
+        var c = KernelCalibration(gemm: [:], perElement: [:], cores: 2)
+        c.meetingWait = full
+        XCTAssertEqual(c.meetingWait(busy: 2, cores: 2, acrossNodes: true), full, "no figure between nodes: as inside one")
+        c.networkMeetingWait = network
+        XCTAssertEqual(c.meetingWait(busy: 2, cores: 2, acrossNodes: true), network)
+        XCTAssertEqual(c.meetingWait(busy: 1, cores: 2, acrossNodes: true), 0, "a core to spare: no wait")
+        // tp2 with one rank on each of two test hosts (one 2-core machine): each of the 4 · layers
+        // all-reduces waits the wait between nodes; on one node the figure between nodes changes nothing.
+        func tp2(nodes: Int, between: Double?) -> StepReport {
+            var s = scenario(ParallelLayout(tp: 2), cores: 2, pinned: true, waits: (full, 0))
+            s.device.calibration!.networkMeetingWait = between
+            s.device.calibration!.coresSharedByNodes = true
+            (s.nodes, s.gpusPerNode) = (nodes, 2 / nodes)
+            return StepSimulator(scenario: s).run()
+        }
+        XCTAssertEqual(tp2(nodes: 2, between: network).stepTime.seconds - tp2(nodes: 2, between: nil).stepTime.seconds,
+                       4 * Double(model.layers) * (network - full), accuracy: 1e-8)
+        XCTAssertEqual(tp2(nodes: 1, between: network).stepTime, tp2(nodes: 1, between: nil).stepTime)
+        // A data-parallel bucket's group across nodes meets at the wait between them.
+        var dp = scenario(ParallelLayout(dp: 2), cores: 2, pinned: true, waits: (full, 0))
+        dp.device.calibration!.networkMeetingWait = network
+        XCTAssertEqual(StepSimulator(scenario: dp).bucketSynchronization(group: 2, acrossNodes: true).seconds, network, accuracy: 1e-12)
+        XCTAssertEqual(StepSimulator(scenario: dp).bucketSynchronization(group: 2).seconds, full, accuracy: 1e-12)
+    }
+
     func testPipelineMessagesBetweenRanksOnOneCorePayTheHandOff() {
         let layout = ParallelLayout(dp: 2, pp: 2, microbatches: 4), handoff = 1e-3
         var paying = scenario(layout, cores: 2, pinned: true)

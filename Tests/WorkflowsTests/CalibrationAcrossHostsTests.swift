@@ -8,8 +8,9 @@ import XCTest
 /// scenario with one node per host (the link inside a host, the network between hosts), and
 /// compare spreads each layout's real ranks over the hosts as the simulation spreads them.
 final class CalibrationAcrossHostsTests: XCTestCase {
-    func figures(ranks: Int = 2, hosts: Int, machines: Int = 1, path: String, alpha: Double, beta: Double) -> TransportFigures {
+    func figures(ranks: Int = 2, hosts: Int, machines: Int = 1, path: String, alpha: Double, beta: Double, meeting: Double = 1e-3) -> TransportFigures {
         var f = TransportFigures(transport: "zmq", ranks: ranks)
+        f.loadedMeeting = Measurement([meeting])
         f.hosts = hosts
         f.machines = machines
         f.path = path
@@ -28,7 +29,7 @@ final class CalibrationAcrossHostsTests: XCTestCase {
         result.hosts = ["198.18.0.1", "198.18.0.2"]
         result.transports = [figures(hosts: 1, path: "shm", alpha: 1e-6, beta: 10e9),
                              figures(ranks: 4, hosts: 1, path: "shm", alpha: 2e-6, beta: 11e9),
-                             figures(hosts: 2, machines: machines, path: "tcp", alpha: 40e-6, beta: 0.7e9)]
+                             figures(hosts: 2, machines: machines, path: "tcp", alpha: 40e-6, beta: 0.7e9, meeting: 2e-3)]
         return result
     }
 
@@ -44,6 +45,11 @@ final class CalibrationAcrossHostsTests: XCTestCase {
         XCTAssertEqual(s.scaleOut.bandwidth.bytesPerSecond, 0.7e9, accuracy: 1e6, "between hosts: the TCP figures")
         XCTAssertEqual(s.scaleOut.latency.seconds, 40e-6, accuracy: 1e-8)
         XCTAssertEqual(s.device.calibration?.coresSharedByNodes, true, "test hosts: one machine's namespaces share its cores")
+        // Meetings wait as measured where they happen: inside a host, and between hosts.
+        let inside = try XCTUnwrap(result(machines: 1).transports[0].meetingWait), between = try XCTUnwrap(result(machines: 1).transports[2].meetingWait)
+        XCTAssertEqual(try XCTUnwrap(s.device.calibration?.meetingWait), inside, accuracy: 1e-7)
+        XCTAssertEqual(try XCTUnwrap(s.device.calibration?.networkMeetingWait), between, accuracy: 1e-7)
+        XCTAssertGreaterThan(between, inside)
         XCTAssertTrue(result(machines: 1).yaml().contains("198.18.0.1, 198.18.0.2"))
         // Hosts that are machines of their own keep their own cores.
         let apart = try read(result(machines: 2))

@@ -44,6 +44,7 @@ public struct CalibrationResult {
         c.coresSharedByNodes = coresSharedByNodes
         c.meetingWait = fabric?.meetingWait ?? 0
         c.oversubscribedMeetingWait = loaded?.meetingWait ?? 0
+        c.networkMeetingWait = betweenHosts?.meetingWait
         c.handoffWait = loaded?.handoff?.median ?? 0
         c.blasKernel = blas.kernel
         c.gemmRepeats = gemm.mapValues(\.samples)
@@ -171,9 +172,9 @@ public struct CalibrationResult {
     /// The waits of meetings under load (see `TransportFigures.loadedMeeting`).
     private var meetingLines: String {
         var lines = ""
-        for (key, figures) in [("meeting_wait", fabric), ("oversubscribed_meeting_wait", loaded)] {
+        for (key, figures) in [("meeting_wait", fabric), ("oversubscribed_meeting_wait", loaded), ("network_meeting_wait", betweenHosts)] {
             guard let f = figures, let wait = f.meetingWait, let m = f.loadedMeeting else { continue }
-            lines += "    \(key): \(String(format: "%.1f", wait * 1e6)) us   # \(f.transport), \(f.ranks) ranks on \(cores) cores: a \(ByteSize(bytes: TransportFigures.meetingBytes)) all-reduce within pairs between ~2 ms of compute took \(format(m.median)) (\(m.spreadText)), less its α–β time\n"
+            lines += "    \(key): \(String(format: "%.1f", wait * 1e6)) us   # \(f.transport), \(f.ranks) ranks\(f.hosts > 1 ? " on \(f.hosts) hosts" : "") on \(cores) cores: a \(ByteSize(bytes: TransportFigures.meetingBytes)) all-reduce within pairs between ~2 ms of compute took \(format(m.median)) (\(m.spreadText)), less its α–β time\n"
         }
         if let l = loaded, let h = l.handoff {
             lines += "    handoff_wait: \(String(format: "%.1f", h.median * 1e6)) us   # \(l.transport), two ranks pinned to one core passing the turn (~2 ms of compute each, then 8 B): the time per message beyond the compute; \(h.spreadText)\n"
