@@ -44,6 +44,9 @@ struct Compare: ParsableCommand {
     @Option(help: "The hosts of a calibration across hosts (fleet calibrate --hosts), in the same order: each layout's ranks spread evenly over them, as simulated (A,B or A:2,B:2; slots are ignored).")
     var hosts: String?
 
+    @Option(help: "The data-parallel buckets' all-reduce, run and simulated: ring, or hierarchical (each host's ranks over shared memory, then a ring across hosts).")
+    var dpAlgo: String = "ring"
+
     @Option(help: "Directory for the runs' logs and the predictions.")
     var runDir: String?
 
@@ -66,8 +69,13 @@ struct Compare: ParsableCommand {
         if MPITransport.isUnderMPIRun {
             throw ValidationError("fleet compare starts its own runs (use --transport mpi to run them through mpirun); do not start it under mpirun")
         }
+        guard ["ring", "hierarchical"].contains(dpAlgo) else { throw ValidationError("--dp-algo must be ring or hierarchical (got '\(dpAlgo)')") }
         for name in layouts.split(separator: ",") {
-            do { try LayoutName.parse(String(name)).validate(model: model, batch: batch) } catch { throw ValidationError("--layouts: \(error)") }
+            let layout: ParallelLayout
+            do { layout = try LayoutName.parse(String(name)); try layout.validate(model: model, batch: batch) } catch { throw ValidationError("--layouts: \(error)") }
+            if dpAlgo == "hierarchical" && layout.zeroStage > 0 {
+                throw ValidationError("--dp-algo hierarchical is for the buckets' all-reduce; \(name) reduce-scatters them under ZeRO: leave it out or drop --dp-algo")
+            }
         }
     }
 
@@ -83,6 +91,7 @@ struct Compare: ParsableCommand {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             var comparison = Comparison(model: model, batch: batch, steps: steps, warmup: warmup, base: base, transport: transport)
             comparison.hosts = try hostList(nodes: base.nodes)
+            comparison.dataParallelAlgorithm = dpAlgo == "hierarchical" ? .hierarchical : .ring
             var rows = try layouts.split(separator: ",").map { try comparison.simulate(try LayoutName.parse(String($0))) }
             try comparison.recordPredictions(rows, in: directory)
             if !json {

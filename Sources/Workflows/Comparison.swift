@@ -21,6 +21,8 @@ public struct Comparison {
     /// The hosts a calibration across hosts measured (`fleet calibrate --hosts`), one per node of
     /// `base`: each layout's ranks are spread over them as the simulation spreads them.
     public var hosts: [String] = []
+    /// The data-parallel buckets' all-reduce, run (`fleet train --dp-algo`) and simulated alike: ring or hierarchical.
+    public var dataParallelAlgorithm = CollectiveModel.Algorithm.ring
 
     public init(model: ModelSpec, batch: Int, steps: Int, warmup: Int, base: Scenario, transport: String) {
         self.model = model
@@ -40,6 +42,7 @@ public struct Comparison {
         s.layout = layout
         s.zero = layout.zeroStage
         s.dataParallelAuto = false
+        s.dataParallelAlgorithm = dataParallelAlgorithm
         let nodes = self.nodes(layout)
         s.nodes = nodes
         s.gpusPerNode = layout.worldSize / nodes
@@ -100,6 +103,7 @@ public struct Comparison {
     public func measure(_ row: ComparisonRow, directory: String) throws -> StepLogs {
         let l = row.layout
         var arguments = ["train", model.name, "--steps", "\(steps)", "--batch", "\(batch)", "--run-dir", directory, "--json"] + LayoutName.trainArguments(l)
+        if dataParallelAlgorithm == .hierarchical && l.dp > 1 { arguments += ["--dp-algo", "hierarchical"] }
         let run: (status: Int32, stdout: String, stderr: String)
         let placement = self.placement(l)
         if transport == "mpi" && l.worldSize > 1 {

@@ -79,5 +79,12 @@ final class CalibrationAcrossHostsTests: XCTestCase {
         oneNode.nodes = 1
         let inside = try Comparison(model: ModelCatalog.gptTiny, batch: 8, steps: 10, warmup: 2, base: oneNode, transport: "zmq").simulate(ParallelLayout(dp: 2))
         XCTAssertGreaterThan(across.simulated.stepTime, inside.simulated.stepTime, "TCP between hosts is slower than shared memory inside one")
+        // --dp-algo hierarchical: dp4 on two hosts sends a quarter of each bucket across them
+        // instead of the ring's one and a half: less data-parallel time, the compute the same.
+        let ring = try comparison.simulate(ParallelLayout(dp: 4))
+        comparison.dataParallelAlgorithm = .hierarchical
+        let hierarchical = try comparison.simulate(ParallelLayout(dp: 4))
+        XCTAssertLessThan(hierarchical.simulatedCommunication, ring.simulatedCommunication)
+        XCTAssertEqual(hierarchical.simulatedCompute, ring.simulatedCompute, accuracy: 1e-12)
     }
 }
