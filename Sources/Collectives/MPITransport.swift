@@ -148,13 +148,16 @@ public final class MPITransport: HostAwareTransport {
         MPI_Iprobe(fleet_mpi_any_source(), fleet_mpi_any_tag(), fleet_mpi_comm_world(), &flag, &status)
         // With more ranks on this node than cores a waiting rank yields, so the rank it waits
         // for can run; otherwise a syscall per poll only adds latency to every message.
-        if Self.oversubscribed { sched_yield() }
+        if oversubscribed { sched_yield() }
     }
 
-    /// Whether this node runs more ranks than it has cores (OpenMPI says how many it runs).
-    static let oversubscribed: Bool = {
-        let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? Int.max
-        return SharedMemoryLanes.oversubscribed(ranksOnHost: local)
+    /// Whether this machine runs more of the world's ranks than it has cores: counted from every
+    /// rank's host identity by machine (test hosts of one machine share its cores, though OpenMPI
+    /// counts each apart), else as OpenMPI counts this node's ranks.
+    private lazy var oversubscribed: Bool = {
+        let onMachine = hosts.count == worldSize ? Rendezvous.ranksOnMachine(of: rank, hosts: hosts)
+            : ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? Int.max
+        return SharedMemoryLanes.oversubscribed(ranksOnHost: onMachine)
     }()
 
     /// `MPI_Allreduce` over `members` (world ranks), the baseline that fleet's own algorithms are measured against.

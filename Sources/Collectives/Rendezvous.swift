@@ -4,7 +4,7 @@ import Foundation
 /// Exchanges inbox endpoints: every rank tells rank 0 (the coordinator) where it listens
 /// and which host (kernel and process namespace) it runs on, and rank 0 answers each with
 /// the full table.
-enum Rendezvous {
+public enum Rendezvous {
     /// One rank's entry: where its inbox listens, and `host`, equal for ranks that can read
     /// each other's memory directly (empty when unknown).
     struct Entry: Equatable {
@@ -39,6 +39,19 @@ enum Rendezvous {
         let key = String(cString: name).replacingOccurrences(of: "@", with: "_") + "@" + boot.trimmingCharacters(in: .whitespacesAndNewlines) + "/" + namespace + "/" + network
         return key.contains(where: { $0 == " " || $0 == "\n" }) ? "" : key
     }()
+
+    /// The machine a host identity runs on: its kernel's boot id (test hosts, namespaces of one
+    /// machine, are hosts of their own but share its cores).
+    public static func machine(ofHost identity: String) -> String {
+        guard let at = identity.firstIndex(of: "@") else { return identity }
+        return String(identity[identity.index(after: at)...].prefix { $0 != "/" })
+    }
+
+    /// How many of `hosts` (every rank's identity) run on the machine of `hosts[rank]`.
+    static func ranksOnMachine(of rank: Int, hosts: [String]) -> Int {
+        let mine = machine(ofHost: hosts[rank])
+        return hosts.filter { machine(ofHost: $0) == mine }.count
+    }
 
     /// The hostname part of a host identity (`localHost`).
     static func name(ofHost identity: String) -> String {

@@ -43,7 +43,9 @@ extension SharedMemoryLanes {
         let local = hosts.indices.filter { hosts[$0] == hosts[rank] }
         let peers = local.filter { $0 != rank }
         guard !peers.isEmpty else { return nil }
-        let geometry = geometry ?? .fromEnvironment(ranksOnHost: local.count)
+        // Cores are the machine's: test hosts (namespaces of one machine) share them.
+        let onMachine = Rendezvous.ranksOnMachine(of: rank, hosts: hosts)
+        let geometry = geometry ?? .fromEnvironment(ranksOnHost: onMachine)
         let size = controlBytes + local.count * laneBytes(geometry)
         func name(_ owner: Int) -> String { "/fleet-\(job)-\(owner)" }
 
@@ -59,7 +61,8 @@ extension SharedMemoryLanes {
         // Everyone who will ever open this rank's segment has; the name can go.
         shm_unlink(name(rank))
         guard let segment else { return nil }
-        let lanes = SharedMemoryLanes(rank: rank, worldSize: transport.worldSize, localRanks: local, geometry: geometry, segment: segment, segmentBytes: size)
+        let lanes = SharedMemoryLanes(rank: rank, worldSize: transport.worldSize, localRanks: local, ranksOnMachine: onMachine, geometry: geometry,
+                                      segment: segment, segmentBytes: size)
         for (peer, address) in mapped {
             if theyMapped[peer] == true {
                 lanes.adopt(peer, segment: address)

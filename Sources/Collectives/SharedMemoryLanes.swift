@@ -63,7 +63,7 @@ public final class SharedMemoryLanes {
     let geometry: Geometry
     /// World ranks on this host (this one included), in rank order; lanes are indexed by position here.
     let localRanks: [Int]
-    /// More ranks on this host than cores: a waiting rank yields its core.
+    /// More ranks on this machine than cores: a waiting rank yields its core.
     let oversubscribed: Bool
     /// Each local rank's position in `localRanks` (its lane's index in every segment).
     private let laneIndex: [Int]
@@ -130,11 +130,11 @@ public final class SharedMemoryLanes {
         }
     }
 
-    init(rank: Int, worldSize: Int, localRanks: [Int], geometry: Geometry, segment: UnsafeMutableRawPointer, segmentBytes: Int) {
+    init(rank: Int, worldSize: Int, localRanks: [Int], ranksOnMachine: Int, geometry: Geometry, segment: UnsafeMutableRawPointer, segmentBytes: Int) {
         self.rank = rank
         self.worldSize = worldSize
         self.localRanks = localRanks
-        oversubscribed = Self.oversubscribed(ranksOnHost: localRanks.count)
+        oversubscribed = Self.oversubscribed(ranksOnHost: ranksOnMachine)
         // Per-rank tables are arrays indexed by world rank: they are read for every slot.
         var laneIndex = [Int](repeating: -1, count: worldSize)
         for (index, local) in localRanks.enumerated() { laneIndex[local] = index }

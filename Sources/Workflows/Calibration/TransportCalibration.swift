@@ -57,7 +57,7 @@ public struct TransportFigures: Codable {
         let last = transport.worldSize - 1, me = transport.rank
         let identities = (0...last).map { transport.host(of: $0) ?? "" }
         figures.hosts = Set(identities).count
-        figures.machines = Set(identities.map(Self.machine(ofHost:))).count
+        figures.machines = Set(identities.map(Rendezvous.machine(ofHost:))).count
         figures.path = transport.path(to: last)
         for bytes in pingPongSizes {
             var buffer = [UInt8](repeating: UInt8(me), count: bytes)
@@ -100,12 +100,6 @@ public struct TransportFigures: Codable {
             }
         }
         return figures
-    }
-
-    /// The kernel a host identity (`hostname@boot-id/pid-ns/net-ns`) runs under: its boot id.
-    static func machine(ofHost identity: String) -> String {
-        guard let at = identity.firstIndex(of: "@") else { return identity }
-        return String(identity[identity.index(after: at)...].prefix { $0 != "/" })
     }
 
     /// Iterations of a register-only loop that take this rank about 2 ms on a core of its own,
