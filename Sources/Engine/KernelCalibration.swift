@@ -13,6 +13,9 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// How much longer the forward and backward kernels take inside a real training step than
     /// their isolated measurements add up to (colder caches, the code between kernels).
     public var inStep = 1.0
+    /// A core's kernel time with every core of the machine computing over its time alone
+    /// (`fleet calibrate`'s products on all cores at once): busy cores slow each other.
+    public var contention = 1.0
     /// Whether a rank waiting for a peer keeps polling (MPI: it stays runnable and takes its
     /// share of the cores) or sleeps (ZeroMQ: it leaves the cores to the others).
     public var waitingSpins = false
@@ -97,6 +100,18 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     public func meetingWait(busy: Double, cores c: Double, acrossNodes: Bool = false) -> Double {
         guard busy >= c else { return 0 }
         return max(acrossNodes ? networkMeetingWait ?? meetingWait : meetingWait, (1 - c / busy) * oversubscribedMeetingWait / 2)
+    }
+
+    /// This calibration for a step where `ranks` ranks of one machine compute side by side:
+    /// the kernels slowed by the contention of min(ranks, cores) busy cores, interpolated
+    /// linearly from none (one core busy) to the measured factor (every core busy).
+    public func underLoad(ranks: Int) -> KernelCalibration {
+        guard contention != 1, cores > 1 else { return self }
+        var copy = self
+        let busy = Double(min(max(ranks, 1), cores))
+        copy.inStep *= 1 + (contention - 1) * (busy - 1) / Double(cores - 1)
+        copy.inStepRepeats = inStepRepeats.map { $0 * copy.inStep / inStep }
+        return copy
     }
 
     /// Single-core seconds of forward or backward `work` inside a training step.

@@ -78,7 +78,7 @@ public struct ScenarioReader {
             guard let device = DeviceCatalog.named(name) else { throw fail(node, "unknown device '\(name)'; expected one of \(known)") }
             return device
         }
-        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "cores_shared_by_nodes", "meeting_wait", "network_meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel", "kernel_repeats_ns", "in_step_repeats"])
+        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "cores_shared_by_nodes", "contention", "meeting_wait", "network_meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel", "kernel_repeats_ns", "in_step_repeats"])
         let nameNode = try required(map, "name", "cluster.device")
         guard var device = nameNode.string.flatMap(DeviceCatalog.named) else {
             throw fail(nameNode, "cluster.device.name must name the device the measurements refine; expected one of \(known)")
@@ -136,6 +136,10 @@ public struct ScenarioReader {
         if let n = map["pinned"] {
             guard let value = n.bool else { throw fail(n, "cluster.device.pinned must be true or false") }
             calibration.pinned = value
+        }
+        if let n = map["contention"] {
+            calibration.contention = try number(n, "cluster.device.contention")
+            guard calibration.contention > 0 else { throw fail(n, "cluster.device.contention must be positive (a core's time with every core busy over its time alone)") }
         }
         if let n = map["cores_shared_by_nodes"] {
             guard let value = n.bool else { throw fail(n, "cluster.device.cores_shared_by_nodes must be true (the nodes are one machine's test hosts) or false") }

@@ -12,6 +12,12 @@ public struct StepSimulator {
     let collectives: CollectiveModel
 
     public init(scenario: Scenario) {
+        var scenario = scenario
+        // A measured CPU: its kernels as fast as the machine's busy cores let them be.
+        if let calibration = scenario.device.calibration {
+            let onMachine = calibration.coresSharedByNodes ? scenario.layout.worldSize : min(scenario.gpusPerNode, scenario.layout.worldSize)
+            scenario.device.calibration = calibration.underLoad(ranks: onMachine)
+        }
         self.scenario = scenario
         network = scenario.fidelity == .flow ? FlowNetwork(fabric: scenario.fabric) as NetworkModel : AnalyticalNetwork(fabric: scenario.fabric)
         collectives = CollectiveModel(network: network)

@@ -134,6 +134,36 @@ final class CalibratedDeviceTests: XCTestCase {
         }
     }
 
+    func testBusyCoresSlowEachOtherAsMeasured() throws {
+        var c = KernelCalibration(gemm: [:], perElement: [:], cores: 4)
+        c.inStep = 1.1
+        c.inStepRepeats = [1.0, 1.1, 1.2]
+        XCTAssertEqual(c.underLoad(ranks: 4), c, "no contention measured: unchanged")
+        c.contention = 1.3
+        XCTAssertEqual(c.underLoad(ranks: 1).inStep, 1.1, accuracy: 1e-12, "one core busy: as alone")
+        XCTAssertEqual(c.underLoad(ranks: 4).inStep, 1.1 * 1.3, accuracy: 1e-12, "every core busy: the measured factor")
+        XCTAssertEqual(c.underLoad(ranks: 8).inStep, 1.1 * 1.3, accuracy: 1e-12, "no more than every core")
+        XCTAssertEqual(c.underLoad(ranks: 2).inStep, 1.1 * (1 + 0.3 / 3), accuracy: 1e-12, "linear in between")
+        for (value, expected) in zip(c.underLoad(ranks: 4).inStepRepeats, [1.3, 1.43, 1.56]) { XCTAssertEqual(value, expected, accuracy: 1e-9) }
+        // dp2 on two pinned cores computes 1.25 × slower with contention 1.25; dp1 alone does not.
+        func step(_ layout: ParallelLayout, contention: Double) -> StepReport {
+            var s = scenario(layout, cores: 2, pinned: true)
+            s.device.calibration!.contention = contention
+            return StepSimulator(scenario: s).run()
+        }
+        XCTAssertEqual(step(ParallelLayout(dp: 2), contention: 1.25).breakdown.compute.seconds,
+                       1.25 * step(ParallelLayout(dp: 2), contention: 1).breakdown.compute.seconds, accuracy: 1e-9)
+        XCTAssertEqual(step(ParallelLayout(), contention: 1.25).stepTime, step(ParallelLayout(), contention: 1).stepTime)
+        // The reader takes the measured factor and names a bad one.
+        let yaml = "cluster:\n  device: {name: local, cores: 2, contention: 1.2, gemm: [{m: 64, n: 64, k: 64, rate: 50 GFLOP/s}]}\n  nodes: 1\n  gpus_per_node: 2\n"
+            + "  scale_up: {bandwidth: 10 GB/s, latency: 1 us}\nfabric: {topology: single-switch, link: {bandwidth: 1 GB/s, latency: 40 us}}\n"
+            + "workload: {model: gpt-tiny, batch: 8}\nlayout: {dp: 2}\n"
+        XCTAssertEqual(try XCTUnwrap(ScenarioReader(path: "c.yaml", text: yaml).read().base.device.calibration?.contention), 1.2, accuracy: 1e-12)
+        XCTAssertThrowsError(try ScenarioReader(path: "c.yaml", text: yaml.replacingOccurrences(of: "contention: 1.2", with: "contention: -1")).read()) { error in
+            XCTAssertTrue("\(error)".contains("contention must be a positive number"), "\(error)")
+        }
+    }
+
     func testMeetingsAcrossNodesWaitAsMeasuredBetweenThem() {
         let full = 0.3e-3, network = 0.8e-3
         var c = KernelCalibration(gemm: [:], perElement: [:], cores: 2)

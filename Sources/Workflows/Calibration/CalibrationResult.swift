@@ -18,6 +18,9 @@ public struct CalibrationResult {
     public var inStep = Measurement([1])
     public var isolatedOptimizer: Measurement?
     public var memoryBandwidth = Measurement([])
+    /// A core's time with every core computing over its time alone, per round; each core's speed alone over their mean.
+    public var contention = Measurement([])
+    public var coreSpeeds: [Double] = []
     public var transports: [TransportFigures] = []
     public var fabricTransport = "zmq"
     /// The hosts `fleet calibrate --hosts` measured between (empty: this machine only).
@@ -42,6 +45,7 @@ public struct CalibrationResult {
         c.inStep = inStep.median
         c.pinned = true
         c.coresSharedByNodes = coresSharedByNodes
+        if contention.repeats > 0 { c.contention = contention.median }
         c.meetingWait = fabric?.meetingWait ?? 0
         c.oversubscribedMeetingWait = loaded?.meetingWait ?? 0
         c.networkMeetingWait = betweenHosts?.meetingWait
@@ -83,7 +87,7 @@ public struct CalibrationResult {
             cores: \(cores)   # cores the ranks share (this process's affinity); busier ranks share them
             in_step: \(String(format: "%.4f", inStep.median))   # one-process steps at batch \(batch): forward+backward time / the sum of its kernels measured alone; \(inStep.spreadText) steps
             in_step_repeats: [\(inStep.samples.map { String(format: "%.4f", $0) }.joined(separator: ", "))]
-        \(coresSharedByNodes ? "    cores_shared_by_nodes: true   # the hosts are network namespaces of this one machine (test hosts): every node's ranks share these cores\n" : "")    pinned: true   # fleet compare pins rank r to core r mod \(cores) (mpirun --bind-to core --map-by core; FLEET_PIN_CORES for its own workers): only ranks on one core share it
+        \(contentionLine)\(coresSharedByNodes ? "    cores_shared_by_nodes: true   # the hosts are network namespaces of this one machine (test hosts): every node's ranks share these cores\n" : "")    pinned: true   # fleet compare pins rank r to core r mod \(cores) (mpirun --bind-to core --map-by core; FLEET_PIN_CORES for its own workers): only ranks on one core share it
             waiting: sleep   # a waiting rank leaves its core to the rank it shares it with (ZeroMQ sleeps in zmq_poll; MPI yields while oversubscribed)
             blas_kernel: \(blas.kernel)   # \(blas.headerLine.replacingOccurrences(of: "blas: ", with: "")); fleet compare warns when it runs another
             peak_fp32: \(String(format: "%.2f", peak / 1e9)) GFLOP/s   # best one-thread sgemm below
@@ -167,6 +171,14 @@ public struct CalibrationResult {
 
         """
         return y
+    }
+
+    /// `contention:` when measured (more than one core), with each core's speed alone.
+    private var contentionLine: String {
+        guard contention.repeats > 0 else { return "" }
+        let speeds = coreSpeeds.map { String(format: "%.2f", $0) }.joined(separator: ", ")
+        return String(format: "    contention: %.4f   # the heaviest products on all %d cores at once: each core's time over its time alone, median of %d rounds (%@); each core alone: %@ × the mean\n",
+                      contention.median, cores, contention.repeats, contention.spreadText, speeds)
     }
 
     /// The waits of meetings under load (see `TransportFigures.loadedMeeting`).

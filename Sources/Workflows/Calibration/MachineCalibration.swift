@@ -77,12 +77,25 @@ public struct MachineCalibration {
             guard let time = result.kernels[kernel] else { continue }
             progress("  \(kernel.rawValue): \(String(format: "%.3f", time.median * 1e9)) ns/element (\(time.spreadText))")
         }
+        measureContention(&result)
         try measureInStep(&result)
         result.memoryBandwidth = Self.memoryBandwidth(repeats: repeats)
         (result.storageBandwidth, result.storageLatency) = try Self.storage(directory: storageDirectory, repeats: repeats)
         progress(String(format: "  memory: %.2f GB/s; storage: %.3f GB/s, %.0f µs per synced small write", result.memoryBandwidth.median / 1e9,
                         result.storageBandwidth.median / 1e9, result.storageLatency.median * 1e6))
         return result
+    }
+
+    /// The heaviest products on each core alone and on every core at once (`CoreContention`).
+    func measureContention(_ result: inout CalibrationResult) {
+        guard result.cores > 1 else { return }
+        let heaviest = result.gemm.keys.sorted { ($0.flops.count, "\($0)") > ($1.flops.count, "\($1)") }.prefix(3)
+        let contention = CoreContention(shapes: Array(heaviest), rates: { result.gemm[$0]?.median ?? 1e9 }, rounds: repeats, cores: result.cores)
+        let measured = contention.measure()
+        result.contention = Measurement(measured.slowdowns)
+        result.coreSpeeds = measured.speeds
+        progress(String(format: "  all %d cores computing at once: each %.3f × its time alone (%@); each core alone: %@ × the mean", result.cores,
+                        result.contention.median, result.contention.spreadText, measured.speeds.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
     }
 
     /// Real one-process training steps at the calibration batch: how their forward and

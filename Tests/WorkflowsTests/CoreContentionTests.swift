@@ -1,0 +1,28 @@
+import Parallelism
+import Workflows
+import XCTest
+
+/// calibrate's contention figures: each round's mean slowdown of a core with every core busy,
+/// each core's speed alone against the mean — from the block times, and from a real (short) run.
+final class CoreContentionTests: XCTestCase {
+    func testSlowdownsAndSpeedsComeFromTheBlockTimes() {
+        var result = CoreContention.Result()
+        result.alone = [[1.0, 2.0], [1.0, 2.0], [1.2, 2.0]]
+        result.together = [[1.5, 2.0], [1.0, 3.0], [1.2, 2.0]]
+        for (value, expected) in zip(result.slowdowns, [1.25, 1.25, 1.0]) { XCTAssertEqual(value, expected, accuracy: 1e-12) }
+        // Medians alone: 1.0 and 2.0 s; mean 1.5: the first core 1.5 × the mean speed, the second 0.75 ×.
+        XCTAssertEqual(result.speeds.count, 2)
+        for (value, expected) in zip(result.speeds, [1.5, 0.75]) { XCTAssertEqual(value, expected, accuracy: 1e-12) }
+    }
+
+    func testAShortRunTimesEveryCoreAloneAndTogether() {
+        let shape = GEMMShape(m: 64, n: 64, k: 64)
+        let contention = CoreContention(shapes: [shape], rates: { _ in 20e9 }, rounds: 2, cores: 2, blockSeconds: 0.002)
+        XCTAssertGreaterThanOrEqual(contention.shapes[0].calls, 1)
+        let result = contention.measure()
+        XCTAssertEqual(result.alone.count, 2)
+        XCTAssertEqual(result.together.map(\.count), [2, 2])
+        XCTAssertTrue(result.alone.joined().allSatisfy { $0 > 0 } && result.together.joined().allSatisfy { $0 > 0 }, "\(result)")
+        XCTAssertEqual(CoreContention(shapes: [shape], rates: { _ in 20e9 }, rounds: 2, cores: 1).measure().alone.count, 0, "one core: nothing to contend for")
+    }
+}
