@@ -18,8 +18,10 @@ public struct CalibrationResult {
     public var inStep = Measurement([1])
     public var isolatedOptimizer: Measurement?
     public var memoryBandwidth = Measurement([])
-    /// A core's time with every core computing over its time alone, per round; each core's speed alone over their mean.
-    public var contention = Measurement([])
+    /// A core's best time with every core computing over its best time alone (`CoreContention.contention`),
+    /// with each round's ratio for its spread; each core's speed alone over their mean.
+    public var contention: Double?
+    public var contentionRounds = Measurement([])
     public var coreSpeeds: [Double] = []
     public var transports: [TransportFigures] = []
     public var fabricTransport = "zmq"
@@ -45,7 +47,7 @@ public struct CalibrationResult {
         c.inStep = inStep.median
         c.pinned = true
         c.coresSharedByNodes = coresSharedByNodes
-        if contention.repeats > 0 { c.contention = contention.median }
+        if let contention { c.contention = contention }
         c.meetingWait = fabric?.meetingWait ?? 0
         c.oversubscribedMeetingWait = loaded?.meetingWait ?? 0
         c.networkMeetingWait = betweenHosts?.meetingWait
@@ -175,10 +177,10 @@ public struct CalibrationResult {
 
     /// `contention:` when measured (more than one core), with each core's speed alone.
     private var contentionLine: String {
-        guard contention.repeats > 0 else { return "" }
+        guard let contention else { return "" }
         let speeds = coreSpeeds.map { String(format: "%.2f", $0) }.joined(separator: ", ")
-        return String(format: "    contention: %.4f   # the heaviest products on all %d cores at once: each core's time over its time alone, median of %d rounds (%@); each core alone: %@ × the mean\n",
-                      contention.median, cores, contention.repeats, contention.spreadText, speeds)
+        return String(format: "    contention: %.4f   # the heaviest products on all %d cores at once: each core's best time over its best time alone, %d rounds (each round's own ratio: median %.3f, %@); each core alone: %@ × the mean\n",
+                      contention, cores, contentionRounds.repeats, contentionRounds.median, contentionRounds.spreadText, speeds)
     }
 
     /// The waits of meetings under load (see `TransportFigures.loadedMeeting`).

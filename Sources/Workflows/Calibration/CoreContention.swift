@@ -32,6 +32,15 @@ public struct CoreContention {
         public var slowdowns: [Double] {
             zip(alone, together).map { a, t in zip(a, t).map { $1 / $0 }.reduce(0, +) / Double(max(1, a.count)) }
         }
+        /// The contention: the mean over the cores of (best time together ÷ best time alone). The
+        /// host's noise only ever slows a block, and a slow round on either side says nothing
+        /// about cores slowing each other: per-round ratios spread 24–79 % over five rounds here
+        /// and their median read 1.20 where two busy cores computed a step as fast as one.
+        public var contention: Double {
+            guard let count = alone.first?.count, count > 0, !together.isEmpty else { return 1 }
+            let ratios = (0..<count).map { core in together.map { $0[core] }.min()! / alone.map { $0[core] }.min()! }
+            return ratios.reduce(0, +) / Double(count)
+        }
         /// Each core's speed alone over the cores' mean (medians over the rounds).
         public var speeds: [Double] {
             guard let count = alone.first?.count, count > 0 else { return [] }

@@ -92,10 +92,12 @@ public struct MachineCalibration {
         let heaviest = result.gemm.keys.sorted { ($0.flops.count, "\($0)") > ($1.flops.count, "\($1)") }.prefix(3)
         let contention = CoreContention(shapes: Array(heaviest), rates: { result.gemm[$0]?.median ?? 1e9 }, rounds: repeats, cores: result.cores)
         let measured = contention.measure()
-        result.contention = Measurement(measured.slowdowns)
+        result.contention = measured.contention
+        result.contentionRounds = Measurement(measured.slowdowns)
         result.coreSpeeds = measured.speeds
-        progress(String(format: "  all %d cores computing at once: each %.3f × its time alone (%@); each core alone: %@ × the mean", result.cores,
-                        result.contention.median, result.contention.spreadText, measured.speeds.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
+        progress(String(format: "  all %d cores computing at once: each %.3f × its time alone (best of %d rounds; the rounds' own ratios %@); each core alone: %@ × the mean",
+                        result.cores, measured.contention, repeats, result.contentionRounds.spreadText,
+                        measured.speeds.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
     }
 
     /// Real one-process training steps at the calibration batch: how their forward and
