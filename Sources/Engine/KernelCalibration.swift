@@ -36,6 +36,9 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// With ranks pinned two to a core: what passing the turn to the other rank costs (a
     /// pipeline message to the rank that shares the sender's core).
     public var handoffWait = 0.0
+    /// The transport whose links and waits these figures are (`mpi` or `zmq`, calibrate's
+    /// `--fabric`): compare warns when it runs another.
+    public var transport: String?
     /// The BLAS kernel the rates were measured with (OpenBLAS's name, e.g. "Haswell"); rates
     /// taken with another kernel do not describe this one.
     public var blasKernel: String?

@@ -187,9 +187,11 @@ extension StepSimulator {
     /// A data-parallel bucket's waits on a calibrated CPU, every rank of the node busy: a ring
     /// over more ranks than cores cannot take a step without a context switch (2(g − 1)
     /// meetings); a smaller group meets once.
-    /// `acrossNodes`: the group spans nodes (its meetings wait as measured between nodes).
-    public func bucketSynchronization(group: Int, acrossNodes: Bool = false) -> SimTime {
+    /// `acrossNodes`: the group spans nodes (its meetings wait as measured between nodes); asked
+    /// only of a calibrated CPU (a group of a 100,000-GPU fleet is costly to look over per bucket).
+    public func bucketSynchronization(group: Int, acrossNodes: @autoclosure () -> Bool = false) -> SimTime {
         guard let c = scenario.device.calibration else { return .zero }
+        let acrossNodes = c.networkMeetingWait != nil && acrossNodes()
         let meetings = group > c.cores ? 2 * (group - 1) : 1
         let perNode = Double(min(coreSharingSpan(c), scenario.layout.worldSize))
         let wait = c.pinned ? c.meetingWait(busy: (perNode / Double(c.cores)).rounded(.up), cores: 1, acrossNodes: acrossNodes)

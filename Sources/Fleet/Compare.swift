@@ -87,6 +87,10 @@ struct Compare: ParsableCommand {
                 Console.err("warning: \(scenario) was calibrated with BLAS kernel \(calibrated), but this run uses \(blas.kernel) (\(blas.headerLine)); "
                             + "its kernel rates may not hold: run fleet calibrate again")
             }
+            if let calibrated = base.device.calibration?.transport, calibrated != transport {
+                Console.err("warning: \(scenario) was calibrated over \(calibrated) (its links and waits are \(calibrated)'s), but these runs use \(transport): "
+                            + "the communication is priced for the other transport; calibrate with --fabric \(transport) to compare \(transport)")
+            }
             let directory = try runDir ?? RunDirectory.create("compare")
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             var comparison = Comparison(model: model, batch: batch, steps: steps, warmup: warmup, base: base, transport: transport)

@@ -21,7 +21,7 @@ final class CalibrateCompareTests: FleetProcessTestCase {
         XCTAssertTrue(yaml.contains("# mpi, \(2 * cores) ranks"), yaml)
         for expected in ["name: local", "in_step:", "pinned: true", "waiting: sleep", "meeting_wait:", "handoff_wait:", "oversubscribed_meeting_wait:", "gemm:", "trans: B",
                          "layernorm_backward:", "optimizer:", "storage:", "per_client:", "# zmq, 2 ranks", "all-reduce (native",
-                         "repeats_gflops: [", "kernel_repeats_ns:", "in_step_repeats: [", cores > 1 ? "contention: " : "in_step:"] {
+                         "repeats_gflops: [", "kernel_repeats_ns:", "in_step_repeats: [", cores > 1 ? "contention: " : "in_step:", "transport: mpi"] {
             XCTAssertTrue(yaml.contains(expected), "calibration lacks \(expected):\n\(yaml)")
         }
         XCTAssertTrue(yaml.contains("spread"), "every figure says how much it varied")
@@ -41,6 +41,8 @@ final class CalibrateCompareTests: FleetProcessTestCase {
         let rows = try run.stdout.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
         XCTAssertEqual(rows.compactMap { $0["layout"] as? String }, ["dp1", "dp2", "tp2pp2"])
         XCTAssertEqual(rows.compactMap { $0["hosts"] as? String }, ["local", "local", "local"])
+        // Calibrated over MPI (--fabric mpi), run over ZeroMQ: said before the runs.
+        XCTAssertTrue(run.stderr.contains("was calibrated over mpi") && run.stderr.contains("calibrate with --fabric zmq"), run.stderr)
         // Hosts for a scenario of one machine: refused before any run, saying how to calibrate across them.
         let elsewhere = try FleetProcess.fleet(["compare", "gpt-tiny", "--scenario", scenario, "--hosts", "198.18.0.1,198.18.0.2", "--layouts", "dp1",
                                                 "--transport", "zmq", "--run-dir", directory + "/elsewhere"])

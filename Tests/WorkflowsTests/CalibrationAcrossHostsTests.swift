@@ -45,6 +45,10 @@ final class CalibrationAcrossHostsTests: XCTestCase {
         XCTAssertEqual(s.scaleOut.bandwidth.bytesPerSecond, 0.7e9, accuracy: 1e6, "between hosts: the TCP figures")
         XCTAssertEqual(s.scaleOut.latency.seconds, 40e-6, accuracy: 1e-8)
         XCTAssertEqual(s.device.calibration?.coresSharedByNodes, true, "test hosts: one machine's namespaces share its cores")
+        XCTAssertEqual(s.device.calibration?.transport, "zmq", "whose links and waits these are")
+        XCTAssertThrowsError(try ScenarioReader(path: "t.yaml", text: result(machines: 1).yaml().replacingOccurrences(of: "transport: zmq", with: "transport: udp")).read()) {
+            XCTAssertTrue("\($0)".contains("cluster.device.transport must be mpi or zmq"), "\($0)")
+        }
         // Meetings wait as measured where they happen: inside a host, and between hosts.
         let inside = try XCTUnwrap(result(machines: 1).transports[0].meetingWait), between = try XCTUnwrap(result(machines: 1).transports[2].meetingWait)
         XCTAssertEqual(try XCTUnwrap(s.device.calibration?.meetingWait), inside, accuracy: 1e-7)

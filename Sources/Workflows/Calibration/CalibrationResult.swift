@@ -53,6 +53,7 @@ public struct CalibrationResult {
         c.networkMeetingWait = betweenHosts?.meetingWait
         c.handoffWait = loaded?.handoff?.median ?? 0
         c.blasKernel = blas.kernel
+        c.transport = fabricTransport
         c.gemmRepeats = gemm.mapValues(\.samples)
         c.perElementRepeats = kernels.mapValues(\.samples)
         c.inStepRepeats = inStep.samples
@@ -90,6 +91,7 @@ public struct CalibrationResult {
             in_step: \(String(format: "%.4f", inStep.median))   # one-process steps at batch \(batch): forward+backward time / the sum of its kernels measured alone; \(inStep.spreadText) steps
             in_step_repeats: [\(inStep.samples.map { String(format: "%.4f", $0) }.joined(separator: ", "))]
         \(contentionLine)\(coresSharedByNodes ? "    cores_shared_by_nodes: true   # the hosts are network namespaces of this one machine (test hosts): every node's ranks share these cores\n" : "")    pinned: true   # fleet compare pins rank r to core r mod \(cores) (mpirun --bind-to core --map-by core; FLEET_PIN_CORES for its own workers): only ranks on one core share it
+            transport: \(fabricTransport)   # the links and waits below are \(fabricTransport == "mpi" ? "MPI's" : "ZeroMQ's") (--fabric): fleet compare warns when it runs the other
             waiting: sleep   # a waiting rank leaves its core to the rank it shares it with (ZeroMQ sleeps in zmq_poll; MPI yields while oversubscribed)
             blas_kernel: \(blas.kernel)   # \(blas.headerLine.replacingOccurrences(of: "blas: ", with: "")); fleet compare warns when it runs another
             peak_fp32: \(String(format: "%.2f", peak / 1e9)) GFLOP/s   # best one-thread sgemm below

@@ -1,0 +1,103 @@
+import Foundation
+import Parallelism
+import Workload
+import Yams
+
+extension ScenarioReader {
+    /// A catalog name, or a measured device (`fleet calibrate` writes one): a mapping with a
+    /// name, cores, peak and memory figures, sgemm rates by shape and per-element kernel times.
+    func device(_ node: Node) throws -> Device {
+        let known = DeviceCatalog.all.map(\.name).joined(separator: ", ")
+        if let name = node.string {
+            guard let device = DeviceCatalog.named(name) else { throw fail(node, "unknown device '\(name)'; expected one of \(known)") }
+            return device
+        }
+        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "cores_shared_by_nodes", "contention", "meeting_wait", "network_meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel", "transport", "kernel_repeats_ns", "in_step_repeats"])
+        let nameNode = try required(map, "name", "cluster.device")
+        guard var device = nameNode.string.flatMap(DeviceCatalog.named) else {
+            throw fail(nameNode, "cluster.device.name must name the device the measurements refine; expected one of \(known)")
+        }
+        if let n = map["peak_fp32"] { device.peakFLOPs = [.fp32: try quantity(n, "cluster.device.peak_fp32", Units.flops, positive: true)] }
+        if let n = map["memory_bandwidth"] { device.memoryBandwidth = Bandwidth(bytesPerSecond: try quantity(n, "cluster.device.memory_bandwidth", Units.bandwidth, positive: true)) }
+        if let n = map["memory"] { device.memoryBytes = try quantity(n, "cluster.device.memory", Units.bytes, positive: true) }
+        if let n = map["watts"] { device.watts = try number(n, "cluster.device.watts") }
+        guard map["gemm"] != nil || map["kernels"] != nil || map["cores"] != nil else { return device }
+        let cores = try int(required(map, "cores", "cluster.device"), "cluster.device.cores", minimum: 1)
+        var gemm: [GEMMShape: Double] = [:], gemmRepeats: [GEMMShape: [Double]] = [:]
+        // Repeats calibrate kept (compare's prediction intervals draw from them): positive numbers.
+        func repeats(_ node: Node, _ name: String) throws -> [Double] {
+            guard let items = node.sequence else { throw fail(node, "\(name) must be a list of numbers") }
+            return try items.map { item in
+                let value = try number(item, name)
+                guard value > 0 else { throw fail(item, "\(name) must be positive numbers") }
+                return value
+            }
+        }
+        if let list = map["gemm"] {
+            guard let items = list.sequence else { throw fail(list, "cluster.device.gemm must be a list of {m, n, k, trans, rate}") }
+            for item in items {
+                let entry = try mapping(item, "a gemm entry", allowed: ["m", "n", "k", "trans", "rate", "repeats_gflops"])
+                var shape = GEMMShape(m: try int(required(entry, "m", "gemm"), "gemm.m", minimum: 1),
+                                      n: try int(required(entry, "n", "gemm"), "gemm.n", minimum: 1),
+                                      k: try int(required(entry, "k", "gemm"), "gemm.k", minimum: 1))
+                if let t = entry["trans"] {
+                    guard let value = t.string, ["A", "B", "none"].contains(value) else { throw fail(t, "gemm.trans must be A, B or none") }
+                    shape.transA = value == "A"
+                    shape.transB = value == "B"
+                }
+                gemm[shape] = try quantity(required(entry, "rate", "gemm"), "gemm.rate", Units.flops)
+                if let node = entry["repeats_gflops"] { gemmRepeats[shape] = try repeats(node, "gemm.repeats_gflops").map { $0 * 1e9 } }
+            }
+        }
+        var perElement: [ElementKernel: Double] = [:]
+        if let node = map["kernels"] {
+            let kernels = try mapping(node, "cluster.device.kernels", allowed: ElementKernel.allCases.map(\.rawValue))
+            for (key, value) in kernels.pairs { perElement[ElementKernel(rawValue: key)!] = try quantity(value, "kernels.\(key)", Units.time) }
+        }
+        var calibration = KernelCalibration(gemm: gemm, perElement: perElement, cores: cores)
+        calibration.gemmRepeats = gemmRepeats
+        if let node = map["kernel_repeats_ns"] {
+            let kernels = try mapping(node, "cluster.device.kernel_repeats_ns", allowed: ElementKernel.allCases.map(\.rawValue))
+            for (key, value) in kernels.pairs {
+                calibration.perElementRepeats[ElementKernel(rawValue: key)!] = try repeats(value, "kernel_repeats_ns.\(key)").map { $0 * 1e-9 }
+            }
+        }
+        if let node = map["in_step_repeats"] { calibration.inStepRepeats = try repeats(node, "cluster.device.in_step_repeats") }
+        if let n = map["in_step"] {
+            calibration.inStep = try number(n, "cluster.device.in_step")
+            guard calibration.inStep > 0 else { throw fail(n, "cluster.device.in_step must be positive") }
+        }
+        if let n = map["pinned"] {
+            guard let value = n.bool else { throw fail(n, "cluster.device.pinned must be true or false") }
+            calibration.pinned = value
+        }
+        if let n = map["contention"] {
+            calibration.contention = try number(n, "cluster.device.contention")
+            guard calibration.contention > 0 else { throw fail(n, "cluster.device.contention must be positive (a core's time with every core busy over its time alone)") }
+        }
+        if let n = map["cores_shared_by_nodes"] {
+            guard let value = n.bool else { throw fail(n, "cluster.device.cores_shared_by_nodes must be true (the nodes are one machine's test hosts) or false") }
+            calibration.coresSharedByNodes = value
+        }
+        if let n = map["meeting_wait"] { calibration.meetingWait = try quantity(n, "cluster.device.meeting_wait", Units.time) }
+        if let n = map["network_meeting_wait"] { calibration.networkMeetingWait = try quantity(n, "cluster.device.network_meeting_wait", Units.time) }
+        if let n = map["handoff_wait"] { calibration.handoffWait = try quantity(n, "cluster.device.handoff_wait", Units.time) }
+        if let n = map["oversubscribed_meeting_wait"] {
+            calibration.oversubscribedMeetingWait = try quantity(n, "cluster.device.oversubscribed_meeting_wait", Units.time)
+        }
+        if let n = map["waiting"] {
+            guard let value = n.string, ["spin", "sleep"].contains(value) else { throw fail(n, "cluster.device.waiting must be spin (MPI polls) or sleep (ZeroMQ blocks)") }
+            calibration.waitingSpins = value == "spin"
+        }
+        if let n = map["blas_kernel"] {
+            guard let value = n.string, !value.isEmpty else { throw fail(n, "cluster.device.blas_kernel must be a kernel name such as Haswell") }
+            calibration.blasKernel = value
+        }
+        if let n = map["transport"] {
+            guard let value = n.string, ["mpi", "zmq"].contains(value) else { throw fail(n, "cluster.device.transport must be mpi or zmq (the transport calibrate measured)") }
+            calibration.transport = value
+        }
+        device.calibration = calibration
+        return device
+    }
+}
