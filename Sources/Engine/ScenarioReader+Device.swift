@@ -67,17 +67,10 @@ extension ScenarioReader {
             calibration.inStep = try number(n, "cluster.device.in_step")
             guard calibration.inStep > 0 else { throw fail(n, "cluster.device.in_step must be positive") }
         }
-        if let n = map["pinned"] {
-            guard let value = n.bool else { throw fail(n, "cluster.device.pinned must be true or false") }
-            calibration.pinned = value
-        }
-        if let n = map["contention"] {
-            calibration.contention = try number(n, "cluster.device.contention")
-            guard calibration.contention > 0 else { throw fail(n, "cluster.device.contention must be positive (a core's time with every core busy over its time alone)") }
-        }
+        if let n = map["pinned"] { calibration.pinned = try flag(n, "cluster.device.pinned") }
+        if let n = map["contention"] { calibration.contention = try number(n, "cluster.device.contention") }
         if let n = map["cores_shared_by_nodes"] {
-            guard let value = n.bool else { throw fail(n, "cluster.device.cores_shared_by_nodes must be true (the nodes are one machine's test hosts) or false") }
-            calibration.coresSharedByNodes = value
+            calibration.coresSharedByNodes = try flag(n, "cluster.device.cores_shared_by_nodes", meaning: "true (the nodes are one machine's test hosts) or false")
         }
         if let n = map["meeting_wait"] { calibration.meetingWait = try quantity(n, "cluster.device.meeting_wait", Units.time) }
         if let n = map["network_meeting_wait"] { calibration.networkMeetingWait = try quantity(n, "cluster.device.network_meeting_wait", Units.time) }

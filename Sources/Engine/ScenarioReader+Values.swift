@@ -60,6 +60,12 @@ extension ScenarioReader {
         return value
     }
 
+    /// A yes-or-no value; `meaning` spells out what the two answers say when that helps.
+    func flag(_ node: Node, _ name: String, meaning: String = "true or false") throws -> Bool {
+        guard let value = node.bool else { throw fail(node, "\(name) must be \(meaning)") }
+        return value
+    }
+
     func number(_ node: Node, _ name: String) throws -> Double {
         guard let value = node.float, value.isFinite, value > 0 else { throw fail(node, "\(name) must be a positive number (got '\(node.string ?? "?")')") }
         return value

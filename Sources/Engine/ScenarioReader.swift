@@ -108,10 +108,7 @@ public struct ScenarioReader {
                 throw fail(node, "workload.hot_expert is the busiest expert's load over the balanced one: 1 (even) or more (got '\(node.string ?? "?")')")
             }
         }
-        if let node = workload["flash_attention"] {
-            guard let value = node.bool else { throw fail(node, "workload.flash_attention must be true or false") }
-            scenario.flashAttention = value
-        }
+        if let node = workload["flash_attention"] { scenario.flashAttention = try flag(node, "workload.flash_attention") }
 
         let layout = try mapping(required(top, "layout", "the scenario"), "layout", allowed: ["dp", "tp", "pp", "ep", "cp", "microbatches", "schedule", "virtual_stages", "zero", "recompute", "sequence_parallel"])
         for (key, value) in layout.pairs { try apply(key, value, to: &scenario) }
@@ -130,18 +127,12 @@ public struct ScenarioReader {
                 perClient: Bandwidth(bytesPerSecond: try quantity(required(storage, "per_client", "storage"), "storage.per_client", Units.bandwidth, positive: true)),
                 latency: SimTime(seconds: try quantity(required(storage, "latency", "storage"), "storage.latency", Units.time)),
                 snapshot: Bandwidth(bytesPerSecond: try storage["snapshot"].map { try quantity($0, "storage.snapshot", Units.bandwidth, positive: true) } ?? 25e9))
-            if let shared = storage["shared_fabric"] {
-                guard let value = shared.bool else { throw fail(shared, "storage.shared_fabric must be true or false") }
-                scenario.storage?.sharedFabric = value
-            }
+            if let shared = storage["shared_fabric"] { scenario.storage?.sharedFabric = try flag(shared, "storage.shared_fabric") }
         }
         if let node = top["checkpoint"] {
             let checkpoint = try mapping(node, "checkpoint", allowed: ["every", "async"])
             scenario.checkpointEvery = try int(required(checkpoint, "every", "checkpoint"), "checkpoint.every", minimum: 0)
-            if let n = checkpoint["async"] {
-                guard let value = n.bool else { throw fail(n, "checkpoint.async must be true or false") }
-                scenario.checkpointAsync = value
-            }
+            if let n = checkpoint["async"] { scenario.checkpointAsync = try flag(n, "checkpoint.async") }
             if scenario.checkpointEvery > 0 && scenario.storage == nil { throw fail(node, "checkpoints need a storage: section (aggregate, per_client, latency)") }
         }
         if let node = top["reliability"] { scenario.reliability = try reliability(node) }
@@ -293,8 +284,7 @@ public struct ScenarioReader {
             scenario.zero = try int(value, key, minimum: 0)
             if let problem = Self.zeroProblem(scenario) { throw fail(value, problem) }
         case "sequence_parallel":
-            guard let on = value.bool else { throw fail(value, "sequence_parallel must be true or false") }
-            scenario.layout.sequenceParallel = on
+            scenario.layout.sequenceParallel = try flag(value, "sequence_parallel")
         case "recompute": scenario.recompute = try choice(value, key, [MemoryModel.Recompute.none, .full])
         case "batch": scenario.batch = try int(value, key, minimum: 1)
         case "nodes": scenario.nodes = try int(value, key, minimum: 1)
