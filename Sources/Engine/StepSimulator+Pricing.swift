@@ -165,10 +165,15 @@ extension StepSimulator {
             var cost = StageCost()
             let tpGroup = mesh.tpGroup(of: rank)
             // A gradient bucket's group and its pricing key: the dp group, or (a routed expert's
-            // under expert parallelism) the ranks holding the same experts.
-            func gradientGroup(_ group: StepGroup) -> (members: [Int], kind: StepPricing.GroupKey.Kind, index: Int) {
-                group == .expertData ? (mesh.expertDataGroup(of: rank), .expertData, (which.dp % layout.ep) * layout.tp + which.tp)
-                    : (mesh.dpGroup(of: rank), .data, which.tp)
+            // under expert parallelism) the ranks holding the same experts. Its members are listed
+            // only when a price is first made: every pipeline asks for every bucket, and listing a
+            // 784-rank group each time made the 100,352-GPU full-fidelity step 14× slower.
+            func gradientGroup(_ group: StepGroup) -> (count: Int, members: () -> [Int], kind: StepPricing.GroupKey.Kind, index: Int) {
+                if group == .expertData {
+                    let first = which.dp % layout.ep
+                    return ((layout.dp - first + layout.ep - 1) / layout.ep, { mesh.expertDataGroup(of: rank) }, .expertData, first * layout.tp + which.tp)
+                }
+                return (layout.dp, { mesh.dpGroup(of: rank) }, .data, which.tp)
             }
             // The tensor-parallel group meets at every layer, so it computes at its slowest
             // member's pace: each distinct (device, slowdown) of the group is priced.
@@ -210,12 +215,12 @@ extension StepSimulator {
                 // ZeRO-3: every unit's weights gathered over the data-parallel group (a routed expert's
                 // over the ranks holding it) before each pass uses them.
                 func gather(_ gathered: (group: StepGroup, block: Bytes)) -> SimTime {
-                    let (members, kind, group) = gradientGroup(gathered.group)
-                    guard members.count > 1 else { return .zero }
-                    let size = (gathered.block * members.count).value
+                    let (count, members, kind, group) = gradientGroup(gathered.group)
+                    guard count > 1 else { return .zero }
+                    let size = (gathered.block * count).value
                     let key = StepPricing.GroupKey(kind: kind, index: group, stage: index, bytes: size, part: 3)
                     return pricing.collective(key) {
-                        timedCollective(.allGather, members, bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO-3 weight all-gather", into: &$0)
+                        timedCollective(.allGather, members(), bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO-3 weight all-gather", into: &$0)
                     }
                 }
                 pass.gatherForward = work.gathers[chunk].forward.map(gather)
@@ -255,18 +260,18 @@ extension StepSimulator {
                 // Under flow-level fidelity every tensor shard's dp group of this stage syncs at
                 // the same time and they share links.
                 let concurrent = s.fidelity == .flow && s.zero == 0 && s.dataParallelAlgorithm == .ring
-                let peers = concurrent ? (0..<layout.tp).map { mesh.dpGroup(of: mesh.rank(dp: 0, tp: $0, pp: index)) } : []
+                lazy var peers = (0..<layout.tp).map { mesh.dpGroup(of: mesh.rank(dp: 0, tp: $0, pp: index)) }
                 // Under expert parallelism the routed experts' buckets are summed over the ranks holding the same experts.
                 for (bucket, size) in zip(sync.buckets, work.buckets) {
-                    let (group, kind, number) = gradientGroup(bucket.group), shared = concurrent && kind == .data
+                    let (count, members, kind, number) = gradientGroup(bucket.group), shared = concurrent && kind == .data
                     let key = StepPricing.GroupKey(kind: kind, index: shared ? -1 : number, stage: index, bytes: size, part: 1)
-                    let time = group.count < 2 ? .zero : pricing.collective(key) { choices in
+                    let time = count < 2 ? .zero : pricing.collective(key) { choices in
                         shared ? collectives.concurrentRingAllReduce(peers, bytes: size)
                             : sync.kind == .reduceScatter
-                            ? timedCollective(.reduceScatter, group, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel reduce-scatter", into: &choices)
-                            : timedCollective(.all, group, bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel all-reduce", into: &choices)
+                            ? timedCollective(.reduceScatter, members(), bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel reduce-scatter", into: &choices)
+                            : timedCollective(.all, members(), bytes: size, algorithm: s.dataParallelAlgorithm, what: "data-parallel all-reduce", into: &choices)
                     }
-                    cost.dataParallel.append(group.count < 2 ? .zero : time + bucketSynchronization(group: group.count, acrossNodes: spansNodes(group)))
+                    cost.dataParallel.append(count < 2 ? .zero : time + bucketSynchronization(group: count, acrossNodes: spansNodes(members())))
                     cost.bucketChunks.append(sync.chunk(of: bucket))
                 }
             }
@@ -276,8 +281,8 @@ extension StepSimulator {
             for op in StepProgram.update(plan: work.program.plan, sync: sync, dataParallelRank: which.dp, bytesPerElement: s.precision.bytes) {
                 if case let .optimizer(parameters) = op { updated += Double(parameters) }
                 if case let .collective(.allGather, group, bytes) = op, group == .data || group == .expertData {
-                    let members = gradientGroup(group).members
-                    if members.count > 1 { gathers.append((group, (bytes * members.count).value)) }
+                    let count = gradientGroup(group).count
+                    if count > 1 { gathers.append((group, (bytes * count).value)) }
                 }
             }
             cost.optimizer = slowest { device in
@@ -286,10 +291,10 @@ extension StepSimulator {
             }
             // ZeRO: the updated parameters are all-gathered, bucket by bucket.
             for (gathered, size) in gathers {
-                let (group, kind, number) = gradientGroup(gathered)
+                let (_, members, kind, number) = gradientGroup(gathered)
                 let key = StepPricing.GroupKey(kind: kind, index: number, stage: index, bytes: size, part: 2)
                 cost.optimizer += pricing.collective(key) {
-                    timedCollective(.allGather, group, bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO all-gather", into: &$0)
+                    timedCollective(.allGather, members(), bytes: size, algorithm: s.dataParallelAlgorithm, what: "ZeRO all-gather", into: &$0)
                 }
             }
             return cost
