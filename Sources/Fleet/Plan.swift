@@ -20,8 +20,12 @@ struct LayoutOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Expert-parallel ranks, carved from --dp: each group of this many dp ranks splits a mixture of experts' experts and trades tokens by all-to-all.")
     var ep: Int = 1
 
-    @Option(parsing: .unconditional, help: "Context-parallel ranks (ring attention), carved from --dp: each group of this many dp ranks splits the same sequences' positions (fleet plan and fleet simulate; the trainer refuses it).")
+    @Option(parsing: .unconditional, help: "Context-parallel ranks (ring attention), carved from --dp: each group of this many dp ranks splits the same sequences' positions and passes K/V blocks round a ring.")
     var cp: Int = 1
+
+    @Flag(name: [.customLong("cp-balance")], inversion: .prefixedNo,
+          help: "Causal load balancing with --cp: each rank holds a front and a back chunk of every sequence (2 × --cp chunks), so causal attention costs every rank the same.")
+    var contextBalanced = false
 
     @Option(parsing: .unconditional, help: "Micro-batches per step on each pipeline.")
     var microbatches: Int?
@@ -52,9 +56,11 @@ struct LayoutOptions: ParsableArguments {
     }
 
     var layout: ParallelLayout {
-        ParallelLayout(dp: dp, tp: tp, pp: pp, microbatches: microbatches ?? ParallelLayout.defaultMicrobatches(pp: pp), schedule: schedule,
-                       virtualStages: virtualStages ?? ParallelLayout.defaultVirtualStages(schedule), zeroStage: zero,
-                       sequenceParallel: sequenceParallel, ep: ep, cp: cp)
+        var layout = ParallelLayout(dp: dp, tp: tp, pp: pp, microbatches: microbatches ?? ParallelLayout.defaultMicrobatches(pp: pp), schedule: schedule,
+                                    virtualStages: virtualStages ?? ParallelLayout.defaultVirtualStages(schedule), zeroStage: zero,
+                                    sequenceParallel: sequenceParallel, ep: ep, cp: cp)
+        layout.contextBalanced = contextBalanced
+        return layout
     }
 }
 

@@ -92,6 +92,7 @@ public struct DeviceMesh: Sendable, Hashable, Codable {
     public var allPPGroups: [[Int]] { uniqueGroups(ppGroup) }
     public var allEPGroups: [[Int]] { uniqueGroups(epGroup) }
     public var allExpertDataGroups: [[Int]] { uniqueGroups(expertDataGroup) }
+    public var allCPGroups: [[Int]] { uniqueGroups(cpGroup) }
 
     private func uniqueGroups(_ group: (Int) -> [Int]) -> [[Int]] {
         var seen = Set<[Int]>(), result: [[Int]] = []

@@ -25,6 +25,9 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
     /// the positions of the same sequences; K/V blocks travel around the group's ring (cp divides dp,
     /// so a layout with cp needs only dp/cp sequences' worth of batch per step where dp needs dp).
     public var cp: Int
+    /// Causal load balancing under context parallelism: each rank holds a front and a back chunk
+    /// of 2·cp (its causal attention then costs every rank the same), instead of one block.
+    public var contextBalanced = false
 
     public init(dp: Int = 1, tp: Int = 1, pp: Int = 1, microbatches: Int = 1,
                 schedule: PipelineSchedule.Kind = .oneFOneB, virtualStages: Int = 1, zeroStage: Int = 0,
@@ -41,7 +44,7 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
         self.cp = cp
     }
 
-    private enum CodingKeys: String, CodingKey { case dp, tp, pp, microbatches, schedule, virtualStages, zeroStage, sequenceParallel, ep, cp }
+    private enum CodingKeys: String, CodingKey { case dp, tp, pp, microbatches, schedule, virtualStages, zeroStage, sequenceParallel, ep, cp, contextBalanced }
 
     /// Layouts written before sequence, expert and context parallelism existed read as without them.
     public init(from decoder: Decoder) throws {
@@ -52,6 +55,7 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
                   zeroStage: try c.decodeIfPresent(Int.self, forKey: .zeroStage) ?? 0,
                   sequenceParallel: try c.decodeIfPresent(Bool.self, forKey: .sequenceParallel) ?? false,
                   ep: try c.decodeIfPresent(Int.self, forKey: .ep) ?? 1, cp: try c.decodeIfPresent(Int.self, forKey: .cp) ?? 1)
+        contextBalanced = try c.decodeIfPresent(Bool.self, forKey: .contextBalanced) ?? false
     }
 
     /// Groups of ranks that hold different sequences (dp/cp): the batch is split over them.
@@ -69,6 +73,7 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
     public var description: String {
         var parts = [("dp", dp), ("ep", ep), ("cp", cp), ("tp", tp), ("pp", pp)].filter { $0.1 > 1 }.map { "\($0.0)\($0.1)" }
         if sequenceParallel { parts.append("sp") }
+        if cp > 1 && contextBalanced { parts.append("lb") }
         if schedule == .interleaved { parts.append("v\(virtualStages)") }
         if zeroStage > 0 && dp > 1 { parts.append("z\(zeroStage)") }
         return parts.isEmpty ? "single process" : parts.joined(separator: "·")
@@ -103,6 +108,9 @@ public struct ParallelLayout: Sendable, Hashable, Codable, CustomStringConvertib
             if ep > 1 { try fail("context parallelism (--cp \(cp)) and expert parallelism (--ep \(ep)) together are not modelled yet; use one of them") }
             if let sequence, sequence % cp != 0 {
                 try fail("--cp \(cp) gives each rank of a group an equal block of every sequence, which \(sequence) tokens do not make; use a sequence length that is a multiple of \(cp)")
+            }
+            if contextBalanced, let sequence, sequence % (2 * cp) != 0 {
+                try fail("--cp-balance cuts every sequence into 2 × --cp \(cp) = \(2 * cp) equal chunks, which \(sequence) tokens do not make; use a sequence length that is a multiple of \(2 * cp)")
             }
         }
         if batch % dataShards != 0 {

@@ -11,6 +11,12 @@ final class Activations {
     let batch: Int, sequence: Int
     /// Positions of each sequence this rank holds outside the split products.
     let localSequence: Int
+    /// Context parallelism: where the rows' positions sit in the whole sequence (`sequence` is
+    /// then this rank's share); the attention's whole K/V (`[B, t, 2C]`) and their gradients'
+    /// partial sums; whole-sequence tokens of this rank's samples (deterministic mode).
+    let positions: Attention.Positions
+    let keyValues: FloatBuffer, dKeyValues: FloatBuffer
+    let sampleTokens: UnsafeMutablePointer<Int32>
     let tokens: UnsafeMutablePointer<Int32>
     let targets: UnsafeMutablePointer<Int32>
     /// residual[0] is the embedding output; residual[l + 1] the output of block l.
@@ -46,10 +52,17 @@ final class Activations {
     /// `local` gives the tensor-parallel shard's attention channels, heads and MLP width;
     /// `localSequence` the positions of each sequence it holds outside them; `expertMembers` the
     /// expert-parallel group whose rows this rank's experts may serve.
-    init(spec: ModelSpec, batch: Int, sequence: Int, local: TensorShard.Dimensions, localSequence: Int, expertMembers: Int = 1) {
+    init(spec: ModelSpec, batch: Int, sequence: Int, local: TensorShard.Dimensions, localSequence: Int, expertMembers: Int = 1,
+         positions: Attention.Positions? = nil, contextSize: Int = 1) {
         self.batch = batch
         self.sequence = sequence
         self.localSequence = localSequence
+        let positions = positions ?? Attention.Positions(sequence: sequence, rows: [0..<sequence]), whole = positions.sequence
+        self.positions = positions
+        let context = whole > sequence
+        keyValues = FloatBuffer(count: context ? batch * whole * 2 * local.channels : 0)
+        dKeyValues = FloatBuffer(count: context ? batch * whole * 2 * local.channels : 0)
+        sampleTokens = .allocate(capacity: context ? batch / contextSize * whole : 0)
         let rows = batch * sequence, c = spec.dModel, h = local.hidden, layers = spec.layers, cl = local.channels
         let held = batch * localSequence, split = localSequence < sequence
         func many(_ count: Int) -> [FloatBuffer] { (0..<layers).map { _ in FloatBuffer(count: count) } }
@@ -59,7 +72,7 @@ final class Activations {
         afterAttention = many(held * c)
         ln1 = many(held * c); ln1Mean = many(held); ln1Rstd = many(held)
         qkv = many(rows * 3 * cl)
-        probabilities = many(batch * local.heads * sequence * sequence)
+        probabilities = many(batch * local.heads * sequence * whole)
         attention = many(rows * cl)
         ln2 = many(held * c); ln2Mean = many(held); ln2Rstd = many(held)
         // An MoE block keeps its experts' hidden units in `experts` instead.
@@ -73,7 +86,7 @@ final class Activations {
         dQKV = FloatBuffer(count: rows * 3 * cl)
         dAttention = FloatBuffer(count: rows * cl)
         dHidden = FloatBuffer(count: rows * h)
-        attentionScratch = FloatBuffer(count: max(1, Parallel.threads) * sequence * sequence)
+        attentionScratch = FloatBuffer(count: max(1, Parallel.threads) * whole * whole)
         normedLocal = FloatBuffer(count: split ? held * c : 0)
         partial = FloatBuffer(count: split ? rows * c : 0)
         dGathered = FloatBuffer(count: split ? rows * c : 0)
@@ -88,7 +101,7 @@ final class Activations {
     /// Bytes of every buffer (what a micro-batch in flight costs this rank).
     var bytes: Int {
         let lists = [residual, afterAttention, ln1, ln1Mean, ln1Rstd, qkv, probabilities, attention, ln2, ln2Mean, ln2Rstd, fc, gelu, geluTanh]
-        let single = [lnf, lnfMean, lnfRstd, logits, losses, dResidual, dNormed, dQKV, dAttention, dHidden, attentionScratch,
+        let single = [lnf, lnfMean, lnfRstd, logits, losses, dResidual, dNormed, dQKV, dAttention, dHidden, attentionScratch, keyValues, dKeyValues,
                       normedLocal, partial, dGathered, gatheredNorm] + experts.flatMap { $0?.buffers ?? [] } + (expertScratch?.buffers ?? [])
         let floats = lists.joined().reduce(0) { $0 + $1.count } + single.reduce(0) { $0 + $1.count }
         return floats * MemoryLayout<Float>.stride + 2 * batch * sequence * MemoryLayout<Int32>.stride
@@ -97,5 +110,6 @@ final class Activations {
     deinit {
         tokens.deallocate()
         targets.deallocate()
+        sampleTokens.deallocate()
     }
 }

@@ -128,7 +128,8 @@ extension DistributedTrainer {
     private func measureValidationLoss() throws -> Float {
         let c = configuration
         // A stage hands on the positions it holds (a shard's share of each sequence under sequence parallelism).
-        let rows = samplesPerMicrobatch * c.sequence, width = model.shard.localRows(batch: samplesPerMicrobatch, sequence: c.sequence) * c.model.dModel
+        let held = model.context.localSequence(c.sequence), rows = microbatchSequences * held
+        let width = model.shard.localRows(batch: microbatchSequences, sequence: held) * c.model.dModel
         let pp = groups.pp, schedule = layout.pipeline
         // One slot per validation sequence, filled by the rank that evaluates it and summed in
         // a fixed order: the same bits from every layout.
@@ -136,15 +137,17 @@ extension DistributedTrainer {
         for batch in 0..<c.evalBatches {
             let (tokens, targets) = data.validationBatch(batch, of: c.evalBatches, batch: c.batch)
             for i in 0..<layout.microbatches {
-                let a = microActivations.isEmpty ? model.makeActivations(batch: samplesPerMicrobatch, sequence: c.sequence) : microActivations[0]
-                let window = samples(microbatch: i)
-                let part = (window.lowerBound * c.sequence)..<(window.upperBound * c.sequence)
+                let a = microActivations.isEmpty ? model.makeActivations(batch: microbatchSequences, sequence: c.sequence) : microActivations[0]
+                // The micro-batch's whole sequences (under context parallelism the group's; this rank holds its positions).
+                func part(_ values: [Int32]) -> [Int32] {
+                    dataSamples(microbatch: i).flatMap { values[($0.lowerBound * c.sequence)..<($0.upperBound * c.sequence)] }
+                }
                 // The micro-batch passes through the virtual stages in order, this rank's chunks in turn.
                 for chunk in stage.chunks {
                     // Validation messages use their own tag range, apart from training's.
                     let tag = Int32(1 << 18) + Int32(i * schedule.virtualStageCount + chunk.virtual)
                     if chunk.embed {
-                        tokens[part].withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: rows) }
+                        holdPositions(part(tokens), into: a.tokens)
                     } else {
                         let sender = schedule.stage(ofVirtual: chunk.virtual - 1)
                         let request = try pp.irecv(into: boundary(a.residual[chunk.layers.lowerBound], floats: width), from: sender, tag: tag)
@@ -152,14 +155,12 @@ extension DistributedTrainer {
                     }
                     try model.forward(a, layers: chunk.layers, embed: chunk.embed, head: chunk.head)
                     if chunk.head {
-                        targets[part].withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: rows) }
+                        holdPositions(part(targets), into: a.targets)
                         CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
                                                      rows: rows, vocabulary: c.model.vocabulary, gradient: false)
-                        for (j, sample) in window.enumerated() {
-                            var sum: Double = 0
-                            for r in (j * c.sequence)..<((j + 1) * c.sequence) { sum += Double(a.losses[r]) }
-                            slots[batch * c.batch + sample] = Float(sum)
-                        }
+                        // Each slot has one contributor (under context parallelism without nodes, each member's partial sum).
+                        let owned = contextNodes ? [samples(microbatch: i)] : dataSamples(microbatch: i)
+                        for (sample, sum) in zip(owned.joined(), try sequenceLosses(a)) { slots[batch * c.batch + sample] += sum }
                     } else {
                         let receiver = schedule.stage(ofVirtual: chunk.virtual + 1)
                         let request = try pp.isend(UnsafeRawBufferPointer(boundary(a.residual[chunk.layers.upperBound], floats: width)),

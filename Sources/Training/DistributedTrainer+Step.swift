@@ -18,6 +18,8 @@ extension DistributedTrainer {
         public let tensorSeconds: Double
         /// Expert parallelism's token all-to-alls (inside forward and backward).
         public var expertSeconds: Double = 0
+        /// Context parallelism's ring passes and exchanges (inside forward and backward).
+        public var contextSeconds: Double = 0
         /// Waiting for pipeline activations and gradients: the bubble and transfer time.
         public let pipelineWaitSeconds: Double
         /// Data-parallel gradient communication left after the backward pass (not overlapped).
@@ -37,6 +39,9 @@ extension DistributedTrainer {
         public var pipelineMessages = 0, pipelineFloats = 0
         /// Expert parallelism's all-to-alls and the floats this rank handed to them.
         public var expertExchanges = 0, expertFloats = 0
+        /// Context parallelism's K/V passes and gradient reduce-scatters (deterministic mode: its
+        /// moves between position and sample splits) and the floats this rank handed to them.
+        public var contextExchanges = 0, contextFloats = 0
     }
 
     /// One optimizer step on the global batch of `step`; while tracing, every op it runs is
@@ -63,9 +68,9 @@ extension DistributedTrainer {
         // Fault injection: the decorator and the injector act on this step (counted from 1).
         (transport as? FaultyTransport)?.step = step + 1
         injector?.reach(step: step + 1, phase: .forward)
-        let rows = samplesPerMicrobatch * c.sequence, globalRows = c.batch * c.sequence
+        let rows = microbatchSequences * model.context.localSequence(c.sequence), globalRows = c.batch * c.sequence
         while microActivations.count < layout.microbatches {
-            let a = model.makeActivations(batch: samplesPerMicrobatch, sequence: c.sequence)
+            let a = model.makeActivations(batch: microbatchSequences, sequence: c.sequence)
             a.lossSequences = c.batch
             microActivations.append(a)
         }
@@ -74,6 +79,7 @@ extension DistributedTrainer {
         stepPeakResident = 0
         let tensorBefore = (model.shard.allReduces, model.shard.reducedFloats, model.shard.reduceTime)
         let exchanges = model.expertShard, exchangesBefore = (exchanges.exchanges, exchanges.exchangedFloats, exchanges.exchangeTime)
+        let ring = model.context, ringBefore = (ring.exchanges, ring.exchangedFloats, ring.exchangeTime)
         var pipelineWait: Duration = .zero
         let sharded = zero >= 1
         let deterministic = c.deterministic
@@ -132,25 +138,23 @@ extension DistributedTrainer {
                 a.firstSample = samples(microbatch: i).lowerBound
                 // Only the first chunk needs the tokens and only the last the targets; each
                 // micro-batch keeps its own buffers, so the backward pass finds them still there.
-                let (tokens, targets) = chunk.embed || chunk.head
-                    ? data.trainingBatch(step: step, batch: c.batch, samples: samples(microbatch: i)) : ([], [])
-                if chunk.embed { tokens.withUnsafeBufferPointer { a.tokens.update(from: $0.baseAddress!, count: tokens.count) } }
+                let (tokens, targets) = chunk.embed || chunk.head ? microbatch(step: step, i) : ([], [])
+                if chunk.embed {
+                    holdPositions(tokens, into: a.tokens)
+                    if deterministic { holdSampleTokens(tokens, in: a) }
+                }
                 try trace(StepProgram.Phase.schedule(action).description, lane: "compute") {
                     try model.forward(a, layers: chunk.layers, embed: chunk.embed, head: chunk.head)
                 }
                 if chunk.head {
-                    targets.withUnsafeBufferPointer { a.targets.update(from: $0.baseAddress!, count: targets.count) }
+                    holdPositions(targets, into: a.targets)
                     let microLoss = model.kernel(.crossEntropy, rows * c.model.vocabulary) {
                         CrossEntropy.forwardBackward(logits: a.logits.pointer, targets: a.targets, losses: a.losses.pointer,
                                                      rows: rows, vocabulary: c.model.vocabulary, gradient: true, gradientRows: globalRows)
                     }
                     lossSum += microLoss * Float(rows) / Float(globalRows)
                     if deterministic {
-                        for (j, sample) in samples(microbatch: i).enumerated() {
-                            var sum: Double = 0
-                            for r in (j * c.sequence)..<((j + 1) * c.sequence) { sum += Double(a.losses[r]) }
-                            sampleLosses[sample] = Float(sum)
-                        }
+                        for (sample, sum) in zip(samples(microbatch: i), try sequenceLosses(a)) { sampleLosses[sample] = sum }
                     }
                 }
                 // A straggler's compute is slower: the injected delay counts as compute.
@@ -205,6 +209,9 @@ extension DistributedTrainer {
         traffic.expertExchanges = exchanges.exchanges - exchangesBefore.0
         traffic.expertFloats = exchanges.exchangedFloats - exchangesBefore.1
         let expertTime = exchanges.exchangeTime - exchangesBefore.2
+        traffic.contextExchanges = ring.exchanges - ringBefore.0
+        traffic.contextFloats = ring.exchangedFloats - ringBefore.1
+        let contextTime = ring.exchangeTime - ringBefore.2
         let dataStart = ContinuousClock.now
         let rate = c.schedule.rate(at: step)
         let norm: Float
@@ -255,7 +262,8 @@ extension DistributedTrainer {
         lastStateBytes = stateBytes()
         let elapsed = (ContinuousClock.now - start).seconds
         return StepResult(loss: loss[0], gradientNorm: norm, learningRate: rate, seconds: elapsed,
-                          computeSeconds: (compute - tensorTime - expertTime).seconds, tensorSeconds: tensorTime.seconds, expertSeconds: expertTime.seconds,
+                          computeSeconds: (compute - tensorTime - expertTime - contextTime).seconds, tensorSeconds: tensorTime.seconds,
+                          expertSeconds: expertTime.seconds, contextSeconds: contextTime.seconds,
                           pipelineWaitSeconds: pipelineWait.seconds, exposedDataSeconds: exposedData.seconds, traffic: traffic,
                           experts: experts)
     }

@@ -181,6 +181,13 @@ public final class DistributedTrainer {
             expertData = try group(mesh.allExpertDataGroups, mesh.expertDataGroup(of: rank), GroupIDs.expertData)
             model.expertShard = ExpertShard(size: layout.ep, index: coordinates.dp % layout.ep, experts: configuration.model.moe!.experts, group: expert)
         }
+        if layout.cp > 1 {
+            // Context parallelism is carved from dp (as expert parallelism is, which it excludes): its ids reuse the expert range.
+            let ring = try group(mesh.allCPGroups, mesh.cpGroup(of: rank), GroupIDs.context)
+            ring.role = StepGroup.context.rawValue
+            model.context = ContextShard(size: layout.cp, index: coordinates.dp % layout.cp, group: ring, sequence: configuration.sequence,
+                                         balanced: layout.contextBalanced)
+        }
         groups = Groups(world: world, dp: dp, pp: pp, embedding: embedding, replica: replica, expert: expert, expertData: expertData)
         // How the plan and an OpLog name each group's collectives.
         (tensor.role, dp.role, pp.role, replica.role) = ("tensor", "data", "pipeline", "replica")
@@ -204,9 +211,13 @@ public final class DistributedTrainer {
     /// Refuses layouts the plan and the simulator describe but this trainer does not run, saying what to use.
     public static func checkRunnable(_ layout: ParallelLayout, model: ModelSpec) throws {
         try GPT.checkExperts(layout, model: model)
-        if layout.cp > 1 {
-            throw ParallelLayout.Invalid.reason("context parallelism (--cp \(layout.cp), ring attention) is priced by fleet simulate (layout.cp in a scenario) and shown by fleet plan, "
-                + "but fleet's trainer does not split sequences over ranks yet; train with --dp, --tp (and --sequence-parallel) or --pp")
+        if layout.cp > 1 && layout.sequenceParallel {
+            throw ParallelLayout.Invalid.reason("context parallelism (--cp \(layout.cp)) and sequence parallelism both split every sequence's positions, and fleet's trainer runs one of them at a time; "
+                + "drop --sequence-parallel or use --cp 1")
+        }
+        if layout.cp > 1 && model.moe != nil {
+            throw ParallelLayout.Invalid.reason("context parallelism (--cp \(layout.cp)) with \(model.name)'s experts is not supported by fleet's trainer (each expert's tokens would come from split sequences); "
+                + "train \(model.name) with --dp, --ep, --tp or --pp, or use a dense model with --cp")
         }
     }
 
@@ -289,9 +300,10 @@ public final class DistributedTrainer {
     var samplesPerReplica: Int { configuration.batch / layout.dp }
     var samplesPerMicrobatch: Int { samplesPerReplica / layout.microbatches }
 
-    /// Global sample indices of micro-batch `i` of this replica.
-    func samples(microbatch i: Int) -> Range<Int> {
-        let start = coordinates.dp * samplesPerReplica + i * samplesPerMicrobatch
+    /// Global sample indices of micro-batch `i` of this replica (or of data-parallel index `replica`):
+    /// its node of the batch tree. Under context parallelism the activations hold the group's (`dataSamples`).
+    func samples(microbatch i: Int, replica: Int? = nil) -> Range<Int> {
+        let start = (replica ?? coordinates.dp) * samplesPerReplica + i * samplesPerMicrobatch
         return start..<(start + samplesPerMicrobatch)
     }
 

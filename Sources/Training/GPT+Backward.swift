@@ -33,7 +33,7 @@ extension GPT {
             try using(units, 0) {
                 Linear.inputGradient(dinp: dNormed, dout: a.logits.pointer, weight: pointer("wte"), m: rows, k: c, n: spec.vocabulary,
                                      accumulate: false)
-                weightGradient(outputProjectionGradient, dout: a.logits.pointer, inp: a.lnf.pointer, batch: b, sequence: t,
+                try weightGradient(outputProjectionGradient, dout: a.logits.pointer, inp: a.lnf.pointer, batch: b, sequence: t,
                                k: c, n: spec.vocabulary)
                 a.dResidual.zero()
                 // The head is replicated: each shard takes its positions of the final LayerNorm's gradient.
@@ -58,11 +58,15 @@ extension GPT {
                 let dMid = try gatheredResidualGradient()
                 Linear.inputGradient(dinp: a.dAttention.pointer, dout: dMid, weight: pointer(p + "attn.proj.w") + r * cl,
                                      m: rows, k: cl, n: c, accumulate: false, ldWeight: c)
-                linearParameterGradients(p + "attn.proj", weightOffset: r * cl, dout: dMid, inp: a.attention[l].pointer,
+                try linearParameterGradients(p + "attn.proj", weightOffset: r * cl, dout: dMid, inp: a.attention[l].pointer,
                                          batch: b, sequence: t, k: cl, n: c, ldWeight: c)
-                kernel(.attentionBackward, b * local.heads * t * t, flops: 8 * Double(spec.headSize * b * local.heads * t * t)) {
-                    Attention.backward(dqkv: a.dQKV.pointer, dout: a.dAttention.pointer, qkv: a.qkv[l].pointer,
-                                       probabilities: a.probabilities[l].pointer, scratch: a.attentionScratch.pointer, shape: shape)
+                if context.size > 1 {
+                    try ringAttentionBackward(a, layer: l, shape: shape)
+                } else {
+                    kernel(.attentionBackward, b * local.heads * t * t, flops: 8 * Double(spec.headSize * b * local.heads * t * t)) {
+                        Attention.backward(dqkv: a.dQKV.pointer, dout: a.dAttention.pointer, qkv: a.qkv[l].pointer,
+                                           probabilities: a.probabilities[l].pointer, scratch: a.attentionScratch.pointer, shape: shape)
+                    }
                 }
                 try columnParallelInputGradient(a, dinp: dNormed, dout: a.dQKV.pointer, weight: p + "attn.qkv.w",
                                                 sections: 3, sectionSize: c, width: cl, ldOut: 3 * cl)
@@ -70,11 +74,11 @@ extension GPT {
                 if split {
                     for s in 0..<3 {
                         let row = s * c + r * cl
-                        linearParameterGradients(p + "attn.qkv", weightOffset: row * c, biasOffset: row, dout: a.dQKV.pointer + s * cl,
+                        try linearParameterGradients(p + "attn.qkv", weightOffset: row * c, biasOffset: row, dout: a.dQKV.pointer + s * cl,
                                                  inp: normed, batch: b, sequence: t, k: c, n: cl, ldOut: 3 * cl)
                     }
                 } else {
-                    linearParameterGradients(p + "attn.qkv", dout: a.dQKV.pointer, inp: normed, batch: b, sequence: t, k: c, n: 3 * c)
+                    try linearParameterGradients(p + "attn.qkv", dout: a.dQKV.pointer, inp: normed, batch: b, sequence: t, k: c, n: 3 * c)
                 }
                 try layerNorm(a, backward: p + "ln1", dout: dNormed, inp: a.residual[l].pointer, weight: pointer(p + "ln1.w"),
                               mean: a.ln1Mean[l].pointer, rstd: a.ln1Rstd[l].pointer)
@@ -84,7 +88,9 @@ extension GPT {
         guard embed else { return }
         // The embeddings are replicated: under sequence parallelism they read the gathered gradient.
         let dEmbedded = try gatheredResidualGradient()
-        kernel(.embeddingBackward, rows * c) { embeddingGradients(dout: dEmbedded, tokens: a.tokens, batch: b, sequence: t) }
+        try kernel(.embeddingBackward, rows * c) {
+            try embeddingGradients(dout: dEmbedded, tokens: a.tokens, batch: b, sequence: t, sampleTokens: a.sampleTokens)
+        }
         try finalized?(0)
     }
 
@@ -95,7 +101,7 @@ extension GPT {
         let p = "h\(l).", dHidden = a.dHidden.pointer, mlpProjection = r * hl
         Linear.inputGradient(dinp: dHidden, dout: dOut, weight: pointer(p + "mlp.proj.w") + mlpProjection,
                              m: rows, k: hl, n: c, accumulate: false, ldWeight: spec.mlpHidden)
-        linearParameterGradients(p + "mlp.proj", weightOffset: mlpProjection, dout: dOut, inp: a.gelu[l].pointer,
+        try linearParameterGradients(p + "mlp.proj", weightOffset: mlpProjection, dout: dOut, inp: a.gelu[l].pointer,
                                  batch: b, sequence: t, k: hl, n: c, ldWeight: spec.mlpHidden)
         // The GELU output is not needed any more: its buffer takes the pre-activation gradient.
         let dPreActivation = a.gelu[l].pointer
@@ -103,7 +109,7 @@ extension GPT {
         try columnParallelInputGradient(a, dinp: a.dNormed.pointer, dout: dPreActivation, weight: p + "mlp.fc.w",
                                         sections: 1, sectionSize: spec.mlpHidden, width: hl, ldOut: hl)
         // Sequence parallelism keeps its shard of the norm: gathered again for the weight gradient.
-        linearParameterGradients(p + "mlp.fc", weightOffset: r * hl * c, biasOffset: r * hl, dout: dPreActivation,
+        try linearParameterGradients(p + "mlp.fc", weightOffset: r * hl * c, biasOffset: r * hl, dout: dPreActivation,
                                  inp: try wholeSequences(a.ln2[l], a, into: a.gatheredNorm), batch: b, sequence: t, k: c, n: hl)
     }
 

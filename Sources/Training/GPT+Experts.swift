@@ -84,7 +84,7 @@ extension GPT {
             routing.logitGradients(dGates: dGates, balanceScale: Float(moe.auxLossWeight) / Float(a.lossSequences), into: d.dLogits.pointer)
         }
         Linear.inputGradient(dinp: dinp, dout: d.dLogits.pointer, weight: pointer(p + "router.w"), m: rows, k: c, n: moe.experts, accumulate: true)
-        weightGradient(gradient(p + "router.w"), dout: d.dLogits.pointer, inp: normed, batch: a.batch, sequence: a.sequence, k: c, n: moe.experts)
+        try weightGradient(gradient(p + "router.w"), dout: d.dLogits.pointer, inp: normed, batch: a.batch, sequence: a.sequence, k: c, n: moe.experts)
     }
 
     /// The first row and row count, in the served buffers, of held expert `k`'s rows.

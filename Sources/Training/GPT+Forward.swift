@@ -25,6 +25,7 @@ extension GPT {
                 // Replicated over the tensor group: under sequence parallelism each shard keeps its positions.
                 let out = shard.sequenceParallel ? a.partial.pointer : a.residual[0].pointer
                 kernel(.embeddingForward, rows * c) {
+                    guard context.size == 1 else { return embedHeldPositions(a, into: out) }
                     Embedding.forward(out: out, tokens: a.tokens, wte: pointer("wte"), wpe: pointer("wpe"),
                                       batch: b, sequence: t, channels: c)
                 }
@@ -47,8 +48,12 @@ extension GPT {
                                    bias: pointer(p + "attn.qkv.b"), m: rows, k: c, n: 3 * c)
                 }
                 // Scores (q·kᵀ) and mixing (p·v): 2 · head size FLOPs each per score element.
-                kernel(.attentionForward, b * local.heads * t * t, flops: 4 * Double(spec.headSize * b * local.heads * t * t)) {
-                    Attention.forward(out: a.attention[l].pointer, probabilities: a.probabilities[l].pointer, qkv: a.qkv[l].pointer, shape: shape)
+                if context.size > 1 {
+                    try ringAttentionForward(a, layer: l, shape: shape)
+                } else {
+                    kernel(.attentionForward, b * local.heads * t * t, flops: 4 * Double(spec.headSize * b * local.heads * t * t)) {
+                        Attention.forward(out: a.attention[l].pointer, probabilities: a.probabilities[l].pointer, qkv: a.qkv[l].pointer, shape: shape)
+                    }
                 }
                 let mid = a.afterAttention[l].pointer
                 try rowParallel(a, out: mid, inp: a.attention[l].pointer, weight: p + "attn.proj.w", bias: p + "attn.proj.b",

@@ -45,13 +45,27 @@ extension GPT {
         }
     }
 
-    /// `dW += doutᵀ · inp` over a micro-batch of `batch × sequence` rows.
+    /// `dW += doutᵀ · inp` over a micro-batch of `batch × sequence` rows. Under context
+    /// parallelism in deterministic mode the rows first move to a sample split (`ContextShard.toSamples`),
+    /// so each sample's gradient is formed over its whole sequence, as one process forms it.
     func weightGradient(_ dweight: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
-                        batch: Int, sequence: Int, k: Int, n: Int, ldOut: Int? = nil, ldWeight: Int? = nil) {
+                        batch: Int, sequence: Int, k: Int, n: Int, ldOut: Int? = nil, ldWeight: Int? = nil) throws {
         guard deterministic else {
             return Linear.weightGradient(dweight: dweight, dout: dout, inp: inp, m: batch * sequence, k: k, n: n, accumulate: true,
                                          ldOut: ldOut, ldWeight: ldWeight)
         }
+        if context.size > 1, let whole = context.sequence {
+            let dy = try context.toSamples(dout, batch: batch, sequence: whole, width: n, ld: ldOut, slot: 2)
+            let x = try context.toSamples(inp, batch: batch, sequence: whole, width: k, slot: 3)
+            return perSampleWeightGradient(dweight, dout: dy, inp: x, batch: batch / context.size, sequence: whole, k: k, n: n, ldOut: nil,
+                                           ldWeight: ldWeight)
+        }
+        perSampleWeightGradient(dweight, dout: dout, inp: inp, batch: batch, sequence: sequence, k: k, n: n, ldOut: ldOut, ldWeight: ldWeight)
+    }
+
+    /// Deterministic mode's weight gradient over rows that hold whole sequences: per sample, summed in tree order.
+    private func perSampleWeightGradient(_ dweight: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                                         batch: Int, sequence: Int, k: Int, n: Int, ldOut: Int?, ldWeight: Int?) {
         let ldo = ldOut ?? n
         let total = sumOverSamples(batch, count: n * k) { s, out in
             Linear.weightGradient(dweight: out, dout: dout + s * sequence * ldo, inp: inp + s * sequence * k, m: sequence, k: k, n: n,
@@ -60,10 +74,14 @@ extension GPT {
         add(total, into: dweight, rows: n, columns: k, ld: ldWeight ?? k)
     }
 
-    /// `db += Σ_rows dout`.
-    func biasGradient(_ dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, batch: Int, sequence: Int, n: Int, ldOut: Int? = nil) {
-        let ldo = ldOut ?? n
+    /// `db += Σ_rows dout` (under context parallelism in deterministic mode, by whole sequences as `weightGradient`).
+    func biasGradient(_ dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, batch: Int, sequence: Int, n: Int, ldOut: Int? = nil) throws {
+        var (dout, batch, sequence, ldo) = (dout, batch, sequence, ldOut ?? n)
         guard deterministic else { return Elementwise.addColumnSums(dbias, dout, rows: batch * sequence, columns: n, stride: ldo) }
+        if context.size > 1, let whole = context.sequence {
+            dout = UnsafePointer(try context.toSamples(dout, batch: batch, sequence: whole, width: n, ld: ldo, slot: 2))
+            (batch, sequence, ldo) = (batch / context.size, whole, n)
+        }
         let total = sumOverSamples(batch, count: n) { s, out in
             out.update(repeating: 0, count: n)
             Elementwise.addColumnSums(out, dout + s * sequence * ldo, rows: sequence, columns: n, stride: ldo)
@@ -74,11 +92,11 @@ extension GPT {
     /// A Linear layer's weight and (optional) bias gradients.
     func linearParameterGradients(_ name: String, weightOffset: Int = 0, biasOffset: Int = 0, dout: UnsafePointer<Float>,
                                   inp: UnsafePointer<Float>, batch: Int, sequence: Int, k: Int, n: Int,
-                                  ldOut: Int? = nil, ldWeight: Int? = nil) {
-        weightGradient(gradient(name + ".w") + weightOffset, dout: dout, inp: inp, batch: batch, sequence: sequence, k: k, n: n,
-                       ldOut: ldOut, ldWeight: ldWeight)
-        kernel(.residual, batch * sequence * n) {
-            biasGradient(gradient(name + ".b") + biasOffset, dout: dout, batch: batch, sequence: sequence, n: n, ldOut: ldOut)
+                                  ldOut: Int? = nil, ldWeight: Int? = nil) throws {
+        try weightGradient(gradient(name + ".w") + weightOffset, dout: dout, inp: inp, batch: batch, sequence: sequence, k: k, n: n,
+                           ldOut: ldOut, ldWeight: ldWeight)
+        try kernel(.residual, batch * sequence * n) {
+            try biasGradient(gradient(name + ".b") + biasOffset, dout: dout, batch: batch, sequence: sequence, n: n, ldOut: ldOut)
         }
     }
 
@@ -112,7 +130,32 @@ extension GPT {
                 accumulate(part)
             }
         }
+        if context.size > 1, let whole = context.sequence {
+            // Whole sequences of this rank's samples first (communication: in the returned step).
+            return { [self] in
+                let dy = try context.toSamples(dout, batch: batch, sequence: whole, width: c, slot: 2)
+                let x = try context.toSamples(inp, batch: batch, sequence: whole, width: c, slot: 3)
+                let mu = try context.toSamples(mean, batch: batch, sequence: whole, width: 1, slot: 4)
+                let sigma = try context.toSamples(rstd, batch: batch, sequence: whole, width: 1, slot: 5)
+                let samples = batch / context.size
+                let perSample = positionSums(samples: samples, sequence: whole, node: 0..<whole, dout: dy, inp: x, mean: mu, rstd: sigma)
+                accumulate(sumOverSamples(samples, count: 2 * c) { s, out in out.update(from: perSample + s * 2 * c, count: 2 * c) })
+            }
+        }
         let positions = ReductionTree(leaves: a.sequence), node = shard.positions(of: a.sequence)
+        let perSample = positionSums(samples: batch, sequence: a.sequence, node: node, dout: dout, inp: inp, mean: mean, rstd: rstd)
+        return { [self] in
+            if sp { try shard.orderedReduce(perSample, count: batch * 2 * c, tree: positions) }
+            accumulate(sumOverSamples(batch, count: 2 * c) { s, out in out.update(from: perSample + s * 2 * c, count: 2 * c) })
+        }
+    }
+
+    /// Each sample's LayerNorm parameter gradient (weight then bias, `2c` floats) summed over
+    /// positions `node` in the order of the tree over a sequence's positions; the rows hold
+    /// those positions of each of `samples` samples.
+    private func positionSums(samples batch: Int, sequence: Int, node: Range<Int>, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                              mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
+        let c = spec.dModel, n = node.count, positions = ReductionTree(leaves: sequence)
         let perSample = scratch.floats(Self.positionSlot, batch * 2 * c)
         for s in 0..<batch {
             positions.sum(node, into: perSample + s * 2 * c, count: 2 * c, value: { leaf, out in
@@ -127,10 +170,7 @@ extension GPT {
                 return true
             }, scratch: { scratch.floats(Self.positionSlot + 1 + $0, 2 * c) }, add: { Elementwise.accumulate($0, $1, count: $2) })
         }
-        return { [self] in
-            if sp { try shard.orderedReduce(perSample, count: batch * 2 * c, tree: positions) }
-            accumulate(sumOverSamples(batch, count: 2 * c) { s, out in out.update(from: perSample + s * 2 * c, count: 2 * c) })
-        }
+        return perSample
     }
 
     /// A routed expert's weight and bias gradients (`name.w`, `name.b`) from its inputs' rows,
@@ -165,13 +205,37 @@ extension GPT {
     /// The first scratch slot of the per-position sums (clear of `sumOverSamples`' slots).
     static let positionSlot = 32
 
-    /// The token and position embeddings' gradients from the embedding output's gradient.
-    func embeddingGradients(dout: UnsafePointer<Float>, tokens: UnsafePointer<Int32>, batch: Int, sequence: Int) {
+    /// The token and position embeddings' gradients from the embedding output's gradient. Under
+    /// context parallelism the rows are this rank's positions (`context.chunks`); in deterministic
+    /// mode they move to whole sequences of its samples, whose tokens are `sampleTokens`.
+    func embeddingGradients(dout: UnsafePointer<Float>, tokens: UnsafePointer<Int32>, batch: Int, sequence: Int,
+                            sampleTokens: UnsafePointer<Int32>) throws {
         let c = spec.dModel
+        if context.size > 1, let whole = context.sequence {
+            if deterministic {
+                let dy = try context.toSamples(dout, batch: batch, sequence: whole, width: c, slot: 2)
+                return perSampleEmbeddingGradients(dout: dy, tokens: sampleTokens, batch: batch / context.size, sequence: whole)
+            }
+            for s in 0..<batch {
+                var row = s * sequence
+                for chunk in context.chunks(sequence: whole) {
+                    Embedding.backward(dwte: gradient("wte"), dwpe: gradient("wpe") + chunk.lowerBound * c, dout: dout + row * c, tokens: tokens + row,
+                                       batch: 1, sequence: chunk.count, channels: c)
+                    row += chunk.count
+                }
+            }
+            return
+        }
         guard deterministic else {
             return Embedding.backward(dwte: gradient("wte"), dwpe: gradient("wpe"), dout: dout, tokens: tokens,
                                       batch: batch, sequence: sequence, channels: c)
         }
+        perSampleEmbeddingGradients(dout: dout, tokens: tokens, batch: batch, sequence: sequence)
+    }
+
+    /// Deterministic mode's embedding gradients over rows that hold whole sequences.
+    private func perSampleEmbeddingGradients(dout: UnsafePointer<Float>, tokens: UnsafePointer<Int32>, batch: Int, sequence: Int) {
+        let c = spec.dModel
         // The token table and the position table, each summed over the samples on its own.
         for (count, target, isTokens) in [(spec.vocabulary * c, gradient("wte"), true), (spec.context * c, gradient("wpe"), false)] {
             let total = sumOverSamples(batch, count: count) { s, out in

@@ -25,6 +25,8 @@ public final class GPT {
     var weights: WeightSource?
     /// Which routed experts this process computes, and whom it trades tokens with (all of them by default).
     public var expertShard: ExpertShard
+    /// Which positions of each sequence this process holds, and whom it passes K/V blocks to (all of them by default).
+    public var context = ContextShard.whole
     /// Deterministic mode under expert parallelism: takes each member's node of a block's held
     /// experts' gradients (layer, the member's micro-batch's samples, the packed gradients).
     var expertGradientNodes: ((_ layer: Int, _ node: Range<Int>, _ packed: FloatBuffer) -> Void)?
@@ -45,10 +47,13 @@ public final class GPT {
     func pointer(_ name: String) -> UnsafeMutablePointer<Float> { parameters.pointer + layout.entry(name).offset }
     func gradient(_ name: String) -> UnsafeMutablePointer<Float> { gradients.pointer + layout.entry(name).offset }
 
-    /// Fresh buffers for one micro-batch (pipeline stages keep several alive at once).
+    /// Fresh buffers for one micro-batch of `batch` sequences of `sequence` tokens (pipeline stages
+    /// keep several alive at once); under context parallelism they hold this rank's positions.
     func makeActivations(batch: Int, sequence: Int) -> Activations {
-        Activations(spec: spec, batch: batch, sequence: sequence, local: shard.dimensions(spec),
-                    localSequence: shard.positions(of: sequence).count, expertMembers: expertShard.size)
+        let held = context.localSequence(sequence)
+        return Activations(spec: spec, batch: batch, sequence: held, local: shard.dimensions(spec),
+                           localSequence: shard.positions(of: held).count, expertMembers: expertShard.size,
+                           positions: context.positions(sequence: sequence), contextSize: context.size)
     }
 
     /// The buffers `step` last used.
@@ -56,7 +61,7 @@ public final class GPT {
 
     /// Buffers for a batch shape, reused while the shape stays the same.
     func activations(batch: Int, sequence: Int) -> Activations {
-        if let a = activations, a.batch == batch, a.sequence == sequence { return a }
+        if let a = activations, a.batch == batch, a.positions.sequence == sequence { return a }
         let a = makeActivations(batch: batch, sequence: sequence)
         activations = a
         return a

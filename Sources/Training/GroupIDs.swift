@@ -8,6 +8,8 @@ enum GroupIDs {
     static let pipeline: Range<Int32> = 300..<500
     static let expert: Range<Int32> = 500..<550
     static let expertData: Range<Int32> = 550..<600
+    /// Context parallelism excludes expert parallelism (the layout refuses both), so its groups take the expert range.
+    static let context: Range<Int32> = 500..<550
     static let embedding: Range<Int32> = 600..<800
     static let replica: Range<Int32> = 800..<900
     static let tensor: Range<Int32> = 900..<1024
