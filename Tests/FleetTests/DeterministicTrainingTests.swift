@@ -71,6 +71,14 @@ final class DeterministicTrainingTests: FleetProcessTestCase {
         try assertBitwiseEqual(Self.tiny, layouts: [["--tp", "2", "--pp", "2", "--sequence-parallel"]], mpi: false)
     }
 
+    /// Context parallelism: ring attention's rows as one process forms them, every sum over a
+    /// sequence's positions formed on whole sequences of each rank's samples.
+    func testContextParallelLayoutsAreBitwiseTheSingleProcessRun() throws {
+        try assertBitwiseEqual(Self.tiny, layouts: [["--dp", "2", "--cp", "2"], ["--dp", "4", "--cp", "2", "--cp-balance"],
+                                                    ["--dp", "2", "--tp", "2", "--cp", "2"]], mpi: true)
+        try assertBitwiseEqual(Self.tiny, layouts: [["--dp", "2", "--cp", "2", "--cp-balance"], ["--dp", "2", "--pp", "2", "--cp", "2"]], mpi: false)
+    }
+
     /// Mixture of experts: routing per token and per sequence, experts' gradients per sample in tree order;
     /// under expert parallelism the tokens cross the group by all-to-all and each expert's gradient is
     /// joined from its members' micro-batch nodes.

@@ -133,6 +133,16 @@ final class StepProgramTests: XCTestCase {
         try assertRanThePlan(ParallelLayout(tp: 2, pp: 2, microbatches: 2, schedule: .interleaved, virtualStages: 2, sequenceParallel: true))
     }
 
+    /// Ring attention: each attention's K/V pass is the plan's all-gather, each backward its
+    /// all-gather again and the K/V gradients' reduce-scatter; every product on the held rows.
+    func testContextParallelRunsThePlanOpForOp() throws {
+        var balanced = ParallelLayout(dp: 4, cp: 2)
+        balanced.contextBalanced = true
+        try assertRanThePlan(ParallelLayout(dp: 2, cp: 2))
+        try assertRanThePlan(balanced)
+        try assertRanThePlan(ParallelLayout(dp: 2, tp: 2, pp: 2, microbatches: 2, cp: 2))
+    }
+
     func testMixtureOfExpertsRunsThePlanOpForOp() throws {
         let moe = ModelCatalog.gptTinyMoE
         try assertRanThePlan(ParallelLayout(), model: moe)

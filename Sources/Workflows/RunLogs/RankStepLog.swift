@@ -9,6 +9,8 @@ public enum StepKey {
     public static let tensorParallel = "tensor_parallel_s", pipelineWait = "pipeline_wait_s", dataExposed = "dp_exposed_s"
     /// Expert parallelism's token all-to-alls, as the simulator's breakdown names them.
     public static let allToAll = "alltoall_s"
+    /// Context parallelism's ring passes and K/V gradient reduce-scatters, as the simulator's breakdown names them.
+    public static let context = "context_s"
 
     /// A duration in seconds from a step row; logs written before fleet used seconds named it `…_ms`.
     public static func seconds(_ row: [String: Any], _ key: String) -> Double? {
@@ -21,7 +23,7 @@ public enum StepKey {
     /// The breakdown of a step as ordered JSON fields.
     static func breakdown(_ r: DistributedTrainer.StepResult) -> [(String, Any)] {
         [(compute, r.computeSeconds), (communication, r.communicationSeconds), (tensorParallel, r.tensorSeconds),
-         (pipelineWait, r.pipelineWaitSeconds), (dataExposed, r.exposedDataSeconds), (allToAll, r.expertSeconds)]
+         (pipelineWait, r.pipelineWaitSeconds), (dataExposed, r.exposedDataSeconds), (allToAll, r.expertSeconds), (context, r.contextSeconds)]
     }
 }
 

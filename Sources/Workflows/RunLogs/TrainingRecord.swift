@@ -16,7 +16,8 @@ public enum TrainingRecord {
             fields += StepKey.breakdown(b)
                 + [("tp_allreduces", b.traffic.tensorAllReduces), ("tp_bytes", b.traffic.tensorFloats * 4),
                    ("dp_allreduces", b.traffic.dataAllReduces), ("dp_bytes", b.traffic.dataFloats * 4),
-                   ("pp_messages", b.traffic.pipelineMessages), ("pp_bytes", b.traffic.pipelineFloats * 4)]
+                   ("pp_messages", b.traffic.pipelineMessages), ("pp_bytes", b.traffic.pipelineFloats * 4),
+                   ("cp_exchanges", b.traffic.contextExchanges), ("cp_bytes", b.traffic.contextFloats * 4)]
         }
         if let e = b?.experts {
             // Per MoE block: the assignments each expert took (tokens × top-k), and the busiest over the mean;

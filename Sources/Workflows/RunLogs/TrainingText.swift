@@ -11,6 +11,7 @@ public enum TrainingText {
         if let b {
             line += String(format: "  [compute %.1f, tp %.1f, pipeline wait %.1f, dp exposed %.1f ms]", b.computeSeconds * 1000,
                            b.tensorSeconds * 1000, b.pipelineWaitSeconds * 1000, b.exposedDataSeconds * 1000)
+            if b.traffic.contextExchanges > 0 { line += String(format: "  ring attention %.1f ms", b.contextSeconds * 1000) }
         }
         if let e = b?.experts {
             line += String(format: "  experts: busiest %.2f× the mean, %d dropped", e.imbalance.max() ?? 1, e.dropped.reduce(0, +))
