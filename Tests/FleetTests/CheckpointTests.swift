@@ -131,6 +131,19 @@ final class CheckpointTests: FleetProcessTestCase {
         XCTAssertTrue(generated.stdout.hasPrefix("ROMEO:") && generated.stdout.count > 30, generated.output)
     }
 
+    /// Context parallelism holds whole parameters on every rank: a dp2·cp2 checkpoint (ZeroMQ)
+    /// resumes bitwise in one process and in dp4·cp4 with balanced chunks.
+    func testContextParallelResumesAcrossLayouts() throws {
+        let exact = ["train", "gpt-tiny", "--steps", "20", "--json", "--eval-batches", "1", "--deterministic"]
+        let straight = steps(try run(exact))
+        let saved = directory + "/dp2cp2"
+        _ = steps(try run(exact + ["--dp", "2", "--cp", "2", "--checkpoint-dir", saved, "--stop-at", "10"], ranks: 2))
+        let resumed = steps(try run(exact + ["--resume-from", saved]))
+        for step in 11...20 { XCTAssertEqual(resumed[step], straight[step], "dp2·cp2 → one process: step \(step)") }
+        let spread = steps(try run(exact + ["--dp", "4", "--cp", "4", "--cp-balance", "--resume-from", saved], ranks: 4))
+        for step in 11...20 { XCTAssertEqual(spread[step], straight[step], "dp2·cp2 → dp4·cp4·lb: step \(step)") }
+    }
+
     func testRoundTripThroughAnotherLayoutReproducesEveryTensor() throws {
         let a = directory + "/a", b = directory + "/b", back = directory + "/back"
         _ = steps(try run(Self.base + ["--dp", "2", "--pp", "2", "--checkpoint-dir", a, "--stop-at", "10"], ranks: 4))

@@ -72,6 +72,20 @@ final class FaultToleranceTests: FleetProcessTestCase {
         try assertRecovered(run, reference: reference, "dp2·pp2·v2")
     }
 
+    /// Context parallelism: a rank killed, or silent, in the middle of the ring's K/V passes is
+    /// named, and the run resumes to the fault-free weights.
+    func testAContextParallelRunRecoversBitwise() throws {
+        let reference = try reference()
+        for (spec, detected) in [("crash:rank=1,step=12,phase=backward", "rank 1 was killed by signal 9"), ("hang:rank=2,step=12", "rank 2 did not answer within 3.0 s")] {
+            let run = directory + "/context-\(spec.prefix(5))"
+            let outcome = try FleetProcess.fleet(Self.base + ["--cp", "2", "--cp-balance", "--checkpoint-dir", run + "/ck", "--checkpoint-every", "5",
+                                                              "--max-restarts", "2", "--timeout", "3", "--inject", spec, "--run-dir", run + "/run"])
+            XCTAssertEqual(outcome.status, 0, outcome.output)
+            XCTAssertTrue(outcome.output.contains(detected), "\(spec): \(outcome.output)")
+            try assertRecovered(run, reference: reference, "dp2·pp2·cp2 \(spec)")
+        }
+    }
+
     /// A run's event channel, one JSON object per line.
     private func events(_ path: String) throws -> [[String: Any]] {
         try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
