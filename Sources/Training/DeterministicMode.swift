@@ -34,6 +34,11 @@ public enum DeterministicMode {
             throw Unsupported.layout("--deterministic needs \(model.name)'s width and MLP width divisible by its \(model.heads) heads")
         }
         let samples = ReductionTree(leaves: batch)
+        if layout.cp > 1 && !samples.isAligned(parts: layout.dp * layout.microbatches) {
+            throw Unsupported.layout("--deterministic with --cp \(layout.cp) forms each sequence's gradients on one rank of its context-parallel group, so every one of the --dp \(layout.dp) ranks "
+                + "needs its own node of the pairwise summation tree over the batch (\(layout.microbatches) micro-batch(es) each): a batch of \(batch) sequences does not give that; "
+                + "use --batch \(layout.dp * layout.microbatches) (or that times a power of two), or drop --deterministic")
+        }
         if !samples.isAligned(parts: layout.dp) {
             throw Unsupported.layout("--deterministic cannot split a batch of \(batch) sequences exactly over --dp \(layout.dp): "
                 + "each rank's share must be a node of the pairwise summation tree (use a batch that is the dp degree times a power of two, e.g. \(layout.dp * 4))")

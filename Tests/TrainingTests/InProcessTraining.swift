@@ -9,9 +9,9 @@ import XCTest
 enum InProcessTraining {
     static let steps = 4
 
-    static func configuration(deterministic: Bool, model: ModelSpec = ModelCatalog.gptTiny) -> TrainingConfiguration {
+    static func configuration(deterministic: Bool, model: ModelSpec = ModelCatalog.gptTiny, batch: Int = 8) -> TrainingConfiguration {
         var c = TrainingConfiguration(model: model)
-        c.batch = 8
+        c.batch = batch
         c.sequence = 64
         c.steps = Self.steps
         c.threads = 1
@@ -21,8 +21,8 @@ enum InProcessTraining {
 
     /// Per-step losses (from the reporting rank) and the gathered final parameters of `layout`.
     static func train(_ layout: ParallelLayout, deterministic: Bool, context: ExecutionContext = ExecutionContext(),
-               threads: [Int]? = nil, model: ModelSpec = ModelCatalog.gptTiny) throws -> (losses: [Float], parameters: [Float]) {
-        let c = Self.configuration(deterministic: deterministic, model: model)
+               threads: [Int]? = nil, model: ModelSpec = ModelCatalog.gptTiny, batch: Int = 8) throws -> (losses: [Float], parameters: [Float]) {
+        let c = Self.configuration(deterministic: deterministic, model: model, batch: batch)
         let results = LocalFabric.run(worldSize: layout.worldSize, timeout: .seconds(120)) { transport -> (losses: [Float], parameters: [Float])? in
             var mine = c
             if let threads { mine.threads = threads[transport.rank] }
@@ -48,11 +48,11 @@ enum InProcessTraining {
     }
 
     /// Default mode: each layout's losses within 1e-5 of one process's, its parameters within 1e-4.
-    static func assertCloseToOneProcess(_ layouts: [ParallelLayout], model: ModelSpec = ModelCatalog.gptTiny,
+    static func assertCloseToOneProcess(_ layouts: [ParallelLayout], model: ModelSpec = ModelCatalog.gptTiny, batch: Int = 8,
                                         file: StaticString = #filePath, line: UInt = #line) throws {
-        let one = try train(ParallelLayout(), deterministic: false, model: model)
+        let one = try train(ParallelLayout(), deterministic: false, model: model, batch: batch)
         for layout in layouts {
-            let run = try train(layout, deterministic: false, model: model)
+            let run = try train(layout, deterministic: false, model: model, batch: batch)
             for (a, b) in zip(run.losses, one.losses) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(layout)", file: file, line: line) }
             let largest = zip(run.parameters, one.parameters).map { abs($0 - $1) }.max() ?? .infinity
             XCTAssertLessThan(largest, 1e-4, "\(layout): largest parameter difference", file: file, line: line)
