@@ -8,7 +8,7 @@ import OpLog
 public final class Tracer {
     public struct Span: Sendable {
         public let name: String
-        /// The lane the span is drawn in: compute, tensor-parallel, pipeline, data-parallel, optimizer.
+        /// The lane the span is drawn in: compute, tensor-parallel, pipeline, data-parallel, optimizer, context-parallel.
         public let lane: String
         public let start: UInt64
         public let end: UInt64
@@ -44,7 +44,7 @@ public final class Tracer {
         case "matmul": (lane, name) = ("compute", "matmul \(op.m)×\(op.n)×\(op.k)")
         case "optimizer": (lane, name) = ("optimizer", "optimizer")
         case _ where op.isCommunication:
-            lane = op.group == "tensor" ? "tensor-parallel" : op.group == "pipeline" ? "pipeline" : "data-parallel"
+            lane = ["tensor": "tensor-parallel", "pipeline": "pipeline", "context": "context-parallel"][op.group] ?? "data-parallel"
             name = "\(op.kind) \(op.group) \(Self.size(op.bytes))"
         default: (lane, name) = ("compute", op.kind)
         }
@@ -61,7 +61,7 @@ public final class Tracer {
 
     /// This rank's spans as trace-event JSON objects (without the surrounding array).
     public func events(pid: Int, processName: String) -> [String] {
-        let lanes = ["compute", "tensor-parallel", "pipeline", "data-parallel", "optimizer"]
+        let lanes = ["compute", "tensor-parallel", "pipeline", "data-parallel", "optimizer", "context-parallel"]
         var events = ["{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(pid),\"args\":{\"name\":\"\(processName)\"}}",
                       "{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":\(pid),\"args\":{\"sort_index\":\(pid)}}"]
         for (tid, lane) in lanes.enumerated() {
