@@ -96,11 +96,16 @@ public final class ContextShard {
             try arrived(0, blocks)
             return UnsafePointer(blocks)
         }
+        // The work done on each block as it lands is compute, not the ring's time.
+        var working: Duration = .zero
         try counted(count) {
             try group.ringPass(UnsafeBufferPointer(start: local, count: count), into: UnsafeMutableBufferPointer(start: blocks, count: count * size)) {
+                let start = ContinuousClock.now
+                defer { working += ContinuousClock.now - start }
                 try arrived($0, blocks + $0 * count)
             }
         }
+        exchangeTime -= working
         return UnsafePointer(blocks)
     }
 
