@@ -63,8 +63,9 @@ struct PipelineRun {
         var work: Work, start: SimTime, remaining: Double, tail: SimTime, meetings: Int, version: Int
         /// Expert parallelism's all-to-alls inside the pass.
         var exchanges = SimTime.zero
-        /// Context parallelism's ring traffic the pass's attention did not hide.
+        /// Context parallelism's ring traffic the pass's attention did not hide, and its meetings.
         var ring = SimTime.zero
+        var ringMeetings = 0
         /// ZeRO-3's weight gathers the pass waits for (not hidden behind its compute).
         var gathers = SimTime.zero
     }
@@ -129,11 +130,11 @@ struct PipelineRun {
     /// Starts `work` of kernels on `stage`, followed by `tail` of tensor-parallel communication
     /// (`meetings` all-reduces, each of which may wait for a descheduled peer).
     private mutating func compute(_ stage: Int, _ what: Work, work: SimTime, tail: SimTime = .zero, meetings: Int = 0, gathers: SimTime = .zero,
-                                  exchanges: SimTime = .zero, ring: SimTime = .zero) {
+                                  exchanges: SimTime = .zero, ring: SimTime = .zero, ringMeetings: Int = 0) {
         settle()
         // reschedule() gives the phase its version (and every running phase a new one).
         computing[stage] = Phase(work: what, start: queue.now, remaining: work.seconds, tail: tail, meetings: meetings, version: 0, exchanges: exchanges,
-                                 ring: ring, gathers: gathers)
+                                 ring: ring, ringMeetings: ringMeetings, gathers: gathers)
         reschedule()
     }
 
@@ -181,6 +182,7 @@ struct PipelineRun {
         guard var phase = computing[stage], phase.version == version else { return }
         settle()
         phase.tail += meetingDelay(stage, meetings: phase.meetings)
+        phase.ring += meetingDelay(stage, meetings: phase.ringMeetings)
         computing[stage] = nil
         reschedule()
         let now = queue.now
@@ -217,7 +219,8 @@ struct PipelineRun {
                 position[stage] += 1
                 let pass = cost.chunks[c]
                 return compute(stage, .pass(action), work: pass.forward, tail: pass.tensorForward, meetings: pass.tensorSyncs.forward,
-                               gathers: pass.exposedGathers(pass.gatherForward, compute: pass.forward), exchanges: pass.expertForward, ring: pass.ringForward)
+                               gathers: pass.exposedGathers(pass.gatherForward, compute: pass.forward), exchanges: pass.expertForward, ring: pass.ringForward,
+                               ringMeetings: pass.ringSyncs.forward)
             case let .backward(_, c):
                 position[stage] += 1
                 let pass = cost.chunks[c]
@@ -226,7 +229,8 @@ struct PipelineRun {
                     startBuckets(stage, chunk: c, backwardStart: now, backward: expected)
                 }
                 return compute(stage, .pass(action), work: pass.backward, tail: pass.tensorBackward, meetings: pass.tensorSyncs.backward,
-                               gathers: pass.exposedGathers(pass.gatherBackward, compute: pass.backward), exchanges: pass.expertBackward, ring: pass.ringBackward)
+                               gathers: pass.exposedGathers(pass.gatherBackward, compute: pass.backward), exchanges: pass.expertBackward, ring: pass.ringBackward,
+                               ringMeetings: pass.ringSyncs.backward)
             case .sendActivation, .sendGradient:
                 position[stage] += 1
                 let message = action.message!, to = schedule.stage(ofVirtual: message.to)

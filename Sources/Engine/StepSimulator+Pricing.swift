@@ -14,6 +14,7 @@ final class StepPricing {
         let tensor: [(forward: [TensorCollective], backward: [TensorCollective])]
         /// Per chunk, the times a forward and a backward pass meets its tensor-parallel group (see `meetings`).
         let meetings: [(forward: Int, backward: Int)]
+        let ringMeetings: [(forward: Int, backward: Int)]
         /// ZeRO-3's weight all-gathers per pass: each bucket's group and this rank's block of it.
         let gathers: [(forward: [(group: StepGroup, block: Bytes)], backward: [(group: StepGroup, block: Bytes)])]
         /// Expert parallelism's all-to-alls per pass, as the bytes each member hands in.
@@ -77,11 +78,12 @@ final class StepPricing {
             }
         }
         // A rank meets its group where it computed since it last met it: collectives back to back
-        // (sequence parallelism's reduce-scatter and the next norm's all-gather) meet once.
-        func meetings(_ ops: [StepOp]) -> Int {
+        // (sequence parallelism's reduce-scatter and the next norm's all-gather) meet once. Ring
+        // attention's passes meet the context-parallel group in the same way.
+        func meetings(_ ops: [StepOp], _ kind: StepGroup = .tensor) -> Int {
             var count = 0, computed = true
             for op in ops {
-                if case .collective(_, .tensor, _) = op {
+                if case let .collective(_, group, _) = op, group == kind {
                     if computed { count += 1 }
                     computed = false
                 } else if op.flops > .zero {
@@ -116,6 +118,7 @@ final class StepPricing {
                              kernels: chunkWork.map { (KernelWork($0.forward), KernelWork($0.backward)) },
                              tensor: chunkWork.map { (tensorBytes($0.forward), tensorBytes($0.backward)) },
                              meetings: chunkWork.map { (meetings($0.forward), meetings($0.backward)) },
+                             ringMeetings: chunkWork.map { (meetings($0.forward, .context), meetings($0.backward, .context)) },
                              gathers: chunkWork.map { (gatherBytes($0.forward), gatherBytes($0.backward)) },
                              exchanges: chunkWork.map { (exchangeBytes($0.forward), exchangeBytes($0.backward)) },
                              ring: chunkWork.map { (ringCollectives($0.forward), ringCollectives($0.backward)) },
@@ -245,10 +248,13 @@ extension StepSimulator {
                     }
                 }
                 func exposed(_ ops: [StepPricing.TensorCollective], compute: SimTime, attention: FLOPs, of total: FLOPs) -> SimTime {
-                    let busy = total > .zero ? compute.seconds * attention.count / total.count : 0
+                    // On a calibrated CPU the cores that compute also move the blocks: nothing hides.
+                    let hidden = total > .zero && s.device.calibration == nil
+                    let busy = hidden ? compute.seconds * attention.count / total.count : 0
                     return SimTime(seconds: max(0, ops.reduce(.zero) { $0 + ringTime($1) }.seconds - busy))
                 }
                 pass.ringCollectives = ring.forward + ring.backward
+                pass.ringSyncs = work.ringMeetings[chunk]
                 pass.ringForward = exposed(ring.forward, compute: pass.forward, attention: work.attention[chunk].forward, of: flops.forward)
                 pass.ringBackward = exposed(ring.backward, compute: pass.backward, attention: work.attention[chunk].backward, of: flops.backward)
                 cost.chunks.append(pass)

@@ -38,6 +38,8 @@ public struct StepSimulator {
         /// Context parallelism: the ring's collectives, and what of them a forward and a backward pass's attention cannot hide.
         var ringCollectives: [StepPricing.TensorCollective] = []
         var ringForward = SimTime.zero, ringBackward = SimTime.zero
+        /// The ring's meetings with the context-parallel group (each may wait for a peer on a shared CPU).
+        var ringSyncs = (forward: 0, backward: 0)
         /// ZeRO-3: each unit's weight all-gather in a forward and a backward pass, in the order used.
         var gatherForward: [SimTime] = [], gatherBackward: [SimTime] = []
 

@@ -191,6 +191,23 @@ final class CalibratedDeviceTests: XCTestCase {
         XCTAssertEqual(StepSimulator(scenario: dp).bucketSynchronization(group: 2).seconds, full, accuracy: 1e-12)
     }
 
+    /// Ring attention on a calibrated CPU: the cores that compute move the K/V blocks, so the
+    /// ring's α–β time is not hidden behind the attention, and each of its 3 · layers passes and
+    /// reduce-scatters a step meets the group like a tensor-parallel all-reduce.
+    func testRingAttentionOnACPUIsNotHiddenAndMeetsItsGroup() {
+        let wait = 0.4e-3
+        func cp2(waits: Double) -> StepReport {
+            StepSimulator(scenario: scenario(ParallelLayout(dp: 2, cp: 2), cores: 2, pinned: true, waits: (waits, 0))).run()
+        }
+        let plain = cp2(waits: 0), waiting = cp2(waits: wait)
+        // Per layer: the block (8 sequences × 64 positions × 2c floats) gathered forward and again backward, both blocks reduce-scattered.
+        let block = 8.0 * 64 * 2 * Double(model.dModel) * 4
+        let gather = alpha + block / beta, scatter = alpha + block / beta
+        XCTAssertEqual(plain.breakdown.contextParallel.seconds, Double(model.layers) * (2 * gather + scatter), accuracy: 1e-3 * plain.breakdown.contextParallel.seconds)
+        XCTAssertEqual(waiting.breakdown.contextParallel.seconds - plain.breakdown.contextParallel.seconds, 3 * Double(model.layers) * wait, accuracy: 1e-8)
+        XCTAssertEqual(waiting.breakdown.tensorParallel, plain.breakdown.tensorParallel, "no tensor-parallel group")
+    }
+
     func testPipelineMessagesBetweenRanksOnOneCorePayTheHandOff() {
         let layout = ParallelLayout(dp: 2, pp: 2, microbatches: 4), handoff = 1e-3
         var paying = scenario(layout, cores: 2, pinned: true)
