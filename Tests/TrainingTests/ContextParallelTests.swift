@@ -16,7 +16,8 @@ final class ContextParallelTests: XCTestCase {
         wide.contextBalanced = true
         return [ParallelLayout(dp: 2, cp: 2), balanced, ParallelLayout(dp: 4, cp: 2), wide,
                 ParallelLayout(dp: 2, tp: 2, cp: 2), ParallelLayout(dp: 2, pp: 2, microbatches: 2, cp: 2),
-                ParallelLayout(dp: 4, microbatches: 2, zeroStage: 2, cp: 2)]
+                ParallelLayout(dp: 4, microbatches: 2, zeroStage: 2, cp: 2), ParallelLayout(dp: 2, zeroStage: 3, cp: 2),
+                ParallelLayout(dp: 2, pp: 2, microbatches: 2, schedule: .interleaved, virtualStages: 2, cp: 2)]
     }()
 
     func testDeterministicContextParallelLayoutsAreBitwiseOneProcess() throws {
