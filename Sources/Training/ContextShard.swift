@@ -61,17 +61,26 @@ public final class ContextShard {
     /// Positions of each sequence every rank holds.
     public func localSequence(_ sequence: Int) -> Int { sequence / size }
 
-    /// Copies this rank's positions of whole sequences (`[batch][sequence][width]`) into `local`
-    /// (`[batch][sequence / size][width]`).
-    func take<T>(_ full: UnsafePointer<T>, into local: UnsafeMutablePointer<T>, batch: Int, sequence: Int, width: Int) {
-        let held = localSequence(sequence), mine = chunks(sequence: sequence)
-        for s in 0..<batch {
+    /// Copies between rank `rank`'s rows of `sequences` sequences (`[sequences][sequence / size][width]`,
+    /// its positions in chunk order) and whole sequences (`[sequences][sequence][width]`): every
+    /// rearrangement between a rank's positions and position order goes through here.
+    func copyRows<T>(of rank: Int, _ from: UnsafePointer<T>, _ to: UnsafeMutablePointer<T>, sequences: Int, sequence: Int, width: Int,
+                     toWhole: Bool) {
+        let held = localSequence(sequence), mine = chunks(of: rank, sequence: sequence)
+        for s in 0..<sequences {
             var row = s * held
             for chunk in mine {
-                (local + row * width).update(from: full + (s * sequence + chunk.lowerBound) * width, count: chunk.count * width)
+                let whole = (s * sequence + chunk.lowerBound) * width, rows = row * width
+                (to + (toWhole ? whole : rows)).update(from: from + (toWhole ? rows : whole), count: chunk.count * width)
                 row += chunk.count
             }
         }
+    }
+
+    /// Copies this rank's positions of whole sequences (`[batch][sequence][width]`) into `local`
+    /// (`[batch][sequence / size][width]`).
+    func take<T>(_ full: UnsafePointer<T>, into local: UnsafeMutablePointer<T>, batch: Int, sequence: Int, width: Int) {
+        copyRows(of: index, full, local, sequences: batch, sequence: sequence, width: width, toWhole: false)
     }
 
     /// Staging slot `slot` (≥ 2, as `toSamples` numbers them) with room for `count` floats.
@@ -116,15 +125,7 @@ public final class ContextShard {
                                   width: Int, ldLocal: Int) throws {
         let held = localSequence(sequence), block = batch * held * width
         let stage = staging.floats(1, block * size)
-        for r in 0..<size {
-            var row = 0
-            for s in 0..<batch {
-                for chunk in chunks(of: r, sequence: sequence) {
-                    (stage + r * block + row * width).update(from: partial + (s * sequence + chunk.lowerBound) * width, count: chunk.count * width)
-                    row += chunk.count
-                }
-            }
-        }
+        for r in 0..<size { copyRows(of: r, partial, stage + r * block, sequences: batch, sequence: sequence, width: width, toWhole: false) }
         var mine = 0..<block
         if let group {
             mine = try counted(block * size) { try group.reduceScatter(UnsafeMutableBufferPointer(start: stage, count: block * size)) }
@@ -144,15 +145,7 @@ public final class ContextShard {
         for row in 0..<(batch * groups * held) { (outgoing + row * width).update(from: local + row * ld, count: width) }
         try exchange(outgoing, incoming, count: block * size)
         let out = staging.floats(slot, node * groups * sequence * width)
-        for r in 0..<size {
-            var row = 0
-            for s in 0..<(node * groups) {
-                for chunk in chunks(of: r, sequence: sequence) {
-                    (out + (s * sequence + chunk.lowerBound) * width).update(from: incoming + r * block + row * width, count: chunk.count * width)
-                    row += chunk.count
-                }
-            }
-        }
+        for r in 0..<size { copyRows(of: r, incoming + r * block, out, sequences: node * groups, sequence: sequence, width: width, toWhole: true) }
         return out
     }
 
@@ -163,15 +156,7 @@ public final class ContextShard {
                      width: Int) throws {
         let held = localSequence(sequence), node = batch / size, block = node * groups * held * width
         let outgoing = staging.floats(0, block * size)
-        for r in 0..<size {
-            var row = 0
-            for s in 0..<(node * groups) {
-                for chunk in chunks(of: r, sequence: sequence) {
-                    (outgoing + r * block + row * width).update(from: samples + (s * sequence + chunk.lowerBound) * width, count: chunk.count * width)
-                    row += chunk.count
-                }
-            }
-        }
+        for r in 0..<size { copyRows(of: r, samples, outgoing + r * block, sequences: node * groups, sequence: sequence, width: width, toWhole: false) }
         try exchange(outgoing, local, count: block * size)
     }
 

@@ -32,13 +32,7 @@ extension GPT {
         let t = a.positions.sequence, width = 2 * cl, count = a.batch * a.sequence * width
         let blocks = try context.passKeyValues(heldKeyValues(a, layer: l, channels: cl), count: count, arrived: { arrived($0, $1) })
         for r in 0..<context.size {
-            var row = 0
-            for s in 0..<a.batch {
-                for chunk in context.chunks(of: r, sequence: t) {
-                    (a.keyValues.pointer + (s * t + chunk.lowerBound) * width).update(from: blocks + r * count + row * width, count: chunk.count * width)
-                    row += chunk.count
-                }
-            }
+            context.copyRows(of: r, blocks + r * count, a.keyValues.pointer, sequences: a.batch, sequence: t, width: width, toWhole: true)
         }
     }
 
