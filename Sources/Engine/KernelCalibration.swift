@@ -47,15 +47,46 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     public var gemmRepeats: [GEMMShape: [Double]] = [:]
     public var perElementRepeats: [ElementKernel: [Double]] = [:]
     public var inStepRepeats: [Double] = []
+    /// Every repeat of each wait above (seconds): a meeting's wait moves far more between
+    /// repeats than a kernel's rate (spreads of 40–200 % against a few percent).
+    public var waitRepeats: [Wait: [Double]] = [:]
+
+    /// The measured waits, by the name calibrate writes them under.
+    public enum Wait: String, CaseIterable, Codable, Sendable, Comparable {
+        case meeting = "meeting_wait", oversubscribedMeeting = "oversubscribed_meeting_wait"
+        case networkMeeting = "network_meeting_wait", handoff = "handoff_wait"
+        public static func < (a: Wait, b: Wait) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    /// The value of `wait` (nil: a network meeting wait not measured).
+    public subscript(wait: Wait) -> Double? {
+        get {
+            switch wait {
+            case .meeting: meetingWait
+            case .oversubscribedMeeting: oversubscribedMeetingWait
+            case .networkMeeting: networkMeetingWait
+            case .handoff: handoffWait
+            }
+        }
+        set {
+            switch wait {
+            case .meeting: meetingWait = newValue ?? 0
+            case .oversubscribedMeeting: oversubscribedMeetingWait = newValue ?? 0
+            case .networkMeeting: networkMeetingWait = newValue
+            case .handoff: handoffWait = newValue ?? 0
+            }
+        }
+    }
 
     /// Whether any input kept its repeats.
-    public var hasRepeats: Bool { !gemmRepeats.isEmpty || !perElementRepeats.isEmpty || !inStepRepeats.isEmpty }
+    public var hasRepeats: Bool { !gemmRepeats.isEmpty || !perElementRepeats.isEmpty || !inStepRepeats.isEmpty || !waitRepeats.isEmpty }
 
     /// This calibration with every input that kept its repeats replaced by one of them, drawn
     /// by `pick(count)` (an index below count): one sample of what the machine measured, for a
     /// Monte Carlo over the calibration's spread. calibrate takes the kernels' repeats in
     /// rounds (round r of every kernel in the same minute), so the kernels draw one round
-    /// together, keeping a slow minute's effect on all of them; `in_step` draws on its own.
+    /// together, keeping a slow minute's effect on all of them; `in_step` and each wait (timed
+    /// in their own runs, not in the kernels' rounds) draw on their own.
     public func drawn(_ pick: (Int) -> Int) -> KernelCalibration {
         var copy = self
         // The rounds are the products' repeats; a kernel measured otherwise (the optimizer's
@@ -71,6 +102,9 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
             if let repeats = perElementRepeats[kernel], !repeats.isEmpty { copy.perElement[kernel] = draw(repeats) }
         }
         if !inStepRepeats.isEmpty { copy.inStep = inStepRepeats[pick(inStepRepeats.count)] }
+        for wait in Wait.allCases {
+            if let repeats = waitRepeats[wait], !repeats.isEmpty, self[wait] != nil { copy[wait] = repeats[pick(repeats.count)] }
+        }
         return copy
     }
 

@@ -12,7 +12,7 @@ extension ScenarioReader {
             guard let device = DeviceCatalog.named(name) else { throw fail(node, "unknown device '\(name)'; expected one of \(known)") }
             return device
         }
-        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "cores_shared_by_nodes", "contention", "meeting_wait", "network_meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel", "transport", "kernel_repeats_ns", "in_step_repeats"])
+        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "cores_shared_by_nodes", "contention", "meeting_wait", "network_meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel", "transport", "kernel_repeats_ns", "in_step_repeats", "wait_repeats_us"])
         let nameNode = try required(map, "name", "cluster.device")
         guard var device = nameNode.string.flatMap(DeviceCatalog.named) else {
             throw fail(nameNode, "cluster.device.name must name the device the measurements refine; expected one of \(known)")
@@ -25,11 +25,13 @@ extension ScenarioReader {
         let cores = try int(required(map, "cores", "cluster.device"), "cluster.device.cores", minimum: 1)
         var gemm: [GEMMShape: Double] = [:], gemmRepeats: [GEMMShape: [Double]] = [:]
         // Repeats calibrate kept (compare's prediction intervals draw from them): positive numbers.
-        func repeats(_ node: Node, _ name: String) throws -> [Double] {
+        // A wait's repeats may be zero (a meeting that cost no more than its α–β time).
+        func repeats(_ node: Node, _ name: String, zero: Bool = false) throws -> [Double] {
             guard let items = node.sequence else { throw fail(node, "\(name) must be a list of numbers") }
             return try items.map { item in
-                let value = try number(item, name)
-                guard value > 0 else { throw fail(item, "\(name) must be positive numbers") }
+                guard let value = item.float, value.isFinite, value > 0 || (zero && value == 0) else {
+                    throw fail(item, "\(name) must be \(zero ? "non-negative" : "positive") numbers (got '\(item.string ?? "?")')")
+                }
                 return value
             }
         }
@@ -63,6 +65,12 @@ extension ScenarioReader {
             }
         }
         if let node = map["in_step_repeats"] { calibration.inStepRepeats = try repeats(node, "cluster.device.in_step_repeats") }
+        if let node = map["wait_repeats_us"] {
+            let waits = try mapping(node, "cluster.device.wait_repeats_us", allowed: KernelCalibration.Wait.allCases.map(\.rawValue))
+            for (key, value) in waits.pairs {
+                calibration.waitRepeats[KernelCalibration.Wait(rawValue: key)!] = try repeats(value, "wait_repeats_us.\(key)", zero: true).map { $0 * 1e-6 }
+            }
+        }
         if let n = map["in_step"] {
             calibration.inStep = try number(n, "cluster.device.in_step")
             guard calibration.inStep > 0 else { throw fail(n, "cluster.device.in_step must be positive") }

@@ -292,7 +292,8 @@ final class CalibratedDeviceTests: XCTestCase {
 
         // The repeats calibrate keeps: read in the rates' units, drawn from one by one.
         let repeated = yaml.replacingOccurrences(of: "rate: 50 GFLOP/s}", with: "rate: 50 GFLOP/s, repeats_gflops: [40, 50, 60]}")
-            .replacingOccurrences(of: "      gelu_forward: 1.5 ns\n", with: "      gelu_forward: 1.5 ns\n    kernel_repeats_ns: {gelu_forward: [1, 1.5, 2]}\n    in_step_repeats: [1.0, 1.1, 1.2]\n")
+            .replacingOccurrences(of: "      gelu_forward: 1.5 ns\n", with: "      gelu_forward: 1.5 ns\n    kernel_repeats_ns: {gelu_forward: [1, 1.5, 2]}\n    in_step_repeats: [1.0, 1.1, 1.2]\n"
+                                  + "    wait_repeats_us: {meeting_wait: [0, 300, 900], oversubscribed_meeting_wait: [1500, 2000, 2500], network_meeting_wait: [5, 6, 7]}\n")
         let r = try XCTUnwrap(try ScenarioReader(path: "c.yaml", text: repeated).read().base.device.calibration)
         XCTAssertEqual(r.gemmRepeats[GEMMShape(m: 64, n: 64, k: 64)], [40e9, 50e9, 60e9])
         for (read, expected) in zip(r.perElementRepeats[.geluForward]!, [1e-9, 1.5e-9, 2e-9]) { XCTAssertEqual(read, expected, accuracy: 1e-20, "ns per element") }
@@ -302,6 +303,20 @@ final class CalibratedDeviceTests: XCTestCase {
         XCTAssertEqual(last.perElement[.geluForward]!, 2e-9, accuracy: 1e-18)
         XCTAssertEqual(first.inStep, 1.0)
         XCTAssertEqual(last.inStep, 1.2)
+        // The waits' repeats (µs; a wait of zero is a measurement), drawn like the kernels'. A
+        // network wait never measured (one host) stays unmeasured whatever its repeats say.
+        XCTAssertEqual(r.waitRepeats[.meeting]?.count, 3)
+        XCTAssertEqual(first.meetingWait, 0)
+        XCTAssertEqual(last.meetingWait, 9e-4, accuracy: 1e-12)
+        XCTAssertEqual(first.oversubscribedMeetingWait, 1.5e-3, accuracy: 1e-12)
+        XCTAssertEqual(last.oversubscribedMeetingWait, 2.5e-3, accuracy: 1e-12)
+        XCTAssertNil(first.networkMeetingWait)
+        XCTAssertEqual(r.drawn { $0 / 2 }.handoffWait, r.handoffWait, "no repeats: as calibrated")
+        for bad in ["[0, -300, 900]", "300"] {
+            XCTAssertThrowsError(try ScenarioReader(path: "c.yaml", text: repeated.replacingOccurrences(of: "meeting_wait: [0, 300, 900]", with: "meeting_wait: \(bad)")).read()) { error in
+                XCTAssertTrue("\(error)".contains("wait_repeats_us.meeting_wait must be"), "\(error)")
+            }
+        }
         for bad in ["repeats_gflops: [40, -1, 60]", "repeats_gflops: 40"] {
             XCTAssertThrowsError(try ScenarioReader(path: "c.yaml", text: repeated.replacingOccurrences(of: "repeats_gflops: [40, 50, 60]", with: bad)).read()) { error in
                 XCTAssertTrue("\(error)".contains("gemm.repeats_gflops must be"), "\(error)")

@@ -21,7 +21,7 @@ final class CalibrateCompareTests: FleetProcessTestCase {
         XCTAssertTrue(yaml.contains("# mpi, \(2 * cores) ranks"), yaml)
         for expected in ["name: local", "in_step:", "pinned: true", "waiting: sleep", "meeting_wait:", "handoff_wait:", "oversubscribed_meeting_wait:", "gemm:", "trans: B",
                          "layernorm_backward:", "optimizer:", "storage:", "per_client:", "# zmq, 2 ranks", "all-reduce (native",
-                         "repeats_gflops: [", "kernel_repeats_ns:", "in_step_repeats: [", cores > 1 ? "contention: " : "in_step:", "transport: mpi"] {
+                         "repeats_gflops: [", "kernel_repeats_ns:", "in_step_repeats: [", "wait_repeats_us:", "oversubscribed_meeting_wait: [", "handoff_wait: [", cores > 1 ? "contention: " : "in_step:", "transport: mpi"] {
             XCTAssertTrue(yaml.contains(expected), "calibration lacks \(expected):\n\(yaml)")
         }
         XCTAssertTrue(yaml.contains("spread"), "every figure says how much it varied")

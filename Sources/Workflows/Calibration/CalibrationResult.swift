@@ -57,7 +57,18 @@ public struct CalibrationResult {
         c.gemmRepeats = gemm.mapValues(\.samples)
         c.perElementRepeats = kernels.mapValues(\.samples)
         c.inStepRepeats = inStep.samples
+        c.waitRepeats = waitRepeats
         return c
+    }
+
+    /// Every repeat of each measured wait (seconds), for compare's prediction intervals.
+    public var waitRepeats: [KernelCalibration.Wait: [Double]] {
+        var repeats: [KernelCalibration.Wait: [Double]] = [:]
+        repeats[.meeting] = fabric?.meetingWaitRepeats
+        repeats[.oversubscribedMeeting] = loaded?.meetingWaitRepeats
+        repeats[.networkMeeting] = betweenHosts?.meetingWaitRepeats
+        repeats[.handoff] = loaded?.handoff?.samples
+        return repeats
     }
 
     /// The two-rank figures of the fabric's transport on one host, and its figures with more ranks than cores.
@@ -81,7 +92,8 @@ public struct CalibrationResult {
         var y = """
         # Written by `fleet calibrate \(model.name)` on \(host) at \(date).
         # Every figure is the median of \(repeats) repeats; "spread" is (max − min) / median. The kernels'
-        # repeats are kept (repeats_gflops, kernel_repeats_ns, in_step_repeats): fleet compare draws from them.
+        # and waits' repeats are kept (repeats_gflops, kernel_repeats_ns, in_step_repeats, wait_repeats_us):
+        # fleet compare draws from them.
         # `fleet compare` sets the layout and ranks per run; the rest describes this machine.
         name: \(model.name) on \(host) (calibrated)
         cluster:
@@ -116,6 +128,13 @@ public struct CalibrationResult {
         for kernel in ElementKernel.allCases {
             guard let m = kernels[kernel] else { continue }
             y += "      \(kernel.rawValue): [\(m.samples.map { String(format: "%.4f", $0 * 1e9) }.joined(separator: ", "))]\n"
+        }
+        let waits = waitRepeats.filter { !$0.value.isEmpty }.sorted { $0.key < $1.key }
+        if !waits.isEmpty {
+            y += "    wait_repeats_us:   # every repeat of each wait above, µs\n"
+            for (wait, samples) in waits {
+                y += "      \(wait.rawValue): [\(samples.map { String(format: "%.1f", $0 * 1e6) }.joined(separator: ", "))]\n"
+            }
         }
         func link(_ f: TransportFigures?) -> String {
             f.map { "{bandwidth: \(String(format: "%.3f", $0.beta / 1e9)) GB/s, latency: \(String(format: "%.2f", $0.alpha * 1e6)) us}" }

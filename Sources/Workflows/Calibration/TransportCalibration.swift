@@ -23,8 +23,12 @@ public struct TransportFigures: Codable {
     public static let meetingBytes = 256 << 10
 
     /// The meeting's time beyond its α–β ring time (2 steps of half the buffer).
-    public var meetingWait: Double? {
-        loadedMeeting.map { max(0, $0.median - 2 * (alpha + Double(Self.meetingBytes) / 2 / max(beta, 1))) }
+    public var meetingWait: Double? { loadedMeeting.map { wait($0.median) } }
+    /// `meetingWait` of each repeat, in the order taken.
+    public var meetingWaitRepeats: [Double]? { loadedMeeting.map { $0.samples.map(wait) } }
+
+    private func wait(_ meeting: Double) -> Double {
+        max(0, meeting - 2 * (alpha + Double(Self.meetingBytes) / 2 / max(beta, 1)))
     }
 
     public init(transport: String, ranks: Int) {
