@@ -8,6 +8,10 @@
 #   scripts/test-hosts.sh list     the hosts that are up, as "NAME ADDRESS"
 #   scripts/test-hosts.sh down     remove every host and the bridge
 #   scripts/test-hosts.sh rsh ADDRESS COMMAND...   run COMMAND inside the host with ADDRESS (OpenMPI's launch agent)
+#   scripts/test-hosts.sh detour ADDRESS     take the host's link off the bridge and join the bridge by a new veth instead;
+#                                            prints "LINK RELAY": frames between the two must be carried by a relay
+#                                            (fleet chaos's delayed link) or the host is cut off
+#   scripts/test-hosts.sh undetour ADDRESS   put the host's link back on the bridge
 #
 # Traffic stays on the bridge: the namespaces have no other interface and no route out, and the
 # bridge's own address (198.18.0.254, where mpirun listens) has no route beyond its subnet.
@@ -23,8 +27,9 @@ hosts() { ip netns list 2>/dev/null | awk '{print $1}' | grep "^${prefix}[0-9]*$
 down() {
     for ns in $(hosts); do ip netns delete "$ns"; done
     if ip link show "$bridge" >/dev/null 2>&1; then ip link delete "$bridge"; fi
-    # A veth whose namespace went first is gone with it; one left in the root namespace is not.
-    for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^${prefix}v[0-9]*$" || true); do
+    # A veth whose namespace went first is gone with it; one left in the root namespace (a
+    # detour's pair among them) is not.
+    for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^${prefix}[vdb][0-9]*$" || true); do
         ip link delete "$link" 2>/dev/null || true
     done
 }
@@ -62,7 +67,42 @@ export OMPI_MCA_oob_tcp_if_include=$subnet.0/24
 export OMPI_MCA_btl=self,vader,tcp
 export OMPI_MCA_btl_tcp_if_include=$subnet.0/24
 export FLEET_TEST_HOSTS="$(list | awk '{print $2}' | paste -sd, -)"
+export FLEET_TEST_HOSTS_SCRIPT="$here"
 EOF
+}
+
+# The namespace of the host named or addressed by $1, or nothing.
+host_of() {
+    for ns in $(hosts); do
+        if [[ "$ns" == "$1" ]] || ip -n "$ns" -4 -o addr show dev eth0 | grep -q " $1/"; then echo "$ns"; return; fi
+    done
+}
+
+# A relay sits between ${prefix}v$i (the host's link, off the bridge) and ${prefix}d$i, whose
+# peer ${prefix}b$i is on the bridge. Neither end takes part in the root namespace's own IP.
+detour() {
+    local ns i
+    ns=$(host_of "$1"); [[ -n "$ns" ]] || { echo "test-hosts: no test host has address '$1'" >&2; exit 2; }
+    i=${ns#"$prefix"}
+    undetour "$1" >/dev/null
+    ip link set "${prefix}v$i" nomaster
+    ip link add "${prefix}d$i" type veth peer name "${prefix}b$i"
+    for link in "${prefix}v$i" "${prefix}d$i"; do
+        sysctl -qw "net.ipv6.conf.$link.disable_ipv6=1" "net.ipv4.conf.$link.arp_ignore=8" 2>/dev/null || true
+        ip link set "$link" promisc on up
+    done
+    sysctl -qw "net.ipv6.conf.${prefix}b$i.disable_ipv6=1" 2>/dev/null || true
+    ip link set "${prefix}b$i" master "$bridge" up
+    echo "${prefix}v$i ${prefix}d$i"
+}
+
+undetour() {
+    local ns i
+    ns=$(host_of "$1"); [[ -n "$ns" ]] || { echo "test-hosts: no test host has address '$1'" >&2; exit 2; }
+    i=${ns#"$prefix"}
+    if ip link show "${prefix}d$i" >/dev/null 2>&1; then ip link delete "${prefix}d$i"; fi
+    ip link set "${prefix}v$i" promisc off
+    ip link set "${prefix}v$i" master "$bridge" up
 }
 
 rsh() {
@@ -85,5 +125,7 @@ case "${1:-}" in
     env) environment ;;
     list) list ;;
     rsh) shift; rsh "$@" ;;
-    *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    detour) detour "${2:-}" ;;
+    undetour) undetour "${2:-}" ;;
+    *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -219,3 +219,33 @@ static inline unsigned long long fleet_xgetbv0(void) {
     return 0;
 #endif
 }
+
+#include <sys/socket.h>
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
+
+/// A raw packet socket bound to interface `name` that receives every frame arriving there
+/// (not those it sends) and sends whole frames out of it, each headed by a virtio-net header
+/// so that offloaded (segmentation-pending) frames pass through unchanged. Returns the
+/// descriptor, or -errno.
+static inline int fleet_packet_socket(const char *name) {
+    unsigned index = if_nametoindex(name);
+    if (index == 0) return -errno;
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    if (fd < 0) return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) < 0) {
+        int e = errno; close(fd); return -e;
+    }
+    struct sockaddr_ll address;
+    memset(&address, 0, sizeof(address));
+    address.sll_family = AF_PACKET;
+    address.sll_protocol = htons(ETH_P_ALL);
+    address.sll_ifindex = (int)index;
+    if (bind(fd, (struct sockaddr *)&address, sizeof(address)) < 0) { int e = errno; close(fd); return -e; }
+    return fd;
+}

@@ -54,8 +54,8 @@ struct Chaos: ParsableCommand {
     @Flag(help: "Break a host's link in every run instead of injecting a fault (test hosts only: FLEET_TEST_HOSTS must list every --hosts address).")
     var networkFaults = false
 
-    @Option(help: "Network fault kinds to draw from with --network-faults: link (cut), loss (dropped packets), slow-link (rate-limited).")
-    var networkKinds: String = "link,loss,slow-link"
+    @Option(help: "Network fault kinds to draw from with --network-faults: link (cut), loss (dropped packets), slow-link (rate-limited), delay (added latency).")
+    var networkKinds: String = "link,loss,slow-link,delay"
 
     @Option(help: "Directory for the runs (kept for inspection).")
     var dir: String?

@@ -181,26 +181,40 @@ final class MultiHostTests: FleetProcessTestCase {
         XCTAssertTrue(diff.stdout.contains("final weights: bitwise identical"), diff.output)
     }
 
-    /// fleet chaos with network faults: every run has a test host's link cut, losing packets or
-    /// rate-limited for a while (seed 1 draws each once), is detected or rides it out, and
-    /// recovers bitwise; outside test hosts it refuses.
+    /// fleet chaos with network faults: every run has a test host's link cut, losing packets,
+    /// rate-limited or delayed for a while (seed 3 draws each once, the delay past the deadline),
+    /// is detected or rides it out, and recovers bitwise; outside test hosts it refuses.
     func testChaosBreaksLinksBetweenTestHostsAndEveryRunRecovers() throws {
         let (addresses, environment) = try up(2)
         let hosts = addresses.map { $0 + ":1" }.joined(separator: ",")
-        let network = ["FLEET_LAUNCH_AGENT": try XCTUnwrap(environment["OMPI_MCA_plm_rsh_agent"]), "FLEET_TEST_HOSTS": try XCTUnwrap(environment["FLEET_TEST_HOSTS"])]
-        let outcome = try FleetProcess.fleet(["chaos", "gpt-tiny", "--dp", "2", "--hosts", hosts, "--network-faults", "--runs", "3", "--steps", "10",
-                                              "--seed", "1", "--json", "--dir", directory + "/chaos"], environment: network, timeout: 300)
+        let network = ["FLEET_LAUNCH_AGENT": try XCTUnwrap(environment["OMPI_MCA_plm_rsh_agent"]), "FLEET_TEST_HOSTS": try XCTUnwrap(environment["FLEET_TEST_HOSTS"]),
+                       "FLEET_TEST_HOSTS_SCRIPT": try XCTUnwrap(environment["FLEET_TEST_HOSTS_SCRIPT"])]
+        let outcome = try FleetProcess.fleet(["chaos", "gpt-tiny", "--dp", "2", "--hosts", hosts, "--network-faults", "--runs", "4", "--steps", "10",
+                                              "--seed", "3", "--json", "--dir", directory + "/chaos"], environment: network, timeout: 300)
         XCTAssertEqual(outcome.status, 0, outcome.output)
         let objects = try outcome.stdout.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
         let summary = try XCTUnwrap(objects.last)
-        XCTAssertEqual(summary["passed"] as? Int, 3, outcome.output)
-        XCTAssertEqual(Set(summary["kinds"] as? [String] ?? []), ["link", "loss", "slow-link"], outcome.output)
-        XCTAssertEqual(objects.dropLast().compactMap { ($0["fault"] as? String)?.split(separator: ":").first.map(String.init) }, ["link", "slow-link", "loss"])
-        // Every fault was undone: the hosts reach each other again, with no filter or queue left behind.
+        XCTAssertEqual(summary["passed"] as? Int, 4, outcome.output)
+        XCTAssertEqual(Set(summary["kinds"] as? [String] ?? []), ["link", "loss", "slow-link", "delay"], outcome.output)
+        XCTAssertEqual(objects.dropLast().compactMap { ($0["fault"] as? String)?.split(separator: ":").first.map(String.init) }, ["link", "slow-link", "loss", "delay"])
+        // 5 s added to every frame outlasts the 3 s deadline: a silent host, found within one deadline.
+        XCTAssertEqual(objects[3]["detected"] as? String, "deadline (silent rank)", outcome.output)
+        XCTAssertLessThan(try XCTUnwrap(objects[3]["detection_s"] as? Double), 4.5, outcome.output)
+        // Every fault was undone: the hosts reach each other again, with no filter, queue or
+        // relay left behind, each host's link back on the bridge.
         for address in addresses {
             let rules = try FleetProcess.run("/bin/bash", [Self.script, "rsh", address, "nft list tables; tc qdisc show dev eth0"], environment: [:], timeout: 30)
             XCTAssertFalse(rules.stdout.contains("fleet-chaos") || rules.stdout.contains("tbf"), rules.output)
         }
+        let links = try FleetProcess.run("/usr/sbin/ip", ["-o", "link", "show"], environment: [:], timeout: 30).stdout
+        XCTAssertFalse(links.contains("fleet-hd"), links)
+        XCTAssertEqual(links.split(separator: "\n").filter { $0.contains("fleet-hv") && $0.contains("master fleetbr0") }.count, 2, links)
+        var unplaced = network
+        unplaced["FLEET_TEST_HOSTS_SCRIPT"] = ""
+        let noScript = try FleetProcess.fleet(["chaos", "gpt-tiny", "--dp", "2", "--hosts", hosts, "--network-faults", "--network-kinds", "delay", "--dir", directory + "/no-script"],
+                                              environment: unplaced)
+        XCTAssertNotEqual(noScript.status, 0)
+        XCTAssertTrue(noScript.stderr.contains("delay is made by scripts/test-hosts.sh"), noScript.output)
         let elsewhere = try FleetProcess.fleet(["chaos", "gpt-tiny", "--dp", "2", "--hosts", "10.0.0.1:1,10.0.0.2:1", "--network-faults"], environment: network)
         XCTAssertNotEqual(elsewhere.status, 0)
         XCTAssertTrue(elsewhere.stderr.contains("cuts links only between test hosts"), elsewhere.output)

@@ -33,14 +33,19 @@ final class NetworkFaultPlanTests: XCTestCase {
                 case let .slow(mbit):
                     XCTAssertTrue([10, 20, 50].contains(mbit))
                     XCTAssertTrue((3...6).contains(fault.seconds))
+                case let .delay(ms):
+                    XCTAssertTrue([20, 100, 500, 5000].contains(ms))
+                    XCTAssertTrue((3...6).contains(fault.seconds))
                 }
                 XCTAssertEqual(plan.spec, fault.description)
                 seen.insert(fault.kindName)
             }
         }
         XCTAssertEqual(seen, Set(ChaosCampaign.networkKinds))
-        // Seed 1 draws every kind within three runs (the multi-host test relies on it).
-        XCTAssertEqual(Set(try campaign(seed: 1).plans(3).compactMap { $0.link?.kindName }), Set(ChaosCampaign.networkKinds))
+        // Seed 3 draws every kind within four runs, the delay past the runs' deadline (the multi-host test relies on it).
+        let three = try campaign(seed: 3).plans(4)
+        XCTAssertEqual(Set(three.compactMap { $0.link?.kindName }), Set(ChaosCampaign.networkKinds))
+        XCTAssertEqual(three.last?.link?.kind, .delay(ms: 5000))
         // Only the kinds asked for.
         XCTAssertTrue(try campaign(seed: 3, kinds: ["loss"]).plans(10).allSatisfy { $0.link?.kindName == "loss" })
     }
@@ -49,5 +54,6 @@ final class NetworkFaultPlanTests: XCTestCase {
         XCTAssertEqual(LinkFault(host: "h", step: 3, seconds: 2).description, "link:host=h,step=3,down=2s")
         XCTAssertEqual(LinkFault(host: "h", kind: .loss(percent: 30), step: 4, seconds: 5).description, "loss:host=h,step=4,drop=30%,for=5s")
         XCTAssertEqual(LinkFault(host: "h", kind: .slow(mbit: 20), step: 4, seconds: 5).description, "slow-link:host=h,step=4,rate=20mbit,for=5s")
+        XCTAssertEqual(LinkFault(host: "h", kind: .delay(ms: 100), step: 4, seconds: 3).description, "delay:host=h,step=4,added=100ms,for=3s")
     }
 }

@@ -28,7 +28,7 @@ public struct ChaosCampaign {
     public var networkFaults = false
     public var networkKinds = ChaosCampaign.networkKinds
     /// The network faults a campaign can draw.
-    public static let networkKinds = ["link", "loss", "slow-link"]
+    public static let networkKinds = ["link", "loss", "slow-link", "delay"]
 
     public init(model: String, layouts: [ParallelLayout], transports: [String] = ["zmq"], steps: Int, seed: UInt64,
                 kinds: [Fault.Kind], directory: String) throws {
@@ -90,6 +90,8 @@ public struct ChaosCampaign {
                 let fault = switch networkKinds[draw(networkKinds.count)] {
                 case "loss": LinkFault(host: host, kind: .loss(percent: 20 + 10 * draw(4)), step: step, seconds: 3 + draw(4))
                 case "slow-link": LinkFault(host: host, kind: .slow(mbit: [10, 20, 50][draw(3)]), step: step, seconds: 3 + draw(4))
+                // Delays a run rides out (slower steps), and one past the runs' 3 s deadline (a silent host).
+                case "delay": LinkFault(host: host, kind: .delay(ms: [20, 100, 500, 5000][draw(4)]), step: step, seconds: 3 + draw(4))
                 default: LinkFault(host: host, step: step, seconds: 2 + draw(7))
                 }
                 return Plan(layout: layout, transport: transport, kind: nil, rank: 0, spec: fault.description, link: fault)
@@ -118,6 +120,10 @@ public struct ChaosCampaign {
     public func checkNetworkTools() throws {
         guard networkFaults, let host = hosts?.hosts.first?.address else { return }
         let tools = ["link": "ip", "loss": "nft", "slow-link": "tc"], packages = ["ip": "iproute2", "nft": "nftables", "tc": "iproute2"]
+        if networkKinds.contains("delay") && (ProcessInfo.processInfo.environment[LinkFault.scriptVariable] ?? "").isEmpty {
+            throw FleetError("network fault kind delay is made by scripts/test-hosts.sh, which fleet finds through \(LinkFault.scriptVariable): "
+                             + "eval \"$(scripts/test-hosts.sh env)\" first, or leave delay out of --network-kinds")
+        }
         for kind in networkKinds {
             guard let tool = tools[kind] else { continue }
             let found = try? ChildProcess.bounded("/usr/bin/env", LaunchHosts.agent() + [host, "command -v \(tool)"], timeout: 30)

@@ -2,9 +2,10 @@ import Collectives
 import Foundation
 
 /// A network fault for `fleet chaos` on test hosts: once the run reaches `step`, `host`'s link
-/// goes down, loses a share of its packets, or is held to a low rate, and `seconds` later it is
-/// whole again. Made from outside the run through the launch agent (the test hosts' agent enters
-/// a host's namespace from outside it, so it can undo what it did even with the link down).
+/// goes down, loses a share of its packets, is held to a low rate, or delays every frame, and
+/// `seconds` later it is whole again. Made from outside the run: through the launch agent (the
+/// test hosts' agent enters a host's namespace from outside it, so it can undo what it did even
+/// with the link down), or for a delay in this process, between the host's link and the bridge.
 public struct LinkFault: Sendable, Equatable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
         /// `ip link set eth0 down`: a partitioned host.
@@ -14,6 +15,9 @@ public struct LinkFault: Sendable, Equatable, CustomStringConvertible {
         case loss(percent: Int)
         /// A token bucket (`tc … tbf`) holds the host's sends to `mbit` Mbit/s: a slow, queueing link.
         case slow(mbit: Int)
+        /// Every frame to and from the host arrives `ms` later (a `FrameRelay` between its link and
+        /// the bridge, `scripts/test-hosts.sh detour`; `netem` where a kernel has it would do the same).
+        case delay(ms: Int)
     }
 
     public let host: String
@@ -33,6 +37,7 @@ public struct LinkFault: Sendable, Equatable, CustomStringConvertible {
         case .down: "link:host=\(host),step=\(step),down=\(seconds)s"
         case let .loss(percent): "loss:host=\(host),step=\(step),drop=\(percent)%,for=\(seconds)s"
         case let .slow(mbit): "slow-link:host=\(host),step=\(step),rate=\(mbit)mbit,for=\(seconds)s"
+        case let .delay(ms): "delay:host=\(host),step=\(step),added=\(ms)ms,for=\(seconds)s"
         }
     }
 
@@ -42,6 +47,7 @@ public struct LinkFault: Sendable, Equatable, CustomStringConvertible {
         case .down: "link"
         case .loss: "loss"
         case .slow: "slow-link"
+        case .delay: "delay"
         }
     }
 
@@ -52,8 +58,9 @@ public struct LinkFault: Sendable, Equatable, CustomStringConvertible {
         return hosts.hosts.allSatisfy { test.contains($0.address) }
     }
 
-    /// The shell commands (run inside the host) that make the fault and that undo it.
-    var commands: (make: String, undo: String) {
+    /// The shell commands (run inside the host) that make the fault and that undo it; nil for
+    /// a delay, which is made outside the host.
+    var commands: (make: String, undo: String)? {
         switch kind {
         case .down:
             return ("ip link set eth0 down", "ip link set eth0 up")
@@ -66,22 +73,45 @@ public struct LinkFault: Sendable, Equatable, CustomStringConvertible {
             return ("nft add table \(table) && " + chains.joined(separator: " && "), "nft delete table \(table)")
         case let .slow(mbit):
             return ("tc qdisc add dev eth0 root tbf rate \(mbit)mbit burst 32kbit latency 400ms", "tc qdisc del dev eth0 root")
+        case .delay:
+            return nil
         }
     }
 
-    /// Makes (`on`) or undoes the fault inside the host; returns whether it worked.
-    @discardableResult
-    func set(on: Bool) -> Bool {
-        let command = on ? commands.make : commands.undo
-        return (try? ChildProcess.bounded("/usr/bin/env", LaunchHosts.agent() + [host, command], timeout: 30))?.status == 0
+    /// Makes the fault; returns what undoes it, or nil when it could not be made.
+    func make() -> (@Sendable () -> Void)? {
+        let host = self.host
+        if let commands {
+            let inside = { @Sendable (command: String) in
+                (try? ChildProcess.bounded("/usr/bin/env", LaunchHosts.agent() + [host, command], timeout: 30))?.status == 0
+            }
+            guard inside(commands.make) else { return nil }
+            return { _ = inside(commands.undo) }
+        }
+        guard case let .delay(ms) = kind, let script = ProcessInfo.processInfo.environment[Self.scriptVariable], !script.isEmpty else { return nil }
+        let run = { @Sendable (verb: String) in try? ChildProcess.bounded(script, [verb, host], timeout: 30) }
+        guard let detour = run("detour"), detour.status == 0 else { return nil }
+        let links = detour.stdout.split(whereSeparator: \.isWhitespace).map(String.init)
+        guard links.count == 2, let relay = try? FrameRelay(between: links[0], and: links[1], delay: .milliseconds(ms)) else {
+            _ = run("undetour")
+            return nil
+        }
+        return {
+            relay.stop()
+            _ = run("undetour")
+        }
     }
+
+    /// Where `scripts/test-hosts.sh env` says the script is: a delay is made by it, outside the host.
+    public static let scriptVariable = "FLEET_TEST_HOSTS_SCRIPT"
 }
 
 /// Watches a run's event channel and makes the fault when the run reaches its step; the link is
 /// always made whole again (after `seconds`, or when the run ends first).
-final class LinkFaultMaker: @unchecked Sendable {   // `lock` guards `finished` and `made`
+final class LinkFaultMaker: @unchecked Sendable {   // `lock` guards `finished` and `undo`
     private let lock = NSLock()
-    private var finished = false, made = false
+    private var finished = false
+    private var undo: (@Sendable () -> Void)?
     private let fault: LinkFault
     private let done = DispatchSemaphore(value: 0)
 
@@ -92,10 +122,10 @@ final class LinkFaultMaker: @unchecked Sendable {   // `lock` guards `finished` 
             // Wait for the step.
             while !isFinished && !channel.read().contains(where: { $0.event == .step && ($0.step ?? 0) >= fault.step }) { usleep(50_000) }
             guard !isFinished else { return }
-            lock.lock(); made = fault.set(on: true); lock.unlock()
+            lock.lock(); undo = fault.make(); lock.unlock()
             let until = Date().addingTimeInterval(Double(fault.seconds))
             while !isFinished && Date() < until { usleep(50_000) }
-            lock.lock(); if made { fault.set(on: false); made = false }; lock.unlock()
+            lock.lock(); undo?(); undo = nil; lock.unlock()
         }
         thread.start()
     }
