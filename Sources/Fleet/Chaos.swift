@@ -20,7 +20,7 @@ struct Chaos: ParsableCommand {
         Network faults, on test hosts (scripts/test-hosts.sh up 2, then eval "$(scripts/test-hosts.sh env)" and
         FLEET_LAUNCH_AGENT="scripts/test-hosts.sh rsh"): each run spreads its ranks over --hosts and, from a drawn step,
         one host's link is cut for 2–8 s (link), drops 20–50 % of its TCP packets for 3–6 s (loss; needs nft on the
-        hosts) or is held to 10–50 Mbit/s for 3–6 s (slow-link).
+        hosts), is held to 10–50 Mbit/s for 3–6 s (slow-link) or delays every frame by 20 ms–5 s for 3–6 s (delay).
           fleet chaos gpt-tiny --dp 2 --hosts 198.18.0.1:1,198.18.0.2:1 --network-faults --runs 4
           fleet chaos gpt-tiny --dp 2 --hosts 198.18.0.1:1,198.18.0.2:1 --network-faults --network-kinds loss --runs 2
         """)
