@@ -12,7 +12,7 @@ public final class FrameRelay: @unchecked Sendable {   // `lock` guards `stoppin
     private let lock = NSLock()
     private var stopping = false
     private let finished = DispatchSemaphore(value: 0)
-    /// Frames carried each way (a → b, b → a), read once stopped.
+    /// Frames delivered each way (a → b, b → a), read once stopped.
     public private(set) var carried = (0, 0)
 
     /// Opens raw sockets on interfaces `a` and `b` (root needed) and starts relaying.
@@ -61,9 +61,8 @@ public final class FrameRelay: @unchecked Sendable {   // `lock` guards `stoppin
         while !isStopping {
             let now = ContinuousClock.now
             while head < held.count && held[head].due <= now {
-                let frame = held[head].frame
-                _ = frame.withUnsafeBytes { send(to, $0.baseAddress, $0.count, 0) }
-                sent += 1
+                // A frame the other side cannot take now is lost, as on a congested link.
+                if held[head].frame.withUnsafeBytes({ send(to, $0.baseAddress, $0.count, 0) }) >= 0 { sent += 1 }
                 head += 1
             }
             if head > 1024 && head * 2 > held.count {
