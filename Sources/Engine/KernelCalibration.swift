@@ -85,8 +85,9 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// by `pick(count)` (an index below count): one sample of what the machine measured, for a
     /// Monte Carlo over the calibration's spread. calibrate takes the kernels' repeats in
     /// rounds (round r of every kernel in the same minute), so the kernels draw one round
-    /// together, keeping a slow minute's effect on all of them; `in_step` and each wait (timed
-    /// in their own runs, not in the kernels' rounds) draw on their own.
+    /// together, keeping a slow minute's effect on all of them; `in_step` from the steps taken
+    /// after that round (when every round has as many), and each wait (timed in runs of its
+    /// own) on its own.
     public func drawn(_ pick: (Int) -> Int) -> KernelCalibration {
         var copy = self
         // The rounds are the products' repeats; a kernel measured otherwise (the optimizer's
@@ -101,10 +102,28 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
         for kernel in ElementKernel.allCases {
             if let repeats = perElementRepeats[kernel], !repeats.isEmpty { copy.perElement[kernel] = draw(repeats) }
         }
-        if !inStepRepeats.isEmpty { copy.inStep = inStepRepeats[pick(inStepRepeats.count)] }
+        // calibrate takes the same number of training steps after each round, each over that
+        // round's kernels: a round's steps go with its kernels.
+        if let round, !inStepRepeats.isEmpty, inStepRepeats.count % round.count == 0 {
+            let perRound = inStepRepeats.count / round.count
+            copy.inStep = inStepRepeats[round.index * perRound + pick(perRound)]
+        } else if !inStepRepeats.isEmpty {
+            copy.inStep = inStepRepeats[pick(inStepRepeats.count)]
+        }
         for wait in Wait.allCases {
             if let repeats = waitRepeats[wait], !repeats.isEmpty, self[wait] != nil { copy[wait] = repeats[pick(repeats.count)] }
         }
+        return copy
+    }
+
+    /// This calibration on a machine `speed` times as fast (0.9: 10 % slower): every kernel's
+    /// rate, and each of its repeats, scaled; the ratios and waits stay as measured.
+    public func scaled(speed: Double) -> KernelCalibration {
+        var copy = self
+        copy.gemm = gemm.mapValues { $0 * speed }
+        copy.gemmRepeats = gemmRepeats.mapValues { $0.map { $0 * speed } }
+        copy.perElement = perElement.mapValues { $0 / speed }
+        copy.perElementRepeats = perElementRepeats.mapValues { $0.map { $0 / speed } }
         return copy
     }
 

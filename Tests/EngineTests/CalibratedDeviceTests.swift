@@ -303,6 +303,13 @@ final class CalibratedDeviceTests: XCTestCase {
         XCTAssertEqual(last.perElement[.geluForward]!, 2e-9, accuracy: 1e-18)
         XCTAssertEqual(first.inStep, 1.0)
         XCTAssertEqual(last.inStep, 1.2)
+        // Steps taken after each round (two a round here) go with that round's kernels.
+        var rounds = r
+        rounds.gemmRepeats = [GEMMShape(m: 64, n: 64, k: 64): [40e9, 60e9]]
+        rounds.inStepRepeats = [1.0, 1.01, 1.5, 1.51]
+        let second = rounds.drawn { $0 == 2 ? 1 : 0 }
+        XCTAssertEqual(second.gemm[GEMMShape(m: 64, n: 64, k: 64)], 60e9)
+        XCTAssertEqual(second.inStep, 1.51, "round 2's second step")
         // The waits' repeats (µs; a wait of zero is a measurement), drawn like the kernels'. A
         // network wait never measured (one host) stays unmeasured whatever its repeats say.
         XCTAssertEqual(r.waitRepeats[.meeting]?.count, 3)

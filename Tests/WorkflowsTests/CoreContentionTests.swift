@@ -1,5 +1,6 @@
 import Parallelism
 import Workflows
+import Workload
 import XCTest
 
 /// calibrate's contention figures: each round's mean slowdown of a core with every core busy,
@@ -28,5 +29,18 @@ final class CoreContentionTests: XCTestCase {
         XCTAssertEqual(result.together.map(\.count), [2, 2])
         XCTAssertTrue(result.alone.joined().allSatisfy { $0 > 0 } && result.together.joined().allSatisfy { $0 > 0 }, "\(result)")
         XCTAssertEqual(CoreContention(shapes: [shape], rates: { _ in 20e9 }, rounds: 2, cores: 1).measure().alone.count, 0, "one core: nothing to contend for")
+    }
+
+    /// calibrate's block: a real training step's forward and backward on each core alone and
+    /// on both at once, each thread with a trainer of its own.
+    func testTrainingStepBlocksAreTimedAloneAndTogether() {
+        var contention = CoreContention(shapes: [], rates: { _ in 1e9 }, rounds: 1, cores: 2)
+        contention.steps = (ModelCatalog.gptTiny, 1)
+        let result = contention.measure()
+        XCTAssertEqual(result.alone.map(\.count), [2])
+        XCTAssertEqual(result.together.map(\.count), [2])
+        // A step of gpt-tiny at batch 1 on one core: milliseconds, not nothing and not seconds.
+        XCTAssertTrue(result.alone.joined().allSatisfy { $0 > 1e-3 && $0 < 5 } && result.together.joined().allSatisfy { $0 > 1e-3 && $0 < 5 }, "\(result)")
+        XCTAssertTrue(result.contention.isFinite && result.contention > 0.5, "\(result.contention)")
     }
 }

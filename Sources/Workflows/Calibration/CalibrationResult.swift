@@ -200,7 +200,7 @@ public struct CalibrationResult {
     private var contentionLine: String {
         guard let contention else { return "" }
         let speeds = coreSpeeds.map { String(format: "%.2f", $0) }.joined(separator: ", ")
-        return String(format: "    contention: %.4f   # the heaviest products on all %d cores at once: each core's best time over its best time alone, %d rounds (each round's own ratio: median %.3f, %@); each core alone: %@ × the mean\n",
+        return String(format: "    contention: %.4f   # a training step's forward and backward on all %d cores at once: each core's best time over its best time alone, %d rounds (each round's own ratio: median %.3f, %@); each core alone: %@ × the mean\n",
                       contention, cores, contentionRounds.repeats, contentionRounds.median, contentionRounds.spreadText, speeds)
     }
 

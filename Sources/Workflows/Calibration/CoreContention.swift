@@ -3,16 +3,22 @@ import Engine
 import Foundation
 import Parallelism
 import Tensor
+import Training
+import Workload
 
-/// How this machine's cores compute side by side: a block of the model's heaviest products,
-/// one BLAS thread, run on each core alone, then on every core at once (as ranks do) — in
-/// rounds that take both, so a slow minute weighs on both alike. Two busy cores of a virtual
-/// machine are often not twice one (shared caches, memory bandwidth, the host's other guests).
+/// How this machine's cores compute side by side: a block of work, one BLAS thread, run on
+/// each core alone, then on every core at once (as ranks do) — in rounds that take both, so a
+/// slow minute weighs on both alike. Two busy cores of a virtual machine are often not twice
+/// one (shared caches, memory bandwidth, the host's other guests). The block is the model's
+/// heaviest products, or (`steps`) a real one-process training step's forward and backward,
+/// whose memory-bound kernels (norms, attention, GELU) contend where products do not.
 public struct CoreContention {
     /// The products of a block and how many calls of each (about `blockSeconds` on one core).
     public let shapes: [(shape: GEMMShape, calls: Int)]
     public let rounds: Int
     public let cores: Int
+    /// When set, a block is one training step of this model at this batch instead.
+    public var steps: (model: ModelSpec, batch: Int)?
 
     /// `rates`: the calibrated FLOP/s of `shapes`, which size the block.
     public init(shapes: [GEMMShape], rates: (GEMMShape) -> Double, rounds: Int, cores: Int = WorldSetup.usableCores, blockSeconds: Double = 0.1) {
@@ -68,8 +74,22 @@ public struct CoreContention {
         let block = self.shapes, slots = times
         for (index, core) in cores.enumerated() {
             done.enter()
-            let thread = Thread {
+            let thread = Thread { [steps] in
                 WorldSetup.pin(rank: core)
+                if let steps {
+                    // A trainer of its own, warmed by one step; the block is the next step's forward and backward.
+                    var configuration = TrainingConfiguration(model: steps.model)
+                    configuration.batch = steps.batch
+                    configuration.steps = 2
+                    configuration.threads = 1
+                    let trainer = try? Trainer(configuration: configuration, corpus: Corpus.builtIn())
+                    _ = trainer?.trainStep(0)
+                    ready.signal()
+                    go.wait()
+                    slots.pointer[index] = (try? trainer?.distributed.trainStep(1).computeSeconds) ?? .nan
+                    done.leave()
+                    return
+                }
                 let buffers = block.map { entry -> (FloatBuffer, FloatBuffer, FloatBuffer) in
                     let s = entry.shape
                     let a = FloatBuffer(count: s.m * s.k), b = FloatBuffer(count: s.k * s.n)

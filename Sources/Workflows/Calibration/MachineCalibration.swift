@@ -55,12 +55,14 @@ public struct MachineCalibration {
                                        cores: WorldSetup.usableCores, repeats: repeats)
         result.fabricTransport = fabric
         result.storageDirectory = storageDirectory
-        // Repeats are taken in rounds, each round timing every kernel once: a slow minute then
-        // shows in every kernel's round alike (compare draws whole rounds) instead of biasing
-        // the kernels measured during it.
+        // Repeats are taken in rounds, each round timing every kernel once and then four real
+        // training steps: a slow minute then shows in every kernel's round alike (compare draws
+        // whole rounds) instead of biasing the kernels measured during it, and each step's
+        // in-step factor is over its own round's kernels, measured in the same minute.
         let bench = KernelBenchmark(model: model, sequence: model.context, repeats: 1)
         let shapes = try shapes()
-        progress("calibrating \(model.name) on \(result.cores) core(s), \(repeats) rounds of every kernel")
+        progress("calibrating \(model.name) on \(result.cores) core(s), \(repeats) rounds of every kernel and 4 training steps")
+        let steps = try InStepSampler(model: model, batch: batch, rounds: repeats)
         var gemm: [GEMMShape: [Double]] = [:], kernels: [ElementKernel: [Double]] = [:]
         for round in 0..<repeats {
             for (i, shape) in shapes.enumerated() {
@@ -68,6 +70,8 @@ public struct MachineCalibration {
                 status("  round \(round + 1)/\(repeats): sgemm \(i + 1)/\(shapes.count) \(shape)")
             }
             for kernel in ElementKernel.allCases { kernels[kernel, default: []].append(bench.element(kernel).median) }
+            status("  round \(round + 1)/\(repeats): training steps")
+            try steps.sample(against: KernelCalibration(gemm: gemm.mapValues { $0[round] }, perElement: kernels.mapValues { $0[round] }, cores: 1))
         }
         result.gemm = gemm.mapValues(Measurement.init)
         result.kernels = kernels.mapValues(Measurement.init)
@@ -78,7 +82,12 @@ public struct MachineCalibration {
             progress("  \(kernel.rawValue): \(String(format: "%.3f", time.median * 1e9)) ns/element (\(time.spreadText))")
         }
         measureContention(&result)
-        try measureInStep(&result)
+        result.inStep = Measurement(steps.ratios)
+        result.isolatedOptimizer = result.kernels[.optimizer]
+        let perParameter = Measurement(steps.rest.map { $0 / Double(model.parameterCount) })
+        result.kernels[.optimizer] = perParameter
+        progress(String(format: "  one-process steps: forward+backward %.2f ms = %.3f × the kernels alone (each over its own round's kernels); the rest %.2f ms (%.2f ns per parameter)",
+                        StepLogs.median(steps.compute) * 1000, result.inStep.median, StepLogs.median(steps.rest) * 1000, perParameter.median * 1e9))
         result.memoryBandwidth = Self.memoryBandwidth(repeats: repeats)
         (result.storageBandwidth, result.storageLatency) = try Self.storage(directory: storageDirectory, repeats: repeats)
         progress(String(format: "  memory: %.2f GB/s; storage: %.3f GB/s, %.0f µs per synced small write", result.memoryBandwidth.median / 1e9,
@@ -86,11 +95,14 @@ public struct MachineCalibration {
         return result
     }
 
-    /// The heaviest products on each core alone and on every core at once (`CoreContention`).
+    /// A training step's forward and backward on each core alone and on every core at once (`CoreContention`).
     func measureContention(_ result: inout CalibrationResult) {
         guard result.cores > 1 else { return }
         let heaviest = result.gemm.keys.sorted { ($0.flops.count, "\($0)") > ($1.flops.count, "\($1)") }.prefix(3)
-        let contention = CoreContention(shapes: Array(heaviest), rates: { result.gemm[$0]?.median ?? 1e9 }, rounds: repeats, cores: result.cores)
+        var contention = CoreContention(shapes: Array(heaviest), rates: { result.gemm[$0]?.median ?? 1e9 }, rounds: repeats, cores: result.cores)
+        // A real step's mix: its memory-bound kernels contend where the products alone did not
+        // (products read 0.98–1.03 here while two ranks computed their steps 3–8 % slower).
+        contention.steps = (model, batch)
         let measured = contention.measure()
         result.contention = measured.contention
         result.contentionRounds = Measurement(measured.slowdowns)
@@ -98,31 +110,6 @@ public struct MachineCalibration {
         progress(String(format: "  all %d cores computing at once: each %.3f × its time alone (best of %d rounds; the rounds' own ratios %@); each core alone: %@ × the mean",
                         result.cores, measured.contention, repeats, result.contentionRounds.spreadText,
                         measured.speeds.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
-    }
-
-    /// Real one-process training steps at the calibration batch: how their forward and
-    /// backward compare with the sum of their kernels measured alone, and what the rest of a
-    /// step (optimizer, loss) costs per parameter.
-    func measureInStep(_ result: inout CalibrationResult) throws {
-        var configuration = TrainingConfiguration(model: model)
-        configuration.batch = batch
-        configuration.steps = 4 * repeats + 2
-        configuration.threads = 1
-        let trainer = try Trainer(configuration: configuration, corpus: Corpus.builtIn())
-        var compute: [Double] = [], rest: [Double] = []
-        _ = try trainer.distributed.run(everyRank: { m, r in
-            guard m.step >= 2 else { return }
-            compute.append(r.computeSeconds)
-            rest.append(r.seconds - r.computeSeconds)
-        })
-        let work = KernelWork.stages(model: model, layout: ParallelLayout(), batch: batch, sequence: model.context)[0]
-        let alone = result.calibration.seconds(work.forward + work.backward)
-        result.inStep = Measurement(compute.map { $0 / alone })
-        result.isolatedOptimizer = result.kernels[.optimizer]
-        let perParameter = Measurement(rest.map { $0 / Double(model.parameterCount) })
-        result.kernels[.optimizer] = perParameter
-        progress(String(format: "  one-process steps: forward+backward %.2f ms = %.3f × the kernels alone; the rest %.2f ms (%.2f ns per parameter)",
-                        StepLogs.median(compute) * 1000, result.inStep.median, StepLogs.median(rest) * 1000, perParameter.median * 1e9))
     }
 
     /// A transport's figures from `ranks` worker processes running `fleet calibrate
