@@ -110,6 +110,7 @@ struct Compare: ParsableCommand {
                 if !json { Console.progress("probing this machine's speed, then running \(rows[index].name) (\(rows[index].layout.worldSize) ranks, \(steps) steps)…") }
                 rows[index].drift = probe.map { $0.speed() - 1 }
                 rows[index].measured = try comparison.measure(rows[index], directory: "\(directory)/\(rows[index].name)")
+                try comparison.adjustForDrift(&rows[index])
             }
             if json {
                 let baseline = ComparisonRow.baseline(rows)

@@ -35,6 +35,25 @@ public struct Comparison {
 
     /// The scenario with this layout on as many ranks, on the calibrated machine(s).
     public func simulate(_ layout: ParallelLayout) throws -> ComparisonRow {
+        let s = try scenario(layout)
+        var row = ComparisonRow(name: LayoutName.name(layout), layout: layout, simulated: StepSimulator(scenario: s).run())
+        row.placement = placement(layout)
+        row.interval = interval(s, seed: row.name)
+        return row
+    }
+
+    /// The row's prediction and interval again, on the calibration rescaled to the speed the
+    /// probe measured right before its run (`row.drift`): drift control by rescaling, beside the
+    /// prediction recorded before any run.
+    public func adjustForDrift(_ row: inout ComparisonRow) throws {
+        guard let drift = row.drift else { return }
+        var s = try scenario(row.layout)
+        s.device.calibration = s.device.calibration?.scaled(speed: 1 + drift)
+        row.driftAdjusted = (StepSimulator(scenario: s).run().stepTime.seconds, interval(s, seed: row.name))
+    }
+
+    /// The calibrated scenario set up for `layout`.
+    func scenario(_ layout: ParallelLayout) throws -> Scenario {
         var s = base
         s.model = model
         s.batch = batch
@@ -47,10 +66,7 @@ public struct Comparison {
         s.nodes = nodes
         s.gpusPerNode = layout.worldSize / nodes
         if let problem = s.problems().first { throw FleetError("cannot simulate \(LayoutName.name(layout)): \(problem)") }
-        var row = ComparisonRow(name: LayoutName.name(layout), layout: layout, simulated: StepSimulator(scenario: s).run())
-        row.placement = placement(layout)
-        row.interval = interval(s, seed: row.name)
-        return row
+        return s
     }
 
     /// The 10th and 90th percentiles of the step time over `draws` simulations of `scenario`,
@@ -137,6 +153,13 @@ public struct ComparisonRow {
     public var interval: (p10: Double, p90: Double)?
     /// Whether the measured median falls inside `interval`.
     public var inside: Bool? { interval.map { $0.p10 <= measuredStep && measuredStep <= $0.p90 } }
+    /// The step and its interval simulated on the calibration rescaled to `drift`
+    /// (`Comparison.adjustForDrift`); nil before the run or without a probe.
+    public var driftAdjusted: (step: Double, interval: (p10: Double, p90: Double)?)?
+    /// Whether the measured median falls inside the drift-rescaled interval.
+    public var insideDriftAdjusted: Bool? {
+        driftAdjusted?.interval.map { $0.p10 <= measuredStep && measuredStep <= $0.p90 }
+    }
     /// Drift beyond this is flagged: the layout was measured on a machine the calibration no
     /// longer describes (the probe itself moves by a few percent).
     public static let driftTolerance = 0.08
@@ -150,11 +173,10 @@ public struct ComparisonRow {
     public var measuredStep: Double { measured.map { StepLogs.median($0.steps) } ?? .nan }
     /// Simulated minus measured, in percent of measured.
     public var error: Double { (simulated.stepTime.seconds - measuredStep) / measuredStep * 100 }
-    /// The prediction with its kernels rescaled to the machine's speed at the time of the run:
-    /// compute (and the optimizer) divided by 1 + drift, communication and waiting as they were.
-    public var driftAdjustedSimulated: Double {
-        simulated.stepTime.seconds + simulatedCompute * (1 / (1 + (drift ?? 0)) - 1)
-    }
+    /// The prediction with its kernels rescaled to the machine's speed at the time of the run
+    /// (the whole step simulated again: waits and overlaps follow the compute); the prediction
+    /// itself before the run.
+    public var driftAdjustedSimulated: Double { driftAdjusted?.step ?? simulated.stepTime.seconds }
     public var driftAdjustedError: Double { (driftAdjustedSimulated - measuredStep) / measuredStep * 100 }
     public var drifted: Bool { abs(drift ?? 0) > Self.driftTolerance }
 
@@ -194,7 +216,9 @@ public struct ComparisonRow {
                 ("measured_communication_s", m.communication), ("simulated_communication_s", simulatedCommunication),
                 ("measured_bubble_s", m.bubble), ("simulated_bubble_s", simulatedBubble),
                 ("largest_difference", worstComponent), ("drift_pct", (drift ?? .nan) * 100),
-                ("drift_adjusted_simulated_s", driftAdjustedSimulated), ("drift_adjusted_error_pct", driftAdjustedError)]
+                ("drift_adjusted_simulated_s", driftAdjustedSimulated), ("drift_adjusted_error_pct", driftAdjustedError),
+                ("drift_adjusted_p10_s", driftAdjusted?.interval?.p10 ?? .nan), ("drift_adjusted_p90_s", driftAdjusted?.interval?.p90 ?? .nan),
+                ("measured_inside_drift_adjusted_interval", insideDriftAdjusted.map { $0 as Any } ?? NSNull())]
     }
 
     /// Measured against simulated, one row per layout, and the errors' median and largest.
@@ -234,8 +258,10 @@ public struct ComparisonRow {
         let drifts = rows.compactMap(\.drift)
         if !drifts.isEmpty {
             let adjusted = rows.map { abs($0.driftAdjustedError) }
-            lines.append(String(format: "machine speed before each run vs the calibration: %+.0f%% to %+.0f%%; with the kernels rescaled to it, |error| median %.1f%%, largest %.1f%%",
-                                (drifts.min() ?? 0) * 100, (drifts.max() ?? 0) * 100, StepLogs.median(adjusted), adjusted.max() ?? 0))
+            let judged = rows.compactMap(\.insideDriftAdjusted)
+            lines.append(String(format: "machine speed before each run vs the calibration: %+.0f%% to %+.0f%%; with the kernels rescaled to it, |error| median %.1f%%, largest %.1f%%%@",
+                                (drifts.min() ?? 0) * 100, (drifts.max() ?? 0) * 100, StepLogs.median(adjusted), adjusted.max() ?? 0,
+                                judged.isEmpty ? "" : ", \(judged.filter { $0 }.count) of \(judged.count) inside the rescaled interval"))
             let flagged = rows.filter(\.drifted).map(\.name)
             if !flagged.isEmpty {
                 lines.append(String(format: "! measured more than %.0f%% off the calibrated speed: %@ — the error there tells of the hour, not the model; run again, or calibrate again",

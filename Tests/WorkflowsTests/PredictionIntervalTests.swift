@@ -48,4 +48,31 @@ final class PredictionIntervalTests: XCTestCase {
         none.device.calibration?.inStepRepeats = []
         XCTAssertNil(comparison(none).interval(none, seed: "dp2"), "a calibration without repeats gives no interval")
     }
+
+    /// Drift control by rescaling: the row simulated again on the calibration scaled to the
+    /// probed speed. No drift: the prediction itself; a machine at half speed: every kernel twice
+    /// as long (gpt-tiny dp2 on a non-blocking link: the step is nearly all compute), and the
+    /// interval moves with it.
+    func testDriftRescalesThePredictionAndItsInterval() throws {
+        let noisy = scenario(spread: 0.3)
+        let compare = comparison(noisy)
+        var row = try compare.simulate(ParallelLayout(dp: 2))
+        XCTAssertNil(row.driftAdjusted, "nothing to rescale by before the probe")
+        row.drift = 0
+        try compare.adjustForDrift(&row)
+        XCTAssertEqual(try XCTUnwrap(row.driftAdjusted).step, row.simulated.stepTime.seconds, accuracy: 1e-12)
+        row.drift = -0.5
+        try compare.adjustForDrift(&row)
+        let adjusted = try XCTUnwrap(row.driftAdjusted), band = try XCTUnwrap(adjusted.interval), before = try XCTUnwrap(row.interval)
+        let compute = row.simulatedCompute, step = row.simulated.stepTime.seconds
+        XCTAssertEqual(adjusted.step, step + compute, accuracy: (step - compute) + step * 0.01, "compute doubled, the rest about as it was")
+        XCTAssertGreaterThan(band.p10, before.p10 * 1.5)
+        XCTAssertGreaterThan(band.p90, before.p90 * 1.5)
+        XCTAssertTrue(band.p10 < adjusted.step && adjusted.step < band.p90)
+        var scaled = try XCTUnwrap(noisy.device.calibration).scaled(speed: 2)
+        XCTAssertEqual(scaled.perElement[.geluForward]!, 0.5e-9, accuracy: 1e-21)
+        XCTAssertEqual(scaled.gemmRepeats.values.first?.last, 2 * 50e9 * 1.3)
+        scaled.inStep = 1
+        XCTAssertEqual(scaled.inStepRepeats, noisy.device.calibration!.inStepRepeats, "ratios stay as measured")
+    }
 }

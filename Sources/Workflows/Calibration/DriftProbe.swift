@@ -22,13 +22,20 @@ public struct DriftProbe {
     }
 
     /// The speed now over the calibrated speed (1: unchanged, 0.8: 20 % slower now): the
-    /// geometric mean over the probed shapes of their rate now over their calibrated rate.
+    /// geometric mean over the probed shapes of their best rate now over their best calibrated
+    /// rate (the calibrated rate when no repeats were kept). Best against best: a host's noise
+    /// only ever slows a kernel, and a probe of a tenth of a second catches a passing blip
+    /// that its median would report as drift (medians read −26 to −36 % before runs that then
+    /// stepped at the calibrated speed); a slowdown that lasts slows every repeat, best included.
     public func speed() -> Double {
         guard !shapes.isEmpty else { return 1 }
         // One BLAS thread, as calibrate measured (OpenBLAS would otherwise use every core).
         BLAS.setThreads(1)
-        let bench = KernelBenchmark(model: model, sequence: sequence, repeats: 5)
-        let logs = shapes.map { shape in log(bench.gemm(shape).median / calibration.rate(shape)) }
+        let bench = KernelBenchmark(model: model, sequence: sequence, repeats: 7)
+        let logs = shapes.map { shape in
+            let calibrated = calibration.gemmRepeats[shape]?.max() ?? calibration.rate(shape)
+            return log((bench.gemm(shape).samples.max() ?? 0) / calibrated)
+        }
         return exp(logs.reduce(0, +) / Double(logs.count))
     }
 }
