@@ -108,6 +108,9 @@ struct Chaos: ParsableCommand {
                 outcomes.append(o)
                 if json { Console.json(o.record) } else { Console.out(ChaosOutcome.table.row(o.cells)) }
                 if !o.recovered { Console.err("run \(o.run) (\(o.fault), \(o.layout) over \(o.transport)) did not recover: \(o.stderr)") }
+                if !o.faultMade {
+                    Console.err("run \(o.run): \(o.fault) could not be made (its commands or relay failed; try them by hand with scripts/test-hosts.sh rsh or detour): the run was never faulted")
+                }
             }
             let summary = ChaosSummary(outcomes)
             if json { Console.json(summary.record) } else { Console.out(""); summary.lines.forEach(Console.out) }

@@ -197,6 +197,7 @@ final class MultiHostTests: FleetProcessTestCase {
         XCTAssertEqual(summary["passed"] as? Int, 4, outcome.output)
         XCTAssertEqual(Set(summary["kinds"] as? [String] ?? []), ["link", "loss", "slow-link", "delay"], outcome.output)
         XCTAssertEqual(objects.dropLast().compactMap { ($0["fault"] as? String)?.split(separator: ":").first.map(String.init) }, ["link", "slow-link", "loss", "delay"])
+        XCTAssertTrue(objects.dropLast().allSatisfy { $0["fault_made"] as? Bool == true }, outcome.output)
         // 5 s added to every frame outlasts the 3 s deadline: a silent host, found within one deadline.
         XCTAssertEqual(objects[3]["detected"] as? String, "deadline (silent rank)", outcome.output)
         XCTAssertLessThan(try XCTUnwrap(objects[3]["detection_s"] as? Double), 4.5, outcome.output)
@@ -215,6 +216,15 @@ final class MultiHostTests: FleetProcessTestCase {
                                               environment: unplaced)
         XCTAssertNotEqual(noScript.status, 0)
         XCTAssertTrue(noScript.stderr.contains("delay is made by scripts/test-hosts.sh"), noScript.output)
+        // A fault that cannot be made (here the script fails) fails the run instead of passing unfaulted.
+        var broken = network
+        broken["FLEET_TEST_HOSTS_SCRIPT"] = "/bin/false"
+        let unmade = try FleetProcess.fleet(["chaos", "gpt-tiny", "--dp", "2", "--hosts", hosts, "--network-faults", "--network-kinds", "delay", "--runs", "1",
+                                             "--steps", "8", "--json", "--dir", directory + "/unmade"], environment: broken, timeout: 120)
+        XCTAssertNotEqual(unmade.status, 0, unmade.output)
+        let run = try XCTUnwrap(JSONSerialization.jsonObject(with: Data((unmade.stdout.split(separator: "\n").first ?? "").utf8)) as? [String: Any])
+        XCTAssertEqual(run["fault_made"] as? Bool, false, unmade.output)
+        XCTAssertEqual(run["detected"] as? String, "fault could not be made", unmade.output)
         let elsewhere = try FleetProcess.fleet(["chaos", "gpt-tiny", "--dp", "2", "--hosts", "10.0.0.1:1,10.0.0.2:1", "--network-faults"], environment: network)
         XCTAssertNotEqual(elsewhere.status, 0)
         XCTAssertTrue(elsewhere.stderr.contains("cuts links only between test hosts"), elsewhere.output)

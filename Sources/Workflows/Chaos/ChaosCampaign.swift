@@ -161,8 +161,11 @@ public struct ChaosCampaign {
         } else {
             child = try ChildProcess.fleet(train + ["--max-restarts", "2"], environment: environment)
         }
+        // A fault that could not be made (a tool or the relay failing) leaves a run that proves nothing.
+        let made = maker?.stop()
         let events = channel.read()
         var outcome = ChaosOutcome(run: number, fault: plan.spec)
+        outcome.faultMade = made != false
         outcome.layout = plan.layout.description
         outcome.transport = plan.transport
         outcome.kind = plan.kind?.rawValue ?? plan.link?.kindName ?? "link"
@@ -174,6 +177,8 @@ public struct ChaosCampaign {
             let named = events.contains { $0.event == .straggler && $0.rank == plan.rank }
             outcome.detected = named ? "straggler rank \(plan.rank)" : "straggler not named"
             outcome.missedDetection = !named
+        } else if made == false {
+            outcome.detected = "fault could not be made"
         } else if plan.link != nil {
             outcome.detected = "no failure: the run went on"
         } else {
@@ -206,10 +211,12 @@ public struct ChaosOutcome: Sendable {
     public var recovered = false
     public var recomputedSteps = 0
     public var checkpointsIntact = true
+    /// False when a network fault's commands or relay failed: the run was never faulted.
+    public var faultMade = true
     /// The end of the run's error output when it did not recover.
     public var stderr = ""
 
-    public var passed: Bool { recovered && checkpointsIntact && !missedDetection }
+    public var passed: Bool { recovered && checkpointsIntact && !missedDetection && faultMade }
 
     /// The table `fleet chaos` prints a row of per run.
     public static let table = Table(columns: [("run", 4), ("layout", 10), ("via", 3), ("fault", 46), ("detected", 30), ("detect s", 8),
@@ -224,7 +231,7 @@ public struct ChaosOutcome: Sendable {
     /// The run as `fleet chaos --json` prints it.
     public var record: [(String, Any)] {
         [("run", run), ("kind", kind), ("fault", fault), ("layout", layout), ("transport", transport), ("detected", detected),
-         ("detection_s", detectionSeconds ?? Double.nan), ("missed_detection", missedDetection), ("recovered", recovered),
+         ("detection_s", detectionSeconds ?? Double.nan), ("missed_detection", missedDetection), ("fault_made", faultMade), ("recovered", recovered),
          ("recomputed_steps", recomputedSteps), ("checkpoints", checkpoints), ("checkpoints_intact", checkpointsIntact), ("passed", passed)]
     }
 }

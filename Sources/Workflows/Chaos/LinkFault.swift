@@ -108,10 +108,12 @@ public struct LinkFault: Sendable, Equatable, CustomStringConvertible {
 
 /// Watches a run's event channel and makes the fault when the run reaches its step; the link is
 /// always made whole again (after `seconds`, or when the run ends first).
-final class LinkFaultMaker: @unchecked Sendable {   // `lock` guards `finished` and `undo`
+final class LinkFaultMaker: @unchecked Sendable {   // `lock` guards `finished`, `undo`, `made` and `stopped`
     private let lock = NSLock()
-    private var finished = false
+    private var finished = false, stopped = false
     private var undo: (@Sendable () -> Void)?
+    /// nil until the run reaches the fault's step; then whether the fault could be made.
+    private var made: Bool?
     private let fault: LinkFault
     private let done = DispatchSemaphore(value: 0)
 
@@ -122,7 +124,7 @@ final class LinkFaultMaker: @unchecked Sendable {   // `lock` guards `finished` 
             // Wait for the step.
             while !isFinished && !channel.read().contains(where: { $0.event == .step && ($0.step ?? 0) >= fault.step }) { usleep(50_000) }
             guard !isFinished else { return }
-            lock.lock(); undo = fault.make(); lock.unlock()
+            lock.lock(); undo = fault.make(); made = undo != nil; lock.unlock()
             let until = Date().addingTimeInterval(Double(fault.seconds))
             while !isFinished && Date() < until { usleep(50_000) }
             lock.lock(); undo?(); undo = nil; lock.unlock()
@@ -132,9 +134,13 @@ final class LinkFaultMaker: @unchecked Sendable {   // `lock` guards `finished` 
 
     private var isFinished: Bool { lock.lock(); defer { lock.unlock() }; return finished }
 
-    /// The run is over: make the link whole now if the fault is still on.
-    func stop() {
-        lock.lock(); finished = true; lock.unlock()
-        done.wait()
+    /// The run is over: make the link whole now if the fault is still on. Returns whether the
+    /// fault was made (nil: the run ended before its step); a second call returns the same.
+    @discardableResult
+    func stop() -> Bool? {
+        lock.lock(); finished = true; let first = !stopped; stopped = true; lock.unlock()
+        if first { done.wait() }
+        lock.lock(); defer { lock.unlock() }
+        return made
     }
 }
