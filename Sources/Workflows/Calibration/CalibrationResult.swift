@@ -100,7 +100,7 @@ public struct CalibrationResult {
           device:
             name: local
             cores: \(cores)   # cores the ranks share (this process's affinity); busier ranks share them
-            in_step: \(String(format: "%.4f", inStep.median))   # one-process steps at batch \(batch): forward+backward time / the sum of its kernels measured alone; \(inStep.spreadText) steps
+            in_step: \(String(format: "%.4f", inStep.median))   # one-process steps at batch \(batch): forward+backward time / the sum of its kernels measured alone in the round just before it (4 steps a round); \(inStep.spreadText) steps
             in_step_repeats: [\(inStep.samples.map { String(format: "%.4f", $0) }.joined(separator: ", "))]
         \(contentionLine)\(coresSharedByNodes ? "    cores_shared_by_nodes: true   # the hosts are network namespaces of this one machine (test hosts): every node's ranks share these cores\n" : "")    pinned: true   # fleet compare pins rank r to core r mod \(cores) (mpirun --bind-to core --map-by core; FLEET_PIN_CORES for its own workers): only ranks on one core share it
             transport: \(fabricTransport)   # the links and waits below are \(fabricTransport == "mpi" ? "MPI's" : "ZeroMQ's") (--fabric): fleet compare warns when it runs the other

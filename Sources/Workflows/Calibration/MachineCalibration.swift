@@ -100,8 +100,8 @@ public struct MachineCalibration {
         guard result.cores > 1 else { return }
         let heaviest = result.gemm.keys.sorted { ($0.flops.count, "\($0)") > ($1.flops.count, "\($1)") }.prefix(3)
         var contention = CoreContention(shapes: Array(heaviest), rates: { result.gemm[$0]?.median ?? 1e9 }, rounds: repeats, cores: result.cores)
-        // A real step's mix: its memory-bound kernels contend where the products alone did not
-        // (products read 0.98–1.03 here while two ranks computed their steps 3–8 % slower).
+        // A real step's mix: its memory-bound kernels (norms, attention, GELU) share the memory
+        // bus and caches where the products mostly do not (here both read 1.00–1.03).
         contention.steps = (model, batch)
         let measured = contention.measure()
         result.contention = measured.contention
