@@ -13,6 +13,8 @@ public struct DriftProbe {
     public let sequence: Int
     /// Shapes probed: the calibration's heaviest (their rates are the steadiest).
     public let shapes: [GEMMShape]
+    /// Rounds of the probe, each timing every shape once for at least 10 ms.
+    public var rounds = 9
 
     public init(calibration: KernelCalibration, model: ModelSpec, sequence: Int, shapes count: Int = 3) {
         self.calibration = calibration
@@ -22,7 +24,7 @@ public struct DriftProbe {
     }
 
     /// The speed now over the calibrated speed (1: unchanged, 0.8: 20 % slower now): the
-    /// geometric mean over the probed shapes of their best rate now over their best calibrated
+    /// geometric mean over the probed shapes of their best rate now (of `rounds`) over their best calibrated
     /// rate (the calibrated rate when no repeats were kept). Best against best: a host's noise
     /// only ever slows a kernel, and a probe of a tenth of a second catches a passing blip
     /// that its median would report as drift (medians read −26 to −36 % before runs that then
@@ -31,11 +33,14 @@ public struct DriftProbe {
         guard !shapes.isEmpty else { return 1 }
         // One BLAS thread, as calibrate measured (OpenBLAS would otherwise use every core).
         BLAS.setThreads(1)
-        let bench = KernelBenchmark(model: model, sequence: sequence, repeats: 7)
-        let logs = shapes.map { shape in
-            let calibrated = calibration.gemmRepeats[shape]?.max() ?? calibration.rate(shape)
-            return log((bench.gemm(shape).samples.max() ?? 0) / calibrated)
+        // The shapes take turns, so each one's repeats spread over the whole probe (about 0.3 s)
+        // and a hiccup of this VM (steps of 125 ms now and then take 160–210) cannot cover them all.
+        let bench = KernelBenchmark(model: model, sequence: sequence, repeats: 1)
+        var best = [Double](repeating: 0, count: shapes.count)
+        for _ in 0..<rounds {
+            for (i, shape) in shapes.enumerated() { best[i] = max(best[i], bench.gemm(shape).samples.max() ?? 0) }
         }
+        let logs = zip(shapes, best).map { shape, rate in log(rate / (calibration.gemmRepeats[shape]?.max() ?? calibration.rate(shape))) }
         return exp(logs.reduce(0, +) / Double(logs.count))
     }
 }
