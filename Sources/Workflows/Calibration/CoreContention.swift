@@ -3,7 +3,6 @@ import Engine
 import Foundation
 import Parallelism
 import Tensor
-import Training
 import Workload
 
 /// How this machine's cores compute side by side: a block of work, one BLAS thread, run on
@@ -78,15 +77,10 @@ public struct CoreContention {
                 WorldSetup.pin(rank: core)
                 if let steps {
                     // A trainer of its own, warmed by one step; the block is the next step's forward and backward.
-                    var configuration = TrainingConfiguration(model: steps.model)
-                    configuration.batch = steps.batch
-                    configuration.steps = 2
-                    configuration.threads = 1
-                    let trainer = try? Trainer(configuration: configuration, corpus: Corpus.builtIn())
-                    _ = trainer?.trainStep(0)
+                    let trainer = try? InStepSampler(model: steps.model, batch: steps.batch, rounds: 1, perRound: 1, warmup: 1)
                     ready.signal()
                     go.wait()
-                    slots.pointer[index] = (try? trainer?.distributed.trainStep(1).computeSeconds) ?? .nan
+                    slots.pointer[index] = (try? trainer?.takeStep().computeSeconds) ?? .nan
                     done.leave()
                     return
                 }

@@ -26,11 +26,12 @@ public final class InStepSampler {
         trainer = try Trainer(configuration: configuration, corpus: Corpus.builtIn())
         let stages = KernelWork.stages(model: model, layout: ParallelLayout(), batch: batch, sequence: model.context)[0]
         work = stages.forward + stages.backward
-        for _ in 0..<warmup { try next() }
+        for _ in 0..<warmup { try takeStep() }
     }
 
+    /// One more step, not sampled (`CoreContention` times its compute on each core).
     @discardableResult
-    private func next() throws -> DistributedTrainer.StepResult {
+    public func takeStep() throws -> DistributedTrainer.StepResult {
         defer { step += 1 }
         return try trainer.distributed.trainStep(step)
     }
@@ -39,7 +40,7 @@ public final class InStepSampler {
     public func sample(against kernels: KernelCalibration) throws {
         let alone = kernels.seconds(work)
         for _ in 0..<perRound {
-            let r = try next()
+            let r = try takeStep()
             ratios.append(r.computeSeconds / alone)
             compute.append(r.computeSeconds)
             rest.append(r.seconds - r.computeSeconds)
