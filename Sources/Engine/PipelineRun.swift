@@ -24,9 +24,11 @@ struct PipelineRun {
         let peers: [[Double]]
         /// Whether waiting ranks keep competing for the cores, and the measured waits.
         let calibration: KernelCalibration
-        /// Per simulated stage, whether its tensor-parallel group spans nodes; per pair of
-        /// stages, whether a message between them crosses nodes (their meetings wait as measured between nodes).
+        /// Per simulated stage, whether its tensor-parallel group and its context-parallel group
+        /// span nodes; per pair of stages, whether a message between them crosses nodes (their
+        /// meetings wait as measured between nodes).
         var tensorAcrossNodes: [Bool] = []
+        var contextAcrossNodes: [Bool] = []
         var pipelineAcrossNodes: [[Bool]] = []
     }
 
@@ -182,7 +184,8 @@ struct PipelineRun {
         guard var phase = computing[stage], phase.version == version else { return }
         settle()
         phase.tail += meetingDelay(stage, meetings: phase.meetings)
-        phase.ring += meetingDelay(stage, meetings: phase.ringMeetings)
+        phase.ring += meetingDelay(stage, meetings: phase.ringMeetings,
+                                   acrossNodes: sharing.map { $0.contextAcrossNodes.indices.contains(stage) && $0.contextAcrossNodes[stage] })
         computing[stage] = nil
         reschedule()
         let now = queue.now

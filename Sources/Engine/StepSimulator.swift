@@ -221,6 +221,7 @@ extension StepSimulator {
         }
         var sharing = PipelineRun.Sharing(cores: calibration.pinned ? 1 : Double(cores), peers: peers, calibration: calibration)
         sharing.tensorAcrossNodes = representative.map { spansNodes(mesh.tpGroup(of: $0)) }
+        sharing.contextAcrossNodes = representative.map { spansNodes(mesh.cpGroup(of: $0)) }
         sharing.pipelineAcrossNodes = representative.map { a in representative.map { b in spansNodes([a, b]) } }
         return sharing
     }

@@ -206,6 +206,18 @@ final class CalibratedDeviceTests: XCTestCase {
         XCTAssertEqual(plain.breakdown.contextParallel.seconds, Double(model.layers) * (2 * gather + scatter), accuracy: 1e-3 * plain.breakdown.contextParallel.seconds)
         XCTAssertEqual(waiting.breakdown.contextParallel.seconds - plain.breakdown.contextParallel.seconds, 3 * Double(model.layers) * wait, accuracy: 1e-8)
         XCTAssertEqual(waiting.breakdown.tensorParallel, plain.breakdown.tensorParallel, "no tensor-parallel group")
+        // One rank on each of two test hosts: the ring's group spans them (its tensor-parallel
+        // group of one does not), so each of its meetings waits as measured between nodes.
+        func acrossHosts(between: Double?) -> StepReport {
+            var s = scenario(ParallelLayout(dp: 2, cp: 2), cores: 2, pinned: true, waits: (wait, 0))
+            s.device.calibration!.networkMeetingWait = between
+            s.device.calibration!.coresSharedByNodes = true
+            (s.nodes, s.gpusPerNode) = (2, 1)
+            return StepSimulator(scenario: s).run()
+        }
+        let network = 1.5e-3
+        XCTAssertEqual(acrossHosts(between: network).breakdown.contextParallel.seconds - acrossHosts(between: nil).breakdown.contextParallel.seconds,
+                       3 * Double(model.layers) * (network - wait), accuracy: 1e-8)
     }
 
     func testPipelineMessagesBetweenRanksOnOneCorePayTheHandOff() {
