@@ -13,6 +13,8 @@ public struct Asymmetry: Sendable, Hashable {
     public var groups: [DeviceGroup] = []
     /// A share of all devices, drawn by seed, that compute `factor` times slower.
     public var stragglers: Stragglers?
+    /// A calibrated CPU whose ranks are pinned to cores of unequal speed.
+    public var cores: PinnedCores?
 
     public struct DeviceGroup: Sendable, Hashable {
         public var nodes: ClosedRange<Int>
@@ -82,9 +84,22 @@ public struct Asymmetry: Sendable, Hashable {
         }
     }
 
+    /// Ranks pinned round-robin to the cores of a calibrated CPU (`fleet compare` pins them):
+    /// rank r of a node — of the world when the nodes share the cores (test hosts) — runs on
+    /// core r mod speeds.count and computes at `speeds[core]` × the rate the kernels were
+    /// measured at (the cores' mean: calibrate's kernels run on whichever core the system gives).
+    public struct PinnedCores: Sendable, Hashable {
+        public var speeds: [Double]
+        public var sharedByNodes: Bool
+        public init(speeds: [Double], sharedByNodes: Bool = false) { self.speeds = speeds; self.sharedByNodes = sharedByNodes }
+
+        public func core(of gpu: Int, gpusPerNode: Int) -> Int { (sharedByNodes ? gpu : gpu % max(1, gpusPerNode)) % max(1, speeds.count) }
+        var isEmpty: Bool { speeds.allSatisfy { $0 == 1 } }
+    }
+
     public init() {}
 
-    public var isEmpty: Bool { slowNodes.isEmpty && degradedNodes.isEmpty && groups.isEmpty && (stragglers?.fraction ?? 0) == 0 }
+    public var isEmpty: Bool { slowNodes.isEmpty && degradedNodes.isEmpty && groups.isEmpty && (stragglers?.fraction ?? 0) == 0 && (cores?.isEmpty ?? true) }
 
     /// One named cause of asymmetry and the GPUs it touches, for the per-element delays.
     public struct Element: Sendable, Hashable {
@@ -117,6 +132,14 @@ public struct Asymmetry: Sendable, Hashable {
             result.append(Element(name: "\(slowed.count) straggler GPU(s) (\(stragglers.description), seed \(stragglers.seed))",
                                   gpus: slowed, alone: alone))
         }
+        if let cores, !cores.isEmpty {
+            for (core, speed) in cores.speeds.enumerated() where speed != 1 {
+                var alone = Asymmetry()
+                alone.cores = PinnedCores(speeds: cores.speeds.indices.map { $0 == core ? speed : 1 }, sharedByNodes: cores.sharedByNodes)
+                result.append(Element(name: "ranks on core \(core) compute at \(String(format: "%.3f", speed))× the cores' mean",
+                                      gpus: (0..<gpus).filter { cores.core(of: $0, gpusPerNode: gpusPerNode) == core }, alone: alone))
+            }
+        }
         return result
     }
 
@@ -132,10 +155,14 @@ extension Scenario {
         return asymmetry.groups.last { $0.nodes.contains(node) }?.device ?? device
     }
 
-    /// How many times slower than its device's own rate `gpu` computes (slow node × straggler).
+    /// How many times slower than its device's own rate `gpu` computes (slow node × straggler ÷ its pinned core's speed).
     public func slowdown(of gpu: Int) -> Double {
         var factor = asymmetry.slowNodes[gpu / gpusPerNode] ?? 1
         if let stragglers = asymmetry.stragglers, stragglers.slows(gpu) { factor *= stragglers.factor(of: gpu) }
+        // A calibrated CPU's pinned cores (not a node of another device's).
+        if let cores = asymmetry.cores, !asymmetry.groups.contains(where: { $0.nodes.contains(gpu / gpusPerNode) }) {
+            factor /= cores.speeds[cores.core(of: gpu, gpusPerNode: gpusPerNode)]
+        }
         return factor
     }
 

@@ -25,6 +25,9 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// The nodes are one machine's network namespaces (test hosts): every node's ranks share
     /// these `cores`, pinned by global rank (core r mod cores), not a node's own.
     public var coresSharedByNodes = false
+    /// Each core's speed alone over the cores' mean (calibrate's `core_speeds`; empty: not measured).
+    /// With `pinned`, the scenario prices each rank at its core's speed (`Asymmetry.cores`).
+    public var coreSpeeds: [Double] = []
     /// Extra time of a tensor-parallel-like meeting (a pair all-reduce between compute
     /// chunks) beyond its α–β time, measured with as many ranks as cores (`meetingWait`)
     /// and with twice as many (`oversubscribedMeetingWait`: about a scheduler time slice).

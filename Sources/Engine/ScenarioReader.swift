@@ -94,6 +94,10 @@ public struct ScenarioReader {
                                 scaleOut: scaleOut, model: model, batch: batch, sequence: sequence, layout: ParallelLayout())
         if let node = fabric["routing"] { scenario.routing = try choice(node, "fabric.routing", Fabric.Routing.allCases) }
         scenario.asymmetry = try asymmetry(cluster: cluster, fabric: fabric, nodes: nodes)
+        // A calibrated CPU whose ranks are pinned: each computes at its own core's measured speed.
+        if let c = device.calibration, c.pinned, !c.coreSpeeds.isEmpty {
+            scenario.asymmetry.cores = Asymmetry.PinnedCores(speeds: c.coreSpeeds, sharedByNodes: c.coresSharedByNodes)
+        }
         if let node = fabric["switch_link"] { scenario.switchLink = try link(node, "fabric.switch_link") }
         if let node = top["seed"] { scenario.seed = UInt64(try int(node, "seed", minimum: 0)) }
         if let node = workload["precision"] { scenario.precision = try choice(node, "workload.precision", Device.Precision.allCases) }

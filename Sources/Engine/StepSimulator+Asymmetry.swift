@@ -57,7 +57,7 @@ extension StepSimulator {
         guard !s.asymmetry.isEmpty else { return report }
         if !every {
             report.reductions = "asymmetric fleet: \(pipelines.count) of \(s.layout.dp * s.layout.tp) pipelines simulated (each holding a slow, "
-                + "straggling, other-device or degraded-NIC GPU — one per replica when only compute differs —, and a uniform one), the slowest (dp \(dp), tp \(tp)) reported, "
+                + "straggling, other-device, degraded-NIC or unequal-core GPU — one per replica when only compute differs —, and a uniform one), the slowest (dp \(dp), tp \(tp)) reported, "
                 + "its data-parallel peers taken as waiting for it; each collective is timed on its real group's routes"
         }
         // The stage that computes longest sets the pipeline's pace; in it, the slowest member of its tensor-parallel group.
@@ -68,7 +68,9 @@ extension StepSimulator {
         func pace(_ gpu: Int) -> Double { s.slowdown(of: gpu) / max(1e-30, s.device(of: gpu).peak(s.precision)) }
         let rank = group.max { pace($0) < pace($1) } ?? group[0]
         var why: [String] = []
-        if s.slowdown(of: rank) != 1 { why.append("computes \(Asymmetry.format(s.slowdown(of: rank)))× slower") }
+        let slowdown = s.slowdown(of: rank)
+        if slowdown > 1 { why.append("computes \(Asymmetry.format(slowdown))× slower") }
+        if slowdown < 1 { why.append("computes \(Asymmetry.format(1 / slowdown))× faster") }
         if s.device(of: rank).name != s.device.name { why.append("is a different device (\(s.device(of: rank).name))") }
         if let factor = s.asymmetry.degradedNodes[rank / s.gpusPerNode] { why.append("its node's NICs run at \(Asymmetry.format(factor))× bandwidth") }
         report.slowestRank = rank

@@ -59,6 +59,11 @@ final class CalibrationAcrossHostsTests: XCTestCase {
         let apart = try read(result(machines: 2))
         XCTAssertEqual(apart.device.calibration?.coresSharedByNodes, false)
         XCTAssertFalse(result(machines: 2).yaml().contains("cores_shared_by_nodes"))
+        // Each core's measured speed comes back as the scenario's pinned cores (on test hosts, over the world's ranks).
+        var timed = result(machines: 1)
+        (timed.contention, timed.coreSpeeds) = (1.01, [1.02, 0.98])
+        XCTAssertEqual(try read(timed).asymmetry.cores, Asymmetry.PinnedCores(speeds: [1.02, 0.98], sharedByNodes: true))
+        XCTAssertNil(s.asymmetry.cores, "no speeds measured: every core alike")
         // Without --hosts: one node, the same link everywhere (as before).
         var local = result(machines: 1)
         local.hosts = []

@@ -11,11 +11,12 @@ final class CoreContentionTests: XCTestCase {
         result.alone = [[1.0, 2.0], [1.0, 2.0], [1.2, 2.0]]
         result.together = [[1.5, 2.0], [1.0, 3.0], [1.2, 2.0]]
         for (value, expected) in zip(result.slowdowns, [1.25, 1.25, 1.0]) { XCTAssertEqual(value, expected, accuracy: 1e-12) }
-        // Medians alone: 1.0 and 2.0 s; mean 1.5: the first core 1.5 × the mean speed, the second 0.75 ×.
         // Best times: alone 1.0 and 2.0, together 1.0 and 2.0: no contention, whatever the rounds' own ratios.
         XCTAssertEqual(result.contention, 1, accuracy: 1e-12)
         result.together = [[1.5, 3.0], [1.2, 2.6], [1.3, 2.8]]
         XCTAssertEqual(result.contention, (1.2 / 1.0 + 2.6 / 2.0) / 2, accuracy: 1e-12)
+        // Best times alone: 1.0 and 2.0 s (medians 1.2 and 2.2); mean 1.5: the first core 1.5 × the mean speed, the second 0.75 ×.
+        result.alone = [[1.0, 2.2], [1.4, 2.0], [1.2, 2.4]]
         XCTAssertEqual(result.speeds.count, 2)
         for (value, expected) in zip(result.speeds, [1.5, 0.75]) { XCTAssertEqual(value, expected, accuracy: 1e-12) }
     }

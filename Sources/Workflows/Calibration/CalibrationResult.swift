@@ -48,6 +48,7 @@ public struct CalibrationResult {
         c.pinned = true
         c.coresSharedByNodes = coresSharedByNodes
         if let contention { c.contention = contention }
+        c.coreSpeeds = coreSpeeds
         c.meetingWait = fabric?.meetingWait ?? 0
         c.oversubscribedMeetingWait = loaded?.meetingWait ?? 0
         c.networkMeetingWait = betweenHosts?.meetingWait
@@ -196,12 +197,15 @@ public struct CalibrationResult {
         return y
     }
 
-    /// `contention:` when measured (more than one core), with each core's speed alone.
+    /// `contention:` when measured (more than one core), and each core's speed alone (`core_speeds:`).
     private var contentionLine: String {
         guard let contention else { return "" }
-        let speeds = coreSpeeds.map { String(format: "%.2f", $0) }.joined(separator: ", ")
-        return String(format: "    contention: %.4f   # a training step's forward and backward on all %d cores at once: each core's best time over its best time alone, %d rounds (each round's own ratio: median %.3f, %@); each core alone: %@ × the mean\n",
-                      contention, cores, contentionRounds.repeats, contentionRounds.median, contentionRounds.spreadText, speeds)
+        var line = String(format: "    contention: %.4f   # a training step's forward and backward on all %d cores at once: each core's best time over its best time alone, %d rounds (each round's own ratio: median %.3f, %@)\n",
+                          contention, cores, contentionRounds.repeats, contentionRounds.median, contentionRounds.spreadText)
+        if !coreSpeeds.isEmpty {
+            line += "    core_speeds: [\(coreSpeeds.map { String(format: "%.4f", $0) }.joined(separator: ", "))]   # each core's best step alone over the cores' mean: fleet compare prices a rank pinned to core c at core_speeds[c] × the kernels below\n"
+        }
+        return line
     }
 
     /// The waits of meetings under load (see `TransportFigures.loadedMeeting`).

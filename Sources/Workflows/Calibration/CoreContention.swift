@@ -46,10 +46,11 @@ public struct CoreContention {
             let ratios = (0..<count).map { core in together.map { $0[core] }.min()! / alone.map { $0[core] }.min()! }
             return ratios.reduce(0, +) / Double(count)
         }
-        /// Each core's speed alone over the cores' mean (medians over the rounds).
+        /// Each core's speed alone over the cores' mean, from each core's best round (as the
+        /// contention: a slow round says more about the host's other guests than about the core).
         public var speeds: [Double] {
             guard let count = alone.first?.count, count > 0 else { return [] }
-            let times = (0..<count).map { core in Measurement(alone.map { $0[core] }).median }
+            let times = (0..<count).map { core in alone.map { $0[core] }.min()! }
             let mean = times.reduce(0, +) / Double(count)
             return times.map { mean / $0 }
         }
