@@ -108,7 +108,13 @@ struct Compare: ParsableCommand {
             let probe = base.device.calibration.map { DriftProbe(calibration: $0, model: model, sequence: model.context) }
             for index in rows.indices {
                 if !json { Console.progress("probing this machine's speed, then running \(rows[index].name) (\(rows[index].layout.worldSize) ranks, \(steps) steps)…") }
-                rows[index].drift = probe.map { $0.speed() - 1 }
+                if let probe {
+                    // Pinned ranks on more than one core: each core probed, each rank rescaled to its own.
+                    let cores = base.device.calibration.map { $0.pinned ? min($0.cores, WorldSetup.usableCores) : 1 } ?? 1
+                    let speeds = cores > 1 ? probe.speeds(cores: cores) : [probe.speed()]
+                    rows[index].coreSpeeds = speeds.count > 1 ? speeds : nil
+                    rows[index].drift = speeds.reduce(0, +) / Double(speeds.count) - 1
+                }
                 rows[index].measured = try comparison.measure(rows[index], directory: "\(directory)/\(rows[index].name)")
                 try comparison.adjustForDrift(&rows[index])
             }

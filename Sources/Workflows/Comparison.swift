@@ -49,6 +49,10 @@ public struct Comparison {
         guard let drift = row.drift else { return }
         var s = try scenario(row.layout)
         s.device.calibration = s.device.calibration?.scaled(speed: 1 + drift)
+        // Pinned ranks: each at its core's speed now (the cores of this VM move apart and back).
+        if let speeds = row.coreSpeeds, speeds.count > 1, let c = s.device.calibration, c.pinned {
+            s.asymmetry.cores = Asymmetry.PinnedCores(speeds: speeds.map { $0 / (1 + drift) }, sharedByNodes: c.coresSharedByNodes)
+        }
         row.driftAdjusted = (StepSimulator(scenario: s).run().stepTime.seconds, interval(s, seed: row.name))
     }
 
@@ -149,6 +153,9 @@ public struct ComparisonRow {
     /// The machine's speed right before this layout ran, over its calibrated speed, less 1
     /// (`DriftProbe`; −0.1: 10 % slower than when calibrated); nil without a calibration.
     public var drift: Double?
+    /// Each core's speed right before this layout ran over the calibrated speed (`DriftProbe.speeds`;
+    /// 0.9: that core 10 % slower); nil unless ranks are pinned on more than one core. `drift` is their mean less 1.
+    public var coreSpeeds: [Double]?
     /// The simulated step's 10–90 % interval over the calibration's repeats (`Comparison.interval`).
     public var interval: (p10: Double, p90: Double)?
     /// Whether the measured median falls inside `interval`.
@@ -215,7 +222,7 @@ public struct ComparisonRow {
                 ("measured_compute_s", m.compute), ("simulated_compute_s", simulatedCompute),
                 ("measured_communication_s", m.communication), ("simulated_communication_s", simulatedCommunication),
                 ("measured_bubble_s", m.bubble), ("simulated_bubble_s", simulatedBubble),
-                ("largest_difference", worstComponent), ("drift_pct", (drift ?? .nan) * 100),
+                ("largest_difference", worstComponent), ("drift_pct", (drift ?? .nan) * 100), ("core_speeds_now", coreSpeeds ?? []),
                 ("drift_adjusted_simulated_s", driftAdjustedSimulated), ("drift_adjusted_error_pct", driftAdjustedError),
                 ("drift_adjusted_p10_s", driftAdjusted?.interval?.p10 ?? .nan), ("drift_adjusted_p90_s", driftAdjusted?.interval?.p90 ?? .nan),
                 ("measured_inside_drift_adjusted_interval", insideDriftAdjusted.map { $0 as Any } ?? NSNull())]
@@ -262,6 +269,11 @@ public struct ComparisonRow {
             lines.append(String(format: "machine speed before each run vs the calibration: %+.0f%% to %+.0f%%; with the kernels rescaled to it, |error| median %.1f%%, largest %.1f%%%@",
                                 (drifts.min() ?? 0) * 100, (drifts.max() ?? 0) * 100, StepLogs.median(adjusted), adjusted.max() ?? 0,
                                 judged.isEmpty ? "" : ", \(judged.filter { $0 }.count) of \(judged.count) inside the rescaled interval"))
+            let cores = rows.compactMap(\.coreSpeeds).filter { $0.count > 1 }
+            if let count = cores.first?.count, cores.allSatisfy({ $0.count == count }) {
+                let each = (0..<count).map { core in String(format: "core %d %+.0f%% to %+.0f%%", core, (cores.map { $0[core] }.min()! - 1) * 100, (cores.map { $0[core] }.max()! - 1) * 100) }
+                lines.append("  each core before each run (the rescaling prices each pinned rank at its own core): " + each.joined(separator: ", "))
+            }
             let flagged = rows.filter(\.drifted).map(\.name)
             if !flagged.isEmpty {
                 lines.append(String(format: "! measured more than %.0f%% off the calibrated speed: %@ — the error there tells of the hour, not the model; run again, or calibrate again",

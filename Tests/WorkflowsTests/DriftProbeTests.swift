@@ -23,4 +23,13 @@ final class DriftProbeTests: XCTestCase {
         XCTAssertEqual(DriftProbe(calibration: KernelCalibration(gemm: [:], perElement: [:], cores: 1), model: model, sequence: 64).speed(), 1,
                        "nothing to probe: no drift claimed")
     }
+
+    /// One figure per core, each from a thread pinned to it, each against the same calibration.
+    func testEachCoreIsProbedOnItsOwn() {
+        let model = ModelCatalog.gptTiny
+        let speeds = DriftProbe(calibration: calibration(rate: 1e14), model: model, sequence: 64).speeds(cores: 2)
+        XCTAssertEqual(speeds.count, 2)
+        XCTAssertTrue(speeds.allSatisfy { $0 > 0 && $0 < 0.01 }, "\(speeds)")
+        XCTAssertEqual(DriftProbe(calibration: calibration(rate: 1e6), model: model, sequence: 64).speeds(cores: 1).count, 1)
+    }
 }

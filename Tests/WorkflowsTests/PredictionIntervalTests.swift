@@ -75,4 +75,29 @@ final class PredictionIntervalTests: XCTestCase {
         scaled.inStep = 1
         XCTAssertEqual(scaled.inStepRepeats, noisy.device.calibration!.inStepRepeats, "ratios stay as measured")
     }
+
+    /// Pinned ranks: the probe's speed of each core prices the ranks on it. Core 1 at half the
+    /// speed of core 0 (mean 0.75): dp2 waits for its rank on core 1, computing at half speed.
+    func testEachPinnedRankIsRescaledToItsOwnCoresSpeed() throws {
+        var pinned = scenario(spread: 0)
+        pinned.device.calibration!.pinned = true
+        let compare = comparison(pinned)
+        var row = try compare.simulate(ParallelLayout(dp: 2))
+        (row.drift, row.coreSpeeds) = (-0.25, [1.0, 0.5])
+        try compare.adjustForDrift(&row)
+        var slow = row
+        (slow.drift, slow.coreSpeeds) = (-0.5, nil)
+        try compare.adjustForDrift(&slow)
+        XCTAssertEqual(try XCTUnwrap(row.driftAdjusted).step, try XCTUnwrap(slow.driftAdjusted).step, accuracy: 1e-7,
+                       "as if the whole machine ran at the slower core's speed")
+        // Ranks that roam the cores take the mean.
+        var roaming = try comparison(scenario(spread: 0)).simulate(ParallelLayout(dp: 2))
+        (roaming.drift, roaming.coreSpeeds) = (-0.25, [1.0, 0.5])
+        try comparison(scenario(spread: 0)).adjustForDrift(&roaming)
+        var mean = roaming
+        (mean.drift, mean.coreSpeeds) = (-0.25, nil)
+        try comparison(scenario(spread: 0)).adjustForDrift(&mean)
+        XCTAssertEqual(try XCTUnwrap(roaming.driftAdjusted).step, try XCTUnwrap(mean.driftAdjusted).step, accuracy: 1e-12)
+        XCTAssertTrue(JSONLine.encode(row.record).contains("\"core_speeds_now\":[1.0,0.5]"))
+    }
 }

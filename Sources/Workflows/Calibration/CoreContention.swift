@@ -115,8 +115,8 @@ public struct CoreContention {
     }
 }
 
-/// One time per thread, each written by its own thread only, read after they all finish.
-private final class TimeSlots: @unchecked Sendable {
+/// One figure per thread (or slot), each written by one thread only, read after it finishes.
+final class TimeSlots: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Double>
     init(count: Int) { pointer = .allocate(capacity: count); pointer.initialize(repeating: 0, count: count) }
     deinit { pointer.deallocate() }

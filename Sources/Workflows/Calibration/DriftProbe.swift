@@ -1,4 +1,5 @@
 import Engine
+import Collectives
 import Foundation
 import Parallelism
 import Tensor
@@ -7,7 +8,7 @@ import Workload
 /// How fast this machine runs now against its calibration: the calibration's heaviest product
 /// shapes timed again, one thread, the way `fleet calibrate` timed them. `fleet compare` probes
 /// right before each layout's run, so a layout measured in a slow (or fast) minute says so.
-public struct DriftProbe {
+public struct DriftProbe: Sendable {
     public let calibration: KernelCalibration
     public let model: ModelSpec
     public let sequence: Int
@@ -40,6 +41,36 @@ public struct DriftProbe {
         for _ in 0..<rounds {
             for (i, shape) in shapes.enumerated() { best[i] = max(best[i], bench.gemm(shape).samples.max() ?? 0) }
         }
+        return against(best)
+    }
+
+    /// The speed now of each of `cores` cores over the calibrated speed (`speed()` on each core
+    /// in turn, a thread pinned to it): ranks are pinned, so a core that slowed since calibrate
+    /// (a virtual machine's cores move apart: one read 0.88 × the other for a minute, then
+    /// 1.0 again) slows only the ranks on it. The cores take turns round by round, like the shapes.
+    public func speeds(cores: Int) -> [Double] {
+        guard cores > 1 else { return [speed()] }
+        let result = TimeSlots(count: cores), done = DispatchSemaphore(value: 0), probe = self
+        let thread = Thread {
+            var best = [[Double]](repeating: [Double](repeating: 0, count: probe.shapes.count), count: cores)
+            BLAS.setThreads(1)
+            let bench = KernelBenchmark(model: probe.model, sequence: probe.sequence, repeats: 1)
+            for _ in 0..<probe.rounds {
+                for core in 0..<cores {
+                    WorldSetup.pin(rank: core)
+                    for (i, shape) in probe.shapes.enumerated() { best[core][i] = max(best[core][i], bench.gemm(shape).samples.max() ?? 0) }
+                }
+            }
+            for (core, rates) in best.enumerated() { result.pointer[core] = probe.against(rates) }
+            done.signal()
+        }
+        thread.start()
+        done.wait()
+        return Array(UnsafeBufferPointer(start: result.pointer, count: cores))
+    }
+
+    /// The geometric mean over the shapes of `best` (one rate per shape) over their best calibrated rate.
+    func against(_ best: [Double]) -> Double {
         let logs = zip(shapes, best).map { shape, rate in log(rate / (calibration.gemmRepeats[shape]?.max() ?? calibration.rate(shape))) }
         return exp(logs.reduce(0, +) / Double(logs.count))
     }
