@@ -47,6 +47,9 @@ struct Compare: ParsableCommand {
     @Option(help: "The data-parallel buckets' all-reduce, run and simulated: ring, or hierarchical (each host's ranks over shared memory, then a ring across hosts).")
     var dpAlgo: String = "ring"
 
+    @Option(help: "Runs again a layout measured on an unsteady machine (its probe, or its own steps' pace, more than 8 % off), up to this many more times, keeping the steadiest run.")
+    var retries: Int = 2
+
     @Option(help: "Directory for the runs' logs and the predictions.")
     var runDir: String?
 
@@ -58,6 +61,7 @@ struct Compare: ParsableCommand {
 
     func validate() throws {
         guard steps > warmup, warmup >= 0 else { throw ValidationError("--steps must exceed --warmup (\(warmup)), which must be ≥ 0") }
+        guard (0...10).contains(retries) else { throw ValidationError("--retries must be between 0 and 10 (got \(retries))") }
         guard steps <= 1_000_000 else { throw ValidationError("--steps \(steps) is more than a comparison runs (at most 1,000,000)") }
         guard (1...65_536).contains(batch) else { throw ValidationError("--batch must be between 1 and 65,536 sequences") }
         guard ["zmq", "mpi"].contains(transport) else { throw ValidationError("--transport must be zmq or mpi") }
@@ -95,6 +99,7 @@ struct Compare: ParsableCommand {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             var comparison = Comparison(model: model, batch: batch, steps: steps, warmup: warmup, base: base, transport: transport)
             comparison.hosts = try hostList(nodes: base.nodes)
+            comparison.retries = retries
             comparison.dataParallelAlgorithm = dpAlgo == "hierarchical" ? .hierarchical : .ring
             var rows = try layouts.split(separator: ",").map { try comparison.simulate(try LayoutName.parse(String($0))) }
             try comparison.recordPredictions(rows, in: directory)
@@ -108,15 +113,7 @@ struct Compare: ParsableCommand {
             let probe = base.device.calibration.map { DriftProbe(calibration: $0, model: model, sequence: model.context) }
             for index in rows.indices {
                 if !json { Console.progress("probing this machine's speed, then running \(rows[index].name) (\(rows[index].layout.worldSize) ranks, \(steps) steps)…") }
-                if let probe {
-                    // Pinned ranks on more than one core: each core probed, each rank rescaled to its own.
-                    let cores = base.device.calibration.map { $0.pinned ? min($0.cores, WorldSetup.usableCores) : 1 } ?? 1
-                    let speeds = cores > 1 ? probe.speeds(cores: cores) : [probe.speed()]
-                    rows[index].coreSpeeds = speeds.count > 1 ? speeds : nil
-                    rows[index].drift = speeds.reduce(0, +) / Double(speeds.count) - 1
-                }
-                rows[index].measured = try comparison.measure(rows[index], directory: "\(directory)/\(rows[index].name)")
-                try comparison.adjustForDrift(&rows[index])
+                try comparison.run(&rows[index], directory: "\(directory)/\(rows[index].name)", probe: probe)
             }
             if json {
                 let baseline = ComparisonRow.baseline(rows)

@@ -7,7 +7,9 @@ import XCTest
 /// compare's prediction interval: simulations over the calibration's recorded repeats. With
 /// every repeat at the median the interval is the prediction itself; with spread, it brackets it.
 final class PredictionIntervalTests: XCTestCase {
-    func scenario(spread: Double) -> Scenario {
+    func scenario(spread: Double) -> Scenario { Self.scenario(spread: spread) }
+
+    static func scenario(spread: Double) -> Scenario {
         var device = DeviceCatalog.local
         let shapes = KernelWork.stages(model: ModelCatalog.gptTiny, layout: ParallelLayout(dp: 2), batch: 8, sequence: 128)
             .flatMap { Array($0.forward.gemms.keys) + Array($0.backward.gemms.keys) }
@@ -99,5 +101,41 @@ final class PredictionIntervalTests: XCTestCase {
         try comparison(scenario(spread: 0)).adjustForDrift(&mean)
         XCTAssertEqual(try XCTUnwrap(roaming.driftAdjusted).step, try XCTUnwrap(mean.driftAdjusted).step, accuracy: 1e-12)
         XCTAssertTrue(JSONLine.encode(row.record).contains("\"core_speeds_now\":[1.0,0.5]"))
+    }
+}
+
+/// A run that changes pace while it runs: the slowest third of its steps against the fastest.
+final class PaceSpreadTests: XCTestCase {
+    func logs(_ milliseconds: [Double]) -> StepLogs {
+        var logs = StepLogs()
+        logs.steps = milliseconds.map { $0 / 1000 }
+        return logs
+    }
+
+    func testASteadyRunHasNoSpreadAndASwitchOfPaceShows() throws {
+        XCTAssertEqual(logs(Array(repeating: 70, count: 24)).paceSpread, 0)
+        // dp2 here: 117 ms a step, then 65–79 from the 21st of 25 measured steps: the last third (9 steps, 5 fast) has a median of 79.
+        let switched = logs(Array(repeating: 117, count: 20) + [73, 68, 65, 79, 65])
+        XCTAssertEqual(switched.paceSpread, 117.0 / 79.0 - 1, accuracy: 1e-12)
+        let later = logs(Array(repeating: 117, count: 13) + Array(repeating: 70, count: 12))
+        XCTAssertEqual(later.paceSpread, 117.0 / 70.0 - 1, accuracy: 1e-12)
+        // One slow step in a third moves no median; under 6 steps nothing is judged.
+        XCTAssertEqual(logs([70, 70, 200, 70, 70, 70, 70, 70, 70]).paceSpread, 0)
+        XCTAssertEqual(logs([70, 140, 70, 140, 70]).paceSpread, 0)
+
+        // The row: unsteady when its pace spread or its probe's drift passes the tolerance.
+        let compare = Comparison(model: ModelCatalog.gptTiny, batch: 8, steps: 10, warmup: 2, base: PredictionIntervalTests.scenario(spread: 0), transport: "zmq")
+        var row = try compare.simulate(ParallelLayout(dp: 2))
+        row.measured = logs(Array(repeating: 70, count: 24))
+        row.drift = 0.02
+        XCTAssertFalse(row.unsteady)
+        row.drift = -0.12
+        XCTAssertTrue(row.unsteady)
+        XCTAssertEqual(row.unsteadiness, 0.12, accuracy: 1e-12)
+        row.drift = 0
+        row.measured = later
+        XCTAssertTrue(row.unsteady)
+        let table = ComparisonRow.table([row]).joined(separator: "\n")
+        XCTAssertTrue(table.contains("! measured on an unsteady machine") && table.contains("pace spread 67%"), table)
     }
 }

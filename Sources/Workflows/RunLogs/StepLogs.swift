@@ -36,6 +36,17 @@ public struct StepLogs {
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
+    /// How much the run changed pace: the slowest third of its steps' median over the fastest
+    /// third's, less 1 (0.5: one third stepped 50 % slower). This VM can switch between two
+    /// paces mid-run (dp2: 117 ms a step, then 65–73 from step 26) while a probe before the run
+    /// reads its usual speed; a run like that measures the hour, not the layout. 0 under 6 steps.
+    public var paceSpread: Double {
+        guard steps.count >= 6 else { return 0 }
+        let third = steps.count / 3
+        let medians = [steps[..<third], steps[third..<(2 * third)], steps[(2 * third)...]].map { Self.median(Array($0)) }
+        return medians.max()! / max(medians.min()!, 1e-12) - 1
+    }
+
     public static func median(_ values: [Double]) -> Double { Measurement.quantile(values, 0.5) }
     public static func quantile(_ values: [Double], _ q: Double) -> Double { Measurement.quantile(values, q) }
 }
