@@ -36,10 +36,10 @@ public struct DriftProbe: Sendable {
         BLAS.setThreads(1)
         // The shapes take turns, so each one's repeats spread over the whole probe (about 0.3 s)
         // and a hiccup of this VM (steps of 125 ms now and then take 160–210) cannot cover them all.
-        let bench = KernelBenchmark(model: model, sequence: sequence, repeats: 1)
+        let timers = self.timers()
         var best = [Double](repeating: 0, count: shapes.count)
         for _ in 0..<rounds {
-            for (i, shape) in shapes.enumerated() { best[i] = max(best[i], bench.gemm(shape).samples.max() ?? 0) }
+            for (i, timer) in timers.enumerated() { best[i] = max(best[i], timer().samples.max() ?? 0) }
         }
         return against(best)
     }
@@ -54,11 +54,11 @@ public struct DriftProbe: Sendable {
         let thread = Thread {
             var best = [[Double]](repeating: [Double](repeating: 0, count: probe.shapes.count), count: cores)
             BLAS.setThreads(1)
-            let bench = KernelBenchmark(model: probe.model, sequence: probe.sequence, repeats: 1)
+            let timers = probe.timers()
             for _ in 0..<probe.rounds {
                 for core in 0..<cores {
                     WorldSetup.pin(rank: core)
-                    for (i, shape) in probe.shapes.enumerated() { best[core][i] = max(best[core][i], bench.gemm(shape).samples.max() ?? 0) }
+                    for (i, timer) in timers.enumerated() { best[core][i] = max(best[core][i], timer().samples.max() ?? 0) }
                 }
             }
             for (core, rates) in best.enumerated() { result.pointer[core] = probe.against(rates) }
@@ -67,6 +67,12 @@ public struct DriftProbe: Sendable {
         thread.start()
         done.wait()
         return Array(UnsafeBufferPointer(start: result.pointer, count: cores))
+    }
+
+    /// A timer per probed shape, one repeat each, buffers made once for the whole probe.
+    func timers() -> [() -> Measurement] {
+        let bench = KernelBenchmark(model: model, sequence: sequence, repeats: 1)
+        return shapes.map(bench.gemmTimer)
     }
 
     /// The geometric mean over the shapes of `best` (one rate per shape) over their best calibrated rate.

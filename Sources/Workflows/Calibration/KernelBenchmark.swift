@@ -11,14 +11,20 @@ public struct KernelBenchmark {
     public let repeats: Int
 
     /// FLOP/s of one product shape, filled with non-trivial values.
-    public func gemm(_ shape: GEMMShape) -> Measurement {
+    public func gemm(_ shape: GEMMShape) -> Measurement { gemmTimer(shape)() }
+
+    /// A timer of `shape`'s FLOP/s whose buffers are made and filled once (a probe that times
+    /// the same shapes round after round fills them once, not every round).
+    public func gemmTimer(_ shape: GEMMShape) -> () -> Measurement {
         let a = filled(shape.m * shape.k), b = filled(shape.k * shape.n), c = FloatBuffer(count: shape.m * shape.n)
         let lda = shape.transA ? shape.m : shape.k, ldb = shape.transB ? shape.k : shape.n
-        let time = Measurement.seconds(repeats: repeats) {
-            BLAS.gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
-                      a: a.pointer, lda: lda, b: b.pointer, ldb: ldb, c: c.pointer, ldc: shape.n)
+        return { [repeats] in
+            let time = Measurement.seconds(repeats: repeats) {
+                BLAS.gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                          a: a.pointer, lda: lda, b: b.pointer, ldb: ldb, c: c.pointer, ldc: shape.n)
+            }
+            return rate(shape.flops.count, time)
         }
-        return rate(shape.flops.count, time)
     }
 
     /// Seconds per element of `kernel` at a micro-batch of 4 sequences.
