@@ -31,5 +31,12 @@ final class DriftProbeTests: XCTestCase {
         XCTAssertEqual(speeds.count, 2)
         XCTAssertTrue(speeds.allSatisfy { $0 > 0 && $0 < 0.01 }, "\(speeds)")
         XCTAssertEqual(DriftProbe(calibration: calibration(rate: 1e6), model: model, sequence: 64).speeds(cores: 1).count, 1)
+        // Every core at once, against the calibrated rates slowed by the calibrated contention.
+        let together = DriftProbe(calibration: calibration(rate: 1e14), model: model, sequence: 64).speedsTogether(cores: 2)
+        XCTAssertTrue(together.count == 2 && together.allSatisfy { $0 > 0 && $0 < 0.01 }, "\(together)")
+        var contended = calibration(rate: 1e14)
+        contended.contention = 1e6
+        let excused = DriftProbe(calibration: contended, model: model, sequence: 64).speedsTogether(cores: 2)
+        XCTAssertTrue(excused.allSatisfy { $0 > 1 }, "a calibration that expected busy cores a million times slower: \(excused)")
     }
 }

@@ -45,9 +45,10 @@ public struct DriftProbe: Sendable {
     }
 
     /// The speed now of each of `cores` cores over the calibrated speed (`speed()` on each core
-    /// in turn, a thread pinned to it): ranks are pinned, so a core that slowed since calibrate
-    /// (a virtual machine's cores move apart: one read 0.88 × the other for a minute, then
-    /// 1.0 again) slows only the ranks on it. The cores take turns round by round, like the shapes.
+    /// in turn, a thread pinned to it, the others idle, as a one-rank layout computes): ranks are
+    /// pinned, so a core that slowed since calibrate (a virtual machine's cores move apart: one
+    /// calibration read 1.16 and 0.88 × their mean, the next 1.02 and 0.98) slows only the ranks
+    /// on it. The cores take turns round by round, like the shapes.
     public func speeds(cores: Int) -> [Double] {
         guard cores > 1 else { return [speed()] }
         let result = TimeSlots(count: cores), done = DispatchSemaphore(value: 0), probe = self
@@ -65,6 +66,38 @@ public struct DriftProbe: Sendable {
             done.signal()
         }
         thread.start()
+        done.wait()
+        return Array(UnsafeBufferPointer(start: result.pointer, count: cores))
+    }
+
+    /// The speed now of each of `cores` cores with every core probing at once, as a layout's
+    /// ranks compute, over the calibrated speed under that load (the calibrated rates slowed by
+    /// the calibration's `contention`). A host that holds this machine back only while all its
+    /// cores are busy slows a multi-rank run and not a probe on one core: tp2 once stepped at
+    /// 119 ms (74–83 in the other pairs) right after a one-core probe that read 0 %.
+    public func speedsTogether(cores: Int) -> [Double] {
+        guard cores > 1 else { return [speed()] }
+        let result = TimeSlots(count: cores), ready = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0), done = DispatchGroup()
+        let probe = self
+        for core in 0..<cores {
+            done.enter()
+            Thread {
+                WorldSetup.pin(rank: core)
+                BLAS.setThreads(1)
+                let timers = probe.timers()
+                var best = [Double](repeating: 0, count: probe.shapes.count)
+                ready.signal()
+                go.wait()
+                for _ in 0..<probe.rounds {
+                    for (i, timer) in timers.enumerated() { best[i] = max(best[i], timer().samples.max() ?? 0) }
+                }
+                result.pointer[core] = probe.against(best) * probe.calibration.contention
+                done.leave()
+            }.start()
+        }
+        // Every thread pinned and its buffers filled before any starts probing.
+        for _ in 0..<cores { ready.wait() }
+        for _ in 0..<cores { go.signal() }
         done.wait()
         return Array(UnsafeBufferPointer(start: result.pointer, count: cores))
     }
