@@ -1,5 +1,5 @@
-import Engine
 import Collectives
+import Engine
 import Foundation
 import Parallelism
 import Tensor
