@@ -28,6 +28,14 @@ public struct KernelCalibration: Sendable, Hashable, Codable {
     /// Each core's speed alone over the cores' mean (calibrate's `core_speeds`; empty: not measured).
     /// With `pinned`, the scenario prices each rank at its core's speed (`Asymmetry.cores`).
     public var coreSpeeds: [Double] = []
+    /// Each core's best forward and backward of a one-process training step at the scenario's
+    /// batch (seconds), alone and with every core computing one (calibrate's contention rounds):
+    /// what compare's drift probe times again before each run.
+    public var coreSteps: CoreSteps?
+    public struct CoreSteps: Sendable, Hashable, Codable {
+        public var alone: [Double], together: [Double]
+        public init(alone: [Double], together: [Double]) { self.alone = alone; self.together = together }
+    }
     /// Extra time of a tensor-parallel-like meeting (a pair all-reduce between compute
     /// chunks) beyond its α–β time, measured with as many ranks as cores (`meetingWait`)
     /// and with twice as many (`oversubscribedMeetingWait`: about a scheduler time slice).

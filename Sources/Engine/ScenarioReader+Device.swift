@@ -12,7 +12,7 @@ extension ScenarioReader {
             guard let device = DeviceCatalog.named(name) else { throw fail(node, "unknown device '\(name)'; expected one of \(known)") }
             return device
         }
-        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "cores_shared_by_nodes", "contention", "meeting_wait", "network_meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel", "transport", "kernel_repeats_ns", "in_step_repeats", "wait_repeats_us", "core_speeds"])
+        let map = try mapping(node, "cluster.device", allowed: ["name", "cores", "pinned", "in_step", "waiting", "cores_shared_by_nodes", "contention", "meeting_wait", "network_meeting_wait", "oversubscribed_meeting_wait", "handoff_wait", "peak_fp32", "memory_bandwidth", "memory", "watts", "gemm", "kernels", "blas_kernel", "transport", "kernel_repeats_ns", "in_step_repeats", "wait_repeats_us", "core_speeds", "core_step_ms"])
         let nameNode = try required(map, "name", "cluster.device")
         guard var device = nameNode.string.flatMap(DeviceCatalog.named) else {
             throw fail(nameNode, "cluster.device.name must name the device the measurements refine; expected one of \(known)")
@@ -82,6 +82,16 @@ extension ScenarioReader {
             guard calibration.coreSpeeds.count == cores else {
                 throw fail(n, "cluster.device.core_speeds has \(calibration.coreSpeeds.count) speed(s) for \(cores) core(s): one per core, as fleet calibrate writes them (or remove the line)")
             }
+        }
+        if let n = map["core_step_ms"] {
+            let steps = try mapping(n, "cluster.device.core_step_ms", allowed: ["alone", "together"])
+            func list(_ key: String) throws -> [Double] {
+                let node = try required(steps, key, "cluster.device.core_step_ms")
+                let values = try repeats(node, "cluster.device.core_step_ms.\(key)").map { $0 / 1000 }
+                guard values.count == cores else { throw fail(node, "cluster.device.core_step_ms.\(key) has \(values.count) time(s) for \(cores) core(s): one per core") }
+                return values
+            }
+            calibration.coreSteps = KernelCalibration.CoreSteps(alone: try list("alone"), together: try list("together"))
         }
         if let n = map["cores_shared_by_nodes"] {
             calibration.coresSharedByNodes = try flag(n, "cluster.device.cores_shared_by_nodes", meaning: "true (the nodes are one machine's test hosts) or false")

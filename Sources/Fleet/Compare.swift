@@ -110,7 +110,11 @@ struct Compare: ParsableCommand {
                 rows.map(\.prediction).forEach(Console.out)
             }
             // Right before each run, the machine's speed against the calibration's (drift control).
-            let probe = base.device.calibration.map { DriftProbe(calibration: $0, model: model, sequence: model.context) }
+            let probe = base.device.calibration.map { calibration -> DriftProbe in
+                var probe = DriftProbe(calibration: calibration, model: model, sequence: model.context)
+                probe.stepBatch = base.batch
+                return probe
+            }
             for index in rows.indices {
                 if !json { Console.progress("probing this machine's speed, then running \(rows[index].name) (\(rows[index].layout.worldSize) ranks, \(steps) steps)…") }
                 try comparison.run(&rows[index], directory: "\(directory)/\(rows[index].name)", probe: probe)

@@ -135,8 +135,11 @@ public struct Comparison {
             if let probe {
                 // Pinned ranks on more than one core: each core probed, each rank rescaled to its own.
                 let cores = base.device.calibration.map { $0.pinned ? min($0.cores, WorldSetup.usableCores) : 1 } ?? 1
-                // Probed under the layout's load: one rank alone, several with every core busy.
-                let speeds = cores == 1 ? [probe.speed()] : row.layout.worldSize > 1 ? probe.speedsTogether(cores: cores) : probe.speeds(cores: cores)
+                // Probed under the layout's load (one rank alone, several with every core busy): real
+                // training steps when the calibration timed them, else its heaviest products.
+                let together = row.layout.worldSize > 1
+                let speeds = probe.stepSpeeds(cores: cores, together: together)
+                    ?? (cores == 1 ? [probe.speed()] : together ? probe.speedsTogether(cores: cores) : probe.speeds(cores: cores))
                 tried.coreSpeeds = speeds.count > 1 ? speeds : nil
                 tried.drift = speeds.reduce(0, +) / Double(speeds.count) - 1
             }

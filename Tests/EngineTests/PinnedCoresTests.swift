@@ -73,6 +73,14 @@ final class PinnedCoresTests: XCTestCase {
     func testReaderTakesCoreSpeedsOnlyForPinnedRanksAndNamesABadList() throws {
         XCTAssertNil(try scenario(ParallelLayout(dp: 2), pinned: false).asymmetry.cores, "ranks that roam the cores have no core of their own")
         XCTAssertEqual(try scenario(ParallelLayout(dp: 2), pinned: false).device.calibration?.coreSpeeds, [1.25, 0.8])
+        // Each core's best step alone and together (ms), the drift probe's reference.
+        let stepped = yaml().replacingOccurrences(of: "    core_speeds:", with: "    core_step_ms: {alone: [60, 61.5], together: [62, 64]}\n    core_speeds:")
+        let steps = try XCTUnwrap(try ScenarioReader(path: "c.yaml", text: stepped).read().base.device.calibration?.coreSteps)
+        XCTAssertEqual(steps.alone, [0.06, 0.0615])
+        XCTAssertEqual(steps.together, [0.062, 0.064])
+        XCTAssertThrowsError(try ScenarioReader(path: "c.yaml", text: stepped.replacingOccurrences(of: "together: [62, 64]", with: "together: [62]")).read()) { error in
+            XCTAssertTrue("\(error)".contains("core_step_ms.together has 1 time(s) for 2 core(s)"), "\(error)")
+        }
         for (bad, says) in [("[1.0]", "has 1 speed(s) for 2 core(s)"), ("[1.0, 0]", "core_speeds must be positive numbers"), ("fast", "must be a list of numbers")] {
             XCTAssertThrowsError(try ScenarioReader(path: "c.yaml", text: yaml(speeds: bad)).read(), bad) { error in
                 XCTAssertTrue("\(error)".contains(says), "\(error)")

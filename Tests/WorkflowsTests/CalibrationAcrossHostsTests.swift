@@ -62,6 +62,9 @@ final class CalibrationAcrossHostsTests: XCTestCase {
         // Each core's measured speed comes back as the scenario's pinned cores (on test hosts, over the world's ranks).
         var timed = result(machines: 1)
         (timed.contention, timed.coreSpeeds) = (1.01, [1.02, 0.98])
+        timed.coreSteps = KernelCalibration.CoreSteps(alone: [0.0601, 0.0612], together: [0.0623, 0.0634])
+        let steps = try XCTUnwrap(try read(timed).device.calibration?.coreSteps, "the drift probe's reference")
+        for (read, written) in zip(steps.alone + steps.together, [0.0601, 0.0612, 0.0623, 0.0634]) { XCTAssertEqual(read, written, accuracy: 1e-9) }
         XCTAssertEqual(try read(timed).asymmetry.cores, Asymmetry.PinnedCores(speeds: [1.02, 0.98], sharedByNodes: true))
         XCTAssertNil(s.asymmetry.cores, "no speeds measured: every core alike")
         // Without --hosts: one node, the same link everywhere (as before).

@@ -25,7 +25,7 @@ final class DriftProbeTests: XCTestCase {
     }
 
     /// One figure per core, each from a thread pinned to it, each against the same calibration.
-    func testEachCoreIsProbedOnItsOwn() {
+    func testEachCoreIsProbedOnItsOwn() throws {
         let model = ModelCatalog.gptTiny
         let speeds = DriftProbe(calibration: calibration(rate: 1e14), model: model, sequence: 64).speeds(cores: 2)
         XCTAssertEqual(speeds.count, 2)
@@ -38,5 +38,17 @@ final class DriftProbeTests: XCTestCase {
         contended.contention = 1e6
         let excused = DriftProbe(calibration: contended, model: model, sequence: 64).speedsTogether(cores: 2)
         XCTAssertTrue(excused.allSatisfy { $0 > 1 }, "a calibration that expected busy cores a million times slower: \(excused)")
+        // Real training steps against calibrate's best on each core: a reference of 1 µs a step
+        // says this machine is far slower now, one of 100 s far faster; no reference, no step probe.
+        var stepped = calibration(rate: 1e9)
+        stepped.coreSteps = KernelCalibration.CoreSteps(alone: [1e-6, 1e-6], together: [100, 100])
+        var probe = DriftProbe(calibration: stepped, model: model, sequence: 64)
+        XCTAssertNil(probe.stepSpeeds(cores: 2, together: true), "no batch to step at")
+        probe.stepBatch = 1
+        let alone = try XCTUnwrap(probe.stepSpeeds(cores: 2, together: false, rounds: 1))
+        XCTAssertTrue(alone.count == 2 && alone.allSatisfy { $0 < 0.01 }, "\(alone)")
+        let busy = try XCTUnwrap(probe.stepSpeeds(cores: 2, together: true, rounds: 1))
+        XCTAssertTrue(busy.count == 2 && busy.allSatisfy { $0 > 100 }, "\(busy)")
+        XCTAssertNil(probe.stepSpeeds(cores: 3, together: true), "a reference for two cores does not describe three")
     }
 }

@@ -23,6 +23,8 @@ public struct CalibrationResult {
     public var contention: Double?
     public var contentionRounds = Measurement([])
     public var coreSpeeds: [Double] = []
+    /// Each core's best training step (forward and backward) alone and with every core busy: the drift probe's reference.
+    public var coreSteps: KernelCalibration.CoreSteps?
     public var transports: [TransportFigures] = []
     public var fabricTransport = "zmq"
     /// The hosts `fleet calibrate --hosts` measured between (empty: this machine only).
@@ -49,6 +51,7 @@ public struct CalibrationResult {
         c.coresSharedByNodes = coresSharedByNodes
         if let contention { c.contention = contention }
         c.coreSpeeds = coreSpeeds
+        c.coreSteps = coreSteps
         c.meetingWait = fabric?.meetingWait ?? 0
         c.oversubscribedMeetingWait = loaded?.meetingWait ?? 0
         c.networkMeetingWait = betweenHosts?.meetingWait
@@ -204,6 +207,10 @@ public struct CalibrationResult {
                           contention, cores, contentionRounds.repeats, contentionRounds.median, contentionRounds.spreadText)
         if !coreSpeeds.isEmpty {
             line += "    core_speeds: [\(coreSpeeds.map { String(format: "%.4f", $0) }.joined(separator: ", "))]   # each core's best step alone over the cores' mean: fleet compare prices a rank pinned to core c at core_speeds[c] × the kernels below\n"
+        }
+        if let steps = coreSteps {
+            func ms(_ values: [Double]) -> String { values.map { String(format: "%.3f", $0 * 1000) }.joined(separator: ", ") }
+            line += "    core_step_ms: {alone: [\(ms(steps.alone))], together: [\(ms(steps.together))]}   # each core's best forward+backward of a one-process step at batch \(batch), alone and with every core computing one: fleet compare times them again before each run (its drift probe)\n"
         }
         return line
     }

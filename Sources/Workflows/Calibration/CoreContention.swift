@@ -46,6 +46,12 @@ public struct CoreContention {
             let ratios = (0..<count).map { core in together.map { $0[core] }.min()! / alone.map { $0[core] }.min()! }
             return ratios.reduce(0, +) / Double(count)
         }
+        /// Each core's best block time alone and with every core busy (seconds): the drift probe's reference.
+        public var best: KernelCalibration.CoreSteps? {
+            guard let count = alone.first?.count, count > 0, !together.isEmpty else { return nil }
+            return KernelCalibration.CoreSteps(alone: (0..<count).map { core in alone.map { $0[core] }.min()! },
+                                               together: (0..<count).map { core in together.map { $0[core] }.min()! })
+        }
         /// Each core's speed alone over the cores' mean, from each core's best round (as the
         /// contention: a slow round says more about the host's other guests than about the core).
         public var speeds: [Double] {
@@ -68,7 +74,7 @@ public struct CoreContention {
     }
 
     /// One thread per core in `on`, each pinned to it, started together; returns each one's block time.
-    private func runBlocks(on cores: [Int]) -> [Double] {
+    public func runBlocks(on cores: [Int]) -> [Double] {
         let times = TimeSlots(count: cores.count)
         let ready = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0), done = DispatchGroup()
         let block = self.shapes, slots = times

@@ -16,6 +16,8 @@ public struct DriftProbe: Sendable {
     public let shapes: [GEMMShape]
     /// Rounds of the probe, each timing every shape once for at least 10 ms.
     public var rounds = 9
+    /// The batch of calibrate's training steps (the scenario's), for `stepSpeeds`.
+    public var stepBatch: Int?
 
     public init(calibration: KernelCalibration, model: ModelSpec, sequence: Int, shapes count: Int = 3) {
         self.calibration = calibration
@@ -100,6 +102,26 @@ public struct DriftProbe: Sendable {
         for _ in 0..<cores { go.signal() }
         done.wait()
         return Array(UnsafeBufferPointer(start: result.pointer, count: cores))
+    }
+
+    /// Each core's speed now from real training steps (calibrate's contention block: a
+    /// one-process step's forward and backward, a trainer per core) against calibrate's best
+    /// step on that core: alone, each core in turn, or `together`, every core at once — what a
+    /// run's ranks compute, memory-bound kernels included, which a burst of products misses.
+    /// nil without that reference (a calibration from before it, one core, no `stepBatch`) or
+    /// when a step fails.
+    public func stepSpeeds(cores: Int, together: Bool, rounds: Int = 3) -> [Double]? {
+        guard let steps = calibration.coreSteps, let batch = stepBatch, cores > 1,
+              steps.alone.count == cores, steps.together.count == cores else { return nil }
+        var block = CoreContention(shapes: [], rates: { _ in 1e9 }, rounds: rounds, cores: cores)
+        block.steps = (model, batch)
+        var best = [Double](repeating: .infinity, count: cores)
+        for _ in 0..<rounds {
+            let times = together ? block.runBlocks(on: Array(0..<cores)) : (0..<cores).map { block.runBlocks(on: [$0])[0] }
+            for core in 0..<cores where times[core].isFinite { best[core] = min(best[core], times[core]) }
+        }
+        guard best.allSatisfy(\.isFinite) else { return nil }
+        return zip(together ? steps.together : steps.alone, best).map { $0 / $1 }
     }
 
     /// A timer per probed shape, one repeat each, buffers made once for the whole probe.

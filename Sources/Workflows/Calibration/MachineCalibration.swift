@@ -107,6 +107,7 @@ public struct MachineCalibration {
         result.contention = measured.contention
         result.contentionRounds = Measurement(measured.slowdowns)
         result.coreSpeeds = measured.speeds
+        result.coreSteps = measured.best
         progress(String(format: "  all %d cores computing at once: each %.3f × its time alone (best of %d rounds; the rounds' own ratios %@); each core alone: %@ × the mean",
                         result.cores, measured.contention, repeats, result.contentionRounds.spreadText,
                         measured.speeds.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
