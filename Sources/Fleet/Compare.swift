@@ -111,7 +111,8 @@ struct Compare: ParsableCommand {
             }
             // Right before each run, the machine's speed against the calibration's (drift control).
             let probe = base.device.calibration.map { calibration -> DriftProbe in
-                var probe = DriftProbe(calibration: calibration, model: model, sequence: model.context)
+                // The calibration's own model and batch: its steps are what the probe times again.
+                var probe = DriftProbe(calibration: calibration, model: base.model, sequence: base.model.context)
                 probe.stepBatch = base.batch
                 return probe
             }
