@@ -8,6 +8,13 @@ extension StepSimulator {
     /// sets the step and what each asymmetric element alone adds.
     public func run() -> StepReport { run(everyPipeline: false) }
 
+    /// The step time alone: on an asymmetric fleet `run()` also simulates the uniform fleet and
+    /// each asymmetric element on its own (their delays), which a caller wanting only the time —
+    /// compare's hundred draws per layout — need not pay for.
+    public func stepTime() -> SimTime {
+        scenario.asymmetry.isEmpty ? run(pipeline: (0, 0)).stepTime : slowestPipeline(every: false).stepTime
+    }
+
     func run(everyPipeline: Bool) -> StepReport {
         let s = scenario
         guard everyPipeline || !s.asymmetry.isEmpty else { return run(pipeline: (0, 0)) }

@@ -57,7 +57,7 @@ public struct Comparison {
         if let speeds = row.coreSpeeds, speeds.count > 1, let c = s.device.calibration, c.pinned {
             s.asymmetry.cores = Asymmetry.PinnedCores(speeds: speeds.map { $0 / (1 + drift) }, sharedByNodes: c.coresSharedByNodes)
         }
-        row.driftAdjusted = (StepSimulator(scenario: s).run().stepTime.seconds, interval(s, seed: row.name))
+        row.driftAdjusted = (StepSimulator(scenario: s).stepTime().seconds, interval(s, seed: row.name))
     }
 
     /// The calibrated scenario set up for `layout`.
@@ -93,7 +93,7 @@ public struct Comparison {
         let times = (0..<draws).map { _ -> Double in
             var s = scenario
             s.device.calibration = calibration.drawn(pick)
-            return StepSimulator(scenario: s).run().stepTime.seconds
+            return StepSimulator(scenario: s).stepTime().seconds
         }
         return (Measurement.quantile(times, 0.1), Measurement.quantile(times, 0.9))
     }

@@ -55,6 +55,10 @@ final class PinnedCoresTests: XCTestCase {
         // tp2 meets at every layer: its pair computes at the slower core's pace too.
         let tp = StepSimulator(scenario: try scenario(ParallelLayout(tp: 2))).run().breakdown.compute.seconds
         XCTAssertEqual(tp, StepSimulator(scenario: try scenario(ParallelLayout(tp: 2), speeds: nil)).run().breakdown.compute.seconds / 0.8, accuracy: 1e-9)
+        // The time alone (what compare's draws ask for) is the full report's, without the per-element runs.
+        for s in [two, try scenario(ParallelLayout(tp: 2)), try scenario(ParallelLayout(dp: 2), speeds: nil)] {
+            XCTAssertEqual(StepSimulator(scenario: s).stepTime(), StepSimulator(scenario: s).run().stepTime)
+        }
     }
 
     func testRanksMapToCoresRoundRobinPerNodeOrOverTheWorldOnTestHosts() throws {
